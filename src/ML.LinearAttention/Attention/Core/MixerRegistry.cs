@@ -1,0 +1,84 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+
+namespace Microsoft.ML.LinearAttention.Attention;
+
+/// <summary>What the registry knows of one mechanism.</summary>
+/// <param name="Name">Registry name, case-insensitive (e.g. "hedgehog").</param>
+/// <param name="Description">One line for docs and error messages.</param>
+/// <param name="OptionsType">Its options record type.</param>
+/// <param name="SupportsBidirectional">Has a non-causal (encoder) form.</param>
+/// <param name="SupportsCausal">Has a causal form.</param>
+public sealed record MixerInfo(string Name, string Description, Type OptionsType, bool SupportsBidirectional, bool SupportsCausal)
+{
+    internal Func<MixerConfig, MixerOptions, TokenMixer> Factory { get; init; } = null!;
+}
+
+/// <summary>
+/// The one registry of token mixers: a mechanism is chosen by name plus an options record, so ML.NET options and
+/// sweeps can select it. Built-in mechanisms are listed in <see cref="BuiltInMixers"/>.
+/// </summary>
+public static class MixerRegistry
+{
+    private static readonly ConcurrentDictionary<string, MixerInfo> Entries = new(StringComparer.OrdinalIgnoreCase);
+
+    static MixerRegistry() => BuiltInMixers.RegisterAll();
+
+    /// <summary>Every registered mechanism, sorted by name.</summary>
+    public static IReadOnlyList<MixerInfo> All => Entries.Values.OrderBy(e => e.Name, StringComparer.Ordinal).ToList();
+
+    /// <summary>Adds a mechanism. Names are unique (case-insensitive).</summary>
+    public static void Register<TOptions>(string name, string description, bool bidirectional, bool causal,
+        Func<MixerConfig, TOptions, TokenMixer> factory) where TOptions : MixerOptions, new()
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentNullException.ThrowIfNull(factory);
+        var info = new MixerInfo(name, description, typeof(TOptions), bidirectional, causal)
+        {
+            Factory = (config, options) => factory(config, (TOptions)options),
+        };
+        if (!Entries.TryAdd(name, info))
+            throw new InvalidOperationException($"A token mixer named '{name}' is already registered.");
+    }
+
+    /// <summary>True when <paramref name="name"/> is registered.</summary>
+    public static bool Contains(string name) => Entries.ContainsKey(name);
+
+    /// <summary>The registry entry for a name, or an error listing the known names.</summary>
+    public static MixerInfo Get(string name)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        if (Entries.TryGetValue(name, out var info)) return info;
+        throw new ArgumentException($"Unknown attention mechanism '{name}'. Known mechanisms: {string.Join(", ", All.Select(e => e.Name))}.", nameof(name));
+    }
+
+    /// <summary>The default options of a mechanism.</summary>
+    public static MixerOptions DefaultOptions(string name) => (MixerOptions)Activator.CreateInstance(Get(name).OptionsType)!;
+
+    /// <summary>Builds a mixer. <paramref name="options"/> null means the mechanism's defaults.</summary>
+    public static TokenMixer Create(string name, MixerConfig config, MixerOptions? options = null)
+    {
+        var info = Get(name);
+        ArgumentNullException.ThrowIfNull(config);
+        if (config.Causal && !info.SupportsCausal)
+            throw new ArgumentException($"Attention mechanism '{info.Name}' has no causal form; use a bidirectional encoder or one of: " +
+                                        string.Join(", ", All.Where(e => e.SupportsCausal).Select(e => e.Name)) + ".");
+        if (!config.Causal && !info.SupportsBidirectional)
+            throw new ArgumentException($"Attention mechanism '{info.Name}' has no bidirectional form; set Causal = true or use one of: " +
+                                        string.Join(", ", All.Where(e => e.SupportsBidirectional).Select(e => e.Name)) + ".");
+        options ??= DefaultOptions(name);
+        if (!info.OptionsType.IsInstanceOfType(options))
+            throw new ArgumentException($"Attention mechanism '{info.Name}' takes options of type {info.OptionsType.Name}, not {options.GetType().Name}.", nameof(options));
+        return info.Factory(config, options);
+    }
+
+    private static readonly JsonSerializerOptions Json = new() { IncludeFields = true, WriteIndented = false };
+
+    /// <summary>Options as JSON (their concrete type's public properties).</summary>
+    public static string SerializeOptions(MixerOptions options) => JsonSerializer.Serialize(options, options.GetType(), Json);
+
+    /// <summary>Reads options written by <see cref="SerializeOptions"/> for the mechanism <paramref name="name"/>.</summary>
+    public static MixerOptions DeserializeOptions(string name, string json)
+        => (MixerOptions?)JsonSerializer.Deserialize(json, Get(name).OptionsType, Json)
+           ?? throw new InvalidDataException($"Options for attention mechanism '{name}' could not be read from '{json}'.");
+}

@@ -1,0 +1,41 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Attention;
+
+/// <summary>
+/// The common shape of most mixers: q/k/v projections (C → C, no bias), a per-head kernel on [B, H, T, D], and an
+/// output projection. Subclasses implement <see cref="MixHeads"/>; they call <c>RegisterComponents()</c> at the end of
+/// their own constructor (TorchSharp registers fields once, so a base class must not).
+/// </summary>
+public abstract class ProjectedMixer : TokenMixer
+{
+    protected readonly Linear q_proj;
+    protected readonly Linear k_proj;
+    protected readonly Linear v_proj;
+    protected readonly Linear o_proj;
+
+    protected ProjectedMixer(string name, MixerConfig config, bool bias = false) : base(name, config)
+    {
+        int c = config.ModelDim;
+        q_proj = nn.Linear(c, c, hasBias: bias);
+        k_proj = nn.Linear(c, c, hasBias: bias);
+        v_proj = nn.Linear(c, c, hasBias: bias);
+        o_proj = nn.Linear(c, c, hasBias: bias);
+    }
+
+    /// <summary>q, k, v: [B, H, T, D]; mask [B, T] bool or null → [B, H, T, D].</summary>
+    protected abstract Tensor MixHeads(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask);
+
+    public override Tensor forward(Tensor x, Tensor? keyPaddingMask)
+    {
+        using var scope = NewDisposeScope();
+        int h = Config.NumHeads;
+        var q = Heads.Split(q_proj.forward(x), h);
+        var k = Heads.Split(k_proj.forward(x), h);
+        var v = Heads.Split(v_proj.forward(x), h);
+        var o = Heads.Merge(MixHeads(q, k, v, keyPaddingMask));
+        return Heads.ZeroPadded(o_proj.forward(o), keyPaddingMask).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,31 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Attention;
+
+/// <summary>RMSNorm over the last dimension (TorchSharp 0.107 has none); statistics in fp32 for bf16 inputs.</summary>
+public sealed class RmsNorm : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter weight;
+    private readonly double _eps;
+
+    public RmsNorm(long dim, double eps = 1e-5) : base(nameof(RmsNorm))
+    {
+        weight = new Parameter(torch.ones(dim));
+        _eps = eps;
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => Functional(x, weight, _eps);
+
+    /// <summary>x · rsqrt(mean(x²) + eps) · weight (weight may be null).</summary>
+    public static Tensor Functional(Tensor x, Tensor? weight, double eps = 1e-5)
+    {
+        using var scope = NewDisposeScope();
+        var xf = x.to(ScalarType.Float32);
+        var y = (xf * (xf.square().mean(new long[] { -1 }, keepdim: true) + eps).rsqrt()).to(x.dtype);
+        if (weight is not null) y = y * weight.to(x.dtype);
+        return y.MoveToOuterDisposeScope();
+    }
+}

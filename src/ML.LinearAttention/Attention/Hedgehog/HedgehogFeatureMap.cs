@@ -1,0 +1,42 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Attention.Hedgehog;
+
+/// <summary>
+/// Hedgehog's learnable feature map (Zhang et al., ICLR 2024; LoLCATs' untied per-head form):
+/// φ(x) = [softmax(x W_h), softmax(−x W_h)] over the feature dimension, per head h.
+/// Shapes: x [B, H, T, D] → [B, H, T, 2F]. W is [H, D, F], initialised to the identity when F = D (fla) and with
+/// Kaiming-uniform otherwise (LoLCATs).
+/// </summary>
+public sealed class HedgehogFeatureMap : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter weight;
+
+    public HedgehogFeatureMap(int numHeads, int headDim, int featureDim) : base(nameof(HedgehogFeatureMap))
+    {
+        if (featureDim <= 0) throw new ArgumentOutOfRangeException(nameof(featureDim), featureDim, "Hedgehog FeatureDim must be positive.");
+        var w = featureDim == headDim
+            ? torch.eye(headDim).unsqueeze(0).repeat(numHeads, 1, 1)
+            : torch.empty(numHeads, headDim, featureDim);
+        if (featureDim != headDim)
+            using (torch.no_grad()) nn.init.kaiming_uniform_(w, a: Math.Sqrt(5));
+        weight = new Parameter(w);
+        RegisterComponents();
+    }
+
+    /// <summary>The [H, D, F] projection.</summary>
+    public Parameter Weight => weight;
+
+    public override Tensor forward(Tensor x) => Map(x, weight);
+
+    /// <summary>The pure kernel: x [B, H, T, D], w [H, D, F] → [B, H, T, 2F]; softmax in fp32.</summary>
+    public static Tensor Map(Tensor x, Tensor w)
+    {
+        using var scope = NewDisposeScope();
+        var y = x.matmul(w.to(x.dtype).unsqueeze(0)).to(ScalarType.Float32);    // [B, H, T, F]
+        var phi = torch.cat(new[] { y.softmax(-1), (-y).softmax(-1) }, -1).clamp_min(1e-12);
+        return phi.to(x.dtype).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,75 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Attention.Softmax;
+
+/// <summary>
+/// Softmax attention. Shapes: q [B, Hq, T, D], k/v [B, H, T, D] (Hq a multiple of H: grouped heads), mask [B, T] bool
+/// (true = real token) or null; result [B, Hq, T, D], zero at padded query positions.
+/// </summary>
+public static class SoftmaxKernels
+{
+    /// <summary>Fast form: <c>scaled_dot_product_attention</c> (flash/memory-efficient kernels on GPU).</summary>
+    /// <param name="window">Sliding window: 0 = full attention. Bidirectional: keys with |i−j| ≤ window.
+    /// Causal: keys with 0 ≤ i−j &lt; window.</param>
+    public static Tensor Attention(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask, bool causal = false, int window = 0)
+    {
+        Heads.CheckQkv(q, k, v, keyPaddingMask);
+        using var scope = NewDisposeScope();
+        (k, v) = RepeatKv(q, k, v);
+        var allowed = AllowedMask(keyPaddingMask, q.shape[2], causal, window, q.device);
+        Tensor o;
+        if (allowed is null)
+            o = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: causal);
+        else
+            o = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: allowed);
+        return Heads.ZeroPadded(o, keyPaddingMask).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Naive twin: explicit scores, mask and softmax in fp32.</summary>
+    public static Tensor AttentionNaive(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask, bool causal = false, int window = 0)
+    {
+        Heads.CheckQkv(q, k, v, keyPaddingMask);
+        using var scope = NewDisposeScope();
+        var dtype = q.dtype;
+        (k, v) = RepeatKv(q, k, v);
+        var qf = q.to(ScalarType.Float32);
+        var scores = qf.matmul(k.to(ScalarType.Float32).transpose(-1, -2)) / Math.Sqrt(q.shape[3]);
+        var allowed = AllowedMask(keyPaddingMask, q.shape[2], causal, window, q.device);
+        if (allowed is not null) scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
+        var o = scores.softmax(-1).matmul(v.to(ScalarType.Float32)).to(dtype);
+        return Heads.ZeroPadded(o, keyPaddingMask).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Boolean [B or 1, 1, T, T] mask of allowed (query, key) pairs, or null for plain full/causal attention.
+    /// A padded query may always see itself so no row is empty (its output is zeroed afterwards).
+    /// </summary>
+    internal static Tensor? AllowedMask(Tensor? keyPaddingMask, long t, bool causal, int window, Device device)
+    {
+        if (keyPaddingMask is null && window <= 0 && !causal) return null;
+        if (keyPaddingMask is null && window <= 0 && causal)
+            return torch.ones(t, t, dtype: ScalarType.Bool, device: device).tril().view(1, 1, t, t);
+        var i = torch.arange(t, device: device).view(t, 1);
+        var j = torch.arange(t, device: device).view(1, t);
+        var allowed = torch.ones(t, t, dtype: ScalarType.Bool, device: device);
+        if (causal) allowed = allowed & (j <= i);
+        if (window > 0) allowed = allowed & (causal ? (i - j) < window : (i - j).abs() <= window);
+        var m = allowed.view(1, 1, t, t);
+        if (keyPaddingMask is not null)
+        {
+            var diagonal = torch.eye(t, dtype: ScalarType.Bool, device: device).view(1, 1, t, t);
+            m = (m & keyPaddingMask.view(-1, 1, 1, t)) | diagonal;
+        }
+        return m;
+    }
+
+    private static (Tensor k, Tensor v) RepeatKv(Tensor q, Tensor k, Tensor v)
+    {
+        long hq = q.shape[1], hk = k.shape[1];
+        if (hq == hk) return (k, v);
+        if (hq % hk != 0) throw new ArgumentException($"Query heads ({hq}) must be a multiple of key/value heads ({hk}).");
+        long r = hq / hk;
+        return (k.repeat_interleave(r, dim: 1), v.repeat_interleave(r, dim: 1));
+    }
+}

@@ -1,0 +1,52 @@
+using Microsoft.ML.LinearAttention.Attention;
+using Microsoft.ML.LinearAttention.Attention.Hedgehog;
+using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using Microsoft.ML.LinearAttention.Tests.Infrastructure;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Tests.Attention;
+
+public class HedgehogTests
+{
+    [Theory]
+    [InlineData(false, ScalarType.Float32)]
+    [InlineData(true, ScalarType.Float32)]
+    [InlineData(false, ScalarType.BFloat16)]
+    public void Fast_matches_naive_including_feature_map_weight_gradients(bool causal, ScalarType dtype)
+    {
+        Torch.Seed();
+        long[] lengths = { 41, 20 };
+        var mask = KernelAssert.LengthMask(lengths);
+        var q = KernelAssert.Random(new long[] { 2, 2, 41, 8 }, dtype);
+        var k = KernelAssert.Random(new long[] { 2, 2, 41, 8 }, dtype);
+        var v = KernelAssert.Random(new long[] { 2, 2, 41, 8 }, dtype);
+        var wq = KernelAssert.Random(new long[] { 2, 8, 6 }, dtype, scale: 0.3);
+        var wk = KernelAssert.Random(new long[] { 2, 8, 6 }, dtype, scale: 0.3);
+        Func<Tensor[], Tensor> fast = i => causal
+            ? LinearAttentionKernels.Causal(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], mask, chunk: 16)
+            : LinearAttentionKernels.Bidirectional(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], mask);
+        Func<Tensor[], Tensor> naive = i => causal
+            ? LinearAttentionKernels.CausalNaive(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], mask)
+            : LinearAttentionKernels.BidirectionalNaive(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], mask);
+        KernelAssert.SameOutputsAndGradients(fast, naive, new[] { q, k, v, wq, wk }, dtype, $"hedgehog causal={causal}", KernelAssert.HeadMask(mask));
+    }
+
+    [Fact]
+    public void Feature_map_is_a_positive_distribution_per_half()
+    {
+        Torch.Seed();
+        var phi = HedgehogFeatureMap.Map(torch.randn(1, 2, 5, 4), torch.randn(2, 4, 3));
+        Assert.Equal(new long[] { 1, 2, 5, 6 }, phi.shape);
+        Assert.True((phi > 0).all().item<bool>());
+        KernelAssert.Close(phi.narrow(-1, 0, 3).sum(-1), torch.ones(1, 2, 5), 1e-5, 1e-5, "softmax half sums to 1");
+    }
+
+    [Fact]
+    public void Identity_initialised_map_when_feature_dim_is_head_dim()
+    {
+        var map = new HedgehogFeatureMap(3, 4, 4);
+        KernelAssert.Close(map.Weight[1], torch.eye(4), 0, 0, "identity init");
+    }
+}
