@@ -34,6 +34,25 @@ public class MixerRegistryTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(Mechanisms))]
+    public void Every_benchmark_case_runs_forward_and_backward_on_cpu(string name)
+    {
+        Torch.Seed();
+        var info = MixerRegistry.Get(name);
+        if (info.BenchCases is null) return;
+        var shape = new KernelBenchShape(2, 2, 70, 8, ScalarType.Float32, torch.CPU);
+        foreach (var benchCase in info.BenchCases(shape))
+        {
+            using var scope = torch.NewDisposeScope();
+            var inputs = benchCase.MakeInputs();
+            var output = benchCase.Run(inputs);
+            Assert.False(output.isnan().any().item<bool>(), $"{name}/{benchCase.Name}: NaN");
+            output.sum().backward();
+            Assert.Contains(inputs, i => i.requires_grad && i.grad is not null);
+        }
+    }
+
     [Fact]
     public void Unknown_name_lists_the_known_ones()
     {

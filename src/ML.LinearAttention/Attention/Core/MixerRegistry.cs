@@ -12,7 +12,19 @@ namespace Microsoft.ML.LinearAttention.Attention;
 public sealed record MixerInfo(string Name, string Description, Type OptionsType, bool SupportsBidirectional, bool SupportsCausal)
 {
     internal Func<MixerConfig, MixerOptions, TokenMixer> Factory { get; init; } = null!;
+
+    /// <summary>Kernel-level benchmark cases of the mechanism (fast kernel only, no projections), or null.</summary>
+    public Func<KernelBenchShape, IEnumerable<KernelBenchCase>>? BenchCases { get; init; }
 }
+
+/// <summary>Sizes of one kernel benchmark point: q/k/v are [B, H, T, D] in <paramref name="DType"/> on <paramref name="Device"/>.</summary>
+public sealed record KernelBenchShape(long B, long H, long T, long D, TorchSharp.torch.ScalarType DType, TorchSharp.torch.Device Device);
+
+/// <summary>
+/// One kernel to time: <paramref name="MakeInputs"/> builds fresh leaf inputs (those that are learned or projected
+/// require grad), <paramref name="Run"/> is the fast kernel. The benchmark times Run (fwd) and Run + backward.
+/// </summary>
+public sealed record KernelBenchCase(string Name, bool Causal, Func<TorchSharp.torch.Tensor[]> MakeInputs, Func<TorchSharp.torch.Tensor[], TorchSharp.torch.Tensor> Run);
 
 /// <summary>
 /// The one registry of token mixers: a mechanism is chosen by name plus an options record, so ML.NET options and
@@ -29,13 +41,15 @@ public static class MixerRegistry
 
     /// <summary>Adds a mechanism. Names are unique (case-insensitive).</summary>
     public static void Register<TOptions>(string name, string description, bool bidirectional, bool causal,
-        Func<MixerConfig, TOptions, TokenMixer> factory) where TOptions : MixerOptions, new()
+        Func<MixerConfig, TOptions, TokenMixer> factory, Func<KernelBenchShape, IEnumerable<KernelBenchCase>>? benchCases = null)
+        where TOptions : MixerOptions, new()
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         ArgumentNullException.ThrowIfNull(factory);
         var info = new MixerInfo(name, description, typeof(TOptions), bidirectional, causal)
         {
             Factory = (config, options) => factory(config, (TOptions)options),
+            BenchCases = benchCases,
         };
         if (!Entries.TryAdd(name, info))
             throw new InvalidOperationException($"A token mixer named '{name}' is already registered.");

@@ -1,0 +1,18 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Attention.Softmax;
+
+/// <summary>Kernel benchmark cases of softmax attention: SDPA full and causal, and a sliding window of 512.</summary>
+internal static class SoftmaxBench
+{
+    internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
+    {
+        Tensor[] Make() => Enumerable.Range(0, 3)
+            .Select(_ => torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true)).ToArray();
+        yield return new KernelBenchCase("sdpa", false, Make, i => SoftmaxKernels.Attention(i[0], i[1], i[2], null));
+        yield return new KernelBenchCase("sdpa causal", true, Make, i => SoftmaxKernels.Attention(i[0], i[1], i[2], null, causal: true));
+        if (s.T > 512)
+            yield return new KernelBenchCase("swa 512 (masked sdpa)", false, Make, i => SoftmaxKernels.Attention(i[0], i[1], i[2], null, window: 512));
+    }
+}
