@@ -73,6 +73,9 @@ public static class DevicePolicy
         return torch.CPU;
     }
 
+    /// <summary>Why CUDA is unavailable in this process, and how to fix it (for tools and samples).</summary>
+    public static string DescribeMissingCudaForSamples() => DescribeMissingCuda(TorchCudaProbe.Instance);
+
     internal static string DescribeMissingCuda(ICudaProbe probe)
         => probe.CudaLibtorchPresent
             ? "a CUDA build of libtorch is loaded but it sees no usable GPU (check the NVIDIA driver with nvidia-smi, CUDA_VISIBLE_DEVICES, and that the driver supports libtorch's CUDA 12.8)."

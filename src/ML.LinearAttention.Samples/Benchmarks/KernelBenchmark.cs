@@ -1,0 +1,147 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Microsoft.ML.LinearAttention.Attention;
+using Microsoft.ML.LinearAttention.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
+
+/// <summary>
+/// `bench kernels`: fwd and fwd+bwd milliseconds and peak memory of every registered kernel benchmark case next to
+/// SDPA, at a fixed token budget per batch (B = tokens / T), in one process, written to kernels.md and kernels.json.
+/// </summary>
+public static class KernelBenchmark
+{
+    public sealed record Result(string Mechanism, string Case, bool Causal, long T, long B, double? FwdMs, double? FwdBwdMs, double? PeakMiB, string? Error);
+
+    public static int Run(KernelBenchmarkOptions options, TextWriter log)
+    {
+        TorchRuntime.EnsureLoaded();
+        bool cuda = options.Device is null ? torch.cuda.is_available() : options.Device == "cuda";
+        if (cuda && !torch.cuda.is_available())
+            throw new ArgumentException("--device cuda was asked for but CUDA is not available: " + DevicePolicy.DescribeMissingCudaForSamples());
+        var device = cuda ? new Device(DeviceType.CUDA, 0) : torch.CPU;
+        var dtype = (options.DType ?? (cuda ? "bf16" : "fp32")) switch
+        {
+            "bf16" => ScalarType.BFloat16,
+            "fp32" => ScalarType.Float32,
+            var d => throw new ArgumentException($"--dtype {d} is not supported; use bf16 or fp32."),
+        };
+        var memory = cuda ? new CudaMemoryProbe(0) : null;
+        var mechanisms = MixerRegistry.All.Where(m => m.BenchCases != null && (options.Only == null || options.Only.Contains(m.Name, StringComparer.OrdinalIgnoreCase))).ToList();
+        if (options.Only != null)
+            foreach (var unknown in options.Only.Where(n => !MixerRegistry.Contains(n)))
+                throw new ArgumentException($"--only names an unknown mechanism '{unknown}'. Known: {string.Join(", ", MixerRegistry.All.Select(m => m.Name))}.");
+        log.WriteLine($"bench kernels on {device} ({options.Machine}), {dtype}, {options.TokensPerBatch} tokens per batch, H={options.Heads}, D={options.HeadDim}; memory: {memory?.Unavailable ?? (cuda ? "cudaMallocAsync pool high-water mark" : "not measured on CPU")}");
+
+        var results = new List<Result>();
+        var tooSlow = new HashSet<string>();
+        foreach (var mechanism in mechanisms)
+        foreach (long t in options.Lengths)
+        {
+            long b = Math.Max(1, options.TokensPerBatch / t);
+            var shape = new KernelBenchShape(b, options.Heads, t, options.HeadDim, dtype, device);
+            foreach (var benchCase in mechanism.BenchCases!(shape))
+            {
+                string key = mechanism.Name + "/" + benchCase.Name;
+                if (tooSlow.Contains(key)) { results.Add(new Result(mechanism.Name, benchCase.Name, benchCase.Causal, t, b, null, null, null, "skipped: over 5 s per step at a shorter length")); continue; }
+                var result = Measure(mechanism.Name, benchCase, t, b, cuda, device, memory, options.SecondsPerCase);
+                results.Add(result);
+                if (result.FwdBwdMs > 5000) tooSlow.Add(key);
+                log.WriteLine($"{key,-40} T={t,6} B={b,3}  fwd {Fmt(result.FwdMs)} ms  fwd+bwd {Fmt(result.FwdBwdMs)} ms  peak {Fmt(result.PeakMiB)} MiB {result.Error}");
+            }
+        }
+        Directory.CreateDirectory(options.OutputDirectory);
+        File.WriteAllText(Path.Combine(options.OutputDirectory, "kernels.json"), JsonSerializer.Serialize(new { options.CommandLine, options.Commit, options.Machine, Device = device.ToString(), DType = dtype.ToString(), options.TokensPerBatch, options.Heads, options.HeadDim, Results = results }, new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(Path.Combine(options.OutputDirectory, "kernels.md"), Markdown(options, device, dtype, memory, results));
+        log.WriteLine($"wrote {Path.Combine(options.OutputDirectory, "kernels.md")} and kernels.json");
+        return 0;
+    }
+
+    private static Result Measure(string mechanism, KernelBenchCase benchCase, long t, long b, bool cuda, Device device, CudaMemoryProbe? memory, double seconds)
+    {
+        try
+        {
+            using var scope = NewDisposeScope();
+            var inputs = benchCase.MakeInputs();
+            void Sync() { if (cuda) torch.cuda.synchronize(device); }
+            void Forward() { using var s = NewDisposeScope(); using var _ = torch.no_grad(); benchCase.Run(inputs); }
+            void ForwardBackward()
+            {
+                using var s = NewDisposeScope();
+                foreach (var input in inputs) if (input.requires_grad && input.grad is not null) input.grad.zero_();
+                var output = benchCase.Run(inputs);
+                output.backward(new[] { torch.ones_like(output) });
+            }
+            // Warm-up (kernel selection, allocator), then time until the budget is spent (at least 3 repetitions).
+            ForwardBackward(); Forward(); Sync();
+            double fwd = Time(Forward, Sync, seconds / 2);
+            memory?.ResetPeak();
+            double fwdBwd = Time(ForwardBackward, Sync, seconds / 2);
+            double? peak = memory?.PeakBytes() is long bytes ? bytes / (1024.0 * 1024.0) : null;
+            return new Result(mechanism, benchCase.Name, benchCase.Causal, t, b, fwd, fwdBwd, peak, null);
+        }
+        catch (Exception e)
+        {
+            string message = e.Message.Split('\n')[0];
+            return new Result(mechanism, benchCase.Name, benchCase.Causal, t, b, null, null, null, "error: " + (message.Length > 160 ? message[..160] : message));
+        }
+    }
+
+    private static double Time(Action step, Action sync, double seconds)
+    {
+        var watch = Stopwatch.StartNew();
+        int reps = 0;
+        sync();
+        watch.Restart();
+        do { step(); reps++; sync(); } while (reps < 3 || (watch.Elapsed.TotalSeconds < seconds && reps < 50));
+        return watch.Elapsed.TotalMilliseconds / reps;
+    }
+
+    private static string Fmt(double? v) => v is null ? "—" : v.Value.ToString(v < 10 ? "F3" : v < 100 ? "F2" : "F1", CultureInfo.InvariantCulture);
+
+    private static string Markdown(KernelBenchmarkOptions o, Device device, ScalarType dtype, CudaMemoryProbe? memory, List<Result> results)
+    {
+        var md = new StringBuilder();
+        md.AppendLine("# Attention kernel benchmark");
+        md.AppendLine();
+        md.AppendLine("Generated by the command below; do not edit by hand.");
+        md.AppendLine();
+        md.AppendLine($"- command: `dotnet ML.LinearAttention.Samples.dll {o.CommandLine.Trim()}`");
+        md.AppendLine($"- commit: `{o.Commit}`; machine: {o.Machine}; device: {device}; dtype: {dtype}; libtorch {torch.__version__}");
+        md.AppendLine($"- {o.TokensPerBatch} tokens per batch (B = tokens / T), H = {o.Heads}, D = {o.HeadDim}; kernels only (no projections); fwd under no_grad, fwd+bwd with an all-ones upstream gradient");
+        md.AppendLine($"- peak memory: {(memory == null ? "not measured on CPU" : memory.Unavailable ?? "high-water mark of the CUDA default memory pool during fwd+bwd (PyTorch allocator backend cudaMallocAsync), inputs included")}");
+        md.AppendLine();
+        var lengths = results.Select(r => r.T).Distinct().OrderBy(t => t).ToList();
+        md.AppendLine("## Milliseconds, `fwd | fwd+bwd`, and peak MiB");
+        md.AppendLine();
+        md.AppendLine("| mechanism | case | " + string.Join(" | ", lengths.Select(t => $"T={t}")) + " |");
+        md.AppendLine("|---|---|" + string.Concat(lengths.Select(_ => "---|")));
+        foreach (var group in results.GroupBy(r => (r.Mechanism, r.Case)))
+        {
+            var cells = lengths.Select(t => group.FirstOrDefault(r => r.T == t) is { } r
+                ? r.Error is null ? $"{Fmt(r.FwdMs)} \\| {Fmt(r.FwdBwdMs)}" + (r.PeakMiB is null ? "" : $" ({r.PeakMiB:F0} MiB)") : r.Error.Replace("|", "/")
+                : "");
+            md.AppendLine($"| {group.Key.Mechanism} | {group.Key.Case} | {string.Join(" | ", cells)} |");
+        }
+        md.AppendLine();
+        md.AppendLine("## fwd+bwd speed-up over SDPA of the same direction (SDPA time / kernel time; > 1 is faster)");
+        md.AppendLine();
+        md.AppendLine("| mechanism | case | " + string.Join(" | ", lengths.Select(t => $"T={t}")) + " |");
+        md.AppendLine("|---|---|" + string.Concat(lengths.Select(_ => "---|")));
+        foreach (var group in results.GroupBy(r => (r.Mechanism, r.Case)))
+        {
+            var cells = lengths.Select(t =>
+            {
+                var r = group.FirstOrDefault(x => x.T == t);
+                var sdpa = results.FirstOrDefault(x => x.Mechanism == "softmax" && x.T == t && x.Case == (r?.Causal == true ? "sdpa causal" : "sdpa"));
+                return r?.FwdBwdMs is double mine && sdpa?.FwdBwdMs is double reference ? (reference / mine).ToString("F2", CultureInfo.InvariantCulture) + "×" : "—";
+            });
+            md.AppendLine($"| {group.Key.Mechanism} | {group.Key.Case} | {string.Join(" | ", cells)} |");
+        }
+        return md.ToString();
+    }
+}

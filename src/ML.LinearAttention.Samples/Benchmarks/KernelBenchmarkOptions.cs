@@ -1,0 +1,46 @@
+namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
+
+/// <summary>Command-line options of `bench kernels`.</summary>
+public sealed record KernelBenchmarkOptions
+{
+    public string OutputDirectory { get; init; } = Path.Combine("docs", "benchmarks");
+    public long TokensPerBatch { get; init; } = 32768;
+    public long[] Lengths { get; init; } = { 512, 2048, 8192, 32768 };
+    public long Heads { get; init; } = 12;
+    public long HeadDim { get; init; } = 64;
+    public string[]? Only { get; init; }
+    public string? Device { get; init; }
+    public string? DType { get; init; }
+    public string Commit { get; init; } = "unknown";
+    public string Machine { get; init; } = "unknown";
+    public string CommandLine { get; init; } = "";
+    public double SecondsPerCase { get; init; } = 0.6;
+
+    public static KernelBenchmarkOptions Parse(string[] args)
+    {
+        var o = new KernelBenchmarkOptions { CommandLine = "bench kernels " + string.Join(' ', args) };
+        for (int i = 0; i < args.Length; i++)
+        {
+            string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option {args[i]} needs a value.");
+            long[] Longs(string v) => v.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(s =>
+                long.TryParse(s, out var n) && n > 0 ? n : throw new ArgumentException($"'{s}' is not a positive integer (in '{v}').")).ToArray();
+            long Long(string v) => Longs(v).Single();
+            o = args[i] switch
+            {
+                "--out" => o with { OutputDirectory = Value() },
+                "--tokens" => o with { TokensPerBatch = Long(Value()) },
+                "--lengths" => o with { Lengths = Longs(Value()) },
+                "--heads" => o with { Heads = Long(Value()) },
+                "--dim" => o with { HeadDim = Long(Value()) },
+                "--only" => o with { Only = Value().Split(',', StringSplitOptions.RemoveEmptyEntries) },
+                "--device" => o with { Device = Value() },
+                "--dtype" => o with { DType = Value() },
+                "--commit" => o with { Commit = Value() },
+                "--machine" => o with { Machine = Value() },
+                "--seconds" => o with { SecondsPerCase = double.Parse(Value(), System.Globalization.CultureInfo.InvariantCulture) },
+                _ => throw new ArgumentException($"Unknown option '{args[i]}' for bench kernels."),
+            };
+        }
+        return o;
+    }
+}

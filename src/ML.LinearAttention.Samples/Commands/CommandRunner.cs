@@ -1,0 +1,55 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.ML.LinearAttention.Samples.Benchmarks;
+using Microsoft.ML.LinearAttention.Samples.Demos;
+
+namespace Microsoft.ML.LinearAttention.Samples.Commands;
+
+/// <summary>Dispatches the command line to a sample or benchmark.</summary>
+public sealed class CommandRunner(ILogger<CommandRunner> logger)
+{
+    private const string Usage = """
+        usage: ML.LinearAttention.Samples [command] [options]
+          demo                     (default) train, evaluate and compare attention mechanisms on built-in data, offline
+          bench kernels [options]  time every registered attention kernel next to SDPA (use on a GPU machine)
+              --out DIR            where to write kernels.md / kernels.json (default docs/benchmarks)
+              --tokens N           tokens per batch (default 32768); B = N / T
+              --lengths a,b,c      sequence lengths (default 512,2048,8192,32768)
+              --heads H --dim D    heads and head dimension (default 12, 64)
+              --only a,b           only these mechanisms (registry names)
+              --device cpu|cuda    (default cuda when available)
+              --dtype bf16|fp32    (default bf16 on cuda, fp32 on cpu)
+        """;
+
+    public async Task<int> RunAsync(string[] args, CancellationToken cancellation)
+    {
+        string command = args.Length == 0 ? "demo" : args[0].ToLowerInvariant();
+        try
+        {
+            switch (command)
+            {
+                case "demo":
+                    AttentionDemo.Run(Console.Out, cancellation);
+                    return 0;
+                case "bench" when args.Length > 1 && args[1] == "kernels":
+                    return await Task.Run(() => KernelBenchmark.Run(KernelBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
+                case "--help" or "-h" or "help":
+                    Console.WriteLine(Usage);
+                    return 0;
+                default:
+                    Console.Error.WriteLine($"Unknown command '{string.Join(' ', args)}'.");
+                    Console.Error.WriteLine(Usage);
+                    return 2;
+            }
+        }
+        catch (ArgumentException e)
+        {
+            logger.LogError("{Message}", e.Message);
+            return 2;
+        }
+        catch (OperationCanceledException)
+        {
+            logger.LogWarning("Cancelled.");
+            return 130;
+        }
+    }
+}
