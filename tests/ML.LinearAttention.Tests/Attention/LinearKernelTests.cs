@@ -53,6 +53,18 @@ public class LinearKernelTests
     }
 
     [Fact]
+    public void Long_sequences_use_blocked_state_and_still_match_naive()
+    {
+        // T > 2048 takes the 1024-token partial-product path of the state, with a remainder block.
+        var x = Inputs(new long[] { 2300, 2100 }, 1, 4, 4, ScalarType.Float32);
+        var mask = KernelAssert.LengthMask(2300, 2100);
+        KernelAssert.SameOutputsAndGradients(
+            i => LinearAttentionKernels.Bidirectional(i[0], i[1], i[2], mask),
+            i => LinearAttentionKernels.BidirectionalNaive(i[0], i[1], i[2], mask),
+            x, ScalarType.Float32, "blocked bidirectional", KernelAssert.HeadMask(mask));
+    }
+
+    [Fact]
     public void Causal_recurrent_agrees_with_naive()
     {
         var x = Inputs(new long[] { 19, 11 }, 2, 4, 3, ScalarType.Float32);

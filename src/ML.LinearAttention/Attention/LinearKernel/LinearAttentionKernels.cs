@@ -18,29 +18,51 @@ public static class LinearAttentionKernels
 
     // ---- bidirectional ----
 
-    /// <summary>Fast bidirectional form, O(T·Dk·Dv): one [Dk, Dv+1] state per head (the normalizer rides along as a
-    /// column of ones appended to v, so numerator and denominator come from the same two matmuls).</summary>
+    /// <summary>
+    /// Fast bidirectional form, O(T·Dk·Dv): one [Dk, Dv] state per head, plus the key sum z for the normalizer,
+    /// appended to the state as an extra column (padded to 8 columns for tensor-core alignment) so one matmul with q
+    /// yields numerator and denominator. Long sequences build the state from 1024-token partial products (more
+    /// parallel work for the GPU than one long reduction), summed in fp32.
+    /// </summary>
     public static Tensor Bidirectional(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask, bool normalize = true, double eps = DefaultEps)
     {
         Heads.CheckQkv(q, k, v, keyPaddingMask);
         using var scope = NewDisposeScope();
-        long t = k.shape[2];
-        var n = Heads.ValidCount(keyPaddingMask, t, q.dtype, q.device);
+        long t = k.shape[2], dv = v.shape[3];
         k = Heads.ZeroPadded(k, keyPaddingMask);
+        var state = KeyValueState(k, v);                                        // [B, H, Dk, Dv] fp32
         Tensor o;
         if (normalize)
         {
-            var v1 = torch.cat(new[] { v, torch.ones_like(v.narrow(-1, 0, 1)) }, -1);
-            var state = k.transpose(-1, -2).matmul(v1 / n);                  // [B, H, Dk, Dv+1]
-            var out1 = q.matmul(state);                                        // [B, H, T, Dv+1]
-            long dv = v.shape[3];
-            o = out1.narrow(-1, 0, dv) / (out1.narrow(-1, dv, 1) + eps);
+            var z = k.sum(2, type: ScalarType.Float32).unsqueeze(-1);          // [B, H, Dk, 1]
+            var augmented = torch.cat(new[] { state, z, torch.zeros_like(z).expand(-1, -1, -1, 7) }, -1).to(q.dtype);
+            var outAug = q.matmul(augmented);                                   // [B, H, T, Dv + 8]
+            // Σ a·v / (Σ a + eps·n): the mean form of the docs, without dividing the large tensors by n.
+            var n = keyPaddingMask is null ? (Scalar)(double)t : null;
+            var den = outAug.narrow(-1, dv, 1);
+            den = n is null ? den + Heads.ValidCount(keyPaddingMask, t, q.dtype, q.device) * eps : den + t * eps;
+            o = outAug.narrow(-1, 0, dv) / den;
         }
         else
         {
-            o = q.matmul(k.transpose(-1, -2).matmul(v / n));
+            var n = Heads.ValidCount(keyPaddingMask, t, ScalarType.Float32, q.device);
+            o = q.matmul((state / n).to(q.dtype));
         }
         return Heads.ZeroPadded(o, keyPaddingMask).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Σ_t k_tᵀ v_t per head as fp32 [B, H, Dk, Dv]; long T in 1024-token partial products.</summary>
+    internal static Tensor KeyValueState(Tensor k, Tensor v, long block = 1024)
+    {
+        long b = k.shape[0], h = k.shape[1], t = k.shape[2], dk = k.shape[3], dv = v.shape[3];
+        if (t <= 2 * block) return k.transpose(-1, -2).matmul(v).to(ScalarType.Float32);
+        long m = t / block, main = m * block;
+        var kc = k.narrow(2, 0, main).view(b, h, m, block, dk);
+        var vc = v.narrow(2, 0, main).view(b, h, m, block, dv);
+        var state = kc.transpose(-1, -2).matmul(vc).sum(2, type: ScalarType.Float32);
+        if (main < t)
+            state = state + k.narrow(2, main, t - main).transpose(-1, -2).matmul(v.narrow(2, main, t - main)).to(ScalarType.Float32);
+        return state;
     }
 
     /// <summary>Naive twin of <see cref="Bidirectional"/>: the explicit T×T weight matrix, fp32.</summary>
@@ -65,8 +87,6 @@ public static class LinearAttentionKernels
         var dtype = q.dtype;
         long b = q.shape[0], h = q.shape[1], t = q.shape[2], dk = q.shape[3], dv = v.shape[3];
         k = Heads.ZeroPadded(k, keyPaddingMask);
-        if (normalize) v = torch.cat(new[] { v, torch.ones_like(v.narrow(-1, 0, 1)) }, -1);
-        long dvx = v.shape[3];
         long nc = (t + chunk - 1) / chunk, tp = nc * chunk;
         if (tp != t)
         {
@@ -76,29 +96,43 @@ public static class LinearAttentionKernels
         }
         var qc = q.view(b, h, nc, chunk, dk);
         var kc = k.view(b, h, nc, chunk, dk);
-        var vc = v.view(b, h, nc, chunk, dvx);
-        // Per-chunk states, then the state before each chunk (exclusive prefix sum), in fp32.
-        var chunkStates = kc.transpose(-1, -2).matmul(vc).to(ScalarType.Float32);       // [B, H, NC, Dk, Dvx]
-        // Shift, not cumsum(S) − S: the subtraction cancels in the backward pass only up to rounding, which leaks
-        // large upstream gradients of near-empty early rows into every chunk.
-        var before = nc == 1
-            ? torch.zeros_like(chunkStates)
-            : torch.cat(new[] { torch.zeros_like(chunkStates.narrow(2, 0, 1)), chunkStates.narrow(2, 0, nc - 1).cumsum(2) }, 2);
-        var inter = qc.matmul(before.to(dtype));                                       // [B, H, NC, C, Dvx]
+        var vc = v.view(b, h, nc, chunk, dv);
+        // The state before each chunk (exclusive prefix sum over chunks) in fp32; with the normalizer, the key sum
+        // rides along as an extra state column (padded to 8 for alignment).
+        var chunkStates = kc.transpose(-1, -2).matmul(vc).to(ScalarType.Float32);     // [B, H, NC, Dk, Dv]
+        if (normalize)
+        {
+            var z = kc.sum(3, type: ScalarType.Float32).unsqueeze(-1);                  // [B, H, NC, Dk, 1]
+            chunkStates = torch.cat(new[] { chunkStates, z, torch.zeros_like(z).expand(-1, -1, -1, -1, 7) }, -1);
+        }
+        var inter = qc.matmul(ExclusivePrefixSum(chunkStates, 2).to(dtype));          // [B, H, NC, C, Dv(+8)]
         var causalMask = torch.ones(chunk, chunk, dtype: ScalarType.Bool, device: q.device).tril();
         var scores = qc.matmul(kc.transpose(-1, -2)).masked_fill(causalMask.logical_not(), 0.0);
-        var outAll = (inter + scores.matmul(vc)).view(b, h, tp, dvx).narrow(2, 0, t);
+        var num = (inter.narrow(-1, 0, dv) + scores.matmul(vc)).view(b, h, tp, dv).narrow(2, 0, t);
+        var pos = torch.arange(1, t + 1, dtype: dtype, device: q.device).view(1, 1, t, 1);
         Tensor o;
         if (normalize)
         {
-            var pos = torch.arange(1, t + 1, dtype: dtype, device: q.device).view(1, 1, t, 1);
-            o = (outAll.narrow(-1, 0, dv) / pos) / (outAll.narrow(-1, dv, 1) / pos + eps);
+            var den = (inter.narrow(-1, dv, 1).squeeze(-1) + scores.sum(-1)).view(b, h, tp, 1).narrow(2, 0, t);
+            o = num / (den + pos * eps);                                                 // = mean form of the docs
         }
         else
         {
-            o = outAll / torch.arange(1, t + 1, dtype: dtype, device: q.device).view(1, 1, t, 1);
+            o = num / pos;
         }
         return Heads.ZeroPadded(o, keyPaddingMask).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Exclusive prefix sum along <paramref name="dim"/> built by shifting (zeros, then the cumsum of all but the
+    /// last slice). Not cumsum(x) − x: that subtraction cancels in the backward pass only up to rounding and leaks
+    /// large upstream gradients of near-empty early rows into every later slice.
+    /// </summary>
+    public static Tensor ExclusivePrefixSum(Tensor x, long dim)
+    {
+        long n = x.shape[dim];
+        var first = torch.zeros_like(x.narrow(dim, 0, 1));
+        return n == 1 ? first : torch.cat(new[] { first, x.narrow(dim, 0, n - 1).cumsum(dim) }, dim);
     }
 
     /// <summary>Naive twin of <see cref="Causal"/>: explicit lower-triangular T×T weights, fp32.</summary>

@@ -13,7 +13,8 @@ internal static class LinearBench
         foreach (var map in new[] { "relu", "elu" })
             yield return new KernelBenchCase($"{map} bidirectional", false, Make,
                 i => LinearAttentionKernels.Bidirectional(FeatureMaps.Apply(map, i[0]), FeatureMaps.Apply(map, i[1]), i[2], null));
-        yield return new KernelBenchCase("relu causal chunk64", true, Make,
-            i => LinearAttentionKernels.Causal(FeatureMaps.Apply("relu", i[0]), FeatureMaps.Apply("relu", i[1]), i[2], null));
+        foreach (int chunk in new[] { 64, 128 })
+            yield return new KernelBenchCase($"relu causal chunk{chunk}", true, Make,
+                i => LinearAttentionKernels.Causal(FeatureMaps.Apply("relu", i[0]), FeatureMaps.Apply("relu", i[1]), i[2], null, chunk: chunk));
     }
 }

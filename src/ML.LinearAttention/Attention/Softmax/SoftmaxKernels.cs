@@ -35,7 +35,8 @@ public static class SoftmaxKernels
         (k, v) = RepeatKv(q, k, v);
         var qf = q.to(ScalarType.Float32);
         var scores = qf.matmul(k.to(ScalarType.Float32).transpose(-1, -2)) / Math.Sqrt(q.shape[3]);
-        var allowed = AllowedMask(keyPaddingMask, q.shape[2], causal, window, q.device);
+        var allowed = AllowedMask(keyPaddingMask, q.shape[2], causal, window, q.device)
+                      ?? (causal ? torch.ones(q.shape[2], q.shape[2], dtype: ScalarType.Bool, device: q.device).tril().view(1, 1, q.shape[2], q.shape[2]) : null);
         if (allowed is not null) scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
         var o = scores.softmax(-1).matmul(v.to(ScalarType.Float32)).to(dtype);
         return Heads.ZeroPadded(o, keyPaddingMask).MoveToOuterDisposeScope();
@@ -47,9 +48,7 @@ public static class SoftmaxKernels
     /// </summary>
     internal static Tensor? AllowedMask(Tensor? keyPaddingMask, long t, bool causal, int window, Device device)
     {
-        if (keyPaddingMask is null && window <= 0 && !causal) return null;
-        if (keyPaddingMask is null && window <= 0 && causal)
-            return torch.ones(t, t, dtype: ScalarType.Bool, device: device).tril().view(1, 1, t, t);
+        if (keyPaddingMask is null && window <= 0) return null;   // plain full or causal: SDPA's is_causal, no mask
         var i = torch.arange(t, device: device).view(t, 1);
         var j = torch.arange(t, device: device).view(1, t);
         var allowed = torch.ones(t, t, dtype: ScalarType.Bool, device: device);
