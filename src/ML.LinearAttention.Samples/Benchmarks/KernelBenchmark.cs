@@ -69,12 +69,15 @@ public static class KernelBenchmark
             var inputs = benchCase.MakeInputs();
             void Sync() { if (cuda) torch.cuda.synchronize(device); }
             void Forward() { using var s = NewDisposeScope(); using var _ = torch.no_grad(); benchCase.Run(inputs); }
+            var learned = inputs.Where(i => i.requires_grad).ToArray();
+            Tensor? upstream = null;
+            // torch.autograd.grad returns fresh gradients: no accumulation pass into .grad is timed.
             void ForwardBackward()
             {
                 using var s = NewDisposeScope();
-                foreach (var input in inputs) if (input.requires_grad && input.grad is not null) input.grad.zero_();
                 var output = benchCase.Run(inputs);
-                output.backward(new[] { torch.ones_like(output) });
+                upstream ??= torch.ones_like(output).DetachFromDisposeScope();
+                torch.autograd.grad(new[] { output }, learned, new[] { upstream }, allow_unused: true);
             }
             // Warm-up (kernel selection, allocator), then time until the budget is spent (at least 3 repetitions).
             ForwardBackward(); Forward(); Sync();
@@ -82,6 +85,7 @@ public static class KernelBenchmark
             memory?.ResetPeak();
             double fwdBwd = Time(ForwardBackward, Sync, seconds / 2);
             double? peak = memory?.PeakBytes() is long bytes ? bytes / (1024.0 * 1024.0) : null;
+            upstream?.Dispose();
             return new Result(mechanism, benchCase.Name, benchCase.Causal, t, b, fwd, fwdBwd, peak, null);
         }
         catch (Exception e)
@@ -112,7 +116,7 @@ public static class KernelBenchmark
         md.AppendLine();
         md.AppendLine($"- command: `dotnet ML.LinearAttention.Samples.dll {o.CommandLine.Trim()}`");
         md.AppendLine($"- commit: `{o.Commit}`; machine: {o.Machine}; device: {device}; dtype: {dtype}; libtorch {torch.__version__}");
-        md.AppendLine($"- {o.TokensPerBatch} tokens per batch (B = tokens / T), H = {o.Heads}, D = {o.HeadDim}; kernels only (no projections); fwd under no_grad, fwd+bwd with an all-ones upstream gradient");
+        md.AppendLine($"- {o.TokensPerBatch} tokens per batch (B = tokens / T), H = {o.Heads}, D = {o.HeadDim}; kernels only (no projections); fwd under no_grad, fwd+bwd with an all-ones upstream gradient (torch.autograd.grad, no accumulation into .grad)");
         md.AppendLine($"- peak memory: {(memory == null ? "not measured on CPU" : memory.Unavailable ?? "high-water mark of the CUDA default memory pool during fwd+bwd (PyTorch allocator backend cudaMallocAsync), inputs included")}");
         md.AppendLine();
         var lengths = results.Select(r => r.T).Distinct().OrderBy(t => t).ToList();
