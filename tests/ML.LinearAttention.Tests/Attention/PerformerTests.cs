@@ -68,7 +68,7 @@ public class PerformerTests
         var approx = PerformerKernels.Attention(q, k, v, w, mask, causal);
         var exact = SoftmaxKernels.AttentionNaive(q, k, v, mask, causal);
         double err = (approx - exact).abs().mean().item<float>();
-        Assert.True(err < 0.0, $"mean |FAVOR+ − softmax| = {err}");
+        Assert.True(err < 0.015, $"mean |FAVOR+ − softmax| = {err}");
     }
 
     [Fact]
