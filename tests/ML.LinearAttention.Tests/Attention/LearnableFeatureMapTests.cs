@@ -105,6 +105,13 @@ public class LearnableFeatureMapTests
     }
 
     [Fact]
+    public void New_linear_options_round_trip_through_json()
+    {
+        var options = new LinearAttentionOptions { FeatureMap = "t2r", FeatureDim = 12, TieFeatureMaps = true, DpfpNu = 2 };
+        Assert.Equal(options, MixerRegistry.DeserializeOptions("linear", MixerRegistry.SerializeOptions(options)));
+    }
+
+    [Fact]
     public void Negative_maps_require_the_unnormalized_form_and_unknown_names_are_listed()
     {
         var config = new MixerConfig(16, 2);

@@ -118,6 +118,13 @@ public class PerformerTests
     }
 
     [Fact]
+    public void Options_round_trip_through_json()
+    {
+        var options = new PerformerOptions { NumFeatures = 32, FixedNorm = true, RedrawInterval = 0, Seed = 3, FeatureEps = 1e-6, ChunkSize = 32 };
+        Assert.Equal(options, MixerRegistry.DeserializeOptions("performer", MixerRegistry.SerializeOptions(options)));
+    }
+
+    [Fact]
     public void Bad_options_and_projection_shapes_are_explained()
     {
         var config = new MixerConfig(16, 2);

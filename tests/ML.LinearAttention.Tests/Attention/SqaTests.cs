@@ -68,6 +68,13 @@ public class SqaTests
     }
 
     [Fact]
+    public void Options_round_trip_through_json()
+    {
+        var options = new SqaOptions { Variant = "xsqa", QueryHeads = 4, KeyValueHeads = 2, Window = 16 };
+        Assert.Equal(options, MixerRegistry.DeserializeOptions("sqa", MixerRegistry.SerializeOptions(options)));
+    }
+
+    [Fact]
     public void Bad_head_counts_are_explained()
     {
         var config = new MixerConfig(32, 8);

@@ -63,6 +63,13 @@ public class TransNormerTests
         Assert.Contains("srmsnorm", Assert.Throws<ArgumentException>(() => new TransNormerMixer(new MixerConfig(8, 2), new TransNormerOptions { OutputNorm = "layernorm" })).Message);
     }
 
+    [Fact]
+    public void Options_round_trip_through_json()
+    {
+        var options = new TransNormerOptions { FeatureMap = "elu", OutputNorm = "rmsnorm", NormPerHead = true, NormEps = 1e-6, ChunkSize = 32 };
+        Assert.Equal(options, MixerRegistry.DeserializeOptions("transnormer", MixerRegistry.SerializeOptions(options)));
+    }
+
     [Theory]
     [InlineData("srmsnorm", false, 0)]
     [InlineData("rmsnorm", false, 16)]

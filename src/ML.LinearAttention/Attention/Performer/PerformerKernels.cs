@@ -77,7 +77,9 @@ public static class PerformerKernels
     }
 
     /// <summary>FAVOR+ attention: <see cref="Features"/> of q and k, then <see cref="LinearAttentionKernels.Bidirectional"/>
-    /// or (causal) <see cref="LinearAttentionKernels.Causal"/> with chunk <paramref name="chunk"/>.</summary>
+    /// or (causal) <see cref="LinearAttentionKernels.Causal"/> with chunk <paramref name="chunk"/>. Causal: the key max
+    /// spans the whole row, as in both references, so through the feature eps a position depends very weakly on later
+    /// keys in the forward value (never in the gradient: the max is a constant).</summary>
     public static Tensor Attention(Tensor q, Tensor k, Tensor v, Tensor projection, Tensor? keyPaddingMask, bool causal = false,
         double featureEps = DefaultFeatureEps, int chunk = LinearAttentionKernels.DefaultChunk)
     {

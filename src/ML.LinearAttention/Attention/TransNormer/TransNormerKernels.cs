@@ -49,10 +49,10 @@ public static class TransNormerKernels
 
     /// <summary>
     /// Fast NormAttention: <see cref="LinearAttentionKernels.Bidirectional"/> or (causal) the chunkwise
-    /// <see cref="LinearAttentionKernels.Causal"/> without denominator, then the norm.
+    /// <see cref="LinearAttentionKernels.Causal"/> without denominator, then the norm. <c>normWeight</c>: [H, Dv] weight
+    /// of RMSNorm, or null for SRMSNorm; <c>normPerHead</c>: normalize each head's Dv channels separately instead of all
+    /// H·Dv jointly.
     /// </summary>
-    /// <param name="normWeight">[H, Dv] weight of RMSNorm, or null for SRMSNorm.</param>
-    /// <param name="normPerHead">Normalize each head's Dv channels separately instead of all H·Dv jointly.</param>
     public static Tensor NormAttention(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask, bool causal = false, Tensor? normWeight = null,
         bool normPerHead = false, double normEps = DefaultNormEps, int chunk = LinearAttentionKernels.DefaultChunk)
     {
