@@ -3,18 +3,33 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.LinearAttention.Attention.LinearKernel;
 
-/// <summary>Kernel benchmark cases of plain linear attention (relu and elu+1 maps applied inside the timed call).</summary>
+/// <summary>
+/// Kernel benchmark cases of plain linear attention (feature maps applied inside the timed call): relu and elu+1,
+/// and fla's other maps: t2r and elementwise_product (learned D×D weights shared by heads), dpfp (ν = 4, 8·D features).
+/// </summary>
 internal static class LinearBench
 {
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
         Tensor[] Make() => Enumerable.Range(0, 3)
             .Select(_ => torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true)).ToArray();
+        Tensor W() => (torch.randn(s.D, s.D, dtype: s.DType, device: s.Device) / Math.Sqrt(s.D)).requires_grad_(true);
+        Tensor B() => torch.zeros(s.D, dtype: s.DType, device: s.Device).requires_grad_(true);
+        Tensor[] MakeLearned() => Make().Concat(new[] { W(), W(), B(), W(), B() }).ToArray();
         foreach (var map in new[] { "relu", "elu" })
             yield return new KernelBenchCase($"{map} bidirectional", false, Make,
                 i => LinearAttentionKernels.Bidirectional(FeatureMaps.Apply(map, i[0]), FeatureMaps.Apply(map, i[1]), i[2], null));
         foreach (int chunk in new[] { 64, 128 })
             yield return new KernelBenchCase($"relu causal chunk{chunk}", true, Make,
                 i => LinearAttentionKernels.Causal(FeatureMaps.Apply("relu", i[0]), FeatureMaps.Apply("relu", i[1]), i[2], null, chunk: chunk));
+        yield return new KernelBenchCase("t2r bidirectional", false, MakeLearned,
+            i => LinearAttentionKernels.Bidirectional(FeatureMapKernels.T2R(i[0], i[3], null), FeatureMapKernels.T2R(i[1], i[4], null), i[2], null));
+        yield return new KernelBenchCase("elementwise_product causal chunk64 (unnormalized)", true, MakeLearned,
+            i => LinearAttentionKernels.Causal(FeatureMapKernels.ElementwiseProduct(i[0], i[3], i[5], i[6], i[7]),
+                FeatureMapKernels.ElementwiseProduct(i[1], i[4], i[5], i[6], i[7]), i[2], null, normalize: false));
+        yield return new KernelBenchCase("dpfp bidirectional", false, Make,
+            i => LinearAttentionKernels.Bidirectional(FeatureMapKernels.Dpfp(i[0]), FeatureMapKernels.Dpfp(i[1]), i[2], null));
+        yield return new KernelBenchCase("dpfp causal chunk64", true, Make,
+            i => LinearAttentionKernels.Causal(FeatureMapKernels.Dpfp(i[0]), FeatureMapKernels.Dpfp(i[1]), i[2], null));
     }
 }
