@@ -1,6 +1,7 @@
 using Microsoft.ML.LinearAttention.Attention.Hedgehog;
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
 using Microsoft.ML.LinearAttention.Attention.RetNet;
+using Microsoft.ML.LinearAttention.Attention.SimpleGla;
 using Microsoft.ML.LinearAttention.Attention.Softmax;
 
 namespace Microsoft.ML.LinearAttention.Attention;
@@ -14,5 +15,6 @@ internal static class BuiltInMixers
         MixerRegistry.Register<LinearAttentionOptions>("linear", "Linear attention with a fixed feature map (elu+1, relu, identity), normalized or TransNormer-style.", true, true, (c, o) => new LinearMixer(c, o), LinearBench.Cases);
         MixerRegistry.Register<HedgehogOptions>("hedgehog", "Hedgehog: learnable softmax-mimicking feature maps [softmax(xW), softmax(-xW)].", true, true, (c, o) => new HedgehogMixer(c, o), HedgehogBench.Cases);
         MixerRegistry.Register<RetNetOptions>("retnet", "RetNet multi-scale retention: fixed per-head decay 1 − 2^(−5−h), rotary, RMSNorm + swish output gate; bidirectional = forward + reversed scans.", true, true, (c, o) => new RetNetMixer(c, o), RetNetBench.Cases);
+        MixerRegistry.Register<SimpleGlaOptions>("simple_gla", "Simple GLA: one data-dependent decay per head and step (logsigmoid/16), short convs, RMSNorm + swish output gate; bidirectional = two scans with their own gates.", true, true, (c, o) => new SimpleGlaMixer(c, o), SimpleGlaBench.Cases);
     }
 }
