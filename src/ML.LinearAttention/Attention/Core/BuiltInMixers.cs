@@ -1,3 +1,4 @@
+using Microsoft.ML.LinearAttention.Attention.Gla;
 using Microsoft.ML.LinearAttention.Attention.Hedgehog;
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
 using Microsoft.ML.LinearAttention.Attention.RetNet;
@@ -16,5 +17,6 @@ internal static class BuiltInMixers
         MixerRegistry.Register<HedgehogOptions>("hedgehog", "Hedgehog: learnable softmax-mimicking feature maps [softmax(xW), softmax(-xW)].", true, true, (c, o) => new HedgehogMixer(c, o), HedgehogBench.Cases);
         MixerRegistry.Register<RetNetOptions>("retnet", "RetNet multi-scale retention: fixed per-head decay 1 − 2^(−5−h), rotary, RMSNorm + swish output gate; bidirectional = forward + reversed scans.", true, true, (c, o) => new RetNetMixer(c, o), RetNetBench.Cases);
         MixerRegistry.Register<SimpleGlaOptions>("simple_gla", "Simple GLA: one data-dependent decay per head and step (logsigmoid/16), short convs, RMSNorm + swish output gate; bidirectional = two scans with their own gates.", true, true, (c, o) => new SimpleGlaMixer(c, o), SimpleGlaBench.Cases);
+        MixerRegistry.Register<GlaOptions>("gla", "Gated linear attention: per-channel data-dependent decays from a low-rank gate (logsigmoid/16), RMSNorm + swish output gate; bidirectional = two scans with their own gates (ViG).", true, true, (c, o) => new GlaMixer(c, o), GlaBench.Cases);
     }
 }
