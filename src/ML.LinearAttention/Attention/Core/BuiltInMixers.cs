@@ -1,5 +1,6 @@
 using Microsoft.ML.LinearAttention.Attention.Gla;
 using Microsoft.ML.LinearAttention.Attention.Hedgehog;
+using Microsoft.ML.LinearAttention.Attention.Lightning;
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
 using Microsoft.ML.LinearAttention.Attention.RetNet;
 using Microsoft.ML.LinearAttention.Attention.SimpleGla;
@@ -18,5 +19,6 @@ internal static class BuiltInMixers
         MixerRegistry.Register<RetNetOptions>("retnet", "RetNet multi-scale retention: fixed per-head decay 1 − 2^(−5−h), rotary, RMSNorm + swish output gate; bidirectional = forward + reversed scans.", true, true, (c, o) => new RetNetMixer(c, o), RetNetBench.Cases);
         MixerRegistry.Register<SimpleGlaOptions>("simple_gla", "Simple GLA: one data-dependent decay per head and step (logsigmoid/16), short convs, RMSNorm + swish output gate; bidirectional = two scans with their own gates.", true, true, (c, o) => new SimpleGlaMixer(c, o), SimpleGlaBench.Cases);
         MixerRegistry.Register<GlaOptions>("gla", "Gated linear attention: per-channel data-dependent decays from a low-rank gate (logsigmoid/16), RMSNorm + swish output gate; bidirectional = two scans with their own gates (ViG).", true, true, (c, o) => new GlaMixer(c, o), GlaBench.Cases);
+        MixerRegistry.Register<LightningOptions>("lightning", "Lightning attention (TransNormerLLM): SiLU q/k/v, ALiBi-slope decay weakening with depth, LayerNorm + sigmoid low-rank output gate; bidirectional = symmetric decay exp(−s|t−s|).", true, true, (c, o) => new LightningMixer(c, o), LightningBench.Cases);
     }
 }
