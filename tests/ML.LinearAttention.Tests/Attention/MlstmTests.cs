@@ -97,4 +97,13 @@ public class MlstmTests
         var ex = Assert.Throws<ArgumentException>(() => new MlstmMixer(new MixerConfig(48, 3), new MlstmOptions()));
         Assert.Contains("RoundUpTo", ex.Message);
     }
+
+    [Fact]
+    public void Options_round_trip_through_json()
+    {
+        var mlstm = new MlstmOptions { ForgetGate = MlstmForgetGate.Exponential, ProjFactor = 1.5, ChunkSize = 32 };
+        Assert.Equal(mlstm, MixerRegistry.DeserializeOptions("mlstm", MixerRegistry.SerializeOptions(mlstm)));
+        var gla = new Microsoft.ML.LinearAttention.Attention.Gla.GlaOptions { ClampMin = -3, UseShortConv = true };
+        Assert.Equal(gla, MixerRegistry.DeserializeOptions("gla", MixerRegistry.SerializeOptions(gla)));
+    }
 }

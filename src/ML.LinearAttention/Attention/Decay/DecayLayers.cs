@@ -7,7 +7,8 @@ namespace Microsoft.ML.LinearAttention.Attention.Decay;
 /// <summary>
 /// fla's <c>ShortConvolution</c>: a depthwise causal Conv1d over time (kernel <c>kernelSize</c>, left padding) followed by
 /// SiLU. Padded inputs are zeroed first (fla multiplies by the mask), so garbage in a padded tail reaches nothing.
-/// Shapes: x [B, T, C], mask [B, T] bool or null → [B, T, C].
+/// Shapes: x [B, T, C], mask [B, T] bool or null → [B, T, C]. The convolution stays causal (left-looking) in the
+/// bidirectional forms too: the reference layers are causal, and the reversed scan already supplies right context.
 /// </summary>
 internal sealed class ShortConvolution : nn.Module<Tensor, Tensor?, Tensor>
 {
