@@ -12,11 +12,9 @@ public class DecayKernelTests
     public static IEnumerable<object[]> Cases() => new[]
     {
         // lengths (padding when they differ), heads, dk, dv, dtype, per-channel gate
-        // (batch 1 and the fla gate scale are covered by SimpleGlaTests and GlaTests)
+        // (batch 1, bf16 and the fla gate scale are covered by SimpleGlaTests and GlaTests)
         new object[] { new long[] { 70, 45, 1 }, 2, 8, 5, ScalarType.Float32, false },
         new object[] { new long[] { 70, 45, 1 }, 2, 4, 5, ScalarType.Float32, true },
-        new object[] { new long[] { 65, 50 }, 2, 8, 8, ScalarType.BFloat16, false },
-        new object[] { new long[] { 65, 50 }, 2, 8, 8, ScalarType.BFloat16, true },
     };
 
     /// <summary>q, k, v and two gate pre-activations (forward, backward); log decay = logsigmoid(pre)/normalizer.</summary>
@@ -111,8 +109,8 @@ public class DecayKernelTests
         // chunk reach −1000s; every exponent the fast kernel takes must stay ≤ 0.
         foreach (bool perChannel in new[] { false, true })
         {
-            var x = Inputs(new long[] { 130, 77 }, 2, 4, 4, ScalarType.Float32, perChannel, gateScale: 8.0);
-            var mask = KernelAssert.LengthMask(130, 77);
+            var x = Inputs(new long[] { 100, 61 }, 2, 4, 4, ScalarType.Float32, perChannel, gateScale: 8.0);
+            var mask = KernelAssert.LengthMask(100, 61);
             KernelAssert.SameOutputsAndGradients(
                 i => DecayKernels.Causal(i[0], i[1], i[2], Log(i[3], 1.0), mask),
                 i => DecayKernels.CausalRecurrent(i[0], i[1], i[2], Log(i[3], 1.0), mask),

@@ -17,17 +17,17 @@ public class RetNetTests
     }
 
     [Theory]
-    [InlineData(new long[] { 70, 45, 1 }, ScalarType.Float32)]
+    [InlineData(new long[] { 50, 33, 1 }, ScalarType.Float32)]
     [InlineData(new long[] { 37 }, ScalarType.Float32)]
-    [InlineData(new long[] { 65, 50 }, ScalarType.BFloat16)]
+    [InlineData(new long[] { 41, 20 }, ScalarType.BFloat16)]
     public void Kernels_match_their_naive_twins(long[] lengths, ScalarType dtype)
     {
         Torch.Seed();
         long b = lengths.Length, t = lengths.Max();
         var x = new[]
         {
-            KernelAssert.Random(new[] { b, 3, t, 8 }, dtype), KernelAssert.Random(new[] { b, 3, t, 8 }, dtype),
-            KernelAssert.Random(new[] { b, 3, t, 6 }, dtype),
+            KernelAssert.Random(new[] { b, 2, t, 8 }, dtype), KernelAssert.Random(new[] { b, 2, t, 8 }, dtype),
+            KernelAssert.Random(new[] { b, 2, t, 6 }, dtype),
         };
         var mask = KernelAssert.LengthMask(lengths);
         KernelAssert.SameOutputsAndGradients(
@@ -35,7 +35,7 @@ public class RetNetTests
             i => RetNetKernels.CausalRecurrent(i[0], i[1], i[2], mask),
             x, dtype, "retnet causal", KernelAssert.HeadMask(mask));
         KernelAssert.SameOutputsAndGradients(
-            i => RetNetKernels.Bidirectional(i[0], i[1], i[2], mask),
+            i => RetNetKernels.Bidirectional(i[0], i[1], i[2], mask, chunk: 16),
             i => RetNetKernels.BidirectionalNaive(i[0], i[1], i[2], mask),
             x, dtype, "retnet bidirectional", KernelAssert.HeadMask(mask));
     }

@@ -9,12 +9,12 @@ namespace Microsoft.ML.LinearAttention.Tests.Attention;
 public class SimpleGlaTests
 {
     [Theory]
-    [InlineData(new long[] { 70, 45, 1 }, ScalarType.Float32, 16.0)]
+    [InlineData(new long[] { 50, 33, 1 }, ScalarType.Float32, 16.0)]
     [InlineData(new long[] { 37 }, ScalarType.Float32, 1.0)]
-    [InlineData(new long[] { 65, 50 }, ScalarType.BFloat16, 16.0)]
+    [InlineData(new long[] { 41, 20 }, ScalarType.BFloat16, 16.0)]
     public void Kernels_match_their_naive_twins_including_gate_gradients(long[] lengths, ScalarType dtype, double normalizer)
     {
-        var x = DecayKernelTests.Inputs(lengths, 3, 8, 6, dtype, perChannel: false);
+        var x = DecayKernelTests.Inputs(lengths, 2, 8, 6, dtype, perChannel: false);
         var mask = KernelAssert.LengthMask(lengths);
         Tensor G(Tensor pre) => SimpleGlaKernels.Gate(pre, normalizer);
         KernelAssert.SameOutputsAndGradients(
@@ -22,7 +22,7 @@ public class SimpleGlaTests
             i => SimpleGlaKernels.CausalRecurrent(i[0], i[1], i[2], G(i[3]), mask),
             x.Take(4).ToArray(), dtype, "simple_gla causal", KernelAssert.HeadMask(mask));
         KernelAssert.SameOutputsAndGradients(
-            i => SimpleGlaKernels.Bidirectional(i[0], i[1], i[2], G(i[3]), G(i[4]), mask),
+            i => SimpleGlaKernels.Bidirectional(i[0], i[1], i[2], G(i[3]), G(i[4]), mask, chunk: 16),
             i => SimpleGlaKernels.BidirectionalNaive(i[0], i[1], i[2], G(i[3]), G(i[4]), mask),
             x, dtype, "simple_gla bidirectional", KernelAssert.HeadMask(mask));
     }
