@@ -1,6 +1,11 @@
+using Microsoft.ML.LinearAttention.Attention.Gla;
 using Microsoft.ML.LinearAttention.Attention.Hedgehog;
+using Microsoft.ML.LinearAttention.Attention.Lightning;
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
 using Microsoft.ML.LinearAttention.Attention.Performer;
+using Microsoft.ML.LinearAttention.Attention.Mlstm;
+using Microsoft.ML.LinearAttention.Attention.RetNet;
+using Microsoft.ML.LinearAttention.Attention.SimpleGla;
 using Microsoft.ML.LinearAttention.Attention.Softmax;
 using Microsoft.ML.LinearAttention.Attention.Sqa;
 using Microsoft.ML.LinearAttention.Attention.TransNormer;
@@ -18,5 +23,10 @@ internal static class BuiltInMixers
         MixerRegistry.Register<SqaOptions>("sqa", "Sparse Query Attention: softmax (SDPA) with fewer query heads (H/2) over fewer key/value heads (H/4).", true, true, (c, o) => new SqaMixer(c, o), SqaBench.Cases);
         MixerRegistry.Register<PerformerOptions>("performer", "Performer FAVOR+: positive orthogonal random features approximating softmax, normalized linear kernel.", true, true, (c, o) => new PerformerMixer(c, o), PerformerBench.Cases);
         MixerRegistry.Register<TransNormerOptions>("transnormer", "TransNormer NormAttention: 1+elu linear attention without denominator, SRMSNorm on the output.", true, true, (c, o) => new TransNormerMixer(c, o), TransNormerBench.Cases);
+        MixerRegistry.Register<RetNetOptions>("retnet", "RetNet multi-scale retention: fixed per-head decay 1 − 2^(−5−h), rotary, RMSNorm + swish output gate; bidirectional = forward + reversed scans.", true, true, (c, o) => new RetNetMixer(c, o), RetNetBench.Cases);
+        MixerRegistry.Register<SimpleGlaOptions>("simple_gla", "Simple GLA: one data-dependent decay per head and step (logsigmoid/16), short convs, RMSNorm + swish output gate; bidirectional = two scans with their own gates.", true, true, (c, o) => new SimpleGlaMixer(c, o), SimpleGlaBench.Cases);
+        MixerRegistry.Register<GlaOptions>("gla", "Gated linear attention: per-channel data-dependent decays from a low-rank gate (logsigmoid/16), RMSNorm + swish output gate; bidirectional = two scans with their own gates (ViG).", true, true, (c, o) => new GlaMixer(c, o), GlaBench.Cases);
+        MixerRegistry.Register<LightningOptions>("lightning", "Lightning attention (TransNormerLLM): SiLU q/k/v, ALiBi-slope decay weakening with depth, LayerNorm + sigmoid low-rank output gate; bidirectional = symmetric decay exp(−s|t−s|).", true, true, (c, o) => new LightningMixer(c, o), LightningBench.Cases);
+        MixerRegistry.Register<MlstmOptions>("mlstm", "mLSTM (xLSTM/TFLA): exponential input gate, sigmoid or exponential forget gate, normaliser and max-state stabilisation; bidirectional = one LION matrix from two scans with their own forget gates.", true, true, (c, o) => new MlstmMixer(c, o), MlstmBench.Cases);
     }
 }

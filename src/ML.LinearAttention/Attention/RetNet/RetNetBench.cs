@@ -1,0 +1,16 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Attention.RetNet;
+
+/// <summary>Kernel benchmark cases of retention (fixed per-head decays, no projections).</summary>
+internal static class RetNetBench
+{
+    internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
+    {
+        Tensor[] Make() => Enumerable.Range(0, 3)
+            .Select(_ => torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true)).ToArray();
+        yield return new KernelBenchCase("causal chunk64", true, Make, i => RetNetKernels.Causal(i[0], i[1], i[2], null));
+        yield return new KernelBenchCase("bidirectional chunk64", false, Make, i => RetNetKernels.Bidirectional(i[0], i[1], i[2], null));
+    }
+}

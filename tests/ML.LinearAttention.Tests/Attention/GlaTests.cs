@@ -1,0 +1,42 @@
+using Microsoft.ML.LinearAttention.Attention.Gla;
+using Microsoft.ML.LinearAttention.Tests.Infrastructure;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Tests.Attention;
+
+public class GlaTests
+{
+    [Theory]
+    [InlineData(new long[] { 50, 33, 1 }, ScalarType.Float32, 16.0)]
+    [InlineData(new long[] { 37 }, ScalarType.Float32, 1.0)]
+    [InlineData(new long[] { 41, 20 }, ScalarType.BFloat16, 16.0)]
+    public void Kernels_match_their_naive_twins_including_gate_gradients(long[] lengths, ScalarType dtype, double normalizer)
+    {
+        var x = DecayKernelTests.Inputs(lengths, 2, 8, 6, dtype, perChannel: true);
+        var mask = KernelAssert.LengthMask(lengths);
+        Tensor G(Tensor pre) => GlaKernels.Gate(pre, normalizer);
+        KernelAssert.SameOutputsAndGradients(
+            i => GlaKernels.Causal(i[0], i[1], i[2], G(i[3]), mask, chunk: 32),
+            i => GlaKernels.CausalRecurrent(i[0], i[1], i[2], G(i[3]), mask),
+            x.Take(4).ToArray(), dtype, "gla causal", KernelAssert.HeadMask(mask));
+        KernelAssert.SameOutputsAndGradients(
+            i => GlaKernels.Bidirectional(i[0], i[1], i[2], G(i[3]), G(i[4]), mask, chunk: 48),
+            i => GlaKernels.BidirectionalNaive(i[0], i[1], i[2], G(i[3]), G(i[4]), mask),
+            x, dtype, "gla bidirectional", KernelAssert.HeadMask(mask));
+    }
+
+    [Fact]
+    public void Gate_clamps_and_checks_its_shape()
+    {
+        var pre = torch.tensor(new[] { -100f, 0f });
+        KernelAssert.Close(GlaKernels.Gate(pre, 1.0, clampMin: -5), torch.tensor(new[] { -5f, (float)Math.Log(0.5) }), 1e-6, 1e-6, "clamped gate");
+        var q = torch.zeros(1, 1, 3, 2);
+        var ex = Assert.Throws<ArgumentException>(() => GlaKernels.Causal(q, q, q, torch.zeros(1, 1, 3), null));
+        Assert.Contains("SimpleGlaKernels", ex.Message);
+    }
+
+    [Fact]
+    public void Mixer_is_causal_or_bidirectional_and_ignores_padding() => DecayMixerAssert.CausalityAndPadding("gla");
+}

@@ -1,0 +1,40 @@
+using Microsoft.ML.LinearAttention.Attention.SimpleGla;
+using Microsoft.ML.LinearAttention.Tests.Infrastructure;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Tests.Attention;
+
+public class SimpleGlaTests
+{
+    [Theory]
+    [InlineData(new long[] { 50, 33, 1 }, ScalarType.Float32, 16.0)]
+    [InlineData(new long[] { 37 }, ScalarType.Float32, 1.0)]
+    [InlineData(new long[] { 41, 20 }, ScalarType.BFloat16, 16.0)]
+    public void Kernels_match_their_naive_twins_including_gate_gradients(long[] lengths, ScalarType dtype, double normalizer)
+    {
+        var x = DecayKernelTests.Inputs(lengths, 2, 8, 6, dtype, perChannel: false);
+        var mask = KernelAssert.LengthMask(lengths);
+        Tensor G(Tensor pre) => SimpleGlaKernels.Gate(pre, normalizer);
+        KernelAssert.SameOutputsAndGradients(
+            i => SimpleGlaKernels.Causal(i[0], i[1], i[2], G(i[3]), mask, chunk: 16),
+            i => SimpleGlaKernels.CausalRecurrent(i[0], i[1], i[2], G(i[3]), mask),
+            x.Take(4).ToArray(), dtype, "simple_gla causal", KernelAssert.HeadMask(mask));
+        KernelAssert.SameOutputsAndGradients(
+            i => SimpleGlaKernels.Bidirectional(i[0], i[1], i[2], G(i[3]), G(i[4]), mask, chunk: 16),
+            i => SimpleGlaKernels.BidirectionalNaive(i[0], i[1], i[2], G(i[3]), G(i[4]), mask),
+            x, dtype, "simple_gla bidirectional", KernelAssert.HeadMask(mask));
+    }
+
+    [Fact]
+    public void Gate_is_logsigmoid_over_normalizer()
+    {
+        var pre = torch.tensor(new[] { -3f, 0f, 4f });
+        KernelAssert.Close(SimpleGlaKernels.Gate(pre), nn.functional.logsigmoid(pre) / 16, 1e-7, 1e-6, "gate");
+        Assert.Throws<ArgumentException>(() => SimpleGlaKernels.Causal(torch.zeros(1, 1, 3, 2), torch.zeros(1, 1, 3, 2), torch.zeros(1, 1, 3, 2), torch.zeros(1, 1, 3, 2), null));
+    }
+
+    [Fact]
+    public void Mixer_is_causal_or_bidirectional_and_ignores_padding() => DecayMixerAssert.CausalityAndPadding("simple_gla");
+}
