@@ -1,5 +1,6 @@
 using Microsoft.ML.LinearAttention.Attention.Hedgehog;
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using Microsoft.ML.LinearAttention.Attention.Mala;
 using Microsoft.ML.LinearAttention.Attention.Softmax;
 
 namespace Microsoft.ML.LinearAttention.Attention;
@@ -12,5 +13,6 @@ internal static class BuiltInMixers
         MixerRegistry.Register<SoftmaxOptions>("softmax", "Softmax attention through scaled_dot_product_attention (flash on GPU); Window > 0 gives sliding-window attention.", true, true, (c, o) => new SoftmaxMixer(c, o), SoftmaxBench.Cases);
         MixerRegistry.Register<LinearAttentionOptions>("linear", "Linear attention with a fixed feature map (elu+1, relu, identity), normalized or TransNormer-style.", true, true, (c, o) => new LinearMixer(c, o), LinearBench.Cases);
         MixerRegistry.Register<HedgehogOptions>("hedgehog", "Hedgehog: learnable softmax-mimicking feature maps [softmax(xW), softmax(-xW)].", true, true, (c, o) => new HedgehogMixer(c, o), HedgehogBench.Cases);
+        MixerRegistry.Register<MalaOptions>("mala", "MALA: magnitude-aware linear attention (elu+1, scaling-and-offset weights that keep the query norm) with RoPE, LePE and an output gate.", true, false, (c, o) => new MalaMixer(c, o), MalaBench.Cases);
     }
 }
