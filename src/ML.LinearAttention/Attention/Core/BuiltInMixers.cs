@@ -1,4 +1,5 @@
 using Microsoft.ML.LinearAttention.Attention.Hedgehog;
+using Microsoft.ML.LinearAttention.Attention.InLine;
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
 using Microsoft.ML.LinearAttention.Attention.Mala;
 using Microsoft.ML.LinearAttention.Attention.Softmax;
@@ -14,5 +15,6 @@ internal static class BuiltInMixers
         MixerRegistry.Register<LinearAttentionOptions>("linear", "Linear attention with a fixed feature map (elu+1, relu, identity), normalized or TransNormer-style.", true, true, (c, o) => new LinearMixer(c, o), LinearBench.Cases);
         MixerRegistry.Register<HedgehogOptions>("hedgehog", "Hedgehog: learnable softmax-mimicking feature maps [softmax(xW), softmax(-xW)].", true, true, (c, o) => new HedgehogMixer(c, o), HedgehogBench.Cases);
         MixerRegistry.Register<MalaOptions>("mala", "MALA: magnitude-aware linear attention (elu+1, scaling-and-offset weights that keep the query norm) with RoPE, LePE and an output gate.", true, false, (c, o) => new MalaMixer(c, o), MalaBench.Cases);
+        MixerRegistry.Register<InLineOptions>("inline", "InLine: injective linear attention (rows sum to one by subtraction) plus a per-sample predicted local residual on v.", true, false, (c, o) => new InLineMixer(c, o), InLineBench.Cases);
     }
 }
