@@ -2,6 +2,7 @@ using Microsoft.ML.LinearAttention.Attention.Hedgehog;
 using Microsoft.ML.LinearAttention.Attention.InLine;
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
 using Microsoft.ML.LinearAttention.Attention.Mala;
+using Microsoft.ML.LinearAttention.Attention.Rala;
 using Microsoft.ML.LinearAttention.Attention.Softmax;
 
 namespace Microsoft.ML.LinearAttention.Attention;
@@ -16,5 +17,6 @@ internal static class BuiltInMixers
         MixerRegistry.Register<HedgehogOptions>("hedgehog", "Hedgehog: learnable softmax-mimicking feature maps [softmax(xW), softmax(-xW)].", true, true, (c, o) => new HedgehogMixer(c, o), HedgehogBench.Cases);
         MixerRegistry.Register<MalaOptions>("mala", "MALA: magnitude-aware linear attention (elu+1, scaling-and-offset weights that keep the query norm) with RoPE, LePE and an output gate.", true, false, (c, o) => new MalaMixer(c, o), MalaBench.Cases);
         MixerRegistry.Register<InLineOptions>("inline", "InLine: injective linear attention (rows sum to one by subtraction) plus a per-sample predicted local residual on v.", true, false, (c, o) => new InLineMixer(c, o), InLineBench.Cases);
+        MixerRegistry.Register<RalaOptions>("rala", "RALA: rank-augmented linear attention (query-guided softmax reweighting of keys, elu+1, RoPE numerator) with LePE and an output gate.", true, false, (c, o) => new RalaMixer(c, o), RalaBench.Cases);
     }
 }
