@@ -1,3 +1,4 @@
+using Microsoft.ML.LinearAttention.Attention.EfficientVit;
 using Microsoft.ML.LinearAttention.Attention.Focused;
 using Microsoft.ML.LinearAttention.Attention.Hedgehog;
 using Microsoft.ML.LinearAttention.Attention.InLine;
@@ -20,5 +21,6 @@ internal static class BuiltInMixers
         MixerRegistry.Register<InLineOptions>("inline", "InLine: injective linear attention (rows sum to one by subtraction) plus a per-sample predicted local residual on v.", true, false, (c, o) => new InLineMixer(c, o), InLineBench.Cases);
         MixerRegistry.Register<RalaOptions>("rala", "RALA: rank-augmented linear attention (query-guided softmax reweighting of keys, elu+1, RoPE numerator) with LePE and an output gate.", true, false, (c, o) => new RalaMixer(c, o), RalaBench.Cases);
         MixerRegistry.Register<FocusedOptions>("focused", "Focused linear attention (FLatten): norm-preserving power-sharpened ReLU map with a learned scale, plus a depthwise conv on v.", true, false, (c, o) => new FocusedMixer(c, o), FocusedBench.Cases);
+        MixerRegistry.Register<EfficientVitOptions>("efficientvit", "EfficientViT LiteMLA: ReLU linear attention in fp32 with multi-scale (depthwise-aggregated) extra heads.", true, false, (c, o) => new EfficientVitMixer(c, o), EfficientVitBench.Cases);
     }
 }
