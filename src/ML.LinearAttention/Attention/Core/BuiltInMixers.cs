@@ -4,6 +4,7 @@ using Microsoft.ML.LinearAttention.Attention.Hedgehog;
 using Microsoft.ML.LinearAttention.Attention.InLine;
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
 using Microsoft.ML.LinearAttention.Attention.Mala;
+using Microsoft.ML.LinearAttention.Attention.NaLaFormer;
 using Microsoft.ML.LinearAttention.Attention.Rala;
 using Microsoft.ML.LinearAttention.Attention.Softmax;
 
@@ -22,5 +23,6 @@ internal static class BuiltInMixers
         MixerRegistry.Register<RalaOptions>("rala", "RALA: rank-augmented linear attention (query-guided softmax reweighting of keys, elu+1, RoPE numerator) with LePE and an output gate.", true, false, (c, o) => new RalaMixer(c, o), RalaBench.Cases);
         MixerRegistry.Register<FocusedOptions>("focused", "Focused linear attention (FLatten): norm-preserving power-sharpened ReLU map with a learned scale, plus a depthwise conv on v.", true, false, (c, o) => new FocusedMixer(c, o), FocusedBench.Cases);
         MixerRegistry.Register<EfficientVitOptions>("efficientvit", "EfficientViT LiteMLA: ReLU linear attention in fp32 with multi-scale (depthwise-aggregated) extra heads.", true, false, (c, o) => new EfficientVitMixer(c, o), EfficientVitBench.Cases);
+        MixerRegistry.Register<NaLaFormerOptions>("nalaformer", "NaLaFormer: norm-aware linear attention (query-norm-driven power map, sign-split directions, RoPE numerator) with LePE and a SiLU gate.", true, false, (c, o) => new NaLaFormerMixer(c, o), NaLaFormerBench.Cases);
     }
 }
