@@ -1,3 +1,4 @@
+using Microsoft.ML.LinearAttention.Attention.Agent;
 using Microsoft.ML.LinearAttention.Attention.EfficientVit;
 using Microsoft.ML.LinearAttention.Attention.Focused;
 using Microsoft.ML.LinearAttention.Attention.Hedgehog;
@@ -24,5 +25,6 @@ internal static class BuiltInMixers
         MixerRegistry.Register<FocusedOptions>("focused", "Focused linear attention (FLatten): norm-preserving power-sharpened ReLU map with a learned scale, plus a depthwise conv on v.", true, false, (c, o) => new FocusedMixer(c, o), FocusedBench.Cases);
         MixerRegistry.Register<EfficientVitOptions>("efficientvit", "EfficientViT LiteMLA: ReLU linear attention in fp32 with multi-scale (depthwise-aggregated) extra heads.", true, false, (c, o) => new EfficientVitMixer(c, o), EfficientVitBench.Cases);
         MixerRegistry.Register<NaLaFormerOptions>("nalaformer", "NaLaFormer: norm-aware linear attention (query-norm-driven power map, sign-split directions, RoPE numerator) with LePE and a SiLU gate.", true, false, (c, o) => new NaLaFormerMixer(c, o), NaLaFormerBench.Cases);
+        MixerRegistry.Register<AgentOptions>("agent", "Agent attention: 49 agents pooled from the queries of real tokens gather from keys and broadcast to queries (two softmaxes, O(T·n)), plus a depthwise conv on v.", true, false, (c, o) => new AgentMixer(c, o), AgentBench.Cases);
     }
 }
