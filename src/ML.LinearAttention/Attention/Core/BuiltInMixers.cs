@@ -7,6 +7,7 @@ using Microsoft.ML.LinearAttention.Attention.LinearKernel;
 using Microsoft.ML.LinearAttention.Attention.Mala;
 using Microsoft.ML.LinearAttention.Attention.NaLaFormer;
 using Microsoft.ML.LinearAttention.Attention.Rala;
+using Microsoft.ML.LinearAttention.Attention.Soft;
 using Microsoft.ML.LinearAttention.Attention.Softmax;
 
 namespace Microsoft.ML.LinearAttention.Attention;
@@ -26,5 +27,6 @@ internal static class BuiltInMixers
         MixerRegistry.Register<EfficientVitOptions>("efficientvit", "EfficientViT LiteMLA: ReLU linear attention in fp32 with multi-scale (depthwise-aggregated) extra heads.", true, false, (c, o) => new EfficientVitMixer(c, o), EfficientVitBench.Cases);
         MixerRegistry.Register<NaLaFormerOptions>("nalaformer", "NaLaFormer: norm-aware linear attention (query-norm-driven power map, sign-split directions, RoPE numerator) with LePE and a SiLU gate.", true, false, (c, o) => new NaLaFormerMixer(c, o), NaLaFormerBench.Cases);
         MixerRegistry.Register<AgentOptions>("agent", "Agent attention: 49 agents pooled from the queries of real tokens gather from keys and broadcast to queries (two softmaxes, O(T·n)), plus a depthwise conv on v.", true, false, (c, o) => new AgentMixer(c, o), AgentBench.Cases);
+        MixerRegistry.Register<SoftOptions>("soft", "SOFT: softmax-free Gaussian-kernel attention (tied q = k) through 49 landmarks pooled from real tokens, Nyström with a Newton–Schulz pseudo-inverse.", true, false, (c, o) => new SoftMixer(c, o), SoftBench.Cases);
     }
 }
