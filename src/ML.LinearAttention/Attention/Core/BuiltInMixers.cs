@@ -3,6 +3,7 @@ using Microsoft.ML.LinearAttention.Attention.EfficientVit;
 using Microsoft.ML.LinearAttention.Attention.Focused;
 using Microsoft.ML.LinearAttention.Attention.Hedgehog;
 using Microsoft.ML.LinearAttention.Attention.InLine;
+using Microsoft.ML.LinearAttention.Attention.Lina;
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
 using Microsoft.ML.LinearAttention.Attention.Mala;
 using Microsoft.ML.LinearAttention.Attention.NaLaFormer;
@@ -28,5 +29,6 @@ internal static class BuiltInMixers
         MixerRegistry.Register<NaLaFormerOptions>("nalaformer", "NaLaFormer: norm-aware linear attention (query-norm-driven power map, sign-split directions, RoPE numerator) with LePE and a SiLU gate.", true, false, (c, o) => new NaLaFormerMixer(c, o), NaLaFormerBench.Cases);
         MixerRegistry.Register<AgentOptions>("agent", "Agent attention: 49 agents pooled from the queries of real tokens gather from keys and broadcast to queries (two softmaxes, O(T·n)), plus a depthwise conv on v.", true, false, (c, o) => new AgentMixer(c, o), AgentBench.Cases);
         MixerRegistry.Register<SoftOptions>("soft", "SOFT: softmax-free Gaussian-kernel attention (tied q = k) through 49 landmarks pooled from real tokens, Nyström with a Newton–Schulz pseudo-inverse.", true, false, (c, o) => new SoftMixer(c, o), SoftBench.Cases);
+        MixerRegistry.Register<LinaOptions>("lina", "LINA: division-normalized ReLU linear attention (fp32, RoPE) with a learned per-position KV gate and a depthwise conv on the input.", true, false, (c, o) => new LinaMixer(c, o), LinaBench.Cases);
     }
 }
