@@ -13,7 +13,7 @@ namespace Microsoft.ML.LinearAttention.Attention.Agent;
 public static class AgentPositionBias
 {
     /// <summary>
-    /// Resizes a table [H, n, P, P] to token positions: [B or 1, H, n, T].
+    /// Resizes a table [H, n, P, P] to token positions: [B or 1, H, n, T], in fp32.
     /// </summary>
     public static Tensor Resize(Tensor table, Tensor? keyPaddingMask, long batch, long t, (int Height, int Width)? grid)
     {
@@ -22,6 +22,7 @@ public static class AgentPositionBias
         using var scope = NewDisposeScope();
         long h = table.shape[0], n = table.shape[1], p = table.shape[2];
         var device = table.device;
+        table = table.to(ScalarType.Float32);
         Tensor bias;
         if (grid is null)
         {

@@ -53,6 +53,7 @@ public sealed class EfficientVitMixer : TokenMixer
 
     public override Tensor forward(Tensor x, Tensor? keyPaddingMask)
     {
+        MixerInput.Check(this, x, keyPaddingMask);
         using var scope = NewDisposeScope();
         int h = Config.NumHeads;
         var all = qkv.forward(x);                                                    // [B, T, 3C]

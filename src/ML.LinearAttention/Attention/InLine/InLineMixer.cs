@@ -50,6 +50,7 @@ public sealed class InLineMixer : TokenMixer
 
     public override Tensor forward(Tensor x, Tensor? keyPaddingMask)
     {
+        MixerInput.Check(this, x, keyPaddingMask);
         using var scope = NewDisposeScope();
         int h = Config.NumHeads, c = Config.ModelDim;
         long b = x.shape[0];

@@ -45,6 +45,7 @@ public sealed class MalaMixer : TokenMixer
 
     public override Tensor forward(Tensor x, Tensor? keyPaddingMask)
     {
+        MixerInput.Check(this, x, keyPaddingMask);
         using var scope = NewDisposeScope();
         int h = Config.NumHeads;
         long t = x.shape[1];

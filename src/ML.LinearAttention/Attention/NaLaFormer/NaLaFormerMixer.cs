@@ -45,6 +45,7 @@ public sealed class NaLaFormerMixer : TokenMixer
 
     public override Tensor forward(Tensor x, Tensor? keyPaddingMask)
     {
+        MixerInput.Check(this, x, keyPaddingMask);
         using var scope = NewDisposeScope();
         int h = Config.NumHeads;
         var parts = qkvg.forward(x).chunk(_options.OutputGate ? 4 : 3, -1);

@@ -44,6 +44,7 @@ public sealed class RalaMixer : TokenMixer
 
     public override Tensor forward(Tensor x, Tensor? keyPaddingMask)
     {
+        MixerInput.Check(this, x, keyPaddingMask);
         using var scope = NewDisposeScope();
         int h = Config.NumHeads;
         var parts = qkvo.forward(x).chunk(_options.OutputGate ? 4 : 3, -1);

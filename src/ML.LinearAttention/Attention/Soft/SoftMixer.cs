@@ -56,6 +56,7 @@ public sealed class SoftMixer : TokenMixer
 
     public override Tensor forward(Tensor x, Tensor? keyPaddingMask)
     {
+        MixerInput.Check(this, x, keyPaddingMask);
         using var scope = NewDisposeScope();
         int h = Config.NumHeads;
         long b = x.shape[0], t = x.shape[1];
