@@ -1,0 +1,19 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Attention.Agent;
+
+/// <summary>Kernel benchmark cases of agent attention: 49 agents pooled from q inside the timed call.</summary>
+internal static class AgentBench
+{
+    internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
+    {
+        Tensor[] Make() => Enumerable.Range(0, 3)
+            .Select(_ => torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true)).ToArray();
+        yield return new KernelBenchCase("49 agents", false, Make, i =>
+        {
+            var (agents, valid) = AgentKernels.PoolAgents(i[0], null, 49, null);
+            return AgentKernels.Bidirectional(i[0], i[1], i[2], agents, valid, null, null, null);
+        });
+    }
+}

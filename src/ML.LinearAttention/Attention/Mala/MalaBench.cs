@@ -1,0 +1,23 @@
+using Microsoft.ML.LinearAttention.Attention.VisionKit;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Attention.Mala;
+
+/// <summary>Kernel benchmark cases of MALA (φ = elu+1 applied inside the timed call; with and without 1D RoPE).</summary>
+internal static class MalaBench
+{
+    internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
+    {
+        Tensor[] Make() => Enumerable.Range(0, 3)
+            .Select(_ => torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true)).ToArray();
+        static Tensor Phi(Tensor x) => nn.functional.elu(x, 1.0) + 1;
+        yield return new KernelBenchCase("bidirectional", false, Make,
+            i => MalaKernels.Bidirectional(Phi(i[0]), Phi(i[1]), i[2], null));
+        yield return new KernelBenchCase("bidirectional rope", false, Make, i =>
+        {
+            var (cos, sin) = Rope.Tables(s.T, s.D, null, s.Device);
+            return MalaKernels.Bidirectional(Phi(i[0]), Phi(i[1]), i[2], null, cos, sin);
+        });
+    }
+}

@@ -1,0 +1,20 @@
+using Microsoft.ML.LinearAttention.Attention.VisionKit;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Attention.NaLaFormer;
+
+/// <summary>Kernel benchmark cases of NaLaFormer (norm-aware maps and 1D RoPE inside the timed call; fp32 core).</summary>
+internal static class NaLaFormerBench
+{
+    internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
+    {
+        Tensor[] Make() => Enumerable.Range(0, 3)
+            .Select(_ => torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true)).ToArray();
+        yield return new KernelBenchCase("bidirectional rope fp32", false, Make, i =>
+        {
+            var (cos, sin) = Rope.Tables(s.T, s.D, null, s.Device);
+            return NaLaFormerKernels.Bidirectional(i[0], i[1], i[2], null, cos, sin);
+        });
+    }
+}

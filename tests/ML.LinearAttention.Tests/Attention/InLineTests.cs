@@ -1,0 +1,65 @@
+using Microsoft.ML.LinearAttention.Attention;
+using Microsoft.ML.LinearAttention.Attention.InLine;
+using Microsoft.ML.LinearAttention.Tests.Infrastructure;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Tests.Attention;
+
+public class InLineTests
+{
+    public static IEnumerable<object[]> Cases() => new[]
+    {
+        // lengths (batch = count), feature map, dtype
+        new object[] { new long[] { 41 }, "identity", ScalarType.Float32 },
+        new object[] { new long[] { 45, 29, 2 }, "identity", ScalarType.Float32 },
+        new object[] { new long[] { 35, 18 }, "relu", ScalarType.Float32 },
+        new object[] { new long[] { 33, 21 }, "identity", ScalarType.BFloat16 },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Fast_matches_naive_outputs_and_gradients(long[] lengths, string map, ScalarType dtype)
+    {
+        Torch.Seed();
+        long b = lengths.Length, t = lengths.Max();
+        var mask = KernelAssert.LengthMask(lengths);
+        var q = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
+        var k = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
+        var v = KernelAssert.Random(new[] { b, 2, t, 5 }, dtype);
+        KernelAssert.SameOutputsAndGradients(
+            i => InLineKernels.Bidirectional(InLineKernels.FeatureMap(map, i[0]), InLineKernels.FeatureMap(map, i[1]), i[2], mask),
+            i => InLineKernels.BidirectionalNaive(InLineKernels.FeatureMap(map, i[0]), InLineKernels.FeatureMap(map, i[1]), i[2], mask),
+            new[] { q, k, v }, dtype, $"inline {map}", KernelAssert.HeadMask(mask));
+    }
+
+    [Fact]
+    public void Weights_sum_to_one_even_with_negative_features()
+    {
+        Torch.Seed();
+        var mask = KernelAssert.LengthMask(10, 3);
+        var o = InLineKernels.Bidirectional(torch.randn(2, 2, 10, 4), torch.randn(2, 2, 10, 4), torch.full(2, 2, 10, 3, -1.5f), mask);
+        KernelAssert.Close(o, torch.full(2, 2, 10, 3, -1.5f), 1e-5, 1e-5, "rows sum to one", KernelAssert.HeadMask(mask));
+    }
+
+    [Fact]
+    public void Mixer_respects_padding_and_its_local_residual_trains_in_1d_and_2d()
+    {
+        Torch.Seed();
+        using var mixer = new InLineMixer(new MixerConfig(16, 2), new InLineOptions());
+        MixerAssert.PaddingNeverLeaks(mixer, new long[] { 12, 7, 1 });
+        // Grid 3×4 after one class token: the predicted 3×3 kernel is used in full.
+        MixerAssert.TrainsOnGrid(mixer, (3, 4), 13, new long[] { 13, 10 });
+        using var exp = new InLineMixer(new MixerConfig(16, 4), new InLineOptions { FeatureMap = "exp", ResidualKernel = 0 });
+        MixerAssert.PaddingNeverLeaks(exp, new long[] { 9, 4 });
+    }
+
+    [Fact]
+    public void Bad_options_are_reported()
+    {
+        var ex = Assert.Throws<ArgumentException>(() => new InLineMixer(new MixerConfig(16, 2), new InLineOptions { FeatureMap = "softmax" }));
+        Assert.Contains("identity", ex.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new InLineMixer(new MixerConfig(16, 2), new InLineOptions { ResidualKernel = 2 }));
+    }
+}
