@@ -1,6 +1,7 @@
 using Microsoft.ML.LinearAttention.Attention.Based;
 using Microsoft.ML.LinearAttention.Attention.Hedgehog;
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using Microsoft.ML.LinearAttention.Attention.Lolcats;
 using Microsoft.ML.LinearAttention.Attention.Softmax;
 
 namespace Microsoft.ML.LinearAttention.Attention;
@@ -15,5 +16,6 @@ internal static class BuiltInMixers
         MixerRegistry.Register<HedgehogOptions>("hedgehog", "Hedgehog: learnable softmax-mimicking feature maps [softmax(xW), softmax(-xW)].", true, true, (c, o) => new HedgehogMixer(c, o), HedgehogBench.Cases);
         MixerRegistry.Register<TaylorOptions>("taylor", "Taylor linear attention (BASED's linear layer): second-order Taylor map of exp on q/k projected to FeatureDim per head.", true, true, (c, o) => new BasedMixer(c, o), BasedBench.TaylorCases);
         MixerRegistry.Register<BasedOptions>("based", "BASED: Taylor linear attention plus sliding-window softmax in one layer (branches summed).", true, true, (c, o) => new BasedMixer(c, o), BasedBench.Cases);
+        MixerRegistry.Register<LolcatsOptions>("lolcats", "LoLCATs window attention: sliding-window softmax plus Hedgehog linear attention outside the window, one normalizer, per-head window factors.", true, true, (c, o) => new LolcatsMixer(c, o), LolcatsBench.Cases);
     }
 }
