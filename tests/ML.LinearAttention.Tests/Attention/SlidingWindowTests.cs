@@ -1,4 +1,6 @@
+using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Attention.SlidingWindow;
+using Microsoft.ML.LinearAttention.Attention.Softmax;
 using Microsoft.ML.LinearAttention.Tests.Infrastructure;
 using TorchSharp;
 using Xunit;
@@ -49,11 +51,29 @@ public class SlidingWindowTests
             new[] { q, k, v }, ScalarType.Float32, "grouped swa");
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Swa_mixer_equals_the_softmax_mixer_with_the_same_window(bool causal)
+    {
+        Torch.Seed();
+        var config = new MixerConfig(16, 2, causal);
+        using var swa = MixerRegistry.Create("swa", config, new SlidingWindowOptions { Window = 3, BlockSize = 2 });
+        using var dense = MixerRegistry.Create("softmax", config, new SoftmaxOptions { Window = 3 });
+        dense.load_state_dict(swa.state_dict());
+        var x = torch.randn(2, 11, 16);
+        var mask = KernelAssert.LengthMask(11, 6);
+        KernelAssert.Close(swa.forward(x, mask), dense.forward(x, mask), 1e-5, 1e-4, "swa vs softmax window");
+        Assert.Equal(512, new SlidingWindowOptions().Window);
+    }
+
     [Fact]
     public void Bad_window_is_rejected_with_the_rule()
     {
         var x = torch.zeros(1, 1, 4, 2);
         var ex = Assert.Throws<ArgumentOutOfRangeException>(() => SlidingWindowKernels.Attention(x, x, x, null, 0));
         Assert.Contains("window must be positive", ex.Message);
+        var mixerEx = Assert.Throws<ArgumentOutOfRangeException>(() => MixerRegistry.Create("swa", new MixerConfig(8, 2), new SlidingWindowOptions { Window = 0 }));
+        Assert.Contains("use \"softmax\" for full attention", mixerEx.Message);
     }
 }

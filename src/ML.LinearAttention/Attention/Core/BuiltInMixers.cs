@@ -3,6 +3,7 @@ using Microsoft.ML.LinearAttention.Attention.Hedgehog;
 using Microsoft.ML.LinearAttention.Attention.Liger;
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
 using Microsoft.ML.LinearAttention.Attention.Lolcats;
+using Microsoft.ML.LinearAttention.Attention.SlidingWindow;
 using Microsoft.ML.LinearAttention.Attention.Softmax;
 
 namespace Microsoft.ML.LinearAttention.Attention;
@@ -19,5 +20,6 @@ internal static class BuiltInMixers
         MixerRegistry.Register<BasedOptions>("based", "BASED: Taylor linear attention plus sliding-window softmax in one layer (branches summed).", true, true, (c, o) => new BasedMixer(c, o), BasedBench.Cases);
         MixerRegistry.Register<LolcatsOptions>("lolcats", "LoLCATs window attention: sliding-window softmax plus Hedgehog linear attention outside the window, one normalizer, per-head window factors.", true, true, (c, o) => new LolcatsMixer(c, o), LolcatsBench.Cases);
         MixerRegistry.Register<LigerOptions>("liger", "Liger Attention: 0.5 sliding-window softmax (RoPE) + 0.5 GLA with softmax feature maps and gates logsigmoid(k)/16, no new parameters.", true, true, (c, o) => new LigerMixer(c, o), LigerBench.Cases);
+        MixerRegistry.Register<SlidingWindowOptions>("swa", "Sliding-window softmax attention, banded (no [T, T] mask): bidirectional |i-j| <= Window, causal the last Window keys.", true, true, (c, o) => new SlidingWindowMixer(c, o), SlidingWindowBench.Cases);
     }
 }
