@@ -25,6 +25,12 @@ public static class LigerGlaKernels
     /// between chunks the state S is carried by one multiply-add per chunk (a T/C-step loop: per-channel decays have no
     /// cheap closed-form prefix without an O((T/C)²·Dk) pairwise tensor). States and decays in fp32.
     /// </summary>
+    /// <param name="q">Queries [B, H, T, Dk] (feature-mapped).</param>
+    /// <param name="k">Keys [B, H, T, Dk] (feature-mapped).</param>
+    /// <param name="v">Values [B, H, T, Dv].</param>
+    /// <param name="logDecay">log α [B, H, T, Dk], ≤ 0.</param>
+    /// <param name="keyPaddingMask">[B, T] bool, true = real token; null = no padding.</param>
+    /// <param name="chunk">Chunk length C ≥ 1.</param>
     /// <param name="includeCurrent">False excludes the diagonal (o_t = q_t·α_t S_{t−1}); used by the reverse scan.</param>
     public static Tensor Causal(Tensor q, Tensor k, Tensor v, Tensor logDecay, Tensor? keyPaddingMask, int chunk = DefaultChunk, bool includeCurrent = true)
     {

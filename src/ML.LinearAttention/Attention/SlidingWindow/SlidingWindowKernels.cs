@@ -22,6 +22,10 @@ public static class SlidingWindowKernels
     /// (Q + 2·window keys bidirectional, Q + window − 1 causal) through <c>scaled_dot_product_attention</c> with a
     /// per-block band mask, the blocks folded into the batch. Memory O(T·(Q + 2·window)), never [T, T].
     /// </summary>
+    /// <param name="q">Queries [B, Hq, T, D].</param>
+    /// <param name="k">Keys [B, H, T, D].</param>
+    /// <param name="v">Values [B, H, T, Dv].</param>
+    /// <param name="keyPaddingMask">[B, T] bool, true = real token; null = no padding.</param>
     /// <param name="window">Window radius (bidirectional) or length (causal), ≥ 1.</param>
     /// <param name="causal">Left-to-right window.</param>
     /// <param name="block">Query block length (≥ 1); smaller blocks waste fewer span entries.</param>
