@@ -17,6 +17,12 @@ using Microsoft.ML.LinearAttention.Attention.Mala;
 using Microsoft.ML.LinearAttention.Attention.NaLaFormer;
 using Microsoft.ML.LinearAttention.Attention.Rala;
 using Microsoft.ML.LinearAttention.Attention.Soft;
+using Microsoft.ML.LinearAttention.Attention.Based;
+using Microsoft.ML.LinearAttention.Attention.Hedgehog;
+using Microsoft.ML.LinearAttention.Attention.Liger;
+using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using Microsoft.ML.LinearAttention.Attention.Lolcats;
+using Microsoft.ML.LinearAttention.Attention.SlidingWindow;
 using Microsoft.ML.LinearAttention.Attention.Softmax;
 using Microsoft.ML.LinearAttention.Attention.Sqa;
 using Microsoft.ML.LinearAttention.Attention.TransNormer;
@@ -48,5 +54,10 @@ internal static class BuiltInMixers
         MixerRegistry.Register<AgentOptions>("agent", "Agent attention: 49 agents pooled from the queries of real tokens gather from keys and broadcast to queries (two softmaxes, O(T·n)), plus a depthwise conv on v.", true, false, (c, o) => new AgentMixer(c, o), AgentBench.Cases);
         MixerRegistry.Register<SoftOptions>("soft", "SOFT: softmax-free Gaussian-kernel attention (tied q = k) through 49 landmarks pooled from real tokens, Nyström with a Newton–Schulz pseudo-inverse.", true, false, (c, o) => new SoftMixer(c, o), SoftBench.Cases);
         MixerRegistry.Register<LinaOptions>("lina", "LINA: division-normalized ReLU linear attention (fp32, RoPE) with a learned per-position KV gate and a depthwise conv on the input.", true, false, (c, o) => new LinaMixer(c, o), LinaBench.Cases);
+        MixerRegistry.Register<TaylorOptions>("taylor", "Taylor linear attention (BASED's linear layer): second-order Taylor map of exp on q/k projected to FeatureDim per head.", true, true, (c, o) => new BasedMixer(c, o), BasedBench.TaylorCases);
+        MixerRegistry.Register<BasedOptions>("based", "BASED: Taylor linear attention plus sliding-window softmax in one layer (branches summed).", true, true, (c, o) => new BasedMixer(c, o), BasedBench.Cases);
+        MixerRegistry.Register<LolcatsOptions>("lolcats", "LoLCATs window attention: sliding-window softmax plus Hedgehog linear attention outside the window, one normalizer, per-head window factors.", true, true, (c, o) => new LolcatsMixer(c, o), LolcatsBench.Cases);
+        MixerRegistry.Register<LigerOptions>("liger", "Liger Attention: 0.5 sliding-window softmax (RoPE) + 0.5 GLA with softmax feature maps and gates logsigmoid(k)/16, no new parameters.", true, true, (c, o) => new LigerMixer(c, o), LigerBench.Cases);
+        MixerRegistry.Register<SlidingWindowOptions>("swa", "Sliding-window softmax attention, banded (no [T, T] mask): bidirectional |i-j| <= Window, causal the last Window keys.", true, true, (c, o) => new SlidingWindowMixer(c, o), SlidingWindowBench.Cases);
     }
 }

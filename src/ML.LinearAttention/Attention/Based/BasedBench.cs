@@ -1,0 +1,35 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Attention.Based;
+
+/// <summary>Kernel benchmark cases of Taylor linear attention (F = 16, 153 features) and the BASED core (+ SWA 256).</summary>
+internal static class BasedBench
+{
+    private const int F = 16;
+
+    private static Func<Tensor[]> Inputs(KernelBenchShape s) => () => new[]
+    {
+        torch.randn(s.B, s.H, s.T, F, dtype: s.DType, device: s.Device).requires_grad_(true),
+        torch.randn(s.B, s.H, s.T, F, dtype: s.DType, device: s.Device).requires_grad_(true),
+        torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
+        torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
+        torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
+    };
+
+    /// <summary>"taylor": the linear branch alone.</summary>
+    internal static IEnumerable<KernelBenchCase> TaylorCases(KernelBenchShape s)
+    {
+        var make = Inputs(s);
+        yield return new KernelBenchCase("taylor f16 bidirectional", false, make, i => BasedKernels.Linear(i[0], i[1], i[4], null));
+        yield return new KernelBenchCase("taylor f16 causal chunk64", true, make, i => BasedKernels.Linear(i[0], i[1], i[4], null, causal: true));
+    }
+
+    /// <summary>"based": Taylor linear + banded sliding-window softmax (window 256).</summary>
+    internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
+    {
+        var make = Inputs(s);
+        yield return new KernelBenchCase("taylor f16 + swa 256 bidirectional", false, make, i => BasedKernels.Attention(i[0], i[1], i[2], i[3], i[4], null, 256));
+        yield return new KernelBenchCase("taylor f16 + swa 256 causal", true, make, i => BasedKernels.Attention(i[0], i[1], i[2], i[3], i[4], null, 256, causal: true));
+    }
+}
