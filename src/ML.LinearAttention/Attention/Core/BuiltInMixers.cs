@@ -1,3 +1,4 @@
+using Microsoft.ML.LinearAttention.Attention.DeltaNet;
 using Microsoft.ML.LinearAttention.Attention.Hedgehog;
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
 using Microsoft.ML.LinearAttention.Attention.Softmax;
@@ -12,5 +13,6 @@ internal static class BuiltInMixers
         MixerRegistry.Register<SoftmaxOptions>("softmax", "Softmax attention through scaled_dot_product_attention (flash on GPU); Window > 0 gives sliding-window attention.", true, true, (c, o) => new SoftmaxMixer(c, o), SoftmaxBench.Cases);
         MixerRegistry.Register<LinearAttentionOptions>("linear", "Linear attention with a fixed feature map (elu+1, relu, identity), normalized or TransNormer-style.", true, true, (c, o) => new LinearMixer(c, o), LinearBench.Cases);
         MixerRegistry.Register<HedgehogOptions>("hedgehog", "Hedgehog: learnable softmax-mimicking feature maps [softmax(xW), softmax(-xW)].", true, true, (c, o) => new HedgehogMixer(c, o), HedgehogBench.Cases);
+        MixerRegistry.Register<DeltaNetOptions>("deltanet", "DeltaNet: the delta rule S = (I − βkkᵀ)S + βkvᵀ with L2-normalised q/k, short convolutions and RMSNorm; chunkwise WY form, two-scan encoder.", true, true, (c, o) => new DeltaNetMixer(c, o), DeltaNetBench.Cases);
     }
 }
