@@ -1,4 +1,5 @@
 using Microsoft.ML.LinearAttention.Attention.DeltaNet;
+using Microsoft.ML.LinearAttention.Attention.GatedDeltaNet;
 using Microsoft.ML.LinearAttention.Attention.Hedgehog;
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
 using Microsoft.ML.LinearAttention.Attention.Softmax;
@@ -14,5 +15,6 @@ internal static class BuiltInMixers
         MixerRegistry.Register<LinearAttentionOptions>("linear", "Linear attention with a fixed feature map (elu+1, relu, identity), normalized or TransNormer-style.", true, true, (c, o) => new LinearMixer(c, o), LinearBench.Cases);
         MixerRegistry.Register<HedgehogOptions>("hedgehog", "Hedgehog: learnable softmax-mimicking feature maps [softmax(xW), softmax(-xW)].", true, true, (c, o) => new HedgehogMixer(c, o), HedgehogBench.Cases);
         MixerRegistry.Register<DeltaNetOptions>("deltanet", "DeltaNet: the delta rule S = (I − βkkᵀ)S + βkvᵀ with L2-normalised q/k, short convolutions and RMSNorm; chunkwise WY form, two-scan encoder.", true, true, (c, o) => new DeltaNetMixer(c, o), DeltaNetBench.Cases);
+        MixerRegistry.Register<GatedDeltaNetOptions>("gated_deltanet", "Gated DeltaNet: the delta rule with a Mamba2-style scalar decay per head, short convolutions and gated RMSNorm; chunkwise WY form, two-scan encoder.", true, true, (c, o) => new GatedDeltaNetMixer(c, o), GatedDeltaNetBench.Cases);
     }
 }

@@ -76,7 +76,7 @@ public sealed class GatedRmsNorm : nn.Module<Tensor, Tensor, Tensor>
 internal static class DeltaMixing
 {
     /// <summary>Key and value widths (H·Dk, H·Dv) from expansion ratios, validated against the head count.</summary>
-    internal static (int keyDim, int valueDim) Dims(MixerConfig config, double expandK, double expandV, string mechanism)
+    internal static (int keyDim, int valueDim) Dims(MixerConfig config, double expandK, double expandV, string mechanism, string valueName = "ExpandV")
     {
         int Width(double expand, string name)
         {
@@ -85,7 +85,7 @@ internal static class DeltaMixing
                 throw new ArgumentException($"{mechanism}: {name} = {expand} gives width {w} for hidden size {config.ModelDim}, which must be a positive whole multiple of the {config.NumHeads} heads; choose another {name}.");
             return (int)Math.Round(w);
         }
-        return (Width(expandK, "ExpandK"), Width(expandV, "ExpandV"));
+        return (Width(expandK, "ExpandK"), Width(expandV, valueName));
     }
 
     /// <summary>Projection followed by the short convolution (which applies SiLU), or by SiLU alone without one.</summary>
