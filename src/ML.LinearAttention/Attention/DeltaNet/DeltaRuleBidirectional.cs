@@ -34,12 +34,19 @@ public static partial class DeltaRule
         Check(q, k, v, betaForward, gForward, keyPaddingMask, chunk);
         Check(q, k, v, betaBackward, gBackward, keyPaddingMask, chunk);
         using var scope = NewDisposeScope();
+        var o = BidirectionalCore(q, k, v, betaForward, gForward, betaBackward, gBackward, keyPaddingMask, scale, chunk);
+        return Heads.ZeroPadded(o, keyPaddingMask).to(v.dtype).MoveToOuterDisposeScope();
+    }
+
+    /// <summary><see cref="Bidirectional"/> without the checks, the padding zeroing and the final cast (fp32 result).</summary>
+    internal static Tensor BidirectionalCore(Tensor q, Tensor k, Tensor v, Tensor betaForward, Tensor? gForward,
+        Tensor betaBackward, Tensor? gBackward, Tensor? keyPaddingMask, double? scale, int chunk)
+    {
         var fwd = ChunkedCore(q, k, v, betaForward, gForward, keyPaddingMask, exclusive: false, scale, chunk);
         var idx = ReversalIndex(keyPaddingMask, q.shape[2], q.device);
         var bwd = ChunkedCore(Reverse(q, idx), Reverse(k, idx), Reverse(v, idx), Reverse(betaBackward, idx),
             gBackward is null ? null : Reverse(gBackward, idx), keyPaddingMask, exclusive: true, scale, chunk);
-        var o = fwd + Reverse(bwd, idx);
-        return Heads.ZeroPadded(o, keyPaddingMask).to(v.dtype).MoveToOuterDisposeScope();
+        return fwd + Reverse(bwd, idx);
     }
 
     /// <summary>
@@ -53,11 +60,18 @@ public static partial class DeltaRule
         Check(q, k, v, betaForward, gForward, keyPaddingMask, 1);
         Check(q, k, v, betaBackward, gBackward, keyPaddingMask, 1);
         using var scope = NewDisposeScope();
+        var o = BidirectionalRecurrentCore(q, k, v, betaForward, gForward, betaBackward, gBackward, keyPaddingMask, scale);
+        return Heads.ZeroPadded(o, keyPaddingMask).to(v.dtype).MoveToOuterDisposeScope();
+    }
+
+    /// <summary><see cref="BidirectionalRecurrent"/> without the checks, the padding zeroing and the final cast (fp32).</summary>
+    internal static Tensor BidirectionalRecurrentCore(Tensor q, Tensor k, Tensor v, Tensor betaForward, Tensor? gForward,
+        Tensor betaBackward, Tensor? gBackward, Tensor? keyPaddingMask, double? scale)
+    {
         var fwd = RecurrentCore(q, k, v, betaForward, gForward, keyPaddingMask, exclusive: false, scale);
         var bwd = RecurrentCore(q.flip(2), k.flip(2), v.flip(2), betaBackward.flip(2), gBackward?.flip(2),
             keyPaddingMask?.flip(1), exclusive: true, scale).flip(2);
-        var o = fwd + bwd;
-        return Heads.ZeroPadded(o, keyPaddingMask).to(v.dtype).MoveToOuterDisposeScope();
+        return fwd + bwd;
     }
 
     /// <summary>
