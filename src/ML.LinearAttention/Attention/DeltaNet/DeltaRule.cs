@@ -71,13 +71,17 @@ public static partial class DeltaRule
     {
         Check(q, k, v, beta, g, keyPaddingMask, chunk);
         using var scope = NewDisposeScope();
-        var o = ChunkedCore(q, k, v, beta, g, keyPaddingMask, exclusive, scale, chunk);
+        var o = ChunkedCore(q, k, v, beta, g, keyPaddingMask, exclusive ? 0 : q.shape[0], scale, chunk);
         return Heads.ZeroPadded(o, keyPaddingMask).to(v.dtype).MoveToOuterDisposeScope();
     }
 
-    /// <summary><see cref="Chunked"/> without the checks, the padding zeroing and the final cast (fp32 result).</summary>
+    /// <summary>
+    /// <see cref="Chunked"/> without the checks, the padding zeroing and the final cast (fp32 result). Batch rows
+    /// b ≥ <paramref name="exclusiveFrom"/> are read exclusively (so both scans of the bidirectional form share one
+    /// chunk loop).
+    /// </summary>
     internal static Tensor ChunkedCore(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? g, Tensor? keyPaddingMask,
-        bool exclusive, double? scale, int chunk)
+        long exclusiveFrom, double? scale, int chunk)
     {
         long b = q.shape[0], h = q.shape[1], t = q.shape[2], dk = q.shape[3], dv = v.shape[3];
         long nc = (t + chunk - 1) / chunk, tp = nc * chunk, n = b * h;
@@ -100,7 +104,13 @@ public static partial class DeltaRule
 
         var lowerStrict = torch.ones(chunk, chunk, dtype: ScalarType.Bool, device: q.device).tril(-1);
         var akk = intra.Akk.masked_fill(lowerStrict.logical_not(), 0.0) * bc;
-        var aqk = intra.Aqk.masked_fill((exclusive ? lowerStrict : torch.ones(chunk, chunk, dtype: ScalarType.Bool, device: q.device).tril()).logical_not(), 0.0);
+        var aqk = intra.Aqk.masked_fill(torch.ones(chunk, chunk, dtype: ScalarType.Bool, device: q.device).tril().logical_not(), 0.0);
+        if (exclusiveFrom <= 0) aqk = aqk.masked_fill(lowerStrict.logical_not(), 0.0);
+        else if (exclusiveFrom < b)
+        {
+            var keepDiagonal = (torch.arange(b, device: q.device) < exclusiveFrom).to(ScalarType.Float32).repeat_interleave(h).view(n, 1, 1, 1);
+            aqk = aqk * (lowerStrict.to(ScalarType.Float32) + torch.eye(chunk, device: q.device) * keepDiagonal);
+        }
         // UT transform: one unit-lower-triangular solve gives W = T·diag(β)·(K⊙e^G) and U = T·diag(β)·V.
         var rhs = torch.cat(new[] { intra.KDecayed, vc }, -1) * bc;
         var wu = torch.linalg.solve_triangular(akk, rhs, upper: false, left: true, unitriangular: true);
@@ -113,7 +123,7 @@ public static partial class DeltaRule
     }
 
     /// <summary>
-    /// The only sequential part: per chunk V' = U − W S and S ← decay ⊙ S + K̃ᵀ V' (fp32, five small ops per chunk).
+    /// The only sequential part: per chunk V' = U − W S and S ← decay ⊙ S + K̃ᵀ V' (fp32, three small ops per chunk).
     /// Returns the state before every chunk [N, NC, Dk, Dv] and V' [N, NC, C, Dv].
     /// </summary>
     private static (Tensor before, Tensor vNew) InterChunk(Tensor w, Tensor u, Tensor kToEnd, Tensor? endDecay, long n, long dk, long dv)
@@ -128,13 +138,29 @@ public static partial class DeltaRule
         for (int i = 0; i < ws.Length; i++)
         {
             states[i] = s;
-            // Plain bmm: TorchSharp 0.107's Tensor.baddbmm passes its operands to libtorch in the wrong order.
-            var vn = us[i] - ws[i].bmm(s);
+            var vn = AddBmm(us[i], ws[i], s, alpha: -1);
             news[i] = vn;
-            s = (ds is null ? s : s * ds[i]) + ks[i].bmm(vn);
+            s = AddBmm(ds is null ? s : s * ds[i], ks[i], vn, alpha: 1);
         }
         return (torch.stack(states, 1), torch.stack(news, 1));
     }
+
+    /// <summary>input + alpha · (b1 @ b2) in one baddbmm.</summary>
+    private static Tensor AddBmm(Tensor input, Tensor b1, Tensor b2, float alpha)
+        // TorchSharp 0.107's Tensor.baddbmm hands (self, batch1, batch2) to libtorch as (batch1, batch2, self), i.e.
+        // computes batch2 + self @ batch1; a one-time probe picks the call that gives the documented result either way.
+        => BaddbmmSwapped.Value ? b1.baddbmm(b2, input, beta: 1, alpha: alpha) : input.baddbmm(b1, b2, beta: 1, alpha: alpha);
+
+    private static readonly Lazy<bool> BaddbmmSwapped = new(() =>
+    {
+        using var scope = NewDisposeScope();
+        var one = torch.ones(1, 1, 1);
+        var two = torch.full(new long[] { 1, 1, 1 }, 2f);
+        var three = torch.full(new long[] { 1, 1, 1 }, 3f);
+        float r = one.baddbmm(two, three).item<float>();                        // documented: 1 + 2·3 = 7; swapped: 3 + 1·2 = 5
+        if (r != 7f && r != 5f) throw new InvalidOperationException($"Unexpected Tensor.baddbmm result {r} in the delta-rule kernel probe.");
+        return r == 5f;
+    });
 
     // ---------------------------------------------------------------- naive recurrent twin
 

@@ -42,10 +42,17 @@ public static partial class DeltaRule
     internal static Tensor BidirectionalCore(Tensor q, Tensor k, Tensor v, Tensor betaForward, Tensor? gForward,
         Tensor betaBackward, Tensor? gBackward, Tensor? keyPaddingMask, double? scale, int chunk)
     {
-        var fwd = ChunkedCore(q, k, v, betaForward, gForward, keyPaddingMask, exclusive: false, scale, chunk);
+        // Both scans in one call: the reversed rows are appended to the batch, so the sequential chunk loop runs once.
+        long b = q.shape[0];
         var idx = ReversalIndex(keyPaddingMask, q.shape[2], q.device);
-        var bwd = ChunkedCore(Reverse(q, idx), Reverse(k, idx), Reverse(v, idx), Reverse(betaBackward, idx),
-            gBackward is null ? null : Reverse(gBackward, idx), keyPaddingMask, exclusive: true, scale, chunk);
+        Tensor Both(Tensor fwd, Tensor bwd) => torch.cat(new[] { fwd, Reverse(bwd, idx) }, 0);
+        Tensor? gates = gForward is null && gBackward is null ? null
+            : Both(gForward?.to(ScalarType.Float32) ?? torch.zeros_like(gBackward!, dtype: ScalarType.Float32),
+                   gBackward?.to(ScalarType.Float32) ?? torch.zeros_like(gForward!, dtype: ScalarType.Float32));
+        var o = ChunkedCore(Both(q, q), Both(k, k), Both(v, v), Both(betaForward.to(ScalarType.Float32), betaBackward.to(ScalarType.Float32)), gates,
+            keyPaddingMask is null ? null : torch.cat(new[] { keyPaddingMask, keyPaddingMask }, 0), exclusiveFrom: b, scale, chunk);
+        var fwd = o.narrow(0, 0, b);
+        var bwd = o.narrow(0, b, b);
         return fwd + Reverse(bwd, idx);
     }
 

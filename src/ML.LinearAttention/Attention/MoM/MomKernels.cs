@@ -31,7 +31,7 @@ public static class MomKernels
         using var scope = NewDisposeScope();
         var (qm, km, vm, bm, gm, mask) = Flatten(q, k, v, beta, g, routingWeights, keyPaddingMask);
         DeltaRule.Check(qm, km, vm, bm, gm, mask, chunk);
-        var o = DeltaRule.ChunkedCore(qm, km, vm, bm, gm, mask, exclusive: false, scale, chunk);
+        var o = DeltaRule.ChunkedCore(qm, km, vm, bm, gm, mask, exclusiveFrom: qm.shape[0], scale, chunk);
         return Mix(o, routingWeights, keyPaddingMask, v.dtype).MoveToOuterDisposeScope();
     }
 
