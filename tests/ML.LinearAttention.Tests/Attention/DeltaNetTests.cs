@@ -43,6 +43,22 @@ public class DeltaNetTests
     }
 
     [Fact]
+    public void Bidirectional_counts_the_current_token_once_and_reverses_from_the_last_real_token()
+    {
+        var x = DeltaTestInputs.Make(new long[] { 13, 13 }, 2, 4, 4, ScalarType.Float32, DecayKind.None, bidirectional: true).Select(t => t.detach()).ToArray();
+        var mask = KernelAssert.LengthMask(13, 5);
+        // Without forward writes, the last real token of each row reads an empty reverse state (it is not its own
+        // neighbour), and every other token reads only the tokens after it.
+        var onlyReverse = DeltaNetKernels.Bidirectional(x[0], x[1], x[2], torch.zeros_like(x[3]), x[4], mask, chunk: 4);
+        Assert.Equal(0.0, onlyReverse[0, .., 12, ..].abs().max().item<float>());
+        Assert.Equal(0.0, onlyReverse[1, .., 4, ..].abs().max().item<float>());
+        Assert.True(onlyReverse[1, .., 3, ..].abs().max().item<float>() > 0);
+        // Without reverse writes the encoder form is the causal form (the diagonal comes from the forward scan).
+        var onlyForward = DeltaNetKernels.Bidirectional(x[0], x[1], x[2], x[3], torch.zeros_like(x[4]), mask, chunk: 4);
+        KernelAssert.Close(onlyForward, DeltaNetKernels.Causal(x[0], x[1], x[2], x[3], mask, chunk: 4), 1e-6, 1e-6, "forward part");
+    }
+
+    [Fact]
     public void Beta_one_and_orthonormal_keys_store_values_exactly()
     {
         // With β = 1 the delta rule overwrites: after writing v to an orthonormal key, reading that key returns v.

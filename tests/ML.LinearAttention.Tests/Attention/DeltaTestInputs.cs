@@ -60,13 +60,14 @@ internal static class DeltaTestInputs
     }
 
     /// <summary>Cases: lengths (padding when they differ), heads, Dk, Dv, dtype, chunk.</summary>
-    internal static IEnumerable<object[]> Cases() => new[]
+    internal static IEnumerable<object[]> Cases(bool oddChunk = false)
     {
-        new object[] { new long[] { 37 }, 2, 8, 8, ScalarType.Float32, 16 },
-        new object[] { new long[] { 70, 45, 1 }, 2, 8, 5, ScalarType.Float32, 64 },
-        new object[] { new long[] { 67, 30 }, 1, 16, 8, ScalarType.Float32, 24 },
-        new object[] { new long[] { 65, 64 }, 2, 8, 8, ScalarType.BFloat16, 16 },
-    };
+        yield return new object[] { new long[] { 37 }, 2, 8, 8, ScalarType.Float32, 16 };
+        yield return new object[] { new long[] { 67, 45, 1 }, 2, 8, 5, ScalarType.Float32, 64 };
+        yield return new object[] { new long[] { 41, 40 }, 2, 8, 8, ScalarType.BFloat16, 16 };
+        // A chunk that is not a power of two (sub-chunks of 4 for per-channel decays) with Dk = 16.
+        if (oddChunk) yield return new object[] { new long[] { 53, 30 }, 1, 16, 8, ScalarType.Float32, 24 };
+    }
 
     /// <summary>Fast vs naive, outputs and gradients of q, k, v, β and g (both directions when bidirectional).</summary>
     internal static void CheckAgainstNaive(long[] lengths, int h, int dk, int dv, ScalarType dtype, int chunk, DecayKind decay, bool bidirectional)

@@ -35,9 +35,9 @@ public class MomTests
     public static IEnumerable<object[]> Cases() => new[]
     {
         // lengths, memories, top-k, dtype, chunk
-        new object[] { new long[] { 37 }, 4, 2, ScalarType.Float32, 16 },
+        new object[] { new long[] { 31 }, 4, 2, ScalarType.Float32, 16 },
         new object[] { new long[] { 45, 20, 1 }, 3, 1, ScalarType.Float32, 64 },
-        new object[] { new long[] { 33, 30 }, 4, 2, ScalarType.BFloat16, 8 },
+        new object[] { new long[] { 23, 20 }, 4, 2, ScalarType.BFloat16, 8 },
     };
 
     [Theory]
