@@ -23,6 +23,12 @@ using Microsoft.ML.LinearAttention.Attention.Liger;
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
 using Microsoft.ML.LinearAttention.Attention.Lolcats;
 using Microsoft.ML.LinearAttention.Attention.SlidingWindow;
+using Microsoft.ML.LinearAttention.Attention.DeltaNet;
+using Microsoft.ML.LinearAttention.Attention.GatedDeltaNet;
+using Microsoft.ML.LinearAttention.Attention.Hedgehog;
+using Microsoft.ML.LinearAttention.Attention.Kda;
+using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using Microsoft.ML.LinearAttention.Attention.MoM;
 using Microsoft.ML.LinearAttention.Attention.Softmax;
 using Microsoft.ML.LinearAttention.Attention.Sqa;
 using Microsoft.ML.LinearAttention.Attention.TransNormer;
@@ -59,5 +65,9 @@ internal static class BuiltInMixers
         MixerRegistry.Register<LolcatsOptions>("lolcats", "LoLCATs window attention: sliding-window softmax plus Hedgehog linear attention outside the window, one normalizer, per-head window factors.", true, true, (c, o) => new LolcatsMixer(c, o), LolcatsBench.Cases);
         MixerRegistry.Register<LigerOptions>("liger", "Liger Attention: 0.5 sliding-window softmax (RoPE) + 0.5 GLA with softmax feature maps and gates logsigmoid(k)/16, no new parameters.", true, true, (c, o) => new LigerMixer(c, o), LigerBench.Cases);
         MixerRegistry.Register<SlidingWindowOptions>("swa", "Sliding-window softmax attention, banded (no [T, T] mask): bidirectional |i-j| <= Window, causal the last Window keys.", true, true, (c, o) => new SlidingWindowMixer(c, o), SlidingWindowBench.Cases);
+        MixerRegistry.Register<DeltaNetOptions>("deltanet", "DeltaNet: the delta rule S = (I − βkkᵀ)S + βkvᵀ with L2-normalised q/k, short convolutions and RMSNorm; chunkwise WY form, two-scan encoder.", true, true, (c, o) => new DeltaNetMixer(c, o), DeltaNetBench.Cases);
+        MixerRegistry.Register<GatedDeltaNetOptions>("gated_deltanet", "Gated DeltaNet: the delta rule with a Mamba2-style scalar decay per head, short convolutions and gated RMSNorm; chunkwise WY form, two-scan encoder.", true, true, (c, o) => new GatedDeltaNetMixer(c, o), GatedDeltaNetBench.Cases);
+        MixerRegistry.Register<KdaOptions>("kda", "Kimi Delta Attention: the delta rule with a per-channel decay from a low-rank gate, short convolutions and sigmoid-gated RMSNorm; chunkwise WY form, two-scan encoder.", true, true, (c, o) => new KdaMixer(c, o), KdaBench.Cases);
+        MixerRegistry.Register<MomOptions>("mom", "Mixture-of-Memories: a top-k router over several Gated DeltaNet memories; tokens write to and read from only their routed memories; two-scan encoder.", true, true, (c, o) => new MomMixer(c, o), MomBench.Cases);
     }
 }

@@ -1,0 +1,114 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Attention.DeltaNet;
+
+/// <summary>
+/// fla's <c>ShortConvolution</c>: a depthwise convolution over time of width K (4 by default) followed by SiLU, on
+/// x [B, T, C] → [B, T, C]. Causal (left padding K−1) for causal mixers; for bidirectional encoders it is centred
+/// (K−1−⌊(K−1)/2⌋ tokens of left context, ⌊(K−1)/2⌋ of right context), like ViG's locality-injecting depthwise conv.
+/// Padded positions must be zeroed by the caller before the convolution so they cannot leak into real tokens.
+/// Weights are initialised like PyTorch's <c>nn.Conv1d</c> (uniform ±1/√K).
+/// </summary>
+public sealed class ShortConvolution : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter weight;
+    private readonly Parameter? bias;
+    private readonly int _size;
+    private readonly bool _causal;
+    private readonly bool _silu;
+
+    public ShortConvolution(long channels, int kernelSize, bool causal, bool useBias = false, bool silu = true) : base(nameof(ShortConvolution))
+    {
+        if (kernelSize < 1) throw new ArgumentOutOfRangeException(nameof(kernelSize), kernelSize, "The short convolution size must be at least 1 (fla uses 4).");
+        double bound = 1.0 / Math.Sqrt(kernelSize);
+        weight = new Parameter(torch.empty(channels, 1, kernelSize).uniform_(-bound, bound));
+        if (useBias) bias = new Parameter(torch.empty(channels).uniform_(-bound, bound));
+        _size = kernelSize;
+        _causal = causal;
+        _silu = silu;
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        long c = x.shape[2];
+        int right = _causal ? 0 : (_size - 1) / 2, left = _size - 1 - right;
+        var xt = nn.functional.pad(x.transpose(1, 2), new long[] { left, right });
+        var y = nn.functional.conv1d(xt, weight.to(x.dtype), bias?.to(x.dtype), groups: c).transpose(1, 2);
+        return (_silu ? nn.functional.silu(y) : y).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>
+/// fla's <c>FusedRMSNormGated</c>: RMSNorm(o) · weight · act(gate) over the last dimension, statistics in fp32;
+/// act is "swish" (SiLU, fla's default, used by DeltaNet, Gated DeltaNet and MoM) or "sigmoid" (KDA).
+/// </summary>
+public sealed class GatedRmsNorm : nn.Module<Tensor, Tensor, Tensor>
+{
+    private readonly Parameter weight;
+    private readonly double _eps;
+    private readonly bool _sigmoid;
+
+    public GatedRmsNorm(long dim, double eps = 1e-5, string activation = "swish") : base(nameof(GatedRmsNorm))
+    {
+        if (activation != "swish" && activation != "sigmoid")
+            throw new ArgumentException($"Unknown gate activation '{activation}'; use 'swish' or 'sigmoid'.", nameof(activation));
+        weight = new Parameter(torch.ones(dim));
+        _eps = eps;
+        _sigmoid = activation == "sigmoid";
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor o, Tensor gate)
+    {
+        using var scope = NewDisposeScope();
+        var y = RmsNorm.Functional(o.to(ScalarType.Float32), weight, _eps);
+        var g = gate.to(ScalarType.Float32);
+        y = y * (_sigmoid ? torch.sigmoid(g) : nn.functional.silu(g));
+        return y.to(o.dtype).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>Small pieces shared by the delta-rule mixers.</summary>
+internal static class DeltaMixing
+{
+    /// <summary>Key and value widths (H·Dk, H·Dv) from expansion ratios, validated against the head count.</summary>
+    internal static (int keyDim, int valueDim) Dims(MixerConfig config, double expandK, double expandV, string mechanism, string valueName = "ExpandV")
+    {
+        int Width(double expand, string name)
+        {
+            double w = config.ModelDim * expand;
+            if (expand <= 0 || Math.Abs(w - Math.Round(w)) > 1e-9 || (int)Math.Round(w) % config.NumHeads != 0)
+                throw new ArgumentException($"{mechanism}: {name} = {expand} gives width {w} for hidden size {config.ModelDim}, which must be a positive whole multiple of the {config.NumHeads} heads; choose another {name}.");
+            return (int)Math.Round(w);
+        }
+        return (Width(expandK, "ExpandK"), Width(expandV, valueName));
+    }
+
+    /// <summary>Projection followed by the short convolution (which applies SiLU), or by SiLU alone without one.</summary>
+    internal static Tensor Project(Linear proj, ShortConvolution? conv, Tensor x, bool silu)
+    {
+        var y = proj.forward(x);
+        if (conv is not null) return conv.forward(y);
+        return silu ? nn.functional.silu(y) : y;
+    }
+
+    /// <summary>β = sigmoid(b_proj(x)) as [B, H, T] (×2 with negative eigenvalues allowed).</summary>
+    internal static Tensor Beta(Linear bProj, Tensor x, bool allowNegativeEigenvalues)
+    {
+        var beta = torch.sigmoid(bProj.forward(x)).transpose(1, 2);
+        return allowNegativeEigenvalues ? beta * 2 : beta;
+    }
+
+    /// <summary>Mamba2 initialisation of GDN / MoM: A ~ U(0, 16) stored as log A; dt log-uniform in [1e-3, 0.1] (floor 1e-4), stored as softplus⁻¹(dt).</summary>
+    internal static (Tensor aLog, Tensor dtBias) Mamba2Init(long count)
+    {
+        var a = torch.empty(count).uniform_(0, 16);
+        var dt = (torch.rand(count) * (Math.Log(0.1) - Math.Log(0.001)) + Math.Log(0.001)).exp().clamp_min(1e-4);
+        var invDt = dt + torch.log(-torch.expm1(-dt));
+        return (a.log(), invDt);
+    }
+}

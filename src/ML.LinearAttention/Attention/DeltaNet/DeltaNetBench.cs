@@ -1,0 +1,27 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Attention.DeltaNet;
+
+/// <summary>
+/// Kernel benchmark cases of DeltaNet: the L2 norm of q and k and β = sigmoid(·) run inside the timed call, as fla
+/// fuses them into its kernel (<c>use_qk_l2norm_in_kernel</c>).
+/// </summary>
+internal static class DeltaNetBench
+{
+    internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
+    {
+        Tensor[] Make() => new[]
+        {
+            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
+            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
+            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
+            torch.randn(s.B, s.H, s.T, dtype: s.DType, device: s.Device).requires_grad_(true),
+            torch.randn(s.B, s.H, s.T, dtype: s.DType, device: s.Device).requires_grad_(true),
+        };
+        yield return new KernelBenchCase("causal chunk64", true, Make,
+            i => DeltaNetKernels.Causal(DeltaRule.L2Normalize(i[0]), DeltaRule.L2Normalize(i[1]), i[2], torch.sigmoid(i[3]), null));
+        yield return new KernelBenchCase("bidirectional chunk64", false, Make,
+            i => DeltaNetKernels.Bidirectional(DeltaRule.L2Normalize(i[0]), DeltaRule.L2Normalize(i[1]), i[2], torch.sigmoid(i[3]), torch.sigmoid(i[4]), null));
+    }
+}

@@ -1,0 +1,33 @@
+using Microsoft.ML.LinearAttention.Attention.DeltaNet;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Attention.Kda;
+
+/// <summary>
+/// Kernel benchmark cases of KDA: L2 norm of q and k, β = sigmoid(·) and the per-channel gate
+/// −exp(A_log)·softplus(f + dt_bias) run inside the timed call, as fla computes them in-kernel.
+/// </summary>
+internal static class KdaBench
+{
+    internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
+    {
+        Tensor[] Make()
+        {
+            Tensor Rand(params long[] shape) => torch.randn(shape, dtype: s.DType, device: s.Device).requires_grad_(true);
+            return new[]
+            {
+                Rand(s.B, s.H, s.T, s.D), Rand(s.B, s.H, s.T, s.D), Rand(s.B, s.H, s.T, s.D),
+                Rand(s.B, s.H, s.T), Rand(s.B, s.H, s.T, s.D), Rand(s.B, s.H, s.T), Rand(s.B, s.H, s.T, s.D),
+                torch.empty(s.H, device: s.Device).uniform_(1, 16).log().requires_grad_(true),
+                torch.zeros(s.H * s.D, device: s.Device).requires_grad_(true),
+            };
+        }
+        Tensor Gate(Tensor[] i, int f) => KdaKernels.Gate(i[f], i[7], i[8]);
+        yield return new KernelBenchCase("causal chunk64", true, Make,
+            i => KdaKernels.Causal(DeltaRule.L2Normalize(i[0]), DeltaRule.L2Normalize(i[1]), i[2], torch.sigmoid(i[3]), Gate(i, 4), null));
+        yield return new KernelBenchCase("bidirectional chunk64", false, Make,
+            i => KdaKernels.Bidirectional(DeltaRule.L2Normalize(i[0]), DeltaRule.L2Normalize(i[1]), i[2],
+                torch.sigmoid(i[3]), Gate(i, 4), torch.sigmoid(i[5]), Gate(i, 6), null));
+    }
+}
