@@ -1,4 +1,5 @@
 using Microsoft.ML.LinearAttention.Attention;
+using DecayKernels = Microsoft.ML.LinearAttention.Attention.Decay.DecayKernels;
 using Microsoft.ML.LinearAttention.Attention.Liger;
 using Microsoft.ML.LinearAttention.Tests.Infrastructure;
 using TorchSharp;
@@ -37,27 +38,16 @@ public class LigerTests
 
     [Theory]
     [MemberData(nameof(GlaCases))]
-    public void Gla_chunked_matches_naive_outputs_and_gradients(long[] lengths, bool causal, int chunk, ScalarType dtype)
+    public void Shared_gla_kernel_with_ligers_gates_matches_an_independent_naive_twin(long[] lengths, bool causal, int chunk, ScalarType dtype)
     {
         var x = GlaInputs(lengths, dtype);
         var mask = KernelAssert.LengthMask(lengths);
         KernelAssert.SameOutputsAndGradients(
             i => causal
-                ? LigerGlaKernels.Causal(i[0], i[1], i[2], Decay(i[3]), mask, chunk)
-                : LigerGlaKernels.Bidirectional(i[0], i[1], i[2], Decay(i[3]), mask, chunk),
+                ? DecayKernels.Causal(i[0], i[1], i[2], Decay(i[3]), mask, scale: 1.0, chunk)
+                : DecayKernels.Bidirectional(i[0], i[1], i[2], Decay(i[3]), Decay(i[3]), mask, scale: 1.0, chunk),
             i => LigerGlaKernels.Naive(i[0], i[1], i[2], Decay(i[3]), mask, causal),
             x, dtype, $"gla causal={causal} chunk={chunk}", KernelAssert.HeadMask(mask));
-    }
-
-    [Fact]
-    public void Gla_recurrent_agrees_with_naive()
-    {
-        var x = GlaInputs(new long[] { 19, 11 }, ScalarType.Float32);
-        var mask = KernelAssert.LengthMask(19, 11);
-        KernelAssert.SameOutputsAndGradients(
-            i => LigerGlaKernels.Recurrent(i[0], i[1], i[2], Decay(i[3]), mask),
-            i => LigerGlaKernels.Naive(i[0], i[1], i[2], Decay(i[3]), mask, causal: true),
-            x, ScalarType.Float32, "gla recurrent", KernelAssert.HeadMask(mask));
     }
 
     [Fact]
@@ -66,13 +56,13 @@ public class LigerTests
         Torch.Seed();
         var x = GlaInputs(new long[] { 12 }, ScalarType.Float32).Select(t => t.detach()).ToArray();
         var mask = KernelAssert.LengthMask(new long[] { 12 }).logical_and(torch.arange(12).lt(8).unsqueeze(0));
-        var padded = LigerGlaKernels.Bidirectional(x[0], x[1], x[2], Decay(x[3]), mask, chunk: 4);
+        var padded = DecayKernels.Bidirectional(x[0], x[1], x[2], Decay(x[3]), Decay(x[3]), mask, scale: 1.0, chunk: 4);
         var garbage = x.Select(t => t.clone()).ToArray();
         foreach (var t in garbage) t[.., .., 8.., ..] = torch.full_like(t[.., .., 8.., ..], 50.0);
-        var again = LigerGlaKernels.Bidirectional(garbage[0], garbage[1], garbage[2], Decay(garbage[3]), mask, chunk: 4);
+        var again = DecayKernels.Bidirectional(garbage[0], garbage[1], garbage[2], Decay(garbage[3]), Decay(garbage[3]), mask, scale: 1.0, chunk: 4);
         KernelAssert.Close(again, padded, 1e-5, 1e-5, "padded tail");
         var cut = x.Select(t => t.narrow(2, 0, 8)).ToArray();
-        var unpadded = LigerGlaKernels.Bidirectional(cut[0], cut[1], cut[2], Decay(cut[3]), null, chunk: 4);
+        var unpadded = DecayKernels.Bidirectional(cut[0], cut[1], cut[2], Decay(cut[3]), Decay(cut[3]), null, scale: 1.0, chunk: 4);
         KernelAssert.Close(padded.narrow(2, 0, 8), unpadded, 1e-5, 1e-5, "equals the unpadded row");
     }
 

@@ -31,12 +31,15 @@ public sealed class HedgehogFeatureMap : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => Map(x, weight);
 
-    /// <summary>The pure kernel: x [B, H, T, D], w [H, D, F] → [B, H, T, 2F]; softmax in fp32.</summary>
+    /// <summary>
+    /// The pure kernel: x [B, H, T, D], w [H, D, F] → [B, H, T, 2F]. Both halves are one softmax over a stacked
+    /// [.., 2, F] view (libtorch accumulates bf16 softmax in fp32), so no separate concatenation pass is needed.
+    /// </summary>
     public static Tensor Map(Tensor x, Tensor w)
     {
         using var scope = NewDisposeScope();
-        var y = x.matmul(w.to(x.dtype).unsqueeze(0)).to(ScalarType.Float32);    // [B, H, T, F]
-        var phi = torch.cat(new[] { y.softmax(-1), (-y).softmax(-1) }, -1).clamp_min(1e-12);
-        return phi.to(x.dtype).MoveToOuterDisposeScope();
+        var y = x.matmul(w.to(x.dtype).unsqueeze(0));                            // [B, H, T, F]
+        var phi = torch.stack(new[] { y, -y }, -2).softmax(-1);                  // [B, H, T, 2, F]
+        return phi.flatten(-2).MoveToOuterDisposeScope();
     }
 }

@@ -16,6 +16,6 @@ internal static class LigerBench
         yield return new KernelBenchCase("swa 64 + gla bidirectional", false, Make, i => Run(i, false));
         yield return new KernelBenchCase("swa 64 + gla causal", true, Make, i => Run(i, true));
         yield return new KernelBenchCase("gla causal chunk64", true, Make,
-            i => LigerGlaKernels.Causal(LigerKernels.FeatureMap(i[0]), LigerKernels.FeatureMap(i[1]), i[2], LigerKernels.Gate(i[1]), null));
+            i => Decay.DecayKernels.Causal(LigerKernels.FeatureMap(i[0]), LigerKernels.FeatureMap(i[1]), i[2], LigerKernels.Gate(i[1]), null, scale: 1.0));
     }
 }

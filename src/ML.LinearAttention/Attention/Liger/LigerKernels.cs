@@ -1,3 +1,4 @@
+using Microsoft.ML.LinearAttention.Attention.Decay;
 using Microsoft.ML.LinearAttention.Attention.SlidingWindow;
 using Microsoft.ML.LinearAttention.Attention.Softmax;
 using TorchSharp;
@@ -28,9 +29,10 @@ public static class LigerKernels
     public static Tensor Gate(Tensor k, double normalizer = GateNormalizer)
         => nn.functional.logsigmoid(k.to(ScalarType.Float32)) / normalizer;
 
-    /// <summary>Fast form: banded sliding-window (or SDPA full) softmax plus chunkwise GLA (bidirectional: two scans).</summary>
+    /// <summary>Fast form: banded sliding-window (or SDPA full) softmax plus the shared chunkwise GLA kernel of
+    /// <see cref="DecayKernels"/> with Liger's unscaled queries (bidirectional: two scans sharing Liger's gates).</summary>
     public static Tensor Attention(Tensor q, Tensor k, Tensor fq, Tensor fk, Tensor logDecay, Tensor v, Tensor? keyPaddingMask,
-        int window, bool causal = false, int chunk = LigerGlaKernels.DefaultChunk)
+        int window, bool causal = false, int chunk = DecayKernels.DefaultChunk)
     {
         CheckWindow(window);
         using var scope = NewDisposeScope();
@@ -38,8 +40,8 @@ public static class LigerKernels
             ? SlidingWindowKernels.Attention(q, k, v, keyPaddingMask, window, causal)
             : SoftmaxKernels.Attention(q, k, v, keyPaddingMask, causal);
         var gla = causal
-            ? LigerGlaKernels.Causal(fq, fk, v, logDecay, keyPaddingMask, chunk)
-            : LigerGlaKernels.Bidirectional(fq, fk, v, logDecay, keyPaddingMask, chunk);
+            ? DecayKernels.Causal(fq, fk, v, logDecay, keyPaddingMask, scale: 1.0, chunk)
+            : DecayKernels.Bidirectional(fq, fk, v, logDecay, logDecay, keyPaddingMask, scale: 1.0, chunk);
         return (0.5 * soft + 0.5 * gla).MoveToOuterDisposeScope();
     }
 

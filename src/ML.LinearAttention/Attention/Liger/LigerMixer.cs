@@ -15,7 +15,7 @@ public sealed record LigerOptions : MixerOptions
     /// <summary>Divides logsigmoid(k) for the GLA log-decay (<c>gate_logit_normalizer = 16</c>).</summary>
     public double GateNormalizer { get; init; } = LigerKernels.GateNormalizer;
     /// <summary>Chunk length of the chunkwise GLA kernel.</summary>
-    public int ChunkSize { get; init; } = LigerGlaKernels.DefaultChunk;
+    public int ChunkSize { get; init; } = Decay.DecayKernels.DefaultChunk;
 }
 
 /// <summary>

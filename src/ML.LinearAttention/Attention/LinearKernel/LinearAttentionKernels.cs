@@ -19,50 +19,47 @@ public static class LinearAttentionKernels
     // ---- bidirectional ----
 
     /// <summary>
-    /// Fast bidirectional form, O(T·Dk·Dv): one [Dk, Dv] state per head, plus the key sum z for the normalizer,
-    /// appended to the state as an extra column (padded to 8 columns for tensor-core alignment) so one matmul with q
-    /// yields numerator and denominator. Long sequences build the state from 1024-token partial products (more
-    /// parallel work for the GPU than one long reduction), summed in fp32.
+    /// Fast bidirectional form, O(T·Dk·Dv): one [Dk, Dv] state and one key sum per head; numerator and denominator
+    /// are separate products with q (slicing one wider product costs more in the backward pass than it saves).
+    /// Long sequences build the state from 1024-token partial products (more parallel work for the GPU than one long
+    /// reduction), summed in fp32.
     /// </summary>
     public static Tensor Bidirectional(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask, bool normalize = true, double eps = DefaultEps)
     {
         Heads.CheckQkv(q, k, v, keyPaddingMask);
         using var scope = NewDisposeScope();
-        long t = k.shape[2], dv = v.shape[3];
+        long t = k.shape[2];
         k = Heads.ZeroPadded(k, keyPaddingMask);
-        var state = KeyValueState(k, v);                                        // [B, H, Dk, Dv] fp32
+        var state = KeyValueState(k, v);                                        // [B, H, Dk, Dv] in q's dtype
         Tensor o;
         if (normalize)
         {
-            var z = k.sum(2, type: ScalarType.Float32).unsqueeze(-1);          // [B, H, Dk, 1]
-            var augmented = torch.cat(new[] { state, z, torch.zeros_like(z).expand(-1, -1, -1, 7) }, -1).to(q.dtype);
-            var outAug = q.matmul(augmented);                                   // [B, H, T, Dv + 8]
-            // Σ a·v / (Σ a + eps·n): the mean form of the docs, without dividing the large tensors by n.
-            var n = keyPaddingMask is null ? (Scalar)(double)t : null;
-            var den = outAug.narrow(-1, dv, 1);
-            den = n is null ? den + Heads.ValidCount(keyPaddingMask, t, q.dtype, q.device) * eps : den + t * eps;
-            o = outAug.narrow(-1, 0, dv) / den;
+            var num = q.matmul(state);
+            var den = q.matmul(k.sum(2).unsqueeze(-1));                        // [B, H, T, 1]
+            // Σ a·v / (Σ a + eps·n): the mean form of the docs without dividing the large tensors by n.
+            var epsN = keyPaddingMask is null ? null : Heads.ValidCount(keyPaddingMask, t, q.dtype, q.device) * eps;
+            o = num / (epsN is null ? den + t * eps : den + epsN);
         }
         else
         {
-            var n = Heads.ValidCount(keyPaddingMask, t, ScalarType.Float32, q.device);
-            o = q.matmul((state / n).to(q.dtype));
+            var n = Heads.ValidCount(keyPaddingMask, t, q.dtype, q.device);
+            o = q.matmul(state) / n;
         }
         return Heads.ZeroPadded(o, keyPaddingMask).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Σ_t k_tᵀ v_t per head as fp32 [B, H, Dk, Dv]; long T in 1024-token partial products.</summary>
+    /// <summary>Σ_t k_tᵀ v_t per head, [B, H, Dk, Dv] in k's dtype; long T in 1024-token partial products summed in fp32.</summary>
     internal static Tensor KeyValueState(Tensor k, Tensor v, long block = 1024)
     {
         long b = k.shape[0], h = k.shape[1], t = k.shape[2], dk = k.shape[3], dv = v.shape[3];
-        if (t <= 2 * block) return k.transpose(-1, -2).matmul(v).to(ScalarType.Float32);
+        if (t <= 2 * block) return k.transpose(-1, -2).matmul(v);
         long m = t / block, main = m * block;
         var kc = k.narrow(2, 0, main).view(b, h, m, block, dk);
         var vc = v.narrow(2, 0, main).view(b, h, m, block, dv);
         var state = kc.transpose(-1, -2).matmul(vc).sum(2, type: ScalarType.Float32);
         if (main < t)
             state = state + k.narrow(2, main, t - main).transpose(-1, -2).matmul(v.narrow(2, main, t - main)).to(ScalarType.Float32);
-        return state;
+        return state.to(k.dtype);
     }
 
     /// <summary>Naive twin of <see cref="Bidirectional"/>: the explicit T×T weight matrix, fp32.</summary>
@@ -97,23 +94,19 @@ public static class LinearAttentionKernels
         var qc = q.view(b, h, nc, chunk, dk);
         var kc = k.view(b, h, nc, chunk, dk);
         var vc = v.view(b, h, nc, chunk, dv);
-        // The state before each chunk (exclusive prefix sum over chunks) in fp32; with the normalizer, the key sum
-        // rides along as an extra state column (padded to 8 for alignment).
+        // The state before each chunk: exclusive prefix sum over chunks, accumulated in fp32.
         var chunkStates = kc.transpose(-1, -2).matmul(vc).to(ScalarType.Float32);     // [B, H, NC, Dk, Dv]
-        if (normalize)
-        {
-            var z = kc.sum(3, type: ScalarType.Float32).unsqueeze(-1);                  // [B, H, NC, Dk, 1]
-            chunkStates = torch.cat(new[] { chunkStates, z, torch.zeros_like(z).expand(-1, -1, -1, -1, 7) }, -1);
-        }
-        var inter = qc.matmul(ExclusivePrefixSum(chunkStates, 2).to(dtype));          // [B, H, NC, C, Dv(+8)]
+        var inter = qc.matmul(ExclusivePrefixSum(chunkStates, 2).to(dtype));          // [B, H, NC, C, Dv]
         var causalMask = torch.ones(chunk, chunk, dtype: ScalarType.Bool, device: q.device).tril();
         var scores = qc.matmul(kc.transpose(-1, -2)).masked_fill(causalMask.logical_not(), 0.0);
-        var num = (inter.narrow(-1, 0, dv) + scores.matmul(vc)).view(b, h, tp, dv).narrow(2, 0, t);
+        var num = (inter + scores.matmul(vc)).view(b, h, tp, dv).narrow(2, 0, t);
         var pos = torch.arange(1, t + 1, dtype: dtype, device: q.device).view(1, 1, t, 1);
         Tensor o;
         if (normalize)
         {
-            var den = (inter.narrow(-1, dv, 1).squeeze(-1) + scores.sum(-1)).view(b, h, tp, 1).narrow(2, 0, t);
+            // Key sums before each chunk give the inter-chunk part of the normalizer; the masked scores the rest.
+            var keySums = ExclusivePrefixSum(kc.sum(3, type: ScalarType.Float32), 2).to(dtype).unsqueeze(-1);   // [B, H, NC, Dk, 1]
+            var den = (qc.matmul(keySums).squeeze(-1) + scores.sum(-1)).view(b, h, tp, 1).narrow(2, 0, t);
             o = num / (den + pos * eps);                                                 // = mean form of the docs
         }
         else
