@@ -9,7 +9,7 @@ namespace Microsoft.ML.LinearAttention.Estimators;
 
 public abstract partial class LinearAttentionTransformer : ICanSaveModel
 {
-    internal const string LoaderSignature = "LinearAttentionTransformer";
+    internal const string LoaderSignature = "LinearAttnTransformer"; // ML.NET allows at most 24 characters
     internal const string UserName = "ML.LinearAttention transformer";
     private const byte ClassificationTask = 1;
     private const byte RegressionTask = 2;

@@ -15,7 +15,6 @@ internal static class MLNetBridge
 {
     private const BindingFlags Any = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static;
     private static readonly Assembly Core = typeof(ModelSaveContext).Assembly;           // Microsoft.ML.Core
-    private static readonly Assembly DataAsm = typeof(TransformsCatalog).Assembly;        // Microsoft.ML.Data
 
     /// <summary>The Microsoft.ML version this bridge was written and tested against.</summary>
     public const string PinnedMLNetVersion = "5.0";
@@ -69,6 +68,7 @@ internal static class MLNetBridge
     public static object VersionInfo(string modelSignature, uint verWrittenCur, uint verReadableCur, uint verWeCanReadBack, string loaderAssemblyName, string loaderSignature)
     {
         if (modelSignature.Length != 8) throw new ArgumentException("An ML.NET model signature has exactly 8 characters.", nameof(modelSignature));
+        if (loaderSignature.Length > 24) throw new ArgumentException("An ML.NET loader signature has at most 24 characters.", nameof(loaderSignature));
         var type = CoreType("Microsoft.ML.VersionInfo");
         var ctor = type.GetConstructor(Any, null, new[] { typeof(string), typeof(uint), typeof(uint), typeof(uint), typeof(string), typeof(string), typeof(string) }, null)
                    ?? throw Broken("VersionInfo(string, uint, uint, uint, string, string, string)");
