@@ -62,6 +62,14 @@ internal static class MLNetBridge
     public static SchemaShape.Column Column(string name, SchemaShape.Column.VectorKind kind, DataViewType itemType, bool isKey, SchemaShape? annotations = null)
         => (SchemaShape.Column)ColumnCtor.Value.Invoke(new object?[] { name, kind, itemType, isKey, annotations });
 
+    /// <summary>The shape of a schema (SchemaShape.Create is internal): what estimator.GetOutputSchema takes.</summary>
+    public static SchemaShape ShapeOf(DataViewSchema schema)
+    {
+        var create = typeof(SchemaShape).GetMethod("Create", BindingFlags.Static | BindingFlags.NonPublic | BindingFlags.Public, null, new[] { typeof(DataViewSchema) }, null)
+                     ?? throw Broken("SchemaShape.Create(DataViewSchema)");
+        return (SchemaShape)InvokeUnwrapped(create, null, new object[] { schema })!;
+    }
+
     // ---- save ---------------------------------------------------------------------------------------------------
 
     /// <summary>An instance of ML.NET's internal VersionInfo struct.</summary>

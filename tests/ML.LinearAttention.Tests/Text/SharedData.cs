@@ -36,7 +36,8 @@ public static class SharedData
         return rows.OrderBy(_ => rng.Next()).ToList();
     }
 
-    /// <summary>STS-B sentence pairs with their 0–5 similarity score (split = train, dev or test).</summary>
+    /// <summary>STS-B sentence pairs with their 0–5 similarity score (split = train, dev or test): a seeded random
+    /// sample of <paramref name="max"/> rows (the file is grouped by genre, so its head is not representative).</summary>
     public static List<PairRow> Stsb(string split, int max)
     {
         using var stream = new GZipStream(File.OpenRead(Path.Combine(PathOf("stsb"), "stsb.tsv.gz")), CompressionMode.Decompress);
@@ -45,13 +46,14 @@ public static class SharedData
         int iSplit = Array.IndexOf(header, "split"), iScore = Array.IndexOf(header, "score"), i1 = Array.IndexOf(header, "sentence1"), i2 = Array.IndexOf(header, "sentence2");
         var rows = new List<PairRow>();
         string? line;
-        while ((line = reader.ReadLine()) is not null && rows.Count < max)
+        while ((line = reader.ReadLine()) is not null)
         {
             var f = line.Split('\t');
             if (iSplit >= 0 && f[iSplit] != split) continue;
             rows.Add(new PairRow { Sentence1 = Unescape(f[i1]), Sentence2 = Unescape(f[i2]), Score = float.Parse(f[iScore], System.Globalization.CultureInfo.InvariantCulture) });
         }
-        return rows;
+        var rng = new Random(11);
+        return rows.OrderBy(_ => rng.Next()).Take(max).ToList();
     }
 
     private static string Unescape(string s) => s.Replace("\\t", "\t").Replace("\\n", "\n").Replace("\\r", "\r").Replace("\\\\", "\\");
