@@ -19,8 +19,12 @@ internal static class MLNetBridge
     /// <summary>The Microsoft.ML version this bridge was written and tested against.</summary>
     public const string PinnedMLNetVersion = "5.0";
 
+    /// <summary>The product version of the loaded Microsoft.ML (its assembly version is always 1.0.0.0).</summary>
+    public static string LoadedMLNetVersion
+        => (typeof(MLContext).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown").Split('+')[0];
+
     private static Exception Broken(string what)
-        => new InvalidOperationException($"ML.LinearAttention cannot reach ML.NET's internal '{what}' (Microsoft.ML {Core.GetName().Version}). " +
+        => new InvalidOperationException($"ML.LinearAttention cannot reach ML.NET's internal '{what}' (Microsoft.ML {LoadedMLNetVersion}). " +
                                          $"This build supports Microsoft.ML {PinnedMLNetVersion}.x; use that version or a matching ML.LinearAttention.");
 
     private static Type CoreType(string fullName) => Core.GetType(fullName) ?? throw Broken(fullName);
