@@ -12,7 +12,7 @@ namespace Microsoft.ML.LinearAttention.Estimators;
 /// <summary>
 /// A fitted linear-attention model inside an ML.NET pipeline. <see cref="Transform"/> is lazy and scores in batches;
 /// <see cref="GetRowToRowMapper"/> serves PredictionEngine; <c>mlContext.Model.Save/Load</c> round-trips it (call
-/// <see cref="LinearAttentionModel.Register"/> once in a program that only loads). Dispose releases the native weights.
+/// <see cref="LinearAttentionModel.Register(MLContext)"/> once in a program that only loads). Dispose releases the native weights.
 /// </summary>
 public abstract partial class LinearAttentionTransformer : ITransformer, IDisposable
 {
@@ -34,6 +34,7 @@ public abstract partial class LinearAttentionTransformer : ITransformer, IDispos
         Model.eval();
     }
 
+    internal IHostEnvironment Environment => Env;
     internal SequenceModel Model { get; }
     internal TextTokenizer? Tokenizer { get; }
     internal InputColumns Columns { get; }

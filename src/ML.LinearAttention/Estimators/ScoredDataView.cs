@@ -46,6 +46,7 @@ internal sealed class ScoredDataView : IDataView
         private readonly DataViewRowCursor _main;
         private readonly DataViewRowCursor? _lookahead;
         private readonly Func<Example?>? _read;
+        private readonly ExampleReader? _reader;
         private readonly HashSet<int> _active;
         private readonly Queue<float[]> _pending = new();
         private float[] _current = Array.Empty<float>();
@@ -59,6 +60,7 @@ internal sealed class ScoredDataView : IDataView
             if (lookahead is { } la)
             {
                 _lookahead = la.Cursor;
+                _reader = la.Reader;
                 _read = la.Reader.Bind(la.Cursor, withLabel: false);
             }
         }
@@ -98,7 +100,15 @@ internal sealed class ScoredDataView : IDataView
         protected override void Dispose(bool disposing)
         {
             if (_disposed) return;
-            if (disposing) { _main.Dispose(); _lookahead?.Dispose(); }
+            if (disposing)
+            {
+                _main.Dispose();
+                _lookahead?.Dispose();
+                if (_reader is { TruncatedRows: > 0 } r)
+                    EnvLog.Warning(_view._parent.Environment, "Transform",
+                        $"{r.TruncatedRows:N0} scored row(s) were longer than MaxSequenceLength = {_view._parent.MaxSequenceLength:N0} and were cut " +
+                        $"({r.TruncatedTokens:N0} tokens dropped). Train with a larger MaxSequenceLength (up to 131,072) to score them whole.");
+            }
             _disposed = true;
             base.Dispose(disposing);
         }
