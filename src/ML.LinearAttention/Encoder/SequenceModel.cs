@@ -132,7 +132,7 @@ public sealed class SequenceModel : nn.Module
         else
         {
             if (batch.Values is null) throw new ArgumentException("This model reads numeric sequences but the batch has none.");
-            x = value_projection!.forward((batch.Values - value_mean) / value_std);
+            x = value_projection!.forward(((batch.Values - value_mean) / value_std).to(head_out.weight!.dtype));
             if (cls_vector is not null)
             {
                 x = cat(new[] { cls_vector.view(1, 1, -1).expand(x.shape[0], 1, -1), x }, 1);
@@ -167,7 +167,7 @@ public sealed class SequenceModel : nn.Module
         if (side_projection is not null)
         {
             if (batch.Side is null) throw new ArgumentException("This model fuses side features but the batch has none.");
-            h = h + side_projection.forward((batch.Side - side_mean) / side_std);
+            h = h + side_projection.forward(((batch.Side - side_mean) / side_std).to(h.dtype));
         }
         h = nn.functional.gelu(head_dense.forward(head_norm.forward(h)));
         return head_out.forward(drop.forward(h)).MoveToOuterDisposeScope();

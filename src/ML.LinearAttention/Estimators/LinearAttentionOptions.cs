@@ -102,6 +102,8 @@ public abstract class LinearAttentionOptions
     public IProgress<TrainingProgress>? Progress;
     /// <summary>Cancels Fit within one batch (an OperationCanceledException; nothing is written).</summary>
     public CancellationToken CancellationToken;
+    /// <summary>Numeric precision: Auto = bf16 mixed precision (fp32 master weights) on CUDA, fp32 on the CPU.</summary>
+    public TrainingPrecision Precision = TrainingPrecision.Auto;
     /// <summary>CPU threads for libtorch (null = all cores).</summary>
     public int? CpuThreads;
     /// <summary>Rows per forward pass when scoring with Transform.</summary>
@@ -116,7 +118,7 @@ public abstract class LinearAttentionOptions
         FinalLearningRateRatio = FinalLearningRateRatio, MaxGradientNorm = MaxGradientNorm,
         GradientAccumulationSteps = GradientAccumulationSteps, ShuffleBufferRows = ShuffleBufferRows, Seed = seed,
         EarlyStoppingPatience = EarlyStoppingPatience, LogEverySteps = LogEverySteps, Progress = Progress,
-        CancellationToken = CancellationToken,
+        CancellationToken = CancellationToken, Precision = Precision,
     };
 }
 

@@ -57,8 +57,11 @@ public static class ModelTrainer
         long totalSteps = stepsPerEpoch * s.MaxEpochs;
         if (s.MaxSteps > 0) totalSteps = Math.Min(totalSteps, s.MaxSteps);
         long warmup = (long)Math.Round(totalSteps * s.WarmupRatio);
+        bool mixed = s.Precision == TrainingPrecision.BFloat16 || (s.Precision == TrainingPrecision.Auto && device.type == DeviceType.CUDA);
+        using var mp = mixed ? new MixedPrecision(model, device) : null;
+        var runner = mp?.Model ?? model;
         log.Info($"Training: {trainRowCount:N0} rows, batch {s.BatchSize} × {s.GradientAccumulationSteps} accumulation, up to {s.MaxEpochs} epoch(s) / {totalSteps:N0} optimizer steps " +
-                 $"(warm-up {warmup}, {s.Decay} decay), AdamW lr {s.LearningRate:G3} wd {s.WeightDecay:G3}, device {device}, seed {s.Seed}.");
+                 $"(warm-up {warmup}, {s.Decay} decay), AdamW lr {s.LearningRate:G3} wd {s.WeightDecay:G3}, device {device}, {(mixed ? "bf16 mixed precision" : "fp32")}, seed {s.Seed}.");
 
         var rng = new Random(s.Seed);
         long step = 0, micro = 0, tokensSeen = 0;
@@ -73,6 +76,7 @@ public static class ModelTrainer
             for (epoch = 1; epoch <= s.MaxEpochs && (s.MaxSteps <= 0 || step < s.MaxSteps); epoch++)
             {
                 model.train();
+                runner.train();
                 optimizer.zero_grad();
                 int pending = 0;
                 foreach (var rows in Batching.Bucketed(trainRows(), s.BatchSize, s.MaxBatchTokens, s.ShuffleBufferRows, rng))
@@ -81,14 +85,16 @@ public static class ModelTrainer
                     using (var scope = NewDisposeScope())
                     {
                         using var batch = Batching.Collate(rows, device, spec.PadId, spec.NumericFeatures, spec.SideLength, spec.SideFill, spec.Labels);
-                        var loss = Loss(model, batch, spec.Labels);
+                        var loss = Loss(runner, batch, spec.Labels);
                         (loss / s.GradientAccumulationSteps).backward();
+                        mp?.MoveGradients();
                         lossSum += loss.item<float>(); lossCount++;
                         tokensSeen += batch.RealTokens;
                     }
                     micro++; pending++;
                     if (pending < s.GradientAccumulationSteps) continue;
                     OptimizerStep(optimizer, parameters, s, ref step, totalSteps, warmup);
+                    mp?.SyncWeights();
                     pending = 0;
                     if (s.LogEverySteps > 0 && step % s.LogEverySteps == 0)
                     {
@@ -98,7 +104,7 @@ public static class ModelTrainer
                     }
                     if (s.MaxSteps > 0 && step >= s.MaxSteps) break;
                 }
-                if (pending > 0) { CheckCancel(); OptimizerStep(optimizer, parameters, s, ref step, totalSteps, warmup); }
+                if (pending > 0) { CheckCancel(); OptimizerStep(optimizer, parameters, s, ref step, totalSteps, warmup); mp?.SyncWeights(); }
                 if (lossCount > 0) { lastLoss = lossSum / lossCount; lossSum = 0; lossCount = 0; }
 
                 double? metric = null;
@@ -140,7 +146,7 @@ public static class ModelTrainer
 
     private static Tensor Loss(SequenceModel model, ModelBatch batch, LabelKind labels)
     {
-        var output = model.Forward(batch);
+        var output = model.Forward(batch).to(ScalarType.Float32);
         return labels == LabelKind.Key
             ? nn.functional.cross_entropy(output, batch.Labels!)
             : nn.functional.mse_loss(output.squeeze(-1), model.StandardizeTarget(batch.Labels!));

@@ -45,6 +45,8 @@ public sealed record TrainingSettings
     public int EarlyStoppingPatience { get; init; } = 2;
     /// <summary>Log every this many optimizer steps (0 = epochs only).</summary>
     public int LogEverySteps { get; init; } = 50;
+    /// <summary>fp32, or bf16 mixed precision (Auto: on CUDA only).</summary>
+    public TrainingPrecision Precision { get; init; } = TrainingPrecision.Auto;
     public IProgress<TrainingProgress>? Progress { get; init; }
     public CancellationToken CancellationToken { get; init; }
 

@@ -75,6 +75,26 @@ public sealed class SequenceRegressionTests(ITestOutputHelper output)
         Assert.True(metrics.RSquared > 0.3, $"R² {metrics.RSquared:F3} on the numeric-sequence task");
     }
 
+    [Fact]
+    public void Bf16MixedPrecisionTrainsWithFp32MasterWeights()
+    {
+        // The CUDA default (Precision.Auto there); forced here so that the CPU exercises the same path.
+        var ml = new MLContext(seed: 1);
+        var o = Tiny();
+        o.MaxEpochs = 4;
+        o.Position = Encoder.PositionEncoding.Learned;
+        o.Precision = Training.TrainingPrecision.BFloat16;
+        var log = new List<string>();
+        ml.Log += (_, e) => { if (e.Source.StartsWith("LinearAttention", StringComparison.Ordinal)) lock (log) log.Add(e.RawMessage); };
+        using var model = ml.Transforms.LinearAttention.SequenceRegression(labelColumnName: "Target", sequenceColumnName: "Readings",
+            sequenceFeatureCount: 2, options: o).Fit(ml.Data.LoadFromEnumerable(Sensors(640, 1)));
+        var metrics = ml.Regression.Evaluate(model.Transform(ml.Data.LoadFromEnumerable(Sensors(200, 2))), labelColumnName: "Target");
+        output.WriteLine($"sensors, bf16 mixed precision: R² {metrics.RSquared:F3}");
+        Assert.Contains(log, l => l.Contains("bf16 mixed precision"));
+        Assert.All(model.Model.parameters(), p => Assert.Equal(TorchSharp.torch.ScalarType.Float32, p.dtype));
+        Assert.True(metrics.RSquared > 0.3, $"R² {metrics.RSquared:F3} in bf16 mixed precision");
+    }
+
     public sealed class SensorWindow
     {
         [VectorType] public float[] Readings { get; set; } = Array.Empty<float>();
