@@ -13,6 +13,9 @@ namespace Microsoft.ML.LinearAttention.Estimators;
 /// A fitted linear-attention model inside an ML.NET pipeline. <see cref="Transform"/> is lazy and scores in batches;
 /// <see cref="GetRowToRowMapper"/> serves PredictionEngine; <c>mlContext.Model.Save/Load</c> round-trips it (call
 /// <see cref="LinearAttentionModel.Register(MLContext)"/> once in a program that only loads). Dispose releases the native weights.
+/// <para>Like every IDisposable model, it is disposed by a PredictionEngine that owns it (ML.NET's default); engines that share
+/// one model, e.g. one per thread or in a pool, are created with <c>new PredictionEngineOptions { OwnsTransformer = false }</c>.
+/// Scoring is thread-safe: no tensor is shared or mutated between engines.</para>
 /// </summary>
 public abstract partial class LinearAttentionTransformer : ITransformer, IDisposable
 {

@@ -160,6 +160,43 @@ public sealed class EstimatorBehaviourTests(ITestOutputHelper output)
             .Append(ml.Transforms.LinearAttention.TextClassification(textColumnNames: new[] { "Text" }, options: o));
         Assert.ThrowsAny<OperationCanceledException>(() => estimator.Fit(ml.Data.LoadFromEnumerable(PersistenceTests.SmallRows(64))));
         Assert.Equal(new long[] { 1, 2 }, steps);
+
+        // ML.NET's own cancel (what AutoML calls on a trial's MLContext) stops training the same way.
+        var automl = new MLContext(seed: 1);
+        steps.Clear();
+        var cancelExecution = typeof(MLContext).GetMethod("CancelExecution", System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic)!;
+        o.CancellationToken = default;
+        o.Progress = new SyncProgress(p => { steps.Add(p.Step); if (p.Step == 1) cancelExecution.Invoke(automl, null); });
+        var second = automl.Transforms.Conversion.MapValueToKey("Label", "Sentiment")
+            .Append(automl.Transforms.LinearAttention.TextClassification(textColumnNames: new[] { "Text" }, options: o));
+        Assert.ThrowsAny<OperationCanceledException>(() => second.Fit(automl.Data.LoadFromEnumerable(PersistenceTests.SmallRows(64))));
+        Assert.Equal(new long[] { 1 }, steps);
+    }
+
+    [Fact]
+    public void PredictionEnginesServeInParallelAndDisposeReleasesTheModel()
+    {
+        var ml = new MLContext(seed: 1);
+        var rows = PersistenceTests.SmallRows(48);
+        var model = ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment")
+            .Append(ml.Transforms.LinearAttention.TextClassification(textColumnNames: new[] { "Text" }, options: Micro()))
+            .Fit(ml.Data.LoadFromEnumerable(rows));
+        float[] Score(PredictionEngine<SentimentRow, Prediction> e, int i) => e.Predict(rows[i]).Score;
+        // ML.NET's engines own (and dispose) the model by default; engines that share one model say they do not.
+        var shared = new PredictionEngineOptions { OwnsTransformer = false };
+        using var single = ml.Model.CreatePredictionEngine<SentimentRow, Prediction>(model, shared);
+        var expected = Enumerable.Range(0, 12).Select(i => Score(single, i)).ToList();
+        var results = new float[4][][];
+        Parallel.For(0, 4, t =>
+        {
+            using var engine = ml.Model.CreatePredictionEngine<SentimentRow, Prediction>(model, shared); // one engine per thread, as PredictionEnginePool does
+            results[t] = Enumerable.Range(0, 12).Select(i => Score(engine, i)).ToArray();
+        });
+        Assert.All(results, r => Assert.Equal(expected.SelectMany(x => x), r.SelectMany(x => x)));
+
+        model.Dispose();
+        var classifier = model.LastTransformer;
+        Assert.Throws<ObjectDisposedException>(() => classifier.Transform(ml.Data.LoadFromEnumerable(rows)));
     }
 
     private sealed class SyncProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
