@@ -92,7 +92,8 @@ public abstract class LinearAttentionOptions
     public int ShuffleBufferRows = 4096;
     /// <summary>Seed of weights, dropout and shuffling; null = the MLContext seed, or 1.</summary>
     public int? Seed;
-    /// <summary>Optional validation data: metric logged each epoch, early stopping, best weights restored.</summary>
+    /// <summary>Optional validation data: metric logged each epoch, early stopping, best weights restored. It must
+    /// already hold the columns this estimator reads (e.g. the key label: pass it through the fitted MapValueToKey).</summary>
     public IDataView? ValidationSet;
     /// <summary>Epochs without validation improvement before stopping (0 = never).</summary>
     public int EarlyStoppingPatience = 2;
@@ -104,7 +105,8 @@ public abstract class LinearAttentionOptions
     public CancellationToken CancellationToken;
     /// <summary>Numeric precision: Auto = bf16 mixed precision (fp32 master weights) on CUDA, fp32 on the CPU.</summary>
     public TrainingPrecision Precision = TrainingPrecision.Auto;
-    /// <summary>CPU threads for libtorch (null = all cores).</summary>
+    /// <summary>CPU threads for libtorch (null = leave the process setting, all cores by default). Small models train
+    /// fastest on 1 thread, above all on a busy machine.</summary>
     public int? CpuThreads;
     /// <summary>Rows per forward pass when scoring with Transform.</summary>
     public int InferenceBatchSize = 64;

@@ -174,7 +174,7 @@ public abstract partial class LinearAttentionTransformer : ITransformer, IDispos
     internal static Device ResolveDevice(IHostEnvironment env, int? cpuThreads)
     {
         TorchRuntime.EnsureLoaded();
-        TorchRuntime.SetCpuThreads(cpuThreads);
+        if (cpuThreads is not null) TorchRuntime.SetCpuThreads(cpuThreads); // null leaves the process's setting alone
         return DevicePolicy.Resolve(Persistence.MLNetBridge.GpuDeviceId(env), Persistence.MLNetBridge.FallbackToCpu(env), TorchCudaProbe.Instance,
             w => EnvLog.Warning(env, "DevicePolicy", w));
     }
