@@ -30,7 +30,8 @@ internal sealed class ScoredDataView : IDataView
         var needed = columnsNeeded.Select(c => c.Index).ToHashSet();
         var inputNeeded = needed.Where(i => i < n).Select(i => _input.Schema[i]).ToList();
         bool anyOutput = needed.Any(i => i >= n);
-        var main = _input.GetRowCursor(inputNeeded, rand);
+        // CanShuffle is false: both cursors must see the input in the same order, so rand is not passed on.
+        var main = _input.GetRowCursor(inputNeeded);
         if (!anyOutput) return new ScoringCursor(this, main, null, needed);
         var reader = new ExampleReader(_parent.Columns, _parent.Tokenizer, _parent.MaxSequenceLength);
         var lookahead = _input.GetRowCursor(reader.ColumnsNeeded(_input.Schema, withLabel: false));

@@ -205,6 +205,17 @@ public sealed class EstimatorBehaviourTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void SyntheticTicketsAreDeterministicAndUseEveryPriority()
+    {
+        var a = SupportTickets.Generate(400, seed: 5);
+        var b = SupportTickets.Generate(400, seed: 5);
+        Assert.Equal(a.Select(t => t.Title + t.Body + t.Priority + string.Join(",", t.Numbers)), b.Select(t => t.Title + t.Body + t.Priority + string.Join(",", t.Numbers)));
+        Assert.Equal(SupportTickets.Priorities.OrderBy(p => p), a.Select(t => t.Priority).Distinct().OrderBy(p => p));
+        Assert.All(a, t => Assert.True(t.ResolutionHours > 0));
+        Assert.NotEqual(a.Select(t => t.Body), SupportTickets.Generate(400, seed: 6).Select(t => t.Body));
+    }
+
+    [Fact]
     public void TabularTextTicketsWithSideFeaturesBeatTheMajorityClass()
     {
         var ml = new MLContext(seed: 1);
