@@ -25,6 +25,9 @@ public abstract class ProjectedMixer : TokenMixer
         o_proj = nn.Linear(c, c, hasBias: bias);
     }
 
+    /// <inheritdoc/>
+    public override bool SupportsQueryKeyTransform => true;
+
     /// <summary>q, k, v: [B, H, T, D]; mask [B, T] bool or null → [B, H, T, D].</summary>
     protected abstract Tensor MixHeads(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask);
 
@@ -35,6 +38,7 @@ public abstract class ProjectedMixer : TokenMixer
         var q = Heads.Split(q_proj.forward(x), h);
         var k = Heads.Split(k_proj.forward(x), h);
         var v = Heads.Split(v_proj.forward(x), h);
+        if (QueryKeyTransform is { } qk) { q = qk(q); k = qk(k); }
         var o = Heads.Merge(MixHeads(q, k, v, keyPaddingMask));
         return Heads.ZeroPadded(o_proj.forward(o), keyPaddingMask).MoveToOuterDisposeScope();
     }

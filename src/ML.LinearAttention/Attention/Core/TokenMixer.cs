@@ -25,6 +25,15 @@ public abstract class TokenMixer : nn.Module<Tensor, Tensor?, Tensor>
     /// Mixers with 2D terms (depthwise-conv position terms, local windows) use it; the rest ignore it.
     /// </summary>
     public (int Height, int Width)? Grid { get; set; }
+
+    /// <summary>
+    /// Optional transform of queries and keys ([B, H, T, D] each) applied before the kernel, e.g. rotary positions set by
+    /// the encoder. Only mixers that report <see cref="SupportsQueryKeyTransform"/> apply it.
+    /// </summary>
+    public Func<Tensor, Tensor>? QueryKeyTransform { get; set; }
+
+    /// <summary>True when this mixer applies <see cref="QueryKeyTransform"/> (projected q/k mixers do).</summary>
+    public virtual bool SupportsQueryKeyTransform => false;
 }
 
 /// <summary>Sizes of a mixer and where it sits in the encoder.</summary>

@@ -1,0 +1,141 @@
+using Microsoft.ML.Data;
+using Microsoft.ML.LinearAttention.Attention;
+using Microsoft.ML.LinearAttention.Encoder;
+using Microsoft.ML.LinearAttention.Persistence;
+using Microsoft.ML.LinearAttention.Tokenization;
+using Microsoft.ML.LinearAttention.Training;
+using Microsoft.ML.Runtime;
+using TorchSharp;
+using static Microsoft.ML.SchemaShape.Column;
+
+namespace Microsoft.ML.LinearAttention.Estimators;
+
+/// <summary>
+/// Shared Fit of the text and sequence estimators: schema checks, tokenizer, one cheap statistics pass, a fresh
+/// model sized from the data (nothing is cached between Fit calls, so AutoML can refit per fold), streaming training,
+/// and the fitted transformer.
+/// </summary>
+public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTransformer> where TTransformer : LinearAttentionTransformer
+{
+    private protected readonly IHostEnvironment Env;
+    private protected readonly LinearAttentionOptions Options;
+
+    private protected LinearAttentionEstimator(IHostEnvironment env, LinearAttentionOptions options)
+    {
+        Env = env ?? throw new ArgumentNullException(nameof(env));
+        Options = options ?? throw new ArgumentNullException(nameof(options));
+        LinearAttentionModel.Register(env.ComponentCatalog);
+    }
+
+    private protected abstract string TaskName { get; }
+    private protected abstract InputColumns ResolveColumns();
+    private protected abstract int OutputCount(DataViewSchema schema);
+    private protected abstract IEnumerable<SchemaShape.Column> OutputColumns(SchemaShape input);
+    private protected abstract TTransformer CreateTransformer(SequenceModel model, TextTokenizer? tokenizer, InputColumns columns, CollateSpec spec,
+        torch.Device device, DataViewSchema trainSchema);
+
+    /// <summary>Trains a new model on <paramref name="input"/>.</summary>
+    public TTransformer Fit(IDataView input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        var o = Options;
+        var columns = ResolveColumns();
+        SchemaChecks.Check(input.Schema, columns, withLabel: true);
+        if (o.ValidationSet is not null) SchemaChecks.Check(o.ValidationSet.Schema, columns, withLabel: true);
+        if (o.MaxSequenceLength is < 8 or > 131072)
+            throw new ArgumentOutOfRangeException(nameof(o.MaxSequenceLength), o.MaxSequenceLength, "MaxSequenceLength must lie in 8..131072.");
+        var token = o.CancellationToken;
+        token.ThrowIfCancellationRequested();
+
+        var log = new EnvLog(Env, TaskName);
+        var device = LinearAttentionTransformer.ResolveDevice(Env, o.CpuThreads);
+        int seed = o.Seed ?? MLNetBridge.Seed(Env) ?? 1;
+        var tokenizer = columns.TextColumns.Count > 0 ? TextTokenizer.Create(o.Tokenizer) : null;
+        var stats = DataStatistics.Compute(input, columns, token);
+        if (stats.Rows == 0)
+            throw new InvalidOperationException($"The training data has no row with a label in column '{columns.LabelColumn}' (missing keys and NaN labels are skipped).");
+
+        var config = new EncoderConfig
+        {
+            VocabularySize = tokenizer?.VocabularySize ?? 0,
+            PadId = tokenizer?.PadId ?? 0,
+            NumericFeatures = columns.SequenceColumn is null ? 0 : columns.SequenceFeatures,
+            NumSegments = Math.Max(1, columns.TextColumns.Count),
+            ModelDim = o.ModelDimension,
+            NumLayers = o.NumberOfLayers,
+            NumHeads = o.NumberOfHeads,
+            FfnMultiplier = o.FeedForwardMultiplier,
+            Dropout = o.Dropout,
+            Position = o.Position,
+            MaxPositions = o.MaxSequenceLength + 1,
+            Pooling = o.Pooling,
+            Mixer = o.Attention,
+            MixerOptionsJson = o.AttentionOptions is null ? null : MixerRegistry.SerializeOptions(o.AttentionOptions),
+            Layers = EncoderConfig.Plan(o.LayerPlan),
+            SideFeatures = stats.SideLength,
+            Outputs = OutputCount(input.Schema),
+        };
+        config.Validate();
+
+        torch.random.manual_seed(seed);
+        var model = new SequenceModel(config);
+        try
+        {
+            model.SetNormalization(stats.SideMean, stats.SideStd, stats.ValueMean, stats.ValueStd, stats.TargetMean, stats.TargetStd);
+            if (o.InitialWeightsFile is not null) LinearAttentionTransformer.LoadWeightsInto(model, o.InitialWeightsFile);
+            model.to(device);
+            var spec = new CollateSpec(columns.LabelKind, config.PadId, config.NumericFeatures, stats.SideLength, stats.SideMean);
+            log.Info($"{TaskName}: {config.NumLayers} × {(config.Layers is { Count: > 0 } ? "hybrid plan" : config.Mixer)} blocks, hidden {config.ModelDim}, " +
+                     $"{config.NumHeads} heads, {config.Position} positions, {config.Pooling} pooling, {model.parameters().Sum(p => p.numel()):N0} parameters" +
+                     (tokenizer is null ? $", numeric input of {config.NumericFeatures} feature(s) per step." : $", tokenizer {tokenizer}, MaxSequenceLength {o.MaxSequenceLength}."));
+
+            var readers = new List<ExampleReader>();
+            IEnumerable<Example> Rows(IDataView data, bool track)
+            {
+                var reader = new ExampleReader(columns, tokenizer, o.MaxSequenceLength);
+                if (track) readers.Add(reader);
+                return reader.Read(data, token);
+            }
+            var report = ModelTrainer.Train(model, spec, () => Rows(input, true), stats.Rows,
+                o.ValidationSet is null ? null : () => Rows(o.ValidationSet, false),
+                o.ToTrainingSettings(seed), device, log, () => MLNetBridge.IsCanceled(Env));
+            ReportTruncation(log, readers.FirstOrDefault(), o.MaxSequenceLength);
+            var transformer = CreateTransformer(model, tokenizer, columns, spec, device, input.Schema);
+            transformer.TrainingReport = report;
+            log.Info($"{TaskName}: trained {report.Steps} steps in {report.Epochs} epoch(s), {report.Elapsed:hh\\:mm\\:ss}; final training loss {report.FinalTrainLoss:F4}.");
+            return transformer;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    private static void ReportTruncation(ITrainingLog log, ExampleReader? reader, int maxLength)
+    {
+        if (reader is null) return;
+        if (reader.TruncatedRows > 0)
+            log.Warning($"{reader.TruncatedRows:N0} training row(s) were longer than MaxSequenceLength = {maxLength:N0} and were cut " +
+                        $"({reader.TruncatedTokens:N0} tokens dropped, longest text first). Raise MaxSequenceLength (up to 131,072) to keep them whole.");
+        else
+            log.Info($"No training row was truncated (longest row: {reader.LongestRow:N0} tokens; MaxSequenceLength = {maxLength:N0}).");
+    }
+
+    /// <summary>The output shape: the input columns plus the task's output columns; checks the input columns first.</summary>
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
+    {
+        ArgumentNullException.ThrowIfNull(inputSchema);
+        SchemaChecks.Check(inputSchema, ResolveColumns(), withLabel: true);
+        var columns = inputSchema.ToDictionary(c => c.Name);
+        foreach (var c in OutputColumns(inputSchema)) columns[c.Name] = c;
+        return new SchemaShape(columns.Values);
+    }
+
+    private protected static SchemaShape KindAnnotations(params SchemaShape.Column[] extra)
+        => new(extra.Concat(new[]
+        {
+            MLNetBridge.Column(AnnotationNames.ScoreColumnKind, VectorKind.Scalar, TextDataViewType.Instance, false),
+            MLNetBridge.Column(AnnotationNames.ScoreValueKind, VectorKind.Scalar, TextDataViewType.Instance, false),
+        }));
+}

@@ -1,0 +1,39 @@
+using Microsoft.ML.LinearAttention.Persistence;
+using Microsoft.ML.Runtime;
+
+namespace Microsoft.ML.LinearAttention.Estimators;
+
+/// <summary>
+/// Model-file helpers. ML.NET finds the loader of a saved component in the MLContext's ComponentCatalog; this
+/// library registers its loader whenever it is used through an MLContext (any catalog entry point), so a program
+/// that only loads a model calls <see cref="Register(MLContext)"/> once, as ML.NET's custom-mapping docs ask:
+/// <code>
+/// var mlContext = new MLContext();
+/// LinearAttentionModel.Register(mlContext);
+/// var model = mlContext.Model.Load("model.zip", out var schema);
+/// </code>
+/// </summary>
+public static class LinearAttentionModel
+{
+    /// <summary>Registers the loader of this library's transformers in <paramref name="mlContext"/> (idempotent).</summary>
+    public static void Register(MLContext mlContext)
+    {
+        ArgumentNullException.ThrowIfNull(mlContext);
+        Register(mlContext.ComponentCatalog);
+    }
+
+    /// <summary>Registers the loader in a component catalog (idempotent).</summary>
+    public static void Register(ComponentCatalog catalog)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        var create = typeof(LinearAttentionTransformer).GetMethod(nameof(LinearAttentionTransformer.Create))!;
+        MLNetBridge.RegisterLoader(catalog, typeof(LinearAttentionTransformer), LinearAttentionTransformer.LoaderSignature, LinearAttentionTransformer.UserName, create);
+    }
+
+    /// <summary>Registers the loader, then loads a model saved with <c>mlContext.Model.Save</c>.</summary>
+    public static ITransformer Load(MLContext mlContext, string path, out DataViewSchema inputSchema)
+    {
+        Register(mlContext);
+        return mlContext.Model.Load(path, out inputSchema);
+    }
+}

@@ -1,0 +1,143 @@
+using Microsoft.ML.LinearAttention.Attention;
+using Microsoft.ML.LinearAttention.Encoder;
+using Microsoft.ML.LinearAttention.Tokenization;
+using Microsoft.ML.LinearAttention.Training;
+using Microsoft.ML.SearchSpace;
+
+namespace Microsoft.ML.LinearAttention.Estimators;
+
+/// <summary>
+/// Options shared by <see cref="TextClassificationEstimator"/> and <see cref="SequenceRegressionEstimator"/>: columns,
+/// tokenizer, encoder and training. Public fields, as ML.NET options are; the <c>[Range]</c>/<c>[Choice]</c>
+/// attributes make them an AutoML search space (<c>new SearchSpace&lt;TextClassificationOptions&gt;()</c>).
+/// </summary>
+public abstract class LinearAttentionOptions
+{
+    // ---- columns ----
+    /// <summary>Label column: key&lt;UInt32&gt; for classification, Single for regression.</summary>
+    public string LabelColumnName = "Label";
+    /// <summary>Text columns (joined as [CLS] t₁ [SEP] t₂ [SEP] with one segment id each). Null = { "Text" } unless a sequence column is given.</summary>
+    public string[]? TextColumnNames;
+    /// <summary>Optional numeric side features (Single or known-size vector&lt;Single&gt;) fused into the head, e.g. tabular fields of a ticket.</summary>
+    public string? FeatureColumnName;
+    /// <summary>Output score column.</summary>
+    public string ScoreColumnName = "Score";
+
+    // ---- tokenizer ----
+    /// <summary>Tokenizer (WordPiece with the embedded bert-base-uncased vocabulary by default).</summary>
+    public TokenizerOptions Tokenizer = new();
+    /// <summary>Longest input in tokens (or steps); longer rows are cut (longest text first) and counted in the log. Up to 131,072.</summary>
+    [Range(128, 131072, 4096, true)]
+    public int MaxSequenceLength = 4096;
+
+    // ---- encoder ----
+    /// <summary>Registry name of the attention mechanism of every layer (see MixerRegistry.All).</summary>
+    [Choice("linear", "hedgehog", "softmax")]
+    public string Attention = "linear";
+    /// <summary>Options of <see cref="Attention"/> (null = the mechanism's defaults).</summary>
+    public MixerOptions? AttentionOptions;
+    /// <summary>Per-layer mechanisms of a hybrid encoder (length = NumberOfLayers); overrides <see cref="Attention"/>.</summary>
+    public IReadOnlyList<LayerMixer>? LayerPlan;
+    /// <summary>Hidden size.</summary>
+    [Range(16, 1024, 128, true)]
+    public int ModelDimension = 128;
+    /// <summary>Encoder blocks.</summary>
+    [Range(1, 24, 2)]
+    public int NumberOfLayers = 2;
+    /// <summary>Attention heads (must divide ModelDimension).</summary>
+    [Choice(1, 2, 4, 8)]
+    public int NumberOfHeads = 4;
+    /// <summary>FFN width as a multiple of the hidden size.</summary>
+    [Range(1.0, 8.0, 4.0)]
+    public double FeedForwardMultiplier = 4;
+    /// <summary>Dropout.</summary>
+    [Range(0.0, 0.5, 0.1)]
+    public double Dropout = 0.1;
+    /// <summary>Positions: rotary (default), learned (table of MaxSequenceLength) or none.</summary>
+    public PositionEncoding Position = PositionEncoding.Rope;
+    /// <summary>Pooling of token states: mean over true lengths (default) or CLS.</summary>
+    public Pooling Pooling = Pooling.Mean;
+    /// <summary>Optional weights (from SaveWeights of a transformer with the same sizes) to start training from.</summary>
+    public string? InitialWeightsFile;
+
+    // ---- training ----
+    /// <summary>Rows per batch.</summary>
+    [Range(4, 256, 32, true)]
+    public int BatchSize = 32;
+    /// <summary>Cap on padded tokens per batch (long rows make smaller batches).</summary>
+    public long MaxBatchTokens = 65536;
+    /// <summary>Passes over the training data.</summary>
+    [Range(1, 50, 3)]
+    public int MaxEpochs = 3;
+    /// <summary>Stop after this many optimizer steps (0 = no limit).</summary>
+    public long MaxSteps;
+    /// <summary>Peak learning rate of AdamW.</summary>
+    [Range(1e-5, 1e-2, 1e-3, true)]
+    public double LearningRate = 1e-3;
+    /// <summary>Decoupled weight decay (not on norms, biases or embeddings).</summary>
+    [Range(0.0, 0.3, 0.01)]
+    public double WeightDecay = 0.01;
+    /// <summary>Fraction of steps of linear warm-up.</summary>
+    [Range(0.0, 0.3, 0.06)]
+    public double WarmupRatio = 0.06;
+    /// <summary>Decay after warm-up.</summary>
+    public LearningRateDecay LearningRateDecay = LearningRateDecay.Cosine;
+    /// <summary>Final learning rate as a fraction of the peak.</summary>
+    public double FinalLearningRateRatio = 0.1;
+    /// <summary>Gradient-norm clip (0 = off).</summary>
+    public double MaxGradientNorm = 1.0;
+    /// <summary>Batches per optimizer step.</summary>
+    public int GradientAccumulationSteps = 1;
+    /// <summary>Rows held for seeded shuffling and length bucketing (memory stays bounded by this).</summary>
+    public int ShuffleBufferRows = 4096;
+    /// <summary>Seed of weights, dropout and shuffling; null = the MLContext seed, or 1.</summary>
+    public int? Seed;
+    /// <summary>Optional validation data: metric logged each epoch, early stopping, best weights restored. It must
+    /// already hold the columns this estimator reads (e.g. the key label: pass it through the fitted MapValueToKey).</summary>
+    public IDataView? ValidationSet;
+    /// <summary>Epochs without validation improvement before stopping (0 = never).</summary>
+    public int EarlyStoppingPatience = 2;
+    /// <summary>Log progress every this many optimizer steps (0 = per epoch only).</summary>
+    public int LogEverySteps = 50;
+    /// <summary>Optional callback with the same progress as the log.</summary>
+    public IProgress<TrainingProgress>? Progress;
+    /// <summary>Cancels Fit within one batch (an OperationCanceledException; nothing is written).</summary>
+    public CancellationToken CancellationToken;
+    /// <summary>Numeric precision: Auto = bf16 mixed precision (fp32 master weights) on CUDA, fp32 on the CPU.</summary>
+    public TrainingPrecision Precision = TrainingPrecision.Auto;
+    /// <summary>CPU threads for libtorch (null = leave the process setting, all cores by default). Small models train
+    /// fastest on 1 thread, above all on a busy machine.</summary>
+    public int? CpuThreads;
+    /// <summary>Rows per forward pass when scoring with Transform.</summary>
+    public int InferenceBatchSize = 64;
+
+    internal LinearAttentionOptions ShallowCopy() => (LinearAttentionOptions)MemberwiseClone();
+
+    internal TrainingSettings ToTrainingSettings(int seed) => new()
+    {
+        BatchSize = BatchSize, MaxBatchTokens = MaxBatchTokens, MaxEpochs = MaxEpochs, MaxSteps = MaxSteps,
+        LearningRate = LearningRate, WeightDecay = WeightDecay, WarmupRatio = WarmupRatio, Decay = LearningRateDecay,
+        FinalLearningRateRatio = FinalLearningRateRatio, MaxGradientNorm = MaxGradientNorm,
+        GradientAccumulationSteps = GradientAccumulationSteps, ShuffleBufferRows = ShuffleBufferRows, Seed = seed,
+        EarlyStoppingPatience = EarlyStoppingPatience, LogEverySteps = LogEverySteps, Progress = Progress,
+        CancellationToken = CancellationToken, Precision = Precision,
+    };
+}
+
+/// <summary>Options of <see cref="TextClassificationEstimator"/>.</summary>
+public sealed class TextClassificationOptions : LinearAttentionOptions
+{
+    /// <summary>Output column of the predicted class (key with the label's values).</summary>
+    public string PredictedLabelColumnName = "PredictedLabel";
+}
+
+/// <summary>Options of <see cref="SequenceRegressionEstimator"/>.</summary>
+public sealed class SequenceRegressionOptions : LinearAttentionOptions
+{
+    /// <summary>Numeric-sequence input instead of text: a vector&lt;Single&gt; column of T × <see cref="SequenceFeatureCount"/> values (row-major).</summary>
+    public string? SequenceColumnName;
+    /// <summary>Features per step F of <see cref="SequenceColumnName"/>.</summary>
+    public int SequenceFeatureCount = 1;
+
+    public SequenceRegressionOptions() => LearningRate = 5e-4;
+}

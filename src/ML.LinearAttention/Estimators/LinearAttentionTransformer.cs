@@ -1,0 +1,200 @@
+using Microsoft.ML.Data;
+using Microsoft.ML.LinearAttention.Encoder;
+using Microsoft.ML.LinearAttention.Runtime;
+using Microsoft.ML.LinearAttention.Tokenization;
+using Microsoft.ML.LinearAttention.Training;
+using Microsoft.ML.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Estimators;
+
+/// <summary>
+/// A fitted linear-attention model inside an ML.NET pipeline. <see cref="Transform"/> is lazy and scores in batches;
+/// <see cref="GetRowToRowMapper"/> serves PredictionEngine; <c>mlContext.Model.Save/Load</c> round-trips it (call
+/// <see cref="LinearAttentionModel.Register(MLContext)"/> once in a program that only loads). Dispose releases the native weights.
+/// <para>Like every IDisposable model, it is disposed by a PredictionEngine that owns it (ML.NET's default); engines that share
+/// one model, e.g. one per thread or in a pool, are created with <c>new PredictionEngineOptions { OwnsTransformer = false }</c>.
+/// Scoring is thread-safe: no tensor is shared or mutated between engines.</para>
+/// </summary>
+public abstract partial class LinearAttentionTransformer : ITransformer, IDisposable
+{
+    private protected readonly IHostEnvironment Env;
+    private bool _disposed;
+
+    private protected LinearAttentionTransformer(IHostEnvironment env, SequenceModel model, TextTokenizer? tokenizer, InputColumns columns,
+        int maxSequenceLength, CollateSpec spec, int inferenceBatchSize, Device device, string scoreColumnName)
+    {
+        Env = env;
+        Model = model;
+        Tokenizer = tokenizer;
+        Columns = columns;
+        MaxSequenceLength = maxSequenceLength;
+        Spec = spec;
+        InferenceBatchSize = Math.Max(1, inferenceBatchSize);
+        Device = device;
+        ScoreColumnName = scoreColumnName;
+        Model.eval();
+    }
+
+    internal IHostEnvironment Environment => Env;
+    internal SequenceModel Model { get; }
+    internal TextTokenizer? Tokenizer { get; }
+    internal InputColumns Columns { get; }
+    internal int MaxSequenceLength { get; }
+    internal CollateSpec Spec { get; }
+    internal int InferenceBatchSize { get; }
+    internal Device Device { get; }
+
+    /// <summary>Name of the score output column.</summary>
+    public string ScoreColumnName { get; }
+
+    /// <summary>Sizes and mechanisms of the network.</summary>
+    public EncoderConfig Configuration => Model.Config;
+
+    /// <summary>What training did (null for a loaded model).</summary>
+    public TrainingReport? TrainingReport { get; internal set; }
+
+    /// <summary>Trainable parameters of the network.</summary>
+    public long ParameterCount => Model.parameters().Sum(p => p.numel());
+
+    private protected abstract byte TaskCode { get; }
+
+    /// <summary>Adds the output columns (after every input column) to a schema.</summary>
+    private protected abstract void AddOutputColumns(DataViewSchema.Builder builder);
+
+    /// <summary>Getter of output column <paramref name="outputIndex"/> reading the current row's scores.</summary>
+    internal abstract ValueGetter<TValue> OutputGetter<TValue>(int outputIndex, Func<float[]> current);
+
+    /// <summary>Turns head outputs [B, Outputs] into per-row scores.</summary>
+    private protected abstract Tensor Finish(Tensor output);
+
+    /// <inheritdoc/>
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
+    {
+        ArgumentNullException.ThrowIfNull(inputSchema);
+        SchemaChecks.Check(inputSchema, Columns, withLabel: false);
+        var builder = new DataViewSchema.Builder();
+        builder.AddColumns(inputSchema);
+        AddOutputColumns(builder);
+        return builder.ToSchema();
+    }
+
+    /// <inheritdoc/>
+    public IDataView Transform(IDataView input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return new ScoredDataView(this, input);
+    }
+
+    /// <inheritdoc/>
+    public bool IsRowToRowMapper => true;
+
+    /// <inheritdoc/>
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return new ScoringRowMapper(this, inputSchema);
+    }
+
+    /// <summary>Scores a batch of rows in one forward pass (no gradients, its own dispose scope).</summary>
+    internal float[][] Predict(IReadOnlyList<Example> rows)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (rows.Count == 0) return Array.Empty<float[]>();
+        using var _ = torch.no_grad();
+        using var scope = NewDisposeScope();
+        using var batch = Batching.Collate(rows, Device, Spec.PadId, Spec.NumericFeatures, Spec.SideLength, Spec.SideFill, null);
+        var scores = Finish(Model.Forward(batch)).to(ScalarType.Float32).cpu().contiguous();
+        int width = (int)scores.shape[1];
+        var flat = scores.data<float>().ToArray();
+        var result = new float[rows.Count][];
+        for (int i = 0; i < rows.Count; i++) result[i] = flat.AsSpan(i * width, width).ToArray();
+        return result;
+    }
+
+    /// <summary>
+    /// Writes the network's weights alone (TorchSharp format) to <paramref name="path"/>, through a temporary file
+    /// so that a failure leaves no partial file. Load them with <see cref="LoadWeights"/> or the estimators'
+    /// <c>InitialWeightsFile</c> option.
+    /// </summary>
+    public void SaveWeights(string path)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var full = Path.GetFullPath(path);
+        var temp = full + ".tmp-" + Guid.NewGuid().ToString("N");
+        try
+        {
+            using (var stream = File.Create(temp))
+            using (var writer = new BinaryWriter(stream))
+                Model.save(writer);
+            File.Move(temp, full, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(temp)) File.Delete(temp);
+        }
+    }
+
+    /// <summary>Replaces the weights with those of <paramref name="path"/> (same configuration required).</summary>
+    public void LoadWeights(string path)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        LoadWeightsInto(Model, path);
+    }
+
+    internal static void LoadWeightsInto(SequenceModel model, string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"Weights file '{path}' does not exist.", path);
+        using var stream = File.OpenRead(path);
+        using var reader = new BinaryReader(stream);
+        try { model.load(reader, strict: true); }
+        catch (Exception e) when (e is not IOException)
+        {
+            throw new InvalidDataException($"The weights in '{path}' do not fit this model ({model.Config.ModelDim} hidden, {model.Config.NumLayers} layers, " +
+                                           $"{model.Config.Outputs} outputs): {e.Message}", e);
+        }
+    }
+
+    /// <summary>Releases the native tensors of the network.</summary>
+    public void Dispose()
+    {
+        Dispose(true);
+        GC.SuppressFinalize(this);
+    }
+
+    protected virtual void Dispose(bool disposing)
+    {
+        if (_disposed) return;
+        _disposed = true;
+        if (disposing) Model.Dispose();
+    }
+
+    internal static Device ResolveDevice(IHostEnvironment env, int? cpuThreads)
+    {
+        TorchRuntime.EnsureLoaded();
+        if (cpuThreads is not null) TorchRuntime.SetCpuThreads(cpuThreads); // null leaves the process's setting alone
+        return DevicePolicy.Resolve(Persistence.MLNetBridge.GpuDeviceId(env), Persistence.MLNetBridge.FallbackToCpu(env), TorchCudaProbe.Instance,
+            w => EnvLog.Warning(env, "DevicePolicy", w));
+    }
+}
+
+/// <summary>Writes into MLContext.Log from an environment (catalog extensions get no MLContext).</summary>
+internal sealed class EnvLog(IHostEnvironment env, string component) : ITrainingLog
+{
+    public void Info(string message) => Info(env, component, message);
+    public void Warning(string message) => Warning(env, component, message);
+
+    public static void Info(IHostEnvironment env, string component, string message)
+    {
+        using var ch = env.Register("LinearAttention." + component).Start(component);
+        ch.Info(MessageSensitivity.None, message);
+    }
+
+    public static void Warning(IHostEnvironment env, string component, string message)
+    {
+        using var ch = env.Register("LinearAttention." + component).Start(component);
+        ch.Warning(MessageSensitivity.None, message);
+    }
+}

@@ -1,0 +1,187 @@
+using Microsoft.ML.Data;
+using Microsoft.ML.LinearAttention.Training;
+
+namespace Microsoft.ML.LinearAttention.Estimators;
+
+/// <summary>
+/// The lazy result of <see cref="LinearAttentionTransformer.Transform"/>: the input's columns plus the output columns.
+/// Scoring is batched: a look-ahead cursor reads the next <c>InferenceBatchSize</c> rows' inputs and scores them in one
+/// forward pass, while the main cursor serves the input columns row by row in the same order.
+/// </summary>
+internal sealed class ScoredDataView : IDataView
+{
+    private readonly LinearAttentionTransformer _parent;
+    private readonly IDataView _input;
+
+    public ScoredDataView(LinearAttentionTransformer parent, IDataView input)
+    {
+        _parent = parent;
+        _input = input;
+        Schema = parent.GetOutputSchema(input.Schema);
+    }
+
+    public bool CanShuffle => false;
+    public DataViewSchema Schema { get; }
+    public long? GetRowCount() => _input.GetRowCount();
+
+    public DataViewRowCursor GetRowCursor(IEnumerable<DataViewSchema.Column> columnsNeeded, Random? rand = null)
+    {
+        int n = _input.Schema.Count;
+        var needed = columnsNeeded.Select(c => c.Index).ToHashSet();
+        var inputNeeded = needed.Where(i => i < n).Select(i => _input.Schema[i]).ToList();
+        bool anyOutput = needed.Any(i => i >= n);
+        // CanShuffle is false: both cursors must see the input in the same order, so rand is not passed on.
+        var main = _input.GetRowCursor(inputNeeded);
+        if (!anyOutput) return new ScoringCursor(this, main, null, needed);
+        var reader = new ExampleReader(_parent.Columns, _parent.Tokenizer, _parent.MaxSequenceLength);
+        var lookahead = _input.GetRowCursor(reader.ColumnsNeeded(_input.Schema, withLabel: false));
+        return new ScoringCursor(this, main, (lookahead, reader), needed);
+    }
+
+    public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null)
+        => new[] { GetRowCursor(columnsNeeded, rand) };
+
+    private sealed class ScoringCursor : DataViewRowCursor
+    {
+        private readonly ScoredDataView _view;
+        private readonly DataViewRowCursor _main;
+        private readonly DataViewRowCursor? _lookahead;
+        private readonly Func<Example?>? _read;
+        private readonly ExampleReader? _reader;
+        private readonly HashSet<int> _active;
+        private readonly Queue<float[]> _pending = new();
+        private float[] _current = Array.Empty<float>();
+        private bool _disposed;
+
+        public ScoringCursor(ScoredDataView view, DataViewRowCursor main, (DataViewRowCursor Cursor, ExampleReader Reader)? lookahead, HashSet<int> active)
+        {
+            _view = view;
+            _main = main;
+            _active = active;
+            if (lookahead is { } la)
+            {
+                _lookahead = la.Cursor;
+                _reader = la.Reader;
+                _read = la.Reader.Bind(la.Cursor, withLabel: false);
+            }
+        }
+
+        public override DataViewSchema Schema => _view.Schema;
+        public override long Position => _main.Position;
+        public override long Batch => _main.Batch;
+        public override ValueGetter<DataViewRowId> GetIdGetter() => _main.GetIdGetter();
+        public override bool IsColumnActive(DataViewSchema.Column column) => _active.Contains(column.Index);
+
+        public override bool MoveNext()
+        {
+            if (!_main.MoveNext()) return false;
+            if (_lookahead is null) return true;
+            if (_pending.Count == 0) Fill();
+            _current = _pending.Count > 0 ? _pending.Dequeue()
+                : throw new InvalidOperationException("The input data returned fewer rows on a second cursor than on the first; scoring needs a data view that can be read twice in the same order.");
+            return true;
+        }
+
+        private void Fill()
+        {
+            var rows = new List<Example>(_view._parent.InferenceBatchSize);
+            while (rows.Count < _view._parent.InferenceBatchSize && _lookahead!.MoveNext()) rows.Add(_read!()!);
+            if (rows.Count == 0) return;
+            foreach (var r in _view._parent.Predict(rows)) _pending.Enqueue(r);
+        }
+
+        public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
+        {
+            int n = _view._input.Schema.Count;
+            if (column.Index < n) return _main.GetGetter<TValue>(_view._input.Schema[column.Index]);
+            if (!_active.Contains(column.Index)) throw new InvalidOperationException($"Column '{column.Name}' was not requested when the cursor was created.");
+            return _view._parent.OutputGetter<TValue>(column.Index - n, () => _current);
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (_disposed) return;
+            if (disposing)
+            {
+                _main.Dispose();
+                _lookahead?.Dispose();
+                if (_reader is { TruncatedRows: > 0 } r)
+                    EnvLog.Warning(_view._parent.Environment, "Transform",
+                        $"{r.TruncatedRows:N0} scored row(s) were longer than MaxSequenceLength = {_view._parent.MaxSequenceLength:N0} and were cut " +
+                        $"({r.TruncatedTokens:N0} tokens dropped). Train with a larger MaxSequenceLength (up to 131,072) to score them whole.");
+            }
+            _disposed = true;
+            base.Dispose(disposing);
+        }
+    }
+}
+
+/// <summary>The row-to-row form (PredictionEngine): one forward per new input row, shared by all output getters.</summary>
+internal sealed class ScoringRowMapper : IRowToRowMapper
+{
+    private readonly LinearAttentionTransformer _parent;
+
+    public ScoringRowMapper(LinearAttentionTransformer parent, DataViewSchema inputSchema)
+    {
+        _parent = parent;
+        InputSchema = inputSchema;
+        OutputSchema = parent.GetOutputSchema(inputSchema);
+    }
+
+    public DataViewSchema InputSchema { get; }
+    public DataViewSchema OutputSchema { get; }
+
+    public IEnumerable<DataViewSchema.Column> GetDependencies(IEnumerable<DataViewSchema.Column> dependingColumns)
+    {
+        int n = InputSchema.Count;
+        var cols = dependingColumns.ToList();
+        var deps = cols.Where(c => c.Index < n).Select(c => InputSchema[c.Index]).ToList();
+        if (cols.Any(c => c.Index >= n))
+            deps.AddRange(new ExampleReader(_parent.Columns, _parent.Tokenizer, _parent.MaxSequenceLength).ColumnsNeeded(InputSchema, withLabel: false));
+        return deps.DistinctBy(c => c.Index);
+    }
+
+    public DataViewRow GetRow(DataViewRow input, IEnumerable<DataViewSchema.Column> activeColumns)
+        => new Row(this, input, activeColumns.Select(c => c.Index).ToHashSet());
+
+    private sealed class Row : DataViewRow
+    {
+        private readonly ScoringRowMapper _mapper;
+        private readonly DataViewRow _input;
+        private readonly HashSet<int> _active;
+        private readonly Lazy<Func<Example?>> _read;
+        private long _cachedPosition = long.MinValue;
+        private float[] _cached = Array.Empty<float>();
+
+        public Row(ScoringRowMapper mapper, DataViewRow input, HashSet<int> active)
+        {
+            _mapper = mapper;
+            _input = input;
+            _active = active;
+            _read = new(() => new ExampleReader(mapper._parent.Columns, mapper._parent.Tokenizer, mapper._parent.MaxSequenceLength).Bind(input, withLabel: false));
+        }
+
+        public override DataViewSchema Schema => _mapper.OutputSchema;
+        public override long Position => _input.Position;
+        public override long Batch => _input.Batch;
+        public override ValueGetter<DataViewRowId> GetIdGetter() => _input.GetIdGetter();
+        public override bool IsColumnActive(DataViewSchema.Column column) => _active.Contains(column.Index);
+
+        private float[] Current()
+        {
+            if (_cachedPosition != _input.Position || _input.Position < 0)
+            {
+                _cached = _mapper._parent.Predict(new[] { _read.Value()! })[0];
+                _cachedPosition = _input.Position;
+            }
+            return _cached;
+        }
+
+        public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
+        {
+            int n = _mapper.InputSchema.Count;
+            if (column.Index < n) return _input.GetGetter<TValue>(_mapper.InputSchema[column.Index]);
+            return _mapper._parent.OutputGetter<TValue>(column.Index - n, Current);
+        }
+    }
+}

@@ -1,0 +1,27 @@
+namespace Microsoft.ML.LinearAttention.Training;
+
+/// <summary>What kind of label the task trains on.</summary>
+public enum LabelKind
+{
+    /// <summary>key&lt;UInt32&gt;: class index = key − 1 (key 0 = missing, skipped in training).</summary>
+    Key,
+    /// <summary>Single: a regression target (NaN skipped in training).</summary>
+    Float,
+}
+
+/// <summary>The input columns of a task as the reader binds them.</summary>
+public sealed record InputColumns
+{
+    /// <summary>Text columns joined as segments (empty for numeric-sequence input).</summary>
+    public IReadOnlyList<string> TextColumns { get; init; } = Array.Empty<string>();
+    /// <summary>vector&lt;Single&gt; column holding T × F values of a numeric sequence (row-major), or null.</summary>
+    public string? SequenceColumn { get; init; }
+    /// <summary>Features per step F of <see cref="SequenceColumn"/>.</summary>
+    public int SequenceFeatures { get; init; } = 1;
+    /// <summary>Single or vector&lt;Single&gt; column of side features, or null.</summary>
+    public string? SideFeaturesColumn { get; init; }
+    /// <summary>Label column.</summary>
+    public string LabelColumn { get; init; } = "Label";
+    /// <summary>Label kind.</summary>
+    public LabelKind LabelKind { get; init; }
+}

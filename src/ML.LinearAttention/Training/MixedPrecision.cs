@@ -1,0 +1,71 @@
+using Microsoft.ML.LinearAttention.Encoder;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Training;
+
+/// <summary>Numeric precision of training.</summary>
+public enum TrainingPrecision
+{
+    /// <summary>bf16 mixed precision on CUDA, fp32 on the CPU (exact and deterministic there).</summary>
+    Auto,
+    /// <summary>fp32 everywhere.</summary>
+    Float32,
+    /// <summary>bf16 mixed precision on any device (the CPU path exists for testing; it is slower than fp32 there).</summary>
+    BFloat16,
+}
+
+/// <summary>
+/// bf16 mixed precision with fp32 master weights (TorchSharp 0.107 has no autocast): a bf16 copy of the model runs
+/// forward and backward; its gradients are added into the fp32 master parameters, which the optimizer updates, and the
+/// updated weights are copied back into the copy before the next batch. Norm statistics stay fp32 (RmsNorm), and the
+/// loss is computed in fp32.
+/// </summary>
+internal sealed class MixedPrecision : IDisposable
+{
+    private readonly List<Parameter> _master;
+    private readonly List<Parameter> _shadow;
+
+    public MixedPrecision(SequenceModel master, Device device)
+    {
+        // Building the copy draws initial weights from the global generator; keep the generator where it was.
+        using var state = random.get_rng_state();
+        Model = new SequenceModel(master.Config);
+        random.set_rng_state(state);
+        using (no_grad()) Model.load_state_dict(master.state_dict());
+        Model.to(device);
+        Model.to(ScalarType.BFloat16);
+        _master = master.parameters().ToList();
+        _shadow = Model.parameters().ToList();
+    }
+
+    /// <summary>The bf16 copy that runs forward and backward.</summary>
+    public SequenceModel Model { get; }
+
+    /// <summary>Adds the copy's gradients (as fp32) into the master parameters and clears the copy's.</summary>
+    public void MoveGradients()
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        for (int i = 0; i < _master.Count; i++)
+        {
+            var g = _shadow[i].grad;
+            if (g is null) continue;
+            var g32 = g.to(ScalarType.Float32);
+            var existing = _master[i].grad;
+            if (existing is null) _master[i].grad = g32.clone().DetachFromDisposeScope();
+            else existing.add_(g32);
+            _shadow[i].grad = null;
+        }
+    }
+
+    /// <summary>Copies the updated master weights into the bf16 copy.</summary>
+    public void SyncWeights()
+    {
+        using var _ = no_grad();
+        for (int i = 0; i < _master.Count; i++) _shadow[i].copy_(_master[i]);
+    }
+
+    public void Dispose() => Model.Dispose();
+}
