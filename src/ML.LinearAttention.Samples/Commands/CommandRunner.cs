@@ -9,7 +9,9 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
 {
     private const string Usage = """
         usage: ML.LinearAttention.Samples [command] [options]
-          demo                     (default) train, evaluate and compare attention mechanisms on built-in data, offline
+          demo                     (default) the text classifier end to end on built-in synthetic support tickets, offline:
+                                   train, evaluate next to an ML.NET baseline, save, load, predict
+          demo attention           compare attention mechanisms on a built-in synthetic sequence task
           bench kernels [options]  time every registered attention kernel next to SDPA (use on a GPU machine)
               --out DIR            where to write kernels.md / kernels.json (default docs/benchmarks)
               --tokens N           tokens per batch (default 32768); B = N / T
@@ -27,8 +29,11 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
         {
             switch (command)
             {
-                case "demo":
+                case "demo" when args.Length > 1 && args[1] == "attention":
                     AttentionDemo.Run(Console.Out, cancellation);
+                    return 0;
+                case "demo":
+                    TextDemo.Run(Console.Out);
                     return 0;
                 case "bench" when args.Length > 1 && args[1] == "kernels":
                     return await Task.Run(() => KernelBenchmark.Run(KernelBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
