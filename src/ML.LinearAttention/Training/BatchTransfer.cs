@@ -12,6 +12,12 @@ namespace Microsoft.ML.LinearAttention.Training;
 /// </summary>
 public static class BatchTransfer
 {
+    /// <summary>
+    /// Process-wide switch for the pinned-memory path of CUDA training (on by default). Turn it off only for a libtorch
+    /// build without pinned host memory; batches are then copied synchronously from ordinary memory.
+    /// </summary>
+    public static bool UsePinnedMemory { get; set; } = true;
+
     /// <summary>The same batch in pinned host memory (needs a CUDA build of libtorch); disposes <paramref name="host"/>.</summary>
     public static ModelBatch Pinned(ModelBatch host)
     {

@@ -88,12 +88,12 @@ public static class ModelTrainer
                 runner.train();
                 optimizer.zero_grad();
                 int pending = 0;
-                foreach (var hostBatch in HostBatches(trainRows(), spec, s, rng, pin: cuda))
+                foreach (var hostBatch in HostBatches(trainRows(), spec, s, rng, pin: cuda && BatchTransfer.UsePinnedMemory))
                 {
                     CheckCancel();
                     using (var scope = NewDisposeScope())
                     {
-                        using var batch = BatchTransfer.ToDevice(hostBatch, device, nonBlocking: cuda);
+                        using var batch = BatchTransfer.ToDevice(hostBatch, device, nonBlocking: cuda && BatchTransfer.UsePinnedMemory);
                         if (!ReferenceEquals(batch, hostBatch)) hostBatch.Dispose();
                         var loss = Loss(runner, batch, spec.Labels);
                         (loss / s.GradientAccumulationSteps).backward();
