@@ -105,7 +105,9 @@ public sealed record TrainingBenchmarkOptions
         if (gpu is null) return cpu;
         var lines = gpu.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         var first = lines[0].Split(',');
-        return $"{lines.Length} × {first[0].Trim()} (driver {first.Last().Trim()}), {cpu}";
+        // With -p:TorchBackend=external the libtorch is the machine's PyTorch (TorchSharp reports the version it was built for).
+        var pytorch = Detect("python3", "-c \"import torch; print(torch.__version__)\"");
+        return $"{lines.Length} × {first[0].Trim()} (driver {first.Last().Trim()}){(pytorch is null ? "" : $", PyTorch {pytorch} libtorch")}, {cpu}";
     }
 
     internal static string? Detect(string file, string arguments)

@@ -38,6 +38,42 @@ public sealed class TrainingPipelineTests
         }
     }
 
+    private sealed class TextRow
+    {
+        public string Text { get; set; } = "";
+        public string Title { get; set; } = "";
+        public float Label { get; set; }
+    }
+
+    [Fact]
+    public void ParallelTokenizationGivesTheSameStreamAsReadingRowByRow()
+    {
+        var ml = new MLContext(seed: 1);
+        var words = "the invoice payment failed after an update please refund my account twice".Split(' ');
+        var data = ml.Data.LoadFromEnumerable(Enumerable.Range(0, 61).Select(i => new TextRow
+        {
+            Text = string.Join(' ', Enumerable.Range(0, 1 + i % 23).Select(j => words[(i + j * 5) % words.Length])),
+            Title = words[i % words.Length],
+            Label = i % 7 == 3 ? float.NaN : i, // rows with a missing label are skipped by both
+        }).ToList());
+        var columns = new InputColumns { TextColumns = new[] { "Title", "Text" }, LabelKind = LabelKind.Float };
+        var tokenizer = Tokenization.TextTokenizer.Create(null);
+        var plain = new ExampleReader(columns, tokenizer, 16);
+        var parallel = new ExampleReader(columns, tokenizer, 16);
+        var a = plain.Read(data).ToList();
+        var b = parallel.ReadParallel(data, threads: 3, block: 7).ToList();
+        Assert.Equal(a.Count, b.Count);
+        Assert.True(a.Count < 61);
+        for (int i = 0; i < a.Count; i++)
+        {
+            Assert.Equal(a[i].Label, b[i].Label);
+            Assert.Equal(a[i].Ids, b[i].Ids);
+            Assert.Equal(a[i].Segments, b[i].Segments);
+        }
+        Assert.True(plain.TruncatedRows > 0);
+        Assert.Equal((plain.TruncatedRows, plain.TruncatedTokens, plain.LongestRow), (parallel.TruncatedRows, parallel.TruncatedTokens, parallel.LongestRow));
+    }
+
     [Fact]
     public void PrefetchRethrowsTheProducersErrorAfterTheItemsBeforeIt()
     {
