@@ -54,7 +54,7 @@ public static class InferenceBenchmark
     private static Point Measure(TrainingBenchmarkOptions o, BenchmarkMechanism mechanism, Encoder.PositionEncoding position, long t, bool cuda, CudaMemoryProbe? memory)
     {
         int b = (int)Math.Max(1, o.TokensPerStep / t);
-        int rows = Math.Max(o.InferenceRows, 3 * b);
+        int rows = Math.Max(o.InferenceRows, 4 * b);
         try
         {
             var ml = new MLContext(seed: 1) { GpuDeviceId = cuda ? 0 : null, FallbackToCpu = false };
