@@ -34,7 +34,8 @@ internal sealed class BlockCheckpoint : autograd.SingleTensorFunction<BlockCheck
         var mask = (Tensor?)((Box)vars[2]).Value;
         ctx.save_for_backward(new List<Tensor> { x });
         ctx.save_data("block", block);
-        ctx.save_data("mask", new Box(mask));
+        // Its own handle: the caller's dispose scope may free the mask it passed (e.g. the CLS-extended one) before backward.
+        ctx.save_data("mask", new Box(mask?.detach().DetachFromDisposeScope()));
         ctx.save_data("rng", new Box(SaveRandomState(x.device)));
         return block.forward(x, mask);
     }
