@@ -29,6 +29,8 @@ public sealed record TrainingBenchmarkOptions
     /// <summary>Copies batches to the GPU from pinned memory, asynchronously (<see cref="Training.BatchTransfer.UsePinnedMemory"/>).</summary>
     public bool PinnedMemory { get; init; } = true;
     public bool ActivationCheckpointing { get; init; }
+    /// <summary>A point out of memory is measured again with activation checkpointing (kept on for its longer lengths).</summary>
+    public bool CheckpointOnOom { get; init; } = true;
     /// <summary>Dense bf16 peak of the GPU for model FLOP utilisation (H200 SXM datasheet: 989 TFLOP/s).</summary>
     public double PeakTflops { get; init; } = 989;
     public string? Device { get; init; }
@@ -69,6 +71,7 @@ public sealed record TrainingBenchmarkOptions
                 "--budget" => o with { BudgetSeconds = Double(Value()) },
                 "--no-pinned" => o with { PinnedMemory = false },
                 "--checkpointing" => o with { ActivationCheckpointing = true },
+                "--no-oom-checkpointing" => o with { CheckpointOnOom = false },
                 "--peak-tflops" => o with { PeakTflops = Double(Value()) },
                 "--device" => o with { Device = Value() },
                 "--commit" => o with { Commit = Value() },

@@ -9,6 +9,9 @@ internal static class TrainingReport
     public static string Markdown(TrainingBenchmarkOptions o, Dictionary<string, string> meta, bool cuda, int steps,
         Dictionary<string, (string Position, long MatrixParameters)> info, List<TrainingBenchmark.Point> points)
     {
+        string Cell(TrainingBenchmark.Point? p, Func<TrainingBenchmark.Point, string> value) => p is null ? ""
+            : p.TokensPerSecond is null ? (p.Status ?? "—").Replace("|", "/")
+            : value(p) + (p.Checkpointed && !o.ActivationCheckpointing ? " †" : "") + (p.Status is null ? "" : $" ({p.Status.Replace("|", "/")})");
         var md = new StringBuilder();
         var lengths = points.Select(p => p.T).Distinct().OrderBy(t => t).ToList();
         string Head(string first) => $"| {first} | " + string.Join(" | ", lengths.Select(t => "T=" + L(t))) + " |\n|---|" + string.Concat(lengths.Select(_ => "---:|"));
@@ -23,7 +26,7 @@ internal static class TrainingReport
         md.AppendLine($"- each point is one `TextClassificationEstimator.Fit` through ML.NET (tokenizer and batching on producer threads, AdamW, " +
                       $"gradient clipping 1.0): {o.TokensPerStep:N0} tokens per optimizer step (B = tokens / T), {o.WarmupSteps} warm-up step(s), " +
                       $"then up to {steps} timed steps (fewer when the point reaches its {o.SecondsPerPoint:F0} s bound)");
-        md.AppendLine($"- precision: {meta["precision"]}; activation checkpointing {(o.ActivationCheckpointing ? "on" : "off")}");
+        md.AppendLine($"- precision: {meta["precision"]}; activation checkpointing {(o.ActivationCheckpointing ? "on" : o.CheckpointOnOom ? "off, except † = the point ran out of memory without it and was measured again with it (as are that mechanism's longer lengths)" : "off")}");
         md.AppendLine($"- peak memory: {meta["memory"]}");
         md.AppendLine($"- MFU = model FLOPs per token × tokens/s ÷ {o.PeakTflops:G} TFLOP/s" + (cuda ? " (H200 SXM dense bf16 datasheet figure; an 8192³ bf16 matmul reaches about 790 TFLOP/s on this machine, ../shared/gpu/README.md)" : "") +
                       "; model FLOPs per token = 6·N + 3·Σ attention FLOPs (formula at the end); * = a mechanism without an attention formula (its MFU counts projections and FFN only)");
@@ -109,9 +112,6 @@ internal static class TrainingReport
     }
 
     private static TrainingBenchmark.Point? Softmax(List<TrainingBenchmark.Point> points, long t) => points.FirstOrDefault(p => p.Mechanism == "softmax" && p.T == t);
-
-    private static string Cell(TrainingBenchmark.Point? p, Func<TrainingBenchmark.Point, string> value)
-        => p is null ? "" : p.TokensPerSecond is null ? (p.Status ?? "—").Replace("|", "/") : value(p) + (p.Status is null ? "" : $" ({p.Status.Replace("|", "/")})");
 
     private static string Ratio(double? mine, double? reference) => mine is double a && reference is double b && b > 0 ? (a / b).ToString("F2", CultureInfo.InvariantCulture) + "×" : "—";
 

@@ -97,6 +97,7 @@ public static class ModelTrainer
                         if (!ReferenceEquals(batch, hostBatch)) hostBatch.Dispose();
                         var loss = Loss(runner, batch, spec.Labels);
                         (loss / s.GradientAccumulationSteps).backward();
+                        runner.ThrowIfCheckpointFailed();
                         mp?.MoveGradients();
                         var detached = loss.detach().to(ScalarType.Float64);
                         if (lossSum is null) lossSum = detached.clone().DetachFromDisposeScope();

@@ -104,6 +104,9 @@ public sealed class BenchmarkCommandTests
         Assert.Equal(PositionEncoding.Rope, list[0].Position(16, 2));
         Assert.Equal(PositionEncoding.None, list[2].Position(16, 2));
         Assert.Contains("Known:", Assert.Throws<ArgumentException>(() => BenchmarkMechanism.ParseList("softmaxx", 2, "3:1", "hedgehog")).Message);
+        Assert.True(TrainingBenchmark.IsOutOfMemory(new InvalidOperationException("Fit failed", new System.Runtime.InteropServices.ExternalException(
+            "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 139.81 GiB"))));
+        Assert.False(TrainingBenchmark.IsOutOfMemory(new ArgumentException("shape mismatch")));
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Encoder;
 using Microsoft.ML.LinearAttention.Tests.Infrastructure;
 using Microsoft.ML.LinearAttention.Training;
@@ -173,6 +174,36 @@ public sealed class TrainingPipelineTests
         var checkpointed = Gradients(true);
         Assert.Equal(plain.Length, checkpointed.Length);
         for (int i = 0; i < plain.Length; i++) KernelAssert.Close(checkpointed[i], plain[i], 1e-6, 1e-5, $"gradient {i}");
+    }
+
+    private sealed class FlakyMixer : TokenMixer
+    {
+        private readonly TorchSharp.Modules.Linear proj;
+        public bool Fail { get; set; }
+
+        public FlakyMixer(MixerConfig config) : base(nameof(FlakyMixer), config)
+        {
+            proj = nn.Linear(config.ModelDim, config.ModelDim);
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor x, Tensor? keyPaddingMask)
+            => Fail ? throw new InvalidOperationException("recomputation failed") : proj.forward(x);
+    }
+
+    [Fact]
+    public void AFailingRecomputationIsReportedInsteadOfEndingTheProcess()
+    {
+        Torch.Seed();
+        var mixer = new FlakyMixer(new MixerConfig(8, 2));
+        using var block = new EncoderBlock(mixer, 8, 2, 0);
+        block.train();
+        var x = randn(2, 5, 8).requires_grad_(true);
+        Exception? failure = null;
+        var y = BlockCheckpoint.Run(block, x, null, e => failure = e);
+        mixer.Fail = true;
+        y.sum().backward(); // an exception escaping into libtorch's engine would end the test process
+        Assert.Equal("recomputation failed", Assert.IsType<InvalidOperationException>(failure).Message);
     }
 
     [Fact]
