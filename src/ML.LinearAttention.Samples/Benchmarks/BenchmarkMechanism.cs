@@ -42,7 +42,9 @@ public sealed record BenchmarkMechanism(string Label, IReadOnlyList<LayerMixer> 
             var plan = HybridPlan.Parse(hybridPlan);
             var (baseName, baseOptions) = NameAndOptions(hybridBase);
             var layers = plan.Resolve(numLayers, baseName, baseOptions).Select(l => new LayerMixer(l.Name, l.Options)).ToList();
-            return new BenchmarkMechanism($"hybrid {plan} ({baseName}+softmax)", layers);
+            var others = layers.Select((l, i) => (l.Name, i)).Where(x => x.Name != baseName).ToList();
+            string where = others.Count == 0 ? "no other layer" : string.Join(" ", others.GroupBy(x => x.Name).Select(g => $"{g.Key}@{string.Join(",", g.Select(x => x.i))}"));
+            return new BenchmarkMechanism($"hybrid {plan} ({baseName} + {where})", layers);
         }
         var (name, options) = NameAndOptions(entry);
         return Uniform(entry, name, options, numLayers);

@@ -46,7 +46,7 @@ internal static class TrainingReport
         md.AppendLine(Head("mechanism"));
         foreach (var g in points.GroupBy(p => p.Mechanism))
             md.AppendLine($"| {g.Key} | " + string.Join(" | ", lengths.Select(t => Cell(g.FirstOrDefault(p => p.T == t),
-                p => $"{Num(p.MsPerStep, "F0")} ms · {Num(p.PeakGiB, "F1")} GiB · {(p.Mfu is double m ? (m * 100).ToString("F1", CultureInfo.InvariantCulture) + "%" : "—")}{(p.FlopsComplete ? "" : "*")}"))) + " |");
+                p => $"{Num(p.MsPerStep, "F0")} ms · {(p.PeakGiB is null ? "—" : Num(p.PeakGiB, "F1") + " GiB")} · {(p.Mfu is double m ? (m * 100).ToString("F1", CultureInfo.InvariantCulture) + "%" : "—")}{(p.FlopsComplete ? "" : "*")}"))) + " |");
         md.AppendLine();
         md.AppendLine("## Speed-up over softmax (tokens/s ratio, > 1 is faster)");
         md.AppendLine();
@@ -72,7 +72,7 @@ internal static class TrainingReport
          md.AppendLine("| mechanism | " + string.Join(" | ", lengths.Select(t => "T=" + L(t))) + " |\n|---|" + string.Concat(lengths.Select(_ => "---:|")));
         foreach (var g in points.GroupBy(p => p.Mechanism))
             md.AppendLine($"| {g.Key} GFLOP/token | " + string.Join(" | ", lengths.Select(t => g.FirstOrDefault(p => p.T == t) is { } p
-                ? p.GflopPerToken.ToString("F2", CultureInfo.InvariantCulture) + (p.FlopsComplete ? "" : "*") : "")) + " |");
+                ? p.GflopPerToken.ToString(p.GflopPerToken >= 1 ? "F2" : "G3", CultureInfo.InvariantCulture) + (p.FlopsComplete ? "" : "*") : "")) + " |");
         return md.ToString();
     }
 
@@ -88,7 +88,7 @@ internal static class TrainingReport
             double first = ok[0].TokensPerSecond!.Value;
             double worst = ok.Max(p => Math.Abs(p.TokensPerSecond!.Value / first - 1));
             var last = ok[^1];
-            md.AppendLine($"- {g.Key}: tokens/s from T={L(ok[0].T)} to T={L(last.T)} stays within {worst * 100:F0} % of the T={L(ok[0].T)} value " +
+            md.AppendLine($"- {g.Key}: from T={L(ok[0].T)} to T={L(last.T)}, tokens/s differs from the T={L(ok[0].T)} value by at most {worst * 100:F0} % " +
                           $"({(worst <= 0.2 ? "meets" : "misses")} the ±20 % target); at T={L(last.T)} {Short(last.TokensPerSecond)} vs {Short(first)}" +
                           (g.Any(p => p.Status is not null && p.TokensPerSecond is null) ? $"; not measured: {string.Join(", ", g.Where(p => p.TokensPerSecond is null).Select(p => $"T={L(p.T)} ({p.Status})"))}" : "") + ".");
         }

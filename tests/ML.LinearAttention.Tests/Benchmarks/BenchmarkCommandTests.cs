@@ -38,7 +38,7 @@ public sealed class BenchmarkCommandTests
             Assert.Equal("test", json.RootElement.GetProperty("meta").GetProperty("commit").GetString());
             var md = File.ReadAllText(Path.Combine(dir, "training.md"));
             Assert.Contains("| softmax (Rope, N = ", md);
-            Assert.Contains("hybrid 1:1 (hedgehog+softmax)", md);
+            Assert.Contains("hybrid 1:1 (hedgehog + softmax@1)", md);
             Assert.Contains("bench training --layers 2", md);
             foreach (var png in new[] { "training-throughput.png", "training-memory.png" })
             {
