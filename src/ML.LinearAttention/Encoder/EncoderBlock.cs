@@ -37,7 +37,31 @@ public sealed class EncoderBlock : nn.Module<Tensor, Tensor?, Tensor>
     {
         using var scope = NewDisposeScope();
         var h = x + drop.forward(mixer.forward(norm1.forward(x), mask));
-        h = h + drop.forward(ffn_out.forward(nn.functional.gelu(ffn_in.forward(norm2.forward(h)))));
+        var f = ffn_out.forward(nn.functional.gelu(ffn_in.forward(norm2.forward(h))));
+        if (ffn_recalibration is not null)
+        {
+            var (scale, shift) = ffn_recalibration.forward(h);
+            f = shift + (scale + 1) * f;
+        }
+        h = h + drop.forward(f);
         return Heads.ZeroPadded(h, mask).MoveToOuterDisposeScope();
+    }
+
+    // ---- fine-tuning seam (FineTuning/): recalibration of the FFN branch ----
+    private nn.Module<Tensor, (Tensor Scale, Tensor Shift)>? ffn_recalibration;
+
+    /// <summary>
+    /// Optional recalibration of the FFN branch (PSRP of Moment Probing+, set by the fine-tuning catalog): (w, b) = f(h)
+    /// from the post-attention state h [B, T, C], and the block adds b + (1 + w)·FFN(RmsNorm(h)) instead of FFN(RmsNorm(h)).
+    /// </summary>
+    public nn.Module<Tensor, (Tensor Scale, Tensor Shift)>? FfnRecalibration
+    {
+        get => ffn_recalibration;
+        set
+        {
+            register_module(nameof(ffn_recalibration), null!);
+            ffn_recalibration = value;
+            if (value is not null) register_module(nameof(ffn_recalibration), value);
+        }
     }
 }

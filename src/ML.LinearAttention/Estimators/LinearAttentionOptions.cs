@@ -1,5 +1,6 @@
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Encoder;
+using Microsoft.ML.LinearAttention.FineTuning;
 using Microsoft.ML.LinearAttention.Tokenization;
 using Microsoft.ML.LinearAttention.Training;
 using Microsoft.ML.SearchSpace;
@@ -59,6 +60,16 @@ public abstract class LinearAttentionOptions
     public Pooling Pooling = Pooling.Mean;
     /// <summary>Optional weights (from SaveWeights of a transformer with the same sizes) to start training from.</summary>
     public string? InitialWeightsFile;
+
+    // ---- fine-tuning (docs/fine-tuning.md) ----
+    /// <summary>
+    /// How much of the network trains (FineTuningRegistry): "full" (default), "freeze_layers", "linear_probe", "bitfit",
+    /// "lora", "moment_probing" or "psrp" (MP+). Applied after <see cref="InitialWeightsFile"/> is loaded; the trainable
+    /// and total parameter counts go to the log.
+    /// </summary>
+    public string FineTuning = "full";
+    /// <summary>Options of <see cref="FineTuning"/> (null = the method's defaults), e.g. <c>new LoraOptions { Rank = 16 }</c>.</summary>
+    public FineTuningOptions? FineTuningOptions;
 
     // ---- training ----
     /// <summary>Rows per batch.</summary>

@@ -19,7 +19,7 @@ public sealed class LoraTests : IDisposable
     private static void Randomize(nn.Module model, double scale = 0.1)
     {
         using var _ = no_grad();
-        foreach (var (_, layer) in Lora.Layers(model)) { layer.LoraA.copy_(randn_like(layer.LoraA) * scale); layer.LoraB.copy_(randn_like(layer.LoraB) * scale); }
+        foreach (var (_, layer) in LoraLayers.Layers(model)) { layer.LoraA.copy_(randn_like(layer.LoraA) * scale); layer.LoraB.copy_(randn_like(layer.LoraB) * scale); }
     }
 
     [Fact]
@@ -29,7 +29,7 @@ public sealed class LoraTests : IDisposable
         using var model = new SequenceModel(TinyModels.Config());
         using var batch = TinyModels.Batch(5, 9);
         var before = TinyModels.Eval(model, batch);
-        var result = Lora.Apply(model, AllLinear);
+        var result = LoraLayers.Apply(model, AllLinear);
         Assert.Equal(2 * 6, result.Wrapped.Count);
         Assert.Contains("blocks.0.mixer.q_proj", result.Wrapped);
         Assert.Contains("blocks.1.ffn_out", result.Wrapped);
@@ -46,8 +46,8 @@ public sealed class LoraTests : IDisposable
     {
         Torch.Seed();
         using var model = new SequenceModel(TinyModels.Config(layers: 1));
-        Lora.Apply(model, AllLinear);
-        foreach (var (_, layer) in Lora.Layers(model))
+        LoraLayers.Apply(model, AllLinear);
+        foreach (var (_, layer) in LoraLayers.Layers(model))
         {
             Assert.False(layer.BaseWeight.requires_grad);
             Assert.False(layer.BaseBias?.requires_grad ?? false);
@@ -56,7 +56,7 @@ public sealed class LoraTests : IDisposable
         using var batch = TinyModels.Batch(6, 4);
         model.train();
         nn.functional.cross_entropy(model.Forward(batch), batch.Labels!).backward();
-        foreach (var (name, layer) in Lora.Layers(model))
+        foreach (var (name, layer) in LoraLayers.Layers(model))
         {
             Assert.Null(layer.BaseWeight.grad);
             Assert.True(layer.LoraB.grad!.abs().sum().item<float>() > 0, $"{name}: B has no gradient");
@@ -72,20 +72,20 @@ public sealed class LoraTests : IDisposable
         using var batch = TinyModels.Batch(7, 3, 11);
         var baseOut = TinyModels.Eval(model, batch);
         var baseWeight = ((Linear)ModuleSurgeryFind(model, "blocks.0.mixer.v_proj")).weight.detach().clone();
-        Lora.Apply(model, AllLinear with { Rank = 4, Alpha = 8 });
+        LoraLayers.Apply(model, AllLinear with { Rank = 4, Alpha = 8 });
         Randomize(model);
         var unmerged = TinyModels.Eval(model, batch);
         Assert.True((unmerged - baseOut).abs().max().item<float>() > 1e-3, "the random adapters should change the output");
-        Lora.Merge(model);
-        Assert.All(Lora.Layers(model), l => Assert.True(l.Layer.Merged));
+        LoraLayers.Merge(model);
+        Assert.All(LoraLayers.Layers(model), l => Assert.True(l.Layer.Merged));
         KernelAssert.Close(TinyModels.Eval(model, batch), unmerged, 1e-5, 1e-4, "merged vs unmerged");
-        Lora.Unmerge(model);
+        LoraLayers.Unmerge(model);
         KernelAssert.Close(TinyModels.Eval(model, batch), unmerged, 1e-5, 1e-4, "unmerged again");
-        var v = Lora.Layers(model).Single(l => l.Name == "blocks.0.mixer.v_proj").Layer;
+        var v = LoraLayers.Layers(model).Single(l => l.Name == "blocks.0.mixer.v_proj").Layer;
         KernelAssert.Close(v.BaseWeight, baseWeight, 1e-6, 1e-5, "base weight after merge + unmerge");
 
-        Assert.Equal(12, Lora.MergeAndUnload(model));
-        Assert.Empty(Lora.Layers(model));
+        Assert.Equal(12, LoraLayers.MergeAndUnload(model));
+        Assert.Empty(LoraLayers.Layers(model));
         Assert.IsType<Linear>(ModuleSurgeryFind(model, "blocks.1.ffn_in"));
         KernelAssert.Close(TinyModels.Eval(model, batch), unmerged, 1e-5, 1e-4, "merged and unloaded");
         Assert.DoesNotContain(model.state_dict().Keys, k => k.Contains("lora_"));
@@ -98,7 +98,7 @@ public sealed class LoraTests : IDisposable
         using var trained = new SequenceModel(TinyModels.Config());
         var baseState = trained.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone());
         var options = new LoraOptions { Rank = 2, Alpha = 4, Targets = new[] { "q_proj", "v_proj" } };
-        Lora.Apply(trained, options);
+        LoraLayers.Apply(trained, options);
         Randomize(trained);
         using var batch = TinyModels.Batch(8, 5);
         var expected = TinyModels.Eval(trained, batch);
@@ -110,7 +110,7 @@ public sealed class LoraTests : IDisposable
         fresh.load_state_dict(baseState);
         var loaded = LoraAdapterFile.Load(fresh, _dir);
         Assert.Equal(options.Rank, loaded.Rank);
-        Assert.Equal(4, Lora.Layers(fresh).Count);
+        Assert.Equal(4, LoraLayers.Layers(fresh).Count);
         KernelAssert.Close(TinyModels.Eval(fresh, batch), expected, 1e-6, 1e-6, "adapter loaded onto a fresh base");
     }
 
@@ -119,16 +119,16 @@ public sealed class LoraTests : IDisposable
     {
         Torch.Seed();
         using var model = new SequenceModel(TinyModels.Config(layers: 1));
-        var none = Assert.Throws<ArgumentException>(() => Lora.Apply(model, new LoraOptions { Targets = new[] { "query" } }));
+        var none = Assert.Throws<ArgumentException>(() => LoraLayers.Apply(model, new LoraOptions { Targets = new[] { "query" } }));
         Assert.Contains("matched no linear layer", none.Message);
         Assert.Contains("blocks.0.ffn_in", none.Message);
-        Assert.Throws<ArgumentOutOfRangeException>(() => Lora.Apply(model, new LoraOptions { Rank = 0 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => LoraLayers.Apply(model, new LoraOptions { Rank = 0 }));
 
         using var gla = new SequenceModel(TinyModels.Config("gla", layers: 1));
-        var sealedError = Assert.Throws<ArgumentException>(() => Lora.Apply(gla, new LoraOptions()));
+        var sealedError = Assert.Throws<ArgumentException>(() => LoraLayers.Apply(gla, new LoraOptions()));
         Assert.Contains("cannot wrap", sealedError.Message);
         // The FFN of the same model can still be adapted.
-        Assert.Equal(2, Lora.Apply(gla, new LoraOptions { Targets = new[] { "ffn_in", "ffn_out" } }).Wrapped.Count);
+        Assert.Equal(2, LoraLayers.Apply(gla, new LoraOptions { Targets = new[] { "ffn_in", "ffn_out" } }).Wrapped.Count);
     }
 
     private static nn.Module ModuleSurgeryFind(nn.Module root, string name) => Microsoft.ML.LinearAttention.FineTuning.ModuleSurgery.Find(root, name);

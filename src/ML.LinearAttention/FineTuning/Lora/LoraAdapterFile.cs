@@ -28,14 +28,14 @@ public static class LoraAdapterFile
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
-        var layers = Lora.Layers(model);
+        var layers = LoraLayers.Layers(model);
         if (layers.Count == 0) throw new InvalidOperationException("The model has no LoRA layers to save (was the adapter merged and unloaded?).");
         if (layers.Any(l => l.Layer.Merged))
-            throw new InvalidOperationException("Unmerge the LoRA layers (Lora.Unmerge) before saving the adapter: merged weights would be counted twice when it is loaded.");
+            throw new InvalidOperationException("Unmerge the LoRA layers (LoraLayers.Unmerge) before saving the adapter: merged weights would be counted twice when it is loaded.");
         Directory.CreateDirectory(directory);
         var config = new AdapterConfig("ML.LinearAttention LoRA adapter v1", options, layers.Select(l => l.Name).ToArray());
         File.WriteAllText(Path.Combine(directory, ConfigFileName), JsonSerializer.Serialize(config, Json));
-        WriteSafeTensors(Path.Combine(directory, WeightsFileName), Lora.AdapterTensors(model));
+        WriteSafeTensors(Path.Combine(directory, WeightsFileName), LoraLayers.AdapterTensors(model));
     }
 
     /// <summary>
@@ -51,8 +51,8 @@ public static class LoraAdapterFile
             throw new FileNotFoundException($"'{directory}' is not a LoRA adapter folder: it needs {ConfigFileName} and {WeightsFileName}.", configPath);
         var config = JsonSerializer.Deserialize<AdapterConfig>(File.ReadAllText(configPath), Json)
             ?? throw new InvalidDataException($"'{configPath}' is empty.");
-        if (Lora.Layers(model).Count == 0) Lora.Apply(model, config.Options);
-        var layers = Lora.Layers(model).ToDictionary(l => l.Name, l => l.Layer);
+        if (LoraLayers.Layers(model).Count == 0) LoraLayers.Apply(model, config.Options);
+        var layers = LoraLayers.Layers(model).ToDictionary(l => l.Name, l => l.Layer);
         var missing = config.Layers.Where(n => !layers.ContainsKey(n)).ToList();
         if (missing.Count > 0)
             throw new InvalidDataException($"The adapter in '{directory}' adapts layers this model does not have as LoRA layers: {string.Join(", ", missing.Take(6))}. Load it onto the base model it was trained on.");

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.LinearAttention.FineTuning.Lora;
 
-/// <summary>What <see cref="Lora.Apply"/> did.</summary>
+/// <summary>What <see cref="LoraLayers.Apply"/> did.</summary>
 /// <param name="Wrapped">Full names of the linear layers now wrapped by a <see cref="LoraLinear"/>.</param>
 /// <param name="NotAdaptable">Targets that matched but are held by a field typed <c>Linear</c>, so they could not be wrapped.</param>
 public sealed record LoraApplyResult(IReadOnlyList<string> Wrapped, IReadOnlyList<string> NotAdaptable);
@@ -16,7 +16,7 @@ public sealed record LoraApplyResult(IReadOnlyList<string> Wrapped, IReadOnlyLis
 /// (TorchSharp's <c>Linear</c> is sealed): the q/k/v/o projections of every <c>ProjectedMixer</c> mechanism (linear,
 /// hedgehog, softmax, lolcats, liger, performer, transnormer, swa) and every encoder block's <c>ffn_in</c>/<c>ffn_out</c>.</para>
 /// </summary>
-public static class Lora
+public static class LoraLayers
 {
     /// <summary>
     /// Wraps every matching linear layer of <paramref name="model"/> (frozen W, trainable A and B) and returns their
