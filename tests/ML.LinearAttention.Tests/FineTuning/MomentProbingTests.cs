@@ -30,6 +30,9 @@ public sealed class MomentProbingTests
         using var mask = ones(2, 6, dtype: ScalarType.Bool);
         Assert.Equal(new long[] { 2, 2883 }, head.SecondOrderFeatures(states, mask).shape);
         Assert.Equal(new long[] { 2, 5 }, head.forward(states, mask, states.mean(new long[] { 1 })).shape);
+        Assert.Equal(147, new MomentProbingOptions { HiddenDim = 128 }.FeatureCount);
+        // ViT-B/16 sizes of the paper (C = 768, 1000 classes, CLS token): 4,047,146 = 769,000 + 393,728 + 256 + 162 + 2,884,000.
+        using (var vit = new MomentProbingHead(768, 1000, Pooling.Cls)) Assert.Equal(4_047_146, vit.parameters().Sum(p => p.numel()));
         Assert.Throws<ArgumentException>(() => new MomentProbingHead(16, 5, Pooling.Mean, new MomentProbingOptions { HiddenDim = 24, Heads = 4 }));
         Assert.Throws<ArgumentOutOfRangeException>(() => new MomentProbingHead(16, 5, Pooling.Mean, new MomentProbingOptions { Heads = 1 }));
     }
@@ -70,6 +73,19 @@ public sealed class MomentProbingTests
         var p = TinyModels.Eval(model, padded);
         Assert.Equal(new long[] { 2, 3 }, p.shape);
         KernelAssert.Close(p[0], a[0], 1e-5, 1e-4, $"{method}/{pooling}: padded row");
+    }
+
+    [Fact]
+    public void NumericSequencesWithAPrependedClsStepArePaddingInvariantToo()
+    {
+        Torch.Seed();
+        using var model = new SequenceModel(new EncoderConfig { NumericFeatures = 3, ModelDim = 16, NumHeads = 2, Pooling = Pooling.Cls, Outputs = 1, Dropout = 0 });
+        FineTuningRegistry.Apply(model, "moment_probing", Small);
+        var a = new Microsoft.ML.LinearAttention.Training.Example { Values = Enumerable.Range(0, 15).Select(i => (float)Math.Sin(i)).ToArray(), Length = 5 };
+        var b = new Microsoft.ML.LinearAttention.Training.Example { Values = Enumerable.Range(0, 60).Select(i => (float)Math.Cos(i)).ToArray(), Length = 20 };
+        using var one = Microsoft.ML.LinearAttention.Training.Batching.Collate(new[] { a }, CPU, 0, 3, 0, null, null);
+        using var two = Microsoft.ML.LinearAttention.Training.Batching.Collate(new[] { a, b }, CPU, 0, 3, 0, null, null);
+        KernelAssert.Close(TinyModels.Eval(model, two)[0], TinyModels.Eval(model, one)[0], 1e-5, 1e-4, "numeric CLS row");
     }
 
     [Theory]
