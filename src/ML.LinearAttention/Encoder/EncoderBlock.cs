@@ -9,7 +9,7 @@ namespace Microsoft.ML.LinearAttention.Encoder;
 /// One pre-norm block: x + Dropout(Mixer(RmsNorm(x), mask)), then x + Dropout(FFN(RmsNorm(x))) with a GELU FFN.
 /// Shapes: x [B, T, C], mask [B, T] bool (true = real token) → [B, T, C], zero at padded positions.
 /// </summary>
-public sealed class EncoderBlock : nn.Module<Tensor, Tensor?, Tensor>
+public sealed class EncoderBlock : nn.Module<Tensor, Tensor?, Tensor>, IFfnRecalibrated
 {
     private readonly RmsNorm norm1;
     private readonly TokenMixer mixer;

@@ -188,9 +188,6 @@ public sealed class SequenceModel : nn.Module
         return head_out.forward(drop.forward(h)).MoveToOuterDisposeScope();
     }
 
-    /// <summary>The encoder blocks, input side first.</summary>
-    public IReadOnlyList<EncoderBlock> Blocks => blocks.ToList();
-
     // ---- fine-tuning seam (FineTuning/): a replacement head ----
     private SequenceHead? probe_head;
 

@@ -85,8 +85,9 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
         {
             model.SetNormalization(stats.SideMean, stats.SideStd, stats.ValueMean, stats.ValueStd, stats.TargetMean, stats.TargetStd);
             if (o.InitialWeightsFile is not null) LinearAttentionTransformer.LoadWeightsInto(model, o.InitialWeightsFile);
-            log.Info(FineTuningRegistry.Apply(model, string.IsNullOrWhiteSpace(o.FineTuning) ? "full" : o.FineTuning, o.FineTuningOptions).ToString());
             model.to(device);
+            // Fine-tuning catalog: after every step that loads or replaces weights, before the optimizer (which takes only trainable parameters).
+            log.Info(FineTuningRegistry.Apply(model, string.IsNullOrWhiteSpace(o.FineTuning) ? "full" : o.FineTuning, o.FineTuningOptions).ToString());
             var spec = new CollateSpec(columns.LabelKind, config.PadId, config.NumericFeatures, stats.SideLength, stats.SideMean);
             log.Info($"{TaskName}: {config.NumLayers} × {(config.Layers is { Count: > 0 } ? "hybrid plan" : config.Mixer)} blocks, hidden {config.ModelDim}, " +
                      $"{config.NumHeads} heads, {config.Position} positions, {config.Pooling} pooling, {model.parameters().Sum(p => p.numel()):N0} parameters" +

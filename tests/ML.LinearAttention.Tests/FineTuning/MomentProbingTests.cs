@@ -119,7 +119,7 @@ public sealed class MomentProbingTests
         Torch.Seed();
         using var model = new SequenceModel(TinyModels.Config(layers: 1));
         using var x = randn(2, 5, 16);
-        var block = model.Blocks[0];
+        var block = (EncoderBlock)Microsoft.ML.LinearAttention.FineTuning.ModuleSurgery.Find(model, "blocks.0");
         block.eval();
         using var _ = no_grad();
         var plain = block.forward(x, null);

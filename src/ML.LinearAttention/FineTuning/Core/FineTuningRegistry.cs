@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using Microsoft.ML.LinearAttention.Encoder;
+using TorchSharp;
 
 namespace Microsoft.ML.LinearAttention.FineTuning;
 
@@ -110,7 +111,9 @@ public static class FineTuningRegistry
         if (model.Config.FineTuning is { } existing)
             throw new InvalidOperationException($"This model is already set up for fine-tuning with '{existing.Method}'; build a fresh model to use '{info.Name}'.");
         info.Validate(options, model.Config);
+        var device = model.parameters().FirstOrDefault()?.device;
         info.Restructure(model, options, false);
+        if (device is not null) model.to(device); // new adapters and heads join the model's device
         long trainable = 0, total = 0;
         foreach (var p in ModelParameter.All(model))
         {

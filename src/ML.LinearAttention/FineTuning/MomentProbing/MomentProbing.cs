@@ -52,7 +52,13 @@ public sealed class PsrpFineTuning : FineTuningMethod<PsrpOptions>
     public override void Restructure(SequenceModel model, PsrpOptions options, bool finished)
     {
         model.ReplaceHead(new MomentProbingHead(model.Config.ModelDim, model.Config.Outputs, model.Config.Pooling, options.Probe));
-        foreach (var block in model.Blocks) block.FfnRecalibration = new PsrpRecalibration(model.Config.ModelDim, options.Bottleneck, options.ZeroInitUp);
+        var blocks = model.named_modules().Where(m => m.name.StartsWith("blocks.", StringComparison.Ordinal) && m.name.IndexOf('.', 7) < 0).ToList();
+        foreach (var (name, block) in blocks)
+        {
+            if (block is not IFfnRecalibrated target)
+                throw new NotSupportedException($"PSRP cannot recalibrate block '{name}' ({block.GetType().Name}): the block type does not implement IFfnRecalibrated.");
+            target.FfnRecalibration = new PsrpRecalibration(model.Config.ModelDim, options.Bottleneck, options.ZeroInitUp);
+        }
     }
 
     /// <inheritdoc/>
