@@ -32,26 +32,6 @@ internal sealed class ShortConvolution : nn.Module<Tensor, Tensor?, Tensor>
     }
 }
 
-/// <summary>Rotary position embedding as fla's <c>RotaryEmbedding</c> (non-interleaved halves, base 10000).</summary>
-internal static class Rotary
-{
-    /// <summary>Rotates x [B, H, T, D] (D even) by position t·θ_i, θ_i = base^(−2i/D); computed in fp32.</summary>
-    internal static Tensor Apply(Tensor x, double theta = 10000.0)
-    {
-        using var scope = NewDisposeScope();
-        long t = x.shape[2], d = x.shape[3], half = d / 2;
-        var invFreq = (torch.arange(0, d, 2, dtype: ScalarType.Float32, device: x.device) * (-Math.Log(theta) / d)).exp();
-        var angles = torch.arange(t, dtype: ScalarType.Float32, device: x.device).unsqueeze(1) * invFreq.unsqueeze(0); // [T, D/2]
-        var cos = angles.cos();
-        var sin = angles.sin();
-        var xf = x.to(ScalarType.Float32);
-        var x1 = xf.narrow(-1, 0, half);
-        var x2 = xf.narrow(-1, half, half);
-        var y = torch.cat(new[] { x1 * cos - x2 * sin, x2 * cos + x1 * sin }, -1);
-        return y.to(x.dtype).MoveToOuterDisposeScope();
-    }
-}
-
 /// <summary>Dimension helpers for mixers whose key/value widths are C × expand.</summary>
 internal static class DecayDims
 {
