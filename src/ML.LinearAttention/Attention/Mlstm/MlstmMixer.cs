@@ -71,7 +71,7 @@ public sealed class MlstmMixer : TokenMixer
         q_proj = new GroupedLinear(_inner, options.QkvBlockSize, options.Bias);
         k_proj = new GroupedLinear(_inner, options.QkvBlockSize, options.Bias);
         v_proj = new GroupedLinear(_inner, options.QkvBlockSize, options.Bias);
-        conv1d = new ShortConvolution(_inner, options.ConvSize, options.ConvBias);
+        conv1d = new ShortConvolution(_inner, options.ConvSize, causal: true, options.ConvBias);
         igate = nn.Linear(3 * _inner, h, hasBias: true);
         fgate = nn.Linear(3 * _inner, h, hasBias: true);
         if (!config.Causal) fgate_bwd = nn.Linear(3 * _inner, h, hasBias: true);

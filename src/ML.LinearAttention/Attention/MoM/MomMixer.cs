@@ -150,7 +150,7 @@ public sealed class MomMixer : TokenMixer
         int h = Config.NumHeads, m = _options.NumMemories;
         long b = x.shape[0], t = x.shape[1];
         var y = proj.forward(x).view(b, t, m, width).permute(0, 2, 1, 3).reshape(b * m, t, width);
-        y = conv is not null ? conv.forward(y) : nn.functional.silu(y);
+        y = conv is not null ? conv.forward(y, null) : nn.functional.silu(y);
         return y.view(b, m, t, h, width / h).permute(0, 1, 3, 2, 4);
     }
 }

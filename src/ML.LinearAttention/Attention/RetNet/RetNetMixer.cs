@@ -64,9 +64,9 @@ public sealed class RetNetMixer : TokenMixer
         o_proj = nn.Linear(h * dv, c, hasBias: false);
         if (options.UseShortConv)
         {
-            q_conv = new ShortConvolution(h * dk, options.ConvSize, bias: false);
-            k_conv = new ShortConvolution(h * dk, options.ConvSize, bias: false);
-            v_conv = new ShortConvolution(h * dv, options.ConvSize, bias: false);
+            q_conv = new ShortConvolution(h * dk, options.ConvSize, causal: true);
+            k_conv = new ShortConvolution(h * dk, options.ConvSize, causal: true);
+            v_conv = new ShortConvolution(h * dv, options.ConvSize, causal: true);
         }
         g_norm = new RmsNorm(dv, options.NormEps);
         RegisterComponents();

@@ -66,9 +66,9 @@ public sealed class SimpleGlaMixer : TokenMixer
         o_proj = nn.Linear(h * dv, c, hasBias: false);
         if (options.UseShortConv)
         {
-            q_conv = new ShortConvolution(h * dk, options.ConvSize, options.ConvBias);
-            k_conv = new ShortConvolution(h * dk, options.ConvSize, options.ConvBias);
-            v_conv = new ShortConvolution(h * dv, options.ConvSize, options.ConvBias);
+            q_conv = new ShortConvolution(h * dk, options.ConvSize, causal: true, options.ConvBias);
+            k_conv = new ShortConvolution(h * dk, options.ConvSize, causal: true, options.ConvBias);
+            v_conv = new ShortConvolution(h * dv, options.ConvSize, causal: true, options.ConvBias);
         }
         g_norm = new RmsNorm(dv, options.NormEps);
         RegisterComponents();
