@@ -45,4 +45,15 @@ public sealed class ShortConvolution : nn.Module<Tensor, Tensor?, Tensor>
         var y = nn.functional.conv1d(xt, weight.to(x.dtype), bias?.to(x.dtype), groups: c).transpose(1, 2);
         return (_silu ? nn.functional.silu(y) : y).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// proj(x), then the convolution when there is one (with its SiLU), else SiLU when <paramref name="siluWithoutConv"/>
+    /// (fla's q/k/v path). x [B, T, C]; mask [B, T] bool or null (null when x is already zeroed at padded positions).
+    /// </summary>
+    internal static Tensor Project(Linear proj, ShortConvolution? conv, Tensor x, Tensor? keyPaddingMask, bool siluWithoutConv)
+    {
+        var y = proj.forward(x);
+        if (conv is not null) return conv.forward(y, keyPaddingMask);
+        return siluWithoutConv ? nn.functional.silu(y) : y;
+    }
 }

@@ -39,24 +39,7 @@ internal static class DeltaMixing
 {
     /// <summary>Key and value widths (H·Dk, H·Dv) from expansion ratios, validated against the head count.</summary>
     internal static (int keyDim, int valueDim) Dims(MixerConfig config, double expandK, double expandV, string mechanism, string valueName = "ExpandV")
-    {
-        int Width(double expand, string name)
-        {
-            double w = config.ModelDim * expand;
-            if (expand <= 0 || Math.Abs(w - Math.Round(w)) > 1e-9 || (int)Math.Round(w) % config.NumHeads != 0)
-                throw new ArgumentException($"{mechanism}: {name} = {expand} gives width {w} for hidden size {config.ModelDim}, which must be a positive whole multiple of the {config.NumHeads} heads; choose another {name}.");
-            return (int)Math.Round(w);
-        }
-        return (Width(expandK, "ExpandK"), Width(expandV, valueName));
-    }
-
-    /// <summary>Projection followed by the short convolution (which applies SiLU), or by SiLU alone without one.</summary>
-    internal static Tensor Project(Linear proj, ShortConvolution? conv, Tensor x, bool silu)
-    {
-        var y = proj.forward(x);
-        if (conv is not null) return conv.forward(y, null);
-        return silu ? nn.functional.silu(y) : y;
-    }
+        => (MixerChecks.ExpandedWidth(config, expandK, "ExpandK", mechanism), MixerChecks.ExpandedWidth(config, expandV, valueName, mechanism));
 
     /// <summary>β = sigmoid(b_proj(x)) as [B, H, T] (×2 with negative eigenvalues allowed).</summary>
     internal static Tensor Beta(Linear bProj, Tensor x, bool allowNegativeEigenvalues)
