@@ -14,8 +14,8 @@ public sealed class EncoderBlock : nn.Module<Tensor, Tensor?, Tensor>
     private readonly RmsNorm norm1;
     private readonly TokenMixer mixer;
     private readonly RmsNorm norm2;
-    private readonly Linear ffn_in;
-    private readonly Linear ffn_out;
+    private readonly nn.Module<Tensor, Tensor> ffn_in; // Linear; typed as a module so fine-tuning can wrap it (LoRA)
+    private readonly nn.Module<Tensor, Tensor> ffn_out;
     private readonly Dropout drop;
 
     public EncoderBlock(TokenMixer mixer, int modelDim, double ffnMultiplier, double dropout) : base(nameof(EncoderBlock))

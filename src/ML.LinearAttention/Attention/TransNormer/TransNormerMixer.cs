@@ -1,5 +1,6 @@
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.LinearAttention.Attention.TransNormer;
@@ -46,9 +47,9 @@ public sealed class TransNormerMixer : ProjectedMixer
             norm_weight = new TorchSharp.Modules.Parameter(torch.ones(options.NormPerHead ? config.HeadDim : config.ModelDim));
         using (torch.no_grad())
         {
-            foreach (var proj in new[] { q_proj, k_proj, v_proj }) nn.init.xavier_uniform_(proj.weight, gain: 1 / Math.Sqrt(2));
-            nn.init.xavier_uniform_(o_proj.weight);
-            o_proj.bias!.zero_();
+            foreach (var proj in new[] { q_proj, k_proj, v_proj }) nn.init.xavier_uniform_(((Linear)proj).weight, gain: 1 / Math.Sqrt(2));
+            nn.init.xavier_uniform_(((Linear)o_proj).weight);
+            ((Linear)o_proj).bias!.zero_();
         }
         RegisterComponents();
     }
