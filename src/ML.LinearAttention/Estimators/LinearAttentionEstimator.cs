@@ -73,7 +73,7 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
             Pooling = o.Pooling,
             Mixer = o.Attention,
             MixerOptionsJson = o.AttentionOptions is null ? null : MixerRegistry.SerializeOptions(o.AttentionOptions),
-            Layers = EncoderConfig.Plan(o.LayerPlan),
+            Layers = EncoderConfig.Plan(ResolveLayerPlan(o)),
             SideFeatures = stats.SideLength,
             Outputs = OutputCount(input.Schema),
         };
@@ -143,4 +143,17 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
             MLNetBridge.Column(AnnotationNames.ScoreColumnKind, VectorKind.Scalar, TextDataViewType.Instance, false),
             MLNetBridge.Column(AnnotationNames.ScoreValueKind, VectorKind.Scalar, TextDataViewType.Instance, false),
         }));
+
+    /// <summary>The per-layer mechanisms from <see cref="LinearAttentionOptions.HybridPlan"/> or <see cref="LinearAttentionOptions.LayerPlan"/>.</summary>
+    internal static IReadOnlyList<LayerMixer>? ResolveLayerPlan(LinearAttentionOptions o)
+    {
+        if (string.IsNullOrWhiteSpace(o.HybridPlan)) return o.LayerPlan;
+        if (o.LayerPlan is not null)
+            throw new ArgumentException($"Both HybridPlan ('{o.HybridPlan}') and LayerPlan are set; set one of them (HybridPlan for a text layout such as \"3:1\", LayerPlan for an explicit list).");
+        Attention.Hybrid.HybridPlan plan;
+        try { plan = Attention.Hybrid.HybridPlan.Parse(o.HybridPlan); }
+        catch (FormatException e) { throw new ArgumentException($"Option HybridPlan: {e.Message}", nameof(o.HybridPlan), e); }
+        if (plan.IsNone) return null;
+        return plan.Resolve(o.NumberOfLayers, o.Attention, o.AttentionOptions).Select(m => new LayerMixer(m.Name, m.Options)).ToList();
+    }
 }

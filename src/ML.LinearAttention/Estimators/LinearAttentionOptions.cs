@@ -39,6 +39,13 @@ public abstract class LinearAttentionOptions
     public MixerOptions? AttentionOptions;
     /// <summary>Per-layer mechanisms of a hybrid encoder (length = NumberOfLayers); overrides <see cref="Attention"/>.</summary>
     public IReadOnlyList<LayerMixer>? LayerPlan;
+    /// <summary>
+    /// Hybrid layout as text (see <c>Attention.Hybrid.HybridPlan</c>): "3:1" (every fourth layer softmax), "softmax@0,-1",
+    /// "swa:512@0,2", "name{json}@i", clauses joined by ';'. Layers it does not name use <see cref="Attention"/>.
+    /// null or "none" = every layer uses <see cref="Attention"/>. Not together with <see cref="LayerPlan"/>.
+    /// </summary>
+    [Choice("none", "3:1", "1:1")]
+    public string? HybridPlan;
     /// <summary>Hidden size.</summary>
     [Range(16, 1024, 128, true)]
     public int ModelDimension = 128;

@@ -41,7 +41,7 @@ public sealed class TransNormerMixer : ProjectedMixer
         if (norm is not ("srmsnorm" or "rmsnorm"))
             throw new ArgumentException($"Unknown TransNormer output norm '{options.OutputNorm}'. Known norms: srmsnorm, rmsnorm.");
         if (!(options.NormEps > 0)) throw new ArgumentOutOfRangeException(nameof(options), options.NormEps, "NormEps must be positive.");
-        if (options.ChunkSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.ChunkSize, "ChunkSize must be positive.");
+        MixerChecks.ChunkSize(options.ChunkSize, "TransNormer");
         _options = options;
         if (norm == "rmsnorm")
             norm_weight = new TorchSharp.Modules.Parameter(torch.ones(options.NormPerHead ? config.HeadDim : config.ModelDim));
