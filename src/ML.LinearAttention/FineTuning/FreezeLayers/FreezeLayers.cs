@@ -35,5 +35,10 @@ public sealed class FreezeLayersFineTuning : FineTuningMethod<FreezeLayersOption
 
     /// <inheritdoc/>
     public override string? Describe(SequenceModel model, FreezeLayersOptions options)
-        => $"{(options.FreezeEmbeddings ? "embeddings and " : "")}blocks 0..{options.Layers - 1} frozen";
+        => (options.FreezeEmbeddings, options.Layers) switch
+        {
+            (_, > 0) => $"{(options.FreezeEmbeddings ? "embeddings and " : "")}block(s) 0..{options.Layers - 1} frozen",
+            (true, 0) => "embeddings frozen",
+            _ => "nothing frozen",
+        };
 }
