@@ -128,6 +128,10 @@ public abstract class LinearAttentionOptions
     public int? CpuThreads;
     /// <summary>Rows per forward pass when scoring with Transform.</summary>
     public int InferenceBatchSize = 64;
+    /// <summary>Activation checkpointing while training: each encoder block recomputes its activations in the backward
+    /// pass instead of storing them. Peak memory then grows far more slowly with sequence length and depth, for about
+    /// a third more compute per step; for the longest inputs (tens of thousands of tokens on a GPU).</summary>
+    public bool ActivationCheckpointing;
 
     internal LinearAttentionOptions ShallowCopy() => (LinearAttentionOptions)MemberwiseClone();
 
@@ -139,6 +143,7 @@ public abstract class LinearAttentionOptions
         GradientAccumulationSteps = GradientAccumulationSteps, ShuffleBufferRows = ShuffleBufferRows, Seed = seed,
         EarlyStoppingPatience = EarlyStoppingPatience, LogEverySteps = LogEverySteps, Progress = Progress,
         CancellationToken = CancellationToken, Precision = Precision,
+        ActivationCheckpointing = ActivationCheckpointing,
     };
 }
 
