@@ -60,8 +60,20 @@ public static class TrainingBenchmark
                               $"peak {Fmt(point.PeakGiB, "F2")} GiB  MFU {Fmt(point.Mfu * 100, "F1")}%  ({point.MeasuredSteps} steps, setup {Fmt(point.SetupSeconds, "F1")} s) {point.Status}");
                 if (skipRest is null && point.MsPerStep is double ms && ms / 1000 * (o.WarmupSteps + steps) > o.SecondsPerPoint)
                     skipRest = $"skipped: {ms / 1000:F1} s per step at T={t} already exceeds the {o.SecondsPerPoint:F0} s bound per point";
+                // After an out-of-memory error libtorch may hold on to memory or fail later where .NET cannot catch it
+                // (seen on the H200: an abort from the autograd thread), so the rest of this mechanism is not tried.
+                if (skipRest is null && point.Status == "OOM")
+                    skipRest = $"skipped: out of memory at T={t}";
             }
+            Write(o, log, cuda, memory, steps, info, points, final: false);   // partial results survive a later abort
         }
+        Write(o, log, cuda, memory, steps, info, points, final: true);
+        return 0;
+    }
+
+    private static void Write(TrainingBenchmarkOptions o, TextWriter log, bool cuda, CudaMemoryProbe? memory, int steps,
+        Dictionary<string, (string Position, long MatrixParameters)> info, List<Point> points, bool final)
+    {
         Directory.CreateDirectory(o.OutputDirectory);
         var meta = Meta(o, cuda, memory);
         File.WriteAllText(Path.Combine(o.OutputDirectory, "training.json"), JsonSerializer.Serialize(new
@@ -74,8 +86,7 @@ public static class TrainingBenchmark
             .Save(Path.Combine(o.OutputDirectory, "training-throughput.png"));
         Plot(points, p => p.PeakGiB, "Peak CUDA memory of a training step (GiB)", "GiB")
             .Save(Path.Combine(o.OutputDirectory, "training-memory.png"));
-        log.WriteLine($"wrote training.md, training.json, training-throughput.png and training-memory.png to {o.OutputDirectory}");
-        return 0;
+        if (final) log.WriteLine($"wrote training.md, training.json, training-throughput.png and training-memory.png to {o.OutputDirectory}");
     }
 
     private static Point Measure(TrainingBenchmarkOptions o, BenchmarkMechanism mechanism, PositionEncoding position, long t, long b, int every, int steps,
