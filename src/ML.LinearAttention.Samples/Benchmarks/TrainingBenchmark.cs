@@ -41,41 +41,69 @@ public static class TrainingBenchmark
         var points = new List<Point>();
         var info = new Dictionary<string, (string Position, long MatrixParameters)>();
         var meta = Meta(o, cuda, memory);
+        bool isolate = o.ChildResults is null && (o.Isolate ?? cuda);
+        if (isolate) log.WriteLine("each mechanism runs in its own process (a CUDA error cannot take the others down)");
+        bool stoppedByOom = false;
         foreach (var mechanism in mechanisms)
         {
             var position = mechanism.Position(o.Hidden, o.Heads);
             long matrix = ModelFlops.MatrixParameters(Config(o, mechanism, position));
             info[mechanism.Label] = (position.ToString(), matrix);
-            string? skipRest = null;
-            bool checkpoint = o.ActivationCheckpointing;
-            foreach (long t in o.Lengths)
+            Point Skipped(long t, string why)
             {
                 long b = Math.Max(1, o.TokensPerStep / t);
                 double flops = ModelFlops.TrainingPerToken(matrix, mechanism.Layers, t, o.Heads, o.Hidden / o.Heads, out bool complete);
-                if (skipRest is null && o.BudgetSeconds > 0 && total.Elapsed.TotalSeconds > o.BudgetSeconds)
-                    skipRest = $"skipped: the command's {o.BudgetSeconds:F0} s budget was spent";
-                Point point = skipRest is not null
-                    ? new Point(mechanism.Label, t, b, b * t, 0, null, null, null, null, flops / 1e9, complete, null, null, skipRest)
-                    : Measure(o, mechanism, position, t, b, every, steps, flops, complete, cuda, memory, checkpoint);
-                if (point.Status == "OOM" && !checkpoint && o.CheckpointOnOom)
-                {
-                    // Out of memory: measure again with activation checkpointing, and keep it on for the longer lengths.
-                    log.WriteLine($"{mechanism.Label,-34} T={t,6} B={b,4}  out of memory; again with activation checkpointing");
-                    checkpoint = true;
-                    point = Measure(o, mechanism, position, t, b, every, steps, flops, complete, cuda, memory, checkpoint);
-                    if (point.Status == "OOM") point = point with { Status = "OOM (also with checkpointing)" };
-                }
+                return new Point(mechanism.Label, t, b, b * t, 0, null, null, null, null, flops / 1e9, complete, null, null, why);
+            }
+            var results = isolate
+                ? IsolatedRuns.Mechanism(o, mechanism, total, log, Skipped)
+                : Lengths(o, mechanism, position, matrix, every, steps, cuda, memory, total, log, Skipped);
+            foreach (var point in results)
+            {
                 points.Add(point);
-                log.WriteLine($"{mechanism.Label,-34} T={t,6} B={b,4}  {Fmt(point.TokensPerSecond, "N0"),10} tok/s  {Fmt(point.MsPerStep, "F1"),8} ms/step  " +
-                              $"peak {Fmt(point.PeakGiB, "F2")} GiB  MFU {Fmt(point.Mfu * 100, "F1")}%  ({point.MeasuredSteps} steps, setup {Fmt(point.SetupSeconds, "F1")} s" +
-                              $"{(point.Checkpointed ? ", checkpointing" : "")}) {point.Status}");
-                if (skipRest is null && point.MsPerStep is double ms && ms / 1000 * (o.WarmupSteps + steps) > o.SecondsPerPoint)
-                    skipRest = $"skipped: {ms / 1000:F1} s per step at T={t} already exceeds the {o.SecondsPerPoint:F0} s bound per point";
-                Write(o, meta, cuda, steps, info, points); // after every point: a run cut short keeps what it measured
+                if (o.ChildResults is not null)
+                {
+                    File.AppendAllText(o.ChildResults, JsonSerializer.Serialize(point) + "\n");
+                    stoppedByOom |= point.Status == "OOM";
+                }
+                else Write(o, meta, cuda, steps, info, points); // after every point: a run cut short keeps what it measured
             }
         }
+        if (o.ChildResults is not null) return stoppedByOom ? IsolatedRuns.OutOfMemoryExitCode : 0;
         log.WriteLine($"wrote training.md, training.json, training-throughput.png and training-memory.png to {o.OutputDirectory}");
         return 0;
+    }
+
+    /// <summary>The points of one mechanism in this process, in order of length.</summary>
+    private static IEnumerable<Point> Lengths(TrainingBenchmarkOptions o, BenchmarkMechanism mechanism, PositionEncoding position, long matrix, int every, int steps,
+        bool cuda, CudaMemoryProbe? memory, Stopwatch total, TextWriter log, Func<long, string, Point> skipped)
+    {
+        string? skipRest = null;
+        foreach (long t in o.Lengths)
+        {
+            long b = Math.Max(1, o.TokensPerStep / t);
+            double flops = ModelFlops.TrainingPerToken(matrix, mechanism.Layers, t, o.Heads, o.Hidden / o.Heads, out bool complete);
+            if (skipRest is null && o.BudgetSeconds > 0 && total.Elapsed.TotalSeconds > o.BudgetSeconds)
+                skipRest = $"skipped: the command's {o.BudgetSeconds:F0} s budget was spent";
+            if (skipRest is null && !o.ActivationCheckpointing && o.SimulatedFailure == $"exit@{t}") Environment.Exit(134);
+            var point = skipRest is not null ? skipped(t, skipRest)
+                : !o.ActivationCheckpointing && o.SimulatedFailure == $"oom@{t}" ? skipped(t, "OOM")
+                : Measure(o, mechanism, position, t, b, every, steps, flops, complete, cuda, memory, o.ActivationCheckpointing);
+            log.WriteLine($"{mechanism.Label,-34} T={t,6} B={b,4}  {Fmt(point.TokensPerSecond, "N0"),10} tok/s  {Fmt(point.MsPerStep, "F1"),8} ms/step  " +
+                          $"peak {Fmt(point.PeakGiB, "F2")} GiB  MFU {Fmt(point.Mfu * 100, "F1")}%  ({point.MeasuredSteps} steps, setup {Fmt(point.SetupSeconds, "F1")} s" +
+                          $"{(point.Checkpointed ? ", checkpointing" : "")}) {point.Status}");
+            yield return point;
+            if (skipRest is null && point.MsPerStep is double ms && ms / 1000 * (o.WarmupSteps + steps) > o.SecondsPerPoint)
+                skipRest = $"skipped: {ms / 1000:F1} s per step at T={t} already exceeds the {o.SecondsPerPoint:F0} s bound per point";
+            // After an out-of-memory error libtorch may hold on to memory or fail later where .NET cannot catch it (seen on
+            // the H200: an abort from the autograd thread), so this process tries no more of this mechanism; isolated
+            // runs measure the rest in a fresh process, with activation checkpointing.
+            if (point.Status == "OOM")
+            {
+                if (o.ChildResults is not null) yield break;
+                skipRest ??= $"skipped: out of memory at T={t}";
+            }
+        }
     }
 
     private static void Write(TrainingBenchmarkOptions o, Dictionary<string, string> meta, bool cuda, int steps,

@@ -71,6 +71,29 @@ public sealed class BenchmarkCommandTests
         finally { Directory.Delete(dir, true); }
     }
 
+    [Theory]
+    [InlineData("oom@32")]
+    [InlineData("exit@32")]
+    public void IsolatedRunsMeasureAgainWithCheckpointingAfterAnOutOfMemoryOrADeadProcess(string failure)
+    {
+        // Each mechanism runs in a child process of the samples app; the failing length is measured again in a fresh
+        // process with activation checkpointing, which stays on for the longer lengths.
+        var dir = Directory.CreateTempSubdirectory("bench-isolated-").FullName;
+        try
+        {
+            var log = new StringWriter();
+            Assert.Equal(0, TrainingBenchmark.Run(Tiny("training", dir, "--lengths", "16,32,64", "--mechanisms", "linear_relu", "--isolate",
+                "--simulate-failure", failure), log));
+            var points = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "training.json"))).RootElement.GetProperty("Points").EnumerateArray().ToList();
+            Assert.Equal(new long[] { 16, 32, 64 }, points.Select(p => p.GetProperty("T").GetInt64()));
+            Assert.All(points, p => Assert.True(p.GetProperty("TokensPerSecond").GetDouble() > 0, p.ToString()));
+            Assert.Equal(new[] { false, true, true }, points.Select(p => p.GetProperty("Checkpointed").GetBoolean()));
+            Assert.Contains("measured again in a fresh process with activation checkpointing", log.ToString());
+            Assert.Contains(" †", File.ReadAllText(Path.Combine(dir, "training.md")));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     [Fact]
     public void InferenceBenchmarkScoresThroughTransform()
     {
