@@ -111,6 +111,14 @@ public abstract class LinearAttentionOptions
     /// <summary>Rows per forward pass when scoring with Transform.</summary>
     public int InferenceBatchSize = 64;
 
+    // ---- checkpoints ----
+    /// <summary>Directory of resumable training checkpoints (null = none). When it holds a checkpoint of the same run
+    /// (same data size, configuration and settings), Fit resumes from it; checkpoints are written atomically and removed
+    /// once training completes. A crash loses at most <see cref="CheckpointEverySteps"/> steps.</summary>
+    public string? CheckpointDirectory;
+    /// <summary>Optimizer steps between checkpoints (0 = only at the end of each epoch).</summary>
+    public int CheckpointEverySteps = 500;
+
     internal LinearAttentionOptions ShallowCopy() => (LinearAttentionOptions)MemberwiseClone();
 
     internal TrainingSettings ToTrainingSettings(int seed) => new()
@@ -121,6 +129,7 @@ public abstract class LinearAttentionOptions
         GradientAccumulationSteps = GradientAccumulationSteps, ShuffleBufferRows = ShuffleBufferRows, Seed = seed,
         EarlyStoppingPatience = EarlyStoppingPatience, LogEverySteps = LogEverySteps, Progress = Progress,
         CancellationToken = CancellationToken, Precision = Precision,
+        CheckpointDirectory = CheckpointDirectory, CheckpointEverySteps = CheckpointEverySteps,
     };
 }
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.ML.LinearAttention.Encoder;
+using Microsoft.ML.LinearAttention.Resilience;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -71,31 +72,62 @@ public static class ModelTrainer
         bool higherIsBetter = spec.Labels == LabelKind.Key;
         int epoch = 0;
         var tokenClock = Stopwatch.StartNew();
+        // Checkpoints (optional): resume where the last run stopped; each epoch then shuffles with its own seed.
+        var checkpoints = s.CheckpointDirectory is null ? null
+            : new TrainingCheckpoints(s.CheckpointDirectory, TrainingCheckpoints.Fingerprint(model.Config, s, trainRowCount), log);
+        int firstEpoch = 1; long skipBatches = 0;
+        if (checkpoints?.TryResume(model, optimizer, out bestWeights) is { } resumed)
+        {
+            mp?.SyncWeights();
+            step = resumed.Step; tokensSeen = resumed.TokensSeen;
+            best = resumed.Best; bestEpoch = resumed.BestEpoch; badEpochs = resumed.BadEpochs;
+            firstEpoch = resumed.EpochComplete ? resumed.Epoch + 1 : resumed.Epoch;
+            skipBatches = resumed.EpochComplete ? 0 : resumed.BatchesDoneInEpoch;
+            stoppedEarly = resumed.EpochComplete && validationRows is not null && s.EarlyStoppingPatience > 0 && badEpochs >= s.EarlyStoppingPatience;
+            epoch = resumed.Epoch;
+        }
+        var oom = new OutOfMemoryRetry(log);
         try
         {
-            for (epoch = 1; epoch <= s.MaxEpochs && (s.MaxSteps <= 0 || step < s.MaxSteps); epoch++)
+            for (epoch = firstEpoch; !stoppedEarly && epoch <= s.MaxEpochs && (s.MaxSteps <= 0 || step < s.MaxSteps); epoch++)
             {
                 model.train();
                 runner.train();
                 optimizer.zero_grad();
                 int pending = 0;
-                foreach (var rows in Batching.Bucketed(trainRows(), s.BatchSize, s.MaxBatchTokens, s.ShuffleBufferRows, rng))
+                long batchesDone = 0;
+                var epochRng = checkpoints is null ? rng : new Random(TrainingCheckpoints.EpochSeed(s.Seed, epoch));
+                foreach (var rows in Batching.Bucketed(trainRows(), s.BatchSize, s.MaxBatchTokens, s.ShuffleBufferRows, epochRng))
                 {
+                    if (batchesDone < skipBatches) { batchesDone++; continue; } // consumed before the checkpoint we resumed from
                     CheckCancel();
-                    using (var scope = NewDisposeScope())
+                    double batchLoss = 0; long batchTokens = 0;
+                    oom.Run(rows, (piece, weight) =>
                     {
-                        using var batch = Batching.Collate(rows, device, spec.PadId, spec.NumericFeatures, spec.SideLength, spec.SideFill, spec.Labels);
+                        s.FaultInjection?.Invoke(piece);
+                        using var scope = NewDisposeScope();
+                        using var batch = Batching.Collate(piece, device, spec.PadId, spec.NumericFeatures, spec.SideLength, spec.SideFill, spec.Labels);
                         var loss = Loss(runner, batch, spec.Labels);
-                        (loss / s.GradientAccumulationSteps).backward();
+                        (loss * (weight / s.GradientAccumulationSteps)).backward();
                         mp?.MoveGradients();
-                        lossSum += loss.item<float>(); lossCount++;
-                        tokensSeen += batch.RealTokens;
-                    }
+                        batchLoss += weight * loss.item<float>();
+                        batchTokens += batch.RealTokens;
+                    }, () =>
+                    {
+                        // The failed attempt's partial gradients (and those of earlier batches of this accumulation group) are dropped.
+                        optimizer.zero_grad(); runner.zero_grad();
+                        batchLoss = 0; batchTokens = 0; pending = 0;
+                    });
+                    lossSum += batchLoss; lossCount++;
+                    tokensSeen += batchTokens;
+                    batchesDone++;
                     micro++; pending++;
                     if (pending < s.GradientAccumulationSteps) continue;
                     OptimizerStep(optimizer, parameters, s, ref step, totalSteps, warmup);
                     mp?.SyncWeights();
                     pending = 0;
+                    if (checkpoints is not null && s.CheckpointEverySteps > 0 && step % s.CheckpointEverySteps == 0)
+                        checkpoints.Save(new CheckpointState(epoch, false, batchesDone, step, tokensSeen, best, bestEpoch, badEpochs), model, optimizer, bestWeights);
                     if (s.LogEverySteps > 0 && step % s.LogEverySteps == 0)
                     {
                         lastLoss = lossSum / Math.Max(1, lossCount);
@@ -105,6 +137,7 @@ public static class ModelTrainer
                     if (s.MaxSteps > 0 && step >= s.MaxSteps) break;
                 }
                 if (pending > 0) { CheckCancel(); OptimizerStep(optimizer, parameters, s, ref step, totalSteps, warmup); mp?.SyncWeights(); }
+                skipBatches = 0;
                 if (lossCount > 0) { lastLoss = lossSum / lossCount; lossSum = 0; lossCount = 0; }
 
                 double? metric = null;
@@ -123,6 +156,7 @@ public static class ModelTrainer
                 }
                 Report(log, s, epoch, step, totalSteps, lastLoss, optimizer, tokensSeen, tokenClock, sw, metric, endOfEpoch: true,
                     metricName: higherIsBetter ? "validation accuracy" : "validation RMSE");
+                checkpoints?.Save(new CheckpointState(epoch, true, 0, step, tokensSeen, best, bestEpoch, badEpochs), model, optimizer, bestWeights);
                 if (validationRows is not null && s.EarlyStoppingPatience > 0 && badEpochs >= s.EarlyStoppingPatience)
                 {
                     log.Info($"Early stopping after epoch {epoch}: no validation improvement for {badEpochs} epoch(s); best {best:G4} at epoch {bestEpoch}.");
@@ -135,6 +169,7 @@ public static class ModelTrainer
                 using (torch.no_grad()) model.load_state_dict(bestWeights, strict: true);
                 log.Info($"Restored the weights of epoch {bestEpoch} (best validation {(higherIsBetter ? "accuracy" : "RMSE")} {best:G4}).");
             }
+            checkpoints?.DeleteAll(); // the run is complete: nothing left to resume
         }
         finally
         {

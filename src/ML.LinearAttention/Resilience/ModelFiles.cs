@@ -1,0 +1,74 @@
+using System.IO.Compression;
+using System.Reflection;
+
+namespace Microsoft.ML.LinearAttention.Resilience;
+
+/// <summary>A model file that cannot be used: damaged, of another kind, or written by a newer format. The message says which and what to do.</summary>
+public sealed class ModelFormatException(string message, Exception? inner = null) : FormatException(message, inner);
+
+/// <summary>
+/// Loading a model file with errors that name the problem and the fix: missing file, not a zip archive, a zip that is
+/// not an ML.NET model, a model saved by a newer ML.LinearAttention, or components this program cannot load.
+/// </summary>
+internal static class ModelFiles
+{
+    private static string LibraryVersion
+        => (typeof(ModelFiles).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "?").Split('+')[0];
+
+    /// <summary>Throws when the saved component is readable only by a newer format than <paramref name="current"/>.</summary>
+    public static void CheckFormatVersion((uint Written, uint Readable) saved, uint current)
+    {
+        if (saved.Readable > current)
+            throw new ModelFormatException(
+                $"This model was saved by a newer ML.LinearAttention (model format 0x{saved.Written:X8}, which needs a reader of format 0x{saved.Readable:X8} " +
+                $"or later); this ML.LinearAttention {LibraryVersion} reads formats up to 0x{current:X8}. Update the ML.LinearAttention package to the " +
+                "version that saved the model (or newer), or save the model again with this version.");
+    }
+
+    /// <summary>Loads <paramref name="path"/> with <c>mlContext.Model.Load</c> after checking that it is an ML.NET model file.</summary>
+    public static ITransformer Load(MLContext mlContext, string path, out DataViewSchema inputSchema)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        var full = Path.GetFullPath(path);
+        if (!File.Exists(full))
+            throw new FileNotFoundException($"The model file '{full}' does not exist. Check the path, or save a model there with mlContext.Model.Save.", full);
+        CheckArchive(full);
+        try
+        {
+            using var stream = File.OpenRead(full);
+            return mlContext.Model.Load(stream, out inputSchema);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            for (var x = e; x is not null; x = x.InnerException)
+                if (x is ModelFormatException known) throw new ModelFormatException($"'{full}': {known.Message}", known);
+            throw new ModelFormatException(
+                $"'{full}' is a zip archive with ML.NET entries but could not be loaded: {e.Message.Trim()} If the model uses components of other " +
+                "libraries, reference them (and call their registration) before loading; otherwise the file is damaged: save the model again.", e);
+        }
+    }
+
+    /// <summary>Checks that <paramref name="path"/> is a readable zip archive holding an ML.NET model (every entry's CRC is verified).</summary>
+    public static void CheckArchive(string path)
+    {
+        List<string> names;
+        try
+        {
+            using var zip = ZipFile.OpenRead(path);
+            names = zip.Entries.Select(e => e.FullName).ToList();
+            foreach (var entry in zip.Entries)
+            {
+                using var s = entry.Open();
+                s.CopyTo(Stream.Null); // reading to the end checks the entry's CRC-32
+            }
+        }
+        catch (InvalidDataException e)
+        {
+            throw new ModelFormatException($"'{path}' is not a usable model file: it is not a zip archive, or a damaged one ({e.Message}). A model saved with " +
+                                           "mlContext.Model.Save is a zip archive; save the model again, or check that the path names the model and not another file.", e);
+        }
+        if (!names.Any(n => n.EndsWith("Model.key", StringComparison.Ordinal)))
+            throw new ModelFormatException($"'{path}' is a zip archive but not an ML.NET model (it holds {string.Join(", ", names.Take(8))}{(names.Count > 8 ? ", ..." : "")}; " +
+                                           "an ML.NET model has Model.key entries). Check that the path names a model saved with mlContext.Model.Save.");
+    }
+}
