@@ -42,8 +42,10 @@ internal static class ModelFiles
         {
             for (var x = e; x is not null; x = x.InnerException)
                 if (x is ModelFormatException known) throw new ModelFormatException($"'{full}': {known.Message}", known);
+            var cause = e;
+            while (cause is System.Reflection.TargetInvocationException or AggregateException && cause.InnerException is not null) cause = cause.InnerException;
             throw new ModelFormatException(
-                $"'{full}' is a zip archive with ML.NET entries but could not be loaded: {e.Message.Trim()} If the model uses components of other " +
+                $"'{full}' is a zip archive with ML.NET entries but could not be loaded: {cause.Message.Trim()} If the model uses components of other " +
                 "libraries, reference them (and call their registration) before loading; otherwise the file is damaged: save the model again.", e);
         }
     }
@@ -59,7 +61,8 @@ internal static class ModelFiles
             foreach (var entry in zip.Entries)
             {
                 using var s = entry.Open();
-                s.CopyTo(Stream.Null); // reading to the end checks the entry's CRC-32
+                if (Crc32.Of(s) != entry.Crc32)
+                    throw new InvalidDataException($"the checksum of entry '{entry.FullName}' does not match its data");
             }
         }
         catch (InvalidDataException e)
@@ -70,5 +73,34 @@ internal static class ModelFiles
         if (!names.Any(n => n.EndsWith("Model.key", StringComparison.Ordinal)))
             throw new ModelFormatException($"'{path}' is a zip archive but not an ML.NET model (it holds {string.Join(", ", names.Take(8))}{(names.Count > 8 ? ", ..." : "")}; " +
                                            "an ML.NET model has Model.key entries). Check that the path names a model saved with mlContext.Model.Save.");
+    }
+}
+
+/// <summary>CRC-32 (ISO-HDLC, as zip and PNG use it).</summary>
+internal static class Crc32
+{
+    private static readonly uint[] Table = Enumerable.Range(0, 256).Select(n =>
+    {
+        uint c = (uint)n;
+        for (int k = 0; k < 8; k++) c = (c & 1) != 0 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        return c;
+    }).ToArray();
+
+    /// <summary>Continues a CRC over <paramref name="data"/> (start with 0).</summary>
+    public static uint Append(uint crc, ReadOnlySpan<byte> data)
+    {
+        uint c = ~crc;
+        foreach (var b in data) c = Table[(c ^ b) & 0xFF] ^ (c >> 8);
+        return ~c;
+    }
+
+    /// <summary>CRC of a whole stream.</summary>
+    public static uint Of(Stream stream)
+    {
+        var buffer = new byte[1 << 16];
+        uint crc = 0;
+        int n;
+        while ((n = stream.Read(buffer, 0, buffer.Length)) > 0) crc = Append(crc, buffer.AsSpan(0, n));
+        return crc;
     }
 }
