@@ -98,4 +98,10 @@ public sealed class CheckpointTests(ITestOutputHelper output) : IDisposable
     {
         public void Report(TrainingProgress value) => report(value);
     }
+
+    /// <summary>Progress reported on the calling thread (System.Progress posts to the thread pool).</summary>
+    internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
 }
