@@ -40,4 +40,11 @@ public static class LinearAttentionModel
         Register(mlContext);
         return Resilience.ModelFiles.Load(mlContext, path, out inputSchema);
     }
+
+    /// <summary>Registers the loader, then loads a model from a seekable stream (same checks and errors as the path overload).</summary>
+    public static ITransformer Load(MLContext mlContext, Stream stream, out DataViewSchema inputSchema)
+    {
+        Register(mlContext);
+        return Resilience.ModelFiles.Load(mlContext, stream, "The model stream", out inputSchema);
+    }
 }

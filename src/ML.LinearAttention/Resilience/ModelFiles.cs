@@ -32,31 +32,41 @@ internal static class ModelFiles
         var full = Path.GetFullPath(path);
         if (!File.Exists(full))
             throw new FileNotFoundException($"The model file '{full}' does not exist. Check the path, or save a model there with mlContext.Model.Save.", full);
-        CheckArchive(full);
+        using var stream = File.OpenRead(full);
+        return Load(mlContext, stream, $"'{full}'", out inputSchema);
+    }
+
+    /// <summary>Loads a model from a seekable <paramref name="stream"/>; <paramref name="name"/> names it in errors.</summary>
+    public static ITransformer Load(MLContext mlContext, Stream stream, string name, out DataViewSchema inputSchema)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        if (!stream.CanSeek) throw new ArgumentException("The model stream must be seekable (copy it into a MemoryStream first).", nameof(stream));
+        long start = stream.Position;
+        CheckArchive(stream, name);
+        stream.Position = start;
         try
         {
-            using var stream = File.OpenRead(full);
             return mlContext.Model.Load(stream, out inputSchema);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             for (var x = e; x is not null; x = x.InnerException)
-                if (x is ModelFormatException known) throw new ModelFormatException($"'{full}': {known.Message}", known);
+                if (x is ModelFormatException known) throw new ModelFormatException($"{name}: {known.Message}", known);
             var cause = e;
-            while (cause is System.Reflection.TargetInvocationException or AggregateException && cause.InnerException is not null) cause = cause.InnerException;
+            while (cause is TargetInvocationException or AggregateException && cause.InnerException is not null) cause = cause.InnerException;
             throw new ModelFormatException(
-                $"'{full}' is a zip archive with ML.NET entries but could not be loaded: {cause.Message.Trim()} If the model uses components of other " +
+                $"{name} is a zip archive with ML.NET entries but could not be loaded: {cause.Message.Trim()} If the model uses components of other " +
                 "libraries, reference them (and call their registration) before loading; otherwise the file is damaged: save the model again.", e);
         }
     }
 
-    /// <summary>Checks that <paramref name="path"/> is a readable zip archive holding an ML.NET model (every entry's CRC is verified).</summary>
-    public static void CheckArchive(string path)
+    /// <summary>Checks that <paramref name="stream"/> is a readable zip archive holding an ML.NET model (every entry's CRC is verified).</summary>
+    public static void CheckArchive(Stream stream, string name)
     {
         List<string> names;
         try
         {
-            using var zip = ZipFile.OpenRead(path);
+            using var zip = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: true);
             names = zip.Entries.Select(e => e.FullName).ToList();
             foreach (var entry in zip.Entries)
             {
@@ -67,11 +77,11 @@ internal static class ModelFiles
         }
         catch (InvalidDataException e)
         {
-            throw new ModelFormatException($"'{path}' is not a usable model file: it is not a zip archive, or a damaged one ({e.Message}). A model saved with " +
+            throw new ModelFormatException($"{name} is not a usable model file: it is not a zip archive, or a damaged one ({e.Message}). A model saved with " +
                                            "mlContext.Model.Save is a zip archive; save the model again, or check that the path names the model and not another file.", e);
         }
         if (!names.Any(n => n.EndsWith("Model.key", StringComparison.Ordinal)))
-            throw new ModelFormatException($"'{path}' is a zip archive but not an ML.NET model (it holds {string.Join(", ", names.Take(8))}{(names.Count > 8 ? ", ..." : "")}; " +
+            throw new ModelFormatException($"{name} is a zip archive but not an ML.NET model (it holds {string.Join(", ", names.Take(8))}{(names.Count > 8 ? ", ..." : "")}; " +
                                            "an ML.NET model has Model.key entries). Check that the path names a model saved with mlContext.Model.Save.");
     }
 }
