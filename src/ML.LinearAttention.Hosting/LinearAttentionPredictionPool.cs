@@ -70,6 +70,17 @@ public sealed class LinearAttentionPredictionPool<TIn, TOut> : IDisposable where
     /// <summary>Input schema saved with the model now served.</summary>
     public DataViewSchema InputSchema => Current().InputSchema;
 
+    /// <summary>Output schema of the model now served (e.g. the SlotNames of a classifier's Score column: its class names).</summary>
+    public DataViewSchema OutputSchema
+    {
+        get
+        {
+            var g = Acquire();
+            try { return g.Model.GetOutputSchema(g.InputSchema); }
+            finally { g.Release(); }
+        }
+    }
+
     /// <summary>Raised after every reload attempt (with the error of a failed one).</summary>
     public event EventHandler<ModelReloadedEventArgs>? Reloaded;
 

@@ -7,7 +7,7 @@ namespace Microsoft.ML.LinearAttention.Samples.Commands;
 /// <summary>Dispatches the command line to a sample or benchmark.</summary>
 public sealed class CommandRunner(ILogger<CommandRunner> logger)
 {
-    private const string Usage = """
+    private static readonly string Usage = """
         usage: ML.LinearAttention.Samples [command] [options]
           demo                     (default) the text classifier end to end on built-in synthetic support tickets, offline:
                                    train, evaluate next to an ML.NET baseline, save, load, predict
@@ -20,7 +20,7 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
               --only a,b           only these mechanisms (registry names)
               --device cpu|cuda    (default cuda when available)
               --dtype bf16|fp32    (default bf16 on cuda, fp32 on cpu)
-        """;
+        """ + "\n" + TrainCommand.Usage + EvaluateCommand.Usage + PredictCommand.Usage + ServeCommand.Usage;
 
     public async Task<int> RunAsync(string[] args, CancellationToken cancellation)
     {
@@ -37,6 +37,14 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
                     return 0;
                 case "bench" when args.Length > 1 && args[1] == "kernels":
                     return await Task.Run(() => KernelBenchmark.Run(KernelBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
+                case "train":
+                    return await Task.Run(() => TrainCommand.Run(args.Skip(1).ToArray(), Console.Out, cancellation), cancellation);
+                case "evaluate":
+                    return EvaluateCommand.Run(args.Skip(1).ToArray(), Console.Out);
+                case "predict":
+                    return PredictCommand.Run(args.Skip(1).ToArray(), Console.Out);
+                case "serve":
+                    return await ServeCommand.RunAsync(args.Skip(1).ToArray(), Console.Out, cancellation);
                 case "--help" or "-h" or "help":
                     Console.WriteLine(Usage);
                     return 0;
@@ -47,6 +55,16 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
             }
         }
         catch (ArgumentException e)
+        {
+            logger.LogError("{Message}", e.Message);
+            return 2;
+        }
+        catch (FormatException e) // a damaged or foreign model file (ModelFormatException)
+        {
+            logger.LogError("{Message}", e.Message);
+            return 2;
+        }
+        catch (IOException e)
         {
             logger.LogError("{Message}", e.Message);
             return 2;
