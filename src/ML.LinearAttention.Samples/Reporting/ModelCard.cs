@@ -66,7 +66,8 @@ public sealed class ModelCard
             else if (t.IsEnum) result[f.Name] = v?.ToString();
             else if (t == typeof(string[])) result[f.Name] = v is string[] a ? new JsonArray(a.Select(s => (JsonNode?)s).ToArray()) : null;
         }
-        result["Tokenizer"] = options.Tokenizer.ToString();
+        var tok = options.Tokenizer;
+        result["Tokenizer"] = $"{tok.Kind}, {(tok.VocabularyFile is null ? "embedded bert-base-uncased vocabulary" : tok.VocabularyFile)}{(tok.LowerCase ? ", lower case" : "")}";
         return result;
     }
 

@@ -97,10 +97,17 @@ public sealed class TrainingMonitor(TextWriter output, ProgressMode mode, string
         const int cells = 24;
         int filled = percent * cells / 100;
         var line = $"[{new string('#', filled)}{new string('-', cells - filled)}] {percent,3}% {Describe(p)}";
-        int width = Console.IsOutputRedirected ? 200 : Math.Max(40, Console.WindowWidth - 1);
+        int window = Console.IsOutputRedirected ? 0 : SafeWindowWidth();
+        int width = window >= 40 ? window - 1 : 120; // unknown sizes (pseudo-terminals report 0) get a generous default
         if (line.Length > width) line = line[..width];
         output.Write("\r" + line.PadRight(_barWidth));
         _barWidth = line.Length;
+    }
+
+    private static int SafeWindowWidth()
+    {
+        try { return Console.WindowWidth; }
+        catch (IOException) { return 0; }
     }
 
     private string Describe(TrainingProgress p)
