@@ -1,5 +1,6 @@
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Encoder;
+using Microsoft.ML.LinearAttention.FineTuning;
 using Microsoft.ML.LinearAttention.Tokenization;
 using Microsoft.ML.LinearAttention.Training;
 using Microsoft.ML.SearchSpace;
@@ -38,6 +39,13 @@ public abstract class LinearAttentionOptions
     public MixerOptions? AttentionOptions;
     /// <summary>Per-layer mechanisms of a hybrid encoder (length = NumberOfLayers); overrides <see cref="Attention"/>.</summary>
     public IReadOnlyList<LayerMixer>? LayerPlan;
+    /// <summary>
+    /// Hybrid layout as text (see <c>Attention.Hybrid.HybridPlan</c>): "3:1" (every fourth layer softmax), "softmax@0,-1",
+    /// "swa:512@0,2", "name{json}@i", clauses joined by ';'. Layers it does not name use <see cref="Attention"/>.
+    /// null or "none" = every layer uses <see cref="Attention"/>. Not together with <see cref="LayerPlan"/>.
+    /// </summary>
+    [Choice("none", "3:1", "1:1")]
+    public string? HybridPlan;
     /// <summary>Hidden size.</summary>
     [Range(16, 1024, 128, true)]
     public int ModelDimension = 128;
@@ -59,6 +67,16 @@ public abstract class LinearAttentionOptions
     public Pooling Pooling = Pooling.Mean;
     /// <summary>Optional weights (from SaveWeights of a transformer with the same sizes) to start training from.</summary>
     public string? InitialWeightsFile;
+
+    // ---- fine-tuning (docs/fine-tuning.md) ----
+    /// <summary>
+    /// How much of the network trains (FineTuningRegistry): "full" (default), "freeze_layers", "linear_probe", "bitfit",
+    /// "lora", "moment_probing" or "psrp" (MP+). Applied after <see cref="InitialWeightsFile"/> is loaded; the trainable
+    /// and total parameter counts go to the log.
+    /// </summary>
+    public string FineTuning = "full";
+    /// <summary>Options of <see cref="FineTuning"/> (null = the method's defaults), e.g. <c>new LoraOptions { Rank = 16 }</c>.</summary>
+    public FineTuningOptions? FineTuningOptions;
 
     // ---- training ----
     /// <summary>Rows per batch.</summary>
@@ -110,6 +128,10 @@ public abstract class LinearAttentionOptions
     public int? CpuThreads;
     /// <summary>Rows per forward pass when scoring with Transform.</summary>
     public int InferenceBatchSize = 64;
+    /// <summary>Activation checkpointing while training: each encoder block recomputes its activations in the backward
+    /// pass instead of storing them. Peak memory then grows far more slowly with sequence length and depth, for about
+    /// a third more compute per step; for the longest inputs (tens of thousands of tokens on a GPU).</summary>
+    public bool ActivationCheckpointing;
 
     // ---- checkpoints ----
     /// <summary>Directory of resumable training checkpoints (null = none). When it holds a checkpoint of the same run
@@ -129,6 +151,7 @@ public abstract class LinearAttentionOptions
         GradientAccumulationSteps = GradientAccumulationSteps, ShuffleBufferRows = ShuffleBufferRows, Seed = seed,
         EarlyStoppingPatience = EarlyStoppingPatience, LogEverySteps = LogEverySteps, Progress = Progress,
         CancellationToken = CancellationToken, Precision = Precision,
+        ActivationCheckpointing = ActivationCheckpointing,
         CheckpointDirectory = CheckpointDirectory, CheckpointEverySteps = CheckpointEverySteps,
     };
 }

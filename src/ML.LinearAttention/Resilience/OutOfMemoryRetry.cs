@@ -1,3 +1,4 @@
+using Microsoft.ML.LinearAttention.Encoder;
 using Microsoft.ML.LinearAttention.Training;
 
 namespace Microsoft.ML.LinearAttention.Resilience;
@@ -32,42 +33,53 @@ internal sealed class OutOfMemoryRetry(ITrainingLog log)
     }
 
     /// <summary>
-    /// Runs <paramref name="step"/> over <paramref name="rows"/> in <see cref="Pieces"/> pieces; each call gets a piece and
-    /// its weight (piece rows / batch rows). On an out-of-memory error, <paramref name="clearGradients"/> runs, the pieces
-    /// double and the whole batch starts again.
+    /// Runs <paramref name="step"/> over <paramref name="batch"/> in <see cref="Pieces"/> pieces (row slices, views of the
+    /// batch's tensors); each call gets a piece and its weight (piece rows / batch rows). On an out-of-memory error,
+    /// <paramref name="clearGradients"/> runs, the pieces double and the whole batch starts again.
     /// </summary>
-    public void Run(List<Example> rows, Action<List<Example>, double> step, Action clearGradients)
+    public void Run(ModelBatch batch, Action<ModelBatch, double> step, Action clearGradients)
     {
+        long rows = batch.Size;
         while (true)
         {
-            int pieces = Math.Min(Pieces, rows.Count);
+            long pieces = Math.Min(Pieces, rows);
             try
             {
-                int size = (rows.Count + pieces - 1) / pieces;
-                for (int start = 0; start < rows.Count; start += size)
+                if (pieces == 1) { step(batch, 1.0); return; }
+                long size = (rows + pieces - 1) / pieces;
+                for (long start = 0; start < rows; start += size)
                 {
-                    var piece = pieces == 1 ? rows : rows.GetRange(start, Math.Min(size, rows.Count - start));
-                    step(piece, (double)piece.Count / rows.Count);
+                    long n = Math.Min(size, rows - start);
+                    using var piece = Slice(batch, start, n);
+                    step(piece, (double)n / rows);
                 }
                 return;
             }
             catch (Exception e) when (IsOutOfMemory(e))
             {
                 clearGradients();
-                int longest = rows.Max(r => r.Length);
-                if (pieces >= rows.Count)
+                long length = batch.Mask.shape[1];
+                if (pieces >= rows)
                     throw new InvalidOperationException(
-                        $"The GPU ran out of memory on a single row of {longest:N0} tokens, so a smaller batch cannot help. Lower MaxSequenceLength or " +
-                        "ModelDimension / NumberOfLayers, use Precision = BFloat16, use a GPU with more memory, or train on the CPU (MLContext.GpuDeviceId = null).", e);
-                Pieces = pieces * 2;
+                        $"The GPU ran out of memory on a single row of {length:N0} tokens, so a smaller batch cannot help. Lower MaxSequenceLength or " +
+                        "ModelDimension / NumberOfLayers, turn on ActivationCheckpointing, use a GPU with more memory, or train on the CPU (MLContext.GpuDeviceId = null).", e);
+                Pieces = (int)Math.Min(int.MaxValue, pieces * 2);
                 Retries++;
-                int newSize = (rows.Count + Pieces - 1) / Pieces;
-                log.Warning($"The GPU ran out of memory on a batch of {rows.Count} rows × {longest:N0} tokens; retrying it, and training on, with batches of " +
+                long newSize = (rows + Pieces - 1) / Pieces;
+                log.Warning($"The GPU ran out of memory on a batch of {rows} rows × {length:N0} tokens; retrying it, and training on, with batches of " +
                             $"at most {newSize} rows (gradients are accumulated, so the optimizer step is unchanged). Lower BatchSize or MaxBatchTokens to avoid the retry. " +
                             $"({FirstLine(e.Message)})");
             }
         }
     }
+
+    /// <summary>Rows [start, start + count) of a batch, as views.</summary>
+    private static ModelBatch Slice(ModelBatch b, long start, long count) => new()
+    {
+        Tokens = b.Tokens?.narrow(0, start, count), Segments = b.Segments?.narrow(0, start, count), Values = b.Values?.narrow(0, start, count),
+        Mask = b.Mask.narrow(0, start, count), Side = b.Side?.narrow(0, start, count), Labels = b.Labels?.narrow(0, start, count),
+        RealTokens = 0, HasPadding = true,
+    };
 
     private static string FirstLine(string message)
     {

@@ -34,7 +34,7 @@ public sealed class OutOfMemoryRetryTests
         }).ToList();
     }
 
-    private static (float[] Weights, ListLog Log) Train(Action<IReadOnlyList<Example>>? fault)
+    private static (float[] Weights, ListLog Log) Train(Action<ModelBatch>? fault)
     {
         Torch.Seed(5);
         var config = new EncoderConfig { VocabularySize = 48, PadId = 0, ModelDim = 16, NumLayers = 1, NumHeads = 2, FfnMultiplier = 1, Dropout = 0, Outputs = 2 };
@@ -52,7 +52,7 @@ public sealed class OutOfMemoryRetryTests
     {
         var (expected, _) = Train(null);
         int calls = 0;
-        var (actual, log) = Train(rows => { calls++; if (rows.Count > 2) throw new ExternalException(CudaOom); });
+        var (actual, log) = Train(batch => { calls++; if (batch.Size > 2) throw new ExternalException(CudaOom); });
         Assert.Equal(2, log.Warnings.Count); // 8 → 4 → 2 rows, then every later batch is split in four from the start
         Assert.Contains("ran out of memory on a batch of 8 rows", log.Warnings[0]);
         Assert.Contains("at most 4 rows", log.Warnings[0]);
