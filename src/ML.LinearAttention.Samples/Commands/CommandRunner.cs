@@ -7,7 +7,7 @@ namespace Microsoft.ML.LinearAttention.Samples.Commands;
 /// <summary>Dispatches the command line to a sample or benchmark.</summary>
 public sealed class CommandRunner(ILogger<CommandRunner> logger)
 {
-    private const string Usage = """
+    private static readonly string Usage = """
         usage: ML.LinearAttention.Samples [command] [options]
           demo                     (default) the text classifier end to end on built-in synthetic support tickets, offline:
                                    train, evaluate next to an ML.NET baseline, save, load, predict
@@ -38,7 +38,7 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
               --device cpu|cuda --commit C --machine M
           bench inference [options] batched Transform rows/s through ML.NET (default linear_relu,hedgehog,softmax at 512,8K)
               same options, plus --rows N (rows scored per point) and --tf32 (allow TF32 matmuls)
-        """;
+        """ + "\n" + TrainCommand.Usage + EvaluateCommand.Usage + PredictCommand.Usage + ServeCommand.Usage;
 
     public async Task<int> RunAsync(string[] args, CancellationToken cancellation)
     {
@@ -59,6 +59,14 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
                     return await Task.Run(() => InferenceBenchmark.Run(TrainingBenchmarkOptions.Parse("inference", args.Skip(2).ToArray(), InferenceBenchmark.Defaults), Console.Out), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "kernels":
                     return await Task.Run(() => KernelBenchmark.Run(KernelBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
+                case "train":
+                    return await Task.Run(() => TrainCommand.Run(args.Skip(1).ToArray(), Console.Out, cancellation), cancellation);
+                case "evaluate":
+                    return EvaluateCommand.Run(args.Skip(1).ToArray(), Console.Out);
+                case "predict":
+                    return PredictCommand.Run(args.Skip(1).ToArray(), Console.Out);
+                case "serve":
+                    return await ServeCommand.RunAsync(args.Skip(1).ToArray(), Console.Out, cancellation);
                 case "--help" or "-h" or "help":
                     Console.WriteLine(Usage);
                     return 0;
@@ -69,6 +77,16 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
             }
         }
         catch (ArgumentException e)
+        {
+            logger.LogError("{Message}", e.Message);
+            return 2;
+        }
+        catch (FormatException e) // a damaged or foreign model file (ModelFormatException)
+        {
+            logger.LogError("{Message}", e.Message);
+            return 2;
+        }
+        catch (IOException e)
         {
             logger.LogError("{Message}", e.Message);
             return 2;
