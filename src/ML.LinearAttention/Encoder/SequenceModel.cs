@@ -11,6 +11,9 @@ namespace Microsoft.ML.LinearAttention.Encoder;
 /// a final RMSNorm, pooling (mean over true lengths or CLS), and a head (logits, or one scalar for regression) with
 /// optional side features fused in. Input standardisation statistics live in buffers, so the saved weights are the
 /// whole model.
+/// <para>With <see cref="EncoderArchitecture.BertPostNorm"/> the embeddings and blocks follow BERT instead (word + position +
+/// token-type embeddings, embedding LayerNorm, <see cref="PostNormBlock"/>s, no final norm), so pretrained BERT-family
+/// weights load into it (Pretrained/BertEncoderWeights).</para>
 /// </summary>
 public sealed class SequenceModel : nn.Module
 {
@@ -19,8 +22,9 @@ public sealed class SequenceModel : nn.Module
     private readonly Parameter? cls_vector;
     private readonly Embedding? segment_embedding;
     private readonly Embedding? position_embedding;
-    private readonly ModuleList<EncoderBlock> blocks;
-    private readonly RmsNorm final_norm;
+    private readonly LayerNorm? embedding_norm;
+    private readonly ModuleList<nn.Module<Tensor, Tensor?, Tensor>> blocks;
+    private readonly RmsNorm? final_norm;
     private readonly Linear? side_projection;
     private readonly RmsNorm head_norm;
     private readonly Linear head_dense;
@@ -48,14 +52,18 @@ public sealed class SequenceModel : nn.Module
             value_projection = nn.Linear(config.NumericFeatures, c);
             if (config.Pooling == Pooling.Cls) cls_vector = new Parameter(torch.randn(c) * 0.02);
         }
-        if (config.NumSegments > 1) segment_embedding = nn.Embedding(config.NumSegments, c);
+        bool bert = config.Architecture == EncoderArchitecture.BertPostNorm;
+        if (bert) segment_embedding = nn.Embedding(config.TokenTypes, c);
+        else if (config.NumSegments > 1) segment_embedding = nn.Embedding(config.NumSegments, c);
         if (config.Position == PositionEncoding.Learned) position_embedding = nn.Embedding(config.MaxPositions, c);
+        if (bert) embedding_norm = nn.LayerNorm(c, config.LayerNormEpsilon);
 
-        var list = new List<EncoderBlock>();
+        var list = new List<nn.Module<Tensor, Tensor?, Tensor>>();
         for (int i = 0; i < config.NumLayers; i++)
         {
             var (name, options) = config.MixerFor(i);
-            var mixer = MixerRegistry.Create(name, new MixerConfig(c, config.NumHeads, Causal: false, LayerIndex: i, NumLayers: config.NumLayers), options);
+            var mixerConfig = new MixerConfig(c, config.NumHeads, Causal: false, LayerIndex: i, NumLayers: config.NumLayers) { ProjectionBias = bert };
+            var mixer = MixerRegistry.Create(name, mixerConfig, options);
             if (config.Position == PositionEncoding.Rope)
             {
                 if (!mixer.SupportsQueryKeyTransform)
@@ -64,10 +72,11 @@ public sealed class SequenceModel : nn.Module
                 double theta = config.RopeTheta;
                 mixer.QueryKeyTransform = t => Rotary.Apply(t, theta);
             }
-            list.Add(new EncoderBlock(mixer, c, config.FfnMultiplier, config.Dropout));
+            if (bert) list.Add(new PostNormBlock(mixer, c, config.FfnHidden, config.Dropout, config.LayerNormEpsilon, config.Activation));
+            else list.Add(new EncoderBlock(mixer, c, config.FfnHiddenSize > 0 ? (double)config.FfnHiddenSize / c : config.FfnMultiplier, config.Dropout));
         }
-        blocks = new ModuleList<EncoderBlock>(list.ToArray());
-        final_norm = new RmsNorm(c);
+        blocks = new ModuleList<nn.Module<Tensor, Tensor?, Tensor>>(list.ToArray());
+        if (!bert) final_norm = new RmsNorm(c);
         if (config.SideFeatures > 0) side_projection = nn.Linear(config.SideFeatures, c);
         head_norm = new RmsNorm(c);
         head_dense = nn.Linear(c, c);
@@ -117,17 +126,59 @@ public sealed class SequenceModel : nn.Module
     /// <summary>Regression output back in the label's units.</summary>
     public Tensor DestandardizeTarget(Tensor y) => y * target_std + target_mean;
 
+    /// <summary>The blocks (for the softmax→linear conversion, which reads their mixers and mixer inputs).</summary>
+    internal IReadOnlyList<IEncoderBlock> Blocks => blocks.Cast<IEncoderBlock>().ToList();
+
     /// <summary>Pooled representation [B, C] of a batch.</summary>
     public Tensor Encode(ModelBatch batch)
     {
         using var scope = NewDisposeScope();
+        var (x, mask) = Hidden(batch);
+        Tensor pooled;
+        if (Config.Pooling == Pooling.Cls) pooled = x.select(1, 0);
+        else
+        {
+            var m = mask.unsqueeze(-1).to(x.dtype);
+            pooled = (x * m).sum(1) / m.sum(1).clamp_min(1);
+        }
+        return pooled.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Final token states [B, T, C] (zero at padded positions; numeric input with CLS pooling has the CLS step first).
+    /// For a BERT checkpoint loaded into <see cref="EncoderArchitecture.BertPostNorm"/> these are BERT's last hidden states.
+    /// </summary>
+    public Tensor HiddenStates(ModelBatch batch)
+    {
+        using var scope = NewDisposeScope();
+        return Hidden(batch).States.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Final token states and the mask they go with (in the caller's dispose scope).</summary>
+    private (Tensor States, Tensor Mask) Hidden(ModelBatch batch)
+    {
+        var (x, mask) = Embed(batch);
+        foreach (var block in blocks) x = block.forward(x, mask);
+        if (final_norm is not null) x = final_norm.forward(x);
+        return (x, mask);
+    }
+
+    /// <summary>The input of the first block [B, T, C] and its mask (in the caller's dispose scope).</summary>
+    internal (Tensor X, Tensor Mask) Embed(ModelBatch batch)
+    {
         var mask = batch.Mask;
         Tensor x;
         if (token_embedding is not null)
         {
             if (batch.Tokens is null) throw new ArgumentException("This model reads tokens but the batch has none.");
             x = token_embedding.forward(batch.Tokens);
-            if (segment_embedding is not null && batch.Segments is not null) x = x + segment_embedding.forward(batch.Segments);
+            if (embedding_norm is not null)
+            {
+                // BERT adds a token type to every token (type 0 when there are no segments); extra segments share the last type.
+                var types = batch.Segments?.clamp_max(Config.TokenTypes - 1) ?? zeros_like(batch.Tokens);
+                x = x + segment_embedding!.forward(types);
+            }
+            else if (segment_embedding is not null && batch.Segments is not null) x = x + segment_embedding.forward(batch.Segments);
         }
         else
         {
@@ -146,17 +197,8 @@ public sealed class SequenceModel : nn.Module
                 throw new ArgumentException($"A sequence of {t} steps exceeds the learned position table ({Config.MaxPositions}); use Position = Rope or raise MaxPositions.");
             x = x + position_embedding.forward(arange(t, device: x.device)).unsqueeze(0);
         }
-        x = drop.forward(Heads.ZeroPadded(x, mask));
-        foreach (var block in blocks) x = block.forward(x, mask);
-        x = final_norm.forward(x);
-        Tensor pooled;
-        if (Config.Pooling == Pooling.Cls) pooled = x.select(1, 0);
-        else
-        {
-            var m = mask.unsqueeze(-1).to(x.dtype);
-            pooled = (x * m).sum(1) / m.sum(1).clamp_min(1);
-        }
-        return pooled.MoveToOuterDisposeScope();
+        if (embedding_norm is not null) x = embedding_norm.forward(x);
+        return (drop.forward(Heads.ZeroPadded(x, mask)), mask);
     }
 
     /// <summary>Head outputs [B, Outputs]: class logits, or the standardised regression value.</summary>
