@@ -1,5 +1,6 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.LinearAttention.Attention;
+using Microsoft.ML.LinearAttention.Conversion;
 using Microsoft.ML.LinearAttention.Encoder;
 using Microsoft.ML.LinearAttention.Persistence;
 using Microsoft.ML.LinearAttention.Tokenization;
@@ -50,7 +51,9 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
         var log = new EnvLog(Env, TaskName);
         var device = LinearAttentionTransformer.ResolveDevice(Env, o.CpuThreads);
         int seed = o.Seed ?? MLNetBridge.Seed(Env) ?? 1;
-        var tokenizer = columns.TextColumns.Count > 0 ? TextTokenizer.Create(o.Tokenizer) : null;
+        o.Conversion?.Validate();
+        var backbone = o.PretrainedBackbone is null ? null : BackboneSetup.Prepare(o, columns, log);   // pretrained backbone (Conversion/)
+        var tokenizer = backbone?.Tokenizer ?? (columns.TextColumns.Count > 0 ? TextTokenizer.Create(o.Tokenizer) : null);
         var stats = DataStatistics.Compute(input, columns, token);
         if (stats.Rows == 0)
             throw new InvalidOperationException($"The training data has no row with a label in column '{columns.LabelColumn}' (missing keys and NaN labels are skipped).");
@@ -75,6 +78,7 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
             SideFeatures = stats.SideLength,
             Outputs = OutputCount(input.Schema),
         };
+        if (backbone is not null) config = backbone.Configure(config);
         config.Validate();
 
         torch.random.manual_seed(seed);
@@ -82,8 +86,16 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
         try
         {
             model.SetNormalization(stats.SideMean, stats.SideStd, stats.ValueMean, stats.ValueStd, stats.TargetMean, stats.TargetStd);
+            backbone?.LoadWeights(model, log);
             if (o.InitialWeightsFile is not null) LinearAttentionTransformer.LoadWeightsInto(model, o.InitialWeightsFile);
             model.to(device);
+            if (o.Conversion is not null)
+            {
+                // softmax→linear conversion, stage 1 (attention transfer); the training below is stage 2
+                model = ConversionStage.Run(model, o, columns, tokenizer, input, seed, device, log,
+                    () => { token.ThrowIfCancellationRequested(); if (MLNetBridge.IsCanceled(Env)) throw new OperationCanceledException("Training was cancelled through MLContext (CancelExecution)."); });
+                config = model.Config;
+            }
             var spec = new CollateSpec(columns.LabelKind, config.PadId, config.NumericFeatures, stats.SideLength, stats.SideMean);
             log.Info($"{TaskName}: {config.NumLayers} × {(config.Layers is { Count: > 0 } ? "hybrid plan" : config.Mixer)} blocks, hidden {config.ModelDim}, " +
                      $"{config.NumHeads} heads, {config.Position} positions, {config.Pooling} pooling, {model.parameters().Sum(p => p.numel()):N0} parameters" +
