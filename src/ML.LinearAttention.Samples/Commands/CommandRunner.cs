@@ -20,6 +20,12 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
               --only a,b           only these mechanisms (registry names)
               --device cpu|cuda    (default cuda when available)
               --dtype bf16|fp32    (default bf16 on cuda, fp32 on cpu)
+          bench quality [options]  fine-tune MiniLM (softmax, efficient methods, softmax→linear conversion) on real data
+                                   from ../shared/data; writes docs/benchmarks/quality.md
+              --size small|medium|full   preset (default small: CPU smoke size; medium/full for a GPU)
+              --data sst2|ag-news  --train N --test N --epochs N --batch N --max-length N --lr X --transfer-steps N
+              --convert-to NAME    mechanism of the converted rows (default hedgehog)
+              --only full,converted,scratch,...   --device cpu|cuda   --threads N   --out DIR
         """;
 
     public async Task<int> RunAsync(string[] args, CancellationToken cancellation)
@@ -37,6 +43,8 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
                     return 0;
                 case "bench" when args.Length > 1 && args[1] == "kernels":
                     return await Task.Run(() => KernelBenchmark.Run(KernelBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
+                case "bench" when args.Length > 1 && args[1] == "quality":
+                    return await Task.Run(() => QualityBenchmark.Run(QualityBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
                 case "--help" or "-h" or "help":
                     Console.WriteLine(Usage);
                     return 0;
