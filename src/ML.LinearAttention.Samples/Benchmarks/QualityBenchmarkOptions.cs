@@ -14,6 +14,8 @@ public sealed record QualityBenchmarkOptions
     public int BatchSize { get; init; } = 16;
     public int MaxLength { get; init; } = 64;
     public double LearningRate { get; init; } = 1e-4;
+    public double ProbeLearningRate { get; init; } = 1e-3;
+    public double LoraLearningRate { get; init; } = 5e-4;
     public double ScratchLearningRate { get; init; } = 1e-3;
     public int TransferSteps { get; init; } = 30;
     public string Backbone { get; init; } = "all-MiniLM-L6-v2";
@@ -62,6 +64,8 @@ public sealed record QualityBenchmarkOptions
                 "--batch" => o with { BatchSize = Int(Value()) },
                 "--max-length" => o with { MaxLength = Int(Value()) },
                 "--lr" => o with { LearningRate = Double(Value()) },
+                "--probe-lr" => o with { ProbeLearningRate = Double(Value()) },
+                "--lora-lr" => o with { LoraLearningRate = Double(Value()) },
                 "--scratch-lr" => o with { ScratchLearningRate = Double(Value()) },
                 "--transfer-steps" => o with { TransferSteps = Int(Value()) },
                 "--backbone" => o with { Backbone = Value() },

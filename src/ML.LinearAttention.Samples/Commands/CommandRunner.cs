@@ -23,9 +23,10 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
           bench quality [options]  fine-tune MiniLM (softmax, efficient methods, softmax→linear conversion) on real data
                                    from ../shared/data; writes docs/benchmarks/quality.md
               --size small|medium|full   preset (default small: CPU smoke size; medium/full for a GPU)
-              --data sst2|ag-news  --train N --test N --epochs N --batch N --max-length N --lr X --transfer-steps N
+              --data sst2|ag-news  --train N --test N --epochs N --batch N --max-length N --transfer-steps N
+              --lr X (full fine-tunes) --lora-lr X --probe-lr X (probe, MP, MP+) --scratch-lr X
               --convert-to NAME    mechanism of the converted rows (default hedgehog)
-              --only full,converted,scratch,...   --device cpu|cuda   --threads N   --out DIR
+              --only full,probe,mp,mp+,lora,converted,converted+lora,scratch   --device cpu|cuda   --threads N   --out DIR
         """;
 
     public async Task<int> RunAsync(string[] args, CancellationToken cancellation)

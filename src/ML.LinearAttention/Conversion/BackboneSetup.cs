@@ -47,8 +47,9 @@ internal sealed class BackboneSetup
         if (!string.Equals(o.Attention, d.Attention, StringComparison.OrdinalIgnoreCase) && !string.Equals(o.Attention, "softmax", StringComparison.OrdinalIgnoreCase))
             throw new ArgumentException($"Attention = '{o.Attention}' contradicts the pretrained backbone '{o.PretrainedBackbone}', whose layers are softmax. " +
                                         $"To replace them by '{o.Attention}', set Conversion = new ConversionOptions {{ Attention = \"{o.Attention}\" }}.");
-        if (o.AttentionOptions is not null || o.LayerPlan is not null)
-            throw new ArgumentException($"AttentionOptions and LayerPlan do not apply to the pretrained backbone '{o.PretrainedBackbone}' (its layers are softmax); " +
+        bool hybrid = !string.IsNullOrWhiteSpace(o.HybridPlan) && !string.Equals(o.HybridPlan.Trim(), "none", StringComparison.OrdinalIgnoreCase);
+        if (o.AttentionOptions is not null || o.LayerPlan is not null || hybrid)
+            throw new ArgumentException($"AttentionOptions, LayerPlan and HybridPlan do not apply to the pretrained backbone '{o.PretrainedBackbone}' (its layers are softmax); " +
                                         "choose the mechanism and layers to convert with Conversion (ConversionOptions.Attention, AttentionOptions, Layers or HybridPlan).");
         if (o.Tokenizer.Kind != TokenizerKind.WordPiece || o.Tokenizer.VocabularyFile is not null || o.Tokenizer.MergesFile is not null)
             throw new ArgumentException($"The pretrained backbone '{o.PretrainedBackbone}' comes with its own WordPiece vocabulary; leave Tokenizer at its default " +

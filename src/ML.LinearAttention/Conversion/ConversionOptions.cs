@@ -1,4 +1,5 @@
 using Microsoft.ML.LinearAttention.Attention;
+using Microsoft.ML.LinearAttention.FineTuning;
 
 namespace Microsoft.ML.LinearAttention.Conversion;
 
@@ -7,9 +8,8 @@ namespace Microsoft.ML.LinearAttention.Conversion;
 /// (docs/pretrained-and-conversion.md): the chosen softmax layers are replaced by a linear mechanism that keeps their
 /// q/k/v/o weights; stage 1 (attention transfer) trains only the new parameters (feature maps, LoLCATs window factors)
 /// to reproduce each frozen softmax layer's output on the user's own unlabelled text; stage 2 is the estimator's
-/// ordinary training on the labelled task (its MaxEpochs / MaxSteps / LearningRate). Stage 2 is meant to use LoRA
-/// (r 8, α 16 on q, k, v, o; LoLCATs); until the library's fine-tuning catalog provides it, stage 2 trains every
-/// parameter and the log says so.
+/// ordinary training on the labelled task (its MaxEpochs / MaxSteps / LearningRate) with LoRA (r 8, α 16 on q, k, v, o,
+/// plus the head; LoLCATs) unless <see cref="FineTuning"/> says otherwise.
 /// Set it as <c>LinearAttentionOptions.Conversion</c>, usually together with <c>PretrainedBackbone</c>.
 /// </summary>
 public sealed class ConversionOptions
@@ -45,8 +45,20 @@ public sealed class ConversionOptions
     /// explicit feature maps: "hedgehog".</summary>
     public double AttentionCrossEntropyWeight;
 
+    // ---- stage 2 ----
+    /// <summary>
+    /// Fine-tuning method of stage 2 (FineTuningRegistry): "lora" by default (LoLCATs: r 8, α 16 on q, k, v, o; train
+    /// the head too), "full" for every parameter, or any other method. Null = the estimator's own <c>FineTuning</c> option.
+    /// </summary>
+    public string? FineTuning = "lora";
+    /// <summary>Options of <see cref="FineTuning"/> (null = the method's defaults; LoRA's are LoLCATs').</summary>
+    public FineTuningOptions? FineTuningOptions;
+
     internal void Validate()
     {
+        if (FineTuning is not null) FineTuningRegistry.Check(FineTuning, FineTuningOptions);
+        else if (FineTuningOptions is not null)
+            throw new ArgumentException("ConversionOptions.FineTuningOptions is set but FineTuning is null; name the stage-2 method, or set the estimator's FineTuningOptions instead.");
         MixerRegistry.Get(Attention);
         if (Layers is not null && HybridPlan is not null)
             throw new ArgumentException("ConversionOptions: give either Layers or HybridPlan, not both.");

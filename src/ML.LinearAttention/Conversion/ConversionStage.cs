@@ -1,5 +1,6 @@
 using Microsoft.ML.LinearAttention.Encoder;
 using Microsoft.ML.LinearAttention.Estimators;
+using Microsoft.ML.LinearAttention.FineTuning;
 using Microsoft.ML.LinearAttention.Tokenization;
 using Microsoft.ML.LinearAttention.Training;
 using static TorchSharp.torch;
@@ -39,11 +40,6 @@ internal static class ConversionStage
             AttentionTransfer.Run(softmax, converted, plan, fresh, () => ReadText(data, textOnly, tokenizer, o.MaxSequenceLength, o.CancellationToken),
                 settings, device, log, checkCancel);
 
-            // HOOK(LoRA, issue 5 stage 2): LoLCATs fine-tunes the converted model with LoRA r 8, α 16 on q, k, v, o (plus the
-            // task head). When FineTuning/ (LoRA) is on main, apply it to `converted` here, unless the options choose another
-            // fine-tuning method. Until then stage 2 trains every parameter.
-            log.Info($"Stage 2/2 (fine-tuning on the labelled task): all {converted.parameters().Sum(p => p.numel()):N0} parameters train " +
-                     "(LoRA r 8, α 16 on q, k, v, o replaces this once the fine-tuning catalog is available).");
             softmax.Dispose();
             return converted;
         }
@@ -52,6 +48,32 @@ internal static class ConversionStage
             converted.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Checks the conversion options and the stage-2 method before any data is read (nothing when there is no conversion).</summary>
+    public static void Validate(LinearAttentionOptions o)
+    {
+        if (o.Conversion is null) return;
+        o.Conversion.Validate();
+        StageTwoMethod(o, null);
+    }
+
+    /// <summary>
+    /// The fine-tuning method of stage 2: <c>Conversion.FineTuning</c> (LoRA r 8, α 16 on q, k, v, o by default), or the
+    /// estimator's <c>FineTuning</c> when that is null. Both set to different methods is an error.
+    /// </summary>
+    public static (string Method, FineTuningOptions? Options) StageTwoMethod(LinearAttentionOptions o, ITrainingLog? log)
+    {
+        var c = o.Conversion!;
+        string estimator = string.IsNullOrWhiteSpace(o.FineTuning) ? "full" : o.FineTuning;
+        bool estimatorSet = !string.Equals(estimator, "full", StringComparison.OrdinalIgnoreCase) || o.FineTuningOptions is not null;
+        if (c.FineTuning is not null && estimatorSet && !string.Equals(estimator, c.FineTuning, StringComparison.OrdinalIgnoreCase))
+            throw new ArgumentException($"Two stage-2 fine-tuning methods: the estimator's FineTuning = '{estimator}' and Conversion.FineTuning = '{c.FineTuning}'. " +
+                                        "Set Conversion.FineTuning = null to use the estimator's, or leave the estimator's at \"full\".");
+        var (method, options) = c.FineTuning is null ? (estimator, o.FineTuningOptions) : (c.FineTuning, c.FineTuningOptions ?? (estimatorSet ? o.FineTuningOptions : null));
+        log?.Info($"Stage 2/2 (fine-tuning on the labelled task): method '{method}'{(options is null ? " with its defaults" : "")}, " +
+                 $"{o.MaxEpochs} epoch(s){(o.MaxSteps > 0 ? $" / at most {o.MaxSteps} steps" : "")}, lr {o.LearningRate:G3}.");
+        return (method, options);
     }
 
     /// <summary>Token rows of the text columns of <paramref name="data"/> (no label read).</summary>

@@ -1,4 +1,5 @@
 using Microsoft.ML.LinearAttention.Attention;
+using Microsoft.ML.LinearAttention.FineTuning;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -91,10 +92,11 @@ public sealed class SequenceModel : nn.Module
         target_std = torch.ones(1);
         InitWeights();
         RegisterComponents();
+        if (config.FineTuning is not null) FineTuningRegistry.Restore(this, config.FineTuning); // same structure as when saved
     }
 
-    /// <summary>The configuration this model was built from.</summary>
-    public EncoderConfig Config { get; }
+    /// <summary>The configuration this model was built from (the fine-tuning catalog records its method here).</summary>
+    public EncoderConfig Config { get; internal set; }
 
     private void InitWeights()
     {
@@ -126,44 +128,32 @@ public sealed class SequenceModel : nn.Module
     /// <summary>Regression output back in the label's units.</summary>
     public Tensor DestandardizeTarget(Tensor y) => y * target_std + target_mean;
 
-    /// <summary>The blocks (for the softmax→linear conversion, which reads their mixers and mixer inputs).</summary>
-    internal IReadOnlyList<IEncoderBlock> Blocks => blocks.Cast<IEncoderBlock>().ToList();
-
     /// <summary>Pooled representation [B, C] of a batch.</summary>
     public Tensor Encode(ModelBatch batch)
     {
         using var scope = NewDisposeScope();
-        var (x, mask) = Hidden(batch);
-        Tensor pooled;
-        if (Config.Pooling == Pooling.Cls) pooled = x.select(1, 0);
-        else
-        {
-            var m = mask.unsqueeze(-1).to(x.dtype);
-            pooled = (x * m).sum(1) / m.sum(1).clamp_min(1);
-        }
-        return pooled.MoveToOuterDisposeScope();
+        var (x, mask) = EncodeTokens(batch);
+        return Pool(x, mask).MoveToOuterDisposeScope();
     }
 
     /// <summary>
-    /// Final token states [B, T, C] (zero at padded positions; numeric input with CLS pooling has the CLS step first).
-    /// For a BERT checkpoint loaded into <see cref="EncoderArchitecture.BertPostNorm"/> these are BERT's last hidden states.
+    /// Final token states [B, T, C] (after the final norm) and their mask [B, T]; for CLS pooling of numeric input both
+    /// include the prepended CLS step.
     /// </summary>
-    public Tensor HiddenStates(ModelBatch batch)
+    public (Tensor States, Tensor Mask) EncodeTokens(ModelBatch batch)
     {
         using var scope = NewDisposeScope();
-        return Hidden(batch).States.MoveToOuterDisposeScope();
-    }
-
-    /// <summary>Final token states and the mask they go with (in the caller's dispose scope).</summary>
-    private (Tensor States, Tensor Mask) Hidden(ModelBatch batch)
-    {
         var (x, mask) = Embed(batch);
         foreach (var block in blocks) x = block.forward(x, mask);
         if (final_norm is not null) x = final_norm.forward(x);
-        return (x, mask);
+        return (x.MoveToOuterDisposeScope(), ReferenceEquals(mask, batch.Mask) ? mask : mask.MoveToOuterDisposeScope());
     }
 
-    /// <summary>The input of the first block [B, T, C] and its mask (in the caller's dispose scope).</summary>
+    /// <summary>The blocks (for the softmax→linear conversion, which reads their mixers and mixer inputs).</summary>
+    internal IReadOnlyList<IEncoderBlock> Blocks => blocks.Cast<IEncoderBlock>().ToList();
+
+    /// <summary>The input of the first block [B, T, C] and its mask, in the caller's dispose scope (the mask is
+    /// <c>batch.Mask</c> itself unless a CLS step was prepended).</summary>
     internal (Tensor X, Tensor Mask) Embed(ModelBatch batch)
     {
         var mask = batch.Mask;
@@ -183,7 +173,7 @@ public sealed class SequenceModel : nn.Module
         else
         {
             if (batch.Values is null) throw new ArgumentException("This model reads numeric sequences but the batch has none.");
-            x = value_projection!.forward(((batch.Values - value_mean) / value_std).to(head_out.weight!.dtype));
+            x = value_projection!.forward(((batch.Values - value_mean) / value_std).to(value_projection.weight!.dtype));
             if (cls_vector is not null)
             {
                 x = cat(new[] { cls_vector.view(1, 1, -1).expand(x.shape[0], 1, -1), x }, 1);
@@ -201,17 +191,53 @@ public sealed class SequenceModel : nn.Module
         return (drop.forward(Heads.ZeroPadded(x, mask)), mask);
     }
 
+    private Tensor Pool(Tensor x, Tensor mask)
+    {
+        if (Config.Pooling == Pooling.Cls) return x.select(1, 0);
+        var m = mask.unsqueeze(-1).to(x.dtype);
+        return (x * m).sum(1) / m.sum(1).clamp_min(1);
+    }
+
     /// <summary>Head outputs [B, Outputs]: class logits, or the standardised regression value.</summary>
     public Tensor Forward(ModelBatch batch)
     {
         using var scope = NewDisposeScope();
-        var h = Encode(batch);
+        var (states, mask) = EncodeTokens(batch);
+        var h = Pool(states, mask);
         if (side_projection is not null)
         {
             if (batch.Side is null) throw new ArgumentException("This model fuses side features but the batch has none.");
             h = h + side_projection.forward(((batch.Side - side_mean) / side_std).to(h.dtype));
         }
+        if (probe_head is not null) return probe_head.forward(states, mask, h).MoveToOuterDisposeScope();
         h = nn.functional.gelu(head_dense.forward(head_norm.forward(h)));
         return head_out.forward(drop.forward(h)).MoveToOuterDisposeScope();
+    }
+
+    // ---- fine-tuning seam (FineTuning/): a replacement head ----
+    private SequenceHead? probe_head;
+
+    /// <summary>The head that replaced the built-in one (linear probe, Moment Probing), or null.</summary>
+    public SequenceHead? ProbeHead => probe_head;
+
+    /// <summary>
+    /// Replaces the built-in head (RMSNorm → dense → GELU → out) by <paramref name="head"/>; the built-in head's weights
+    /// leave the model (its state and parameter count). Side features still reach the new head through the pooled vector.
+    /// </summary>
+    public void ReplaceHead(SequenceHead head)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        if (probe_head is null)
+        {
+            foreach (var name in new[] { "head_norm", "head_dense", "head_out" }) register_module(name, null!);
+            head_norm.Dispose(); head_dense.Dispose(); head_out.Dispose();
+        }
+        else
+        {
+            register_module("probe_head", null!);
+            probe_head.Dispose();
+        }
+        probe_head = head;
+        register_module("probe_head", head);
     }
 }

@@ -2,6 +2,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Conversion;
 using Microsoft.ML.LinearAttention.Encoder;
+using Microsoft.ML.LinearAttention.FineTuning;
 using Microsoft.ML.LinearAttention.Persistence;
 using Microsoft.ML.LinearAttention.Tokenization;
 using Microsoft.ML.LinearAttention.Training;
@@ -45,13 +46,14 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
         if (o.ValidationSet is not null) SchemaChecks.Check(o.ValidationSet.Schema, columns, withLabel: true);
         if (o.MaxSequenceLength is < 8 or > 131072)
             throw new ArgumentOutOfRangeException(nameof(o.MaxSequenceLength), o.MaxSequenceLength, "MaxSequenceLength must lie in 8..131072.");
+        FineTuningRegistry.Check(string.IsNullOrWhiteSpace(o.FineTuning) ? "full" : o.FineTuning, o.FineTuningOptions);
         var token = o.CancellationToken;
         token.ThrowIfCancellationRequested();
 
         var log = new EnvLog(Env, TaskName);
         var device = LinearAttentionTransformer.ResolveDevice(Env, o.CpuThreads);
         int seed = o.Seed ?? MLNetBridge.Seed(Env) ?? 1;
-        o.Conversion?.Validate();
+        ConversionStage.Validate(o);
         var backbone = o.PretrainedBackbone is null ? null : BackboneSetup.Prepare(o, columns, log);   // pretrained backbone (Conversion/)
         var tokenizer = backbone?.Tokenizer ?? (columns.TextColumns.Count > 0 ? TextTokenizer.Create(o.Tokenizer) : null);
         var stats = DataStatistics.Compute(input, columns, token);
@@ -74,7 +76,7 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
             Pooling = o.Pooling,
             Mixer = o.Attention,
             MixerOptionsJson = o.AttentionOptions is null ? null : MixerRegistry.SerializeOptions(o.AttentionOptions),
-            Layers = EncoderConfig.Plan(o.LayerPlan),
+            Layers = EncoderConfig.Plan(ResolveLayerPlan(o)),
             SideFeatures = stats.SideLength,
             Outputs = OutputCount(input.Schema),
         };
@@ -89,13 +91,17 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
             backbone?.LoadWeights(model, log);
             if (o.InitialWeightsFile is not null) LinearAttentionTransformer.LoadWeightsInto(model, o.InitialWeightsFile);
             model.to(device);
+            var (fineTuning, fineTuningOptions) = (string.IsNullOrWhiteSpace(o.FineTuning) ? "full" : o.FineTuning, o.FineTuningOptions);
             if (o.Conversion is not null)
             {
-                // softmax→linear conversion, stage 1 (attention transfer); the training below is stage 2
+                // softmax→linear conversion, stage 1 (attention transfer); the training below is stage 2 (LoRA by default)
                 model = ConversionStage.Run(model, o, columns, tokenizer, input, seed, device, log,
                     () => { token.ThrowIfCancellationRequested(); if (MLNetBridge.IsCanceled(Env)) throw new OperationCanceledException("Training was cancelled through MLContext (CancelExecution)."); });
                 config = model.Config;
+                (fineTuning, fineTuningOptions) = ConversionStage.StageTwoMethod(o, log);
             }
+            // Fine-tuning catalog: after every step that loads or replaces weights, before the optimizer (which takes only trainable parameters).
+            log.Info(FineTuningRegistry.Apply(model, fineTuning, fineTuningOptions).ToString());
             var spec = new CollateSpec(columns.LabelKind, config.PadId, config.NumericFeatures, stats.SideLength, stats.SideMean);
             log.Info($"{TaskName}: {config.NumLayers} × {(config.Layers is { Count: > 0 } ? "hybrid plan" : config.Mixer)} blocks, hidden {config.ModelDim}, " +
                      $"{config.NumHeads} heads, {config.Position} positions, {config.Pooling} pooling, {model.parameters().Sum(p => p.numel()):N0} parameters" +
@@ -112,6 +118,7 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
                 o.ValidationSet is null ? null : () => Rows(o.ValidationSet, false),
                 o.ToTrainingSettings(seed), device, log, () => MLNetBridge.IsCanceled(Env));
             ReportTruncation(log, readers.FirstOrDefault(), o.MaxSequenceLength);
+            if (FineTuningRegistry.Finish(model) is { } finished) log.Info($"Fine-tuning: {finished}.");
             var transformer = CreateTransformer(model, tokenizer, columns, spec, device, input.Schema);
             transformer.TrainingReport = report;
             log.Info($"{TaskName}: trained {report.Steps} steps in {report.Epochs} epoch(s), {report.Elapsed:hh\\:mm\\:ss}; final training loss {report.FinalTrainLoss:F4}.");
@@ -150,4 +157,17 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
             MLNetBridge.Column(AnnotationNames.ScoreColumnKind, VectorKind.Scalar, TextDataViewType.Instance, false),
             MLNetBridge.Column(AnnotationNames.ScoreValueKind, VectorKind.Scalar, TextDataViewType.Instance, false),
         }));
+
+    /// <summary>The per-layer mechanisms from <see cref="LinearAttentionOptions.HybridPlan"/> or <see cref="LinearAttentionOptions.LayerPlan"/>.</summary>
+    internal static IReadOnlyList<LayerMixer>? ResolveLayerPlan(LinearAttentionOptions o)
+    {
+        if (string.IsNullOrWhiteSpace(o.HybridPlan)) return o.LayerPlan;
+        if (o.LayerPlan is not null)
+            throw new ArgumentException($"Both HybridPlan ('{o.HybridPlan}') and LayerPlan are set; set one of them (HybridPlan for a text layout such as \"3:1\", LayerPlan for an explicit list).");
+        Attention.Hybrid.HybridPlan plan;
+        try { plan = Attention.Hybrid.HybridPlan.Parse(o.HybridPlan); }
+        catch (FormatException e) { throw new ArgumentException($"Option HybridPlan: {e.Message}", nameof(o.HybridPlan), e); }
+        if (plan.IsNone) return null;
+        return plan.Resolve(o.NumberOfLayers, o.Attention, o.AttentionOptions).Select(m => new LayerMixer(m.Name, m.Options)).ToList();
+    }
 }

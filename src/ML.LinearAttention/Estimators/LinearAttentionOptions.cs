@@ -1,6 +1,7 @@
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Conversion;
 using Microsoft.ML.LinearAttention.Encoder;
+using Microsoft.ML.LinearAttention.FineTuning;
 using Microsoft.ML.LinearAttention.Tokenization;
 using Microsoft.ML.LinearAttention.Training;
 using Microsoft.ML.SearchSpace;
@@ -39,6 +40,13 @@ public abstract class LinearAttentionOptions
     public MixerOptions? AttentionOptions;
     /// <summary>Per-layer mechanisms of a hybrid encoder (length = NumberOfLayers); overrides <see cref="Attention"/>.</summary>
     public IReadOnlyList<LayerMixer>? LayerPlan;
+    /// <summary>
+    /// Hybrid layout as text (see <c>Attention.Hybrid.HybridPlan</c>): "3:1" (every fourth layer softmax), "softmax@0,-1",
+    /// "swa:512@0,2", "name{json}@i", clauses joined by ';'. Layers it does not name use <see cref="Attention"/>.
+    /// null or "none" = every layer uses <see cref="Attention"/>. Not together with <see cref="LayerPlan"/>.
+    /// </summary>
+    [Choice("none", "3:1", "1:1")]
+    public string? HybridPlan;
     /// <summary>Hidden size.</summary>
     [Range(16, 1024, 128, true)]
     public int ModelDimension = 128;
@@ -60,6 +68,16 @@ public abstract class LinearAttentionOptions
     public Pooling Pooling = Pooling.Mean;
     /// <summary>Optional weights (from SaveWeights of a transformer with the same sizes) to start training from.</summary>
     public string? InitialWeightsFile;
+
+    // ---- fine-tuning (docs/fine-tuning.md) ----
+    /// <summary>
+    /// How much of the network trains (FineTuningRegistry): "full" (default), "freeze_layers", "linear_probe", "bitfit",
+    /// "lora", "moment_probing" or "psrp" (MP+). Applied after <see cref="InitialWeightsFile"/> is loaded; the trainable
+    /// and total parameter counts go to the log.
+    /// </summary>
+    public string FineTuning = "full";
+    /// <summary>Options of <see cref="FineTuning"/> (null = the method's defaults), e.g. <c>new LoraOptions { Rank = 16 }</c>.</summary>
+    public FineTuningOptions? FineTuningOptions;
 
     // ---- training ----
     /// <summary>Rows per batch.</summary>

@@ -44,13 +44,16 @@ public static class ModelTrainer
             if (hostCanceled?.Invoke() == true) throw new OperationCanceledException("Training was cancelled through MLContext (CancelExecution).");
         }
 
-        var named = model.named_parameters().ToList();
+        // Only trainable parameters reach the optimizer and the clipping (the fine-tuning catalog freezes the rest).
+        var named = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        if (named.Count == 0) throw new InvalidOperationException("The model has no trainable parameter (every parameter has requires_grad = false).");
         var decay = named.Where(p => p.parameter.dim() >= 2 && !p.name.Contains("embedding")).Select(p => p.parameter).ToList();
         var noDecay = named.Where(p => !(p.parameter.dim() >= 2 && !p.name.Contains("embedding"))).Select(p => p.parameter).ToList();
-        var groups = new List<AdamW.ParamGroup> { new(decay, lr: s.LearningRate, weight_decay: s.WeightDecay) };
+        var groups = new List<AdamW.ParamGroup>();
+        if (decay.Count > 0) groups.Add(new AdamW.ParamGroup(decay, lr: s.LearningRate, weight_decay: s.WeightDecay));
         if (noDecay.Count > 0) groups.Add(new AdamW.ParamGroup(noDecay, lr: s.LearningRate, weight_decay: 0));
         using var optimizer = torch.optim.AdamW(groups, lr: s.LearningRate, weight_decay: s.WeightDecay);
-        var parameters = model.parameters().ToList();
+        var parameters = named.Select(p => p.parameter).ToList();
 
         long batchesPerEpoch = Math.Max(1, (trainRowCount + s.BatchSize - 1) / s.BatchSize);
         long stepsPerEpoch = Math.Max(1, (batchesPerEpoch + s.GradientAccumulationSteps - 1) / s.GradientAccumulationSteps);

@@ -49,7 +49,7 @@ public sealed class BertEncoderTests(ITestOutputHelper output)
         oursTypes[1, 9..] = tensor(2L);
         using var batch = Batch(ids, mask, oursTypes);
         var expected = reference.Forward(ids, mask, types);
-        var actual = ours.HiddenStates(batch);
+        var actual = ours.EncodeTokens(batch).States;
         var m = mask.unsqueeze(-1).to(ScalarType.Float32);
         KernelAssert.Close(actual * m, expected * m, 1e-5, 1e-5, "tiny BERT hidden states");
         Assert.Equal(0f, (actual * (1 - m)).abs().max().item<float>());
@@ -115,7 +115,7 @@ public sealed class BertEncoderTests(ITestOutputHelper output)
             }
             var (ids, mask) = encoded.ToTensors();
             using var batch = Batch(ids, mask);
-            var hidden = ours.HiddenStates(batch);
+            var hidden = ours.EncodeTokens(batch).States;
             var pooled = BertReference.MeanPool(hidden, mask);
             if (start == 0)
             {
@@ -124,7 +124,7 @@ public sealed class BertEncoderTests(ITestOutputHelper output)
                 var m = mask.unsqueeze(-1).to(ScalarType.Float32);
                 worstAbs = Math.Max(worstAbs, ((hidden - expected) * m).abs().max().item<float>());
                 worstPooled = nn.functional.cosine_similarity(pooled, BertReference.MeanPool(expected, mask), 1).min().item<float>();
-                KernelAssert.Close(ours.Encode(batch), pooled, 1e-6, 1e-5, "Encode = mean pooling of HiddenStates");
+                KernelAssert.Close(ours.Encode(batch), pooled, 1e-6, 1e-5, "Encode = mean pooling of EncodeTokens");
             }
             var cosOrt = nn.functional.cosine_similarity(pooled, BertReference.MeanPool(RunOnnx(session, encoded, checkpoint.Config.HiddenSize), mask), 1);
             worstOrt = Math.Min(worstOrt, cosOrt.min().item<float>());

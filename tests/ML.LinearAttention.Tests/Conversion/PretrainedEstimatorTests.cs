@@ -63,7 +63,8 @@ public sealed class PretrainedEstimatorTests(ITestOutputHelper output) : IDispos
         Assert.True(classifier.TrainingReport!.Steps > 0);
         Assert.Contains(log, l => l.StartsWith("Pretrained backbone"));
         Assert.Contains(log, l => l.StartsWith("Stage 1/2 done"));
-        Assert.Contains(log, l => l.StartsWith("Stage 2/2"));
+        Assert.Contains(log, l => l.StartsWith("Stage 2/2 (fine-tuning on the labelled task): method 'lora'"));
+        Assert.Contains(log, l => l.StartsWith("Fine-tuning 'lora'") && l.Contains("blocks.0.mixer.q_proj"));
 
         var path = Path.Combine(_dir, "converted.zip");
         ml.Model.Save(model, train.Schema, path);
@@ -100,9 +101,45 @@ public sealed class PretrainedEstimatorTests(ITestOutputHelper output) : IDispos
         Assert.Contains("Conversion = new ConversionOptions", Error(o => o.Attention = "gla"));
         Assert.Contains("own WordPiece vocabulary", Error(o => o.Tokenizer.VocabularyFile = "vocab.txt"));
         Assert.Contains("16 positions", Error(o => o.MaxSequenceLength = 100));
+        Assert.Contains("HybridPlan do not apply", Error(o => o.HybridPlan = "3:1"));
+        Assert.Contains("Two stage-2 fine-tuning methods", Error(o => { o.FineTuning = "bitfit"; o.Conversion = new ConversionOptions { TransferSteps = 1 }; }));
         Assert.Contains("all-MiniLM-L6-v2", Error(o => o.PretrainedBackbone = "no-such-model"));
         var empty = Options(Directory.CreateDirectory(Path.Combine(_dir, "empty")).FullName);
         Assert.Contains("config.json", Assert.Throws<FileNotFoundException>(() => ml.Transforms.LinearAttention.TextClassification(empty).Fit(train)).Message);
+    }
+
+    [Theory]
+    [InlineData("psrp")]
+    [InlineData("lora")]
+    public void Catalog_methods_reach_the_bert_layout_blocks(string method)
+    {
+        // MP+ recalibrates every PostNormBlock's FFN branch; LoRA wraps its FFN layers as well as q/k/v/o.
+        var folder = TinyBert.WriteHuggingFaceFolder(Path.Combine(_dir, "tiny-bert"));
+        var ml = new MLContext(seed: 1);
+        var log = new List<string>();
+        ml.Log += (_, e) => { if (e.Source.StartsWith("LinearAttention", StringComparison.Ordinal)) lock (log) log.Add(e.RawMessage); };
+        var train = ml.Data.LoadFromEnumerable(Rows(24, 1));
+        var o = Options(folder);
+        o.MaxEpochs = 1;
+        o.FineTuning = method;
+        o.FineTuningOptions = method == "lora"
+            ? new global::Microsoft.ML.LinearAttention.FineTuning.Lora.LoraOptions { Targets = new[] { "q_proj", "k_proj", "v_proj", "o_proj", "ffn_in", "ffn_out" }, MergeAfterTraining = false }
+            : new global::Microsoft.ML.LinearAttention.FineTuning.MomentProbing.PsrpOptions { Probe = new global::Microsoft.ML.LinearAttention.FineTuning.MomentProbing.MomentProbingOptions { HiddenDim = 32, Heads = 2 }, Bottleneck = 4 };
+        var model = ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment")
+            .Append(ml.Transforms.LinearAttention.TextClassification(textColumnNames: new[] { "Text" }, options: o))
+            .Fit(train);
+        var summary = log.Single(l => l.StartsWith($"Fine-tuning '{method}'"));
+        output.WriteLine(summary);
+        if (method == "lora") { Assert.Contains("on 12 layer(s)", summary); Assert.DoesNotContain("could not be wrapped", summary); }
+        var path = Path.Combine(_dir, method + ".zip");
+        ml.Model.Save(model, train.Schema, path);
+        var expected = model.Transform(train).GetColumn<float[]>("Score").ToList();
+        var serving = new MLContext();
+        LinearAttentionModel.Register(serving);
+        var loaded = serving.Model.Load(path, out _);
+        Assert.Equal(expected, loaded.Transform(train).GetColumn<float[]>("Score").ToList());
+        (loaded as IDisposable)?.Dispose();
+        (model as IDisposable)?.Dispose();
     }
 
     private sealed class TextOnly
