@@ -20,6 +20,22 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
               --only a,b           only these mechanisms (registry names)
               --device cpu|cuda    (default cuda when available)
               --dtype bf16|fp32    (default bf16 on cuda, fp32 on cpu)
+          bench training [options] train the text encoder end to end (ML.NET Fit) at each length; tokens/s, ms/step, peak memory, MFU
+              --out DIR            where to write training.md / .json / -throughput.png / -memory.png (default docs/benchmarks)
+              --mechanisms a,b     registry names, name{json}, linear_relu, hybrid (default softmax,hedgehog,linear_relu,hybrid,simple_gla,gated_deltanet)
+              --hybrid PLAN        hybrid plan (default 3:1) over --hybrid-base NAME (default hedgehog)
+              --lengths a,b        sequence lengths, K = 1024 (default 512,2K,8K,16K,32K,64K)
+              --tokens N           tokens per optimizer step, B = N / T (default 65536)
+              --layers L --hidden C --heads H --dropout P   encoder size (default 12, 768, 12, 0.1)
+              --warmup N --steps N untimed and timed steps per point (default 2, 4)
+              --seconds S          wall-clock bound per point; slower points stop early or are skipped (default 25)
+              --budget S           wall-clock bound of the whole command; later points are skipped (default none)
+              --no-pinned          copy batches from ordinary memory (synchronous) instead of pinned memory
+              --checkpointing      activation checkpointing on
+              --peak-tflops F      peak for MFU (default 989, H200 dense bf16)
+              --device cpu|cuda --commit C --machine M
+          bench inference [options] batched Transform rows/s through ML.NET (default linear_relu,hedgehog,softmax at 512,8K)
+              same options, plus --rows N (rows scored per point) and --tf32 (allow TF32 matmuls)
           bench quality [options]  fine-tune MiniLM (softmax, efficient methods, softmax→linear conversion) on real data
                                    from ../shared/data; writes docs/benchmarks/quality.md
               --size small|medium|full   preset (default small: CPU smoke size; medium/full for a GPU)
@@ -42,6 +58,10 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
                 case "demo":
                     TextDemo.Run(Console.Out);
                     return 0;
+                case "bench" when args.Length > 1 && args[1] == "training":
+                    return await Task.Run(() => TrainingBenchmark.Run(TrainingBenchmarkOptions.Parse("training", args.Skip(2).ToArray()), Console.Out), cancellation);
+                case "bench" when args.Length > 1 && args[1] == "inference":
+                    return await Task.Run(() => InferenceBenchmark.Run(TrainingBenchmarkOptions.Parse("inference", args.Skip(2).ToArray(), InferenceBenchmark.Defaults), Console.Out), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "kernels":
                     return await Task.Run(() => KernelBenchmark.Run(KernelBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "quality":

@@ -98,6 +98,19 @@ public sealed class SequenceModel : nn.Module
     /// <summary>The configuration this model was built from (the fine-tuning catalog records its method here).</summary>
     public EncoderConfig Config { get; internal set; }
 
+    /// <summary>
+    /// Activation checkpointing of every block while training (a run-time switch, not saved with the model): a block
+    /// keeps only its input in the forward pass and recomputes its activations in the backward pass. About one extra
+    /// forward pass of compute for activation memory that no longer grows with the layers' intermediate tensors; for
+    /// the longest inputs. See <see cref="BlockCheckpoint"/>.
+    /// </summary>
+    public bool CheckpointActivations { get; set; }
+
+    private Tensor RunBlock(nn.Module<Tensor, Tensor?, Tensor> block, Tensor x, Tensor? mask)
+        => CheckpointActivations && training && is_grad_enabled() && x.requires_grad
+            ? BlockCheckpoint.Run(block, x, mask)
+            : block.forward(x, mask);
+
     private void InitWeights()
     {
         using var _ = torch.no_grad();
@@ -144,7 +157,8 @@ public sealed class SequenceModel : nn.Module
     {
         using var scope = NewDisposeScope();
         var (x, mask) = Embed(batch);
-        foreach (var block in blocks) x = block.forward(x, mask);
+        var blockMask = batch.HasPadding ? mask : null; // no padding: mask-free (flash) kernels, same result
+        foreach (var block in blocks) x = RunBlock(block, x, blockMask);
         if (final_norm is not null) x = final_norm.forward(x);
         return (x.MoveToOuterDisposeScope(), ReferenceEquals(mask, batch.Mask) ? mask : mask.MoveToOuterDisposeScope());
     }

@@ -112,7 +112,7 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
             {
                 var reader = new ExampleReader(columns, tokenizer, o.MaxSequenceLength);
                 if (track) readers.Add(reader);
-                return reader.Read(data, token);
+                return reader.ReadParallel(data, ExampleReader.TokenizerThreads(device), cancellation: token);
             }
             var report = ModelTrainer.Train(model, spec, () => Rows(input, true), stats.Rows,
                 o.ValidationSet is null ? null : () => Rows(o.ValidationSet, false),

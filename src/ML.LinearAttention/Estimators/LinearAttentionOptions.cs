@@ -129,6 +129,10 @@ public abstract class LinearAttentionOptions
     public int? CpuThreads;
     /// <summary>Rows per forward pass when scoring with Transform.</summary>
     public int InferenceBatchSize = 64;
+    /// <summary>Activation checkpointing while training: each encoder block recomputes its activations in the backward
+    /// pass instead of storing them. Peak memory then grows far more slowly with sequence length and depth, for about
+    /// a third more compute per step; for the longest inputs (tens of thousands of tokens on a GPU).</summary>
+    public bool ActivationCheckpointing;
 
     // ---- pretrained backbone and softmax→linear conversion (docs/pretrained-and-conversion.md) ----
     /// <summary>
@@ -154,6 +158,7 @@ public abstract class LinearAttentionOptions
         GradientAccumulationSteps = GradientAccumulationSteps, ShuffleBufferRows = ShuffleBufferRows, Seed = seed,
         EarlyStoppingPatience = EarlyStoppingPatience, LogEverySteps = LogEverySteps, Progress = Progress,
         CancellationToken = CancellationToken, Precision = Precision,
+        ActivationCheckpointing = ActivationCheckpointing,
     };
 }
 

@@ -63,12 +63,21 @@ public static class ModelTrainer
         bool mixed = s.Precision == TrainingPrecision.BFloat16 || (s.Precision == TrainingPrecision.Auto && device.type == DeviceType.CUDA);
         using var mp = mixed ? new MixedPrecision(model, device) : null;
         var runner = mp?.Model ?? model;
+        runner.CheckpointActivations = s.ActivationCheckpointing;
+        bool cuda = device.type == DeviceType.CUDA;
         log.Info($"Training: {trainRowCount:N0} rows, batch {s.BatchSize} × {s.GradientAccumulationSteps} accumulation, up to {s.MaxEpochs} epoch(s) / {totalSteps:N0} optimizer steps " +
                  $"(warm-up {warmup}, {s.Decay} decay), AdamW lr {s.LearningRate:G3} wd {s.WeightDecay:G3}, device {device}, {(mixed ? "bf16 mixed precision" : "fp32")}, seed {s.Seed}.");
 
         var rng = new Random(s.Seed);
         long step = 0, micro = 0, tokensSeen = 0;
-        double lossSum = 0, lastLoss = double.NaN; int lossCount = 0;
+        double lastLoss = double.NaN; int lossCount = 0;
+        Tensor? lossSum = null; // on the device, fp64: read back (one synchronisation) only when reported
+        double TakeLoss()
+        {
+            double mean = lossSum is null || lossCount == 0 ? double.NaN : lossSum.item<double>() / lossCount;
+            lossSum?.Dispose(); lossSum = null; lossCount = 0;
+            return mean;
+        }
         double? best = null; int? bestEpoch = null; int badEpochs = 0; bool stoppedEarly = false;
         Dictionary<string, Tensor>? bestWeights = null;
         bool higherIsBetter = spec.Labels == LabelKind.Key;
@@ -82,16 +91,20 @@ public static class ModelTrainer
                 runner.train();
                 optimizer.zero_grad();
                 int pending = 0;
-                foreach (var rows in Batching.Bucketed(trainRows(), s.BatchSize, s.MaxBatchTokens, s.ShuffleBufferRows, rng))
+                foreach (var hostBatch in HostBatches(trainRows(), spec, s, rng, pin: cuda && BatchTransfer.UsePinnedMemory))
                 {
                     CheckCancel();
                     using (var scope = NewDisposeScope())
                     {
-                        using var batch = Batching.Collate(rows, device, spec.PadId, spec.NumericFeatures, spec.SideLength, spec.SideFill, spec.Labels);
+                        using var batch = BatchTransfer.ToDevice(hostBatch, device, nonBlocking: cuda && BatchTransfer.UsePinnedMemory);
+                        if (!ReferenceEquals(batch, hostBatch)) hostBatch.Dispose();
                         var loss = Loss(runner, batch, spec.Labels);
                         (loss / s.GradientAccumulationSteps).backward();
                         mp?.MoveGradients();
-                        lossSum += loss.item<float>(); lossCount++;
+                        var detached = loss.detach().to(ScalarType.Float64);
+                        if (lossSum is null) lossSum = detached.clone().DetachFromDisposeScope();
+                        else lossSum.add_(detached);
+                        lossCount++;
                         tokensSeen += batch.RealTokens;
                     }
                     micro++; pending++;
@@ -101,14 +114,13 @@ public static class ModelTrainer
                     pending = 0;
                     if (s.LogEverySteps > 0 && step % s.LogEverySteps == 0)
                     {
-                        lastLoss = lossSum / Math.Max(1, lossCount);
+                        lastLoss = TakeLoss();
                         Report(log, s, epoch, step, totalSteps, lastLoss, optimizer, tokensSeen, tokenClock, sw, null);
-                        lossSum = 0; lossCount = 0;
                     }
                     if (s.MaxSteps > 0 && step >= s.MaxSteps) break;
                 }
                 if (pending > 0) { CheckCancel(); OptimizerStep(optimizer, parameters, s, ref step, totalSteps, warmup); mp?.SyncWeights(); }
-                if (lossCount > 0) { lastLoss = lossSum / lossCount; lossSum = 0; lossCount = 0; }
+                if (lossCount > 0) lastLoss = TakeLoss();
 
                 double? metric = null;
                 if (validationRows is not null)
@@ -141,11 +153,31 @@ public static class ModelTrainer
         }
         finally
         {
+            lossSum?.Dispose();
             DisposeAll(bestWeights);
             model.eval();
         }
         return new TrainingReport(Math.Min(epoch, s.MaxEpochs), step, lastLoss, best, bestEpoch, stoppedEarly, sw.Elapsed);
     }
+
+    /// <summary>
+    /// Training batches collated on the host, made on two background threads while the device computes: one reads and
+    /// tokenizes rows (up to a shuffle buffer ahead), the other buckets, pads and (for CUDA) pins them, a few batches
+    /// ahead. The batches are exactly those of a plain <see cref="Batching.Bucketed"/> pass with the same seed.
+    /// </summary>
+    internal static IEnumerable<ModelBatch> HostBatches(IEnumerable<Example> rows, CollateSpec spec, TrainingSettings s, Random rng, bool pin)
+    {
+        var rowsAhead = Prefetch.Ahead(rows, Math.Max(s.BatchSize, s.ShuffleBufferRows), name: "LinearAttention rows");
+        var batches = Batching.Bucketed(rowsAhead, s.BatchSize, s.MaxBatchTokens, s.ShuffleBufferRows, rng).Select(b =>
+        {
+            var host = Batching.Collate(b, CPU, spec.PadId, spec.NumericFeatures, spec.SideLength, spec.SideFill, spec.Labels);
+            return pin ? BatchTransfer.Pinned(host) : host;
+        });
+        return Prefetch.Ahead(batches, PrefetchBatches, b => b.Dispose(), "LinearAttention batches");
+    }
+
+    /// <summary>Collated batches kept ready ahead of the device.</summary>
+    internal const int PrefetchBatches = 4;
 
     private static Tensor Loss(SequenceModel model, ModelBatch batch, LabelKind labels)
     {
@@ -159,7 +191,7 @@ public static class ModelTrainer
     {
         double lr = LearningRateSchedule.At(step, totalSteps, warmup, s.LearningRate, s.Decay, s.FinalLearningRateRatio);
         foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
-        if (s.MaxGradientNorm > 0) nn.utils.clip_grad_norm_(parameters, s.MaxGradientNorm);
+        if (s.MaxGradientNorm > 0) GradientClipping.ClipByGlobalNorm(parameters, s.MaxGradientNorm);
         optimizer.step();
         optimizer.zero_grad();
         step++;

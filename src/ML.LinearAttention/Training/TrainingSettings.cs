@@ -47,6 +47,9 @@ public sealed record TrainingSettings
     public int LogEverySteps { get; init; } = 50;
     /// <summary>fp32, or bf16 mixed precision (Auto: on CUDA only).</summary>
     public TrainingPrecision Precision { get; init; } = TrainingPrecision.Auto;
+    /// <summary>Recompute each block's activations in the backward pass instead of storing them (less memory, about one
+    /// extra forward pass of compute); see <see cref="Encoder.SequenceModel.CheckpointActivations"/>.</summary>
+    public bool ActivationCheckpointing { get; init; }
     public IProgress<TrainingProgress>? Progress { get; init; }
     public CancellationToken CancellationToken { get; init; }
 
