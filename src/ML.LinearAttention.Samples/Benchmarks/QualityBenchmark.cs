@@ -90,7 +90,7 @@ public static class QualityBenchmark
 
     private static TextClassificationOptions Common(QualityBenchmarkOptions o, QualityData data) => new()
     {
-        TextColumnNames = data.TextColumns, MaxSequenceLength = o.MaxLength, BatchSize = o.BatchSize, MaxEpochs = o.Epochs,
+        TextColumnNames = data.TextColumns, MaxSequenceLength = o.EffectiveMaxLength, BatchSize = o.BatchSize, MaxEpochs = o.Epochs,
         LearningRate = o.LearningRate, Seed = o.Seed, LogEverySteps = 50, EarlyStoppingPatience = 0,
     };
 
@@ -143,7 +143,7 @@ public static class QualityBenchmark
             sb.AppendLine().AppendLine("**Small (CPU smoke) size: the numbers only show that every row runs; they are not the project's quality figures.**");
         sb.AppendLine();
         sb.AppendLine($"- Data: {data.Description}; {classes} classes, majority class = {majority.ToString("F4", inv)} of the test rows.");
-        sb.AppendLine($"- Backbone: {o.Backbone} (PretrainedBackbone option; BERT layout, softmax, its WordPiece vocabulary); MaxSequenceLength {o.MaxLength}, " +
+        sb.AppendLine($"- Backbone: {o.Backbone} (PretrainedBackbone option; BERT layout, softmax, its WordPiece vocabulary); MaxSequenceLength {o.EffectiveMaxLength}, " +
                       $"batch {o.BatchSize}, {o.Epochs} epoch(s), AdamW (warm-up 6 %, cosine; learning rates in the notes), dropout 0.1, seed {o.Seed}, " +
                       "mean pooling, fresh head (RMSNorm → dense → GELU → classes; the probes replace it by their own).");
         sb.AppendLine($"- Conversion: Conversion option, every layer → `{o.ConvertTo}` (registry defaults), q/k/v/o kept; stage 1 attention transfer " +

@@ -12,7 +12,11 @@ public sealed record QualityBenchmarkOptions
     public int TestRows { get; init; } = 400;
     public int Epochs { get; init; } = 1;
     public int BatchSize { get; init; } = 16;
-    public int MaxLength { get; init; } = 64;
+    /// <summary>Tokens per row; null = 64 for sst2 (short sentences), 128 for ag-news (title + description).</summary>
+    public int? MaxLength { get; init; }
+
+    /// <summary>The MaxSequenceLength the rows are trained with.</summary>
+    public int EffectiveMaxLength => MaxLength ?? (Dataset == "ag-news" ? 128 : 64);
     public double LearningRate { get; init; } = 1e-4;
     public double ProbeLearningRate { get; init; } = 1e-3;
     public double LoraLearningRate { get; init; } = 5e-4;
@@ -45,7 +49,7 @@ public sealed record QualityBenchmarkOptions
 
     public static QualityBenchmarkOptions Parse(string[] args)
     {
-        var o = new QualityBenchmarkOptions { CommandLine = "bench quality " + string.Join(' ', args) };
+        var o = new QualityBenchmarkOptions { CommandLine = "bench quality " + string.Join(' ', args.Select(a => a.Contains(' ') ? $"\"{a}\"" : a)) };
         int sizeAt = Array.IndexOf(args, "--size");
         if (sizeAt >= 0) o = Preset(sizeAt + 1 < args.Length ? args[sizeAt + 1] : throw new ArgumentException("Option --size needs a value."), o);
         for (int i = 0; i < args.Length; i++)
