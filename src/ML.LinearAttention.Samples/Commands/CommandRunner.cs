@@ -7,7 +7,7 @@ namespace Microsoft.ML.LinearAttention.Samples.Commands;
 /// <summary>Dispatches the command line to a sample or benchmark.</summary>
 public sealed class CommandRunner(ILogger<CommandRunner> logger)
 {
-    private const string Usage = """
+    private static readonly string Usage = """
         usage: ML.LinearAttention.Samples [command] [options]
           demo                     (default) the text classifier end to end on built-in synthetic support tickets, offline:
                                    train, evaluate next to an ML.NET baseline, save, load, predict
@@ -31,7 +31,9 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
               --seconds S          wall-clock bound per point; slower points stop early or are skipped (default 25)
               --budget S           wall-clock bound of the whole command; later points are skipped (default none)
               --no-pinned          copy batches from ordinary memory (synchronous) instead of pinned memory
-              --checkpointing      activation checkpointing on
+              --isolate | --in-process   one child process per mechanism (default on CUDA) or all in this one
+              --checkpointing      activation checkpointing on (otherwise only for points out of memory without it;
+                                   --no-oom-checkpointing records OOM instead)
               --peak-tflops F      peak for MFU (default 989, H200 dense bf16)
               --device cpu|cuda --commit C --machine M
           bench inference [options] batched Transform rows/s through ML.NET (default linear_relu,hedgehog,softmax at 512,8K)
@@ -43,7 +45,7 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
               --lr X (full fine-tunes) --lora-lr X --probe-lr X (probe, MP, MP+) --scratch-lr X
               --convert-to NAME    mechanism of the converted rows (default hedgehog)
               --only full,probe,mp,mp+,lora,converted,converted+lora,scratch   --device cpu|cuda   --threads N   --out DIR
-        """;
+        """ + "\n" + TrainCommand.Usage + EvaluateCommand.Usage + PredictCommand.Usage + ServeCommand.Usage;
 
     public async Task<int> RunAsync(string[] args, CancellationToken cancellation)
     {
@@ -66,6 +68,14 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
                     return await Task.Run(() => KernelBenchmark.Run(KernelBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "quality":
                     return await Task.Run(() => QualityBenchmark.Run(QualityBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
+                case "train":
+                    return await Task.Run(() => TrainCommand.Run(args.Skip(1).ToArray(), Console.Out, cancellation), cancellation);
+                case "evaluate":
+                    return EvaluateCommand.Run(args.Skip(1).ToArray(), Console.Out);
+                case "predict":
+                    return PredictCommand.Run(args.Skip(1).ToArray(), Console.Out);
+                case "serve":
+                    return await ServeCommand.RunAsync(args.Skip(1).ToArray(), Console.Out, cancellation);
                 case "--help" or "-h" or "help":
                     Console.WriteLine(Usage);
                     return 0;
@@ -76,6 +86,16 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
             }
         }
         catch (ArgumentException e)
+        {
+            logger.LogError("{Message}", e.Message);
+            return 2;
+        }
+        catch (FormatException e) // a damaged or foreign model file (ModelFormatException)
+        {
+            logger.LogError("{Message}", e.Message);
+            return 2;
+        }
+        catch (IOException e)
         {
             logger.LogError("{Message}", e.Message);
             return 2;

@@ -59,6 +59,7 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
         var stats = DataStatistics.Compute(input, columns, token);
         if (stats.Rows == 0)
             throw new InvalidOperationException($"The training data has no row with a label in column '{columns.LabelColumn}' (missing keys and NaN labels are skipped).");
+        Resilience.TrainingDataChecks.Check(stats, columns, input.Schema, log);
 
         var config = new EncoderConfig
         {

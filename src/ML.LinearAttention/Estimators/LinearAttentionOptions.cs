@@ -134,6 +134,14 @@ public abstract class LinearAttentionOptions
     /// a third more compute per step; for the longest inputs (tens of thousands of tokens on a GPU).</summary>
     public bool ActivationCheckpointing;
 
+    // ---- checkpoints ----
+    /// <summary>Directory of resumable training checkpoints (null = none). When it holds a checkpoint of the same run
+    /// (same data size, configuration and settings), Fit resumes from it; checkpoints are written atomically and removed
+    /// once training completes. A crash loses at most <see cref="CheckpointEverySteps"/> steps.</summary>
+    public string? CheckpointDirectory;
+    /// <summary>Optimizer steps between checkpoints (0 = only at the end of each epoch).</summary>
+    public int CheckpointEverySteps = 500;
+
     // ---- pretrained backbone and softmax→linear conversion (docs/pretrained-and-conversion.md) ----
     /// <summary>
     /// Start from a pretrained BERT-family encoder: "all-MiniLM-L6-v2" (the application references the
@@ -159,6 +167,7 @@ public abstract class LinearAttentionOptions
         EarlyStoppingPatience = EarlyStoppingPatience, LogEverySteps = LogEverySteps, Progress = Progress,
         CancellationToken = CancellationToken, Precision = Precision,
         ActivationCheckpointing = ActivationCheckpointing,
+        CheckpointDirectory = CheckpointDirectory, CheckpointEverySteps = CheckpointEverySteps,
     };
 }
 

@@ -14,10 +14,13 @@ public abstract partial class LinearAttentionTransformer : ICanSaveModel
     private const byte ClassificationTask = 1;
     private const byte RegressionTask = 2;
 
+    /// <summary>The model format this build writes (and the newest it reads).</summary>
+    internal const uint FormatVersion = 0x00010001; // initial format
+
     private static object Version => MLNetBridge.VersionInfo(
         modelSignature: "LINATTNT",
-        verWrittenCur: 0x00010001, // initial format
-        verReadableCur: 0x00010001,
+        verWrittenCur: FormatVersion,
+        verReadableCur: FormatVersion,
         verWeCanReadBack: 0x00010001,
         loaderAssemblyName: typeof(LinearAttentionTransformer).Assembly.FullName!,
         loaderSignature: LoaderSignature);
@@ -77,6 +80,7 @@ public abstract partial class LinearAttentionTransformer : ICanSaveModel
     {
         ArgumentNullException.ThrowIfNull(env);
         ArgumentNullException.ThrowIfNull(ctx);
+        Resilience.ModelFiles.CheckFormatVersion(MLNetBridge.ModelVersions(ctx), FormatVersion);
         var r = MLNetBridge.BeginLoad(ctx, Version);
         byte task = r.ReadByte();
         var config = EncoderConfig.FromJson(r.ReadString());

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.ML.LinearAttention.Encoder;
+using Microsoft.ML.LinearAttention.Resilience;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -83,35 +84,67 @@ public static class ModelTrainer
         bool higherIsBetter = spec.Labels == LabelKind.Key;
         int epoch = 0;
         var tokenClock = Stopwatch.StartNew();
+        // Checkpoints (optional): resume where the last run stopped; each epoch then shuffles with its own seed.
+        var checkpoints = s.CheckpointDirectory is null ? null
+            : new TrainingCheckpoints(s.CheckpointDirectory, TrainingCheckpoints.Fingerprint(model.Config, s, trainRowCount), log);
+        int firstEpoch = 1; long skipBatches = 0;
+        if (checkpoints?.TryResume(model, optimizer, out bestWeights) is { } resumed)
+        {
+            mp?.SyncWeights();
+            step = resumed.Step; tokensSeen = resumed.TokensSeen;
+            best = resumed.Best; bestEpoch = resumed.BestEpoch; badEpochs = resumed.BadEpochs;
+            firstEpoch = resumed.EpochComplete ? resumed.Epoch + 1 : resumed.Epoch;
+            skipBatches = resumed.EpochComplete ? 0 : resumed.BatchesDoneInEpoch;
+            stoppedEarly = resumed.EpochComplete && validationRows is not null && s.EarlyStoppingPatience > 0 && badEpochs >= s.EarlyStoppingPatience;
+        }
+        var oom = new OutOfMemoryRetry(log);
         try
         {
-            for (epoch = 1; epoch <= s.MaxEpochs && (s.MaxSteps <= 0 || step < s.MaxSteps); epoch++)
+            for (epoch = firstEpoch; !stoppedEarly && epoch <= s.MaxEpochs && (s.MaxSteps <= 0 || step < s.MaxSteps); epoch++)
             {
                 model.train();
                 runner.train();
                 optimizer.zero_grad();
                 int pending = 0;
-                foreach (var hostBatch in HostBatches(trainRows(), spec, s, rng, pin: cuda && BatchTransfer.UsePinnedMemory))
+                long batchesDone = 0;
+                var epochRng = checkpoints is null ? rng : new Random(TrainingCheckpoints.EpochSeed(s.Seed, epoch));
+                foreach (var hostBatch in HostBatches(trainRows(), spec, s, epochRng, pin: cuda && BatchTransfer.UsePinnedMemory))
                 {
+                    if (batchesDone < skipBatches) { batchesDone++; hostBatch.Dispose(); continue; } // consumed before the checkpoint we resumed from
                     CheckCancel();
                     using (var scope = NewDisposeScope())
                     {
                         using var batch = BatchTransfer.ToDevice(hostBatch, device, nonBlocking: cuda && BatchTransfer.UsePinnedMemory);
                         if (!ReferenceEquals(batch, hostBatch)) hostBatch.Dispose();
-                        var loss = Loss(runner, batch, spec.Labels);
-                        (loss / s.GradientAccumulationSteps).backward();
-                        mp?.MoveGradients();
-                        var detached = loss.detach().to(ScalarType.Float64);
-                        if (lossSum is null) lossSum = detached.clone().DetachFromDisposeScope();
-                        else lossSum.add_(detached);
+                        Tensor? batchLoss = null; // this batch's loss (weighted over pieces after an out-of-memory split)
+                        oom.Run(batch, (piece, weight) =>
+                        {
+                            s.FaultInjection?.Invoke(piece);
+                            var loss = Loss(runner, piece, spec.Labels);
+                            (loss * (weight / s.GradientAccumulationSteps)).backward();
+                            runner.ThrowIfCheckpointFailed();
+                            mp?.MoveGradients();
+                            var detached = loss.detach().to(ScalarType.Float64) * weight;
+                            batchLoss = batchLoss is null ? detached : batchLoss + detached;
+                        }, () =>
+                        {
+                            // The failed attempt's partial gradients (and those of earlier batches of this accumulation group) are dropped.
+                            optimizer.zero_grad(); runner.zero_grad();
+                            batchLoss = null; pending = 0;
+                        });
+                        if (lossSum is null) lossSum = batchLoss!.clone().DetachFromDisposeScope();
+                        else lossSum.add_(batchLoss!);
                         lossCount++;
                         tokensSeen += batch.RealTokens;
                     }
+                    batchesDone++;
                     micro++; pending++;
                     if (pending < s.GradientAccumulationSteps) continue;
                     OptimizerStep(optimizer, parameters, s, ref step, totalSteps, warmup);
                     mp?.SyncWeights();
                     pending = 0;
+                    if (checkpoints is not null && s.CheckpointEverySteps > 0 && step % s.CheckpointEverySteps == 0)
+                        checkpoints.Save(new CheckpointState(epoch, false, batchesDone, step, tokensSeen, best, bestEpoch, badEpochs), model, optimizer, bestWeights);
                     if (s.LogEverySteps > 0 && step % s.LogEverySteps == 0)
                     {
                         lastLoss = TakeLoss();
@@ -120,6 +153,7 @@ public static class ModelTrainer
                     if (s.MaxSteps > 0 && step >= s.MaxSteps) break;
                 }
                 if (pending > 0) { CheckCancel(); OptimizerStep(optimizer, parameters, s, ref step, totalSteps, warmup); mp?.SyncWeights(); }
+                skipBatches = 0;
                 if (lossCount > 0) lastLoss = TakeLoss();
 
                 double? metric = null;
@@ -138,6 +172,7 @@ public static class ModelTrainer
                 }
                 Report(log, s, epoch, step, totalSteps, lastLoss, optimizer, tokensSeen, tokenClock, sw, metric, endOfEpoch: true,
                     metricName: higherIsBetter ? "validation accuracy" : "validation RMSE");
+                checkpoints?.Save(new CheckpointState(epoch, true, 0, step, tokensSeen, best, bestEpoch, badEpochs), model, optimizer, bestWeights);
                 if (validationRows is not null && s.EarlyStoppingPatience > 0 && badEpochs >= s.EarlyStoppingPatience)
                 {
                     log.Info($"Early stopping after epoch {epoch}: no validation improvement for {badEpochs} epoch(s); best {best:G4} at epoch {bestEpoch}.");
@@ -150,6 +185,7 @@ public static class ModelTrainer
                 using (torch.no_grad()) model.load_state_dict(bestWeights, strict: true);
                 log.Info($"Restored the weights of epoch {bestEpoch} (best validation {(higherIsBetter ? "accuracy" : "RMSE")} {best:G4}).");
             }
+            checkpoints?.DeleteAll(); // the run is complete: nothing left to resume
         }
         finally
         {

@@ -52,9 +52,16 @@ public sealed record TrainingSettings
     public bool ActivationCheckpointing { get; init; }
     public IProgress<TrainingProgress>? Progress { get; init; }
     public CancellationToken CancellationToken { get; init; }
+    /// <summary>Directory of resumable checkpoints (null = none); see <see cref="Resilience.TrainingCheckpoints"/>.</summary>
+    public string? CheckpointDirectory { get; init; }
+    /// <summary>Optimizer steps between checkpoints (0 = only at the end of each epoch).</summary>
+    public int CheckpointEverySteps { get; init; } = 500;
+    /// <summary>Test hook: called with the batch of each forward pass before it runs (fault injection).</summary>
+    internal Action<Encoder.ModelBatch>? FaultInjection { get; init; }
 
     internal void Validate()
     {
+        if (CheckpointEverySteps < 0) throw new ArgumentOutOfRangeException(nameof(CheckpointEverySteps), CheckpointEverySteps, "CheckpointEverySteps must be 0 (end of each epoch only) or positive.");
         if (BatchSize <= 0) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "BatchSize must be positive.");
         if (MaxEpochs <= 0) throw new ArgumentOutOfRangeException(nameof(MaxEpochs), MaxEpochs, "MaxEpochs must be at least 1.");
         if (LearningRate <= 0) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "LearningRate must be positive.");
