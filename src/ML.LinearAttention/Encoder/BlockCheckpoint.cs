@@ -4,8 +4,8 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.LinearAttention.Encoder;
 
 /// <summary>
-/// Activation checkpointing of one encoder block (<see cref="EncoderBlock"/>, <see cref="PostNormBlock"/>) as a custom autograd function: the forward pass runs
-/// without building a graph and keeps only the block's input; the backward pass recomputes the block's forward from
+/// Activation checkpointing of one encoder block (<see cref="EncoderBlock"/>, <see cref="PostNormBlock"/>) as a custom
+/// autograd function: the forward pass runs without building a graph and keeps only the block's input; the backward pass recomputes the block's forward from
 /// that input (with the same dropout masks) and back-propagates through it, which accumulates the block's parameter
 /// gradients and returns the input's gradient. Memory per block falls from all its activations to one [B, T, C]
 /// tensor, for about one extra forward pass of compute.
