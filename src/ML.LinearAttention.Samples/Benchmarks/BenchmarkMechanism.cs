@@ -14,6 +14,9 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 /// <param name="Layers">Mechanism and options of each layer.</param>
 public sealed record BenchmarkMechanism(string Label, IReadOnlyList<LayerMixer> Layers)
 {
+    /// <summary>The --mechanisms entry this came from (to hand the same mechanism to a child process).</summary>
+    public string Entry { get; init; } = Label;
+
     /// <summary>True when any layer runs full softmax attention (cost per token grows with T).</summary>
     public bool HasSoftmax => Layers.Any(l => l.Name == "softmax");
 
@@ -36,13 +39,15 @@ public sealed record BenchmarkMechanism(string Label, IReadOnlyList<LayerMixer> 
     {
         entry = entry.Trim();
         if (entry == "linear_relu")
-            return Uniform("linear_relu", "linear", new KernelOptions { FeatureMap = "relu" }, numLayers);
+            return Uniform("linear_relu", "linear", new KernelOptions { FeatureMap = "relu" }, numLayers) with { Entry = entry };
         if (entry == "hybrid")
         {
             var plan = HybridPlan.Parse(hybridPlan);
             var (baseName, baseOptions) = NameAndOptions(hybridBase);
             var layers = plan.Resolve(numLayers, baseName, baseOptions).Select(l => new LayerMixer(l.Name, l.Options)).ToList();
-            return new BenchmarkMechanism($"hybrid {plan} ({baseName}+softmax)", layers);
+            var others = layers.Select((l, i) => (l.Name, i)).Where(x => x.Name != baseName).ToList();
+            string where = others.Count == 0 ? "no other layer" : string.Join(" ", others.GroupBy(x => x.Name).Select(g => $"{g.Key}@{string.Join(",", g.Select(x => x.i))}"));
+            return new BenchmarkMechanism($"hybrid {plan} ({baseName} + {where})", layers) { Entry = entry };
         }
         var (name, options) = NameAndOptions(entry);
         return Uniform(entry, name, options, numLayers);

@@ -27,6 +27,9 @@ public static class InferenceBenchmark
         var mechanisms = BenchmarkMechanism.ParseList(o.Mechanisms, o.Layers, o.HybridPlan, o.HybridBase);
         var points = new List<Point>();
         var total = Stopwatch.StartNew();
+        var meta = TrainingBenchmark.Meta(o, cuda, memory);
+        meta["precision"] = "fp32 weights and activations (the fitted transformer scores with its fp32 master model); TF32 matmuls " +
+                            (cuda && o.Tf32 ? "allowed (--tf32)" : "off (libtorch's default)");
         foreach (var mechanism in mechanisms)
         {
             var position = mechanism.Position(o.Hidden, o.Heads);
@@ -38,17 +41,19 @@ public static class InferenceBenchmark
                 points.Add(point);
                 log.WriteLine($"{mechanism.Label,-34} T={t,6} batch {point.BatchRows,4}  {TrainingBenchmark.Fmt(point.RowsPerSecond, "N1"),10} rows/s  " +
                               $"{TrainingBenchmark.Fmt(point.TokensPerSecond, "N0"),10} tok/s  peak {TrainingBenchmark.Fmt(point.PeakGiB, "F2")} GiB  ({point.Rows} rows) {point.Status}");
+                Write(o, meta, points); // after every point: a run cut short keeps what it measured
             }
         }
+        log.WriteLine($"wrote inference.md and inference.json to {o.OutputDirectory}");
+        return 0;
+    }
+
+    private static void Write(TrainingBenchmarkOptions o, Dictionary<string, string> meta, List<Point> points)
+    {
         Directory.CreateDirectory(o.OutputDirectory);
-        var meta = TrainingBenchmark.Meta(o, cuda, memory);
-        meta["precision"] = "fp32 weights and activations (the fitted transformer scores with its fp32 master model); TF32 matmuls " +
-                            (cuda && o.Tf32 ? "allowed (--tf32)" : "off (libtorch's default)");
         File.WriteAllText(Path.Combine(o.OutputDirectory, "inference.json"), JsonSerializer.Serialize(new { meta, o.TokensPerStep, o.Layers, o.Hidden, o.Heads, Points = points },
             new JsonSerializerOptions { WriteIndented = true }));
         File.WriteAllText(Path.Combine(o.OutputDirectory, "inference.md"), Markdown(o, meta, points));
-        log.WriteLine($"wrote inference.md and inference.json to {o.OutputDirectory}");
-        return 0;
     }
 
     private static Point Measure(TrainingBenchmarkOptions o, BenchmarkMechanism mechanism, Encoder.PositionEncoding position, long t, bool cuda, CudaMemoryProbe? memory)

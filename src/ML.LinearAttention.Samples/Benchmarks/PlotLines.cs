@@ -37,7 +37,7 @@ public sealed class PlotLines
     {
         var canvas = new Canvas(width, height);
         const int scale = 2;
-        int legendWidth = Math.Max(160, Series.Count == 0 ? 0 : Series.Max(s => s.Name.Length) * 6 * scale + 50);
+        int legendWidth = Math.Max(160, Series.Count == 0 ? 0 : Series.Max(s => s.Name.Length) * 6 * scale + 80);
         int left = 110, right = width - legendWidth - 20, top = 50, bottom = height - 70;
         if (right - left < 100 || bottom - top < 100) throw new ArgumentException($"A {width}×{height} image is too small for this chart.");
         canvas.Text(Title, (width - Canvas.TextWidth(Title, scale)) / 2, 14, scale, (0, 0, 0));

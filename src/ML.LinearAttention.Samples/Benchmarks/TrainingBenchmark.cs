@@ -21,7 +21,7 @@ public static class TrainingBenchmark
 {
     /// <summary>One measured (mechanism, T) point.</summary>
     public sealed record Point(string Mechanism, long T, long B, long TokensPerStep, int MeasuredSteps, double? SetupSeconds, double? MsPerStep,
-        double? TokensPerSecond, double? PeakGiB, double GflopPerToken, bool FlopsComplete, double? Tflops, double? Mfu, string? Status);
+        double? TokensPerSecond, double? PeakGiB, double GflopPerToken, bool FlopsComplete, double? Tflops, double? Mfu, string? Status, bool Checkpointed = false);
 
     public static int Run(TrainingBenchmarkOptions o, TextWriter log)
     {
@@ -40,30 +40,76 @@ public static class TrainingBenchmark
         int steps = (o.Steps + every - 1) / every * every; // timestamps come every `every` steps
         var points = new List<Point>();
         var info = new Dictionary<string, (string Position, long MatrixParameters)>();
+        var meta = Meta(o, cuda, memory);
+        bool isolate = o.ChildResults is null && (o.Isolate ?? cuda);
+        if (isolate) log.WriteLine("each mechanism runs in its own process (a CUDA error cannot take the others down)");
+        bool stoppedByOom = false;
         foreach (var mechanism in mechanisms)
         {
             var position = mechanism.Position(o.Hidden, o.Heads);
             long matrix = ModelFlops.MatrixParameters(Config(o, mechanism, position));
             info[mechanism.Label] = (position.ToString(), matrix);
-            string? skipRest = null;
-            foreach (long t in o.Lengths)
+            Point Skipped(long t, string why)
             {
                 long b = Math.Max(1, o.TokensPerStep / t);
                 double flops = ModelFlops.TrainingPerToken(matrix, mechanism.Layers, t, o.Heads, o.Hidden / o.Heads, out bool complete);
-                if (skipRest is null && o.BudgetSeconds > 0 && total.Elapsed.TotalSeconds > o.BudgetSeconds)
-                    skipRest = $"skipped: the command's {o.BudgetSeconds:F0} s budget was spent";
-                Point point = skipRest is not null
-                    ? new Point(mechanism.Label, t, b, b * t, 0, null, null, null, null, flops / 1e9, complete, null, null, skipRest)
-                    : Measure(o, mechanism, position, t, b, every, steps, flops, complete, cuda, memory);
+                return new Point(mechanism.Label, t, b, b * t, 0, null, null, null, null, flops / 1e9, complete, null, null, why);
+            }
+            var results = isolate
+                ? IsolatedRuns.Mechanism(o, mechanism, total, log, Skipped)
+                : Lengths(o, mechanism, position, matrix, every, steps, cuda, memory, total, log, Skipped);
+            foreach (var point in results)
+            {
                 points.Add(point);
-                log.WriteLine($"{mechanism.Label,-34} T={t,6} B={b,4}  {Fmt(point.TokensPerSecond, "N0"),10} tok/s  {Fmt(point.MsPerStep, "F1"),8} ms/step  " +
-                              $"peak {Fmt(point.PeakGiB, "F2")} GiB  MFU {Fmt(point.Mfu * 100, "F1")}%  ({point.MeasuredSteps} steps, setup {Fmt(point.SetupSeconds, "F1")} s) {point.Status}");
-                if (skipRest is null && point.MsPerStep is double ms && ms / 1000 * (o.WarmupSteps + steps) > o.SecondsPerPoint)
-                    skipRest = $"skipped: {ms / 1000:F1} s per step at T={t} already exceeds the {o.SecondsPerPoint:F0} s bound per point";
+                if (o.ChildResults is not null)
+                {
+                    File.AppendAllText(o.ChildResults, JsonSerializer.Serialize(point) + "\n");
+                    stoppedByOom |= point.Status == "OOM";
+                }
+                else Write(o, meta, cuda, steps, info, points); // after every point: a run cut short keeps what it measured
             }
         }
+        if (o.ChildResults is not null) return stoppedByOom ? IsolatedRuns.OutOfMemoryExitCode : 0;
+        log.WriteLine($"wrote training.md, training.json, training-throughput.png and training-memory.png to {o.OutputDirectory}");
+        return 0;
+    }
+
+    /// <summary>The points of one mechanism in this process, in order of length.</summary>
+    private static IEnumerable<Point> Lengths(TrainingBenchmarkOptions o, BenchmarkMechanism mechanism, PositionEncoding position, long matrix, int every, int steps,
+        bool cuda, CudaMemoryProbe? memory, Stopwatch total, TextWriter log, Func<long, string, Point> skipped)
+    {
+        string? skipRest = null;
+        foreach (long t in o.Lengths)
+        {
+            long b = Math.Max(1, o.TokensPerStep / t);
+            double flops = ModelFlops.TrainingPerToken(matrix, mechanism.Layers, t, o.Heads, o.Hidden / o.Heads, out bool complete);
+            if (skipRest is null && o.BudgetSeconds > 0 && total.Elapsed.TotalSeconds > o.BudgetSeconds)
+                skipRest = $"skipped: the command's {o.BudgetSeconds:F0} s budget was spent";
+            if (skipRest is null && !o.ActivationCheckpointing && o.SimulatedFailure == $"exit@{t}") Environment.Exit(134);
+            var point = skipRest is not null ? skipped(t, skipRest)
+                : !o.ActivationCheckpointing && o.SimulatedFailure == $"oom@{t}" ? skipped(t, "OOM")
+                : Measure(o, mechanism, position, t, b, every, steps, flops, complete, cuda, memory, o.ActivationCheckpointing);
+            log.WriteLine($"{mechanism.Label,-34} T={t,6} B={b,4}  {Fmt(point.TokensPerSecond, "N0"),10} tok/s  {Fmt(point.MsPerStep, "F1"),8} ms/step  " +
+                          $"peak {Fmt(point.PeakGiB, "F2")} GiB  MFU {Fmt(point.Mfu * 100, "F1")}%  ({point.MeasuredSteps} steps, setup {Fmt(point.SetupSeconds, "F1")} s" +
+                          $"{(point.Checkpointed ? ", checkpointing" : "")}) {point.Status}");
+            yield return point;
+            if (skipRest is null && point.MsPerStep is double ms && ms / 1000 * (o.WarmupSteps + steps) > o.SecondsPerPoint)
+                skipRest = $"skipped: {ms / 1000:F1} s per step at T={t} already exceeds the {o.SecondsPerPoint:F0} s bound per point";
+            // After an out-of-memory error libtorch may hold on to memory or fail later where .NET cannot catch it (seen on
+            // the H200: an abort from the autograd thread), so this process tries no more of this mechanism; isolated
+            // runs measure the rest in a fresh process, with activation checkpointing.
+            if (point.Status == "OOM")
+            {
+                if (o.ChildResults is not null) yield break;
+                skipRest ??= $"skipped: out of memory at T={t}";
+            }
+        }
+    }
+
+    private static void Write(TrainingBenchmarkOptions o, Dictionary<string, string> meta, bool cuda, int steps,
+        Dictionary<string, (string Position, long MatrixParameters)> info, List<Point> points)
+    {
         Directory.CreateDirectory(o.OutputDirectory);
-        var meta = Meta(o, cuda, memory);
         File.WriteAllText(Path.Combine(o.OutputDirectory, "training.json"), JsonSerializer.Serialize(new
         {
             meta, o.TokensPerStep, o.Layers, o.Hidden, o.Heads, o.Dropout, o.WarmupSteps, Steps = steps, o.ActivationCheckpointing, o.PeakTflops,
@@ -74,12 +120,10 @@ public static class TrainingBenchmark
             .Save(Path.Combine(o.OutputDirectory, "training-throughput.png"));
         Plot(points, p => p.PeakGiB, "Peak CUDA memory of a training step (GiB)", "GiB")
             .Save(Path.Combine(o.OutputDirectory, "training-memory.png"));
-        log.WriteLine($"wrote training.md, training.json, training-throughput.png and training-memory.png to {o.OutputDirectory}");
-        return 0;
     }
 
     private static Point Measure(TrainingBenchmarkOptions o, BenchmarkMechanism mechanism, PositionEncoding position, long t, long b, int every, int steps,
-        double flopsPerToken, bool complete, bool cuda, CudaMemoryProbe? memory)
+        double flopsPerToken, bool complete, bool cuda, CudaMemoryProbe? memory, bool checkpoint)
     {
         var clock = Stopwatch.StartNew();
         var stamps = new SortedDictionary<long, double>();
@@ -97,6 +141,7 @@ public static class TrainingBenchmark
         int rows = (int)((o.WarmupSteps + steps + 1) * b);
         var data = ml.Data.LoadFromEnumerable(SyntheticCorpus.Rows(rows, (int)t, seed: 7));
         var options = EstimatorOptions(o, mechanism, position, t, b);
+        options.ActivationCheckpointing = checkpoint;
         options.MaxSteps = o.WarmupSteps + steps;
         options.LogEverySteps = every;
         options.Progress = progress;
@@ -121,17 +166,17 @@ public static class TrainingBenchmark
         double? setup = stamps.TryGetValue(o.WarmupSteps, out double s0) ? s0 : null;
         long last = stamps.Keys.LastOrDefault();
         int measured = setup is null ? 0 : (int)(last - o.WarmupSteps);
-        if (status == "OOM") return new Point(mechanism.Label, t, b, b * t, 0, setup, null, null, null, flopsPerToken / 1e9, complete, null, null, status);
+        if (status == "OOM") return new Point(mechanism.Label, t, b, b * t, 0, setup, null, null, null, flopsPerToken / 1e9, complete, null, null, status, checkpoint);
         if (measured <= 0)
             return new Point(mechanism.Label, t, b, b * t, 0, setup, null, null, null, flopsPerToken / 1e9, complete, null, null,
-                status ?? "no timed step");
+                status ?? "no timed step", checkpoint);
         double seconds = stamps[last] - setup!.Value;
         double msPerStep = seconds * 1000 / measured;
         double tokensPerSecond = b * t * measured / seconds;
         double tflops = tokensPerSecond * flopsPerToken / 1e12;
         if (status is not null && status.StartsWith("time bound", StringComparison.Ordinal)) status = $"{measured} of {steps} steps ({status})";
         return new Point(mechanism.Label, t, b, b * t, measured, setup, msPerStep, tokensPerSecond, peak, flopsPerToken / 1e9, complete, tflops,
-            cuda ? tflops / o.PeakTflops : null, status);
+            cuda ? tflops / o.PeakTflops : null, status, checkpoint);
     }
 
     /// <summary>The estimator options of one point (shared with `bench inference`).</summary>
@@ -187,7 +232,8 @@ public static class TrainingBenchmark
         ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture),
     };
 
-    internal static bool IsOutOfMemory(Exception e)
+    /// <summary>True for libtorch's CUDA out-of-memory errors (anywhere in the inner exceptions).</summary>
+    public static bool IsOutOfMemory(Exception e)
     {
         for (var x = e; x is not null; x = x.InnerException)
             if (x.Message.Contains("out of memory", StringComparison.OrdinalIgnoreCase) || x.Message.Contains("OutOfMemory", StringComparison.Ordinal)) return true;

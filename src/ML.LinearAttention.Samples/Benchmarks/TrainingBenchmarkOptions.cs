@@ -29,11 +29,25 @@ public sealed record TrainingBenchmarkOptions
     /// <summary>Copies batches to the GPU from pinned memory, asynchronously (<see cref="Training.BatchTransfer.UsePinnedMemory"/>).</summary>
     public bool PinnedMemory { get; init; } = true;
     public bool ActivationCheckpointing { get; init; }
+    /// <summary>Isolated runs only: a point out of memory (or a process that died) is measured again in a fresh process
+    /// with activation checkpointing, which then stays on for that mechanism's longer lengths.</summary>
+    public bool CheckpointOnOom { get; init; } = true;
+    /// <summary>Each mechanism in its own child process (null = on CUDA only): an out-of-memory error or a native abort
+    /// then loses one point, not the run.</summary>
+    public bool? Isolate { get; init; }
+    /// <summary>Set in a child process: append each point as a JSON line to this file (and write no report).</summary>
+    public string? ChildResults { get; init; }
+    /// <summary>For tests of the isolated runs: "oom@T" reports out of memory at length T, "exit@T" ends the process
+    /// there (both only without activation checkpointing).</summary>
+    public string? SimulatedFailure { get; init; }
     /// <summary>Dense bf16 peak of the GPU for model FLOP utilisation (H200 SXM datasheet: 989 TFLOP/s).</summary>
     public double PeakTflops { get; init; } = 989;
     public string? Device { get; init; }
-    public string Commit { get; init; } = Detect("git", "rev-parse --short HEAD") ?? "unknown";
-    public string Machine { get; init; } = DefaultMachine();
+    private string? _commit, _machine;
+    /// <summary>Recorded in the outputs; detected with git when not given (and only when used).</summary>
+    public string Commit { get => _commit ??= Detect("git", "rev-parse --short HEAD") ?? "unknown"; init => _commit = value; }
+    /// <summary>Recorded in the outputs; detected with nvidia-smi and python3 when not given (and only when used).</summary>
+    public string Machine { get => _machine ??= DefaultMachine(); init => _machine = value; }
     public string CommandLine { get; init; } = "";
     /// <summary>Inference only: rows scored per length (at least one full forward pass).</summary>
     public int InferenceRows { get; init; } = 0;
@@ -69,6 +83,11 @@ public sealed record TrainingBenchmarkOptions
                 "--budget" => o with { BudgetSeconds = Double(Value()) },
                 "--no-pinned" => o with { PinnedMemory = false },
                 "--checkpointing" => o with { ActivationCheckpointing = true },
+                "--no-oom-checkpointing" => o with { CheckpointOnOom = false },
+                "--isolate" => o with { Isolate = true },
+                "--in-process" => o with { Isolate = false },
+                "--child-results" => o with { ChildResults = Value(), Isolate = false },
+                "--simulate-failure" => o with { SimulatedFailure = Value() },
                 "--peak-tflops" => o with { PeakTflops = Double(Value()) },
                 "--device" => o with { Device = Value() },
                 "--commit" => o with { Commit = Value() },

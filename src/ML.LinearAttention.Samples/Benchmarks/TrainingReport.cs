@@ -9,6 +9,9 @@ internal static class TrainingReport
     public static string Markdown(TrainingBenchmarkOptions o, Dictionary<string, string> meta, bool cuda, int steps,
         Dictionary<string, (string Position, long MatrixParameters)> info, List<TrainingBenchmark.Point> points)
     {
+        string Cell(TrainingBenchmark.Point? p, Func<TrainingBenchmark.Point, string> value) => p is null ? ""
+            : p.TokensPerSecond is null ? (p.Status ?? "—").Replace("|", "/")
+            : value(p) + (p.Checkpointed && !o.ActivationCheckpointing ? " †" : "") + (p.Status is null ? "" : $" ({p.Status.Replace("|", "/")})");
         var md = new StringBuilder();
         var lengths = points.Select(p => p.T).Distinct().OrderBy(t => t).ToList();
         string Head(string first) => $"| {first} | " + string.Join(" | ", lengths.Select(t => "T=" + L(t))) + " |\n|---|" + string.Concat(lengths.Select(_ => "---:|"));
@@ -23,7 +26,7 @@ internal static class TrainingReport
         md.AppendLine($"- each point is one `TextClassificationEstimator.Fit` through ML.NET (tokenizer and batching on producer threads, AdamW, " +
                       $"gradient clipping 1.0): {o.TokensPerStep:N0} tokens per optimizer step (B = tokens / T), {o.WarmupSteps} warm-up step(s), " +
                       $"then up to {steps} timed steps (fewer when the point reaches its {o.SecondsPerPoint:F0} s bound)");
-        md.AppendLine($"- precision: {meta["precision"]}; activation checkpointing {(o.ActivationCheckpointing ? "on" : "off")}");
+        md.AppendLine($"- precision: {meta["precision"]}; activation checkpointing {(o.ActivationCheckpointing ? "on" : o.CheckpointOnOom ? "off, except † = the point ran out of memory without it and was measured again with it (as are that mechanism's longer lengths)" : "off")}");
         md.AppendLine($"- peak memory: {meta["memory"]}");
         md.AppendLine($"- MFU = model FLOPs per token × tokens/s ÷ {o.PeakTflops:G} TFLOP/s" + (cuda ? " (H200 SXM dense bf16 datasheet figure; an 8192³ bf16 matmul reaches about 790 TFLOP/s on this machine, ../shared/gpu/README.md)" : "") +
                       "; model FLOPs per token = 6·N + 3·Σ attention FLOPs (formula at the end); * = a mechanism without an attention formula (its MFU counts projections and FFN only)");
@@ -43,7 +46,7 @@ internal static class TrainingReport
         md.AppendLine(Head("mechanism"));
         foreach (var g in points.GroupBy(p => p.Mechanism))
             md.AppendLine($"| {g.Key} | " + string.Join(" | ", lengths.Select(t => Cell(g.FirstOrDefault(p => p.T == t),
-                p => $"{Num(p.MsPerStep, "F0")} ms · {Num(p.PeakGiB, "F1")} GiB · {(p.Mfu is double m ? (m * 100).ToString("F1", CultureInfo.InvariantCulture) + "%" : "—")}{(p.FlopsComplete ? "" : "*")}"))) + " |");
+                p => $"{Num(p.MsPerStep, "F0")} ms · {(p.PeakGiB is null ? "—" : Num(p.PeakGiB, "F1") + " GiB")} · {(p.Mfu is double m ? (m * 100).ToString("F1", CultureInfo.InvariantCulture) + "%" : "—")}{(p.FlopsComplete ? "" : "*")}"))) + " |");
         md.AppendLine();
         md.AppendLine("## Speed-up over softmax (tokens/s ratio, > 1 is faster)");
         md.AppendLine();
@@ -69,7 +72,7 @@ internal static class TrainingReport
          md.AppendLine("| mechanism | " + string.Join(" | ", lengths.Select(t => "T=" + L(t))) + " |\n|---|" + string.Concat(lengths.Select(_ => "---:|")));
         foreach (var g in points.GroupBy(p => p.Mechanism))
             md.AppendLine($"| {g.Key} GFLOP/token | " + string.Join(" | ", lengths.Select(t => g.FirstOrDefault(p => p.T == t) is { } p
-                ? p.GflopPerToken.ToString("F2", CultureInfo.InvariantCulture) + (p.FlopsComplete ? "" : "*") : "")) + " |");
+                ? p.GflopPerToken.ToString(p.GflopPerToken >= 1 ? "F2" : "G3", CultureInfo.InvariantCulture) + (p.FlopsComplete ? "" : "*") : "")) + " |");
         return md.ToString();
     }
 
@@ -85,7 +88,7 @@ internal static class TrainingReport
             double first = ok[0].TokensPerSecond!.Value;
             double worst = ok.Max(p => Math.Abs(p.TokensPerSecond!.Value / first - 1));
             var last = ok[^1];
-            md.AppendLine($"- {g.Key}: tokens/s from T={L(ok[0].T)} to T={L(last.T)} stays within {worst * 100:F0} % of the T={L(ok[0].T)} value " +
+            md.AppendLine($"- {g.Key}: from T={L(ok[0].T)} to T={L(last.T)}, tokens/s differs from the T={L(ok[0].T)} value by at most {worst * 100:F0} % " +
                           $"({(worst <= 0.2 ? "meets" : "misses")} the ±20 % target); at T={L(last.T)} {Short(last.TokensPerSecond)} vs {Short(first)}" +
                           (g.Any(p => p.Status is not null && p.TokensPerSecond is null) ? $"; not measured: {string.Join(", ", g.Where(p => p.TokensPerSecond is null).Select(p => $"T={L(p.T)} ({p.Status})"))}" : "") + ".");
         }
@@ -109,9 +112,6 @@ internal static class TrainingReport
     }
 
     private static TrainingBenchmark.Point? Softmax(List<TrainingBenchmark.Point> points, long t) => points.FirstOrDefault(p => p.Mechanism == "softmax" && p.T == t);
-
-    private static string Cell(TrainingBenchmark.Point? p, Func<TrainingBenchmark.Point, string> value)
-        => p is null ? "" : p.TokensPerSecond is null ? (p.Status ?? "—").Replace("|", "/") : value(p) + (p.Status is null ? "" : $" ({p.Status.Replace("|", "/")})");
 
     private static string Ratio(double? mine, double? reference) => mine is double a && reference is double b && b > 0 ? (a / b).ToString("F2", CultureInfo.InvariantCulture) + "×" : "—";
 

@@ -31,7 +31,9 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
               --seconds S          wall-clock bound per point; slower points stop early or are skipped (default 25)
               --budget S           wall-clock bound of the whole command; later points are skipped (default none)
               --no-pinned          copy batches from ordinary memory (synchronous) instead of pinned memory
-              --checkpointing      activation checkpointing on
+              --isolate | --in-process   one child process per mechanism (default on CUDA) or all in this one
+              --checkpointing      activation checkpointing on (otherwise only for points out of memory without it;
+                                   --no-oom-checkpointing records OOM instead)
               --peak-tflops F      peak for MFU (default 989, H200 dense bf16)
               --device cpu|cuda --commit C --machine M
           bench inference [options] batched Transform rows/s through ML.NET (default linear_relu,hedgehog,softmax at 512,8K)

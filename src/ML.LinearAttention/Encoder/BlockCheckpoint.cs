@@ -24,22 +24,39 @@ internal sealed class BlockCheckpoint : autograd.SingleTensorFunction<BlockCheck
 
     public override string Name => nameof(BlockCheckpoint);
 
-    /// <summary>Runs <paramref name="block"/> on x [B, T, C] with mask [B, T] (or null) under checkpointing.</summary>
-    public static Tensor Run(EncoderBlock block, Tensor x, Tensor? mask) => apply(new Box(block), x, new Box(mask));
+    /// <summary>
+    /// Runs <paramref name="block"/> on x [B, T, C] with mask [B, T] (or null) under checkpointing. An exception in the
+    /// backward recomputation (e.g. CUDA out of memory) cannot cross libtorch's autograd engine (it would end the
+    /// process), so it goes to <paramref name="failed"/> and the block returns no input gradient; the caller rethrows
+    /// it after backward (<see cref="SequenceModel.ThrowIfCheckpointFailed"/>).
+    /// </summary>
+    public static Tensor Run(EncoderBlock block, Tensor x, Tensor? mask, Action<Exception> failed) => apply(new Box(block), x, new Box((mask, failed)));
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
         var block = (EncoderBlock)((Box)vars[0]).Value!;
         var x = (Tensor)vars[1];
-        var mask = (Tensor?)((Box)vars[2]).Value;
+        var (mask, failed) = ((Tensor?, Action<Exception>))((Box)vars[2]).Value!;
         ctx.save_for_backward(new List<Tensor> { x });
         ctx.save_data("block", block);
-        ctx.save_data("mask", new Box(mask));
+        ctx.save_data("failed", failed);
+        // Its own handle: the caller's dispose scope may free the mask it passed (e.g. the CLS-extended one) before backward.
+        ctx.save_data("mask", new Box(mask?.detach().DetachFromDisposeScope()));
         ctx.save_data("rng", new Box(SaveRandomState(x.device)));
         return block.forward(x, mask);
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
+    {
+        try { return Recompute(ctx, grad_output); }
+        catch (Exception e)
+        {
+            ((Action<Exception>)ctx.get_data("failed"))(e);
+            return new List<Tensor> { null!, null!, null! };
+        }
+    }
+
+    private static List<Tensor> Recompute(autograd.AutogradContext ctx, Tensor grad_output)
     {
         var block = (EncoderBlock)ctx.get_data("block");
         var mask = (Tensor?)((Box)ctx.get_data("mask")).Value;

@@ -99,8 +99,17 @@ public sealed class SequenceModel : nn.Module
 
     private Tensor RunBlock(EncoderBlock block, Tensor x, Tensor? mask)
         => CheckpointActivations && training && is_grad_enabled() && x.requires_grad
-            ? BlockCheckpoint.Run(block, x, mask)
+            ? BlockCheckpoint.Run(block, x, mask, e => Interlocked.CompareExchange(ref _checkpointFailure, e, null))
             : block.forward(x, mask);
+
+    private Exception? _checkpointFailure;
+
+    /// <summary>Rethrows (once) an exception of a checkpointed block's backward recomputation; call after backward().</summary>
+    public void ThrowIfCheckpointFailed()
+    {
+        var e = Interlocked.Exchange(ref _checkpointFailure, null);
+        if (e is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e).Throw();
+    }
 
     private void InitWeights()
     {

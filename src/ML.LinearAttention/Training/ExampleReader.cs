@@ -107,7 +107,7 @@ public sealed class ExampleReader
     /// out in the cursor's order, so the stream is identical to <see cref="Read"/>'s. Numeric sequences and
     /// <paramref name="threads"/> ≤ 1 use <see cref="Read"/> itself.
     /// </summary>
-    public IEnumerable<Example> ReadParallel(IDataView data, int threads, int block = 256, CancellationToken cancellation = default)
+    public IEnumerable<Example> ReadParallel(IDataView data, int threads, int block = 64, CancellationToken cancellation = default)
     {
         if (threads <= 1 || _columns.TextColumns.Count == 0) return Read(data, cancellation);
         return ReadBlocks(data, threads, Math.Max(1, block), cancellation);

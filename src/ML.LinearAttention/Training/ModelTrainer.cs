@@ -122,6 +122,7 @@ public static class ModelTrainer
                             s.FaultInjection?.Invoke(piece);
                             var loss = Loss(runner, piece, spec.Labels);
                             (loss * (weight / s.GradientAccumulationSteps)).backward();
+                            runner.ThrowIfCheckpointFailed();
                             mp?.MoveGradients();
                             var detached = loss.detach().to(ScalarType.Float64) * weight;
                             batchLoss = batchLoss is null ? detached : batchLoss + detached;

@@ -38,7 +38,7 @@ public sealed class BenchmarkCommandTests
             Assert.Equal("test", json.RootElement.GetProperty("meta").GetProperty("commit").GetString());
             var md = File.ReadAllText(Path.Combine(dir, "training.md"));
             Assert.Contains("| softmax (Rope, N = ", md);
-            Assert.Contains("hybrid 1:1 (hedgehog+softmax)", md);
+            Assert.Contains("hybrid 1:1 (hedgehog + softmax@1)", md);
             Assert.Contains("bench training --layers 2", md);
             foreach (var png in new[] { "training-throughput.png", "training-memory.png" })
             {
@@ -67,6 +67,29 @@ public sealed class BenchmarkCommandTests
             point = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "training.json"))).RootElement.GetProperty("Points")[0];
             Assert.True(point.GetProperty("TokensPerSecond").GetDouble() > 0);
             Assert.Contains("activation checkpointing on", File.ReadAllText(Path.Combine(dir, "training.md")));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Theory]
+    [InlineData("oom@32")]
+    [InlineData("exit@32")]
+    public void IsolatedRunsMeasureAgainWithCheckpointingAfterAnOutOfMemoryOrADeadProcess(string failure)
+    {
+        // Each mechanism runs in a child process of the samples app; the failing length is measured again in a fresh
+        // process with activation checkpointing, which stays on for the longer lengths.
+        var dir = Directory.CreateTempSubdirectory("bench-isolated-").FullName;
+        try
+        {
+            var log = new StringWriter();
+            Assert.Equal(0, TrainingBenchmark.Run(Tiny("training", dir, "--lengths", "16,32,64", "--mechanisms", "linear_relu", "--isolate",
+                "--simulate-failure", failure), log));
+            var points = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "training.json"))).RootElement.GetProperty("Points").EnumerateArray().ToList();
+            Assert.Equal(new long[] { 16, 32, 64 }, points.Select(p => p.GetProperty("T").GetInt64()));
+            Assert.All(points, p => Assert.True(p.GetProperty("TokensPerSecond").GetDouble() > 0, p.ToString()));
+            Assert.Equal(new[] { false, true, true }, points.Select(p => p.GetProperty("Checkpointed").GetBoolean()));
+            Assert.Contains("measured again in a fresh process with activation checkpointing", log.ToString());
+            Assert.Contains(" †", File.ReadAllText(Path.Combine(dir, "training.md")));
         }
         finally { Directory.Delete(dir, true); }
     }
@@ -104,6 +127,9 @@ public sealed class BenchmarkCommandTests
         Assert.Equal(PositionEncoding.Rope, list[0].Position(16, 2));
         Assert.Equal(PositionEncoding.None, list[2].Position(16, 2));
         Assert.Contains("Known:", Assert.Throws<ArgumentException>(() => BenchmarkMechanism.ParseList("softmaxx", 2, "3:1", "hedgehog")).Message);
+        Assert.True(TrainingBenchmark.IsOutOfMemory(new InvalidOperationException("Fit failed", new System.Runtime.InteropServices.ExternalException(
+            "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 139.81 GiB"))));
+        Assert.False(TrainingBenchmark.IsOutOfMemory(new ArgumentException("shape mismatch")));
     }
 
     [Fact]

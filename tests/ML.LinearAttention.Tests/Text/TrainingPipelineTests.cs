@@ -1,3 +1,4 @@
+using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Encoder;
 using Microsoft.ML.LinearAttention.Tests.Infrastructure;
 using Microsoft.ML.LinearAttention.Training;
@@ -147,6 +148,62 @@ public sealed class TrainingPipelineTests
         Assert.Contains(plain.Keys, k => k.Contains("blocks"));
         foreach (var (name, g) in plain)
             KernelAssert.Close(checkpointed[name], g, 1e-6, 1e-5, $"{mixer}: gradient of {name}");
+    }
+
+    [Fact]
+    public void CheckpointingKeepsTheMaskOfNumericSequencesWithAClsToken()
+    {
+        // The CLS-extended mask is made inside the model's dispose scope and must survive until backward.
+        Torch.Seed();
+        using var model = new SequenceModel(new EncoderConfig { NumericFeatures = 3, ModelDim = 16, NumHeads = 2, NumLayers = 2, Pooling = Pooling.Cls, Outputs = 1, Dropout = 0.1 });
+        model.train();
+        var rows = new[] { new Example { Values = Enumerable.Range(0, 15).Select(i => (float)Math.Sin(i)).ToArray(), Length = 5, Label = 1 },
+                           new Example { Values = Enumerable.Range(0, 27).Select(i => (float)Math.Cos(i)).ToArray(), Length = 9, Label = -1 } };
+        Tensor[] Gradients(bool checkpoint)
+        {
+            model.zero_grad();
+            model.CheckpointActivations = checkpoint;
+            torch.random.manual_seed(5);
+            using var batch = Batching.Collate(rows, CPU, 0, 3, 0, null, LabelKind.Float);
+            Assert.True(batch.HasPadding);
+            nn.functional.mse_loss(model.Forward(batch).squeeze(-1), batch.Labels!).backward();
+            GC.Collect(); GC.WaitForPendingFinalizers();
+            return model.parameters().Where(p => p.grad is not null).Select(p => p.grad!.clone()).ToArray();
+        }
+        var plain = Gradients(false);
+        var checkpointed = Gradients(true);
+        Assert.Equal(plain.Length, checkpointed.Length);
+        for (int i = 0; i < plain.Length; i++) KernelAssert.Close(checkpointed[i], plain[i], 1e-6, 1e-5, $"gradient {i}");
+    }
+
+    private sealed class FlakyMixer : TokenMixer
+    {
+        private readonly TorchSharp.Modules.Linear proj;
+        public bool Fail { get; set; }
+
+        public FlakyMixer(MixerConfig config) : base(nameof(FlakyMixer), config)
+        {
+            proj = nn.Linear(config.ModelDim, config.ModelDim);
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor x, Tensor? keyPaddingMask)
+            => Fail ? throw new InvalidOperationException("recomputation failed") : proj.forward(x);
+    }
+
+    [Fact]
+    public void AFailingRecomputationIsReportedInsteadOfEndingTheProcess()
+    {
+        Torch.Seed();
+        var mixer = new FlakyMixer(new MixerConfig(8, 2));
+        using var block = new EncoderBlock(mixer, 8, 2, 0);
+        block.train();
+        var x = randn(2, 5, 8).requires_grad_(true);
+        Exception? failure = null;
+        var y = BlockCheckpoint.Run(block, x, null, e => failure = e);
+        mixer.Fail = true;
+        y.sum().backward(); // an exception escaping into libtorch's engine would end the test process
+        Assert.Equal("recomputation failed", Assert.IsType<InvalidOperationException>(failure).Message);
     }
 
     [Fact]
