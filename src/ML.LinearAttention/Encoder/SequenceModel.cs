@@ -1,4 +1,5 @@
 using Microsoft.ML.LinearAttention.Attention;
+using Microsoft.ML.LinearAttention.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -12,7 +13,7 @@ namespace Microsoft.ML.LinearAttention.Encoder;
 /// optional side features fused in. Input standardisation statistics live in buffers, so the saved weights are the
 /// whole model.
 /// </summary>
-public sealed class SequenceModel : nn.Module
+public sealed class SequenceModel : TrainableModel
 {
     private readonly Embedding? token_embedding;
     private readonly Linear? value_projection;
@@ -87,6 +88,15 @@ public sealed class SequenceModel : nn.Module
     /// <summary>The configuration this model was built from.</summary>
     public EncoderConfig Config { get; }
 
+    /// <inheritdoc/>
+    public override TrainableModel CreateSibling() => new SequenceModel(Config);
+
+    /// <inheritdoc/>
+    public override string ConfigurationJson => Config.ToJson();
+
+    /// <inheritdoc/>
+    public override string Describe() => $"{Config.ModelDim} hidden, {Config.NumLayers} layers, {Config.Outputs} outputs";
+
     private void InitWeights()
     {
         using var _ = torch.no_grad();
@@ -112,10 +122,10 @@ public sealed class SequenceModel : nn.Module
     }
 
     /// <summary>Regression targets in the model's standardised units.</summary>
-    public Tensor StandardizeTarget(Tensor y) => (y - target_mean) / target_std;
+    public override Tensor StandardizeTarget(Tensor y) => (y - target_mean) / target_std;
 
     /// <summary>Regression output back in the label's units.</summary>
-    public Tensor DestandardizeTarget(Tensor y) => y * target_std + target_mean;
+    public override Tensor DestandardizeTarget(Tensor y) => y * target_std + target_mean;
 
     /// <summary>Pooled representation [B, C] of a batch.</summary>
     public Tensor Encode(ModelBatch batch)
@@ -160,7 +170,7 @@ public sealed class SequenceModel : nn.Module
     }
 
     /// <summary>Head outputs [B, Outputs]: class logits, or the standardised regression value.</summary>
-    public Tensor Forward(ModelBatch batch)
+    public override Tensor Forward(ModelBatch batch)
     {
         using var scope = NewDisposeScope();
         var h = Encode(batch);

@@ -32,7 +32,7 @@ public sealed record TrainingReport(int Epochs, long Steps, double FinalTrainLos
 /// </summary>
 public static class ModelTrainer
 {
-    public static TrainingReport Train(SequenceModel model, CollateSpec spec, Func<IEnumerable<Example>> trainRows, long trainRowCount,
+    public static TrainingReport Train(TrainableModel model, CollateSpec spec, Func<IEnumerable<Example>> trainRows, long trainRowCount,
         Func<IEnumerable<Example>>? validationRows, TrainingSettings s, Device device, ITrainingLog log, Func<bool>? hostCanceled = null)
     {
         s.Validate();
@@ -44,13 +44,13 @@ public static class ModelTrainer
             if (hostCanceled?.Invoke() == true) throw new OperationCanceledException("Training was cancelled through MLContext (CancelExecution).");
         }
 
-        var named = model.named_parameters().ToList();
+        var named = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();   // frozen ones (a frozen stem) are left alone
         var decay = named.Where(p => p.parameter.dim() >= 2 && !p.name.Contains("embedding")).Select(p => p.parameter).ToList();
         var noDecay = named.Where(p => !(p.parameter.dim() >= 2 && !p.name.Contains("embedding"))).Select(p => p.parameter).ToList();
         var groups = new List<AdamW.ParamGroup> { new(decay, lr: s.LearningRate, weight_decay: s.WeightDecay) };
         if (noDecay.Count > 0) groups.Add(new AdamW.ParamGroup(noDecay, lr: s.LearningRate, weight_decay: 0));
         using var optimizer = torch.optim.AdamW(groups, lr: s.LearningRate, weight_decay: s.WeightDecay);
-        var parameters = model.parameters().ToList();
+        var parameters = named.Select(p => p.parameter).ToList();
 
         long batchesPerEpoch = Math.Max(1, (trainRowCount + s.BatchSize - 1) / s.BatchSize);
         long stepsPerEpoch = Math.Max(1, (batchesPerEpoch + s.GradientAccumulationSteps - 1) / s.GradientAccumulationSteps);
@@ -144,7 +144,7 @@ public static class ModelTrainer
         return new TrainingReport(Math.Min(epoch, s.MaxEpochs), step, lastLoss, best, bestEpoch, stoppedEarly, sw.Elapsed);
     }
 
-    private static Tensor Loss(SequenceModel model, ModelBatch batch, LabelKind labels)
+    private static Tensor Loss(TrainableModel model, ModelBatch batch, LabelKind labels)
     {
         var output = model.Forward(batch).to(ScalarType.Float32);
         return labels == LabelKind.Key
@@ -163,7 +163,7 @@ public static class ModelTrainer
     }
 
     /// <summary>Accuracy (classification) or RMSE in label units (regression) of <paramref name="model"/> on a stream.</summary>
-    public static double Evaluate(SequenceModel model, CollateSpec spec, IEnumerable<Example> rows, int batchSize, long maxBatchTokens, Device device, Action? checkCancel = null)
+    public static double Evaluate(TrainableModel model, CollateSpec spec, IEnumerable<Example> rows, int batchSize, long maxBatchTokens, Device device, Action? checkCancel = null)
     {
         bool wasTraining = model.training;
         model.eval();
@@ -186,7 +186,7 @@ public static class ModelTrainer
         return spec.Labels == LabelKind.Key ? sum / n : Math.Sqrt(sum / n);
     }
 
-    private static Dictionary<string, Tensor> Snapshot(SequenceModel model)
+    private static Dictionary<string, Tensor> Snapshot(TrainableModel model)
     {
         using var _ = torch.no_grad();
         return model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
@@ -207,7 +207,7 @@ public static class ModelTrainer
         var eta = step > 0 ? TimeSpan.FromSeconds(sw.Elapsed.TotalSeconds / step * Math.Max(0, totalSteps - step)) : TimeSpan.Zero;
         string head = endOfEpoch ? $"Epoch {epoch}/{s.MaxEpochs} done:" : $"Epoch {epoch}/{s.MaxEpochs}";
         string m = metric is null ? "" : $", {metricName} {metric:G4}";
-        log.Info($"{head} step {step}/{totalSteps}, loss {loss:F4}{m}, lr {lr:G3}, {tps:N0} tokens/s, ETA {eta:hh\\:mm\\:ss}.");
+        log.Info($"{head} step {step}/{totalSteps}, loss {loss:F4}{m}, lr {lr:G3}, {tps:N0} {s.ThroughputUnit}/s, ETA {eta:hh\\:mm\\:ss}.");
         s.Progress?.Report(new TrainingProgress(epoch, step, totalSteps, loss, lr, tps, eta, metric));
     }
 }

@@ -48,6 +48,8 @@ public sealed record TrainingSettings
     /// <summary>fp32, or bf16 mixed precision (Auto: on CUDA only).</summary>
     public TrainingPrecision Precision { get; init; } = TrainingPrecision.Auto;
     public IProgress<TrainingProgress>? Progress { get; init; }
+    /// <summary>What <see cref="Example.Length"/> counts, for the throughput in the log ("tokens"; "images" for images).</summary>
+    public string ThroughputUnit { get; init; } = "tokens";
     public CancellationToken CancellationToken { get; init; }
 
     internal void Validate()
