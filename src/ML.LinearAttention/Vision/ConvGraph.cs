@@ -85,20 +85,36 @@ public sealed class ConvGraph : nn.Module<Tensor, Tensor>
     private Tensor Conv(ConvGraphOp op, Tensor x)
     {
         var conv = convs[op.Module];
-        var (x2, pad) = Pad(x, op.Pads, 0);
+        var (x2, pad) = Pad(x, op, 0);
         return nn.functional.conv2d(x2, conv.weight!, conv.bias, strides: op.Stride, padding: pad, dilation: op.Dilation, groups: op.Group);
     }
 
     private static Tensor MaxPool(ConvGraphOp op, Tensor x)
     {
-        var (x2, pad) = Pad(x, op.Pads, double.NegativeInfinity);
+        var (x2, pad) = Pad(x, op, double.NegativeInfinity);
         return nn.functional.max_pool2d(x2, op.Kernel, op.Stride, pad);
     }
 
     // ONNX pads [top, left, bottom, right]: symmetric ones go to the operator, asymmetric ones are applied first.
-    private static (Tensor X, long[] Pad) Pad(Tensor x, long[] pads, double value)
+    private static (Tensor X, long[] Pad) Pad(Tensor x, ConvGraphOp op, double value)
     {
+        var pads = op.SamePadding is null ? op.Pads : SamePads(x, op);
         if (pads[0] == pads[2] && pads[1] == pads[3]) return (x, new[] { pads[0], pads[1] });
         return (nn.functional.pad(x, new[] { pads[1], pads[3], pads[0], pads[2] }, value: value), new long[] { 0, 0 });
+    }
+
+    // "same" padding: output ⌈in / stride⌉, total pad (out − 1)·stride + (k − 1)·dilation + 1 − in, odd pixel before or after.
+    private static long[] SamePads(Tensor x, ConvGraphOp op)
+    {
+        var p = new long[4];
+        for (int axis = 0; axis < 2; axis++)
+        {
+            long size = x.shape[2 + axis], s = op.Stride[axis], k = op.Kernel[axis], d = op.Dilation[axis];
+            long total = Math.Max(0, ((size + s - 1) / s - 1) * s + (k - 1) * d + 1 - size);
+            long before = op.SamePadding == "lower" ? (total + 1) / 2 : total / 2;
+            p[axis] = before;
+            p[axis + 2] = total - before;
+        }
+        return p;
     }
 }

@@ -14,8 +14,10 @@ public enum ConvOpKind
 }
 
 /// <summary>
-/// One node of a <see cref="ConvGraphSpec"/>. Pads are ONNX's [top, left, bottom, right]; they may be asymmetric
-/// (CNTK exports pad stride-2 layers only at the top and left).
+/// One node of a <see cref="ConvGraphSpec"/>. Pads are ONNX's [top, left, bottom, right]. Asymmetric pads are the
+/// frozen trace of "same" padding at the export resolution (CNTK pads its stride-2 layers only at the top and left):
+/// such a node gets <see cref="SamePadding"/> and recomputes its pads for the actual input size, so the residual
+/// branches keep matching at any resolution.
 /// </summary>
 public sealed record ConvGraphOp
 {
@@ -31,6 +33,9 @@ public sealed record ConvGraphOp
     public long[] Pads { get; init; } = { 0, 0, 0, 0 };
     public long[] Dilation { get; init; } = { 1, 1 };
     public int Group { get; init; } = 1;
+    /// <summary>null: the explicit <see cref="Pads"/>; "lower"/"upper": "same" padding for the actual input size, the odd
+    /// pixel before (lower) or after (upper), as ONNX's SAME_LOWER / SAME_UPPER.</summary>
+    public string? SamePadding { get; init; }
 }
 
 /// <summary>

