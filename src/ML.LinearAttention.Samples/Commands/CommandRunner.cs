@@ -20,6 +20,13 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
               --only a,b           only these mechanisms (registry names)
               --device cpu|cuda    (default cuda when available)
               --dtype bf16|fp32    (default bf16 on cuda, fp32 on cpu)
+          bench vision [options]   images/s (train, inference) and peak memory of linear vs softmax patch encoders
+              --out DIR            where to write vision.md / vision.json (default docs/benchmarks)
+              --sizes a,b,c        image sizes in pixels (default 224,512,1024)
+              --batch a,b,c        images per batch, one or one per size (default 64,16,4)
+              --mixers a,b         encoders: registry names, or name:hybrid-plan (default linear,mala,softmax)
+              --dim --layers --heads --patch   ViT size (default 384, 12, 6, 16)
+              --device cpu|cuda --dtype bf16|fp32 --seconds S --commit SHA --machine TEXT
         """;
 
     public async Task<int> RunAsync(string[] args, CancellationToken cancellation)
@@ -37,6 +44,8 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
                     return 0;
                 case "bench" when args.Length > 1 && args[1] == "kernels":
                     return await Task.Run(() => KernelBenchmark.Run(KernelBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
+                case "bench" when args.Length > 1 && args[1] == "vision":
+                    return await Task.Run(() => VisionBenchmark.Run(VisionBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
                 case "--help" or "-h" or "help":
                     Console.WriteLine(Usage);
                     return 0;
