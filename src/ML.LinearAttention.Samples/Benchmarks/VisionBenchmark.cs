@@ -18,7 +18,8 @@ public sealed record VisionBenchmarkOptions
     public string OutputDirectory { get; init; } = Path.Combine("docs", "benchmarks");
     public int[] Sizes { get; init; } = { 224, 512, 1024 };
     public int[] Batches { get; init; } = { 64, 16, 4 };
-    /// <summary>Encoders to compare: a registry name (every block), or name:plan with a HybridPlan ("mala:softmax@-1").</summary>
+    /// <summary>Encoders to compare: a registry name (every block), or name:plan with a HybridPlan ("mala:softmax@-1");
+    /// a "resnet18/" prefix puts the pretrained ResNet18 stem (trainable) in front instead of the patch embedding.</summary>
     public string[] Mixers { get; init; } = { "linear", "mala", "softmax" };
     public int Dim { get; init; } = 384;
     public int Layers { get; init; } = 12;
@@ -120,16 +121,20 @@ public static class VisionBenchmark
     /// <summary>The per-block mechanisms of an encoder spec: "name" or "name:hybrid-plan".</summary>
     private static List<EncoderConfig.LayerSpec> Plan(string spec, int layers)
     {
-        var parts = spec.Split(':', 2);
+        var parts = StemOf(spec).Mixers.Split(':', 2);
         var name = parts[0];
         MixerRegistry.Get(name);
         var plan = parts.Length == 2 ? HybridPlan.Parse(parts[1]) : HybridPlan.None;
         return EncoderConfig.Plan(plan.Resolve(layers, name, null).Select(m => new LayerMixer(m.Name, m.Options)).ToList())!;
     }
 
+    private static (bool ResNet, string Mixers) StemOf(string spec)
+        => spec.StartsWith("resnet18/", StringComparison.OrdinalIgnoreCase) ? (true, spec["resnet18/".Length..]) : (false, spec);
+
     private static Result Measure(string spec, int size, int batch, VisionBenchmarkOptions o, Device device, ScalarType dtype, bool cuda, CudaMemoryProbe? memory)
     {
-        int tokens = (size / o.Patch) * (size / o.Patch);
+        bool resnet = StemOf(spec).ResNet;
+        int tokens = resnet ? ((size + 31) / 32) * ((size + 31) / 32) : (size / o.Patch) * (size / o.Patch);
         try
         {
             using var scope = NewDisposeScope();
@@ -139,7 +144,7 @@ public static class VisionBenchmark
                 ImageWidth = size, ImageHeight = size, PatchSize = o.Patch, Outputs = o.Classes,
                 Stages = new() { new VisionStage(o.Layers, o.Dim, o.Heads) }, Layers = Plan(spec, o.Layers),
             };
-            using var model = new VisionModel(config);
+            using var model = resnet ? VisionModel.WithPretrainedResNet18(config with { FreezeStem = false }) : new VisionModel(config);
             model.to(device);
             model.to(dtype);
             using var optimizer = torch.optim.AdamW(model.parameters(), lr: 1e-4);

@@ -24,7 +24,8 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
               --out DIR            where to write vision.md / vision.json (default docs/benchmarks)
               --sizes a,b,c        image sizes in pixels (default 224,512,1024)
               --batch a,b,c        images per batch, one or one per size (default 64,16,4)
-              --mixers a,b         encoders: registry names, or name:hybrid-plan (default linear,mala,softmax)
+              --mixers a,b         encoders: registry names, or name:hybrid-plan (default linear,mala,softmax);
+                                   prefix resnet18/ for the pretrained ResNet18 stem instead of patches
               --dim --layers --heads --patch   ViT size (default 384, 12, 6, 16)
               --device cpu|cuda --dtype bf16|fp32 --seconds S --commit SHA --machine TEXT
         """;

@@ -118,6 +118,24 @@ public sealed class VisionModel : TrainableModel
     public override string Describe()
         => $"{Config.ImageWidth}×{Config.ImageHeight} input, {Config.Backbone}, stages {string.Join("/", Config.Stages.Select(s => $"{s.Depth}×{s.Dimension}"))}, {Config.Outputs} classes";
 
+    /// <summary>
+    /// A model whose backbone is the pretrained ResNet18 cut at <paramref name="level"/> (1..4), weights loaded; the rest
+    /// of <paramref name="config"/> (stages, mixers, size, classes) is kept. <paramref name="onnxPath"/> null = the copy of
+    /// the package Microsoft.ML.DnnImageFeaturizer.ResNet18 in the application's folder.
+    /// </summary>
+    public static VisionModel WithPretrainedResNet18(VisionConfig config, int level = 4, string? onnxPath = null)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var (modelPath, prepPath) = PretrainedImageModels.LocateResNet18(onnxPath);
+        var stem = OnnxStemImporter.Import(File.ReadAllBytes(modelPath), File.ReadAllBytes(prepPath), level, Path.GetFileName(modelPath));
+        var model = new VisionModel(config with
+        {
+            Backbone = VisionBackbone.PretrainedStem, Stem = stem.Spec, StemBgr = stem.Bgr, StemMeanHeight = stem.MeanHeight, StemMeanWidth = stem.MeanWidth,
+        });
+        model.LoadStem(stem);
+        return model;
+    }
+
     /// <summary>Copies imported pretrained weights into the stem.</summary>
     internal void LoadStem(ImportedStem imported)
         => (stem ?? throw new InvalidOperationException("This model has no pretrained stem.")).Load(imported);
