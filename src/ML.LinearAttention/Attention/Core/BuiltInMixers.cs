@@ -32,6 +32,7 @@ using Microsoft.ML.LinearAttention.Attention.MoM;
 using Microsoft.ML.LinearAttention.Attention.Softmax;
 using Microsoft.ML.LinearAttention.Attention.Sqa;
 using Microsoft.ML.LinearAttention.Attention.TransNormer;
+using Microsoft.ML.LinearAttention.Attention.HiLo;
 
 namespace Microsoft.ML.LinearAttention.Attention;
 
@@ -69,5 +70,6 @@ internal static class BuiltInMixers
         MixerRegistry.Register<GatedDeltaNetOptions>("gated_deltanet", "Gated DeltaNet: the delta rule with a Mamba2-style scalar decay per head, short convolutions and gated RMSNorm; chunkwise WY form, two-scan encoder.", true, true, (c, o) => new GatedDeltaNetMixer(c, o), GatedDeltaNetBench.Cases);
         MixerRegistry.Register<KdaOptions>("kda", "Kimi Delta Attention: the delta rule with a per-channel decay from a low-rank gate, short convolutions and sigmoid-gated RMSNorm; chunkwise WY form, two-scan encoder.", true, true, (c, o) => new KdaMixer(c, o), KdaBench.Cases);
         MixerRegistry.Register<MomOptions>("mom", "Mixture-of-Memories: a top-k router over several Gated DeltaNet memories; tokens write to and read from only their routed memories; two-scan encoder.", true, true, (c, o) => new MomMixer(c, o), MomBench.Cases);
+        MixerRegistry.Register<HiLoOptions>("hilo", "HiLo (LITv2): most heads attend to s×s-pooled window means (Lo-Fi, global), the rest inside s×s windows (Hi-Fi, local); softmax, T·s² + T²/s².", true, false, (c, o) => new HiLoMixer(c, o), HiLoBench.Cases);
     }
 }
