@@ -33,6 +33,7 @@ using Microsoft.ML.LinearAttention.Attention.Softmax;
 using Microsoft.ML.LinearAttention.Attention.Sqa;
 using Microsoft.ML.LinearAttention.Attention.TransNormer;
 using Microsoft.ML.LinearAttention.Attention.HiLo;
+using Microsoft.ML.LinearAttention.Attention.Van;
 
 namespace Microsoft.ML.LinearAttention.Attention;
 
@@ -71,5 +72,6 @@ internal static class BuiltInMixers
         MixerRegistry.Register<KdaOptions>("kda", "Kimi Delta Attention: the delta rule with a per-channel decay from a low-rank gate, short convolutions and sigmoid-gated RMSNorm; chunkwise WY form, two-scan encoder.", true, true, (c, o) => new KdaMixer(c, o), KdaBench.Cases);
         MixerRegistry.Register<MomOptions>("mom", "Mixture-of-Memories: a top-k router over several Gated DeltaNet memories; tokens write to and read from only their routed memories; two-scan encoder.", true, true, (c, o) => new MomMixer(c, o), MomBench.Cases);
         MixerRegistry.Register<HiLoOptions>("hilo", "HiLo (LITv2): most heads attend to s×s-pooled window means (Lo-Fi, global), the rest inside s×s windows (Hi-Fi, local); softmax, T·s² + T²/s².", true, false, (c, o) => new HiLoMixer(c, o), HiLoBench.Cases);
+        MixerRegistry.Register<VanOptions>("van", "VAN large-kernel attention: a gate from depthwise 5×5 then 7×7 dilation-3 convolutions (a 21×21 kernel decomposed) times the input, between 1×1 projections; no token-token scores.", true, false, (c, o) => new VanMixer(c, o), VanBench.Cases);
     }
 }
