@@ -63,8 +63,9 @@ public sealed class ImageClassificationOptions
 
     // ---- encoder ----
     /// <summary>Registry name of the mixer of every block: bidirectional 2D-aware linear attention such as "mala", "rala",
-    /// "inline", "agent", "focused", "efficientvit", "nalaformer", or "linear"/"softmax" (see MixerRegistry.All).</summary>
-    [Choice("mala", "rala", "focused", "agent", "softmax")]
+    /// "inline", "agent", "focused", "efficientvit", "nalaformer", the vision mechanisms "hilo", "l2vit", "van", or
+    /// "linear"/"softmax" (see MixerRegistry.All).</summary>
+    [Choice("mala", "rala", "focused", "agent", "hilo", "l2vit", "van", "softmax")]
     public string Attention = "mala";
     /// <summary>Options of <see cref="Attention"/> (null = the mechanism's defaults).</summary>
     public MixerOptions? AttentionOptions;

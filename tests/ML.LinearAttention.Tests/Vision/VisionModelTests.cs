@@ -45,6 +45,9 @@ public sealed class VisionModelTests
     [InlineData("nalaformer")]
     [InlineData("softmax")]
     [InlineData("linear")]
+    [InlineData("hilo")]
+    [InlineData("van")]
+    [InlineData("l2vit")]
     public void EveryBidirectionalMechanismRunsOnTheGridAndLearns(string mixer)
     {
         Torch.Seed();
