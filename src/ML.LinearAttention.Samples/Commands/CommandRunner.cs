@@ -7,7 +7,7 @@ namespace Microsoft.ML.LinearAttention.Samples.Commands;
 /// <summary>Dispatches the command line to a sample or benchmark.</summary>
 public sealed class CommandRunner(ILogger<CommandRunner> logger)
 {
-    private const string Usage = """
+    private static readonly string Usage = """
         usage: ML.LinearAttention.Samples [command] [options]
           demo                     (default) the text classifier end to end on built-in synthetic support tickets, offline:
                                    train, evaluate next to an ML.NET baseline, save, load, predict
@@ -28,7 +28,25 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
                                    prefix resnet18/ for the pretrained ResNet18 stem instead of patches
               --dim --layers --heads --patch   ViT size (default 384, 12, 6, 16)
               --device cpu|cuda --dtype bf16|fp32 --seconds S --commit SHA --machine TEXT
-        """;
+          bench training [options] train the text encoder end to end (ML.NET Fit) at each length; tokens/s, ms/step, peak memory, MFU
+              --out DIR            where to write training.md / .json / -throughput.png / -memory.png (default docs/benchmarks)
+              --mechanisms a,b     registry names, name{json}, linear_relu, hybrid (default softmax,hedgehog,linear_relu,hybrid,simple_gla,gated_deltanet)
+              --hybrid PLAN        hybrid plan (default 3:1) over --hybrid-base NAME (default hedgehog)
+              --lengths a,b        sequence lengths, K = 1024 (default 512,2K,8K,16K,32K,64K)
+              --tokens N           tokens per optimizer step, B = N / T (default 65536)
+              --layers L --hidden C --heads H --dropout P   encoder size (default 12, 768, 12, 0.1)
+              --warmup N --steps N untimed and timed steps per point (default 2, 4)
+              --seconds S          wall-clock bound per point; slower points stop early or are skipped (default 25)
+              --budget S           wall-clock bound of the whole command; later points are skipped (default none)
+              --no-pinned          copy batches from ordinary memory (synchronous) instead of pinned memory
+              --isolate | --in-process   one child process per mechanism (default on CUDA) or all in this one
+              --checkpointing      activation checkpointing on (otherwise only for points out of memory without it;
+                                   --no-oom-checkpointing records OOM instead)
+              --peak-tflops F      peak for MFU (default 989, H200 dense bf16)
+              --device cpu|cuda --commit C --machine M
+          bench inference [options] batched Transform rows/s through ML.NET (default linear_relu,hedgehog,softmax at 512,8K)
+              same options, plus --rows N (rows scored per point) and --tf32 (allow TF32 matmuls)
+        """ + "\n" + TrainCommand.Usage + EvaluateCommand.Usage + PredictCommand.Usage + ServeCommand.Usage;
 
     public async Task<int> RunAsync(string[] args, CancellationToken cancellation)
     {
@@ -43,10 +61,22 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
                 case "demo":
                     TextDemo.Run(Console.Out);
                     return 0;
+                case "bench" when args.Length > 1 && args[1] == "training":
+                    return await Task.Run(() => TrainingBenchmark.Run(TrainingBenchmarkOptions.Parse("training", args.Skip(2).ToArray()), Console.Out), cancellation);
+                case "bench" when args.Length > 1 && args[1] == "inference":
+                    return await Task.Run(() => InferenceBenchmark.Run(TrainingBenchmarkOptions.Parse("inference", args.Skip(2).ToArray(), InferenceBenchmark.Defaults), Console.Out), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "kernels":
                     return await Task.Run(() => KernelBenchmark.Run(KernelBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "vision":
                     return await Task.Run(() => VisionBenchmark.Run(VisionBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
+                case "train":
+                    return await Task.Run(() => TrainCommand.Run(args.Skip(1).ToArray(), Console.Out, cancellation), cancellation);
+                case "evaluate":
+                    return EvaluateCommand.Run(args.Skip(1).ToArray(), Console.Out);
+                case "predict":
+                    return PredictCommand.Run(args.Skip(1).ToArray(), Console.Out);
+                case "serve":
+                    return await ServeCommand.RunAsync(args.Skip(1).ToArray(), Console.Out, cancellation);
                 case "--help" or "-h" or "help":
                     Console.WriteLine(Usage);
                     return 0;
@@ -57,6 +87,16 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
             }
         }
         catch (ArgumentException e)
+        {
+            logger.LogError("{Message}", e.Message);
+            return 2;
+        }
+        catch (FormatException e) // a damaged or foreign model file (ModelFormatException)
+        {
+            logger.LogError("{Message}", e.Message);
+            return 2;
+        }
+        catch (IOException e)
         {
             logger.LogError("{Message}", e.Message);
             return 2;

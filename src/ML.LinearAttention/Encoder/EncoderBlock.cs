@@ -9,13 +9,13 @@ namespace Microsoft.ML.LinearAttention.Encoder;
 /// One pre-norm block: x + Dropout(Mixer(RmsNorm(x), mask)), then x + Dropout(FFN(RmsNorm(x))) with a GELU FFN.
 /// Shapes: x [B, T, C], mask [B, T] bool (true = real token) → [B, T, C], zero at padded positions.
 /// </summary>
-public sealed class EncoderBlock : nn.Module<Tensor, Tensor?, Tensor>
+public sealed class EncoderBlock : nn.Module<Tensor, Tensor?, Tensor>, IFfnRecalibrated
 {
     private readonly RmsNorm norm1;
     private readonly TokenMixer mixer;
     private readonly RmsNorm norm2;
-    private readonly Linear ffn_in;
-    private readonly Linear ffn_out;
+    private readonly nn.Module<Tensor, Tensor> ffn_in; // Linear; typed as a module so fine-tuning can wrap it (LoRA)
+    private readonly nn.Module<Tensor, Tensor> ffn_out;
     private readonly Dropout drop;
 
     public EncoderBlock(TokenMixer mixer, int modelDim, double ffnMultiplier, double dropout) : base(nameof(EncoderBlock))
@@ -37,7 +37,31 @@ public sealed class EncoderBlock : nn.Module<Tensor, Tensor?, Tensor>
     {
         using var scope = NewDisposeScope();
         var h = x + drop.forward(mixer.forward(norm1.forward(x), mask));
-        h = h + drop.forward(ffn_out.forward(nn.functional.gelu(ffn_in.forward(norm2.forward(h)))));
+        var f = ffn_out.forward(nn.functional.gelu(ffn_in.forward(norm2.forward(h))));
+        if (ffn_recalibration is not null)
+        {
+            var (scale, shift) = ffn_recalibration.forward(h);
+            f = shift + (scale + 1) * f;
+        }
+        h = h + drop.forward(f);
         return Heads.ZeroPadded(h, mask).MoveToOuterDisposeScope();
+    }
+
+    // ---- fine-tuning seam (FineTuning/): recalibration of the FFN branch ----
+    private nn.Module<Tensor, (Tensor Scale, Tensor Shift)>? ffn_recalibration;
+
+    /// <summary>
+    /// Optional recalibration of the FFN branch (PSRP of Moment Probing+, set by the fine-tuning catalog): (w, b) = f(h)
+    /// from the post-attention state h [B, T, C], and the block adds b + (1 + w)·FFN(RmsNorm(h)) instead of FFN(RmsNorm(h)).
+    /// </summary>
+    public nn.Module<Tensor, (Tensor Scale, Tensor Shift)>? FfnRecalibration
+    {
+        get => ffn_recalibration;
+        set
+        {
+            register_module(nameof(ffn_recalibration), null!);
+            ffn_recalibration = value;
+            if (value is not null) register_module(nameof(ffn_recalibration), value);
+        }
     }
 }

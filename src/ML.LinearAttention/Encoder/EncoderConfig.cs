@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.ML.LinearAttention.Attention;
+using Microsoft.ML.LinearAttention.FineTuning;
 
 namespace Microsoft.ML.LinearAttention.Encoder;
 
@@ -71,6 +72,8 @@ public sealed record EncoderConfig
     public int SideFeatures { get; init; }
     /// <summary>Outputs of the head: classes for classification, 1 for regression.</summary>
     public int Outputs { get; init; } = 2;
+    /// <summary>The fine-tuning method the model was set up with when it changes the model's structure (null = full fine-tuning); see <see cref="FineTuningRegistry"/>.</summary>
+    public FineTuningSpec? FineTuning { get; init; }
 
     /// <summary>One layer's mixer, serialized.</summary>
     public sealed record LayerSpec(string Name, string? OptionsJson);

@@ -25,6 +25,13 @@ public sealed class ModelBatch : IDisposable
     /// <summary>Real tokens (steps) in the batch.</summary>
     public long RealTokens { get; init; }
 
+    /// <summary>
+    /// False when every row fills the whole batch length (known on the host when collating): the blocks then run
+    /// without a padding mask, which lets softmax use its flash kernel and skips masking work in every mixer.
+    /// True (the safe default) whenever unknown.
+    /// </summary>
+    public bool HasPadding { get; init; } = true;
+
     public void Dispose()
     {
         Tokens?.Dispose(); Segments?.Dispose(); Values?.Dispose(); Mask.Dispose(); Side?.Dispose(); Labels?.Dispose(); Pixels?.Dispose();

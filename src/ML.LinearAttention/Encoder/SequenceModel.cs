@@ -1,4 +1,5 @@
 using Microsoft.ML.LinearAttention.Attention;
+using Microsoft.ML.LinearAttention.FineTuning;
 using Microsoft.ML.LinearAttention.Training;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -83,10 +84,33 @@ public sealed class SequenceModel : TrainableModel
         target_std = torch.ones(1);
         InitWeights();
         RegisterComponents();
+        if (config.FineTuning is not null) FineTuningRegistry.Restore(this, config.FineTuning); // same structure as when saved
     }
 
-    /// <summary>The configuration this model was built from.</summary>
-    public EncoderConfig Config { get; }
+    /// <summary>The configuration this model was built from (the fine-tuning catalog records its method here).</summary>
+    public EncoderConfig Config { get; internal set; }
+
+    /// <summary>
+    /// Activation checkpointing of every block while training (a run-time switch, not saved with the model): a block
+    /// keeps only its input in the forward pass and recomputes its activations in the backward pass. About one extra
+    /// forward pass of compute for activation memory that no longer grows with the layers' intermediate tensors; for
+    /// the longest inputs. See <see cref="BlockCheckpoint"/>.
+    /// </summary>
+    public bool CheckpointActivations { get; set; }
+
+    private Tensor RunBlock(EncoderBlock block, Tensor x, Tensor? mask)
+        => CheckpointActivations && training && is_grad_enabled() && x.requires_grad
+            ? BlockCheckpoint.Run(block, x, mask, e => Interlocked.CompareExchange(ref _checkpointFailure, e, null))
+            : block.forward(x, mask);
+
+    private Exception? _checkpointFailure;
+
+    /// <summary>Rethrows (once) an exception of a checkpointed block's backward recomputation; call after backward().</summary>
+    public void ThrowIfCheckpointFailed()
+    {
+        var e = Interlocked.Exchange(ref _checkpointFailure, null);
+        if (e is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e).Throw();
+    }
 
     /// <inheritdoc/>
     public override TrainableModel CreateSibling() => new SequenceModel(Config);
@@ -131,6 +155,17 @@ public sealed class SequenceModel : TrainableModel
     public Tensor Encode(ModelBatch batch)
     {
         using var scope = NewDisposeScope();
+        var (x, mask) = EncodeTokens(batch);
+        return Pool(x, mask).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Final token states [B, T, C] (after the final norm) and their mask [B, T]; for CLS pooling of numeric input both
+    /// include the prepended CLS step.
+    /// </summary>
+    public (Tensor States, Tensor Mask) EncodeTokens(ModelBatch batch)
+    {
+        using var scope = NewDisposeScope();
         var mask = batch.Mask;
         Tensor x;
         if (token_embedding is not null)
@@ -142,7 +177,7 @@ public sealed class SequenceModel : TrainableModel
         else
         {
             if (batch.Values is null) throw new ArgumentException("This model reads numeric sequences but the batch has none.");
-            x = value_projection!.forward(((batch.Values - value_mean) / value_std).to(head_out.weight!.dtype));
+            x = value_projection!.forward(((batch.Values - value_mean) / value_std).to(value_projection.weight!.dtype));
             if (cls_vector is not null)
             {
                 x = cat(new[] { cls_vector.view(1, 1, -1).expand(x.shape[0], 1, -1), x }, 1);
@@ -157,29 +192,59 @@ public sealed class SequenceModel : TrainableModel
             x = x + position_embedding.forward(arange(t, device: x.device)).unsqueeze(0);
         }
         x = drop.forward(Heads.ZeroPadded(x, mask));
-        foreach (var block in blocks) x = block.forward(x, mask);
+        var blockMask = batch.HasPadding ? mask : null; // no padding: mask-free (flash) kernels, same result
+        foreach (var block in blocks) x = RunBlock(block, x, blockMask);
         x = final_norm.forward(x);
-        Tensor pooled;
-        if (Config.Pooling == Pooling.Cls) pooled = x.select(1, 0);
-        else
-        {
-            var m = mask.unsqueeze(-1).to(x.dtype);
-            pooled = (x * m).sum(1) / m.sum(1).clamp_min(1);
-        }
-        return pooled.MoveToOuterDisposeScope();
+        return (x.MoveToOuterDisposeScope(), ReferenceEquals(mask, batch.Mask) ? mask : mask.MoveToOuterDisposeScope());
+    }
+
+    private Tensor Pool(Tensor x, Tensor mask)
+    {
+        if (Config.Pooling == Pooling.Cls) return x.select(1, 0);
+        var m = mask.unsqueeze(-1).to(x.dtype);
+        return (x * m).sum(1) / m.sum(1).clamp_min(1);
     }
 
     /// <summary>Head outputs [B, Outputs]: class logits, or the standardised regression value.</summary>
     public override Tensor Forward(ModelBatch batch)
     {
         using var scope = NewDisposeScope();
-        var h = Encode(batch);
+        var (states, mask) = EncodeTokens(batch);
+        var h = Pool(states, mask);
         if (side_projection is not null)
         {
             if (batch.Side is null) throw new ArgumentException("This model fuses side features but the batch has none.");
             h = h + side_projection.forward(((batch.Side - side_mean) / side_std).to(h.dtype));
         }
+        if (probe_head is not null) return probe_head.forward(states, mask, h).MoveToOuterDisposeScope();
         h = nn.functional.gelu(head_dense.forward(head_norm.forward(h)));
         return head_out.forward(drop.forward(h)).MoveToOuterDisposeScope();
+    }
+
+    // ---- fine-tuning seam (FineTuning/): a replacement head ----
+    private SequenceHead? probe_head;
+
+    /// <summary>The head that replaced the built-in one (linear probe, Moment Probing), or null.</summary>
+    public SequenceHead? ProbeHead => probe_head;
+
+    /// <summary>
+    /// Replaces the built-in head (RMSNorm → dense → GELU → out) by <paramref name="head"/>; the built-in head's weights
+    /// leave the model (its state and parameter count). Side features still reach the new head through the pooled vector.
+    /// </summary>
+    public void ReplaceHead(SequenceHead head)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        if (probe_head is null)
+        {
+            foreach (var name in new[] { "head_norm", "head_dense", "head_out" }) register_module(name, null!);
+            head_norm.Dispose(); head_dense.Dispose(); head_out.Dispose();
+        }
+        else
+        {
+            register_module("probe_head", null!);
+            probe_head.Dispose();
+        }
+        probe_head = head;
+        register_module("probe_head", head);
     }
 }

@@ -1,6 +1,7 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Encoder;
+using Microsoft.ML.LinearAttention.FineTuning;
 using Microsoft.ML.LinearAttention.Persistence;
 using Microsoft.ML.LinearAttention.Tokenization;
 using Microsoft.ML.LinearAttention.Training;
@@ -44,6 +45,7 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
         if (o.ValidationSet is not null) SchemaChecks.Check(o.ValidationSet.Schema, columns, withLabel: true);
         if (o.MaxSequenceLength is < 8 or > 131072)
             throw new ArgumentOutOfRangeException(nameof(o.MaxSequenceLength), o.MaxSequenceLength, "MaxSequenceLength must lie in 8..131072.");
+        FineTuningRegistry.Check(string.IsNullOrWhiteSpace(o.FineTuning) ? "full" : o.FineTuning, o.FineTuningOptions);
         var token = o.CancellationToken;
         token.ThrowIfCancellationRequested();
 
@@ -54,6 +56,7 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
         var stats = DataStatistics.Compute(input, columns, token);
         if (stats.Rows == 0)
             throw new InvalidOperationException($"The training data has no row with a label in column '{columns.LabelColumn}' (missing keys and NaN labels are skipped).");
+        Resilience.TrainingDataChecks.Check(stats, columns, input.Schema, log);
 
         var config = new EncoderConfig
         {
@@ -84,6 +87,8 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
             model.SetNormalization(stats.SideMean, stats.SideStd, stats.ValueMean, stats.ValueStd, stats.TargetMean, stats.TargetStd);
             if (o.InitialWeightsFile is not null) LinearAttentionTransformer.LoadWeightsInto(model, o.InitialWeightsFile);
             model.to(device);
+            // Fine-tuning catalog: after every step that loads or replaces weights, before the optimizer (which takes only trainable parameters).
+            log.Info(FineTuningRegistry.Apply(model, string.IsNullOrWhiteSpace(o.FineTuning) ? "full" : o.FineTuning, o.FineTuningOptions).ToString());
             var spec = new CollateSpec(columns.LabelKind, config.PadId, config.NumericFeatures, stats.SideLength, stats.SideMean);
             log.Info($"{TaskName}: {config.NumLayers} × {(config.Layers is { Count: > 0 } ? "hybrid plan" : config.Mixer)} blocks, hidden {config.ModelDim}, " +
                      $"{config.NumHeads} heads, {config.Position} positions, {config.Pooling} pooling, {model.parameters().Sum(p => p.numel()):N0} parameters" +
@@ -94,12 +99,13 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
             {
                 var reader = new ExampleReader(columns, tokenizer, o.MaxSequenceLength);
                 if (track) readers.Add(reader);
-                return reader.Read(data, token);
+                return reader.ReadParallel(data, ExampleReader.TokenizerThreads(device), cancellation: token);
             }
             var report = ModelTrainer.Train(model, spec, () => Rows(input, true), stats.Rows,
                 o.ValidationSet is null ? null : () => Rows(o.ValidationSet, false),
                 o.ToTrainingSettings(seed), device, log, () => MLNetBridge.IsCanceled(Env));
             ReportTruncation(log, readers.FirstOrDefault(), o.MaxSequenceLength);
+            if (FineTuningRegistry.Finish(model) is { } finished) log.Info($"Fine-tuning: {finished}.");
             var transformer = CreateTransformer(model, tokenizer, columns, spec, device, input.Schema);
             transformer.TrainingReport = report;
             log.Info($"{TaskName}: trained {report.Steps} steps in {report.Epochs} epoch(s), {report.Elapsed:hh\\:mm\\:ss}; final training loss {report.FinalTrainLoss:F4}.");

@@ -1,5 +1,6 @@
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Encoder;
+using Microsoft.ML.LinearAttention.FineTuning;
 using Microsoft.ML.LinearAttention.Tokenization;
 using Microsoft.ML.LinearAttention.Training;
 using Microsoft.ML.SearchSpace;
@@ -67,6 +68,16 @@ public abstract class LinearAttentionOptions
     /// <summary>Optional weights (from SaveWeights of a transformer with the same sizes) to start training from.</summary>
     public string? InitialWeightsFile;
 
+    // ---- fine-tuning (docs/fine-tuning.md) ----
+    /// <summary>
+    /// How much of the network trains (FineTuningRegistry): "full" (default), "freeze_layers", "linear_probe", "bitfit",
+    /// "lora", "moment_probing" or "psrp" (MP+). Applied after <see cref="InitialWeightsFile"/> is loaded; the trainable
+    /// and total parameter counts go to the log.
+    /// </summary>
+    public string FineTuning = "full";
+    /// <summary>Options of <see cref="FineTuning"/> (null = the method's defaults), e.g. <c>new LoraOptions { Rank = 16 }</c>.</summary>
+    public FineTuningOptions? FineTuningOptions;
+
     // ---- training ----
     /// <summary>Rows per batch.</summary>
     [Range(4, 256, 32, true)]
@@ -117,6 +128,18 @@ public abstract class LinearAttentionOptions
     public int? CpuThreads;
     /// <summary>Rows per forward pass when scoring with Transform.</summary>
     public int InferenceBatchSize = 64;
+    /// <summary>Activation checkpointing while training: each encoder block recomputes its activations in the backward
+    /// pass instead of storing them. Peak memory then grows far more slowly with sequence length and depth, for about
+    /// a third more compute per step; for the longest inputs (tens of thousands of tokens on a GPU).</summary>
+    public bool ActivationCheckpointing;
+
+    // ---- checkpoints ----
+    /// <summary>Directory of resumable training checkpoints (null = none). When it holds a checkpoint of the same run
+    /// (same data size, configuration and settings), Fit resumes from it; checkpoints are written atomically and removed
+    /// once training completes. A crash loses at most <see cref="CheckpointEverySteps"/> steps.</summary>
+    public string? CheckpointDirectory;
+    /// <summary>Optimizer steps between checkpoints (0 = only at the end of each epoch).</summary>
+    public int CheckpointEverySteps = 500;
 
     internal LinearAttentionOptions ShallowCopy() => (LinearAttentionOptions)MemberwiseClone();
 
@@ -128,6 +151,8 @@ public abstract class LinearAttentionOptions
         GradientAccumulationSteps = GradientAccumulationSteps, ShuffleBufferRows = ShuffleBufferRows, Seed = seed,
         EarlyStoppingPatience = EarlyStoppingPatience, LogEverySteps = LogEverySteps, Progress = Progress,
         CancellationToken = CancellationToken, Precision = Precision,
+        ActivationCheckpointing = ActivationCheckpointing,
+        CheckpointDirectory = CheckpointDirectory, CheckpointEverySteps = CheckpointEverySteps,
     };
 }
 

@@ -15,10 +15,13 @@ public abstract partial class LinearAttentionTransformer : ICanSaveModel
     private const byte RegressionTask = 2;
     private const byte ImageClassificationTask = 3;
 
+    /// <summary>The model format this build writes (and the newest it reads).</summary>
+    internal const uint FormatVersion = 0x00010001; // initial format
+
     private static object Version => MLNetBridge.VersionInfo(
         modelSignature: "LINATTNT",
-        verWrittenCur: 0x00010001, // initial format
-        verReadableCur: 0x00010001,
+        verWrittenCur: FormatVersion,
+        verReadableCur: FormatVersion,
         verWeCanReadBack: 0x00010001,
         loaderAssemblyName: typeof(LinearAttentionTransformer).Assembly.FullName!,
         loaderSignature: LoaderSignature);
@@ -78,6 +81,7 @@ public abstract partial class LinearAttentionTransformer : ICanSaveModel
     {
         ArgumentNullException.ThrowIfNull(env);
         ArgumentNullException.ThrowIfNull(ctx);
+        Resilience.ModelFiles.CheckFormatVersion(MLNetBridge.ModelVersions(ctx), FormatVersion);
         var r = MLNetBridge.BeginLoad(ctx, Version);
         byte task = r.ReadByte();
         string configJson = r.ReadString();

@@ -115,6 +115,16 @@ internal static class MLNetBridge
         return (BinaryReader)((t.GetField("Reader", Any) ?? throw Broken("ModelLoadContext.Reader")).GetValue(ctx) ?? throw Broken("ModelLoadContext.Reader (null)"));
     }
 
+    /// <summary>The (written, readable) format versions recorded in the header of the component a ModelLoadContext is at.</summary>
+    public static (uint Written, uint Readable) ModelVersions(object ctx)
+    {
+        var header = (ctx.GetType().GetField("Header", Any) ?? throw Broken("ModelLoadContext.Header")).GetValue(ctx) ?? throw Broken("ModelLoadContext.Header (null)");
+        var h = header.GetType();
+        var written = (h.GetField("ModelVerWritten", Any) ?? throw Broken("ModelHeader.ModelVerWritten")).GetValue(header)!;
+        var readable = (h.GetField("ModelVerReadable", Any) ?? throw Broken("ModelHeader.ModelVerReadable")).GetValue(header)!;
+        return ((uint)written, (uint)readable);
+    }
+
     /// <summary>Reads a named binary entry written by <see cref="Save"/>; false when the entry is missing.</summary>
     public static bool TryLoadBinaryStream(object ctx, string name, Action<BinaryReader> read)
     {

@@ -133,7 +133,7 @@ public static class Batching
         return new ModelBatch
         {
             Tokens = tokens, Segments = segments, Values = values, Side = side, Labels = labelTensor, Pixels = pixels,
-            Mask = tensor(mask, new long[] { b, t }, device: device), RealTokens = real,
+            Mask = tensor(mask, new long[] { b, t }, device: device), RealTokens = real, HasPadding = real != (long)b * t,
         };
     }
 }

@@ -16,6 +16,12 @@ public sealed class DataStatistics
     public float[]? ValueMean { get; private init; }
     public float[]? ValueStd { get; private init; }
     public int SideLength { get; private init; }
+    /// <summary>Rows skipped for a missing label (NaN, or key 0).</summary>
+    public long SkippedRows { get; private init; }
+    /// <summary>Rows per class (key − 1) for key labels, else null.</summary>
+    public IReadOnlyDictionary<int, long>? ClassCounts { get; private init; }
+    /// <summary>Side-feature and sequence values that were NaN or ±∞ (replaced by the training mean or 0).</summary>
+    public long NonFiniteValues { get; private init; }
 
     /// <summary>Computes the statistics of <paramref name="data"/> for <paramref name="columns"/>.</summary>
     public static DataStatistics Compute(IDataView data, InputColumns columns, CancellationToken cancellation = default)
@@ -30,7 +36,7 @@ public sealed class DataStatistics
         {
             var g = cursor.GetGetter<uint>(schema[columns.LabelColumn]);
             uint k = 0;
-            target = () => { g(ref k); return k == 0 ? float.NaN : 0; };
+            target = () => { g(ref k); return k == 0 ? float.NaN : k - 1; };
         }
         else
         {
@@ -44,14 +50,16 @@ public sealed class DataStatistics
         var sideAcc = new Moments(0);
         var valueAcc = new Moments(seq is null ? 0 : f);
         var targetAcc = new Moments(1);
-        long rows = 0;
+        long rows = 0, skipped = 0, nonFinite = 0;
+        var classes = columns.LabelKind == LabelKind.Key ? new Dictionary<int, long>() : null;
         VBuffer<float> buf = default;
         while (cursor.MoveNext())
         {
             cancellation.ThrowIfCancellationRequested();
             float y = target();
-            if (float.IsNaN(y)) continue;
+            if (float.IsNaN(y)) { skipped++; continue; }
             rows++;
+            if (classes is not null) classes[(int)y] = classes.GetValueOrDefault((int)y) + 1;
             targetAcc.Add(0, y);
             if (side is not null)
             {
@@ -59,18 +67,21 @@ public sealed class DataStatistics
                 if (sideAcc.Width == 0) sideAcc = new Moments(s.Length);
                 if (s.Length != sideAcc.Width)
                     throw new InvalidOperationException($"Column '{columns.SideFeaturesColumn}' has rows of {sideAcc.Width} and {s.Length} values; side features need a fixed length.");
-                for (int i = 0; i < s.Length; i++) sideAcc.Add(i, s[i]);
+                for (int i = 0; i < s.Length; i++) { sideAcc.Add(i, s[i]); if (!float.IsFinite(s[i])) nonFinite++; }
             }
             if (seq is not null)
             {
                 seq(ref buf);
                 int i = 0;
-                foreach (var v in buf.DenseValues()) { valueAcc.Add(i % f, v); i++; }
+                foreach (var v in buf.DenseValues()) { valueAcc.Add(i % f, v); if (!float.IsFinite(v)) nonFinite++; i++; }
             }
         }
         return new DataStatistics
         {
             Rows = rows,
+            SkippedRows = skipped,
+            ClassCounts = classes,
+            NonFiniteValues = nonFinite,
             TargetMean = columns.LabelKind == LabelKind.Float ? (float)targetAcc.Mean(0) : 0,
             TargetStd = columns.LabelKind == LabelKind.Float ? (float)targetAcc.Std(0) : 1,
             SideLength = sideAcc.Width,

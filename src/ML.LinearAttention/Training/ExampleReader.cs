@@ -89,15 +89,74 @@ public sealed class ExampleReader
                 return new Example { Values = values, Side = side, Label = label, Length = steps };
             }
             for (int i = 0; i < textGetters.Length; i++) textGetters[i](ref texts[i]);
-            var enc = _tokenizer!.Encode(texts, _maxLength);
-            if (enc.TruncatedTokens > 0)
-            {
-                Interlocked.Increment(ref _truncatedRows);
-                Interlocked.Add(ref _truncatedTokens, enc.TruncatedTokens);
-            }
-            Track(enc.Ids.Length);
-            return new Example { Ids = enc.Ids, Segments = enc.Segments, Side = side, Label = label, Length = enc.Ids.Length };
+            return EncodeText(texts, side, label);
         };
+    }
+
+    /// <summary>Tokenizes one row's texts (thread-safe: the counters are interlocked, the tokenizer is shared read-only).</summary>
+    private Example EncodeText(IReadOnlyList<ReadOnlyMemory<char>> texts, float[]? side, float label)
+    {
+        var enc = _tokenizer!.Encode(texts, _maxLength);
+        if (enc.TruncatedTokens > 0)
+        {
+            Interlocked.Increment(ref _truncatedRows);
+            Interlocked.Add(ref _truncatedTokens, enc.TruncatedTokens);
+        }
+        Track(enc.Ids.Length);
+        return new Example { Ids = enc.Ids, Segments = enc.Segments, Side = side, Label = label, Length = enc.Ids.Length };
+    }
+
+    /// <summary>
+    /// <see cref="Read"/> with the tokenizer on up to <paramref name="threads"/> threads: one cursor reads blocks of
+    /// <paramref name="block"/> rows (copying their texts), each block is tokenized in parallel, and the examples come
+    /// out in the cursor's order, so the stream is identical to <see cref="Read"/>'s. Numeric sequences and
+    /// <paramref name="threads"/> ≤ 1 use <see cref="Read"/> itself.
+    /// </summary>
+    public IEnumerable<Example> ReadParallel(IDataView data, int threads, int block = 64, CancellationToken cancellation = default)
+    {
+        if (threads <= 1 || _columns.TextColumns.Count == 0) return Read(data, cancellation);
+        return ReadBlocks(data, threads, Math.Max(1, block), cancellation);
+    }
+
+    /// <summary>
+    /// Tokenizer threads for training on <paramref name="device"/>: on CUDA half the cores (at most 8), so that
+    /// tokenization keeps ahead of small fast models; on the CPU one, since libtorch's own threads use the cores.
+    /// </summary>
+    public static int TokenizerThreads(TorchSharp.torch.Device device)
+        => device.type == TorchSharp.DeviceType.CUDA ? Math.Clamp(Environment.ProcessorCount / 2, 1, 8) : 1;
+
+    private IEnumerable<Example> ReadBlocks(IDataView data, int threads, int block, CancellationToken cancellation)
+    {
+        using var cursor = data.GetRowCursor(ColumnsNeeded(data.Schema, withLabel: true));
+        var schema = cursor.Schema;
+        var textGetters = _columns.TextColumns.Select(n => cursor.GetGetter<ReadOnlyMemory<char>>(schema[n])).ToArray();
+        Func<float[]>? sideReader = _columns.SideFeaturesColumn is null ? null : FloatsReader(cursor, schema[_columns.SideFeaturesColumn]);
+        var labelReader = LabelReader(cursor, schema[_columns.LabelColumn]);
+        var pending = new List<(ReadOnlyMemory<char>[] Texts, float[]? Side, float Label)>(block);
+        var parallel = new ParallelOptions { MaxDegreeOfParallelism = threads, CancellationToken = cancellation };
+        bool more = true;
+        while (more)
+        {
+            while (pending.Count < block && (more = cursor.MoveNext()))
+            {
+                cancellation.ThrowIfCancellationRequested();
+                float label = labelReader();
+                if (float.IsNaN(label)) continue;
+                var side = sideReader?.Invoke();
+                var texts = new ReadOnlyMemory<char>[textGetters.Length];
+                for (int i = 0; i < texts.Length; i++)
+                {
+                    ReadOnlyMemory<char> text = default;
+                    textGetters[i](ref text);
+                    texts[i] = text.ToArray(); // the cursor may reuse its buffer on the next row
+                }
+                pending.Add((texts, side, label));
+            }
+            var examples = new Example[pending.Count];
+            Parallel.For(0, pending.Count, parallel, i => examples[i] = EncodeText(pending[i].Texts, pending[i].Side, pending[i].Label));
+            pending.Clear();
+            foreach (var e in examples) yield return e;
+        }
     }
 
     private void Track(long length)

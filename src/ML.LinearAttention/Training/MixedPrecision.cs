@@ -38,6 +38,7 @@ internal sealed class MixedPrecision : IDisposable
         Model.to(ScalarType.BFloat16);
         _master = master.parameters().ToList();
         _shadow = Model.parameters().ToList();
+        for (int i = 0; i < _master.Count; i++) _shadow[i].requires_grad = _master[i].requires_grad; // frozen stays frozen
     }
 
     /// <summary>The bf16 copy that runs forward and backward.</summary>

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.ML.LinearAttention.Encoder;
+using Microsoft.ML.LinearAttention.Resilience;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -44,10 +45,13 @@ public static class ModelTrainer
             if (hostCanceled?.Invoke() == true) throw new OperationCanceledException("Training was cancelled through MLContext (CancelExecution).");
         }
 
-        var named = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();   // frozen ones (a frozen stem) are left alone
+        // Only trainable parameters reach the optimizer and the clipping (the fine-tuning catalog freezes the rest).
+        var named = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        if (named.Count == 0) throw new InvalidOperationException("The model has no trainable parameter (every parameter has requires_grad = false).");
         var decay = named.Where(p => p.parameter.dim() >= 2 && !p.name.Contains("embedding")).Select(p => p.parameter).ToList();
         var noDecay = named.Where(p => !(p.parameter.dim() >= 2 && !p.name.Contains("embedding"))).Select(p => p.parameter).ToList();
-        var groups = new List<AdamW.ParamGroup> { new(decay, lr: s.LearningRate, weight_decay: s.WeightDecay) };
+        var groups = new List<AdamW.ParamGroup>();
+        if (decay.Count > 0) groups.Add(new AdamW.ParamGroup(decay, lr: s.LearningRate, weight_decay: s.WeightDecay));
         if (noDecay.Count > 0) groups.Add(new AdamW.ParamGroup(noDecay, lr: s.LearningRate, weight_decay: 0));
         using var optimizer = torch.optim.AdamW(groups, lr: s.LearningRate, weight_decay: s.WeightDecay);
         var parameters = named.Select(p => p.parameter).ToList();
@@ -60,52 +64,100 @@ public static class ModelTrainer
         bool mixed = s.Precision == TrainingPrecision.BFloat16 || (s.Precision == TrainingPrecision.Auto && device.type == DeviceType.CUDA);
         using var mp = mixed ? new MixedPrecision(model, device) : null;
         var runner = mp?.Model ?? model;
+        if (runner is SequenceModel sequenceRunner) sequenceRunner.CheckpointActivations = s.ActivationCheckpointing;
+        bool cuda = device.type == DeviceType.CUDA;
         log.Info($"Training: {trainRowCount:N0} rows, batch {s.BatchSize} × {s.GradientAccumulationSteps} accumulation, up to {s.MaxEpochs} epoch(s) / {totalSteps:N0} optimizer steps " +
                  $"(warm-up {warmup}, {s.Decay} decay), AdamW lr {s.LearningRate:G3} wd {s.WeightDecay:G3}, device {device}, {(mixed ? "bf16 mixed precision" : "fp32")}, seed {s.Seed}.");
 
         var rng = new Random(s.Seed);
         long step = 0, micro = 0, tokensSeen = 0;
-        double lossSum = 0, lastLoss = double.NaN; int lossCount = 0;
+        double lastLoss = double.NaN; int lossCount = 0;
+        Tensor? lossSum = null; // on the device, fp64: read back (one synchronisation) only when reported
+        double TakeLoss()
+        {
+            double mean = lossSum is null || lossCount == 0 ? double.NaN : lossSum.item<double>() / lossCount;
+            lossSum?.Dispose(); lossSum = null; lossCount = 0;
+            return mean;
+        }
         double? best = null; int? bestEpoch = null; int badEpochs = 0; bool stoppedEarly = false;
         Dictionary<string, Tensor>? bestWeights = null;
         bool higherIsBetter = spec.Labels == LabelKind.Key;
         int epoch = 0;
         var tokenClock = Stopwatch.StartNew();
+        // Checkpoints (optional): resume where the last run stopped; each epoch then shuffles with its own seed.
+        var sequenceModel = model as SequenceModel;                                         // checkpoints are for text/sequence models
+        if (s.CheckpointDirectory is not null && sequenceModel is null)
+            throw new NotSupportedException("Training checkpoints (CheckpointDirectory) are available for the text and sequence estimators only.");
+        var checkpoints = s.CheckpointDirectory is null ? null
+            : new TrainingCheckpoints(s.CheckpointDirectory, TrainingCheckpoints.Fingerprint(sequenceModel!.Config, s, trainRowCount), log);
+        int firstEpoch = 1; long skipBatches = 0;
+        if (checkpoints?.TryResume(sequenceModel!, optimizer, out bestWeights) is { } resumed)
+        {
+            mp?.SyncWeights();
+            step = resumed.Step; tokensSeen = resumed.TokensSeen;
+            best = resumed.Best; bestEpoch = resumed.BestEpoch; badEpochs = resumed.BadEpochs;
+            firstEpoch = resumed.EpochComplete ? resumed.Epoch + 1 : resumed.Epoch;
+            skipBatches = resumed.EpochComplete ? 0 : resumed.BatchesDoneInEpoch;
+            stoppedEarly = resumed.EpochComplete && validationRows is not null && s.EarlyStoppingPatience > 0 && badEpochs >= s.EarlyStoppingPatience;
+        }
+        var oom = new OutOfMemoryRetry(log);
         try
         {
-            for (epoch = 1; epoch <= s.MaxEpochs && (s.MaxSteps <= 0 || step < s.MaxSteps); epoch++)
+            for (epoch = firstEpoch; !stoppedEarly && epoch <= s.MaxEpochs && (s.MaxSteps <= 0 || step < s.MaxSteps); epoch++)
             {
                 model.train();
                 runner.train();
                 optimizer.zero_grad();
                 int pending = 0;
-                foreach (var rows in Batching.Bucketed(trainRows(), s.BatchSize, s.MaxBatchTokens, s.ShuffleBufferRows, rng))
+                long batchesDone = 0;
+                var epochRng = checkpoints is null ? rng : new Random(TrainingCheckpoints.EpochSeed(s.Seed, epoch));
+                foreach (var hostBatch in HostBatches(trainRows(), spec, s, epochRng, pin: cuda && BatchTransfer.UsePinnedMemory))
                 {
+                    if (batchesDone < skipBatches) { batchesDone++; hostBatch.Dispose(); continue; } // consumed before the checkpoint we resumed from
                     CheckCancel();
                     using (var scope = NewDisposeScope())
                     {
-                        using var batch = Batching.Collate(rows, device, spec.PadId, spec.NumericFeatures, spec.SideLength, spec.SideFill, spec.Labels);
-                        var loss = Loss(runner, batch, spec.Labels);
-                        (loss / s.GradientAccumulationSteps).backward();
-                        mp?.MoveGradients();
-                        lossSum += loss.item<float>(); lossCount++;
+                        using var batch = BatchTransfer.ToDevice(hostBatch, device, nonBlocking: cuda && BatchTransfer.UsePinnedMemory);
+                        if (!ReferenceEquals(batch, hostBatch)) hostBatch.Dispose();
+                        Tensor? batchLoss = null; // this batch's loss (weighted over pieces after an out-of-memory split)
+                        oom.Run(batch, (piece, weight) =>
+                        {
+                            s.FaultInjection?.Invoke(piece);
+                            var loss = Loss(runner, piece, spec.Labels);
+                            (loss * (weight / s.GradientAccumulationSteps)).backward();
+                            (runner as SequenceModel)?.ThrowIfCheckpointFailed();
+                            mp?.MoveGradients();
+                            var detached = loss.detach().to(ScalarType.Float64) * weight;
+                            batchLoss = batchLoss is null ? detached : batchLoss + detached;
+                        }, () =>
+                        {
+                            // The failed attempt's partial gradients (and those of earlier batches of this accumulation group) are dropped.
+                            optimizer.zero_grad(); runner.zero_grad();
+                            batchLoss = null; pending = 0;
+                        });
+                        if (lossSum is null) lossSum = batchLoss!.clone().DetachFromDisposeScope();
+                        else lossSum.add_(batchLoss!);
+                        lossCount++;
                         tokensSeen += batch.RealTokens;
                     }
+                    batchesDone++;
                     micro++; pending++;
                     if (pending < s.GradientAccumulationSteps) continue;
                     OptimizerStep(optimizer, parameters, s, ref step, totalSteps, warmup);
                     mp?.SyncWeights();
                     pending = 0;
+                    if (checkpoints is not null && s.CheckpointEverySteps > 0 && step % s.CheckpointEverySteps == 0)
+                        checkpoints.Save(new CheckpointState(epoch, false, batchesDone, step, tokensSeen, best, bestEpoch, badEpochs), sequenceModel!, optimizer, bestWeights);
                     if (s.LogEverySteps > 0 && step % s.LogEverySteps == 0)
                     {
-                        lastLoss = lossSum / Math.Max(1, lossCount);
+                        lastLoss = TakeLoss();
                         Report(log, s, epoch, step, totalSteps, lastLoss, optimizer, tokensSeen, tokenClock, sw, null);
-                        lossSum = 0; lossCount = 0;
                     }
                     if (s.MaxSteps > 0 && step >= s.MaxSteps) break;
                 }
                 if (pending > 0) { CheckCancel(); OptimizerStep(optimizer, parameters, s, ref step, totalSteps, warmup); mp?.SyncWeights(); }
-                if (lossCount > 0) { lastLoss = lossSum / lossCount; lossSum = 0; lossCount = 0; }
+                skipBatches = 0;
+                if (lossCount > 0) lastLoss = TakeLoss();
 
                 double? metric = null;
                 if (validationRows is not null)
@@ -123,6 +175,7 @@ public static class ModelTrainer
                 }
                 Report(log, s, epoch, step, totalSteps, lastLoss, optimizer, tokensSeen, tokenClock, sw, metric, endOfEpoch: true,
                     metricName: higherIsBetter ? "validation accuracy" : "validation RMSE");
+                checkpoints?.Save(new CheckpointState(epoch, true, 0, step, tokensSeen, best, bestEpoch, badEpochs), sequenceModel!, optimizer, bestWeights);
                 if (validationRows is not null && s.EarlyStoppingPatience > 0 && badEpochs >= s.EarlyStoppingPatience)
                 {
                     log.Info($"Early stopping after epoch {epoch}: no validation improvement for {badEpochs} epoch(s); best {best:G4} at epoch {bestEpoch}.");
@@ -135,14 +188,35 @@ public static class ModelTrainer
                 using (torch.no_grad()) model.load_state_dict(bestWeights, strict: true);
                 log.Info($"Restored the weights of epoch {bestEpoch} (best validation {(higherIsBetter ? "accuracy" : "RMSE")} {best:G4}).");
             }
+            checkpoints?.DeleteAll(); // the run is complete: nothing left to resume
         }
         finally
         {
+            lossSum?.Dispose();
             DisposeAll(bestWeights);
             model.eval();
         }
         return new TrainingReport(Math.Min(epoch, s.MaxEpochs), step, lastLoss, best, bestEpoch, stoppedEarly, sw.Elapsed);
     }
+
+    /// <summary>
+    /// Training batches collated on the host, made on two background threads while the device computes: one reads and
+    /// tokenizes rows (up to a shuffle buffer ahead), the other buckets, pads and (for CUDA) pins them, a few batches
+    /// ahead. The batches are exactly those of a plain <see cref="Batching.Bucketed"/> pass with the same seed.
+    /// </summary>
+    internal static IEnumerable<ModelBatch> HostBatches(IEnumerable<Example> rows, CollateSpec spec, TrainingSettings s, Random rng, bool pin)
+    {
+        var rowsAhead = Prefetch.Ahead(rows, Math.Max(s.BatchSize, s.ShuffleBufferRows), name: "LinearAttention rows");
+        var batches = Batching.Bucketed(rowsAhead, s.BatchSize, s.MaxBatchTokens, s.ShuffleBufferRows, rng).Select(b =>
+        {
+            var host = Batching.Collate(b, CPU, spec.PadId, spec.NumericFeatures, spec.SideLength, spec.SideFill, spec.Labels);
+            return pin ? BatchTransfer.Pinned(host) : host;
+        });
+        return Prefetch.Ahead(batches, PrefetchBatches, b => b.Dispose(), "LinearAttention batches");
+    }
+
+    /// <summary>Collated batches kept ready ahead of the device.</summary>
+    internal const int PrefetchBatches = 4;
 
     private static Tensor Loss(TrainableModel model, ModelBatch batch, LabelKind labels)
     {
@@ -156,7 +230,7 @@ public static class ModelTrainer
     {
         double lr = LearningRateSchedule.At(step, totalSteps, warmup, s.LearningRate, s.Decay, s.FinalLearningRateRatio);
         foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
-        if (s.MaxGradientNorm > 0) nn.utils.clip_grad_norm_(parameters, s.MaxGradientNorm);
+        if (s.MaxGradientNorm > 0) GradientClipping.ClipByGlobalNorm(parameters, s.MaxGradientNorm);
         optimizer.step();
         optimizer.zero_grad();
         step++;

@@ -47,13 +47,23 @@ public sealed record TrainingSettings
     public int LogEverySteps { get; init; } = 50;
     /// <summary>fp32, or bf16 mixed precision (Auto: on CUDA only).</summary>
     public TrainingPrecision Precision { get; init; } = TrainingPrecision.Auto;
+    /// <summary>Recompute each block's activations in the backward pass instead of storing them (less memory, about one
+    /// extra forward pass of compute); see <see cref="Encoder.SequenceModel.CheckpointActivations"/>.</summary>
+    public bool ActivationCheckpointing { get; init; }
     public IProgress<TrainingProgress>? Progress { get; init; }
     /// <summary>What <see cref="Example.Length"/> counts, for the throughput in the log ("tokens"; "images" for images).</summary>
     public string ThroughputUnit { get; init; } = "tokens";
     public CancellationToken CancellationToken { get; init; }
+    /// <summary>Directory of resumable checkpoints (null = none); see <see cref="Resilience.TrainingCheckpoints"/>.</summary>
+    public string? CheckpointDirectory { get; init; }
+    /// <summary>Optimizer steps between checkpoints (0 = only at the end of each epoch).</summary>
+    public int CheckpointEverySteps { get; init; } = 500;
+    /// <summary>Test hook: called with the batch of each forward pass before it runs (fault injection).</summary>
+    internal Action<Encoder.ModelBatch>? FaultInjection { get; init; }
 
     internal void Validate()
     {
+        if (CheckpointEverySteps < 0) throw new ArgumentOutOfRangeException(nameof(CheckpointEverySteps), CheckpointEverySteps, "CheckpointEverySteps must be 0 (end of each epoch only) or positive.");
         if (BatchSize <= 0) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "BatchSize must be positive.");
         if (MaxEpochs <= 0) throw new ArgumentOutOfRangeException(nameof(MaxEpochs), MaxEpochs, "MaxEpochs must be at least 1.");
         if (LearningRate <= 0) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "LearningRate must be positive.");

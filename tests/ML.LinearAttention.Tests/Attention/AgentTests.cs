@@ -24,12 +24,10 @@ public class AgentTests
     public void Fast_matches_naive_including_pooling_and_biases(long[] lengths, int n, int side, ScalarType dtype)
     {
         Torch.Seed();
-        long b = lengths.Length, t = lengths.Max();
+        long t = lengths.Max();
         (int, int)? grid = side > 0 ? (side, side) : null;
         var mask = KernelAssert.LengthMask(lengths);
-        var q = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
-        var k = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
-        var v = KernelAssert.Random(new[] { b, 2, t, 5 }, dtype);
+        var (q, k, v) = KernelAssert.Qkv(lengths, dtype, dv: 5);
         var gatherBias = KernelAssert.Random(new[] { 1, 2, (long)n, t }, dtype, scale: 0.3);
         var broadcastBias = KernelAssert.Random(new[] { 1, 2, t, (long)n }, dtype, scale: 0.3);
         KernelAssert.SameOutputsAndGradients(

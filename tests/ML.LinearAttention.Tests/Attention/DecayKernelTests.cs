@@ -33,6 +33,23 @@ public class DecayKernelTests
         };
     }
 
+    /// <summary>
+    /// A gated mechanism's causal (q, k, v, gate) and bidirectional (q, k, v, forward gate, backward gate) fast kernels
+    /// against their naive twins on <see cref="Inputs"/>(lengths, 2 heads, dk 8, dv 6); each function gets the inputs
+    /// and the padding mask.
+    /// </summary>
+    internal static void GatedKernelsMatchNaive(long[] lengths, ScalarType dtype, bool perChannel, string what,
+        Func<Tensor[], Tensor, Tensor> causal, Func<Tensor[], Tensor, Tensor> causalNaive,
+        Func<Tensor[], Tensor, Tensor> bidirectional, Func<Tensor[], Tensor, Tensor> bidirectionalNaive)
+    {
+        var x = Inputs(lengths, 2, 8, 6, dtype, perChannel);
+        var mask = KernelAssert.LengthMask(lengths);
+        KernelAssert.SameOutputsAndGradients(i => causal(i, mask), i => causalNaive(i, mask),
+            x.Take(4).ToArray(), dtype, $"{what} causal", KernelAssert.HeadMask(mask));
+        KernelAssert.SameOutputsAndGradients(i => bidirectional(i, mask), i => bidirectionalNaive(i, mask),
+            x, dtype, $"{what} bidirectional", KernelAssert.HeadMask(mask));
+    }
+
     internal static Tensor Log(Tensor pre, double normalizer = 4.0) => nn.functional.logsigmoid(pre) / normalizer;
 
     [Theory]

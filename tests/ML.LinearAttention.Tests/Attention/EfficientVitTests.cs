@@ -21,11 +21,8 @@ public class EfficientVitTests
     public void Fast_matches_naive_outputs_and_gradients(long[] lengths, ScalarType dtype)
     {
         Torch.Seed();
-        long b = lengths.Length, t = lengths.Max();
         var mask = KernelAssert.LengthMask(lengths);
-        var q = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
-        var k = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
-        var v = KernelAssert.Random(new[] { b, 2, t, 6 }, dtype);
+        var (q, k, v) = KernelAssert.Qkv(lengths, dtype);
         KernelAssert.SameOutputsAndGradients(
             i => EfficientVitKernels.Bidirectional(nn.functional.relu(i[0]), nn.functional.relu(i[1]), i[2], mask),
             i => EfficientVitKernels.BidirectionalNaive(nn.functional.relu(i[0]), nn.functional.relu(i[1]), i[2], mask),

@@ -23,11 +23,8 @@ public class FocusedTests
     public void Fast_matches_naive_including_the_learned_scale(long[] lengths, double p, ScalarType dtype)
     {
         Torch.Seed();
-        long b = lengths.Length, t = lengths.Max();
         var mask = KernelAssert.LengthMask(lengths);
-        var q = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
-        var k = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
-        var v = KernelAssert.Random(new[] { b, 2, t, 5 }, dtype);
+        var (q, k, v) = KernelAssert.Qkv(lengths, dtype, dv: 5);
         var scale = KernelAssert.Random(new long[] { 16 }, ScalarType.Float32, scale: 0.5);
         KernelAssert.SameOutputsAndGradients(
             i => FocusedKernels.Bidirectional(i[0], i[1], i[2], i[3], mask, p),

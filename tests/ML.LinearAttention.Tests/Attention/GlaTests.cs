@@ -14,17 +14,12 @@ public class GlaTests
     [InlineData(new long[] { 41, 20 }, ScalarType.BFloat16, 16.0)]
     public void Kernels_match_their_naive_twins_including_gate_gradients(long[] lengths, ScalarType dtype, double normalizer)
     {
-        var x = DecayKernelTests.Inputs(lengths, 2, 8, 6, dtype, perChannel: true);
-        var mask = KernelAssert.LengthMask(lengths);
         Tensor G(Tensor pre) => GlaKernels.Gate(pre, normalizer);
-        KernelAssert.SameOutputsAndGradients(
-            i => GlaKernels.Causal(i[0], i[1], i[2], G(i[3]), mask, chunk: 32),
-            i => GlaKernels.CausalRecurrent(i[0], i[1], i[2], G(i[3]), mask),
-            x.Take(4).ToArray(), dtype, "gla causal", KernelAssert.HeadMask(mask));
-        KernelAssert.SameOutputsAndGradients(
-            i => GlaKernels.Bidirectional(i[0], i[1], i[2], G(i[3]), G(i[4]), mask, chunk: 48),
-            i => GlaKernels.BidirectionalNaive(i[0], i[1], i[2], G(i[3]), G(i[4]), mask),
-            x, dtype, "gla bidirectional", KernelAssert.HeadMask(mask));
+        DecayKernelTests.GatedKernelsMatchNaive(lengths, dtype, perChannel: true, "gla",
+            (i, m) => GlaKernels.Causal(i[0], i[1], i[2], G(i[3]), m, chunk: 32),
+            (i, m) => GlaKernels.CausalRecurrent(i[0], i[1], i[2], G(i[3]), m),
+            (i, m) => GlaKernels.Bidirectional(i[0], i[1], i[2], G(i[3]), G(i[4]), m, chunk: 48),
+            (i, m) => GlaKernels.BidirectionalNaive(i[0], i[1], i[2], G(i[3]), G(i[4]), m));
     }
 
     [Fact]

@@ -23,11 +23,8 @@ public class InLineTests
     public void Fast_matches_naive_outputs_and_gradients(long[] lengths, string map, ScalarType dtype)
     {
         Torch.Seed();
-        long b = lengths.Length, t = lengths.Max();
         var mask = KernelAssert.LengthMask(lengths);
-        var q = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
-        var k = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
-        var v = KernelAssert.Random(new[] { b, 2, t, 5 }, dtype);
+        var (q, k, v) = KernelAssert.Qkv(lengths, dtype, dv: 5);
         KernelAssert.SameOutputsAndGradients(
             i => InLineKernels.Bidirectional(InLineKernels.FeatureMap(map, i[0]), InLineKernels.FeatureMap(map, i[1]), i[2], mask),
             i => InLineKernels.BidirectionalNaive(InLineKernels.FeatureMap(map, i[0]), InLineKernels.FeatureMap(map, i[1]), i[2], mask),

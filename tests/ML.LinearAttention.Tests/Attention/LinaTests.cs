@@ -25,11 +25,9 @@ public class LinaTests
     public void Fast_matches_naive_including_gate_gradients(long[] lengths, bool gated, ScalarType dtype)
     {
         Torch.Seed();
-        long b = lengths.Length, t = lengths.Max();
+        long t = lengths.Max();
         var mask = KernelAssert.LengthMask(lengths);
-        var q = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
-        var k = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
-        var v = KernelAssert.Random(new[] { b, 2, t, 6 }, dtype);
+        var (q, k, v) = KernelAssert.Qkv(lengths, dtype);
         // Positive gates near 1 (their initial value), one per head and position, shared by the batch.
         var gk = (KernelAssert.Random(new[] { 1, 2, t }, ScalarType.Float32, requiresGrad: false, scale: 0.2) + 1).to(dtype).requires_grad_(true);
         var gv = (KernelAssert.Random(new[] { 1, 2, t }, ScalarType.Float32, requiresGrad: false, scale: 0.2) + 1).to(dtype).requires_grad_(true);

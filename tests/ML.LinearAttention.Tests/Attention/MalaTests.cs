@@ -22,21 +22,11 @@ public class MalaTests
     [Theory]
     [MemberData(nameof(Cases))]
     public void Fast_matches_naive_outputs_and_gradients(long[] lengths, bool rope, ScalarType dtype)
-    {
-        Torch.Seed();
-        long b = lengths.Length, t = lengths.Max();
-        var mask = KernelAssert.LengthMask(lengths);
-        var q = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
-        var k = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
-        var v = KernelAssert.Random(new[] { b, 2, t, 6 }, dtype);
-        var (cos, sin) = Rope.Tables(t, 8, null, torch.CPU);
-        Tensor? c = rope ? cos : null, s = rope ? sin : null;
-        static Tensor Phi(Tensor x) => nn.functional.elu(x, 1.0) + 1;
-        KernelAssert.SameOutputsAndGradients(
-            i => MalaKernels.Bidirectional(Phi(i[0]), Phi(i[1]), i[2], mask, c, s),
-            i => MalaKernels.BidirectionalNaive(Phi(i[0]), Phi(i[1]), i[2], mask, c, s),
-            new[] { q, k, v }, dtype, $"mala rope={rope}", KernelAssert.HeadMask(mask));
-    }
+        => RopeKernelAssert.SameOutputsAndGradients(lengths, rope, dtype,
+            (q, k, v, m, c, s) => MalaKernels.Bidirectional(Phi(q), Phi(k), v, m, c, s),
+            (q, k, v, m, c, s) => MalaKernels.BidirectionalNaive(Phi(q), Phi(k), v, m, c, s), "mala");
+
+    private static Tensor Phi(Tensor x) => nn.functional.elu(x, 1.0) + 1;
 
     [Fact]
     public void Weights_sum_to_one_so_constant_values_pass_through()

@@ -22,20 +22,9 @@ public class NaLaFormerTests
     [Theory]
     [MemberData(nameof(Cases))]
     public void Fast_matches_naive_outputs_and_gradients(long[] lengths, bool rope, ScalarType dtype)
-    {
-        Torch.Seed();
-        long b = lengths.Length, t = lengths.Max();
-        var mask = KernelAssert.LengthMask(lengths);
-        var q = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
-        var k = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
-        var v = KernelAssert.Random(new[] { b, 2, t, 6 }, dtype);
-        var (cos, sin) = Rope.Tables(t, 8, null, torch.CPU);
-        Tensor? c = rope ? cos : null, s = rope ? sin : null;
-        KernelAssert.SameOutputsAndGradients(
-            i => NaLaFormerKernels.Bidirectional(i[0], i[1], i[2], mask, c, s),
-            i => NaLaFormerKernels.BidirectionalNaive(i[0], i[1], i[2], mask, c, s),
-            new[] { q, k, v }, dtype, $"nalaformer rope={rope}", KernelAssert.HeadMask(mask));
-    }
+        => RopeKernelAssert.SameOutputsAndGradients(lengths, rope, dtype,
+            (q, k, v, m, c, s) => NaLaFormerKernels.Bidirectional(q, k, v, m, c, s),
+            (q, k, v, m, c, s) => NaLaFormerKernels.BidirectionalNaive(q, k, v, m, c, s), "nalaformer");
 
     [Fact]
     public void Larger_query_norm_gives_a_spikier_distribution()

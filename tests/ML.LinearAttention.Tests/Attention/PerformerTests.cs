@@ -20,11 +20,8 @@ public class PerformerTests
     public void Fast_matches_naive_outputs_and_gradients(long[] lengths, bool causal, ScalarType dtype)
     {
         Torch.Seed();
-        long b = lengths.Length, t = lengths.Max();
         var mask = KernelAssert.LengthMask(lengths);
-        var q = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
-        var k = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
-        var v = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
+        var (q, k, v) = KernelAssert.Qkv(lengths, dtype, dv: 8);
         var w = PerformerKernels.OrthogonalRandomMatrix(20, 8);
         KernelAssert.SameOutputsAndGradients(
             i => PerformerKernels.Attention(i[0], i[1], i[2], w, mask, causal, chunk: 16),

@@ -24,20 +24,9 @@ public class RalaTests
     [Theory]
     [MemberData(nameof(Cases))]
     public void Fast_matches_naive_outputs_and_gradients(long[] lengths, bool rope, ScalarType dtype)
-    {
-        Torch.Seed();
-        long b = lengths.Length, t = lengths.Max();
-        var mask = KernelAssert.LengthMask(lengths);
-        var q = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
-        var k = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
-        var v = KernelAssert.Random(new[] { b, 2, t, 6 }, dtype);
-        var (cos, sin) = Rope.Tables(t, 8, null, torch.CPU);
-        Tensor? c = rope ? cos : null, s = rope ? sin : null;
-        KernelAssert.SameOutputsAndGradients(
-            i => RalaKernels.Bidirectional(Phi(i[0]), Phi(i[1]), i[2], mask, c, s),
-            i => RalaKernels.BidirectionalNaive(Phi(i[0]), Phi(i[1]), i[2], mask, c, s),
-            new[] { q, k, v }, dtype, $"rala rope={rope}", KernelAssert.HeadMask(mask));
-    }
+        => RopeKernelAssert.SameOutputsAndGradients(lengths, rope, dtype,
+            (q, k, v, m, c, s) => RalaKernels.Bidirectional(Phi(q), Phi(k), v, m, c, s),
+            (q, k, v, m, c, s) => RalaKernels.BidirectionalNaive(Phi(q), Phi(k), v, m, c, s), "rala");
 
     [Theory]
     [InlineData(ScalarType.Float32)]

@@ -27,11 +27,8 @@ public class SlidingWindowTests
     public void Banded_matches_dense_naive_outputs_and_gradients(long[] lengths, bool causal, int window, int block, ScalarType dtype)
     {
         Torch.Seed();
-        long b = lengths.Length, t = lengths.Max();
         var mask = KernelAssert.LengthMask(lengths);
-        var q = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
-        var k = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
-        var v = KernelAssert.Random(new[] { b, 2, t, 6 }, dtype);
+        var (q, k, v) = KernelAssert.Qkv(lengths, dtype);
         KernelAssert.SameOutputsAndGradients(
             i => SlidingWindowKernels.Attention(i[0], i[1], i[2], mask, window, causal, block),
             i => SlidingWindowKernels.AttentionNaive(i[0], i[1], i[2], mask, window, causal),

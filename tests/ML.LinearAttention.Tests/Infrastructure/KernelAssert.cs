@@ -78,6 +78,19 @@ public static class KernelAssert
         return requiresGrad ? t.requires_grad_(true) : t;
     }
 
+    /// <summary>
+    /// Leaf q, k [B, H, T, dk] and v [B, H, T, dv] (B = number of rows, T = longest length), drawn in that order with
+    /// <see cref="Random"/>.
+    /// </summary>
+    public static (Tensor q, Tensor k, Tensor v) Qkv(long[] lengths, ScalarType dtype, long heads = 2, long dk = 8, long dv = 6)
+    {
+        long b = lengths.Length, t = lengths.Max();
+        var q = Random(new[] { b, heads, t, dk }, dtype);
+        var k = Random(new[] { b, heads, t, dk }, dtype);
+        var v = Random(new[] { b, heads, t, dv }, dtype);
+        return (q, k, v);
+    }
+
     /// <summary>[B, T] padding mask with the given true lengths (right padding).</summary>
     public static Tensor LengthMask(params long[] lengths)
     {

@@ -8,8 +8,7 @@ internal static class AgentBench
 {
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
-        Tensor[] Make() => Enumerable.Range(0, 3)
-            .Select(_ => torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true)).ToArray();
+        Tensor[] Make() => s.Qkv();
         yield return new KernelBenchCase("49 agents", false, Make, i =>
         {
             var (agents, valid) = AgentKernels.PoolAgents(i[0], null, 49, null);

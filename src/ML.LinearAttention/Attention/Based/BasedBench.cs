@@ -8,14 +8,7 @@ internal static class BasedBench
 {
     private const int F = 16;
 
-    private static Func<Tensor[]> Inputs(KernelBenchShape s) => () => new[]
-    {
-        torch.randn(s.B, s.H, s.T, F, dtype: s.DType, device: s.Device).requires_grad_(true),
-        torch.randn(s.B, s.H, s.T, F, dtype: s.DType, device: s.Device).requires_grad_(true),
-        torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-        torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-        torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-    };
+    private static Func<Tensor[]> Inputs(KernelBenchShape s) => () => [s.Randn(s.B, s.H, s.T, F), s.Randn(s.B, s.H, s.T, F), .. s.Qkv()];
 
     /// <summary>"taylor": the linear branch alone.</summary>
     internal static IEnumerable<KernelBenchCase> TaylorCases(KernelBenchShape s)

@@ -67,8 +67,7 @@ public sealed class BasedMixer : TokenMixer
             throw new ArgumentOutOfRangeException(nameof(options), options.FeatureDim, "FeatureDim must be 0 (the head dimension) or positive; BASED uses 16.");
         if (options.Window < 0)
             throw new ArgumentOutOfRangeException(nameof(options), options.Window, "Window must be 0 (no softmax branch) or positive; BASED uses 256.");
-        if (options.ChunkSize <= 0)
-            throw new ArgumentOutOfRangeException(nameof(options), options.ChunkSize, "ChunkSize must be positive (64 is the default).");
+        MixerChecks.ChunkSize(options.ChunkSize, "Based");
         int c = config.ModelDim, h = config.NumHeads;
         _featureDim = options.FeatureDim == 0 ? config.HeadDim : options.FeatureDim;
         _window = options.Window;

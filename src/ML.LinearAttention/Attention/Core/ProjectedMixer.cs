@@ -8,13 +8,15 @@ namespace Microsoft.ML.LinearAttention.Attention;
 /// The common shape of most mixers: q/k/v projections (C → C, no bias), a per-head kernel on [B, H, T, D], and an
 /// output projection. Subclasses implement <see cref="MixHeads"/>; they call <c>RegisterComponents()</c> at the end of
 /// their own constructor (TorchSharp registers fields once, so a base class must not).
+/// <para>The projections are typed as modules (they are <see cref="Linear"/> when built) so that the fine-tuning catalog
+/// can swap one for a wrapper, e.g. a LoRA linear; cast to <see cref="Linear"/> only inside a constructor.</para>
 /// </summary>
 public abstract class ProjectedMixer : TokenMixer
 {
-    protected readonly Linear q_proj;
-    protected readonly Linear k_proj;
-    protected readonly Linear v_proj;
-    protected readonly Linear o_proj;
+    protected readonly nn.Module<Tensor, Tensor> q_proj;
+    protected readonly nn.Module<Tensor, Tensor> k_proj;
+    protected readonly nn.Module<Tensor, Tensor> v_proj;
+    protected readonly nn.Module<Tensor, Tensor> o_proj;
 
     protected ProjectedMixer(string name, MixerConfig config, bool bias = false) : base(name, config)
     {

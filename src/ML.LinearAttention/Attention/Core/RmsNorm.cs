@@ -23,9 +23,19 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     public static Tensor Functional(Tensor x, Tensor? weight, double eps = 1e-5)
     {
         using var scope = NewDisposeScope();
-        var xf = x.to(ScalarType.Float32);
-        var y = (xf * (xf.square().mean(new long[] { -1 }, keepdim: true) + eps).rsqrt()).to(x.dtype);
+        var y = Normalize(x, new long[] { -1 }, eps);
         if (weight is not null) y = y * weight.to(x.dtype);
         return y.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// x · rsqrt(mean(x², <paramref name="dims"/>) + eps) without a weight (SRMSNorm when over the last dimension);
+    /// statistics in fp32, result in x's dtype. TransNormer also normalizes over all heads jointly (dims 1 and 3).
+    /// </summary>
+    public static Tensor Normalize(Tensor x, long[] dims, double eps = 1e-5)
+    {
+        using var scope = NewDisposeScope();
+        var xf = x.to(ScalarType.Float32);
+        return (xf * (xf.square().mean(dims, keepdim: true) + eps).rsqrt()).to(x.dtype).MoveToOuterDisposeScope();
     }
 }

@@ -129,29 +129,3 @@ internal static class DecayChunked
         return torch.cat(new[] { torch.full(shape, fill, dtype: x.dtype, device: x.device), x.narrow(2, 0, n - off) }, 2);
     }
 }
-
-/// <summary>
-/// Reverses each row within its true length (right padding): position t &lt; L_b maps to L_b − 1 − t, padded positions
-/// stay in place, so a causal scan of the result starts at the row's last real token. The map is its own inverse.
-/// </summary>
-internal static class RowReversal
-{
-    /// <summary>[B, T] int64 gather indices.</summary>
-    internal static Tensor Indices(Tensor? keyPaddingMask, long b, long t, Device device)
-    {
-        var pos = torch.arange(t, device: device).view(1, t);
-        if (keyPaddingMask is null) return (t - 1 - pos).expand(b, t);
-        var len = keyPaddingMask.sum(1, type: ScalarType.Int64).view(b, 1);
-        return torch.where(pos < len, len - 1 - pos, pos);
-    }
-
-    /// <summary>Gathers dim 2 of [B, H, T] or [B, H, T, D] with <see cref="Indices"/>.</summary>
-    internal static Tensor Apply(Tensor x, Tensor indices)
-    {
-        long b = x.shape[0], h = x.shape[1], t = x.shape[2];
-        var idx = x.dim() == 4
-            ? indices.view(b, 1, t, 1).expand(b, h, t, x.shape[3])
-            : indices.view(b, 1, t).expand(b, h, t);
-        return x.gather(2, idx);
-    }
-}

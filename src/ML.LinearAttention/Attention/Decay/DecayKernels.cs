@@ -105,7 +105,7 @@ public static class DecayKernels
         long b = q.shape[0];
         var (qs, km, gf) = Prepare(q, k, gForward, keyPaddingMask, scale);
         var gb = MaskGate(gBackward, keyPaddingMask);
-        var idx = RowReversal.Indices(keyPaddingMask, q.shape[0], q.shape[2], q.device);
+        var idx = RowReversal.Indices(keyPaddingMask, q.shape[2], q.device);
         var both = DecayChunked.Forward(
             torch.cat(new[] { qs, RowReversal.Apply(qs, idx) }, 0),
             torch.cat(new[] { km, RowReversal.Apply(km, idx) }, 0),

@@ -11,14 +11,7 @@ internal static class DeltaNetBench
 {
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
-        Tensor[] Make() => new[]
-        {
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, s.H, s.T, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, s.H, s.T, dtype: s.DType, device: s.Device).requires_grad_(true),
-        };
+        Tensor[] Make() => [.. s.Qkv(), s.Gates(), s.Gates()];
         yield return new KernelBenchCase("causal chunk64", true, Make,
             i => DeltaNetKernels.Causal(DeltaRule.L2Normalize(i[0]), DeltaRule.L2Normalize(i[1]), i[2], torch.sigmoid(i[3]), null));
         yield return new KernelBenchCase("bidirectional chunk64", false, Make,

@@ -66,7 +66,7 @@ public sealed class DeltaNetMixer : TokenMixer
             throw new ArgumentException($"DeltaNet QkNorm '{options.QkNorm}' is unknown; use 'l2' or 'sum'.");
         if (options.QkNorm == "sum" && options.QkActivation is not ("relu" or "elu"))
             throw new ArgumentException($"DeltaNet QkNorm 'sum' divides by the feature sum, which needs non-negative features; use QkActivation 'relu' or 'elu' (got '{options.QkActivation}').");
-        if (options.ChunkSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.ChunkSize, "DeltaNet ChunkSize must be positive (fla uses 64).");
+        MixerChecks.ChunkSize(options.ChunkSize, "DeltaNet");
         _options = options;
         var (keyDim, valueDim) = DeltaMixing.Dims(config, options.ExpandK, options.ExpandV, "DeltaNet");
         int c = config.ModelDim, h = config.NumHeads;
@@ -104,9 +104,9 @@ public sealed class DeltaNetMixer : TokenMixer
         int h = Config.NumHeads;
         x = Heads.ZeroPadded(x, keyPaddingMask);
         bool silu = _options.QkActivation == "silu";
-        var q = Heads.Split(DeltaMixing.Project(q_proj, q_conv1d, x, silu), h);
-        var k = Heads.Split(DeltaMixing.Project(k_proj, k_conv1d, x, silu), h);
-        var v = Heads.Split(DeltaMixing.Project(v_proj, v_conv1d, x, silu: true), h);
+        var q = Heads.Split(ShortConvolution.Project(q_proj, q_conv1d, x, null, silu), h);
+        var k = Heads.Split(ShortConvolution.Project(k_proj, k_conv1d, x, null, silu), h);
+        var v = Heads.Split(ShortConvolution.Project(v_proj, v_conv1d, x, null, siluWithoutConv: true), h);
         (q, k) = (Activate(q), Activate(k));
         (q, k) = _options.QkNorm == "l2"
             ? (DeltaRule.L2Normalize(q), DeltaRule.L2Normalize(k))

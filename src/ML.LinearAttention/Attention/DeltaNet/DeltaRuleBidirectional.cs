@@ -44,8 +44,8 @@ public static partial class DeltaRule
     {
         // Both scans in one call: the reversed rows are appended to the batch, so the sequential chunk loop runs once.
         long b = q.shape[0];
-        var idx = ReversalIndex(keyPaddingMask, q.shape[2], q.device);
-        Tensor Both(Tensor fwd, Tensor bwd) => torch.cat(new[] { fwd, Reverse(bwd, idx) }, 0);
+        var idx = RowReversal.Indices(keyPaddingMask, q.shape[2], q.device);
+        Tensor Both(Tensor fwd, Tensor bwd) => torch.cat(new[] { fwd, RowReversal.Apply(bwd, idx) }, 0);
         Tensor? gates = gForward is null && gBackward is null ? null
             : Both(gForward?.to(ScalarType.Float32) ?? torch.zeros_like(gBackward!, dtype: ScalarType.Float32),
                    gBackward?.to(ScalarType.Float32) ?? torch.zeros_like(gForward!, dtype: ScalarType.Float32));
@@ -53,7 +53,7 @@ public static partial class DeltaRule
             keyPaddingMask is null ? null : torch.cat(new[] { keyPaddingMask, keyPaddingMask }, 0), exclusiveFrom: b, scale, chunk);
         var fwd = o.narrow(0, 0, b);
         var bwd = o.narrow(0, b, b);
-        return fwd + Reverse(bwd, idx);
+        return fwd + RowReversal.Apply(bwd, idx);
     }
 
     /// <summary>
@@ -79,27 +79,5 @@ public static partial class DeltaRule
         var bwd = RecurrentCore(q.flip(2), k.flip(2), v.flip(2), betaBackward.flip(2), gBackward?.flip(2),
             keyPaddingMask?.flip(1), exclusive: true, scale).flip(2);
         return fwd + bwd;
-    }
-
-    /// <summary>
-    /// Per-row reversal within the true length: idx[b, t] = L_b − 1 − t for t &lt; L_b, t otherwise ([B, T] int64),
-    /// or null without a mask (then a plain flip). The permutation is its own inverse.
-    /// </summary>
-    public static Tensor? ReversalIndex(Tensor? keyPaddingMask, long t, Device device)
-    {
-        if (keyPaddingMask is null) return null;
-        using var scope = NewDisposeScope();
-        var len = keyPaddingMask.sum(1, type: ScalarType.Int64).unsqueeze(1);              // [B, 1]
-        var pos = torch.arange(t, dtype: ScalarType.Int64, device: device).unsqueeze(0);   // [1, T]
-        return torch.where(pos < len, len - 1 - pos, pos).MoveToOuterDisposeScope();
-    }
-
-    /// <summary>Applies <see cref="ReversalIndex"/> along dim 2 of [B, H, T] or [B, H, T, D] (plain flip when null).</summary>
-    public static Tensor Reverse(Tensor x, Tensor? index)
-    {
-        if (index is null) return x.flip(2);
-        long b = index.shape[0], t = index.shape[1];
-        var shape = x.dim() == 3 ? new long[] { b, 1, t } : new long[] { b, 1, t, 1 };
-        return x.gather(2, index.view(shape).expand(x.shape));
     }
 }

@@ -8,13 +8,7 @@ internal static class FocusedBench
 {
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
-        Tensor[] Make() => new[]
-        {
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.zeros(s.H * s.D, device: s.Device).requires_grad_(true),
-        };
+        Tensor[] Make() => [.. s.Qkv(), torch.zeros(s.H * s.D, device: s.Device).requires_grad_(true)];
         yield return new KernelBenchCase("bidirectional p=3", false, Make, i => FocusedKernels.Bidirectional(i[0], i[1], i[2], i[3], null));
     }
 }

@@ -14,14 +14,9 @@ internal static class GatedDeltaNetBench
     {
         Tensor[] Make()
         {
-            Tensor Rand(params long[] shape) => torch.randn(shape, dtype: s.DType, device: s.Device).requires_grad_(true);
             var (aLog, dt) = DeltaMixing.Mamba2Init(s.H);
-            return new[]
-            {
-                Rand(s.B, s.H, s.T, s.D), Rand(s.B, s.H, s.T, s.D), Rand(s.B, s.H, s.T, s.D),
-                Rand(s.B, s.H, s.T), Rand(s.B, s.H, s.T), Rand(s.B, s.H, s.T), Rand(s.B, s.H, s.T),
-                aLog.view(s.H, 1).to(s.Device).requires_grad_(true), dt.view(s.H, 1).to(s.Device).requires_grad_(true),
-            };
+            return [.. s.Qkv(), s.Gates(), s.Gates(), s.Gates(), s.Gates(),
+                aLog.view(s.H, 1).to(s.Device).requires_grad_(true), dt.view(s.H, 1).to(s.Device).requires_grad_(true)];
         }
         Tensor Gate(Tensor[] i, int a) => DeltaRule.Mamba2Gate(i[a], i[7], i[8]);
         yield return new KernelBenchCase("causal chunk64", true, Make,

@@ -63,7 +63,7 @@ public sealed class GatedDeltaNetMixer : TokenMixer
     public GatedDeltaNetMixer(MixerConfig config, GatedDeltaNetOptions options) : base(nameof(GatedDeltaNetMixer), config)
     {
         ArgumentNullException.ThrowIfNull(options);
-        if (options.ChunkSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.ChunkSize, "Gated DeltaNet ChunkSize must be positive (fla uses 64).");
+        MixerChecks.ChunkSize(options.ChunkSize, "Gated DeltaNet");
         _options = options;
         int c = config.ModelDim, h = config.NumHeads;
         var (keyDim, valueDim) = DeltaMixing.Dims(config, options.ExpandK, options.ExpandK * options.ExpandV, "Gated DeltaNet", "ExpandK·ExpandV");
@@ -107,9 +107,9 @@ public sealed class GatedDeltaNetMixer : TokenMixer
         using var scope = NewDisposeScope();
         int h = Config.NumHeads;
         x = Heads.ZeroPadded(x, keyPaddingMask);
-        var q = DeltaRule.L2Normalize(Heads.Split(DeltaMixing.Project(q_proj, q_conv1d, x, silu: true), h));
-        var k = DeltaRule.L2Normalize(Heads.Split(DeltaMixing.Project(k_proj, k_conv1d, x, silu: true), h));
-        var v = Heads.Split(DeltaMixing.Project(v_proj, v_conv1d, x, silu: true), h);
+        var q = DeltaRule.L2Normalize(Heads.Split(ShortConvolution.Project(q_proj, q_conv1d, x, null, siluWithoutConv: true), h));
+        var k = DeltaRule.L2Normalize(Heads.Split(ShortConvolution.Project(k_proj, k_conv1d, x, null, siluWithoutConv: true), h));
+        var v = Heads.Split(ShortConvolution.Project(v_proj, v_conv1d, x, null, siluWithoutConv: true), h);
         bool neg = _options.AllowNegativeEigenvalues;
         var beta = DeltaMixing.Beta(b_proj, x, neg);
         var g = DeltaRule.Mamba2Gate(a_proj.forward(x), A_log, dt_bias).transpose(1, 2);       // [B, H, T] fp32

@@ -8,8 +8,7 @@ internal static class GlaBench
 {
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
-        Tensor[] Make() => Enumerable.Range(0, 5)
-            .Select(_ => torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true)).ToArray();
+        Tensor[] Make() => s.Qkv(5);
         yield return new KernelBenchCase("causal chunk64", true, Make,
             i => GlaKernels.Causal(i[0], i[1], i[2], GlaKernels.Gate(i[3]), null));
         yield return new KernelBenchCase("bidirectional chunk64", false, Make,

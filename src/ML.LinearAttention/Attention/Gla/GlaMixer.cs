@@ -56,15 +56,15 @@ public sealed class GlaMixer : TokenMixer
     public GlaMixer(MixerConfig config, GlaOptions options) : base(nameof(GlaMixer), config)
     {
         ArgumentNullException.ThrowIfNull(options);
-        int dk = DecayDims.PerHead(config, options.ExpandK, nameof(options.ExpandK));
-        int dv = DecayDims.PerHead(config, options.ExpandV, nameof(options.ExpandV));
+        int dk = MixerChecks.ExpandedWidth(config, options.ExpandK, nameof(options.ExpandK), "GLA") / config.NumHeads;
+        int dv = MixerChecks.ExpandedWidth(config, options.ExpandV, nameof(options.ExpandV), "GLA") / config.NumHeads;
         if (options.GateLowRankDim <= 0)
             throw new ArgumentOutOfRangeException(nameof(options), options.GateLowRankDim, "GateLowRankDim must be positive (fla: 16).");
         if (options.GateLogitNormalizer <= 0)
             throw new ArgumentOutOfRangeException(nameof(options), options.GateLogitNormalizer, "GateLogitNormalizer must be positive (fla: 16).");
         if (options.ClampMin is > 0)
             throw new ArgumentOutOfRangeException(nameof(options), options.ClampMin, "ClampMin bounds a log decay, so it must be ≤ 0 (or null for none).");
-        if (options.ChunkSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.ChunkSize, "ChunkSize must be positive (64 is the default).");
+        MixerChecks.ChunkSize(options.ChunkSize, "GLA");
         _options = options;
         int c = config.ModelDim, h = config.NumHeads;
         q_proj = nn.Linear(c, h * dk, hasBias: false);
@@ -76,9 +76,9 @@ public sealed class GlaMixer : TokenMixer
         o_proj = nn.Linear(h * dv, c, hasBias: false);
         if (options.UseShortConv)
         {
-            q_conv = new ShortConvolution(h * dk, options.ConvSize, options.ConvBias);
-            k_conv = new ShortConvolution(h * dk, options.ConvSize, options.ConvBias);
-            v_conv = new ShortConvolution(h * dv, options.ConvSize, options.ConvBias);
+            q_conv = new ShortConvolution(h * dk, options.ConvSize, causal: true, options.ConvBias);
+            k_conv = new ShortConvolution(h * dk, options.ConvSize, causal: true, options.ConvBias);
+            v_conv = new ShortConvolution(h * dv, options.ConvSize, causal: true, options.ConvBias);
         }
         g_norm = new RmsNorm(dv, options.NormEps);
         RegisterComponents();
@@ -91,15 +91,9 @@ public sealed class GlaMixer : TokenMixer
     {
         using var scope = NewDisposeScope();
         int h = Config.NumHeads;
-        var q = q_proj.forward(x);
-        var k = k_proj.forward(x);
-        var v = v_proj.forward(x);
-        if (q_conv is not null)
-        {
-            q = q_conv.forward(q, keyPaddingMask);
-            k = k_conv!.forward(k, keyPaddingMask);
-            v = v_conv!.forward(v, keyPaddingMask);
-        }
+        var q = ShortConvolution.Project(q_proj, q_conv, x, keyPaddingMask, siluWithoutConv: false);
+        var k = ShortConvolution.Project(k_proj, k_conv, x, keyPaddingMask, siluWithoutConv: false);
+        var v = ShortConvolution.Project(v_proj, v_conv, x, keyPaddingMask, siluWithoutConv: false);
         var (qh, kh, vh) = (Heads.Split(q, h), Heads.Split(k, h), Heads.Split(v, h));
         Tensor Gate(Sequential proj) => GlaKernels.Gate(Heads.Split(proj.forward(x), h), _options.GateLogitNormalizer, _options.ClampMin);
         var o = gk_proj_bwd is null

@@ -9,14 +9,7 @@ internal static class HedgehogBench
 {
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
-        Tensor[] Make() => new[]
-        {
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            (torch.eye(s.D, dtype: s.DType, device: s.Device).unsqueeze(0).repeat(s.H, 1, 1)).requires_grad_(true),
-            (torch.eye(s.D, dtype: s.DType, device: s.Device).unsqueeze(0).repeat(s.H, 1, 1)).requires_grad_(true),
-        };
+        Tensor[] Make() => [.. s.Qkv(), s.Identities(), s.Identities()];
         yield return new KernelBenchCase("bidirectional", false, Make,
             i => LinearAttentionKernels.Bidirectional(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], null));
         yield return new KernelBenchCase("causal chunk64", true, Make,

@@ -12,17 +12,12 @@ internal static class KdaBench
 {
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
-        Tensor[] Make()
-        {
-            Tensor Rand(params long[] shape) => torch.randn(shape, dtype: s.DType, device: s.Device).requires_grad_(true);
-            return new[]
-            {
-                Rand(s.B, s.H, s.T, s.D), Rand(s.B, s.H, s.T, s.D), Rand(s.B, s.H, s.T, s.D),
-                Rand(s.B, s.H, s.T), Rand(s.B, s.H, s.T, s.D), Rand(s.B, s.H, s.T), Rand(s.B, s.H, s.T, s.D),
-                torch.empty(s.H, device: s.Device).uniform_(1, 16).log().requires_grad_(true),
-                torch.zeros(s.H * s.D, device: s.Device).requires_grad_(true),
-            };
-        }
+        Tensor[] Make() =>
+        [
+            .. s.Qkv(), s.Gates(), s.ChannelGates(), s.Gates(), s.ChannelGates(),
+            torch.empty(s.H, device: s.Device).uniform_(1, 16).log().requires_grad_(true),
+            torch.zeros(s.H * s.D, device: s.Device).requires_grad_(true),
+        ];
         Tensor Gate(Tensor[] i, int f) => KdaKernels.Gate(i[f], i[7], i[8]);
         yield return new KernelBenchCase("causal chunk64", true, Make,
             i => KdaKernels.Causal(DeltaRule.L2Normalize(i[0]), DeltaRule.L2Normalize(i[1]), i[2], torch.sigmoid(i[3]), Gate(i, 4), null));

@@ -62,7 +62,7 @@ public sealed class KdaMixer : TokenMixer
     public KdaMixer(MixerConfig config, KdaOptions options) : base(nameof(KdaMixer), config)
     {
         ArgumentNullException.ThrowIfNull(options);
-        if (options.ChunkSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.ChunkSize, "KDA ChunkSize must be positive (fla uses 64).");
+        MixerChecks.ChunkSize(options.ChunkSize, "KDA");
         if (options.GateLowerBound is double lb && !(lb < 0))
             throw new ArgumentOutOfRangeException(nameof(options), lb, "KDA GateLowerBound must be negative (Kimi Linear uses −5), or null for the softplus gate.");
         _options = options;
@@ -101,9 +101,9 @@ public sealed class KdaMixer : TokenMixer
         using var scope = NewDisposeScope();
         int h = Config.NumHeads;
         x = Heads.ZeroPadded(x, keyPaddingMask);
-        var q = DeltaRule.L2Normalize(Heads.Split(DeltaMixing.Project(q_proj, q_conv1d, x, silu: true), h));
-        var k = DeltaRule.L2Normalize(Heads.Split(DeltaMixing.Project(k_proj, k_conv1d, x, silu: true), h));
-        var v = Heads.Split(DeltaMixing.Project(v_proj, v_conv1d, x, silu: true), h);
+        var q = DeltaRule.L2Normalize(Heads.Split(ShortConvolution.Project(q_proj, q_conv1d, x, null, siluWithoutConv: true), h));
+        var k = DeltaRule.L2Normalize(Heads.Split(ShortConvolution.Project(k_proj, k_conv1d, x, null, siluWithoutConv: true), h));
+        var v = Heads.Split(ShortConvolution.Project(v_proj, v_conv1d, x, null, siluWithoutConv: true), h);
         bool neg = _options.AllowNegativeEigenvalues;
         Tensor Gate(Sequential proj, Tensor aLog, Tensor dtBias) => KdaKernels.Gate(Heads.Split(proj.forward(x), h), aLog, dtBias, _options.GateLowerBound);
         var o = Config.Causal

@@ -9,8 +9,7 @@ internal static class LigerBench
 {
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
-        Tensor[] Make() => Enumerable.Range(0, 3)
-            .Select(_ => torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true)).ToArray();
+        Tensor[] Make() => s.Qkv();
         Tensor Run(Tensor[] i, bool causal) => LigerKernels.Attention(i[0], i[1], LigerKernels.FeatureMap(i[0]), LigerKernels.FeatureMap(i[1]),
             LigerKernels.Gate(i[1]), i[2], null, 64, causal);
         yield return new KernelBenchCase("swa 64 + gla bidirectional", false, Make, i => Run(i, false));

@@ -38,8 +38,7 @@ public sealed class LigerMixer : ProjectedMixer
             throw new ArgumentException($"RoPE needs an even head dimension; got {config.HeadDim}. Set RopeTheta = 0 or change the head count.");
         if (!(options.GateNormalizer > 0))
             throw new ArgumentOutOfRangeException(nameof(options), options.GateNormalizer, "GateNormalizer must be positive (Liger: 16).");
-        if (options.ChunkSize <= 0)
-            throw new ArgumentOutOfRangeException(nameof(options), options.ChunkSize, "ChunkSize must be positive (64 is the default).");
+        MixerChecks.ChunkSize(options.ChunkSize, "Liger");
         _options = options;
         RegisterComponents();
     }

@@ -8,8 +8,7 @@ internal static class LightningBench
 {
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
-        Tensor[] Make() => Enumerable.Range(0, 3)
-            .Select(_ => torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true)).ToArray();
+        Tensor[] Make() => s.Qkv();
         var slopes = torch.tensor(LightningKernels.Slopes((int)s.H), device: s.Device);
         yield return new KernelBenchCase("causal chunk64", true, Make, i => LightningKernels.Causal(i[0], i[1], i[2], slopes, null));
         yield return new KernelBenchCase("bidirectional chunk64", false, Make, i => LightningKernels.Bidirectional(i[0], i[1], i[2], slopes, null));

@@ -34,7 +34,7 @@ public sealed class LightningMixer : TokenMixer
     public LightningMixer(MixerConfig config, LightningOptions options) : base(nameof(LightningMixer), config)
     {
         ArgumentNullException.ThrowIfNull(options);
-        if (options.ChunkSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.ChunkSize, "ChunkSize must be positive (64 is the default).");
+        MixerChecks.ChunkSize(options.ChunkSize, "Lightning Attention");
         int c = config.ModelDim, d = config.HeadDim;
         q_proj = nn.Linear(c, c, hasBias: options.Bias);
         k_proj = nn.Linear(c, c, hasBias: options.Bias);

@@ -8,14 +8,12 @@ internal static class LinaBench
 {
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
-        Tensor[] Make() => new[]
-        {
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
+        Tensor[] Make() =>
+        [
+            .. s.Qkv(),
             torch.ones(1, s.H, s.T, dtype: s.DType, device: s.Device).requires_grad_(true),
             torch.ones(1, s.H, s.T, dtype: s.DType, device: s.Device).requires_grad_(true),
-        };
+        ];
         static Tensor Phi(Tensor x) => nn.functional.relu(x) + 1e-6;
         yield return new KernelBenchCase("kv-gated bidirectional fp32", false, Make,
             i => LinaKernels.Bidirectional(Phi(i[0]), Phi(i[1]), i[2], i[3], i[4], null));

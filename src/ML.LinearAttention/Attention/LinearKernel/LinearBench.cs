@@ -11,8 +11,7 @@ internal static class LinearBench
 {
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
-        Tensor[] Make() => Enumerable.Range(0, 3)
-            .Select(_ => torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true)).ToArray();
+        Tensor[] Make() => s.Qkv();
         Tensor W() => (torch.randn(s.D, s.D, dtype: s.DType, device: s.Device) / Math.Sqrt(s.D)).requires_grad_(true);
         Tensor B() => torch.zeros(s.D, dtype: s.DType, device: s.Device).requires_grad_(true);
         Tensor[] MakeLearned() => Make().Concat(new[] { W(), W(), B(), W(), B() }).ToArray();

@@ -40,7 +40,7 @@ public sealed class LinearMixer : ProjectedMixer
         var name = LearnableFeatureMap.Normalize(options.FeatureMap); // validates the name early
         if (options.Normalize && !LearnableFeatureMap.IsNonNegative(name))
             throw new ArgumentException($"The '{name}' feature map can be negative, so the normalized form may divide by zero; set Normalize = false (with OutputNorm) or use 'elu', 'relu', 'dpfp' or 't2r'.");
-        if (options.ChunkSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.ChunkSize, "ChunkSize must be positive.");
+        MixerChecks.ChunkSize(options.ChunkSize, "Linear attention");
         _options = options;
         q_map = new LearnableFeatureMap(name, config.HeadDim, options.FeatureDim, options.DpfpNu);
         bool learned = name is "t2r" or "elementwise_product";

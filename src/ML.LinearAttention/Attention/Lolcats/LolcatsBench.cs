@@ -9,15 +9,7 @@ internal static class LolcatsBench
 {
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
-        Tensor[] Make() => new[]
-        {
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.eye(s.D, dtype: s.DType, device: s.Device).unsqueeze(0).repeat(s.H, 1, 1).requires_grad_(true),
-            torch.eye(s.D, dtype: s.DType, device: s.Device).unsqueeze(0).repeat(s.H, 1, 1).requires_grad_(true),
-            torch.full(s.H, -2.197, device: s.Device).requires_grad_(true),
-        };
+        Tensor[] Make() => [.. s.Qkv(), s.Identities(), s.Identities(), torch.full(s.H, -2.197, device: s.Device).requires_grad_(true)];
         Tensor Run(Tensor[] i, bool causal) => LolcatsKernels.Attention(i[0], i[1], HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]),
             i[2], i[5].sigmoid(), null, null, LolcatsKernels.DefaultWindow, causal);
         yield return new KernelBenchCase("window 64 + hedgehog bidirectional", false, Make, i => Run(i, false));

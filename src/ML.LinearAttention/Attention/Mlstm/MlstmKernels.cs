@@ -102,7 +102,7 @@ public static class MlstmKernels
         var (qs, km, lf) = DecayKernels.Prepare(q, k, LogForget(fForward, forgetGate), keyPaddingMask, scale);
         var lb = DecayKernels.MaskGate(LogForget(fBackward, forgetGate), keyPaddingMask);
         var ig = i.to(ScalarType.Float32);
-        var idx = RowReversal.Indices(keyPaddingMask, b, q.shape[2], q.device);
+        var idx = RowReversal.Indices(keyPaddingMask, q.shape[2], q.device);
         var (num, den, m) = MlstmChunked.Parts(
             torch.cat(new[] { qs, RowReversal.Apply(qs, idx) }, 0),
             torch.cat(new[] { km, RowReversal.Apply(km, idx) }, 0),

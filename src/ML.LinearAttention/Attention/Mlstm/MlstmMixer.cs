@@ -58,7 +58,7 @@ public sealed class MlstmMixer : TokenMixer
         ArgumentNullException.ThrowIfNull(options);
         if (options.ProjFactor <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.ProjFactor, "ProjFactor must be positive (fla: 2).");
         if (options.RoundUpTo <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.RoundUpTo, "RoundUpTo must be positive (fla: 64; 1 = no rounding).");
-        if (options.ChunkSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.ChunkSize, "ChunkSize must be positive (64 is the default).");
+        MixerChecks.ChunkSize(options.ChunkSize, "mLSTM");
         int c = config.ModelDim, h = config.NumHeads;
         _inner = (int)Math.Ceiling(options.ProjFactor * c / options.RoundUpTo) * options.RoundUpTo;
         if (_inner % h != 0)
@@ -71,7 +71,7 @@ public sealed class MlstmMixer : TokenMixer
         q_proj = new GroupedLinear(_inner, options.QkvBlockSize, options.Bias);
         k_proj = new GroupedLinear(_inner, options.QkvBlockSize, options.Bias);
         v_proj = new GroupedLinear(_inner, options.QkvBlockSize, options.Bias);
-        conv1d = new ShortConvolution(_inner, options.ConvSize, options.ConvBias);
+        conv1d = new ShortConvolution(_inner, options.ConvSize, causal: true, options.ConvBias);
         igate = nn.Linear(3 * _inner, h, hasBias: true);
         fgate = nn.Linear(3 * _inner, h, hasBias: true);
         if (!config.Causal) fgate_bwd = nn.Linear(3 * _inner, h, hasBias: true);

@@ -16,13 +16,12 @@ internal static class MomBench
     {
         Tensor[] Make()
         {
-            Tensor Rand(params long[] shape) => torch.randn(shape, dtype: s.DType, device: s.Device).requires_grad_(true);
             var (aLog, dt) = DeltaMixing.Mamba2Init(s.H);
             return new[]
             {
-                Rand(s.B, s.H, s.T, s.D), Rand(s.B, Memories, s.H, s.T, s.D), Rand(s.B, Memories, s.H, s.T, s.D),
-                Rand(s.B, Memories, s.H, s.T), Rand(s.B, Memories, s.H, s.T), Rand(s.B, Memories, s.H, s.T), Rand(s.B, Memories, s.H, s.T),
-                Rand(s.B, s.T, Memories),
+                s.Randn(s.B, s.H, s.T, s.D), s.Randn(s.B, Memories, s.H, s.T, s.D), s.Randn(s.B, Memories, s.H, s.T, s.D),
+                s.Randn(s.B, Memories, s.H, s.T), s.Randn(s.B, Memories, s.H, s.T), s.Randn(s.B, Memories, s.H, s.T), s.Randn(s.B, Memories, s.H, s.T),
+                s.Randn(s.B, s.T, Memories),
                 aLog.view(s.H, 1).to(s.Device).requires_grad_(true), dt.view(s.H, 1).to(s.Device).requires_grad_(true),
             };
         }

@@ -70,7 +70,7 @@ public sealed class MomMixer : TokenMixer
         if (options.NumMemories < 1) throw new ArgumentOutOfRangeException(nameof(options), options.NumMemories, "MoM NumMemories must be at least 1 (fla uses 8).");
         if (options.TopK < 1 || options.TopK > options.NumMemories)
             throw new ArgumentOutOfRangeException(nameof(options), options.TopK, $"MoM TopK must lie in 1..NumMemories = {options.NumMemories} (fla uses 2 of 8).");
-        if (options.ChunkSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.ChunkSize, "MoM ChunkSize must be positive (fla uses 64).");
+        MixerChecks.ChunkSize(options.ChunkSize, "MoM");
         _options = options;
         int c = config.ModelDim, h = config.NumHeads, m = options.NumMemories;
         (_keyDim, _valueDim) = DeltaMixing.Dims(config, options.ExpandK, options.ExpandK * options.ExpandV, "MoM", "ExpandK·ExpandV");
@@ -129,7 +129,7 @@ public sealed class MomMixer : TokenMixer
         long b = x.shape[0], t = x.shape[1];
         x = Heads.ZeroPadded(x, keyPaddingMask);
         var weights = MomKernels.Route(gate.forward(x), _options.TopK, keyPaddingMask);             // [B, T, M]
-        var q = DeltaRule.L2Normalize(Heads.Split(DeltaMixing.Project(q_proj, q_conv1d, x, silu: true), h));
+        var q = DeltaRule.L2Normalize(Heads.Split(ShortConvolution.Project(q_proj, q_conv1d, x, null, siluWithoutConv: true), h));
         var k = DeltaRule.L2Normalize(PerMemory(k_proj, k_conv1d, x, _keyDim));
         var v = PerMemory(v_proj, v_conv1d, x, _valueDim);
         Tensor Beta(Linear proj) => torch.sigmoid(proj.forward(x)).view(b, t, m, h).permute(0, 2, 3, 1);
@@ -150,7 +150,7 @@ public sealed class MomMixer : TokenMixer
         int h = Config.NumHeads, m = _options.NumMemories;
         long b = x.shape[0], t = x.shape[1];
         var y = proj.forward(x).view(b, t, m, width).permute(0, 2, 1, 3).reshape(b * m, t, width);
-        y = conv is not null ? conv.forward(y) : nn.functional.silu(y);
+        y = conv is not null ? conv.forward(y, null) : nn.functional.silu(y);
         return y.view(b, m, t, h, width / h).permute(0, 1, 3, 2, 4);
     }
 }

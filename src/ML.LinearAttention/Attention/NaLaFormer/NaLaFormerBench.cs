@@ -9,8 +9,7 @@ internal static class NaLaFormerBench
 {
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
-        Tensor[] Make() => Enumerable.Range(0, 3)
-            .Select(_ => torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true)).ToArray();
+        Tensor[] Make() => s.Qkv();
         yield return new KernelBenchCase("bidirectional rope fp32", false, Make, i =>
         {
             var (cos, sin) = Rope.Tables(s.T, s.D, null, s.Device);

@@ -9,13 +9,7 @@ internal static class PerformerBench
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
         int m = PerformerKernels.DefaultNumFeatures((int)s.D);
-        Tensor[] Make() => new[]
-        {
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            PerformerKernels.OrthogonalRandomMatrix(m, (int)s.D).to(s.Device),
-        };
+        Tensor[] Make() => [.. s.Qkv(), PerformerKernels.OrthogonalRandomMatrix(m, (int)s.D).to(s.Device)];
         yield return new KernelBenchCase($"favor+ m={m} bidirectional", false, Make, i => PerformerKernels.Attention(i[0], i[1], i[2], i[3], null));
         yield return new KernelBenchCase($"favor+ m={m} causal chunk64", true, Make, i => PerformerKernels.Attention(i[0], i[1], i[2], i[3], null, causal: true));
     }

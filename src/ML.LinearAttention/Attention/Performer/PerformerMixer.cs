@@ -39,7 +39,7 @@ public sealed class PerformerMixer : ProjectedMixer
         if (options.NumFeatures < 0) throw new ArgumentOutOfRangeException(nameof(options), options.NumFeatures, "NumFeatures must be 0 (⌊D·ln D⌋) or positive.");
         if (options.RedrawInterval < 0) throw new ArgumentOutOfRangeException(nameof(options), options.RedrawInterval, "RedrawInterval must be 0 (never) or positive.");
         if (!(options.FeatureEps >= 0)) throw new ArgumentOutOfRangeException(nameof(options), options.FeatureEps, "FeatureEps must be non-negative.");
-        if (options.ChunkSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.ChunkSize, "ChunkSize must be positive.");
+        MixerChecks.ChunkSize(options.ChunkSize, "Performer");
         _options = options;
         NumFeatures = options.NumFeatures == 0 ? PerformerKernels.DefaultNumFeatures(config.HeadDim) : options.NumFeatures;
         projection_matrix = torch.zeros(NumFeatures, config.HeadDim);

@@ -9,8 +9,7 @@ internal static class RalaBench
 {
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
-        Tensor[] Make() => Enumerable.Range(0, 3)
-            .Select(_ => torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true)).ToArray();
+        Tensor[] Make() => s.Qkv();
         static Tensor Phi(Tensor x) => nn.functional.elu(x, 1.0) + 1;
         yield return new KernelBenchCase("bidirectional rope", false, Make, i =>
         {

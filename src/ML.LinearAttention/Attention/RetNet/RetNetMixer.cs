@@ -50,11 +50,11 @@ public sealed class RetNetMixer : TokenMixer
     public RetNetMixer(MixerConfig config, RetNetOptions options) : base(nameof(RetNetMixer), config)
     {
         ArgumentNullException.ThrowIfNull(options);
-        int dk = DecayDims.PerHead(config, options.ExpandK, nameof(options.ExpandK));
-        int dv = DecayDims.PerHead(config, options.ExpandV, nameof(options.ExpandV));
+        int dk = MixerChecks.ExpandedWidth(config, options.ExpandK, nameof(options.ExpandK), "RetNet") / config.NumHeads;
+        int dv = MixerChecks.ExpandedWidth(config, options.ExpandV, nameof(options.ExpandV), "RetNet") / config.NumHeads;
         if (options.UseRotary && dk % 2 != 0)
             throw new ArgumentException($"Rotary embedding needs an even key head dimension; got {dk}. Change ExpandK or the head count, or set UseRotary = false.");
-        if (options.ChunkSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.ChunkSize, "ChunkSize must be positive (64 is the default).");
+        MixerChecks.ChunkSize(options.ChunkSize, "RetNet");
         _options = options;
         int c = config.ModelDim, h = config.NumHeads;
         q_proj = nn.Linear(c, h * dk, hasBias: false);
@@ -64,9 +64,9 @@ public sealed class RetNetMixer : TokenMixer
         o_proj = nn.Linear(h * dv, c, hasBias: false);
         if (options.UseShortConv)
         {
-            q_conv = new ShortConvolution(h * dk, options.ConvSize, bias: false);
-            k_conv = new ShortConvolution(h * dk, options.ConvSize, bias: false);
-            v_conv = new ShortConvolution(h * dv, options.ConvSize, bias: false);
+            q_conv = new ShortConvolution(h * dk, options.ConvSize, causal: true);
+            k_conv = new ShortConvolution(h * dk, options.ConvSize, causal: true);
+            v_conv = new ShortConvolution(h * dv, options.ConvSize, causal: true);
         }
         g_norm = new RmsNorm(dv, options.NormEps);
         RegisterComponents();
@@ -76,15 +76,9 @@ public sealed class RetNetMixer : TokenMixer
     {
         using var scope = NewDisposeScope();
         int h = Config.NumHeads;
-        var q = q_proj.forward(x);
-        var k = k_proj.forward(x);
-        var v = v_proj.forward(x);
-        if (q_conv is not null)
-        {
-            q = q_conv.forward(q, keyPaddingMask);
-            k = k_conv!.forward(k, keyPaddingMask);
-            v = v_conv!.forward(v, keyPaddingMask);
-        }
+        var q = ShortConvolution.Project(q_proj, q_conv, x, keyPaddingMask, siluWithoutConv: false);
+        var k = ShortConvolution.Project(k_proj, k_conv, x, keyPaddingMask, siluWithoutConv: false);
+        var v = ShortConvolution.Project(v_proj, v_conv, x, keyPaddingMask, siluWithoutConv: false);
         var qh = Heads.Split(q, h);
         var kh = Heads.Split(k, h);
         if (_options.UseRotary)

@@ -8,14 +8,7 @@ internal static class SimpleGlaBench
 {
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
-        Tensor[] Make() => new[]
-        {
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, s.H, s.T, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, s.H, s.T, dtype: s.DType, device: s.Device).requires_grad_(true),
-        };
+        Tensor[] Make() => [.. s.Qkv(), s.Gates(), s.Gates()];
         yield return new KernelBenchCase("causal chunk64", true, Make,
             i => SimpleGlaKernels.Causal(i[0], i[1], i[2], SimpleGlaKernels.Gate(i[3]), null));
         yield return new KernelBenchCase("bidirectional chunk64", false, Make,

@@ -50,11 +50,11 @@ public sealed class SimpleGlaMixer : TokenMixer
     public SimpleGlaMixer(MixerConfig config, SimpleGlaOptions options) : base(nameof(SimpleGlaMixer), config)
     {
         ArgumentNullException.ThrowIfNull(options);
-        int dk = DecayDims.PerHead(config, options.ExpandK, nameof(options.ExpandK));
-        int dv = DecayDims.PerHead(config, options.ExpandV, nameof(options.ExpandV));
+        int dk = MixerChecks.ExpandedWidth(config, options.ExpandK, nameof(options.ExpandK), "Simple GLA") / config.NumHeads;
+        int dv = MixerChecks.ExpandedWidth(config, options.ExpandV, nameof(options.ExpandV), "Simple GLA") / config.NumHeads;
         if (options.GateLogitNormalizer <= 0)
             throw new ArgumentOutOfRangeException(nameof(options), options.GateLogitNormalizer, "GateLogitNormalizer must be positive (fla: 16).");
-        if (options.ChunkSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.ChunkSize, "ChunkSize must be positive (64 is the default).");
+        MixerChecks.ChunkSize(options.ChunkSize, "Simple GLA");
         _options = options;
         int c = config.ModelDim, h = config.NumHeads;
         q_proj = nn.Linear(c, h * dk, hasBias: false);
@@ -66,9 +66,9 @@ public sealed class SimpleGlaMixer : TokenMixer
         o_proj = nn.Linear(h * dv, c, hasBias: false);
         if (options.UseShortConv)
         {
-            q_conv = new ShortConvolution(h * dk, options.ConvSize, options.ConvBias);
-            k_conv = new ShortConvolution(h * dk, options.ConvSize, options.ConvBias);
-            v_conv = new ShortConvolution(h * dv, options.ConvSize, options.ConvBias);
+            q_conv = new ShortConvolution(h * dk, options.ConvSize, causal: true, options.ConvBias);
+            k_conv = new ShortConvolution(h * dk, options.ConvSize, causal: true, options.ConvBias);
+            v_conv = new ShortConvolution(h * dv, options.ConvSize, causal: true, options.ConvBias);
         }
         g_norm = new RmsNorm(dv, options.NormEps);
         RegisterComponents();
@@ -78,15 +78,9 @@ public sealed class SimpleGlaMixer : TokenMixer
     {
         using var scope = NewDisposeScope();
         int h = Config.NumHeads;
-        var q = q_proj.forward(x);
-        var k = k_proj.forward(x);
-        var v = v_proj.forward(x);
-        if (q_conv is not null)
-        {
-            q = q_conv.forward(q, keyPaddingMask);
-            k = k_conv!.forward(k, keyPaddingMask);
-            v = v_conv!.forward(v, keyPaddingMask);
-        }
+        var q = ShortConvolution.Project(q_proj, q_conv, x, keyPaddingMask, siluWithoutConv: false);
+        var k = ShortConvolution.Project(k_proj, k_conv, x, keyPaddingMask, siluWithoutConv: false);
+        var v = ShortConvolution.Project(v_proj, v_conv, x, keyPaddingMask, siluWithoutConv: false);
         var (qh, kh, vh) = (Heads.Split(q, h), Heads.Split(k, h), Heads.Split(v, h));
         var gf = SimpleGlaKernels.Gate(gk_proj.forward(x).transpose(1, 2), _options.GateLogitNormalizer);    // [B, H, T]
         var o = gk_proj_bwd is null

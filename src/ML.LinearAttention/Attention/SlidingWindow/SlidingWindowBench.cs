@@ -8,8 +8,7 @@ internal static class SlidingWindowBench
 {
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
-        Tensor[] Make() => Enumerable.Range(0, 3)
-            .Select(_ => torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true)).ToArray();
+        Tensor[] Make() => s.Qkv();
         yield return new KernelBenchCase("banded 512", false, Make, i => SlidingWindowKernels.Attention(i[0], i[1], i[2], null, 512));
         yield return new KernelBenchCase("banded 512 causal", true, Make, i => SlidingWindowKernels.Attention(i[0], i[1], i[2], null, 512, causal: true));
         yield return new KernelBenchCase("banded 128", false, Make, i => SlidingWindowKernels.Attention(i[0], i[1], i[2], null, 128));

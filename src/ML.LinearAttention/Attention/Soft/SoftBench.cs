@@ -9,11 +9,7 @@ internal static class SoftBench
 {
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
-        Tensor[] Make() => new[]
-        {
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-        };
+        Tensor[] Make() => s.Qkv(2);
         yield return new KernelBenchCase("49 landmarks, 20 NS steps", false, Make, i =>
         {
             var (w, valid) = AdaptivePool.Weights(null, s.B, s.T, 49, null, s.Device);

@@ -10,12 +10,7 @@ internal static class SqaBench
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
         var (hq, hkv) = new SqaOptions().Resolve((int)s.H);
-        Tensor[] Make() => new[]
-        {
-            torch.randn(s.B, hq, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, hkv, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-            torch.randn(s.B, hkv, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true),
-        };
+        Tensor[] Make() => [s.Randn(s.B, hq, s.T, s.D), s.Randn(s.B, hkv, s.T, s.D), s.Randn(s.B, hkv, s.T, s.D)];
         yield return new KernelBenchCase($"sdpa Hq={hq} Hkv={hkv}", false, Make, i => SoftmaxKernels.Attention(i[0], i[1], i[2], null));
         yield return new KernelBenchCase($"sdpa causal Hq={hq} Hkv={hkv}", true, Make, i => SoftmaxKernels.Attention(i[0], i[1], i[2], null, causal: true));
     }

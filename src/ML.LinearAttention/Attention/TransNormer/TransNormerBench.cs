@@ -8,8 +8,7 @@ internal static class TransNormerBench
 {
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
-        Tensor[] Make() => Enumerable.Range(0, 3)
-            .Select(_ => torch.randn(s.B, s.H, s.T, s.D, dtype: s.DType, device: s.Device).requires_grad_(true)).ToArray();
+        Tensor[] Make() => s.Qkv();
         Tensor Map(Tensor x) => TransNormerKernels.FeatureMap("1+elu", x);
         yield return new KernelBenchCase("norm attention bidirectional", false, Make, i => TransNormerKernels.NormAttention(Map(i[0]), Map(i[1]), i[2], null));
         yield return new KernelBenchCase("norm attention causal chunk64", true, Make, i => TransNormerKernels.NormAttention(Map(i[0]), Map(i[1]), i[2], null, causal: true));

@@ -62,9 +62,7 @@ public static class TransNormerKernels
         var o = causal
             ? LinearAttentionKernels.Causal(q, k, v, keyPaddingMask, normalize: false, chunk: chunk)
             : LinearAttentionKernels.Bidirectional(q, k, v, keyPaddingMask, normalize: false);
-        var of = o.to(ScalarType.Float32);
-        var dims = normPerHead ? new long[] { 3 } : new long[] { 1, 3 };
-        var y = (of * (of.square().mean(dims, keepdim: true) + normEps).rsqrt()).to(o.dtype);
+        var y = RmsNorm.Normalize(o, normPerHead ? new long[] { 3 } : new long[] { 1, 3 }, normEps);
         if (normWeight is not null) y = y * normWeight.to(o.dtype).unsqueeze(1);
         return Heads.ZeroPadded(y, keyPaddingMask).MoveToOuterDisposeScope();
     }

@@ -1,5 +1,6 @@
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.LinearAttention.Attention.TransNormer;
@@ -40,15 +41,15 @@ public sealed class TransNormerMixer : ProjectedMixer
         if (norm is not ("srmsnorm" or "rmsnorm"))
             throw new ArgumentException($"Unknown TransNormer output norm '{options.OutputNorm}'. Known norms: srmsnorm, rmsnorm.");
         if (!(options.NormEps > 0)) throw new ArgumentOutOfRangeException(nameof(options), options.NormEps, "NormEps must be positive.");
-        if (options.ChunkSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.ChunkSize, "ChunkSize must be positive.");
+        MixerChecks.ChunkSize(options.ChunkSize, "TransNormer");
         _options = options;
         if (norm == "rmsnorm")
             norm_weight = new TorchSharp.Modules.Parameter(torch.ones(options.NormPerHead ? config.HeadDim : config.ModelDim));
         using (torch.no_grad())
         {
-            foreach (var proj in new[] { q_proj, k_proj, v_proj }) nn.init.xavier_uniform_(proj.weight, gain: 1 / Math.Sqrt(2));
-            nn.init.xavier_uniform_(o_proj.weight);
-            o_proj.bias!.zero_();
+            foreach (var proj in new[] { q_proj, k_proj, v_proj }) nn.init.xavier_uniform_(((Linear)proj).weight, gain: 1 / Math.Sqrt(2));
+            nn.init.xavier_uniform_(((Linear)o_proj).weight);
+            ((Linear)o_proj).bias!.zero_();
         }
         RegisterComponents();
     }

@@ -4,7 +4,8 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.LinearAttention.Attention.VisionKit;
 
 /// <summary>
-/// Rotary position embedding in the "rotate every two" convention of the MALA / NaLaFormer reference code: channel
+/// Rotary position embedding tables in the "rotate every two" convention (<see cref="RotaryLayout.Interleaved"/>,
+/// applied through <see cref="Rotary.ApplyTables"/>) of the MALA / NaLaFormer reference code: channel
 /// pairs (2i, 2i+1) are rotated by position·θ_i.
 /// <para>Sequence (no grid): θ = 10000^−linspace(0, 1, D/2), positions 0..T−1 (needs D even).
 /// Grid (Height, Width): the first D/2 channels rotate with the row, the last D/2 with the column,
@@ -38,14 +39,7 @@ public static class Rope
     }
 
     /// <summary>Rotates x [B, H, T, D] (or any [.., T, D]) with tables [T, D]; computed in fp32, returned in x's dtype.</summary>
-    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
-    {
-        if (cos.dim() != 2 || cos.shape[0] != x.shape[^2] || cos.shape[1] != x.shape[^1] || !cos.shape.SequenceEqual(sin.shape))
-            throw new ArgumentException($"RoPE tables must be [T, D] = [{x.shape[^2]}, {x.shape[^1]}]; got cos {Heads.Shape(cos)}, sin {Heads.Shape(sin)}.");
-        using var scope = NewDisposeScope();
-        var xf = x.to(ScalarType.Float32);
-        return (xf * cos + RotateEveryTwo(xf) * sin).to(x.dtype).MoveToOuterDisposeScope();
-    }
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin) => Rotary.ApplyTables(x, cos, sin, RotaryLayout.Interleaved);
 
     /// <summary>Tables for a feature map made of <paramref name="copies"/> concatenated D-dim blocks (NaLaFormer's [φ₊, φ₋]).</summary>
     public static (Tensor Cos, Tensor Sin) Repeat((Tensor Cos, Tensor Sin) tables, int copies)
@@ -58,15 +52,6 @@ public static class Rope
             throw new ArgumentException($"RoPE needs an even head dimension; got {dim}. Choose NumHeads so that ModelDim / NumHeads is even, or switch Rope off in the options.");
         if (grid is not null && dim % 4 != 0)
             throw new ArgumentException($"2D RoPE on a token grid needs a head dimension divisible by 4; got {dim}. Choose NumHeads accordingly, or switch Rope off in the options.");
-    }
-
-    // (-x₂, x₁) per channel pair.
-    private static Tensor RotateEveryTwo(Tensor x)
-    {
-        var pairs = x.unflatten(x.dim() - 1, new long[] { x.shape[^1] / 2, 2 });
-        var x1 = pairs.select(-1, 0);
-        var x2 = pairs.select(-1, 1);
-        return torch.stack(new[] { -x2, x1 }, -1).flatten(-2);
     }
 
     // θ for n pair-frequencies, each repeated for the two channels of its pair: [2n].

@@ -1,0 +1,314 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.ObjectPool;
+using Microsoft.ML.Data;
+using Microsoft.ML.LinearAttention.Estimators;
+
+namespace Microsoft.ML.LinearAttention.Hosting;
+
+/// <summary>
+/// Thread-safe predictions from a saved ML.LinearAttention model (any ML.NET pipeline that contains one): one loaded model
+/// shared by a pool of <see cref="PredictionEngine{TSrc, TDst}"/>s (created with <c>OwnsTransformer = false</c>, so the pool
+/// owns the model). When the model file changes, the new model is loaded in the background and swapped in; the old model is
+/// disposed once the predictions that were running on it have finished. A reload that fails (a half-copied or damaged
+/// file) is logged and the previous model keeps serving.
+/// <code>
+/// services.AddLinearAttentionPredictionPool&lt;Ticket, TicketPrediction&gt;("models/tickets.zip");
+/// // in a handler:
+/// var prediction = pool.Predict(ticket);
+/// </code>
+/// </summary>
+public sealed class LinearAttentionPredictionPool<TIn, TOut> : IDisposable where TIn : class where TOut : class, new()
+{
+    private readonly PredictionPoolOptions _options;
+    private readonly ILogger _logger;
+    private readonly MLContext _ml;
+    private readonly SemaphoreSlim _reloadGate = new(1, 1);
+    private readonly FileSystemWatcher? _watcher;
+    private readonly Timer? _debounce;
+    private Generation? _current;
+    private int _version;
+    private bool _disposed;
+
+    /// <summary>Loads <paramref name="modelPath"/> (errors name the problem and the fix) and starts watching it.</summary>
+    public LinearAttentionPredictionPool(string modelPath, PredictionPoolOptions? options = null, ILogger? logger = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(modelPath);
+        ModelPath = Path.GetFullPath(modelPath);
+        _options = options ?? new PredictionPoolOptions();
+        _logger = logger ?? NullLogger.Instance;
+        _ml = _options.Seed is { } seed ? new MLContext(seed) : new MLContext();
+        _options.ConfigureContext?.Invoke(_ml);
+        LinearAttentionModel.Register(_ml);
+        _ml.Log += ForwardWarnings;
+
+        var sw = Stopwatch.StartNew();
+        _current = Load(++_version);
+        _logger.LogInformation("Loaded model {Path} (version {Version}) in {Ms:F0} ms.", ModelPath, _version, sw.Elapsed.TotalMilliseconds);
+
+        if (_options.WatchForChanges)
+        {
+            _debounce = new Timer(_ => _ = ReloadAsync(), null, Timeout.Infinite, Timeout.Infinite);
+            _watcher = new FileSystemWatcher(Path.GetDirectoryName(ModelPath)!, Path.GetFileName(ModelPath))
+            {
+                NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.FileName | NotifyFilters.Size | NotifyFilters.CreationTime,
+            };
+            _watcher.Changed += OnFileEvent;
+            _watcher.Created += OnFileEvent;
+            _watcher.Renamed += OnFileEvent;
+            _watcher.EnableRaisingEvents = true;
+        }
+    }
+
+    /// <summary>Full path of the model file.</summary>
+    public string ModelPath { get; }
+
+    /// <summary>Version of the model now served: 1 after the first load, +1 per successful reload.</summary>
+    public int Version => Volatile.Read(ref _current)?.Version ?? 0;
+
+    /// <summary>Input schema saved with the model now served.</summary>
+    public DataViewSchema InputSchema => Current().InputSchema;
+
+    /// <summary>Output schema of the model now served (e.g. the SlotNames of a classifier's Score column: its class names).</summary>
+    public DataViewSchema OutputSchema
+    {
+        get
+        {
+            var g = Acquire();
+            try { return g.Model.GetOutputSchema(g.InputSchema); }
+            finally { g.Release(); }
+        }
+    }
+
+    /// <summary>Raised after every reload attempt (with the error of a failed one).</summary>
+    public event EventHandler<ModelReloadedEventArgs>? Reloaded;
+
+    /// <summary>Predicts one row with a pooled engine. Thread-safe.</summary>
+    public TOut Predict(TIn input)
+    {
+        using var lease = Rent();
+        return lease.Predict(input);
+    }
+
+    /// <summary>
+    /// Predicts many rows in batched forward passes (the model's InferenceBatchSize rows per pass) through
+    /// <c>Transform</c>: far faster than one <see cref="Predict"/> per row. Thread-safe. Rows are padded together, so
+    /// scores may differ from single-row predictions in the last bits.
+    /// </summary>
+    public IReadOnlyList<TOut> PredictBatch(IEnumerable<TIn> inputs)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        var g = Acquire();
+        try
+        {
+            var view = _ml.Data.LoadFromEnumerable(inputs, g.InputSchemaDefinition);
+            return _ml.Data.CreateEnumerable<TOut>(g.Model.Transform(view), reuseRowObject: false).ToList();
+        }
+        finally
+        {
+            g.Release();
+        }
+    }
+
+    /// <summary>
+    /// Rents an engine for several predictions in a row (dispose the lease to return it). The model behind the lease stays
+    /// alive until the lease is disposed, even across a reload.
+    /// </summary>
+    public Lease Rent()
+    {
+        var g = Acquire();
+        try { return new Lease(g, g.Engines.Get()); }
+        catch { g.Release(); throw; }
+    }
+
+    /// <summary>A rented engine; dispose it to return the engine to the pool.</summary>
+    public readonly struct Lease : IDisposable
+    {
+        private readonly Generation _generation;
+
+        internal Lease(Generation generation, PredictionEngine<TIn, TOut> engine)
+        {
+            _generation = generation;
+            Engine = engine;
+        }
+
+        /// <summary>The engine (use it on this thread only, until the lease is disposed).</summary>
+        public PredictionEngine<TIn, TOut> Engine { get; }
+
+        internal Generation Generation => _generation;
+
+        /// <summary>Version of the model this lease predicts with.</summary>
+        public int Version => _generation.Version;
+
+        /// <summary>Predicts one row.</summary>
+        public TOut Predict(TIn input) => Engine.Predict(input);
+
+        /// <summary>Returns the engine.</summary>
+        public void Dispose()
+        {
+            _generation.Engines.Return(Engine);
+            _generation.Release();
+        }
+    }
+
+    /// <summary>Loads the model file again now (also what the file watcher does); false when the load failed.</summary>
+    public async Task<bool> ReloadAsync()
+    {
+        if (Volatile.Read(ref _disposed)) return false;
+        await _reloadGate.WaitAsync().ConfigureAwait(false);
+        var sw = Stopwatch.StartNew();
+        try
+        {
+            if (_disposed) return false;
+            var next = Load(_version + 1);
+            _version++;
+            var old = Interlocked.Exchange(ref _current, next);
+            old?.Retire(); // disposed when its last in-flight prediction returns
+            _logger.LogInformation("Reloaded model {Path}: version {Version} in {Ms:F0} ms.", ModelPath, _version, sw.Elapsed.TotalMilliseconds);
+            Reloaded?.Invoke(this, new ModelReloadedEventArgs(_version, null, sw.Elapsed));
+            return true;
+        }
+        catch (Exception e) when (e is IOException or FormatException or InvalidOperationException or ArgumentException or UnauthorizedAccessException)
+        {
+            _logger.LogError(e, "Reloading {Path} failed; version {Version} keeps serving. {Message}", ModelPath, _version, e.Message);
+            Reloaded?.Invoke(this, new ModelReloadedEventArgs(_version, e, sw.Elapsed));
+            return false;
+        }
+        finally
+        {
+            _reloadGate.Release();
+        }
+    }
+
+    private void OnFileEvent(object sender, FileSystemEventArgs e)
+    {
+        if (e is RenamedEventArgs r && !string.Equals(r.FullPath, ModelPath, StringComparison.Ordinal)) return; // renamed away
+        try { _debounce?.Change(_options.ReloadDelay, Timeout.InfiniteTimeSpan); }
+        catch (ObjectDisposedException) { }
+    }
+
+    private Generation Load(int version)
+    {
+        // Read the whole file once: a file replaced while we read it can then not mix two versions.
+        var bytes = File.ReadAllBytes(ModelPath);
+        using var stream = new MemoryStream(bytes, writable: false);
+        var model = LinearAttentionModel.Load(_ml, stream, out var schema);
+        try
+        {
+            var definition = _options.InputSchemaDefinition ?? InputDefinition(schema);
+            var engineOptions = new PredictionEngineOptions { OwnsTransformer = false, InputSchemaDefinition = definition };
+            var policy = new EnginePolicy(() => _ml.Model.CreatePredictionEngine<TIn, TOut>(model, engineOptions));
+            var engines = new DefaultObjectPoolProvider { MaximumRetained = Math.Max(1, _options.MaximumRetainedEngines) }.Create(policy);
+            var g = new Generation(version, model, schema, definition, engines);
+            g.Engines.Return(g.Engines.Get()); // create one engine now: a model that does not fit TIn/TOut fails here, not on the first request
+            return g;
+        }
+        catch
+        {
+            (model as IDisposable)?.Dispose();
+            throw;
+        }
+    }
+
+    // The input class's schema with the vector sizes the model was saved with (as ML.NET's engine does for a loaded schema).
+    private static SchemaDefinition InputDefinition(DataViewSchema saved)
+    {
+        var definition = SchemaDefinition.Create(typeof(TIn), SchemaDefinition.Direction.Read);
+        foreach (var column in definition)
+        {
+            if (saved.GetColumnOrNull(column.ColumnName) is not { } s) continue;
+            if (s.Type is VectorDataViewType sv && column.ColumnType is VectorDataViewType cv && sv.ItemType.RawType == cv.ItemType.RawType)
+                column.ColumnType = s.Type;
+        }
+        return definition;
+    }
+
+    private Generation Current()
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed), this);
+        return Volatile.Read(ref _current) ?? throw new ObjectDisposedException(GetType().Name);
+    }
+
+    private Generation Acquire()
+    {
+        while (true)
+        {
+            var g = Current();
+            if (g.TryAcquire()) return g;
+            // Retired between the read and the acquire: the next read sees its successor.
+        }
+    }
+
+    private void ForwardWarnings(object? sender, LoggingEventArgs e)
+    {
+        if (e.Kind is Microsoft.ML.Runtime.ChannelMessageKind.Warning or Microsoft.ML.Runtime.ChannelMessageKind.Error && e.Source.StartsWith("LinearAttention", StringComparison.Ordinal))
+            _logger.LogWarning("{Source}: {Message}", e.Source, e.RawMessage);
+    }
+
+    /// <summary>Stops watching and disposes the model once in-flight predictions have finished.</summary>
+    public void Dispose()
+    {
+        _reloadGate.Wait();
+        try
+        {
+            if (_disposed) return;
+            Volatile.Write(ref _disposed, true);
+            _watcher?.Dispose();
+            _debounce?.Dispose();
+            Interlocked.Exchange(ref _current, null)?.Retire();
+            _ml.Log -= ForwardWarnings;
+        }
+        finally
+        {
+            _reloadGate.Release();
+        }
+    }
+
+    /// <summary>One loaded model and its engines, alive while anyone uses it.</summary>
+    internal sealed class Generation(int version, ITransformer model, DataViewSchema inputSchema, SchemaDefinition definition, ObjectPool<PredictionEngine<TIn, TOut>> engines)
+    {
+        private int _users;
+        private int _retired;
+        private int _disposed;
+
+        public int Version { get; } = version;
+        public ITransformer Model { get; } = model;
+        public DataViewSchema InputSchema { get; } = inputSchema;
+        public SchemaDefinition InputSchemaDefinition { get; } = definition;
+        public ObjectPool<PredictionEngine<TIn, TOut>> Engines { get; } = engines;
+        public bool IsDisposed => Volatile.Read(ref _disposed) == 1;
+
+        public bool TryAcquire()
+        {
+            Interlocked.Increment(ref _users);
+            if (Volatile.Read(ref _retired) == 0) return true;
+            Release();
+            return false;
+        }
+
+        public void Release()
+        {
+            if (Interlocked.Decrement(ref _users) == 0 && Volatile.Read(ref _retired) == 1) DisposeOnce();
+        }
+
+        public void Retire()
+        {
+            Interlocked.Exchange(ref _retired, 1);
+            if (Volatile.Read(ref _users) == 0) DisposeOnce();
+        }
+
+        private void DisposeOnce()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
+            (Engines as IDisposable)?.Dispose(); // disposes the retained engines (they do not own the model)
+            (Model as IDisposable)?.Dispose();
+        }
+    }
+
+    private sealed class EnginePolicy(Func<PredictionEngine<TIn, TOut>> create) : IPooledObjectPolicy<PredictionEngine<TIn, TOut>>
+    {
+        public PredictionEngine<TIn, TOut> Create() => create();
+        public bool Return(PredictionEngine<TIn, TOut> obj) => true;
+    }
+}

@@ -1,0 +1,56 @@
+using Microsoft.ML.Data;
+using Microsoft.ML.LinearAttention.Estimators;
+using Microsoft.ML.LinearAttention.Samples.Reporting;
+
+namespace Microsoft.ML.LinearAttention.Samples.Commands;
+
+/// <summary>A model saved by `train`, with the column roles of its card (or of --text/--features/--label).</summary>
+public sealed class SavedModel : IDisposable
+{
+    private SavedModel(ITransformer model, DataViewSchema inputSchema, ModelCard? card, string[] text, string[] features, string label, bool classify)
+    {
+        Model = model; InputSchema = inputSchema; Card = card; Text = text; Features = features; Label = label; Classify = classify;
+    }
+
+    public ITransformer Model { get; }
+    public DataViewSchema InputSchema { get; }
+    public ModelCard? Card { get; }
+    public string[] Text { get; }
+    public string[] Features { get; }
+    public string Label { get; }
+    public bool Classify { get; }
+
+    /// <summary>Class names in key order (classification).</summary>
+    public string[] Classes => ((IEnumerable<ITransformer>)Model).OfType<TextClassificationTransformer>().Single().ClassNames?.ToArray()
+                               ?? throw new InvalidOperationException("The model's classes have no names.");
+
+    public static SavedModel Load(MLContext ml, CommandLine cl)
+    {
+        var path = cl.Required("model", "a model saved by 'train'");
+        var model = LinearAttentionModel.Load(ml, path, out var schema); // clear errors for missing, damaged or foreign files
+        var (json, _) = ModelCard.PathsFor(path);
+        var card = File.Exists(json) ? ModelCard.FromJson(File.ReadAllText(json)) : null;
+        var text = cl.List("text") is { Length: > 0 } t ? t : card?.Data.TextColumns
+                   ?? throw new ArgumentException($"No model card ({json}) next to the model: give the columns with --text (and --features, --label).");
+        var features = cl.List("features") is { Length: > 0 } f ? f : card?.Data.FeatureColumns ?? Array.Empty<string>();
+        var label = cl.String("label") ?? card?.Data.LabelColumn ?? "";
+        bool classify = ((IEnumerable<ITransformer>)model).OfType<TextClassificationTransformer>().Any();
+        return new SavedModel(model, schema, card, text, features, label, classify);
+    }
+
+    /// <summary>The input columns to read from <paramref name="data"/> (plus the label when <paramref name="withLabel"/>).</summary>
+    public List<(string Name, DataKind Kind)> Columns(TabularData data, bool withLabel)
+    {
+        var columns = Text.Select(t => (t, DataKind.String)).Concat(Features.Select(f => (f, DataKind.Single))).ToList();
+        if (withLabel)
+        {
+            if (Label.Length == 0) throw new ArgumentException("Which column holds the label? Give --label (the model card would tell, but none was found).");
+            data.IndexOf(Label);
+            columns.Add((Label, Classify ? DataKind.String : DataKind.Single));
+        }
+        foreach (var (name, _) in columns) data.IndexOf(name);
+        return columns;
+    }
+
+    public void Dispose() => (Model as IDisposable)?.Dispose();
+}

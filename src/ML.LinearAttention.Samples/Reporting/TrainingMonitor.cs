@@ -1,0 +1,120 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.ML.LinearAttention.Training;
+
+namespace Microsoft.ML.LinearAttention.Samples.Reporting;
+
+/// <summary>How training progress is shown on the console.</summary>
+public enum ProgressMode
+{
+    /// <summary>A bar redrawn in place (interactive terminals).</summary>
+    Bar,
+    /// <summary>One line per report (logs, CI, other programs reading the output).</summary>
+    Lines,
+    /// <summary>A line every 10% and at the end of each epoch (redirected output).</summary>
+    Milestones,
+    /// <summary>Nothing.</summary>
+    None,
+}
+
+/// <summary>
+/// The training IProgress callback of the samples: draws a progress bar (epoch, step, loss, validation metric, learning
+/// rate, tokens/s, ETA) and records the loss and validation curves for the PNG chart.
+/// </summary>
+public sealed class TrainingMonitor(TextWriter output, ProgressMode mode, string metricName) : IProgress<TrainingProgress>
+{
+    private readonly object _gate = new();
+    private readonly Stopwatch _redraw = Stopwatch.StartNew();
+    private int _lastMilestone = -1;
+    private int _barWidth;
+
+    /// <summary>(step, mean loss since the previous report).</summary>
+    public List<(double Step, double Loss)> Loss { get; } = new();
+    /// <summary>(epoch, validation metric) at the end of each epoch with validation data.</summary>
+    public List<(double Epoch, double Metric)> Validation { get; } = new();
+    /// <summary>The last report.</summary>
+    public TrainingProgress? Last { get; private set; }
+
+    /// <summary>Picks the bar for terminals and milestones for redirected output, unless <paramref name="requested"/> says otherwise.</summary>
+    public static ProgressMode Choose(string? requested) => requested?.ToLowerInvariant() switch
+    {
+        null or "auto" => Console.IsOutputRedirected ? ProgressMode.Milestones : ProgressMode.Bar,
+        "bar" => ProgressMode.Bar,
+        "lines" => ProgressMode.Lines,
+        "none" => ProgressMode.None,
+        _ => throw new ArgumentException($"--progress {requested}: use auto, bar, lines or none."),
+    };
+
+    public void Report(TrainingProgress p)
+    {
+        lock (_gate)
+        {
+            bool epochEnd = Last is { } prev && prev.Epoch == p.Epoch && prev.Step == p.Step || p.ValidationMetric is not null;
+            if (Loss.Count == 0 || Loss[^1].Step != p.Step) Loss.Add((p.Step, p.Loss));
+            if (p.ValidationMetric is { } m) Validation.Add((p.Epoch, m));
+            Last = p;
+            int percent = p.TotalSteps > 0 ? (int)Math.Min(100, p.Step * 100 / p.TotalSteps) : 0;
+            switch (mode)
+            {
+                case ProgressMode.Lines:
+                    output.WriteLine(Describe(p));
+                    break;
+                case ProgressMode.Milestones when percent / 10 > _lastMilestone || epochEnd:
+                    _lastMilestone = percent / 10;
+                    output.WriteLine(Describe(p));
+                    break;
+                case ProgressMode.Bar when _redraw.ElapsedMilliseconds >= 100 || percent == 100 || p.ValidationMetric is not null:
+                    _redraw.Restart();
+                    Draw(p, percent);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>Writes a message above the bar (the bar is redrawn after it).</summary>
+    public void WriteLine(string message)
+    {
+        lock (_gate)
+        {
+            if (mode == ProgressMode.Bar && _barWidth > 0) output.Write("\r" + new string(' ', _barWidth) + "\r");
+            output.WriteLine(message);
+            if (mode == ProgressMode.Bar && Last is { } p) Draw(p, p.TotalSteps > 0 ? (int)Math.Min(100, p.Step * 100 / p.TotalSteps) : 0);
+        }
+    }
+
+    /// <summary>Ends the bar's line.</summary>
+    public void Finish()
+    {
+        lock (_gate)
+        {
+            if (mode == ProgressMode.Bar && _barWidth > 0) output.WriteLine();
+            _barWidth = 0;
+        }
+    }
+
+    private void Draw(TrainingProgress p, int percent)
+    {
+        const int cells = 24;
+        int filled = percent * cells / 100;
+        var line = $"[{new string('#', filled)}{new string('-', cells - filled)}] {percent,3}% {Describe(p)}";
+        int window = Console.IsOutputRedirected ? 0 : SafeWindowWidth();
+        int width = window >= 40 ? window - 1 : 120; // unknown sizes (pseudo-terminals report 0) get a generous default
+        if (line.Length > width) line = line[..width];
+        output.Write("\r" + line.PadRight(_barWidth));
+        _barWidth = line.Length;
+    }
+
+    private static int SafeWindowWidth()
+    {
+        try { return Console.WindowWidth; }
+        catch (IOException) { return 0; }
+    }
+
+    private string Describe(TrainingProgress p)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        string metric = p.ValidationMetric is { } m ? $" {metricName} {m.ToString("F4", inv)}" : "";
+        return $"epoch {p.Epoch} step {p.Step}/{p.TotalSteps} loss {p.Loss.ToString("F4", inv)}{metric} lr {p.LearningRate.ToString("0.##E+0", inv)} " +
+               $"{p.TokensPerSecond.ToString("N0", inv)} tok/s ETA {p.Eta:hh\\:mm\\:ss}";
+    }
+}

@@ -1,0 +1,28 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Training;
+
+/// <summary>
+/// Global L2 gradient-norm clipping with the arithmetic of <c>nn.utils.clip_grad_norm_</c> (per-tensor norms, the norm
+/// of their stack, coefficient max / (norm + 1e-6) capped at 1) but without reading the norm back to the host:
+/// TorchSharp's clip_grad_norm_ returns it as a double, a device synchronisation on every optimizer step that leaves
+/// the GPU idle while the host queues the optimizer's kernels.
+/// </summary>
+public static class GradientClipping
+{
+    /// <summary>Scales the gradients of <paramref name="parameters"/> in place so their global L2 norm is at most <paramref name="maxNorm"/>.</summary>
+    public static void ClipByGlobalNorm(IEnumerable<Parameter> parameters, double maxNorm)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        if (maxNorm <= 0) throw new ArgumentOutOfRangeException(nameof(maxNorm), maxNorm, "The gradient-norm limit must be positive.");
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var grads = parameters.Select(p => p.grad).Where(g => g is not null).Select(g => g!).ToList();
+        if (grads.Count == 0) return;
+        var norms = grads.Select(g => g.norm()).ToArray();
+        var total = norms.Length == 1 ? norms[0] : stack(norms).norm();
+        var coefficient = (total + 1e-6).reciprocal().mul(maxNorm).clamp_max(1.0);
+        foreach (var g in grads) g.mul_(coefficient);
+    }
+}
