@@ -20,6 +20,14 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
               --only a,b           only these mechanisms (registry names)
               --device cpu|cuda    (default cuda when available)
               --dtype bf16|fp32    (default bf16 on cuda, fp32 on cpu)
+          bench vision [options]   images/s (train, inference) and peak memory of linear vs softmax patch encoders
+              --out DIR            where to write vision.md / vision.json (default docs/benchmarks)
+              --sizes a,b,c        image sizes in pixels (default 224,512,1024)
+              --batch a,b,c        images per batch, one or one per size (default 64,16,4)
+              --mixers a,b         encoders: registry names, or name:hybrid-plan (default linear,mala,softmax);
+                                   prefix resnet18/ for the pretrained ResNet18 stem instead of patches
+              --dim --layers --heads --patch   ViT size (default 384, 12, 6, 16)
+              --device cpu|cuda --dtype bf16|fp32 --seconds S --commit SHA --machine TEXT
           bench training [options] train the text encoder end to end (ML.NET Fit) at each length; tokens/s, ms/step, peak memory, MFU
               --out DIR            where to write training.md / .json / -throughput.png / -memory.png (default docs/benchmarks)
               --mechanisms a,b     registry names, name{json}, linear_relu, hybrid (default softmax,hedgehog,linear_relu,hybrid,simple_gla,gated_deltanet)
@@ -68,6 +76,8 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
                     return await Task.Run(() => KernelBenchmark.Run(KernelBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "quality":
                     return await Task.Run(() => QualityBenchmark.Run(QualityBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
+                case "bench" when args.Length > 1 && args[1] == "vision":
+                    return await Task.Run(() => VisionBenchmark.Run(VisionBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
                 case "train":
                     return await Task.Run(() => TrainCommand.Run(args.Skip(1).ToArray(), Console.Out, cancellation), cancellation);
                 case "evaluate":

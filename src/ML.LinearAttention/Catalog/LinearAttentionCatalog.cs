@@ -8,7 +8,7 @@ namespace Microsoft.ML.LinearAttention;
 /// <c>mlContext.Transforms.LinearAttention</c>: the text and sequence estimators of ML.LinearAttention, each with a
 /// flat-parameter overload and an options overload, as ML.NET's own catalogs have.
 /// </summary>
-public sealed class LinearAttentionCatalog
+public sealed partial class LinearAttentionCatalog
 {
     private readonly IHostEnvironment _env;
 

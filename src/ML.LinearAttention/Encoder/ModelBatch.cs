@@ -6,7 +6,8 @@ namespace Microsoft.ML.LinearAttention.Encoder;
 /// One padded batch on the model's device. Token input: <see cref="Tokens"/> [B, T] int64 (+ <see cref="Segments"/>);
 /// numeric-sequence input: <see cref="Values"/> [B, T, F] float32. <see cref="Mask"/> [B, T] bool is true at real
 /// steps (right padding). <see cref="Side"/> [B, S] float32 are optional side features; <see cref="Labels"/> are class
-/// indices [B] int64 or targets [B] float32 when training.
+/// indices [B] int64 or targets [B] float32 when training. Image input: <see cref="Pixels"/> [B, H·W·3] uint8 (RGB,
+/// row-major; the model knows H and W) with a [B, 1] mask.
 /// </summary>
 public sealed class ModelBatch : IDisposable
 {
@@ -15,6 +16,7 @@ public sealed class ModelBatch : IDisposable
     public Tensor? Values { get; init; }
     public required Tensor Mask { get; init; }
     public Tensor? Side { get; init; }
+    public Tensor? Pixels { get; init; }
     public Tensor? Labels { get; init; }
 
     /// <summary>Rows in the batch.</summary>
@@ -32,6 +34,6 @@ public sealed class ModelBatch : IDisposable
 
     public void Dispose()
     {
-        Tokens?.Dispose(); Segments?.Dispose(); Values?.Dispose(); Mask.Dispose(); Side?.Dispose(); Labels?.Dispose();
+        Tokens?.Dispose(); Segments?.Dispose(); Values?.Dispose(); Mask.Dispose(); Side?.Dispose(); Labels?.Dispose(); Pixels?.Dispose();
     }
 }

@@ -1,5 +1,6 @@
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.FineTuning;
+using Microsoft.ML.LinearAttention.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -16,7 +17,7 @@ namespace Microsoft.ML.LinearAttention.Encoder;
 /// token-type embeddings, embedding LayerNorm, <see cref="PostNormBlock"/>s, no final norm), so pretrained BERT-family
 /// weights load into it (Pretrained/BertEncoderWeights).</para>
 /// </summary>
-public sealed class SequenceModel : nn.Module
+public sealed class SequenceModel : TrainableModel
 {
     private readonly Embedding? token_embedding;
     private readonly Linear? value_projection;
@@ -120,6 +121,15 @@ public sealed class SequenceModel : nn.Module
         if (e is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e).Throw();
     }
 
+    /// <inheritdoc/>
+    public override TrainableModel CreateSibling() => new SequenceModel(Config);
+
+    /// <inheritdoc/>
+    public override string ConfigurationJson => Config.ToJson();
+
+    /// <inheritdoc/>
+    public override string Describe() => $"{Config.ModelDim} hidden, {Config.NumLayers} layers, {Config.Outputs} outputs";
+
     private void InitWeights()
     {
         using var _ = torch.no_grad();
@@ -145,10 +155,10 @@ public sealed class SequenceModel : nn.Module
     }
 
     /// <summary>Regression targets in the model's standardised units.</summary>
-    public Tensor StandardizeTarget(Tensor y) => (y - target_mean) / target_std;
+    public override Tensor StandardizeTarget(Tensor y) => (y - target_mean) / target_std;
 
     /// <summary>Regression output back in the label's units.</summary>
-    public Tensor DestandardizeTarget(Tensor y) => y * target_std + target_mean;
+    public override Tensor DestandardizeTarget(Tensor y) => y * target_std + target_mean;
 
     /// <summary>Pooled representation [B, C] of a batch.</summary>
     public Tensor Encode(ModelBatch batch)
@@ -222,7 +232,7 @@ public sealed class SequenceModel : nn.Module
     }
 
     /// <summary>Head outputs [B, Outputs]: class logits, or the standardised regression value.</summary>
-    public Tensor Forward(ModelBatch batch)
+    public override Tensor Forward(ModelBatch batch)
     {
         using var scope = NewDisposeScope();
         var (states, mask) = EncodeTokens(batch);

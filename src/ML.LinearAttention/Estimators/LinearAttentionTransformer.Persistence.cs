@@ -13,6 +13,7 @@ public abstract partial class LinearAttentionTransformer : ICanSaveModel
     internal const string UserName = "ML.LinearAttention transformer";
     private const byte ClassificationTask = 1;
     private const byte RegressionTask = 2;
+    private const byte ImageClassificationTask = 3;
 
     /// <summary>The model format this build writes (and the newest it reads).</summary>
     internal const uint FormatVersion = 0x00010001; // initial format
@@ -32,8 +33,8 @@ public abstract partial class LinearAttentionTransformer : ICanSaveModel
     }
 
     // *** Binary format (main stream) ***
-    // byte     task (1 = classification, 2 = regression)
-    // string   encoder configuration, JSON
+    // byte     task (1 = classification, 2 = regression, 3 = image classification)
+    // string   model configuration, JSON (EncoderConfig; VisionConfig for task 3)
     // int      number of text columns, then each name
     // string?  numeric-sequence column (bool + string), int features per step
     // string?  side-feature column (bool + string)
@@ -47,7 +48,7 @@ public abstract partial class LinearAttentionTransformer : ICanSaveModel
     private void WriteMain(BinaryWriter w)
     {
         w.Write(TaskCode);
-        w.Write(Model.Config.ToJson());
+        w.Write(Model.ConfigurationJson);
         w.Write(Columns.TextColumns.Count);
         foreach (var t in Columns.TextColumns) w.Write(t);
         WriteOptional(w, Columns.SequenceColumn);
@@ -83,7 +84,7 @@ public abstract partial class LinearAttentionTransformer : ICanSaveModel
         Resilience.ModelFiles.CheckFormatVersion(MLNetBridge.ModelVersions(ctx), FormatVersion);
         var r = MLNetBridge.BeginLoad(ctx, Version);
         byte task = r.ReadByte();
-        var config = EncoderConfig.FromJson(r.ReadString());
+        string configJson = r.ReadString();
         var texts = Enumerable.Range(0, r.ReadInt32()).Select(_ => r.ReadString()).ToArray();
         var sequence = ReadOptional(r);
         int features = r.ReadInt32();
@@ -102,7 +103,9 @@ public abstract partial class LinearAttentionTransformer : ICanSaveModel
         var spec = new CollateSpec(columns.LabelKind, pad, numeric, sideLength, fill.Length > 0 ? fill : null);
 
         var device = ResolveDevice(env, cpuThreads: null);
-        var model = new SequenceModel(config);
+        TrainableModel model = task == ImageClassificationTask
+            ? new Vision.VisionModel(Vision.VisionConfig.FromJson(configJson))
+            : new SequenceModel(EncoderConfig.FromJson(configJson));
         try
         {
             if (!MLNetBridge.TryLoadBinaryStream(ctx, "Weights", w => model.load(w, strict: true)))
@@ -110,8 +113,9 @@ public abstract partial class LinearAttentionTransformer : ICanSaveModel
             model.to(device);
             return task switch
             {
-                ClassificationTask => TextClassificationTransformer.Read(r, env, model, tokenizer, columns, maxLength, spec, inferenceBatch, device, score),
-                RegressionTask => new SequenceRegressionTransformer(env, model, tokenizer, columns, maxLength, spec, inferenceBatch, device, score),
+                ClassificationTask => TextClassificationTransformer.Read(r, env, (SequenceModel)model, tokenizer, columns, maxLength, spec, inferenceBatch, device, score),
+                RegressionTask => new SequenceRegressionTransformer(env, (SequenceModel)model, tokenizer, columns, maxLength, spec, inferenceBatch, device, score),
+                ImageClassificationTask => Vision.ImageClassificationTransformer.Read(r, env, (Vision.VisionModel)model, columns, spec, inferenceBatch, device, score),
                 _ => throw new InvalidDataException($"Unknown task code {task} in the saved ML.LinearAttention model."),
             };
         }

@@ -22,7 +22,7 @@ public abstract partial class LinearAttentionTransformer : ITransformer, IDispos
     private protected readonly IHostEnvironment Env;
     private bool _disposed;
 
-    private protected LinearAttentionTransformer(IHostEnvironment env, SequenceModel model, TextTokenizer? tokenizer, InputColumns columns,
+    private protected LinearAttentionTransformer(IHostEnvironment env, TrainableModel model, TextTokenizer? tokenizer, InputColumns columns,
         int maxSequenceLength, CollateSpec spec, int inferenceBatchSize, Device device, string scoreColumnName)
     {
         Env = env;
@@ -38,7 +38,7 @@ public abstract partial class LinearAttentionTransformer : ITransformer, IDispos
     }
 
     internal IHostEnvironment Environment => Env;
-    internal SequenceModel Model { get; }
+    internal TrainableModel Model { get; }
     internal TextTokenizer? Tokenizer { get; }
     internal InputColumns Columns { get; }
     internal int MaxSequenceLength { get; }
@@ -49,8 +49,10 @@ public abstract partial class LinearAttentionTransformer : ITransformer, IDispos
     /// <summary>Name of the score output column.</summary>
     public string ScoreColumnName { get; }
 
-    /// <summary>Sizes and mechanisms of the network.</summary>
-    public EncoderConfig Configuration => Model.Config;
+    /// <summary>Sizes and mechanisms of the network (text and sequence models; an image classifier has
+    /// <c>ImageClassificationTransformer.VisionConfiguration</c> instead).</summary>
+    public EncoderConfig Configuration => Model is SequenceModel s ? s.Config
+        : throw new InvalidOperationException("This transformer holds an image model; read ImageClassificationTransformer.VisionConfiguration.");
 
     /// <summary>What training did (null for a loaded model).</summary>
     public TrainingReport? TrainingReport { get; internal set; }
@@ -144,7 +146,7 @@ public abstract partial class LinearAttentionTransformer : ITransformer, IDispos
         LoadWeightsInto(Model, path);
     }
 
-    internal static void LoadWeightsInto(SequenceModel model, string path)
+    internal static void LoadWeightsInto(TrainableModel model, string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"Weights file '{path}' does not exist.", path);
         using var stream = File.OpenRead(path);
@@ -152,8 +154,7 @@ public abstract partial class LinearAttentionTransformer : ITransformer, IDispos
         try { model.load(reader, strict: true); }
         catch (Exception e) when (e is not IOException)
         {
-            throw new InvalidDataException($"The weights in '{path}' do not fit this model ({model.Config.ModelDim} hidden, {model.Config.NumLayers} layers, " +
-                                           $"{model.Config.Outputs} outputs): {e.Message}", e);
+            throw new InvalidDataException($"The weights in '{path}' do not fit this model ({model.Describe()}): {e.Message}", e);
         }
     }
 

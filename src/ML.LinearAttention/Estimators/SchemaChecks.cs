@@ -11,7 +11,7 @@ namespace Microsoft.ML.LinearAttention.Estimators;
 /// </summary>
 internal static class SchemaChecks
 {
-    private enum Need { Text, KeyLabel, FloatLabel, FloatOrVector, FloatVector }
+    private enum Need { Text, KeyLabel, FloatLabel, FloatOrVector, FloatVector, Image }
 
     private static string Expected(Need need) => need switch
     {
@@ -20,12 +20,14 @@ internal static class SchemaChecks
         Need.FloatLabel => "Single (or Double)",
         Need.FloatOrVector => "Single or a known-size Vector<Single>",
         Need.FloatVector => "Vector<Single>",
+        Need.Image => "Image (MLImage, from mlContext.Transforms.LoadImages or LoadRawImageBytes) or encoded image bytes (Vector<Byte>: byte[] or VBuffer<byte>)",
         _ => need.ToString(),
     };
 
     private static IEnumerable<(string Column, string Role, Need Need)> Requirements(InputColumns c, bool withLabel)
     {
         foreach (var t in c.TextColumns) yield return (t, "text", Need.Text);
+        if (c.ImageColumn is not null) yield return (c.ImageColumn, "image", Need.Image);
         if (c.SequenceColumn is not null) yield return (c.SequenceColumn, "numeric sequence", Need.FloatVector);
         if (c.SideFeaturesColumn is not null) yield return (c.SideFeaturesColumn, "feature", Need.FloatOrVector);
         if (withLabel) yield return (c.LabelColumn, "label", c.LabelKind == LabelKind.Key ? Need.KeyLabel : Need.FloatLabel);
@@ -53,6 +55,7 @@ internal static class SchemaChecks
                 Need.FloatLabel => type == NumberDataViewType.Single || type == NumberDataViewType.Double,
                 Need.FloatOrVector => type == NumberDataViewType.Single || type is VectorDataViewType { ItemType: var it, IsKnownSize: true } && it == NumberDataViewType.Single,
                 Need.FloatVector => type is VectorDataViewType v && v.ItemType == NumberDataViewType.Single,
+                Need.Image => Vision.ImageDecoder.IsImageType(type),
                 _ => false,
             };
             if (!ok) throw WrongType(name, role, need, type.ToString());
@@ -73,6 +76,7 @@ internal static class SchemaChecks
                 Need.FloatLabel => col.Kind == VectorKind.Scalar && !col.IsKey && (col.ItemType == NumberDataViewType.Single || col.ItemType == NumberDataViewType.Double),
                 Need.FloatOrVector => !col.IsKey && col.ItemType == NumberDataViewType.Single && col.Kind != VectorKind.VariableVector,
                 Need.FloatVector => !col.IsKey && col.ItemType == NumberDataViewType.Single && col.Kind != VectorKind.Scalar,
+                Need.Image => !col.IsKey && (col.Kind == VectorKind.Scalar ? Vision.ImageDecoder.IsImageType(col.ItemType) : col.ItemType == NumberDataViewType.Byte),
                 _ => false,
             };
             if (!ok) throw WrongType(name, role, need, Describe(col));

@@ -78,6 +78,7 @@ internal sealed class OutOfMemoryRetry(ITrainingLog log)
     {
         Tokens = b.Tokens?.narrow(0, start, count), Segments = b.Segments?.narrow(0, start, count), Values = b.Values?.narrow(0, start, count),
         Mask = b.Mask.narrow(0, start, count), Side = b.Side?.narrow(0, start, count), Labels = b.Labels?.narrow(0, start, count),
+        Pixels = b.Pixels?.narrow(0, start, count),
         RealTokens = 0, HasPadding = true,
     };
 

@@ -27,7 +27,7 @@ public static class BatchTransfer
             return new ModelBatch
             {
                 Tokens = host.Tokens?.pin_memory(), Segments = host.Segments?.pin_memory(), Values = host.Values?.pin_memory(),
-                Mask = host.Mask.pin_memory(), Side = host.Side?.pin_memory(), Labels = host.Labels?.pin_memory(),
+                Mask = host.Mask.pin_memory(), Side = host.Side?.pin_memory(), Labels = host.Labels?.pin_memory(), Pixels = host.Pixels?.pin_memory(),
                 RealTokens = host.RealTokens, HasPadding = host.HasPadding,
             };
         }
@@ -47,7 +47,7 @@ public static class BatchTransfer
         return new ModelBatch
         {
             Tokens = Move(batch.Tokens), Segments = Move(batch.Segments), Values = Move(batch.Values),
-            Mask = Move(batch.Mask)!, Side = Move(batch.Side), Labels = Move(batch.Labels),
+            Mask = Move(batch.Mask)!, Side = Move(batch.Side), Labels = Move(batch.Labels), Pixels = Move(batch.Pixels),
             RealTokens = batch.RealTokens, HasPadding = batch.HasPadding,
         };
     }

@@ -69,8 +69,23 @@ public static class Batching
         int t = rows.Max(r => r.Length);
         var mask = new bool[b * t];
         long real = 0;
-        Tensor? tokens = null, segments = null, values = null, side = null, labelTensor = null;
-        if (numericFeatures > 0)
+        Tensor? tokens = null, segments = null, values = null, side = null, labelTensor = null, pixels = null;
+        if (rows[0].Pixels is { } first)
+        {
+            // images: every row was resized to the model's size by the reader, so they stack without padding
+            var p = new byte[(long)b * first.Length];
+            for (int i = 0; i < b; i++)
+            {
+                var r = rows[i].Pixels ?? throw new InvalidOperationException("A batch mixes image rows and rows without an image.");
+                if (r.Length != first.Length)
+                    throw new InvalidOperationException($"Images of one batch must have the same size; got {first.Length} and {r.Length} bytes.");
+                r.AsSpan().CopyTo(p.AsSpan(i * first.Length));
+                for (int j = 0; j < rows[i].Length; j++) mask[i * t + j] = true;
+                real += rows[i].Length;
+            }
+            pixels = tensor(p, new long[] { b, first.Length }, device: device);
+        }
+        else if (numericFeatures > 0)
         {
             int f = numericFeatures;
             var v = new float[b * t * f];
@@ -117,7 +132,7 @@ public static class Batching
         else if (labels == LabelKind.Float) labelTensor = tensor(rows.Select(r => r.Label).ToArray(), device: device);
         return new ModelBatch
         {
-            Tokens = tokens, Segments = segments, Values = values, Side = side, Labels = labelTensor,
+            Tokens = tokens, Segments = segments, Values = values, Side = side, Labels = labelTensor, Pixels = pixels,
             Mask = tensor(mask, new long[] { b, t }, device: device), RealTokens = real, HasPadding = real != (long)b * t,
         };
     }

@@ -1,5 +1,6 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.LinearAttention.Tokenization;
+using Microsoft.ML.LinearAttention.Vision;
 
 namespace Microsoft.ML.LinearAttention.Training;
 
@@ -35,6 +36,7 @@ public sealed class ExampleReader
     public IEnumerable<DataViewSchema.Column> ColumnsNeeded(DataViewSchema schema, bool withLabel)
     {
         foreach (var name in _columns.TextColumns) yield return schema[name];
+        if (_columns.ImageColumn is not null) yield return schema[_columns.ImageColumn];
         if (_columns.SequenceColumn is not null) yield return schema[_columns.SequenceColumn];
         if (_columns.SideFeaturesColumn is not null) yield return schema[_columns.SideFeaturesColumn];
         if (withLabel) yield return schema[_columns.LabelColumn];
@@ -52,6 +54,8 @@ public sealed class ExampleReader
         ValueGetter<VBuffer<float>>? seqGetter = _columns.SequenceColumn is null ? null : row.GetGetter<VBuffer<float>>(schema[_columns.SequenceColumn]);
         Func<float[]>? sideReader = _columns.SideFeaturesColumn is null ? null : FloatsReader(row, schema[_columns.SideFeaturesColumn]);
         Func<float>? labelReader = withLabel ? LabelReader(row, schema[_columns.LabelColumn]) : null;
+        Func<byte[]>? imageReader = _columns.ImageColumn is null ? null
+            : ImageDecoder.Reader(row, schema[_columns.ImageColumn], _columns.Image ?? throw new InvalidOperationException("An image column needs an image geometry."));
         VBuffer<float> seq = default;
         int f = _columns.SequenceFeatures;
         return () =>
@@ -63,6 +67,7 @@ public sealed class ExampleReader
                 if (float.IsNaN(label)) return null;
             }
             float[]? side = sideReader?.Invoke();
+            if (imageReader is not null) return new Example { Pixels = imageReader(), Side = side, Label = label, Length = 1 };
             if (seqGetter is not null)
             {
                 seqGetter(ref seq);

@@ -1,3 +1,5 @@
+using Microsoft.ML.LinearAttention.Vision;
+
 namespace Microsoft.ML.LinearAttention.Training;
 
 /// <summary>What kind of label the task trains on.</summary>
@@ -24,4 +26,8 @@ public sealed record InputColumns
     public string LabelColumn { get; init; } = "Label";
     /// <summary>Label kind.</summary>
     public LabelKind LabelKind { get; init; }
+    /// <summary>Image column (MLImage, or encoded image bytes as a vector of Byte), or null.</summary>
+    public string? ImageColumn { get; init; }
+    /// <summary>Size every image of <see cref="ImageColumn"/> is resized to, and how.</summary>
+    public ImageGeometry? Image { get; init; }
 }

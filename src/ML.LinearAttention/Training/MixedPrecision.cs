@@ -27,11 +27,11 @@ internal sealed class MixedPrecision : IDisposable
     private readonly List<Parameter> _master;
     private readonly List<Parameter> _shadow;
 
-    public MixedPrecision(SequenceModel master, Device device)
+    public MixedPrecision(TrainableModel master, Device device)
     {
         // Building the copy draws initial weights from the global generator; keep the generator where it was.
         using var state = random.get_rng_state();
-        Model = new SequenceModel(master.Config);
+        Model = master.CreateSibling();
         random.set_rng_state(state);
         using (no_grad()) Model.load_state_dict(master.state_dict());
         Model.to(device);
@@ -42,7 +42,7 @@ internal sealed class MixedPrecision : IDisposable
     }
 
     /// <summary>The bf16 copy that runs forward and backward.</summary>
-    public SequenceModel Model { get; }
+    public TrainableModel Model { get; }
 
     /// <summary>Adds the copy's gradients (as fp32) into the master parameters and clears the copy's.</summary>
     public void MoveGradients()

@@ -33,7 +33,7 @@ public sealed record TrainingReport(int Epochs, long Steps, double FinalTrainLos
 /// </summary>
 public static class ModelTrainer
 {
-    public static TrainingReport Train(SequenceModel model, CollateSpec spec, Func<IEnumerable<Example>> trainRows, long trainRowCount,
+    public static TrainingReport Train(TrainableModel model, CollateSpec spec, Func<IEnumerable<Example>> trainRows, long trainRowCount,
         Func<IEnumerable<Example>>? validationRows, TrainingSettings s, Device device, ITrainingLog log, Func<bool>? hostCanceled = null)
     {
         s.Validate();
@@ -64,7 +64,7 @@ public static class ModelTrainer
         bool mixed = s.Precision == TrainingPrecision.BFloat16 || (s.Precision == TrainingPrecision.Auto && device.type == DeviceType.CUDA);
         using var mp = mixed ? new MixedPrecision(model, device) : null;
         var runner = mp?.Model ?? model;
-        runner.CheckpointActivations = s.ActivationCheckpointing;
+        if (runner is SequenceModel sequenceRunner) sequenceRunner.CheckpointActivations = s.ActivationCheckpointing;
         bool cuda = device.type == DeviceType.CUDA;
         log.Info($"Training: {trainRowCount:N0} rows, batch {s.BatchSize} × {s.GradientAccumulationSteps} accumulation, up to {s.MaxEpochs} epoch(s) / {totalSteps:N0} optimizer steps " +
                  $"(warm-up {warmup}, {s.Decay} decay), AdamW lr {s.LearningRate:G3} wd {s.WeightDecay:G3}, device {device}, {(mixed ? "bf16 mixed precision" : "fp32")}, seed {s.Seed}.");
@@ -85,10 +85,13 @@ public static class ModelTrainer
         int epoch = 0;
         var tokenClock = Stopwatch.StartNew();
         // Checkpoints (optional): resume where the last run stopped; each epoch then shuffles with its own seed.
+        var sequenceModel = model as SequenceModel;                                         // checkpoints are for text/sequence models
+        if (s.CheckpointDirectory is not null && sequenceModel is null)
+            throw new NotSupportedException("Training checkpoints (CheckpointDirectory) are available for the text and sequence estimators only.");
         var checkpoints = s.CheckpointDirectory is null ? null
-            : new TrainingCheckpoints(s.CheckpointDirectory, TrainingCheckpoints.Fingerprint(model.Config, s, trainRowCount), log);
+            : new TrainingCheckpoints(s.CheckpointDirectory, TrainingCheckpoints.Fingerprint(sequenceModel!.Config, s, trainRowCount), log);
         int firstEpoch = 1; long skipBatches = 0;
-        if (checkpoints?.TryResume(model, optimizer, out bestWeights) is { } resumed)
+        if (checkpoints?.TryResume(sequenceModel!, optimizer, out bestWeights) is { } resumed)
         {
             mp?.SyncWeights();
             step = resumed.Step; tokensSeen = resumed.TokensSeen;
@@ -122,7 +125,7 @@ public static class ModelTrainer
                             s.FaultInjection?.Invoke(piece);
                             var loss = Loss(runner, piece, spec.Labels);
                             (loss * (weight / s.GradientAccumulationSteps)).backward();
-                            runner.ThrowIfCheckpointFailed();
+                            (runner as SequenceModel)?.ThrowIfCheckpointFailed();
                             mp?.MoveGradients();
                             var detached = loss.detach().to(ScalarType.Float64) * weight;
                             batchLoss = batchLoss is null ? detached : batchLoss + detached;
@@ -144,7 +147,7 @@ public static class ModelTrainer
                     mp?.SyncWeights();
                     pending = 0;
                     if (checkpoints is not null && s.CheckpointEverySteps > 0 && step % s.CheckpointEverySteps == 0)
-                        checkpoints.Save(new CheckpointState(epoch, false, batchesDone, step, tokensSeen, best, bestEpoch, badEpochs), model, optimizer, bestWeights);
+                        checkpoints.Save(new CheckpointState(epoch, false, batchesDone, step, tokensSeen, best, bestEpoch, badEpochs), sequenceModel!, optimizer, bestWeights);
                     if (s.LogEverySteps > 0 && step % s.LogEverySteps == 0)
                     {
                         lastLoss = TakeLoss();
@@ -172,7 +175,7 @@ public static class ModelTrainer
                 }
                 Report(log, s, epoch, step, totalSteps, lastLoss, optimizer, tokensSeen, tokenClock, sw, metric, endOfEpoch: true,
                     metricName: higherIsBetter ? "validation accuracy" : "validation RMSE");
-                checkpoints?.Save(new CheckpointState(epoch, true, 0, step, tokensSeen, best, bestEpoch, badEpochs), model, optimizer, bestWeights);
+                checkpoints?.Save(new CheckpointState(epoch, true, 0, step, tokensSeen, best, bestEpoch, badEpochs), sequenceModel!, optimizer, bestWeights);
                 if (validationRows is not null && s.EarlyStoppingPatience > 0 && badEpochs >= s.EarlyStoppingPatience)
                 {
                     log.Info($"Early stopping after epoch {epoch}: no validation improvement for {badEpochs} epoch(s); best {best:G4} at epoch {bestEpoch}.");
@@ -215,7 +218,7 @@ public static class ModelTrainer
     /// <summary>Collated batches kept ready ahead of the device.</summary>
     internal const int PrefetchBatches = 4;
 
-    private static Tensor Loss(SequenceModel model, ModelBatch batch, LabelKind labels)
+    private static Tensor Loss(TrainableModel model, ModelBatch batch, LabelKind labels)
     {
         var output = model.Forward(batch).to(ScalarType.Float32);
         return labels == LabelKind.Key
@@ -234,7 +237,7 @@ public static class ModelTrainer
     }
 
     /// <summary>Accuracy (classification) or RMSE in label units (regression) of <paramref name="model"/> on a stream.</summary>
-    public static double Evaluate(SequenceModel model, CollateSpec spec, IEnumerable<Example> rows, int batchSize, long maxBatchTokens, Device device, Action? checkCancel = null)
+    public static double Evaluate(TrainableModel model, CollateSpec spec, IEnumerable<Example> rows, int batchSize, long maxBatchTokens, Device device, Action? checkCancel = null)
     {
         bool wasTraining = model.training;
         model.eval();
@@ -257,7 +260,7 @@ public static class ModelTrainer
         return spec.Labels == LabelKind.Key ? sum / n : Math.Sqrt(sum / n);
     }
 
-    private static Dictionary<string, Tensor> Snapshot(SequenceModel model)
+    private static Dictionary<string, Tensor> Snapshot(TrainableModel model)
     {
         using var _ = torch.no_grad();
         return model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
@@ -278,7 +281,7 @@ public static class ModelTrainer
         var eta = step > 0 ? TimeSpan.FromSeconds(sw.Elapsed.TotalSeconds / step * Math.Max(0, totalSteps - step)) : TimeSpan.Zero;
         string head = endOfEpoch ? $"Epoch {epoch}/{s.MaxEpochs} done:" : $"Epoch {epoch}/{s.MaxEpochs}";
         string m = metric is null ? "" : $", {metricName} {metric:G4}";
-        log.Info($"{head} step {step}/{totalSteps}, loss {loss:F4}{m}, lr {lr:G3}, {tps:N0} tokens/s, ETA {eta:hh\\:mm\\:ss}.");
+        log.Info($"{head} step {step}/{totalSteps}, loss {loss:F4}{m}, lr {lr:G3}, {tps:N0} {s.ThroughputUnit}/s, ETA {eta:hh\\:mm\\:ss}.");
         s.Progress?.Report(new TrainingProgress(epoch, step, totalSteps, loss, lr, tps, eta, metric));
     }
 }

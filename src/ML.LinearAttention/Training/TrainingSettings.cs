@@ -51,6 +51,8 @@ public sealed record TrainingSettings
     /// extra forward pass of compute); see <see cref="Encoder.SequenceModel.CheckpointActivations"/>.</summary>
     public bool ActivationCheckpointing { get; init; }
     public IProgress<TrainingProgress>? Progress { get; init; }
+    /// <summary>What <see cref="Example.Length"/> counts, for the throughput in the log ("tokens"; "images" for images).</summary>
+    public string ThroughputUnit { get; init; } = "tokens";
     public CancellationToken CancellationToken { get; init; }
     /// <summary>Directory of resumable checkpoints (null = none); see <see cref="Resilience.TrainingCheckpoints"/>.</summary>
     public string? CheckpointDirectory { get; init; }

@@ -32,6 +32,9 @@ using Microsoft.ML.LinearAttention.Attention.MoM;
 using Microsoft.ML.LinearAttention.Attention.Softmax;
 using Microsoft.ML.LinearAttention.Attention.Sqa;
 using Microsoft.ML.LinearAttention.Attention.TransNormer;
+using Microsoft.ML.LinearAttention.Attention.HiLo;
+using Microsoft.ML.LinearAttention.Attention.Van;
+using Microsoft.ML.LinearAttention.Attention.L2Vit;
 
 namespace Microsoft.ML.LinearAttention.Attention;
 
@@ -69,5 +72,8 @@ internal static class BuiltInMixers
         MixerRegistry.Register<GatedDeltaNetOptions>("gated_deltanet", "Gated DeltaNet: the delta rule with a Mamba2-style scalar decay per head, short convolutions and gated RMSNorm; chunkwise WY form, two-scan encoder.", true, true, (c, o) => new GatedDeltaNetMixer(c, o), GatedDeltaNetBench.Cases);
         MixerRegistry.Register<KdaOptions>("kda", "Kimi Delta Attention: the delta rule with a per-channel decay from a low-rank gate, short convolutions and sigmoid-gated RMSNorm; chunkwise WY form, two-scan encoder.", true, true, (c, o) => new KdaMixer(c, o), KdaBench.Cases);
         MixerRegistry.Register<MomOptions>("mom", "Mixture-of-Memories: a top-k router over several Gated DeltaNet memories; tokens write to and read from only their routed memories; two-scan encoder.", true, true, (c, o) => new MomMixer(c, o), MomBench.Cases);
+        MixerRegistry.Register<HiLoOptions>("hilo", "HiLo (LITv2): most heads attend to s×s-pooled window means (Lo-Fi, global), the rest inside s×s windows (Hi-Fi, local); softmax, T·s² + T²/s².", true, false, (c, o) => new HiLoMixer(c, o), HiLoBench.Cases);
+        MixerRegistry.Register<VanOptions>("van", "VAN large-kernel attention: a gate from depthwise 5×5 then 7×7 dilation-3 convolutions (a 21×21 kernel decomposed) times the input, between 1×1 projections; no token-token scores.", true, false, (c, o) => new VanMixer(c, o), VanBench.Cases);
+        MixerRegistry.Register<L2VitOptions>("l2vit", "L²ViT: local 7×7 window softmax attention and linear global ReLU attention with a depthwise local concentration module, alternating by layer (or fixed by Role).", true, false, (c, o) => new L2VitMixer(c, o), L2VitBench.Cases);
     }
 }

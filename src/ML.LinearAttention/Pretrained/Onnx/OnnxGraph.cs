@@ -114,9 +114,10 @@ internal sealed record OnnxNode(string OpType, string Name, IReadOnlyList<string
 
     public long? Int(string attribute) => Attributes.TryGetValue(attribute, out var a) ? a.I : null;
     public float? Float(string attribute) => Attributes.TryGetValue(attribute, out var a) ? a.F : null;
+    public IReadOnlyList<long>? Ints(string attribute) => Attributes.TryGetValue(attribute, out var a) && a.Ints.Count > 0 ? a.Ints : null;
 }
 
-/// <summary>An ONNX AttributeProto (name, f, i, s, t).</summary>
+/// <summary>An ONNX AttributeProto (name, f, i, s, t, ints).</summary>
 internal sealed class OnnxAttribute
 {
     public string Name { get; private set; } = "";
@@ -124,6 +125,8 @@ internal sealed class OnnxAttribute
     public long? I { get; private set; }
     public string? S { get; private set; }
     public OnnxTensor? T { get; private set; }
+    /// <summary>Repeated int64 values (kernel_shape, strides, pads, ...); empty when absent.</summary>
+    public List<long> Ints { get; } = new();
 
     public static OnnxAttribute Parse(ProtoReader r)
     {
@@ -137,6 +140,7 @@ internal sealed class OnnxAttribute
                 case 3: a.I = r.ReadInt64(); break;
                 case 4: a.S = r.ReadString(); break;
                 case 5: a.T = OnnxTensor.Parse(r.ReadMessage()); break;
+                case 8: r.ReadInt64s(wire, a.Ints); break;
                 default: r.Skip(wire); break;
             }
         }
