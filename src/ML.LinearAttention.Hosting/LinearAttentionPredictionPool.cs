@@ -87,8 +87,11 @@ public sealed class LinearAttentionPredictionPool<TIn, TOut> : IDisposable where
     /// <summary>Predicts one row with a pooled engine. Thread-safe.</summary>
     public TOut Predict(TIn input)
     {
-        using var lease = Rent();
-        return lease.Predict(input);
+        return WithScalarRaceRetry(() =>
+        {
+            using var lease = Rent();
+            return lease.Predict(input);
+        });
     }
 
     /// <summary>
@@ -99,15 +102,43 @@ public sealed class LinearAttentionPredictionPool<TIn, TOut> : IDisposable where
     public IReadOnlyList<TOut> PredictBatch(IEnumerable<TIn> inputs)
     {
         ArgumentNullException.ThrowIfNull(inputs);
-        var g = Acquire();
-        try
+        var rows = inputs as IReadOnlyList<TIn> ?? inputs.ToList();
+        return WithScalarRaceRetry(() =>
         {
-            var view = _ml.Data.LoadFromEnumerable(inputs, g.InputSchemaDefinition);
-            return _ml.Data.CreateEnumerable<TOut>(g.Model.Transform(view), reuseRowObject: false).ToList();
-        }
-        finally
+            var g = Acquire();
+            try
+            {
+                var view = _ml.Data.LoadFromEnumerable(rows, g.InputSchemaDefinition);
+                return (IReadOnlyList<TOut>)_ml.Data.CreateEnumerable<TOut>(g.Model.Transform(view), reuseRowObject: false).ToList();
+            }
+            finally
+            {
+                g.Release();
+            }
+        });
+    }
+
+    /// <summary>Prediction calls retried after TorchSharp's Scalar finalizer race (see <see cref="WithScalarRaceRetry{T}"/>).</summary>
+    public long ScalarRaceRetries => Interlocked.Read(ref _scalarRaceRetries);
+    private long _scalarRaceRetries;
+
+    /// <summary>
+    /// TorchSharp 0.107 passes temporary <c>Scalar</c> objects (e.g. the 1 of every tensor addition) to native calls
+    /// without keeping them alive, so under concurrent load a garbage collection can finalize one while libtorch still
+    /// reads it (dotnet/TorchSharp PR #1496, open): the call fails with a c10 Scalar assertion. Nothing else is affected,
+    /// so such a call is retried (twice at most) and counted; any other error passes through.
+    /// </summary>
+    private T WithScalarRaceRetry<T>(Func<T> predict)
+    {
+        for (int attempt = 0; ; attempt++)
         {
-            g.Release();
+            try { return predict(); }
+            catch (System.Runtime.InteropServices.ExternalException e) when (attempt < 2 && e.Message.Contains("c10/core/Scalar.h", StringComparison.Ordinal))
+            {
+                Interlocked.Increment(ref _scalarRaceRetries);
+                _logger.LogWarning("A prediction hit TorchSharp's Scalar finalizer race (dotnet/TorchSharp PR #1496) and is retried: {Message}",
+                    e.Message.Split('\n')[0]);
+            }
         }
     }
 

@@ -67,7 +67,7 @@ public static class InferenceBenchmark
             options.MaxSteps = 1;
             options.LogEverySteps = 0;
             using var model = ml.MulticlassClassification.Trainers.LinearAttentionTextClassification(options)
-                .Fit(ml.Data.LoadFromEnumerable(SyntheticCorpus.Rows(b, (int)t, seed: 7).ToList()));
+                .Fit(ml.Data.LoadFromEnumerable(SyntheticCorpus.Rows((int)Math.Max(2, b), (int)t, seed: 7).ToList()));   // both classes
             var scoring = SyntheticCorpus.Rows(rows + b, (int)t, seed: 11).ToList(); // made before timing: only scoring is timed
             ReadScores(model.Transform(ml.Data.LoadFromEnumerable(scoring.Take(b))));    // warm-up batch
             memory?.ResetPeak();

@@ -43,7 +43,9 @@ public static class SyntheticCorpus
                 text.Append(Words[rng.Next(Words.Length)]);
                 text.Append(w % 12 == 11 ? ". " : " ");
             }
-            yield return new BenchmarkRow { Text = text.ToString(), Label = (uint)rng.Next(2) };
+            // Alternate so every fit, however small, holds both classes (LoadFromEnumerable reads this [KeyType] value
+            // as the 0-based class index).
+            yield return new BenchmarkRow { Text = text.ToString(), Label = (uint)(i % 2) };
         }
     }
 }

@@ -138,7 +138,7 @@ public static class TrainingBenchmark
             if (clock.Elapsed.TotalSeconds > o.SecondsPerPoint) stop.Cancel();
         });
         var ml = new MLContext(seed: 1) { GpuDeviceId = cuda ? 0 : null, FallbackToCpu = false };
-        int rows = (int)((o.WarmupSteps + steps + 1) * b);
+        int rows = (int)Math.Max(2, (o.WarmupSteps + steps + 1) * b);   // two rows at least: a classifier needs both classes
         var data = ml.Data.LoadFromEnumerable(SyntheticCorpus.Rows(rows, (int)t, seed: 7));
         var options = EstimatorOptions(o, mechanism, position, t, b);
         options.ActivationCheckpointing = checkpoint;

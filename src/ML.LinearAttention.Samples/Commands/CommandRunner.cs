@@ -46,6 +46,13 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
               --device cpu|cuda --commit C --machine M
           bench inference [options] batched Transform rows/s through ML.NET (default linear_relu,hedgehog,softmax at 512,8K)
               same options, plus --rows N (rows scored per point) and --tf32 (allow TF32 matmuls)
+          bench quality [options]  fine-tune MiniLM (softmax, efficient methods, softmax→linear conversion) on real data
+                                   from ../shared/data; writes docs/benchmarks/quality.md
+              --size small|medium|full   preset (default small: CPU smoke size; medium/full for a GPU)
+              --data sst2|ag-news  --train N --test N --epochs N --batch N --max-length N --transfer-steps N
+              --lr X (full fine-tunes) --lora-lr X --probe-lr X (probe, MP, MP+) --scratch-lr X
+              --convert-to NAME    mechanism of the converted rows (default hedgehog)
+              --only full,probe,mp,mp+,lora,converted,converted+lora,scratch   --device cpu|cuda   --threads N   --out DIR
         """ + "\n" + TrainCommand.Usage + EvaluateCommand.Usage + PredictCommand.Usage + ServeCommand.Usage;
 
     public async Task<int> RunAsync(string[] args, CancellationToken cancellation)
@@ -67,6 +74,8 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
                     return await Task.Run(() => InferenceBenchmark.Run(TrainingBenchmarkOptions.Parse("inference", args.Skip(2).ToArray(), InferenceBenchmark.Defaults), Console.Out), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "kernels":
                     return await Task.Run(() => KernelBenchmark.Run(KernelBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
+                case "bench" when args.Length > 1 && args[1] == "quality":
+                    return await Task.Run(() => QualityBenchmark.Run(QualityBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "vision":
                     return await Task.Run(() => VisionBenchmark.Run(VisionBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
                 case "train":

@@ -71,8 +71,7 @@ public static class ServeCommand
             var problem = Check(ticket);
             if (problem is not null) return Results.BadRequest(new { error = problem });
             var classes = ClassNames(pool);
-            using var lease = pool.Rent();
-            return Results.Ok(Response(lease.Predict(ticket), classes, lease.Version));
+            return Results.Ok(Response(pool.Predict(ticket), classes, pool.Version));
         });
         app.MapPost("/predict/batch", (SupportTicket[] tickets) =>
         {

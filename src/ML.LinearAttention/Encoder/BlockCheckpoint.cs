@@ -4,8 +4,8 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.LinearAttention.Encoder;
 
 /// <summary>
-/// Activation checkpointing of one <see cref="EncoderBlock"/> as a custom autograd function: the forward pass runs
-/// without building a graph and keeps only the block's input; the backward pass recomputes the block's forward from
+/// Activation checkpointing of one encoder block (<see cref="EncoderBlock"/>, <see cref="PostNormBlock"/>) as a custom
+/// autograd function: the forward pass runs without building a graph and keeps only the block's input; the backward pass recomputes the block's forward from
 /// that input (with the same dropout masks) and back-propagates through it, which accumulates the block's parameter
 /// gradients and returns the input's gradient. Memory per block falls from all its activations to one [B, T, C]
 /// tensor, for about one extra forward pass of compute.
@@ -30,11 +30,11 @@ internal sealed class BlockCheckpoint : autograd.SingleTensorFunction<BlockCheck
     /// process), so it goes to <paramref name="failed"/> and the block returns no input gradient; the caller rethrows
     /// it after backward (<see cref="SequenceModel.ThrowIfCheckpointFailed"/>).
     /// </summary>
-    public static Tensor Run(EncoderBlock block, Tensor x, Tensor? mask, Action<Exception> failed) => apply(new Box(block), x, new Box((mask, failed)));
+    public static Tensor Run(nn.Module<Tensor, Tensor?, Tensor> block, Tensor x, Tensor? mask, Action<Exception> failed) => apply(new Box(block), x, new Box((mask, failed)));
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
-        var block = (EncoderBlock)((Box)vars[0]).Value!;
+        var block = (nn.Module<Tensor, Tensor?, Tensor>)((Box)vars[0]).Value!;
         var x = (Tensor)vars[1];
         var (mask, failed) = ((Tensor?, Action<Exception>))((Box)vars[2]).Value!;
         ctx.save_for_backward(new List<Tensor> { x });
@@ -58,7 +58,7 @@ internal sealed class BlockCheckpoint : autograd.SingleTensorFunction<BlockCheck
 
     private static List<Tensor> Recompute(autograd.AutogradContext ctx, Tensor grad_output)
     {
-        var block = (EncoderBlock)ctx.get_data("block");
+        var block = (nn.Module<Tensor, Tensor?, Tensor>)ctx.get_data("block");
         var mask = (Tensor?)((Box)ctx.get_data("mask")).Value;
         var state = ((Box)ctx.get_data("rng")).Value!;
         using var scope = NewDisposeScope();

@@ -9,7 +9,7 @@ namespace Microsoft.ML.LinearAttention.Encoder;
 /// One pre-norm block: x + Dropout(Mixer(RmsNorm(x), mask)), then x + Dropout(FFN(RmsNorm(x))) with a GELU FFN.
 /// Shapes: x [B, T, C], mask [B, T] bool (true = real token) → [B, T, C], zero at padded positions.
 /// </summary>
-public sealed class EncoderBlock : nn.Module<Tensor, Tensor?, Tensor>, IFfnRecalibrated
+public sealed class EncoderBlock : nn.Module<Tensor, Tensor?, Tensor>, IFfnRecalibrated, IEncoderBlock
 {
     private readonly RmsNorm norm1;
     private readonly TokenMixer mixer;
@@ -32,6 +32,8 @@ public sealed class EncoderBlock : nn.Module<Tensor, Tensor?, Tensor>, IFfnRecal
 
     /// <summary>The block's token mixer.</summary>
     public TokenMixer Mixer => mixer;
+
+    Tensor IEncoderBlock.MixerInput(Tensor x) => norm1.forward(x);
 
     public override Tensor forward(Tensor x, Tensor? mask)
     {

@@ -75,6 +75,21 @@ public sealed record EncoderConfig
     /// <summary>The fine-tuning method the model was set up with when it changes the model's structure (null = full fine-tuning); see <see cref="FineTuningRegistry"/>.</summary>
     public FineTuningSpec? FineTuning { get; init; }
 
+    // ---- BERT-compatible layout (Architecture = BertPostNorm; see docs/pretrained-and-conversion.md) ----
+    /// <summary>Block layout: the library's pre-norm encoder (default) or BERT's post-norm one (pretrained checkpoints).</summary>
+    public EncoderArchitecture Architecture { get; init; } = EncoderArchitecture.PreNorm;
+    /// <summary>Exact FFN hidden size (BERT's intermediate_size); 0 = ModelDim × <see cref="FfnMultiplier"/>.</summary>
+    public int FfnHiddenSize { get; init; }
+    /// <summary>BertPostNorm: LayerNorm epsilon (BERT: 1e-12).</summary>
+    public double LayerNormEpsilon { get; init; } = 1e-12;
+    /// <summary>BertPostNorm: FFN activation, one of <see cref="PostNormBlock.Activations"/> (BERT: "gelu", the erf form).</summary>
+    public string Activation { get; init; } = "gelu";
+    /// <summary>BertPostNorm: rows of the token-type table (BERT: 2). Segments beyond the last row share it.</summary>
+    public int TokenTypes { get; init; } = 2;
+
+    /// <summary>The FFN hidden size actually built.</summary>
+    public int FfnHidden => FfnHiddenSize > 0 ? FfnHiddenSize : Math.Max(1, (int)Math.Round(ModelDim * FfnMultiplier));
+
     /// <summary>One layer's mixer, serialized.</summary>
     public sealed record LayerSpec(string Name, string? OptionsJson);
 
@@ -117,6 +132,18 @@ public sealed record EncoderConfig
             throw new ArgumentException($"The per-layer mixer plan lists {Layers.Count} layers but NumLayers is {NumLayers}.");
         foreach (var name in (Layers is { Count: > 0 } ? Layers.Select(l => l.Name) : new[] { Mixer }))
             MixerRegistry.Get(name);
+        if (FfnHiddenSize < 0) throw new ArgumentOutOfRangeException(nameof(FfnHiddenSize), FfnHiddenSize, "FfnHiddenSize must be 0 (from FfnMultiplier) or positive.");
+        if (Architecture == EncoderArchitecture.BertPostNorm)
+        {
+            if (VocabularySize <= 0)
+                throw new ArgumentException("Architecture BertPostNorm reads tokens (a BERT vocabulary); numeric-sequence input needs Architecture PreNorm.");
+            if (Position != PositionEncoding.Learned)
+                throw new ArgumentException($"Architecture BertPostNorm has learned absolute positions; set Position = Learned (got {Position}).");
+            if (TokenTypes <= 0) throw new ArgumentOutOfRangeException(nameof(TokenTypes), TokenTypes, "BertPostNorm needs at least one token type.");
+            if (!(LayerNormEpsilon > 0)) throw new ArgumentOutOfRangeException(nameof(LayerNormEpsilon), LayerNormEpsilon, "LayerNormEpsilon must be positive.");
+            if (!PostNormBlock.Activations.Contains(Activation))
+                throw new ArgumentException($"FFN activation '{Activation}' is not supported; use one of {string.Join(", ", PostNormBlock.Activations)}.");
+        }
     }
 
     private static readonly JsonSerializerOptions Json = new() { Converters = { new JsonStringEnumConverter() } };

