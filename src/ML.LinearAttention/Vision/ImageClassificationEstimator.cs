@@ -69,6 +69,7 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
             MixerOptionsJson = o.AttentionOptions is null ? null : MixerRegistry.SerializeOptions(o.AttentionOptions),
             Layers = EncoderConfig.Plan(o.ResolveLayerPlan(stages.Sum(s => s.Depth))),
             FfnMultiplier = o.FeedForwardMultiplier, Dropout = o.Dropout, Position = o.Position, Outputs = classes,
+            Head = o.Head, MomentProbing = o.MomentProbing,
         };
         config.Validate();
         var stats = DataStatistics.Compute(input, columns, token);

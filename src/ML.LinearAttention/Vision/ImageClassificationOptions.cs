@@ -1,5 +1,6 @@
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Encoder;
+using Microsoft.ML.LinearAttention.FineTuning.MomentProbing;
 using Microsoft.ML.LinearAttention.Training;
 using Microsoft.ML.SearchSpace;
 using LayerLayout = Microsoft.ML.LinearAttention.Attention.Hybrid.HybridPlan;
@@ -94,6 +95,10 @@ public sealed class ImageClassificationOptions
     public double Dropout;
     /// <summary>Position term: a depthwise convolution before every block (default), a learned table, or none.</summary>
     public VisionPosition Position = VisionPosition.Convolution;
+    /// <summary>Classifier: mean-pooled linear layer (default) or Moment Probing (first- and second-order features of the tokens).</summary>
+    public VisionHead Head = VisionHead.Linear;
+    /// <summary>Sizes of the Moment Probing head (null = reference defaults: 512 hidden, 4 heads).</summary>
+    public MomentProbingOptions? MomentProbing;
     /// <summary>Optional weights (from SaveWeights of a transformer with the same configuration) to start training from.</summary>
     public string? InitialWeightsFile;
 

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Encoder;
+using Microsoft.ML.LinearAttention.FineTuning.MomentProbing;
 
 namespace Microsoft.ML.LinearAttention.Vision;
 
@@ -23,6 +24,16 @@ public enum VisionPosition
     Learned,
     /// <summary>None beyond what the mechanisms bring (LePE, 2D RoPE, local windows).</summary>
     None,
+}
+
+/// <summary>The classifier on top of the final tokens.</summary>
+public enum VisionHead
+{
+    /// <summary>Mean over tokens → linear layer.</summary>
+    Linear,
+    /// <summary>Moment Probing (ICCV 2023): (linear(first order) + linear(cross-covariance features of the tokens)) / 2, the
+    /// library's <see cref="MomentProbingHead"/>; strongest on top of a frozen pretrained stem.</summary>
+    MomentProbing,
 }
 
 /// <summary>One stage of the token encoder: blocks at one resolution; every stage after the first halves the grid.</summary>
@@ -85,6 +96,10 @@ public sealed record VisionConfig
     public VisionPosition Position { get; init; } = VisionPosition.Convolution;
     /// <summary>Number of classes.</summary>
     public int Outputs { get; init; } = 2;
+    /// <summary>Classifier kind.</summary>
+    public VisionHead Head { get; init; } = VisionHead.Linear;
+    /// <summary>Sizes of the Moment Probing head (null = its reference defaults: 512 hidden, 4 heads, neighbouring pairs).</summary>
+    public MomentProbingOptions? MomentProbing { get; init; }
 
     /// <summary>Total number of blocks.</summary>
     public int NumLayers => Stages.Sum(s => s.Depth);
@@ -136,6 +151,7 @@ public sealed record VisionConfig
         if (FfnMultiplier <= 0) throw new ArgumentOutOfRangeException(nameof(FfnMultiplier), FfnMultiplier, "FfnMultiplier must be positive.");
         if (Dropout is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(Dropout), Dropout, "Dropout must lie in [0, 1).");
         if (Outputs < 2) throw new ArgumentOutOfRangeException(nameof(Outputs), Outputs, "Classification needs at least 2 classes.");
+        if (Head == VisionHead.MomentProbing) (MomentProbing ?? new MomentProbingOptions()).Validate();
         if (Backbone == VisionBackbone.PatchEncoder)
         {
             if (PatchSize < 1) throw new ArgumentOutOfRangeException(nameof(PatchSize), PatchSize, "PatchSize must be at least 1.");

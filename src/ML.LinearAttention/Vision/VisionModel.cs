@@ -1,6 +1,7 @@
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Attention.VisionKit;
 using Microsoft.ML.LinearAttention.Encoder;
+using Microsoft.ML.LinearAttention.FineTuning.MomentProbing;
 using Microsoft.ML.LinearAttention.Training;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -28,7 +29,8 @@ public sealed class VisionModel : TrainableModel
     private readonly ModuleList<EncoderBlock> blocks;
     private readonly ModuleList<DepthwiseConv> cpe;
     private readonly RmsNorm final_norm;
-    private readonly Linear head;
+    private readonly Linear? head;
+    private readonly MomentProbingHead? mp_head;
     private readonly Dropout drop;
     private readonly int[] _stageOfBlock;
 
@@ -97,7 +99,8 @@ public sealed class VisionModel : TrainableModel
         cpe = new ModuleList<DepthwiseConv>(cpes.ToArray());
         _stageOfBlock = stageOf.ToArray();
         final_norm = new RmsNorm(stages[^1].Dimension);
-        head = nn.Linear(stages[^1].Dimension, config.Outputs);
+        if (config.Head == VisionHead.MomentProbing) mp_head = new MomentProbingHead(stages[^1].Dimension, config.Outputs, Pooling.Mean, config.MomentProbing);
+        else head = nn.Linear(stages[^1].Dimension, config.Outputs);
         drop = nn.Dropout(config.Dropout);
         RegisterComponents();
     }
@@ -153,6 +156,13 @@ public sealed class VisionModel : TrainableModel
     public Tensor Encode(Tensor pixels)
     {
         using var scope = NewDisposeScope();
+        return EncodeTokens(pixels).mean(new long[] { 1 }).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Final token states [B, T, C] (after the last norm) of a batch of images.</summary>
+    public Tensor EncodeTokens(Tensor pixels)
+    {
+        using var scope = NewDisposeScope();
         var x = Pixels(pixels);
         if (training && Config.Augment) x = ImageAugmentation.RandomResizedCropAndFlip(x, Config.MinCropScale, Config.HorizontalFlip);
         var dtype = embed_norm.parameters().First().dtype;
@@ -193,7 +203,7 @@ public sealed class VisionModel : TrainableModel
             tokens = blocks[i].forward(tokens, null);
         }
         while (stage < Config.Stages.Count - 1) (tokens, grid) = Downsample(tokens, grid, stage++);
-        return final_norm.forward(tokens).mean(new long[] { 1 }).MoveToOuterDisposeScope();
+        return final_norm.forward(tokens).MoveToOuterDisposeScope();
     }
 
     /// <inheritdoc/>
@@ -201,7 +211,14 @@ public sealed class VisionModel : TrainableModel
     {
         using var scope = NewDisposeScope();
         var pixels = batch.Pixels ?? throw new ArgumentException("This model reads images but the batch has none.");
-        return head.forward(drop.forward(Encode(pixels))).MoveToOuterDisposeScope();
+        var tokens = EncodeTokens(pixels);
+        var pooled = tokens.mean(new long[] { 1 });
+        if (mp_head is not null)
+        {
+            var all = torch.ones(tokens.shape[0], tokens.shape[1], dtype: ScalarType.Bool, device: tokens.device);
+            return mp_head.forward(drop.forward(tokens), all, pooled).MoveToOuterDisposeScope();
+        }
+        return head!.forward(drop.forward(pooled)).MoveToOuterDisposeScope();
     }
 
     private (Tensor Tokens, (int Height, int Width) Grid) Downsample(Tensor tokens, (int Height, int Width) grid, int fromStage)

@@ -56,7 +56,7 @@ public sealed class ImagePersistenceTests(ITestOutputHelper output) : IDisposabl
     }
 
     [SharedDataFact(ImageData.Mnist)]
-    public void SaveLoadKeepsAFineTunedPretrainedStemWithoutTheOnnxFile()
+    public void SaveLoadKeepsAFineTunedPretrainedStemAndAMomentProbingHeadWithoutTheOnnxFile()
     {
         var o = ImageClassificationTests.TinyDigits();
         o.MaxEpochs = 1;
@@ -64,6 +64,8 @@ public sealed class ImagePersistenceTests(ITestOutputHelper output) : IDisposabl
         o.PretrainedStemLevel = 1;                                             // conv1 + layer1: 157K weights
         o.FreezeStem = false;
         o.NumberOfLayers = 1;
+        o.Head = VisionHead.MomentProbing;                                      // second-order head on the stem's tokens
+        o.MomentProbing = new LinearAttention.FineTuning.MomentProbing.MomentProbingOptions { HiddenDim = 32, Heads = 4 };
         var (before, after, bytes) = RoundTrip(o);
         output.WriteLine($"model file {bytes:N0} bytes");
         Assert.InRange(bytes, 500_000, 5_000_000);                             // the stem's weights and mean image travel in the file

@@ -65,6 +65,26 @@ public sealed class VisionModelTests
     }
 
     [Fact]
+    public void MomentProbingHeadTrainsOnTheTokens()
+    {
+        Torch.Seed();
+        var config = new VisionConfig
+        {
+            ImageWidth = 16, ImageHeight = 16, PatchSize = 4, Outputs = 3, Stages = new() { new VisionStage(1, 16, 2) },
+            Head = VisionHead.MomentProbing, MomentProbing = new LinearAttention.FineTuning.MomentProbing.MomentProbingOptions { HiddenDim = 32, Heads = 4 },
+        };
+        using var model = new VisionModel(config);
+        Assert.Contains(model.named_parameters(), p => p.name.StartsWith("mp_head.classifier2"));
+        Assert.DoesNotContain(model.named_parameters(), p => p.name.StartsWith("head."));
+        model.train();
+        using var logits = Logits(model, RandomPixels(2, 16, 16));
+        Assert.Equal(new long[] { 2, 3 }, logits.shape);
+        logits.sum().backward();
+        Assert.All(model.parameters(), p => Assert.NotNull(p.grad));
+        Assert.Throws<ArgumentException>(() => (config with { MomentProbing = new() { HiddenDim = 30, Heads = 4 } }).Validate());
+    }
+
+    [Fact]
     public void AugmentationOnlyInTrainingModeAndRepeatableUnderASeed()
     {
         var config = new VisionConfig { ImageWidth = 16, ImageHeight = 16, PatchSize = 4, Outputs = 2, Stages = new() { new VisionStage(1, 16, 2) } };
