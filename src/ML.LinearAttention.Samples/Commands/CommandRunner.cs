@@ -53,7 +53,7 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
               --lr X (full fine-tunes) --lora-lr X --probe-lr X (probe, MP, MP+) --scratch-lr X
               --convert-to NAME    mechanism of the converted rows (default hedgehog)
               --only full,probe,mp,mp+,lora,converted,converted+lora,scratch   --device cpu|cuda   --threads N   --out DIR
-        """ + "\n" + TrainCommand.Usage + EvaluateCommand.Usage + PredictCommand.Usage + ServeCommand.Usage;
+        """ + "\n" + TrainCommand.Usage + TrainCommand.ConvertUsage + EvaluateCommand.Usage + PredictCommand.Usage + ServeCommand.Usage;
 
     public async Task<int> RunAsync(string[] args, CancellationToken cancellation)
     {
@@ -80,6 +80,8 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
                     return await Task.Run(() => VisionBenchmark.Run(VisionBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
                 case "train":
                     return await Task.Run(() => TrainCommand.Run(args.Skip(1).ToArray(), Console.Out, cancellation), cancellation);
+                case "convert":
+                    return await Task.Run(() => TrainCommand.RunConvert(args.Skip(1).ToArray(), Console.Out, cancellation), cancellation);
                 case "evaluate":
                     return EvaluateCommand.Run(args.Skip(1).ToArray(), Console.Out);
                 case "predict":

@@ -32,9 +32,29 @@ public static class TrainCommand
 
     /// <summary>Runs the command; <paramref name="observer"/> also receives every progress report (tests).</summary>
     public static int Run(IReadOnlyList<string> args, TextWriter output, CancellationToken cancellation, IProgress<TrainingProgress>? observer = null)
+        => Run("train", args, output, cancellation, observer);
+
+    /// <summary>
+    /// `convert`: the same as `train`, starting from a pretrained softmax checkpoint (all-MiniLM-L6-v2 by default)
+    /// converted to linear attention (Hedgehog by default): stage 1 attention transfer on the training text, then
+    /// fine-tuning (LoRA by default) on the labels.
+    /// </summary>
+    public static int RunConvert(IReadOnlyList<string> args, TextWriter output, CancellationToken cancellation, IProgress<TrainingProgress>? observer = null)
+        => Run("convert", args, output, cancellation, observer);
+
+    public const string ConvertUsage = """
+          convert --data FILE --text COLS --label COL [train's options]  a pretrained softmax encoder converted to linear
+              --pretrained NAME|FOLDER  all-MiniLM-L6-v2 (default), snowflake-arctic-embed-xs, a Hugging Face folder or .onnx
+              --to MECHANISM       the linear mechanism replacing softmax (default hedgehog)
+              --hybrid PLAN        keep some softmax layers, e.g. "softmax@-1" (default: convert every layer)
+              --transfer-steps N   attention-transfer steps of stage 1 (default 200)
+        """;
+
+    private static int Run(string command, IReadOnlyList<string> args, TextWriter output, CancellationToken cancellation, IProgress<TrainingProgress>? observer)
     {
         var total = Stopwatch.StartNew();
-        var cl = new CommandLine("train", args, "verbose");
+        var cl = new CommandLine(command, args, "verbose");
+        bool convert = command == "convert";
         var data = TabularData.Open(cl.Required("data", "the CSV or TSV file to train on"), cl.String("separator"));
         var text = cl.List("text");
         if (text.Length == 0) throw new ArgumentException("'train' needs --text with at least one text column (comma-separated for several).");
@@ -69,7 +89,7 @@ public static class TrainCommand
             else if (verbose && e.Kind == ChannelMessageKind.Info) monitor.WriteLine("  " + e.RawMessage);
         };
 
-        var options = Options(cl, classify, seed);
+        var options = convert ? ConvertOptions(cl, classify, seed) : Options(cl, classify, seed);
         options.Progress = new Fanout(monitor, observer);
         options.CancellationToken = cancellation;
         cl.RejectUnknown();
@@ -217,6 +237,29 @@ public static class TrainCommand
         long n = 0;
         while (cursor.MoveNext()) n++;
         return n;
+    }
+
+    /// <summary>Options of `convert`: sizes, positions and tokenizer come from the checkpoint, so they are not set here.</summary>
+    private static LinearAttentionOptions ConvertOptions(CommandLine cl, bool classify, int seed)
+    {
+        LinearAttentionOptions o = classify ? new TextClassificationOptions { LabelColumnName = "Label" } : new SequenceRegressionOptions();
+        o.TextColumnNames = cl.List("text");
+        if (!classify) o.LabelColumnName = cl.String("label")!;
+        o.PretrainedBackbone = cl.String("pretrained", "all-MiniLM-L6-v2");
+        o.Conversion = new Microsoft.ML.LinearAttention.Conversion.ConversionOptions
+        {
+            Attention = cl.String("to", "hedgehog")!,
+            HybridPlan = cl.String("hybrid"),
+            TransferSteps = cl.Int("transfer-steps", 200),
+        };
+        o.MaxEpochs = cl.Int("epochs", 3);
+        o.BatchSize = cl.Int("batch", 16);
+        o.LearningRate = cl.Double("lr", 5e-4);
+        o.EarlyStoppingPatience = cl.Int("patience", 2);
+        o.Seed = seed;
+        o.CpuThreads = cl.Int("threads", 1);
+        o.LogEverySteps = 1;
+        return o;
     }
 
     private static LinearAttentionOptions Options(CommandLine cl, bool classify, int seed)

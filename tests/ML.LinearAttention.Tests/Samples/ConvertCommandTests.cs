@@ -1,0 +1,42 @@
+using Microsoft.ML.LinearAttention.Samples.Commands;
+using Microsoft.ML.LinearAttention.SampleData;
+using Xunit;
+
+namespace Microsoft.ML.LinearAttention.Tests.Samples;
+
+/// <summary>`convert`: MiniLM (softmax) converted to Hedgehog linear attention and fine-tuned from a user's CSV.</summary>
+public sealed class ConvertCommandTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("la-convert-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public void Convert_trains_a_converted_pretrained_encoder_and_saves_a_loadable_model()
+    {
+        var train = TicketFiles.Write(Path.Combine(_dir, "train.csv"), SupportTickets.Generate(48, seed: 3));
+        var model = Path.Combine(_dir, "converted.zip");
+        var log = new StringWriter();
+        Assert.Equal(0, TrainCommand.RunConvert(new[]
+        {
+            "--data", train, "--text", "Title,Body", "--label", "Priority", "--model", model, "--epochs", "1", "--batch", "16",
+            "--transfer-steps", "2", "--progress", "none", "--verbose",
+        }, log, default));
+        Assert.True(File.Exists(model), log.ToString());
+        Assert.Contains("Attention transfer", log.ToString());
+
+        var evaluate = new StringWriter();
+        Assert.Equal(0, EvaluateCommand.Run(new[] { "--data", train, "--model", model }, evaluate));
+    }
+
+    [Fact]
+    public void Convert_rejects_options_that_the_checkpoint_fixes()
+    {
+        var train = TicketFiles.Write(Path.Combine(_dir, "train.csv"), SupportTickets.Generate(8, seed: 3));
+        var ex = Assert.ThrowsAny<ArgumentException>(() => TrainCommand.RunConvert(new[]
+        {
+            "--data", train, "--text", "Title", "--label", "Priority", "--dim", "64", "--progress", "none",
+        }, TextWriter.Null, default));
+        Assert.Contains("dim", ex.Message);
+    }
+}
