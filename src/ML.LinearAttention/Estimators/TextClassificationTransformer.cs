@@ -66,31 +66,7 @@ public sealed class TextClassificationTransformer : LinearAttentionTransformer
     }
 
     internal override ValueGetter<TValue> OutputGetter<TValue>(int outputIndex, Func<float[]> current)
-    {
-        if (outputIndex == 0)
-        {
-            if (typeof(TValue) != typeof(VBuffer<float>))
-                throw new InvalidOperationException($"Column '{ScoreColumnName}' is a vector of Single, not {typeof(TValue).Name}.");
-            ValueGetter<VBuffer<float>> g = (ref VBuffer<float> dst) =>
-            {
-                var s = current();
-                var editor = VBufferEditor.Create(ref dst, s.Length);
-                s.AsSpan().CopyTo(editor.Values);
-                dst = editor.Commit();
-            };
-            return (ValueGetter<TValue>)(Delegate)g;
-        }
-        if (typeof(TValue) != typeof(uint))
-            throw new InvalidOperationException($"Column '{PredictedLabelColumnName}' is a key of UInt32, not {typeof(TValue).Name}.");
-        ValueGetter<uint> p = (ref uint dst) =>
-        {
-            var s = current();
-            int best = 0;
-            for (int i = 1; i < s.Length; i++) if (s[i] > s[best]) best = i;
-            dst = (uint)best + 1;
-        };
-        return (ValueGetter<TValue>)(Delegate)p;
-    }
+        => ClassificationOutputs.Getter<TValue>(outputIndex, current, ScoreColumnName, PredictedLabelColumnName);
 
     // *** Binary format (task block) ***: string predicted-label column, int class count, label KeyValues block
     private protected override void WriteTask(BinaryWriter w)
