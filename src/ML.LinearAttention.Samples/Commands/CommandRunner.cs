@@ -56,7 +56,7 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
           bench oom [options]      fault check on a GPU: batches far larger than the GPU holds must be split by the trainer's
                                    out-of-memory retry and training must finish; writes docs/benchmarks/oom.md (needs CUDA)
               --mechanism NAME --length T --batch ROWS --steps N --layers L --hidden C --heads H --commit C --machine M
-        """ + "\n" + TrainCommand.Usage + TrainCommand.ConvertUsage + EvaluateCommand.Usage + PredictCommand.Usage + ServeCommand.Usage;
+        """ + "\n" + TrainCommand.Usage + TrainCommand.ConvertUsage + EvaluateCommand.Usage + PredictCommand.Usage + ServeCommand.Usage + ExportBackboneCommand.Usage;
 
     public async Task<int> RunAsync(string[] args, CancellationToken cancellation)
     {
@@ -93,6 +93,8 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
                     return PredictCommand.Run(args.Skip(1).ToArray(), Console.Out);
                 case "serve":
                     return await ServeCommand.RunAsync(args.Skip(1).ToArray(), Console.Out, cancellation);
+                case "export-backbone":
+                    return ExportBackboneCommand.Run(args.Skip(1).ToList(), Console.Out);
                 case "--help" or "-h" or "help":
                     Console.WriteLine(Usage);
                     return 0;

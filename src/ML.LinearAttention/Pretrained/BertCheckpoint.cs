@@ -54,6 +54,13 @@ public sealed class BertCheckpoint
             throw new InvalidDataException($"{Source}: the vocabulary has {vocabulary.Count} tokens but the word-embedding table only {config.VocabSize} rows.");
     }
 
+    /// <summary>
+    /// Writes this checkpoint as a Hugging Face BERT folder (config.json, model.safetensors, vocab.txt); see
+    /// <see cref="HuggingFaceBertExporter.Save"/>.
+    /// </summary>
+    public void SaveHuggingFaceFolder(string folder, SafeTensorsPrecision precision = SafeTensorsPrecision.F32, bool overwrite = false)
+        => HuggingFaceBertExporter.Save(this, folder, precision, overwrite);
+
     /// <summary>Model shape and numerics.</summary>
     public BertConfig Config { get; }
     /// <summary>All weights by Hugging Face name (the required ones plus any extra, e.g. the pooler).</summary>
