@@ -4,6 +4,17 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.LinearAttention.Attention.LinearKernel;
 
+/// <summary>Feature map applied inside the fused kernels.</summary>
+public enum FusedFeatureMap
+{
+    /// <summary>q and k are used as given (already mapped by the caller, e.g. Hedgehog; must be non-negative).</summary>
+    Identity = 0,
+    /// <summary>relu(x).</summary>
+    Relu = 1,
+    /// <summary>elu(x) + 1.</summary>
+    Elu = 2,
+}
+
 /// <summary>
 /// Bidirectional normalized linear attention as fused CUDA kernels (compiled at run time with NVRTC, launched through
 /// the CUDA driver API): two kernels forward (per-head state, then outputs) and two backward, instead of a dozen

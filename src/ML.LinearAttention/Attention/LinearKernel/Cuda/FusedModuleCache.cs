@@ -3,16 +3,6 @@ using System.Text;
 
 namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 
-/// <summary>Feature map applied inside the fused kernels.</summary>
-public enum FusedFeatureMap
-{
-    /// <summary>q and k are used as given (already mapped by the caller, e.g. Hedgehog; must be non-negative).</summary>
-    Identity = 0,
-    /// <summary>relu(x).</summary>
-    Relu = 1,
-    /// <summary>elu(x) + 1.</summary>
-    Elu = 2,
-}
 
 /// <summary>One compiled module (a shape, dtype and feature map on one device) and its four kernels.</summary>
 internal sealed record FusedModule(IntPtr Context, IntPtr FwdState, IntPtr FwdOut, IntPtr BwdQ, IntPtr BwdKv,
