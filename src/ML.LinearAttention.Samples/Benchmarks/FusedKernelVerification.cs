@@ -1,4 +1,6 @@
 using System.Globalization;
+using Microsoft.ML.LinearAttention.Attention;
+using Microsoft.ML.LinearAttention.Attention.Hedgehog;
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -10,7 +12,8 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 /// weights, fp32, on fp32 copies of the same inputs): outputs and q, k, v gradients for every feature map, dtype,
 /// odd and tile-sized lengths, batch 1 (no mask) and 3 (padding), D = Dv = 64 and D = 32 / Dv = 48. The TorchSharp
 /// fast form's error against the same naive result is printed beside it as the yardstick. Exit code 1 on failure,
-/// 2 when the fused kernels are unavailable on CUDA.
+/// 2 when the fused kernels are unavailable on CUDA. Then LinearMixer (relu, elu) and HedgehogMixer with the fused path
+/// on and off.
 /// </summary>
 public static class FusedKernelVerification
 {
@@ -41,8 +44,51 @@ public static class FusedKernelVerification
             log.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{(pass ? "PASS" : "FAIL")}  {map,-8} {Short(dtype),-4} B={b} T={t,4} D={d} Dv={dv} {(b > 1 ? "padded" : "      ")}  max err fused {fusedErr:E2}  torchsharp {torchErr:E2}"));
         }
+        foreach (var (name, mixer) in Mixers(device))
+        {
+            double err = MixerCheck(mixer, device);
+            bool pass = err <= 1e-4;
+            cases++;
+            if (!pass) failures++;
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{(pass ? "PASS" : "FAIL")}  mixer {name}: fused on vs off, fp32, B=3 T=37 padded, max err of output and input gradient {err:E2}"));
+        }
         log.WriteLine($"{cases - failures} passed, {failures} failed (worst fused relative error {worst.ToString("E2", CultureInfo.InvariantCulture)})");
         return failures == 0 ? 0 : 1;
+    }
+
+    private static IEnumerable<(string, TokenMixer)> Mixers(Device device)
+    {
+        var config = new MixerConfig(128, 2);
+        yield return ("linear relu", new LinearMixer(config, new LinearAttentionOptions { FeatureMap = "relu" }).to(device));
+        yield return ("linear elu", new LinearMixer(config, new LinearAttentionOptions { FeatureMap = "elu" }).to(device));
+        yield return ("hedgehog", new HedgehogMixer(config, new HedgehogOptions()).to(device));
+    }
+
+    /// <summary>The mixer with the fused path on and off (same weights): output and input-gradient difference.</summary>
+    private static double MixerCheck(TokenMixer mixer, Device device)
+    {
+        using var scope = NewDisposeScope();
+        torch.manual_seed(7);
+        var x = torch.randn(3, 37, 128, device: device);
+        var lengths = torch.tensor(new long[] { 37, 20, 1 }, device: device);
+        var mask = torch.arange(37, device: device).unsqueeze(0).lt(lengths.unsqueeze(1));
+        var upstream = torch.randn(3, 37, 128, device: device);
+        Tensor[] Pass(bool fused)
+        {
+            bool before = FusedLinearAttention.Enabled;
+            FusedLinearAttention.Enabled = fused;
+            try
+            {
+                var input = x.detach().requires_grad_(true);
+                var o = mixer.forward(input, mask);
+                var g = torch.autograd.grad(new[] { o }, new[] { input }, new[] { upstream })[0];
+                return new[] { o.detach(), g.detach() };
+            }
+            finally { FusedLinearAttention.Enabled = before; }
+        }
+        var on = Pass(true);
+        var off = Pass(false);
+        return Math.Max(Relative(on[0], off[0]), Relative(on[1], off[1]));
     }
 
     private static string Short(ScalarType dtype) => dtype switch { ScalarType.Float32 => "fp32", ScalarType.BFloat16 => "bf16", _ => "fp16" };
