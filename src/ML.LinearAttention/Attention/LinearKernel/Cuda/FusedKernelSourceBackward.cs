@@ -3,7 +3,7 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 /// <summary>
 /// Backward kernels (appended to <see cref="FusedKernelSource.Source"/>). With o = num/den, num = φq S,
 /// den = φq·z + eps·n: g = dO/den, dden = −(dO·o)/den, dφq = g Sᵀ + dden zᵀ, dS = Σ φqᵀ g, dz = Σ φq dden
-/// (<c>bwd_q</c>, over query tiles, reducing dS and dz with atomics); then dφk = dS v + dz and dv = φk dS over real
+/// (<c>bwd_q</c>, over query tiles, reading the saved output o for dO·o, reducing dS and dz with atomics); then dφk = dS v + dz and dv = φk dS over real
 /// keys (<c>bwd_kv</c>). Padded query rows have dO = 0 (their output is forced to zero).
 /// </summary>
 internal static class FusedKernelSourceBackward
@@ -11,6 +11,7 @@ internal static class FusedKernelSourceBackward
     public const string Source = """
 
 extern "C" __global__ void __launch_bounds__(NT) bwd_q(const in_t* __restrict__ q, const in_t* __restrict__ dout,
+        const in_t* __restrict__ out,
         const float* __restrict__ S, const float* __restrict__ z, const u8* __restrict__ mask,
         const float* __restrict__ epsn, int T, int H, int tpb, in_t* __restrict__ dq, float* __restrict__ dS,
         float* __restrict__ dz) {
@@ -36,6 +37,7 @@ extern "C" __global__ void __launch_bounds__(NT) bwd_q(const in_t* __restrict__ 
     const float en = epsn[b];
     const in_t* qb = q + (size_t)bh * T * D;
     const in_t* gb = dout + (size_t)bh * T * DV;
+    const in_t* ob = out + (size_t)bh * T * DV;
     in_t* dqb = dq + (size_t)bh * T * D;
     float accS[RD][RDV];
     zero<D, DV>(accS);
@@ -58,25 +60,16 @@ extern "C" __global__ void __launch_bounds__(NT) bwd_q(const in_t* __restrict__ 
             for (int i = 0; i < D; ++i) d = fmaf(QT[i * LDT + tid], zs[i], d);
             den[tid] = d + en;
         }
-        // num = φq S, then the row dot dO·num, reduced over the 16 column threads of each row.
-        float acc[RTT][RDV];
-        zero<TT, DV>(acc);
-        mm<TT, DV, D>(QT, LDT, Ss, PDV, acc);
         __syncthreads();
-#pragma unroll
-        for (int r = 0; r < RTT; ++r) {
-            int m = ty * RTT + r;
+        // dden = −(dO·o)/den with the saved output o: one warp per row.
+        for (int r = tid >> 5; r < TT; r += NT / 32) {
+            int t = ts + r;
             float s = 0.f;
+            if (t < T)
+                for (int j = tid & 31; j < DV; j += 32) s = fmaf(Gs[r * PDV + j], ldx(ob[(size_t)t * DV + j]), s);
 #pragma unroll
-            for (int c = 0; c < RDV; ++c) {
-                int n = tx * RDV + c;
-                if (m < TT && n < DV) s = fmaf(acc[r][c], Gs[m * PDV + n], s);
-            }
-            s += __shfl_xor_sync(0xffffffffu, s, 8, 16);
-            s += __shfl_xor_sync(0xffffffffu, s, 4, 16);
-            s += __shfl_xor_sync(0xffffffffu, s, 2, 16);
-            s += __shfl_xor_sync(0xffffffffu, s, 1, 16);
-            if (tx == 0 && m < TT) dden[m] = -s / (den[m] * den[m]);
+            for (int w = 16; w > 0; w >>= 1) s += __shfl_xor_sync(0xffffffffu, s, w);
+            if ((tid & 31) == 0) dden[r] = -s / den[r];
         }
         __syncthreads();
         for (int i = tid; i < TT * DV; i += NT) {

@@ -56,9 +56,9 @@ internal static class FusedLaunch
         return (o, s, z);
     }
 
-    /// <summary>Backward: dq, dk, dv from the upstream gradient dO [B, H, T, Dv] (contiguous, q's dtype).</summary>
+    /// <summary>Backward: dq, dk, dv from the upstream gradient dO and the forward output o [B, H, T, Dv] (contiguous, q's dtype).</summary>
     public static (Tensor dq, Tensor dk, Tensor dv) Backward(Tensor q, Tensor k, Tensor v, Tensor? mask, Tensor epsn,
-        Tensor s, Tensor z, Tensor dout, FusedFeatureMap map)
+        Tensor s, Tensor z, Tensor o, Tensor dout, FusedFeatureMap map)
     {
         long b = q.shape[0], h = q.shape[1], t = q.shape[2], d = q.shape[3], dvDim = v.shape[3];
         var module = Module(q, dvDim, map);
@@ -69,7 +69,7 @@ internal static class FusedLaunch
         var dv = torch.empty_like(v);
         var (tpb, blocks) = Split(module, t, b * h);
         FusedModuleCache.Launch(module.BwdQ, blocks, b * h, module.Tiles.BwdQBytes,
-            Ptr(q), Ptr(dout), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb, Ptr(dq), Ptr(ds), Ptr(dz));
+            Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb, Ptr(dq), Ptr(ds), Ptr(dz));
         FusedModuleCache.Launch(module.BwdKv, blocks, b * h, module.Tiles.BwdKvBytes,
             Ptr(k), Ptr(v), Ptr(ds), Ptr(dz), Ptr(mask), t, h, tpb, Ptr(dk), Ptr(dv));
         return (dq, dk, dv);
@@ -77,8 +77,8 @@ internal static class FusedLaunch
 }
 
 /// <summary>
-/// TorchSharp autograd wrapper of the fused kernels: forward saves q, k, v (contiguous), the fp32 state, key sum and
-/// eps·n; backward runs the two backward kernels. Non-tensor arguments travel in a box so that autograd does not take
+/// TorchSharp autograd wrapper of the fused kernels: forward saves q, k, v (contiguous), the fp32 state, key sum,
+/// eps·n and the output; backward runs the two backward kernels. Non-tensor arguments travel in a box so that autograd does not take
 /// the mask for a differentiable input.
 /// </summary>
 internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction<FusedBidirectionalFunction>
@@ -102,7 +102,8 @@ internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction
         var m = mask?.contiguous();
         var epsn = FusedLaunch.EpsN(m, q.shape[0], q.shape[2], eps, q.device);
         var (o, s, z) = FusedLaunch.Forward(q, k, v, m, epsn, map);
-        ctx.save_for_backward(new List<Tensor> { q, k, v, s, z, epsn, m! });
+        // o detached: saving the output itself would tie it to its own graph node.
+        ctx.save_for_backward(new List<Tensor> { q, k, v, s, z, epsn, o.detach(), m! });
         ctx.save_data("map", map);
         return o;
     }
@@ -114,10 +115,10 @@ internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction
             var saved = ctx.get_saved_variables();
             var map = (FusedFeatureMap)ctx.get_data("map");
             using var scope = NewDisposeScope();
-            var (q, k, v, s, z, epsn) = (saved[0], saved[1], saved[2], saved[3], saved[4], saved[5]);
-            var mask = saved.Count > 6 ? saved[6] : null;
+            var (q, k, v, s, z, epsn, o) = (saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], saved[6]);
+            var mask = saved.Count > 7 ? saved[7] : null;
             var dout = grad_output.to(q.dtype).contiguous();
-            var (dq, dk, dv) = FusedLaunch.Backward(q, k, v, mask, epsn, s, z, dout, map);
+            var (dq, dk, dv) = FusedLaunch.Backward(q, k, v, mask, epsn, s, z, o, dout, map);
             return new List<Tensor> { dq.MoveToOuterDisposeScope(), dk.MoveToOuterDisposeScope(), dv.MoveToOuterDisposeScope(), null! };
         }
         catch (Exception e)
