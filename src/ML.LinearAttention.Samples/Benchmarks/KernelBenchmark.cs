@@ -30,6 +30,7 @@ public static class KernelBenchmark
             "fp32" => ScalarType.Float32,
             var d => throw new ArgumentException($"--dtype {d} is not supported; use bf16 or fp32."),
         };
+        if (options.VerifyFused) return FusedKernelVerification.Run(device, log);
         var memory = cuda ? new CudaMemoryProbe(0) : null;
         var mechanisms = MixerRegistry.All.Where(m => m.BenchCases != null && (options.Only == null || options.Only.Contains(m.Name, StringComparer.OrdinalIgnoreCase))).ToList();
         if (options.Only != null)
@@ -46,6 +47,7 @@ public static class KernelBenchmark
             var shape = new KernelBenchShape(b, options.Heads, t, options.HeadDim, dtype, device);
             foreach (var benchCase in mechanism.BenchCases!(shape))
             {
+                if (options.Cases != null && !options.Cases.Any(c => benchCase.Name.Contains(c, StringComparison.OrdinalIgnoreCase))) continue;
                 string key = mechanism.Name + "/" + benchCase.Name;
                 if (tooSlow.Contains(key)) { results.Add(new Result(mechanism.Name, benchCase.Name, benchCase.Causal, t, b, null, null, null, "skipped: over 5 s per step at a shorter length")); continue; }
                 var result = Measure(mechanism.Name, benchCase, t, b, cuda, device, memory, options.SecondsPerCase);

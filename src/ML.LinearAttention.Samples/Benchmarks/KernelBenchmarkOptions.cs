@@ -15,6 +15,10 @@ public sealed record KernelBenchmarkOptions
     public string Machine { get; init; } = "unknown";
     public string CommandLine { get; init; } = "";
     public double SecondsPerCase { get; init; } = 0.6;
+    /// <summary>Only cases whose name contains one of these (case-insensitive), e.g. "sdpa,fused".</summary>
+    public string[]? Cases { get; init; }
+    /// <summary>Check the fused CUDA linear attention kernels against the naive twin instead of timing.</summary>
+    public bool VerifyFused { get; init; }
 
     public static KernelBenchmarkOptions Parse(string[] args)
     {
@@ -37,6 +41,8 @@ public sealed record KernelBenchmarkOptions
                 "--dtype" => o with { DType = Value() },
                 "--commit" => o with { Commit = Value() },
                 "--machine" => o with { Machine = Value() },
+                "--cases" => o with { Cases = Value().Split(',', StringSplitOptions.RemoveEmptyEntries) },
+                "--verify-fused" => o with { VerifyFused = true },
                 "--seconds" => o with { SecondsPerCase = double.Parse(Value(), System.Globalization.CultureInfo.InvariantCulture) },
                 _ => throw new ArgumentException($"Unknown option '{args[i]}' for bench kernels."),
             };

@@ -18,6 +18,9 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
               --lengths a,b,c      sequence lengths (default 512,2048,8192,32768)
               --heads H --dim D    heads and head dimension (default 12, 64)
               --only a,b           only these mechanisms (registry names)
+              --cases a,b          only cases whose name contains one of these (e.g. sdpa,fused)
+              --verify-fused       instead of timing: check the fused CUDA linear attention kernels against the
+                                   naive twin (outputs and q/k/v gradients), PASS/FAIL per case, exit 1 on failure
               --device cpu|cuda    (default cuda when available)
               --dtype bf16|fp32    (default bf16 on cuda, fp32 on cpu)
           bench vision [options]   images/s (train, inference) and peak memory of linear vs softmax patch encoders

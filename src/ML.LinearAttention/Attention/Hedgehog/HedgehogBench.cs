@@ -12,6 +12,9 @@ internal static class HedgehogBench
         Tensor[] Make() => [.. s.Qkv(), s.Identities(), s.Identities()];
         yield return new KernelBenchCase("bidirectional", false, Make,
             i => LinearAttentionKernels.Bidirectional(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], null));
+        // Hedgehog-style: the caller applies φ (2D dims), the fused kernels take it as precomputed (identity map).
+        yield return new KernelBenchCase("bidirectional fused (identity map)", false, Make,
+            i => FusedLinearAttention.Bidirectional(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], null, FusedFeatureMap.Identity));
         yield return new KernelBenchCase("causal chunk64", true, Make,
             i => LinearAttentionKernels.Causal(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], null));
     }

@@ -13,6 +13,9 @@ public sealed record HedgehogOptions : MixerOptions
     public bool TieQueryKeyMaps { get; init; }
     /// <summary>Chunk length of the causal chunkwise kernel.</summary>
     public int ChunkSize { get; init; } = LinearAttentionKernels.DefaultChunk;
+    /// <summary>On CUDA, run the bidirectional form as fused kernels on the mapped q, k
+    /// (<see cref="FusedLinearAttention"/>, identity map; same result). Off = always the TorchSharp ops.</summary>
+    public bool UseFusedKernel { get; init; } = true;
 }
 
 /// <summary>
@@ -24,6 +27,7 @@ public sealed class HedgehogMixer : ProjectedMixer
     private readonly HedgehogFeatureMap q_map;
     private readonly HedgehogFeatureMap? k_map;
     private readonly int _chunk;
+    private readonly bool _fused;
 
     public HedgehogMixer(MixerConfig config, HedgehogOptions options) : base(nameof(HedgehogMixer), config)
     {
@@ -31,6 +35,7 @@ public sealed class HedgehogMixer : ProjectedMixer
         q_map = new HedgehogFeatureMap(config.NumHeads, config.HeadDim, f);
         if (!options.TieQueryKeyMaps) k_map = new HedgehogFeatureMap(config.NumHeads, config.HeadDim, f);
         _chunk = options.ChunkSize;
+        _fused = options.UseFusedKernel;
         RegisterComponents();
     }
 
@@ -43,8 +48,9 @@ public sealed class HedgehogMixer : ProjectedMixer
     {
         var fq = q_map.forward(q);
         var fk = KeyMap.forward(k);
-        return Config.Causal
-            ? LinearAttentionKernels.Causal(fq, fk, v, keyPaddingMask, normalize: true, chunk: _chunk)
+        if (Config.Causal) return LinearAttentionKernels.Causal(fq, fk, v, keyPaddingMask, normalize: true, chunk: _chunk);
+        return _fused && FusedLinearAttention.ShouldUse(fq)
+            ? FusedLinearAttention.Bidirectional(fq, fk, v, keyPaddingMask, FusedFeatureMap.Identity)
             : LinearAttentionKernels.Bidirectional(fq, fk, v, keyPaddingMask, normalize: true);
     }
 }

@@ -50,6 +50,15 @@ public static class LinearAttentionKernels
         return Heads.ZeroPadded(o, keyPaddingMask).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// <see cref="Bidirectional"/> (normalized) with the feature map applied inside: fused CUDA kernels on a GPU
+    /// (<see cref="FusedLinearAttention"/>), the TorchSharp path elsewhere (same result). q, k [B, H, T, D] raw (before
+    /// φ), v [B, H, T, Dv], mask [B, T] bool or null; result [B, H, T, Dv], zero at padded positions.
+    /// </summary>
+    /// <param name="featureMap">"relu", "elu" (elu+1) or "identity" (φ already applied by the caller, non-negative).</param>
+    public static Tensor BidirectionalFused(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask, string featureMap, double eps = DefaultEps)
+        => FusedLinearAttention.Bidirectional(q, k, v, keyPaddingMask, FusedLinearAttention.ParseFeatureMap(featureMap), eps);
+
     /// <summary>Σ_t k_tᵀ v_t per head, [B, H, Dk, Dv] in k's dtype; long T in 1024-token partial products summed in fp32.</summary>
     internal static Tensor KeyValueState(Tensor k, Tensor v, long block = 1024)
     {

@@ -5,7 +5,7 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel;
 
 /// <summary>
 /// Kernel benchmark cases of plain linear attention (feature maps applied inside the timed call): relu and elu+1,
-/// and fla's other maps: t2r and elementwise_product (learned D×D weights shared by heads), dpfp (ν = 4, 8·D features).
+/// their fused CUDA kernels (FusedLinearAttention), and fla's other maps: t2r and elementwise_product (learned D×D weights shared by heads), dpfp (ν = 4, 8·D features).
 /// </summary>
 internal static class LinearBench
 {
@@ -18,6 +18,10 @@ internal static class LinearBench
         foreach (var map in new[] { "relu", "elu" })
             yield return new KernelBenchCase($"{map} bidirectional", false, Make,
                 i => LinearAttentionKernels.Bidirectional(FeatureMaps.Apply(map, i[0]), FeatureMaps.Apply(map, i[1]), i[2], null));
+        // The same maps as fused CUDA kernels (the TorchSharp path above on the CPU or without NVRTC).
+        foreach (var map in new[] { "relu", "elu" })
+            yield return new KernelBenchCase($"{map} bidirectional fused", false, Make,
+                i => LinearAttentionKernels.BidirectionalFused(i[0], i[1], i[2], null, map));
         foreach (int chunk in new[] { 64, 128 })
             yield return new KernelBenchCase($"relu causal chunk{chunk}", true, Make,
                 i => LinearAttentionKernels.Causal(FeatureMaps.Apply("relu", i[0]), FeatureMaps.Apply("relu", i[1]), i[2], null, chunk: chunk));

@@ -25,6 +25,11 @@ public sealed record LinearAttentionOptions : MixerOptions
     public bool TieFeatureMaps { get; init; }
     /// <summary>ν of the "dpfp" map (fla: 4).</summary>
     public int DpfpNu { get; init; } = 4;
+    /// <summary>
+    /// On CUDA, run the bidirectional normalized form with the "relu" or "elu" map as fused kernels
+    /// (<see cref="FusedLinearAttention"/>; same result, fewer passes). Off = always the TorchSharp ops.
+    /// </summary>
+    public bool UseFusedKernel { get; init; } = true;
 }
 
 /// <summary>Linear attention with a fixed or small learned feature map: bidirectional O(T) state, or causal chunkwise.</summary>
@@ -34,6 +39,7 @@ public sealed class LinearMixer : ProjectedMixer
     private readonly LearnableFeatureMap q_map;
     private readonly LearnableFeatureMap? k_map;
     private readonly RmsNorm? out_norm;
+    private readonly FusedFeatureMap? _fusedMap;
 
     public LinearMixer(MixerConfig config, LinearAttentionOptions options) : base(nameof(LinearMixer), config)
     {
@@ -42,6 +48,7 @@ public sealed class LinearMixer : ProjectedMixer
             throw new ArgumentException($"The '{name}' feature map can be negative, so the normalized form may divide by zero; set Normalize = false (with OutputNorm) or use 'elu', 'relu', 'dpfp' or 't2r'.");
         MixerChecks.ChunkSize(options.ChunkSize, "Linear attention");
         _options = options;
+        _fusedMap = name is "relu" or "elu" ? FusedLinearAttention.ParseFeatureMap(name) : null;
         q_map = new LearnableFeatureMap(name, config.HeadDim, options.FeatureDim, options.DpfpNu);
         bool learned = name is "t2r" or "elementwise_product";
         if (learned && !options.TieFeatureMaps) k_map = new LearnableFeatureMap(name, config.HeadDim, options.FeatureDim, options.DpfpNu);
@@ -56,6 +63,11 @@ public sealed class LinearMixer : ProjectedMixer
 
     protected override Tensor MixHeads(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask)
     {
+        if (!Config.Causal && _options.Normalize && _options.UseFusedKernel && _fusedMap is { } map && FusedLinearAttention.ShouldUse(q))
+        {
+            var fused = FusedLinearAttention.Bidirectional(q, k, v, keyPaddingMask, map);
+            return out_norm is null ? fused : out_norm.forward(fused);
+        }
         var fq = q_map.forward(q);
         var fk = KeyMap.forward(k);
         var o = Config.Causal

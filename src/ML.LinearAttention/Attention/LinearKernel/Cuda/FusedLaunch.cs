@@ -1,0 +1,131 @@
+using Microsoft.ML.LinearAttention.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
+
+/// <summary>Allocates buffers and launches the four fused kernels (inputs already checked and contiguous).</summary>
+internal static class FusedLaunch
+{
+    /// <summary>The source's IN_T code of a dtype: 0 fp32, 1 bf16, 2 fp16, −1 unsupported.</summary>
+    public static int InType(ScalarType dtype) => dtype switch
+    {
+        ScalarType.Float32 => 0,
+        ScalarType.BFloat16 => 1,
+        ScalarType.Float16 => 2,
+        _ => -1,
+    };
+
+    private static FusedModule Module(Tensor q, long dv, FusedFeatureMap map)
+    {
+        int device = q.device_index < 0 ? 0 : q.device_index;
+        var module = FusedModuleCache.Get(device, (int)q.shape[3], (int)dv, InType(q.dtype), map);
+        FusedModuleCache.MakeCurrent(module);
+        return module;
+    }
+
+    /// <summary>Query tiles per block: enough blocks to fill the GPU several times over, few enough to keep atomics rare.</summary>
+    private static (int tilesPerBlock, long blocks) Split(FusedModule module, long t, long bh)
+    {
+        long tiles = (t + module.Tiles.TT - 1) / module.Tiles.TT;
+        long target = Math.Max(1, module.SmCount * 8L / Math.Max(1, bh));
+        int tpb = (int)Math.Max(1, Math.Min(tiles, (tiles + target - 1) / target));
+        return (tpb, (tiles + tpb - 1) / tpb);
+    }
+
+    private static long Ptr(Tensor? x) => x is null ? 0 : NativeTensorAccess.DataPointer(x).ToInt64();
+
+    /// <summary>eps·max(1, real tokens) per batch row, fp32 [B].</summary>
+    public static Tensor EpsN(Tensor? mask, long b, long t, double eps, Device device) => mask is null
+        ? torch.full(new[] { b }, eps * t, dtype: ScalarType.Float32, device: device)
+        : mask.sum(1, type: ScalarType.Float32).clamp_min(1) * eps;
+
+    /// <summary>Forward: returns o [B, H, T, Dv] and the fp32 state S [B, H, D, Dv] and key sum z [B, H, D].</summary>
+    public static (Tensor o, Tensor s, Tensor z) Forward(Tensor q, Tensor k, Tensor v, Tensor? mask, Tensor epsn, FusedFeatureMap map)
+    {
+        long b = q.shape[0], h = q.shape[1], t = q.shape[2], d = q.shape[3], dv = v.shape[3];
+        var module = Module(q, dv, map);
+        var s = torch.zeros(new[] { b, h, d, dv }, dtype: ScalarType.Float32, device: q.device);
+        var z = torch.zeros(new[] { b, h, d }, dtype: ScalarType.Float32, device: q.device);
+        var o = torch.empty(new[] { b, h, t, dv }, dtype: q.dtype, device: q.device);
+        var (tpb, blocks) = Split(module, t, b * h);
+        FusedModuleCache.Launch(module.FwdState, blocks, b * h, module.Tiles.StateBytes,
+            Ptr(k), Ptr(v), Ptr(mask), t, h, tpb, Ptr(s), Ptr(z));
+        FusedModuleCache.Launch(module.FwdOut, blocks, b * h, module.Tiles.OutBytes,
+            Ptr(q), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb, Ptr(o));
+        return (o, s, z);
+    }
+
+    /// <summary>Backward: dq, dk, dv from the upstream gradient dO and the forward output o [B, H, T, Dv] (contiguous, q's dtype).</summary>
+    public static (Tensor dq, Tensor dk, Tensor dv) Backward(Tensor q, Tensor k, Tensor v, Tensor? mask, Tensor epsn,
+        Tensor s, Tensor z, Tensor o, Tensor dout, FusedFeatureMap map)
+    {
+        long b = q.shape[0], h = q.shape[1], t = q.shape[2], d = q.shape[3], dvDim = v.shape[3];
+        var module = Module(q, dvDim, map);
+        var ds = torch.zeros(new[] { b, h, d, dvDim }, dtype: ScalarType.Float32, device: q.device);
+        var dz = torch.zeros(new[] { b, h, d }, dtype: ScalarType.Float32, device: q.device);
+        var dq = torch.empty_like(q);
+        var dk = torch.empty_like(k);
+        var dv = torch.empty_like(v);
+        var (tpb, blocks) = Split(module, t, b * h);
+        FusedModuleCache.Launch(module.BwdQ, blocks, b * h, module.Tiles.BwdQBytes,
+            Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb, Ptr(dq), Ptr(ds), Ptr(dz));
+        FusedModuleCache.Launch(module.BwdKv, blocks, b * h, module.Tiles.BwdKvBytes,
+            Ptr(k), Ptr(v), Ptr(ds), Ptr(dz), Ptr(mask), t, h, tpb, Ptr(dk), Ptr(dv));
+        return (dq, dk, dv);
+    }
+}
+
+/// <summary>
+/// TorchSharp autograd wrapper of the fused kernels: forward saves q, k, v (contiguous), the fp32 state, key sum,
+/// eps·n and the output; backward runs the two backward kernels. Non-tensor arguments travel in a box so that autograd does not take
+/// the mask for a differentiable input.
+/// </summary>
+internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction<FusedBidirectionalFunction>
+{
+    private sealed class Box(object? value)
+    {
+        public object? Value { get; } = value;
+    }
+
+    public override string Name => "FusedLinearAttention";
+
+    public static Tensor Run(Tensor q, Tensor k, Tensor v, Tensor? mask, FusedFeatureMap map, double eps)
+        => apply(q, k, v, new Box((mask, map, eps)));
+
+    public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+    {
+        var (mask, map, eps) = ((Tensor?, FusedFeatureMap, double))((Box)vars[3]).Value!;
+        var q = ((Tensor)vars[0]).contiguous();
+        var k = ((Tensor)vars[1]).contiguous();
+        var v = ((Tensor)vars[2]).contiguous();
+        var m = mask?.contiguous();
+        var epsn = FusedLaunch.EpsN(m, q.shape[0], q.shape[2], eps, q.device);
+        var (o, s, z) = FusedLaunch.Forward(q, k, v, m, epsn, map);
+        // o detached: saving the output itself would tie it to its own graph node.
+        ctx.save_for_backward(new List<Tensor> { q, k, v, s, z, epsn, o.detach(), m! });
+        ctx.save_data("map", map);
+        return o;
+    }
+
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
+    {
+        try
+        {
+            var saved = ctx.get_saved_variables();
+            var map = (FusedFeatureMap)ctx.get_data("map");
+            using var scope = NewDisposeScope();
+            var (q, k, v, s, z, epsn, o) = (saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], saved[6]);
+            var mask = saved.Count > 7 ? saved[7] : null;
+            var dout = grad_output.to(q.dtype).contiguous();
+            var (dq, dk, dv) = FusedLaunch.Backward(q, k, v, mask, epsn, s, z, o, dout, map);
+            return new List<Tensor> { dq.MoveToOuterDisposeScope(), dk.MoveToOuterDisposeScope(), dv.MoveToOuterDisposeScope(), null! };
+        }
+        catch (Exception e)
+        {
+            // An exception cannot cross libtorch's autograd engine; say what failed before it ends the process.
+            Console.Error.WriteLine("ML.LinearAttention: the fused linear attention backward pass failed: " + e);
+            throw;
+        }
+    }
+}

@@ -1,0 +1,154 @@
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
+
+
+/// <summary>One compiled module (a shape, dtype and feature map on one device) and its four kernels.</summary>
+internal sealed record FusedModule(IntPtr Context, IntPtr FwdState, IntPtr FwdOut, IntPtr BwdQ, IntPtr BwdKv,
+    FusedModuleCache.Tiling Tiles, int SmCount);
+
+/// <summary>
+/// Compiles <see cref="FusedKernelSource"/> with NVRTC once per process per (device, D, Dv, dtype, feature map), for
+/// the device's own architecture (sm_XY from its compute capability), loads it into the device's primary context
+/// (the one libtorch uses) and launches kernels on the legacy default stream, which orders them with libtorch's work.
+/// </summary>
+internal static unsafe class FusedModuleCache
+{
+    /// <summary>Token tile, padded widths and shared-memory bytes of each kernel (must match the CUDA source).</summary>
+    internal sealed record Tiling(int D, int Dv, int TT, int PD, int PDV, int LDT)
+    {
+        public int StateBytes => 4 * (TT * PD + TT * PDV);
+        public int OutBytes => 4 * (D * PDV + D * LDT + D + TT);
+        public int BwdQBytes => 4 * (D * PDV + Dv * PD + TT * PD + D * LDT + TT * PDV + Dv * LDT + D + 2 * TT);
+        public int BwdKvBytes => 4 * (D * PDV + Dv * PD + D * LDT + Dv * LDT + D);
+        public int MaxBytes => Math.Max(Math.Max(StateBytes, OutBytes), Math.Max(BwdQBytes, BwdKvBytes));
+
+        public static Tiling For(int d, int dv)
+        {
+            int tt = d > 64 || dv > 64 ? 32 : 64;
+            return new Tiling(d, dv, tt, (d + 15) / 16 * 16, (dv + 15) / 16 * 16, tt + 4);
+        }
+    }
+
+    private sealed record DeviceInfo(IntPtr Context, int Major, int Minor, int SmCount, int MaxSharedOptIn);
+
+    private static readonly object Gate = new();
+    private static readonly Dictionary<int, DeviceInfo> Devices = new();
+    private static readonly Dictionary<(int, int, int, int, int), FusedModule> Modules = new();
+
+    /// <summary>Makes the device's primary context current on this thread (autograd runs backward on its own threads).</summary>
+    public static void MakeCurrent(FusedModule module) => CudaLibraries.Check(CudaLibraries.cuCtxSetCurrent(module.Context), "cuCtxSetCurrent");
+
+    /// <summary>Largest dynamic shared memory a block may use on the device (opt-in limit).</summary>
+    public static int MaxSharedBytes(int device) => Device(device).MaxSharedOptIn;
+
+    public static FusedModule Get(int device, int d, int dv, int inType, FusedFeatureMap map)
+    {
+        lock (Gate)
+        {
+            var key = (device, d, dv, inType, (int)map);
+            if (Modules.TryGetValue(key, out var module)) return module;
+            var info = Device(device);
+            CudaLibraries.Check(CudaLibraries.cuCtxSetCurrent(info.Context), "cuCtxSetCurrent");
+            var tiles = Tiling.For(d, dv);
+            var cubin = Compile($"sm_{info.Major}{info.Minor}", tiles, inType, map, verbose: false, out _);
+            IntPtr loaded;
+            fixed (byte* image = cubin) CudaLibraries.Check(CudaLibraries.cuModuleLoadData(&loaded, image), "cuModuleLoadData");
+            var handle = loaded;
+            IntPtr Function(string name, int sharedBytes)
+            {
+                IntPtr f;
+                var bytes = Encoding.ASCII.GetBytes(name + "\0");
+                fixed (byte* p = bytes) CudaLibraries.Check(CudaLibraries.cuModuleGetFunction(&f, handle, p), "cuModuleGetFunction " + name);
+                // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: needed above 48 KB.
+                CudaLibraries.Check(CudaLibraries.cuFuncSetAttribute(f, 8, sharedBytes), "cuFuncSetAttribute " + name);
+                return f;
+            }
+            module = new FusedModule(info.Context, Function("fwd_state", tiles.StateBytes), Function("fwd_out", tiles.OutBytes),
+                Function("bwd_q", tiles.BwdQBytes), Function("bwd_kv", tiles.BwdKvBytes), tiles, info.SmCount);
+            Modules[key] = module;
+            return module;
+        }
+    }
+
+    private static DeviceInfo Device(int ordinal)
+    {
+        lock (Gate)
+        {
+            if (Devices.TryGetValue(ordinal, out var info)) return info;
+            CudaLibraries.Check(CudaLibraries.cuInit(0), "cuInit");
+            int dev, major, minor, sms, smem;
+            CudaLibraries.Check(CudaLibraries.cuDeviceGet(&dev, ordinal), "cuDeviceGet");
+            CudaLibraries.Check(CudaLibraries.cuDeviceGetAttribute(&major, 75, dev), "cuDeviceGetAttribute(major)");
+            CudaLibraries.Check(CudaLibraries.cuDeviceGetAttribute(&minor, 76, dev), "cuDeviceGetAttribute(minor)");
+            CudaLibraries.Check(CudaLibraries.cuDeviceGetAttribute(&sms, 16, dev), "cuDeviceGetAttribute(SM count)");
+            CudaLibraries.Check(CudaLibraries.cuDeviceGetAttribute(&smem, 97, dev), "cuDeviceGetAttribute(shared memory opt-in)");
+            IntPtr ctx;
+            CudaLibraries.Check(CudaLibraries.cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
+            info = new DeviceInfo(ctx, major, minor, sms, smem);
+            Devices[ordinal] = info;
+            return info;
+        }
+    }
+
+    /// <summary>NVRTC options: architecture and the shape/dtype/feature-map macros of the source.</summary>
+    internal static string[] Options(string arch, Tiling t, int inType, FusedFeatureMap map, bool verbose)
+    {
+        var options = new List<string>
+        {
+            "--gpu-architecture=" + arch, "--std=c++17",
+            $"-DD={t.D}", $"-DDV={t.Dv}", $"-DTT={t.TT}", $"-DPD={t.PD}", $"-DPDV={t.PDV}", $"-DLDT={t.LDT}",
+            $"-DIN_T={inType}", $"-DFMAP={(int)map}",
+        };
+        if (verbose) options.Add("--ptxas-options=-v");
+        return options.ToArray();
+    }
+
+    /// <summary>Compiles the source to a CUBIN for <paramref name="arch"/> (sm_XY); throws with NVRTC's log on failure.</summary>
+    internal static byte[] Compile(string arch, Tiling tiles, int inType, FusedFeatureMap map, bool verbose, out string log)
+    {
+        var source = Encoding.UTF8.GetBytes(FusedKernelSource.Source + "\0");
+        var name = Encoding.ASCII.GetBytes("fused_linear_attention.cu\0");
+        var options = Options(arch, tiles, inType, map, verbose).Select(o => Marshal.StringToHGlobalAnsi(o)).ToArray();
+        IntPtr program = IntPtr.Zero;
+        try
+        {
+            fixed (byte* src = source)
+            fixed (byte* n = name)
+                CudaLibraries.CheckNvrtc(CudaLibraries.nvrtcCreateProgram(&program, src, n, 0, null, null), "nvrtcCreateProgram");
+            int result;
+            fixed (IntPtr* opts = options) result = CudaLibraries.nvrtcCompileProgram(program, options.Length, (byte**)opts);
+            nuint logSize;
+            CudaLibraries.nvrtcGetProgramLogSize(program, &logSize);
+            var logBytes = new byte[(int)logSize + 1];
+            fixed (byte* l = logBytes) CudaLibraries.nvrtcGetProgramLog(program, l);
+            log = Encoding.UTF8.GetString(logBytes).TrimEnd('\0');
+            CudaLibraries.CheckNvrtc(result, $"compilation of the fused linear attention kernels ({arch}, D={tiles.D}, Dv={tiles.Dv})", log);
+            nuint size;
+            CudaLibraries.CheckNvrtc(CudaLibraries.nvrtcGetCUBINSize(program, &size), "nvrtcGetCUBINSize");
+            var cubin = new byte[(int)size];
+            fixed (byte* c = cubin) CudaLibraries.CheckNvrtc(CudaLibraries.nvrtcGetCUBIN(program, c), "nvrtcGetCUBIN");
+            return cubin;
+        }
+        finally
+        {
+            if (program != IntPtr.Zero) CudaLibraries.nvrtcDestroyProgram(&program);
+            foreach (var o in options) Marshal.FreeHGlobal(o);
+        }
+    }
+
+    /// <summary>
+    /// Launches <paramref name="function"/> on grid (gx, gy) × 256 threads on the legacy default stream. Every argument
+    /// is passed as an 8-byte slot (pointers; ints read from the low 4 bytes, little-endian).
+    /// </summary>
+    public static void Launch(IntPtr function, long gx, long gy, int sharedBytes, params long[] args)
+    {
+        if (gx <= 0 || gy <= 0) return;
+        if (gy > 65535) throw new ArgumentException($"B·H = {gy} exceeds the fused kernel's grid limit of 65535 heads in total; split the batch.");
+        long* values = stackalloc long[args.Length];
+        void** pointers = stackalloc void*[args.Length];
+        for (int i = 0; i < args.Length; i++) { values[i] = args[i]; pointers[i] = values + i; }
+        CudaLibraries.Check(CudaLibraries.cuLaunchKernel(function, (uint)gx, (uint)gy, 1, 256, 1, 1, (uint)sharedBytes, IntPtr.Zero, pointers, null), "cuLaunchKernel");
+    }
+}

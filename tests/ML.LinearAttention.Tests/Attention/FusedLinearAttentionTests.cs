@@ -1,0 +1,97 @@
+using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
+using Microsoft.ML.LinearAttention.Tests.Infrastructure;
+using TorchSharp;
+using Xunit;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Tests.Attention;
+
+/// <summary>
+/// The fused bidirectional entry point on the CPU (where it falls back to the TorchSharp path) against the naive twin,
+/// its availability report and input checks, and an NVRTC compile check of the CUDA source that runs only when
+/// ML_LINEARATTENTION_NVRTC names a local libnvrtc (no GPU needed). The kernels themselves are verified on a GPU by
+/// `bench kernels --verify-fused` in the samples app.
+/// </summary>
+public class FusedLinearAttentionTests(ITestOutputHelper output)
+{
+    public static IEnumerable<object[]> Cases() => new[]
+    {
+        // lengths (padding when they differ), heads, d, dv, dtype, feature map
+        new object[] { new long[] { 37 }, 2, 8, 8, ScalarType.Float32, FusedFeatureMap.Relu },
+        new object[] { new long[] { 70, 45, 1 }, 2, 8, 5, ScalarType.Float32, FusedFeatureMap.Elu },
+        new object[] { new long[] { 33, 20 }, 2, 16, 8, ScalarType.Float32, FusedFeatureMap.Identity },
+        new object[] { new long[] { 65, 64 }, 2, 8, 8, ScalarType.BFloat16, FusedFeatureMap.Relu },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Fused_entry_matches_naive_outputs_and_gradients(long[] lengths, int h, int d, int dv, ScalarType dtype, FusedFeatureMap map)
+    {
+        Torch.Seed();
+        long b = lengths.Length, t = lengths.Max();
+        var q = KernelAssert.Random(new[] { b, h, t, d }, dtype, requiresGrad: false);
+        var k = KernelAssert.Random(new[] { b, h, t, d }, dtype, requiresGrad: false);
+        if (map == FusedFeatureMap.Identity) { q = q.abs(); k = k.abs(); }   // precomputed maps are non-negative
+        var x = new[] { q.requires_grad_(true), k.requires_grad_(true), KernelAssert.Random(new[] { b, h, t, dv }, dtype) };
+        var mask = lengths.Distinct().Count() > 1 ? KernelAssert.LengthMask(lengths) : null;
+        KernelAssert.SameOutputsAndGradients(
+            i => LinearAttentionKernels.BidirectionalFused(i[0], i[1], i[2], mask, map.ToString().ToLowerInvariant()),
+            i => FusedLinearAttention.Naive(i[0], i[1], i[2], mask, map),
+            x, dtype, $"fused {map}", mask is null ? null : KernelAssert.HeadMask(mask));
+    }
+
+    [Fact]
+    public void Unavailable_on_cpu_with_a_reason()
+    {
+        Assert.False(FusedLinearAttention.IsAvailable(torch.CPU));
+        Assert.Contains("CUDA", FusedLinearAttention.UnavailableReason(torch.CPU));
+        Assert.False(FusedLinearAttention.ShouldUse(torch.zeros(1, 1, 1, 1)));
+    }
+
+    [Fact]
+    public void Bad_inputs_give_clear_errors()
+    {
+        var q = torch.rand(1, 2, 5, 4);
+        var v = torch.rand(1, 2, 5, 3);
+        var e = Assert.Throws<ArgumentException>(() => FusedLinearAttention.Bidirectional(q, torch.rand(1, 2, 5, 6), v, null, FusedFeatureMap.Relu));
+        Assert.Contains("same [B, H, T, D]", e.Message);
+        Assert.Throws<ArgumentException>(() => FusedLinearAttention.Bidirectional(q, q, torch.rand(1, 2, 4, 3), null, FusedFeatureMap.Relu));
+        Assert.Throws<ArgumentException>(() => FusedLinearAttention.Bidirectional(q, q, v.to(ScalarType.Float64), null, FusedFeatureMap.Relu));
+        Assert.Throws<ArgumentException>(() => FusedLinearAttention.Bidirectional(q, q, v, torch.ones(1, 4, dtype: ScalarType.Bool), FusedFeatureMap.Relu));
+        Assert.Throws<ArgumentOutOfRangeException>(() => FusedLinearAttention.Bidirectional(q, q, v, null, FusedFeatureMap.Relu, eps: 0));
+        var m = Assert.Throws<ArgumentException>(() => FusedLinearAttention.ParseFeatureMap("dpfp"));
+        Assert.Contains("relu, elu or identity", m.Message);
+    }
+
+    [Fact]
+    public void Tiling_fits_an_h200_block_for_head_dims_up_to_128()
+    {
+        foreach (var (d, dv) in new[] { (64, 64), (32, 48), (128, 128), (16, 128), (128, 8) })
+        {
+            var tiles = FusedModuleCache.Tiling.For(d, dv);
+            Assert.True(tiles.MaxBytes <= 227 * 1024, $"D={d}, Dv={dv}: {tiles.MaxBytes} bytes of shared memory");
+            Assert.Equal(0, tiles.TT % 16);
+        }
+    }
+
+    /// <summary>Compile-only check of the CUDA source for sm_90 (every dtype and map, three shapes); needs NVRTC, no GPU.</summary>
+    [Fact]
+    public void Cuda_source_compiles_with_nvrtc_when_available()
+    {
+        if (Environment.GetEnvironmentVariable(CudaLibraries.NvrtcOverrideVariable) is not { Length: > 0 })
+        {
+            output.WriteLine($"skipped: set {CudaLibraries.NvrtcOverrideVariable} to a libnvrtc to compile the CUDA source.");
+            return;
+        }
+        Assert.Null(CudaLibraries.EnsureNvrtcOnly());
+        var shapes = new[] { (64, 64, 1, FusedFeatureMap.Relu), (32, 48, 2, FusedFeatureMap.Elu), (128, 128, 0, FusedFeatureMap.Identity), (40, 64, 1, FusedFeatureMap.Elu) };
+        foreach (var (d, dv, inType, map) in shapes)
+        {
+            var cubin = FusedModuleCache.Compile("sm_90", FusedModuleCache.Tiling.For(d, dv), inType, map, verbose: true, out var log);
+            Assert.NotEmpty(cubin);
+            output.WriteLine($"D={d} Dv={dv} in={inType} {map}: {cubin.Length} bytes\n{log}");
+        }
+    }
+}
