@@ -61,7 +61,7 @@ public static class FusedKernelVerification
         var config = new MixerConfig(128, 2);
         yield return ("linear relu", new LinearMixer(config, new LinearAttentionOptions { FeatureMap = "relu" }).to(device));
         yield return ("linear elu", new LinearMixer(config, new LinearAttentionOptions { FeatureMap = "elu" }).to(device));
-        yield return ("hedgehog", new HedgehogMixer(config, new HedgehogOptions()).to(device));
+        yield return ("hedgehog", new HedgehogMixer(config, new HedgehogOptions { UseFusedKernel = true }).to(device));
     }
 
     /// <summary>The mixer with the fused path on and off (same weights): output and input-gradient difference.</summary>
@@ -76,7 +76,9 @@ public static class FusedKernelVerification
         Tensor[] Pass(bool fused)
         {
             bool before = FusedLinearAttention.Enabled;
+            int minimum = FusedLinearAttention.MinimumLength;
             FusedLinearAttention.Enabled = fused;
+            FusedLinearAttention.MinimumLength = 0; // route this short input through the fused path too
             try
             {
                 var input = x.detach().requires_grad_(true);
@@ -84,7 +86,7 @@ public static class FusedKernelVerification
                 var g = torch.autograd.grad(new[] { o }, new[] { input }, new[] { upstream })[0];
                 return new[] { o.detach(), g.detach() };
             }
-            finally { FusedLinearAttention.Enabled = before; }
+            finally { FusedLinearAttention.Enabled = before; FusedLinearAttention.MinimumLength = minimum; }
         }
         var on = Pass(true);
         var off = Pass(false);

@@ -14,8 +14,9 @@ public sealed record HedgehogOptions : MixerOptions
     /// <summary>Chunk length of the causal chunkwise kernel.</summary>
     public int ChunkSize { get; init; } = LinearAttentionKernels.DefaultChunk;
     /// <summary>On CUDA, run the bidirectional form as fused kernels on the mapped q, k
-    /// (<see cref="FusedLinearAttention"/>, identity map; same result). Off = always the TorchSharp ops.</summary>
-    public bool UseFusedKernel { get; init; } = true;
+    /// (<see cref="FusedLinearAttention"/>, identity map; same result). Off by default: on an H200 the fused identity-map
+    /// path measured slower than the TorchSharp ops for Hedgehog's 2·D-wide features (docs/benchmarks/kernels.md).</summary>
+    public bool UseFusedKernel { get; init; }
 }
 
 /// <summary>

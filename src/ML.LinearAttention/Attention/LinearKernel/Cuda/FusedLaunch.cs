@@ -95,6 +95,7 @@ internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
+        ReleaseReturned();
         var (mask, map, eps) = ((Tensor?, FusedFeatureMap, double))((Box)vars[3]).Value!;
         var q = ((Tensor)vars[0]).contiguous();
         var k = ((Tensor)vars[1]).contiguous();
@@ -108,18 +109,36 @@ internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction
         return o;
     }
 
+    // TorchSharp's autograd.Function hands backward a managed wrapper of the upstream gradient that nobody disposes, and
+    // takes the returned gradients' wrappers without disposing them either (libtorch copies the tensors right after
+    // backward returns). Left to the GC, each call's gradients stayed allocated on the GPU until a finalizer ran (seen
+    // as a growing CUDA memory high-water mark). The wrappers are released here: the upstream gradient at the end of
+    // backward, the returned gradients at the next call (libtorch holds its own references by then).
+    private static readonly System.Collections.Concurrent.ConcurrentQueue<Tensor> Returned = new();
+
+    private static void ReleaseReturned()
+    {
+        while (Returned.TryDequeue(out var t)) t.Dispose();
+    }
+
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
     {
         try
         {
+            ReleaseReturned();
+            // The saved tensors come back as new wrappers: unpack them inside the scope so they are released too.
+            using var scope = NewDisposeScope();
             var saved = ctx.get_saved_variables();
             var map = (FusedFeatureMap)ctx.get_data("map");
-            using var scope = NewDisposeScope();
             var (q, k, v, s, z, epsn, o) = (saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], saved[6]);
             var mask = saved.Count > 7 ? saved[7] : null;
             var dout = grad_output.to(q.dtype).contiguous();
             var (dq, dk, dv) = FusedLaunch.Backward(q, k, v, mask, epsn, s, z, o, dout, map);
-            return new List<Tensor> { dq.MoveToOuterDisposeScope(), dk.MoveToOuterDisposeScope(), dv.MoveToOuterDisposeScope(), null! };
+            var grads = new List<Tensor> { dq.DetachFromDisposeScope(), dk.DetachFromDisposeScope(), dv.DetachFromDisposeScope() };
+            foreach (var g in grads) Returned.Enqueue(g);
+            grad_output.Dispose();
+            grads.Add(null!);
+            return grads;
         }
         catch (Exception e)
         {

@@ -57,8 +57,16 @@ public static class FusedLinearAttention
         _ => throw new ArgumentException($"The fused kernels take the feature maps relu, elu or identity (precomputed); got '{name}'.", nameof(name)),
     };
 
-    /// <summary>True when mixers should route a call with these inputs here (on CUDA and enabled; the call itself still falls back if needed).</summary>
-    public static bool ShouldUse(Tensor q) => Enabled && q.device.type == DeviceType.CUDA;
+    /// <summary>
+    /// Shortest sequence the mixers route here. Measured on an H200 (bf16, 32,768 tokens per batch, fwd+bwd, relu map):
+    /// the fused kernels (CUDA cores, no tensor cores) are slower than the TorchSharp ops at T = 512 and 2,048 and faster
+    /// from 8,192 on (docs/benchmarks/kernels.md), so shorter inputs keep the TorchSharp path. Direct calls of
+    /// <see cref="Bidirectional"/> ignore it.
+    /// </summary>
+    public static int MinimumLength { get; set; } = 4096;
+
+    /// <summary>True when mixers should route a call with these inputs here (on CUDA, enabled, T ≥ <see cref="MinimumLength"/>; the call itself still falls back if needed).</summary>
+    public static bool ShouldUse(Tensor q) => Enabled && q.device.type == DeviceType.CUDA && q.shape[^2] >= MinimumLength;
 
     /// <summary>
     /// o_i = Σ_j a_ij v_j / (Σ_j a_ij + eps·n), a_ij = φ(q_i)·φ(k_j) over real keys j, n = real tokens of the row (at
