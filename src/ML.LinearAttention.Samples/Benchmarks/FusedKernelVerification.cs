@@ -10,10 +10,12 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 /// <summary>
 /// `bench kernels --verify-fused`: the fused CUDA linear attention kernels against the naive twin (explicit T×T
 /// weights, fp32, on fp32 copies of the same inputs): outputs and q, k, v gradients for every feature map, dtype,
-/// odd and tile-sized lengths, batch 1 (no mask) and 3 (padding), D = Dv = 64 and D = 32 / Dv = 48. The TorchSharp
+/// odd and tile-sized lengths, batch 1 (no mask) and 3 (padding), D = Dv = 64, D = 32 / Dv = 48 and D = 64 / Dv = 40 (not a
+/// multiple of 16: the tensor-core request falls back to CUDA cores), bf16 and fp16 on both the CUDA-core and the
+/// tensor-core kernels (<see cref="FusedLinearAttention.UseTensorCores"/>). The TorchSharp
 /// fast form's error against the same naive result is printed beside it as the yardstick. Exit code 1 on failure,
 /// 2 when the fused kernels are unavailable on CUDA. Then LinearMixer (relu, elu) and HedgehogMixer with the fused path
-/// on and off.
+/// on and off (fp32; and bf16 on both kernel families).
 /// </summary>
 public static class FusedKernelVerification
 {
@@ -30,49 +32,70 @@ public static class FusedKernelVerification
         }
         int failures = 0, cases = 0;
         double worst = 0;
-        foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16, ScalarType.Float16 })
-        foreach (var map in new[] { FusedFeatureMap.Relu, FusedFeatureMap.Elu, FusedFeatureMap.Identity })
-        foreach (var (d, dv) in new[] { (64L, 64L), (32L, 48L) })
-        foreach (long t in new long[] { 1, 37, 512, 1000 })
-        foreach (long b in new long[] { 1, 3 })
+        bool tensorCoresBefore = FusedLinearAttention.UseTensorCores;
+        try
         {
-            if (dtype == ScalarType.Float16 && (d != 64 || b != 3)) continue;   // fp16: conversion check only
-            var (pass, fusedErr, torchErr) = Check(device, dtype, map, b, t, d, dv);
-            cases++;
-            if (!pass) failures++;
-            worst = Math.Max(worst, fusedErr);
-            log.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{(pass ? "PASS" : "FAIL")}  {map,-8} {Short(dtype),-4} B={b} T={t,4} D={d} Dv={dv} {(b > 1 ? "padded" : "      ")}  max err fused {fusedErr:E2}  torchsharp {torchErr:E2}"));
+            foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16, ScalarType.Float16 })
+            foreach (bool mma in dtype == ScalarType.Float32 ? new[] { false } : new[] { false, true })
+            foreach (var map in new[] { FusedFeatureMap.Relu, FusedFeatureMap.Elu, FusedFeatureMap.Identity })
+            foreach (var (d, dv) in new[] { (64L, 64L), (32L, 48L), (64L, 40L) })
+            foreach (long t in new long[] { 1, 37, 512, 1000 })
+            foreach (long b in new long[] { 1, 3 })
+            {
+                // Path: CUDA cores, or tensor cores (bf16/fp16 with D, Dv multiples of 16; Dv = 40 checks the fallback).
+                FusedLinearAttention.UseTensorCores = mma;
+                string path = !mma ? "cuda" : d % 16 == 0 && dv % 16 == 0 ? "mma " : "mma→cuda";
+                var (pass, fusedErr, torchErr) = Check(device, dtype, map, b, t, d, dv);
+                cases++;
+                if (!pass) failures++;
+                worst = Math.Max(worst, fusedErr);
+                log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{(pass ? "PASS" : "FAIL")}  {path,-8} {map,-8} {Short(dtype),-4} B={b} T={t,4} D={d} Dv={dv} {(b > 1 ? "padded" : "      ")}  max err fused {fusedErr:E2}  torchsharp {torchErr:E2}"));
+            }
+            foreach (bool mma in new[] { false, true })
+            foreach (var (name, mixer, dtype) in Mixers(device))
+            {
+                if (mma && dtype == ScalarType.Float32) continue;   // fp32 never takes the tensor cores
+                FusedLinearAttention.UseTensorCores = mma;
+                double err;
+                try { err = MixerCheck(mixer, device, dtype); }
+                catch (Exception e) when (dtype != ScalarType.Float32)
+                {
+                    log.WriteLine($"mixer {name} {Short(dtype)} failed to run: {e.Message}");
+                    err = double.NaN;
+                }
+                // bf16: the fused and TorchSharp paths each round differently; both are within bf16 error of the truth.
+                bool pass = err <= (dtype == ScalarType.Float32 ? 1e-4 : 5e-2);   // NaN fails
+                cases++;
+                if (!pass) failures++;
+                log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{(pass ? "PASS" : "FAIL")}  mixer {name} ({(mma ? "mma" : "cuda")}): fused on vs off, {Short(dtype)}, B=3 T=37 padded, max err of output and input gradient {err:E2}"));
+            }
         }
-        foreach (var (name, mixer) in Mixers(device))
-        {
-            double err = MixerCheck(mixer, device);
-            bool pass = err <= 1e-4;
-            cases++;
-            if (!pass) failures++;
-            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{(pass ? "PASS" : "FAIL")}  mixer {name}: fused on vs off, fp32, B=3 T=37 padded, max err of output and input gradient {err:E2}"));
-        }
+        finally { FusedLinearAttention.UseTensorCores = tensorCoresBefore; }
         log.WriteLine($"{cases - failures} passed, {failures} failed (worst fused relative error {worst.ToString("E2", CultureInfo.InvariantCulture)})");
         return failures == 0 ? 0 : 1;
     }
 
-    private static IEnumerable<(string, TokenMixer)> Mixers(Device device)
+    private static IEnumerable<(string, TokenMixer, ScalarType)> Mixers(Device device)
     {
         var config = new MixerConfig(128, 2);
-        yield return ("linear relu", new LinearMixer(config, new LinearAttentionOptions { FeatureMap = "relu" }).to(device));
-        yield return ("linear elu", new LinearMixer(config, new LinearAttentionOptions { FeatureMap = "elu" }).to(device));
-        yield return ("hedgehog", new HedgehogMixer(config, new HedgehogOptions { UseFusedKernel = true }).to(device));
+        yield return ("linear relu", new LinearMixer(config, new LinearAttentionOptions { FeatureMap = "relu" }).to(device), ScalarType.Float32);
+        yield return ("linear elu", new LinearMixer(config, new LinearAttentionOptions { FeatureMap = "elu" }).to(device), ScalarType.Float32);
+        yield return ("hedgehog", new HedgehogMixer(config, new HedgehogOptions { UseFusedKernel = true }).to(device), ScalarType.Float32);
+        // bf16 mixers (head dim 64): the tensor-core kernels when the switch is on.
+        yield return ("linear relu", new LinearMixer(config, new LinearAttentionOptions { FeatureMap = "relu" }).to(device).to(ScalarType.BFloat16), ScalarType.BFloat16);
+        yield return ("hedgehog", new HedgehogMixer(config, new HedgehogOptions { UseFusedKernel = true }).to(device).to(ScalarType.BFloat16), ScalarType.BFloat16);
     }
 
     /// <summary>The mixer with the fused path on and off (same weights): output and input-gradient difference.</summary>
-    private static double MixerCheck(TokenMixer mixer, Device device)
+    private static double MixerCheck(TokenMixer mixer, Device device, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
         torch.manual_seed(7);
-        var x = torch.randn(3, 37, 128, device: device);
+        var x = torch.randn(3, 37, 128, device: device).to(dtype);
         var lengths = torch.tensor(new long[] { 37, 20, 1 }, device: device);
         var mask = torch.arange(37, device: device).unsqueeze(0).lt(lengths.unsqueeze(1));
-        var upstream = torch.randn(3, 37, 128, device: device);
+        var upstream = torch.randn(3, 37, 128, device: device).to(dtype);
         Tensor[] Pass(bool fused)
         {
             bool before = FusedLinearAttention.Enabled;
@@ -90,7 +113,7 @@ public static class FusedKernelVerification
         }
         var on = Pass(true);
         var off = Pass(false);
-        return Math.Max(Relative(on[0], off[0]), Relative(on[1], off[1]));
+        return Math.Max(Relative(on[0].to(ScalarType.Float32), off[0].to(ScalarType.Float32)), Relative(on[1].to(ScalarType.Float32), off[1].to(ScalarType.Float32)));
     }
 
     private static string Short(ScalarType dtype) => dtype switch { ScalarType.Float32 => "fp32", ScalarType.BFloat16 => "bf16", _ => "fp16" };

@@ -76,7 +76,10 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>Compile-only check of the CUDA source for sm_90 (every dtype and map, three shapes); needs NVRTC, no GPU.</summary>
+    /// <summary>
+    /// Compile-only check of the CUDA source for sm_90 (every dtype and map, several shapes, with the tensor-core kernels
+    /// where they apply: bf16/fp16 with D, Dv multiples of 16); needs NVRTC, no GPU. Prints ptxas' register and spill counts.
+    /// </summary>
     [Fact]
     public void Cuda_source_compiles_with_nvrtc_when_available()
     {
@@ -86,12 +89,49 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
             return;
         }
         Assert.Null(CudaLibraries.EnsureNvrtcOnly());
-        var shapes = new[] { (64, 64, 1, FusedFeatureMap.Relu), (32, 48, 2, FusedFeatureMap.Elu), (128, 128, 0, FusedFeatureMap.Identity), (40, 64, 1, FusedFeatureMap.Elu) };
+        var shapes = new[]
+        {
+            (64, 64, 1, FusedFeatureMap.Relu), (64, 64, 2, FusedFeatureMap.Elu), (32, 48, 1, FusedFeatureMap.Elu), (32, 48, 2, FusedFeatureMap.Relu),
+            (128, 128, 1, FusedFeatureMap.Identity), (16, 128, 2, FusedFeatureMap.Relu), (128, 128, 0, FusedFeatureMap.Identity),
+            (40, 64, 1, FusedFeatureMap.Elu), (64, 40, 2, FusedFeatureMap.Relu),
+        };
+        int mmaModules = 0;
+        var spills = new List<string>();
         foreach (var (d, dv, inType, map) in shapes)
         {
-            var cubin = FusedModuleCache.Compile("sm_90", FusedModuleCache.Tiling.For(d, dv), inType, map, verbose: true, out var log);
+            var tiles = FusedModuleCache.Tiling.For(d, dv);
+            bool mma = tiles.MmaEligible(inType, smMajor: 9);
+            mmaModules += mma ? 1 : 0;
+            var cubin = FusedModuleCache.Compile("sm_90", tiles, inType, map, mma, verbose: true, out var log);
+            output.WriteLine($"D={d} Dv={dv} in={inType} {map} mma={mma}: {cubin.Length} bytes\n{log}");
             Assert.NotEmpty(cubin);
-            output.WriteLine($"D={d} Dv={dv} in={inType} {map}: {cubin.Length} bytes\n{log}");
+            spills.AddRange(MmaSpills(log).Select(l => $"D={d} Dv={dv} in={inType}: {l}"));
         }
+        Assert.Equal(6, mmaModules);
+        Assert.True(spills.Count == 0, "register spills in the tensor-core kernels:\n" + string.Join('\n', spills));
+    }
+
+    /// <summary>ptxas' spill lines of the tensor-core kernels (mma_*) in a verbose NVRTC log.</summary>
+    private static IEnumerable<string> MmaSpills(string log)
+    {
+        string? function = null;
+        foreach (var line in log.Split('\n'))
+        {
+            if (line.Contains("Compiling entry function '")) function = line.Split('\'')[1];
+            else if (function?.StartsWith("mma_") == true && line.Contains("spill stores") && !line.Contains(" 0 bytes spill stores"))
+                yield return function + ": " + line.Trim();
+        }
+    }
+
+    [Fact]
+    public void Tensor_cores_apply_to_16_bit_inputs_with_head_dims_multiple_of_16()
+    {
+        Assert.True(FusedModuleCache.Tiling.For(64, 64).MmaEligible(1, 9));
+        Assert.True(FusedModuleCache.Tiling.For(32, 48).MmaEligible(2, 8));
+        Assert.False(FusedModuleCache.Tiling.For(64, 40).MmaEligible(1, 9));   // Dv not a multiple of 16: CUDA cores
+        Assert.False(FusedModuleCache.Tiling.For(64, 64).MmaEligible(0, 9));   // fp32: CUDA cores
+        Assert.False(FusedModuleCache.Tiling.For(64, 64).MmaEligible(1, 7));   // before sm_80: no bf16 mma.sync
+        foreach (var (d, dv) in new[] { (128, 128), (16, 128), (128, 16), (64, 64) })
+            Assert.True(FusedModuleCache.Tiling.For(d, dv).MmaMaxBytes <= 227 * 1024, $"D={d}, Dv={dv}");
     }
 }

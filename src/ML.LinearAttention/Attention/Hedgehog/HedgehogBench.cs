@@ -13,8 +13,11 @@ internal static class HedgehogBench
         yield return new KernelBenchCase("bidirectional", false, Make,
             i => LinearAttentionKernels.Bidirectional(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], null));
         // Hedgehog-style: the caller applies φ (2D dims), the fused kernels take it as precomputed (identity map).
-        yield return new KernelBenchCase("bidirectional fused (identity map)", false, Make,
-            i => FusedLinearAttention.Bidirectional(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], null, FusedFeatureMap.Identity));
+        // "fused": CUDA-core kernels; "fused mma": tensor-core kernels where they apply (bf16/fp16, head dims multiples of 16).
+        foreach (bool mma in new[] { false, true })
+            yield return new KernelBenchCase($"bidirectional fused{(mma ? " mma" : "")} (identity map)", false, Make,
+                i => FusedLinearAttention.Bidirectional(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], null,
+                    FusedFeatureMap.Identity, LinearAttentionKernels.DefaultEps, tensorCores: mma));
         yield return new KernelBenchCase("causal chunk64", true, Make,
             i => LinearAttentionKernels.Causal(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], null));
     }

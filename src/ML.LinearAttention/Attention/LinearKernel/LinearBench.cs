@@ -19,9 +19,11 @@ internal static class LinearBench
             yield return new KernelBenchCase($"{map} bidirectional", false, Make,
                 i => LinearAttentionKernels.Bidirectional(FeatureMaps.Apply(map, i[0]), FeatureMaps.Apply(map, i[1]), i[2], null));
         // The same maps as fused CUDA kernels (the TorchSharp path above on the CPU or without NVRTC).
+        // "fused": CUDA-core kernels; "fused mma": tensor-core kernels (bf16/fp16, head dims multiples of 16, else the same CUDA-core ones).
         foreach (var map in new[] { "relu", "elu" })
-            yield return new KernelBenchCase($"{map} bidirectional fused", false, Make,
-                i => LinearAttentionKernels.BidirectionalFused(i[0], i[1], i[2], null, map));
+        foreach (bool mma in new[] { false, true })
+            yield return new KernelBenchCase($"{map} bidirectional fused{(mma ? " mma" : "")}", false, Make,
+                i => FusedLinearAttention.Bidirectional(i[0], i[1], i[2], null, FusedLinearAttention.ParseFeatureMap(map), LinearAttentionKernels.DefaultEps, tensorCores: mma));
         foreach (int chunk in new[] { 64, 128 })
             yield return new KernelBenchCase($"relu causal chunk{chunk}", true, Make,
                 i => LinearAttentionKernels.Causal(FeatureMaps.Apply("relu", i[0]), FeatureMaps.Apply("relu", i[1]), i[2], null, chunk: chunk));

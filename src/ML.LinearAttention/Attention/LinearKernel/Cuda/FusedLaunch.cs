@@ -25,9 +25,9 @@ internal static class FusedLaunch
     }
 
     /// <summary>Query tiles per block: enough blocks to fill the GPU several times over, few enough to keep atomics rare.</summary>
-    private static (int tilesPerBlock, long blocks) Split(FusedModule module, long t, long bh)
+    private static (int tilesPerBlock, long blocks) Split(FusedModule module, long t, long bh, int tt)
     {
-        long tiles = (t + module.Tiles.TT - 1) / module.Tiles.TT;
+        long tiles = (t + tt - 1) / tt;
         long target = Math.Max(1, module.SmCount * 8L / Math.Max(1, bh));
         int tpb = (int)Math.Max(1, Math.Min(tiles, (tiles + target - 1) / target));
         return (tpb, (tiles + tpb - 1) / tpb);
@@ -40,25 +40,39 @@ internal static class FusedLaunch
         ? torch.full(new[] { b }, eps * t, dtype: ScalarType.Float32, device: device)
         : mask.sum(1, type: ScalarType.Float32).clamp_min(1) * eps;
 
-    /// <summary>Forward: returns o [B, H, T, Dv] and the fp32 state S [B, H, D, Dv] and key sum z [B, H, D].</summary>
-    public static (Tensor o, Tensor s, Tensor z) Forward(Tensor q, Tensor k, Tensor v, Tensor? mask, Tensor epsn, FusedFeatureMap map)
+    /// <summary>
+    /// Forward: returns o [B, H, T, Dv], the fp32 state S [B, H, D, Dv] and key sum z [B, H, D], and whether the
+    /// tensor-core kernels ran (asked for by <paramref name="tensorCores"/> and compiled for this module).
+    /// </summary>
+    public static (Tensor o, Tensor s, Tensor z, bool mma) Forward(Tensor q, Tensor k, Tensor v, Tensor? mask, Tensor epsn,
+        FusedFeatureMap map, bool tensorCores)
     {
         long b = q.shape[0], h = q.shape[1], t = q.shape[2], d = q.shape[3], dv = v.shape[3];
         var module = Module(q, dv, map);
         var s = torch.zeros(new[] { b, h, d, dv }, dtype: ScalarType.Float32, device: q.device);
         var z = torch.zeros(new[] { b, h, d }, dtype: ScalarType.Float32, device: q.device);
         var o = torch.empty(new[] { b, h, t, dv }, dtype: q.dtype, device: q.device);
-        var (tpb, blocks) = Split(module, t, b * h);
-        FusedModuleCache.Launch(module.FwdState, blocks, b * h, module.Tiles.StateBytes,
+        var tiles = module.Tiles;
+        if (tensorCores && module.Mma is { } mma)
+        {
+            var (mtpb, mblocks) = Split(module, t, b * h, FusedModuleCache.Tiling.MmaTT);
+            FusedModuleCache.Launch(mma.FwdState, mblocks, b * h, tiles.MmaStateBytes,
+                Ptr(k), Ptr(v), Ptr(mask), t, h, mtpb, Ptr(s), Ptr(z));
+            FusedModuleCache.Launch(mma.FwdOut, mblocks, b * h, tiles.MmaOutBytes,
+                Ptr(q), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, mtpb, Ptr(o));
+            return (o, s, z, true);
+        }
+        var (tpb, blocks) = Split(module, t, b * h, tiles.TT);
+        FusedModuleCache.Launch(module.FwdState, blocks, b * h, tiles.StateBytes,
             Ptr(k), Ptr(v), Ptr(mask), t, h, tpb, Ptr(s), Ptr(z));
-        FusedModuleCache.Launch(module.FwdOut, blocks, b * h, module.Tiles.OutBytes,
+        FusedModuleCache.Launch(module.FwdOut, blocks, b * h, tiles.OutBytes,
             Ptr(q), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb, Ptr(o));
-        return (o, s, z);
+        return (o, s, z, false);
     }
 
     /// <summary>Backward: dq, dk, dv from the upstream gradient dO and the forward output o [B, H, T, Dv] (contiguous, q's dtype).</summary>
     public static (Tensor dq, Tensor dk, Tensor dv) Backward(Tensor q, Tensor k, Tensor v, Tensor? mask, Tensor epsn,
-        Tensor s, Tensor z, Tensor o, Tensor dout, FusedFeatureMap map)
+        Tensor s, Tensor z, Tensor o, Tensor dout, FusedFeatureMap map, bool tensorCores)
     {
         long b = q.shape[0], h = q.shape[1], t = q.shape[2], d = q.shape[3], dvDim = v.shape[3];
         var module = Module(q, dvDim, map);
@@ -67,7 +81,17 @@ internal static class FusedLaunch
         var dq = torch.empty_like(q);
         var dk = torch.empty_like(k);
         var dv = torch.empty_like(v);
-        var (tpb, blocks) = Split(module, t, b * h);
+        var tiles = module.Tiles;
+        if (tensorCores && module.Mma is { } mma)
+        {
+            var (mtpb, mblocks) = Split(module, t, b * h, FusedModuleCache.Tiling.MmaTT);
+            FusedModuleCache.Launch(mma.BwdQ, mblocks, b * h, tiles.MmaBwdQBytes,
+                Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, mtpb, Ptr(dq), Ptr(ds), Ptr(dz));
+            FusedModuleCache.Launch(mma.BwdKv, mblocks, b * h, tiles.MmaBwdKvBytes,
+                Ptr(k), Ptr(v), Ptr(ds), Ptr(dz), Ptr(mask), t, h, mtpb, Ptr(dk), Ptr(dv));
+            return (dq, dk, dv);
+        }
+        var (tpb, blocks) = Split(module, t, b * h, tiles.TT);
         FusedModuleCache.Launch(module.BwdQ, blocks, b * h, module.Tiles.BwdQBytes,
             Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb, Ptr(dq), Ptr(ds), Ptr(dz));
         FusedModuleCache.Launch(module.BwdKv, blocks, b * h, module.Tiles.BwdKvBytes,
@@ -90,22 +114,23 @@ internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction
 
     public override string Name => "FusedLinearAttention";
 
-    public static Tensor Run(Tensor q, Tensor k, Tensor v, Tensor? mask, FusedFeatureMap map, double eps)
-        => apply(q, k, v, new Box((mask, map, eps)));
+    public static Tensor Run(Tensor q, Tensor k, Tensor v, Tensor? mask, FusedFeatureMap map, double eps, bool tensorCores)
+        => apply(q, k, v, new Box((mask, map, eps, tensorCores)));
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
         ReleaseReturned();
-        var (mask, map, eps) = ((Tensor?, FusedFeatureMap, double))((Box)vars[3]).Value!;
+        var (mask, map, eps, tensorCores) = ((Tensor?, FusedFeatureMap, double, bool))((Box)vars[3]).Value!;
         var q = ((Tensor)vars[0]).contiguous();
         var k = ((Tensor)vars[1]).contiguous();
         var v = ((Tensor)vars[2]).contiguous();
         var m = mask?.contiguous();
         var epsn = FusedLaunch.EpsN(m, q.shape[0], q.shape[2], eps, q.device);
-        var (o, s, z) = FusedLaunch.Forward(q, k, v, m, epsn, map);
+        var (o, s, z, mma) = FusedLaunch.Forward(q, k, v, m, epsn, map, tensorCores);
         // o detached: saving the output itself would tie it to its own graph node.
         ctx.save_for_backward(new List<Tensor> { q, k, v, s, z, epsn, o.detach(), m! });
         ctx.save_data("map", map);
+        ctx.save_data("mma", mma);   // backward takes the forward's path, whatever the switch says by then
         return o;
     }
 
@@ -130,10 +155,11 @@ internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction
             using var scope = NewDisposeScope();
             var saved = ctx.get_saved_variables();
             var map = (FusedFeatureMap)ctx.get_data("map");
+            var mma = (bool)ctx.get_data("mma");
             var (q, k, v, s, z, epsn, o) = (saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], saved[6]);
             var mask = saved.Count > 7 ? saved[7] : null;
             var dout = grad_output.to(q.dtype).contiguous();
-            var (dq, dk, dv) = FusedLaunch.Backward(q, k, v, mask, epsn, s, z, o, dout, map);
+            var (dq, dk, dv) = FusedLaunch.Backward(q, k, v, mask, epsn, s, z, o, dout, map, mma);
             var grads = new List<Tensor> { dq.DetachFromDisposeScope(), dk.DetachFromDisposeScope(), dv.DetachFromDisposeScope() };
             foreach (var g in grads) Returned.Enqueue(g);
             grad_output.Dispose();

@@ -35,6 +35,16 @@ public static class FusedLinearAttention
     /// <summary>Process-wide switch (default on unless <see cref="EnableVariable"/> = "0"); mixers also have their own option.</summary>
     public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable(EnableVariable) != "0";
 
+    /// <summary>Environment variable that turns the tensor-core kernels off process-wide when set to "0".</summary>
+    public const string TensorCoreVariable = "ML_LINEARATTENTION_FUSED_MMA";
+
+    /// <summary>
+    /// Process-wide switch of the tensor-core (mma.sync) kernels, default on unless <see cref="TensorCoreVariable"/> =
+    /// "0". They run for bf16 and fp16 inputs with D and Dv multiples of 16 on sm_80 or newer; fp32 inputs and other
+    /// shapes always take the CUDA-core fused kernels. Read at each forward call; the backward pass follows its forward.
+    /// </summary>
+    public static bool UseTensorCores { get; set; } = Environment.GetEnvironmentVariable(TensorCoreVariable) != "0";
+
     private static int _reported;
 
     /// <summary>True when the fused kernels can run on <paramref name="device"/> (CUDA, with the driver and NVRTC loadable).</summary>
@@ -61,7 +71,7 @@ public static class FusedLinearAttention
     /// Shortest sequence the mixers route here. Measured on an H200 (bf16, 32,768 tokens per batch, fwd+bwd, relu map):
     /// the fused kernels (CUDA cores, no tensor cores) are slower than the TorchSharp ops at T = 512 and 2,048 and faster
     /// from 8,192 on (docs/benchmarks/kernels.md), so shorter inputs keep the TorchSharp path. Direct calls of
-    /// <see cref="Bidirectional"/> ignore it.
+    /// <see cref="Bidirectional(Tensor, Tensor, Tensor, Tensor?, FusedFeatureMap, double)"/> ignore it.
     /// </summary>
     public static int MinimumLength { get; set; } = 4096;
 
@@ -79,10 +89,14 @@ public static class FusedLinearAttention
     /// <param name="featureMap">φ, applied inside the kernel; <see cref="FusedFeatureMap.Identity"/> when the caller already applied it (it must be non-negative).</param>
     /// <param name="eps">Normalizer epsilon (per token, so eps·n in the sum form).</param>
     public static Tensor Bidirectional(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask, FusedFeatureMap featureMap, double eps = LinearAttentionKernels.DefaultEps)
+        => Bidirectional(q, k, v, keyPaddingMask, featureMap, eps, UseTensorCores);
+
+    /// <summary>As the public overload, with the tensor-core choice given (benchmarks time both fused variants).</summary>
+    internal static Tensor Bidirectional(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask, FusedFeatureMap featureMap, double eps, bool tensorCores)
     {
         Check(q, k, v, keyPaddingMask, featureMap, eps);
         var reason = FusedReason(q, k, v, keyPaddingMask);
-        if (reason is null) return FusedBidirectionalFunction.Run(q, k, v, keyPaddingMask, featureMap, eps);
+        if (reason is null) return FusedBidirectionalFunction.Run(q, k, v, keyPaddingMask, featureMap, eps, tensorCores);
         if (q.device.type == DeviceType.CUDA && Enabled && CudaLibraries.EnsureLoaded() is { } missing && Interlocked.Exchange(ref _reported, 1) == 0)
             Console.Error.WriteLine("ML.LinearAttention: fused linear attention kernels are unavailable, using the TorchSharp path: " + missing);
         return Reference(q, k, v, keyPaddingMask, featureMap, eps);

@@ -6,7 +6,14 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 
 /// <summary>One compiled module (a shape, dtype and feature map on one device) and its four kernels.</summary>
 internal sealed record FusedModule(IntPtr Context, IntPtr FwdState, IntPtr FwdOut, IntPtr BwdQ, IntPtr BwdKv,
-    FusedModuleCache.Tiling Tiles, int SmCount);
+    FusedModuleCache.Tiling Tiles, int SmCount)
+{
+    /// <summary>The tensor-core kernels (<see cref="FusedMmaSource"/>), or null when this module has none.</summary>
+    public MmaKernels? Mma { get; init; }
+}
+
+/// <summary>The four tensor-core kernels of a module.</summary>
+internal sealed record MmaKernels(IntPtr FwdState, IntPtr FwdOut, IntPtr BwdQ, IntPtr BwdKv);
 
 /// <summary>
 /// Compiles <see cref="FusedKernelSource"/> with NVRTC once per process per (device, D, Dv, dtype, feature map), for
@@ -23,6 +30,21 @@ internal static unsafe class FusedModuleCache
         public int BwdQBytes => 4 * (D * PDV + Dv * PD + TT * PD + D * LDT + TT * PDV + Dv * LDT + D + 2 * TT);
         public int BwdKvBytes => 4 * (D * PDV + Dv * PD + D * LDT + Dv * LDT + D);
         public int MaxBytes => Math.Max(Math.Max(StateBytes, OutBytes), Math.Max(BwdQBytes, BwdKvBytes));
+
+        /// <summary>Token tile of the tensor-core kernels (MTT in <see cref="FusedMmaSource"/>).</summary>
+        public const int MmaTT = 64;
+        private int Ldt2 => MmaTT + 8;
+        private int Ldd => D + 8;
+        private int Lde => Dv + 8;
+        // Shared-memory bytes of the tensor-core kernels (16-bit tiles; must match FusedMmaSource*).
+        public int MmaStateBytes => 2 * (D + Dv) * Ldt2;
+        public int MmaOutBytes => 2 * (2 * Dv * Ldd + MmaTT * Ldd) + 4 * (D + MmaTT);
+        public int MmaBwdQBytes => 2 * (2 * D * Lde + D * Ldt2 + MmaTT * Lde + Dv * Ldt2) + 4 * (D + 2 * MmaTT);
+        public int MmaBwdKvBytes => 2 * (2 * D * Lde + 2 * Dv * Ldd + MmaTT * Lde + MmaTT * Ldd) + 4 * D;
+        public int MmaMaxBytes => Math.Max(Math.Max(MmaStateBytes, MmaOutBytes), Math.Max(MmaBwdQBytes, MmaBwdKvBytes));
+
+        /// <summary>True when the tensor-core kernels apply: bf16/fp16 inputs, D and Dv multiples of 16, sm_80 or newer.</summary>
+        public bool MmaEligible(int inType, int smMajor) => inType != 0 && D % 16 == 0 && Dv % 16 == 0 && smMajor >= 8;
 
         public static Tiling For(int d, int dv)
         {
@@ -52,7 +74,8 @@ internal static unsafe class FusedModuleCache
             var info = Device(device);
             CudaLibraries.Check(CudaLibraries.cuCtxSetCurrent(info.Context), "cuCtxSetCurrent");
             var tiles = Tiling.For(d, dv);
-            var cubin = Compile($"sm_{info.Major}{info.Minor}", tiles, inType, map, verbose: false, out _);
+            bool mma = tiles.MmaEligible(inType, info.Major);
+            var cubin = Compile($"sm_{info.Major}{info.Minor}", tiles, inType, map, mma, verbose: false, out _);
             IntPtr loaded;
             fixed (byte* image = cubin) CudaLibraries.Check(CudaLibraries.cuModuleLoadData(&loaded, image), "cuModuleLoadData");
             var handle = loaded;
@@ -66,7 +89,11 @@ internal static unsafe class FusedModuleCache
                 return f;
             }
             module = new FusedModule(info.Context, Function("fwd_state", tiles.StateBytes), Function("fwd_out", tiles.OutBytes),
-                Function("bwd_q", tiles.BwdQBytes), Function("bwd_kv", tiles.BwdKvBytes), tiles, info.SmCount);
+                Function("bwd_q", tiles.BwdQBytes), Function("bwd_kv", tiles.BwdKvBytes), tiles, info.SmCount)
+            {
+                Mma = mma ? new MmaKernels(Function("mma_fwd_state", tiles.MmaStateBytes), Function("mma_fwd_out", tiles.MmaOutBytes),
+                    Function("mma_bwd_q", tiles.MmaBwdQBytes), Function("mma_bwd_kv", tiles.MmaBwdKvBytes)) : null,
+            };
             Modules[key] = module;
             return module;
         }
@@ -92,25 +119,30 @@ internal static unsafe class FusedModuleCache
         }
     }
 
+    /// <summary>The CUDA-core kernels, then the tensor-core ones (compiled only with -DMMA=1).</summary>
+    internal static string FullSource => FusedKernelSource.Source + FusedMmaSource.Source + FusedMmaSourceBackward.Source;
+
     /// <summary>NVRTC options: architecture and the shape/dtype/feature-map macros of the source.</summary>
-    internal static string[] Options(string arch, Tiling t, int inType, FusedFeatureMap map, bool verbose)
+    internal static string[] Options(string arch, Tiling t, int inType, FusedFeatureMap map, bool mma, bool verbose)
     {
         var options = new List<string>
         {
             "--gpu-architecture=" + arch, "--std=c++17",
             $"-DD={t.D}", $"-DDV={t.Dv}", $"-DTT={t.TT}", $"-DPD={t.PD}", $"-DPDV={t.PDV}", $"-DLDT={t.LDT}",
-            $"-DIN_T={inType}", $"-DFMAP={(int)map}",
+            $"-DIN_T={inType}", $"-DFMAP={(int)map}", $"-DMMA={(mma ? 1 : 0)}",
         };
+        // NVRTC 11.8's ptxas capped some tensor-core kernels at 32 registers and spilled (elu map, D=32/Dv=48); 255 is the hardware limit.
+        if (mma) options.Add("--maxrregcount=255");
         if (verbose) options.Add("--ptxas-options=-v");
         return options.ToArray();
     }
 
     /// <summary>Compiles the source to a CUBIN for <paramref name="arch"/> (sm_XY); throws with NVRTC's log on failure.</summary>
-    internal static byte[] Compile(string arch, Tiling tiles, int inType, FusedFeatureMap map, bool verbose, out string log)
+    internal static byte[] Compile(string arch, Tiling tiles, int inType, FusedFeatureMap map, bool mma, bool verbose, out string log)
     {
-        var source = Encoding.UTF8.GetBytes(FusedKernelSource.Source + "\0");
+        var source = Encoding.UTF8.GetBytes(FullSource + "\0");
         var name = Encoding.ASCII.GetBytes("fused_linear_attention.cu\0");
-        var options = Options(arch, tiles, inType, map, verbose).Select(o => Marshal.StringToHGlobalAnsi(o)).ToArray();
+        var options = Options(arch, tiles, inType, map, mma, verbose).Select(o => Marshal.StringToHGlobalAnsi(o)).ToArray();
         IntPtr program = IntPtr.Zero;
         try
         {

@@ -1,0 +1,239 @@
+namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
+
+/// <summary>
+/// Tensor-core (warp-level <c>mma.sync.m16n8k16</c>, fp32 accumulation) versions of the four fused kernels, appended to
+/// <see cref="FusedKernelSource.Source"/> and compiled only when the macro MMA is 1 (bf16/fp16 inputs, D and DV
+/// multiples of 16, sm_80 or newer; see <see cref="FusedModuleCache"/>). Same arguments and results as the CUDA-core
+/// kernels; <c>mma_fwd_state</c> and <c>mma_fwd_out</c> are here, the backward pair in <see cref="FusedMmaSourceBackward"/>.
+/// <para>Operands live in shared memory as 16-bit values, every tile stored with the reduction (k) index contiguous, so
+/// each fragment register is one aligned 32-bit load. Products that read the fp32 state S or its gradient dS use bf16
+/// MMAs with S split into a high and a low bf16 part (two MMAs, about 16 significant bits, fp32 range; fp16 could
+/// overflow at long T), and the token-side operand converted to bf16 (exact for bf16 inputs). Only fwd_state, whose
+/// operands are φ(k) and v themselves, uses the input type (fp16 MMAs for fp16 inputs). z, den, dO·o, dz stay fp32.</para>
+/// </summary>
+internal static class FusedMmaSource
+{
+    public const string Source = """
+
+#if MMA
+#define MTT 64                  // tokens per tile
+#define NW (NT / 32)            // warps per block
+#define LDT2 (MTT + 8)          // u16 row stride of token-contiguous (transposed) tiles: conflict-free fragment loads
+#define LDD (D + 8)             // u16 row stride of d-contiguous tiles
+#define LDE (DV + 8)            // u16 row stride of e-contiguous tiles
+#ifndef SPLIT
+#define SPLIT 1                 // S and dS as high + low bf16 parts (1) or high only (0)
+#endif
+#if IN_T == 2
+#define ST_BF false             // fwd_state multiplies φ(k) and v in the input type: fp16
+#else
+#define ST_BF true
+#endif
+// 16×8 output tiles per warp for an M×N product (tile index w + NW·j: row tile idx % (M/16), column tile idx / (M/16)).
+#define TPW(m, n) ((((m) / 16) * ((n) / 8) + NW - 1) / NW)
+
+__device__ __forceinline__ u16 f2bf(float f) {
+    unsigned u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u16)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (u16)(u >> 16);
+}
+__device__ __forceinline__ float bf2f(u16 x) { return __uint_as_float(((unsigned)x) << 16); }
+#ifndef MMA_EMULATION
+__device__ __forceinline__ u16 f2h(float f) { u16 h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+__device__ __forceinline__ float h2f(u16 x) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x)); return f; }
+#endif
+// 16-bit operand of type BF ? bf16 : fp16, and back.
+template <bool BF> __device__ __forceinline__ u16 f2m(float f) { if constexpr (BF) return f2bf(f); else return f2h(f); }
+template <bool BF> __device__ __forceinline__ float m2f(u16 x) { if constexpr (BF) return bf2f(x); else return h2f(x); }
+__device__ __forceinline__ unsigned pack2(u16 lo, u16 hi) { return (unsigned)lo | ((unsigned)hi << 16); }
+
+// φ'(x) from the raw input x: relu: x > 0; elu+1: 1 for x > 0, else exp(x); identity: 1.
+__device__ __forceinline__ float dphix(float x) {
+#if FMAP == 1
+    return x > 0.f ? 1.f : 0.f;
+#elif FMAP == 2
+    return x > 0.f ? 1.f : expf(x);
+#else
+    return 1.f;
+#endif
+}
+
+// D = A·B + D for one m16n8k16 tile (warp-collective). Fragment layouts from the PTX ISA ("Matrix fragments for
+// mma.m16n8k16" with .f16/.bf16 multiplicands, .f32 accumulators). lane = 4·g + q, g = lane >> 2 (group),
+// q = lane & 3 (thread in group); a 32-bit register holds two 16-bit values, the lower index in the low half:
+//   A (16×16, row-major, .row): a[0] = A[g][2q..2q+1]   a[1] = A[g+8][2q..2q+1]
+//                               a[2] = A[g][2q+8..2q+9] a[3] = A[g+8][2q+8..2q+9]
+//   B (16×8 = k×n, .col):       b[0] = B[2q..2q+1][g]   b[1] = B[2q+8..2q+9][g]
+//   C, D (16×8, fp32):          c[0] = C[g][2q]  c[1] = C[g][2q+1]  c[2] = C[g+8][2q]  c[3] = C[g+8][2q+1]
+template <bool BF>
+__device__ __forceinline__ void mma16816(float (&c)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+#ifdef MMA_EMULATION
+    mma_emulated(BF, c, a, b);
+#else
+    if constexpr (BF)
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    else
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+// A fragment of the 16×16 tile at rows m0.., k k0.. of A stored [M][ld] (k contiguous).
+__device__ __forceinline__ void frag_a(unsigned (&a)[4], const u16* s, int ld, int m0, int k0) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+    const u16* p = s + (m0 + g) * ld + k0 + 2 * q;
+    a[0] = *(const unsigned*)p;
+    a[1] = *(const unsigned*)(p + 8 * ld);
+    a[2] = *(const unsigned*)(p + 8);
+    a[3] = *(const unsigned*)(p + 8 * ld + 8);
+}
+
+// B fragment of the 16×8 (k×n) tile at k0.., columns n0.. of B stored transposed, [N][ld] (k contiguous).
+__device__ __forceinline__ void frag_b(unsigned (&b)[2], const u16* s, int ld, int n0, int k0) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+    const u16* p = s + (n0 + g) * ld + k0 + 2 * q;
+    b[0] = *(const unsigned*)p;
+    b[1] = *(const unsigned*)(p + 8);
+}
+
+// acc[j] += A·B (+ A·Bl when Bl is given) for this warp's 16×8 output tiles of the M×N product over K.
+// A [M][lda], B and Bl [N][ldb], all k-contiguous 16-bit. Every branch is warp-uniform (mma.sync needs the whole warp).
+template <int M, int N, int K, bool BF>
+__device__ __forceinline__ void wmm(const u16* A, int lda, const u16* B, const u16* Bl, int ldb, float (&acc)[TPW(M, N)][4]) {
+    constexpr int MT = M / 16, TOT = MT * (N / 8);
+    const int w = threadIdx.x >> 5;
+#pragma unroll 2
+    for (int k0 = 0; k0 < K; k0 += 16) {
+#pragma unroll
+        for (int j = 0; j < TPW(M, N); ++j) {
+            const int idx = w + NW * j;
+            if (TOT % NW != 0 && idx >= TOT) break;
+            const int m0 = (idx % MT) * 16, n0 = (idx / MT) * 8;
+            unsigned a[4], b[2];
+            frag_a(a, A, lda, m0, k0);
+            frag_b(b, B, ldb, n0, k0);
+            mma16816<BF>(acc[j], a, b);
+            if (Bl != nullptr) {
+                frag_b(b, Bl, ldb, n0, k0);
+                mma16816<BF>(acc[j], a, b);
+            }
+        }
+    }
+}
+
+template <int M, int N>
+__device__ __forceinline__ void zero_tiles(float (&acc)[TPW(M, N)][4]) {
+#pragma unroll
+    for (int j = 0; j < TPW(M, N); ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+}
+
+// Calls f(j, row, col, c0, c1) for the two row pairs (row, col..col+1) this lane holds in each of its output tiles.
+#define FOR_TILE_PAIRS(M, N, BODY) { \
+    constexpr int MT_ = (M) / 16, TOT_ = MT_ * ((N) / 8); \
+    const int w_ = threadIdx.x >> 5, g_ = (threadIdx.x & 31) >> 2, q_ = threadIdx.x & 3; \
+    _Pragma("unroll") for (int j = 0; j < TPW(M, N); ++j) { \
+        const int idx_ = w_ + NW * j; \
+        if (TOT_ % NW != 0 && idx_ >= TOT_) break; \
+        const int m0_ = (idx_ % MT_) * 16, col = (idx_ / MT_) * 8 + 2 * q_; \
+        _Pragma("unroll") for (int h_ = 0; h_ < 2; ++h_) { \
+            const int row = m0_ + g_ + 8 * h_; const float c0 = acc_[j][2 * h_], c1 = acc_[j][2 * h_ + 1]; \
+            BODY \
+        } } }
+
+// S (high, low) into shared memory as [rows][ld] with S[d][e] at (d·ld + e), or transposed (e·ld + d).
+__device__ __forceinline__ void load_split(const float* __restrict__ src, u16* hi, u16* lo, int ld, bool transposed) {
+    for (int i = threadIdx.x; i < D * DV; i += NT) {
+        const int d = i / DV, e = i % DV, at = transposed ? e * ld + d : d * ld + e;
+        const float s = src[i];
+        const u16 h = f2bf(s);
+        hi[at] = h;
+        lo[at] = f2bf(s - bf2f(h));
+    }
+}
+
+// Token tile [MTT][ld] (columns contiguous) of x [T][C], mapped by f, pairs of columns per 32-bit store.
+#define LOAD_ROWS(dst, ld, C, VALUE) \
+    for (int i_ = threadIdx.x; i_ < MTT * ((C) / 2); i_ += NT) { \
+        const int r = i_ / ((C) / 2), c = (i_ % ((C) / 2)) * 2, t = ts + r; \
+        float x0, x1; { const int cc = c; x0 = VALUE; } { const int cc = c + 1; x1 = VALUE; } \
+        *(unsigned*)((dst) + r * (ld) + c) = pack2(f2bf(x0), f2bf(x1)); }
+
+// Transposed token tile [C][LDT2] (tokens contiguous) of x [T][C], pairs of tokens per 32-bit store.
+#define LOAD_COLS(dst, C, BF, VALUE) \
+    for (int i_ = threadIdx.x; i_ < (MTT / 2) * (C); i_ += NT) { \
+        const int r0 = (i_ / (C)) * 2, cc = i_ % (C); \
+        float x0, x1; { const int r = r0, t = ts + r; x0 = VALUE; } { const int r = r0 + 1, t = ts + r; x1 = VALUE; } \
+        *(unsigned*)((dst) + cc * LDT2 + r0) = pack2(f2m<BF>(x0), f2m<BF>(x1)); }
+
+extern "C" __global__ void __launch_bounds__(NT) mma_fwd_state(const in_t* __restrict__ k, const in_t* __restrict__ v,
+        const u8* __restrict__ mask, int T, int H, int tpb, float* __restrict__ S, float* __restrict__ z) {
+    extern __shared__ float4 smem4[];
+    u16* KT = (u16*)smem4;              // [D][LDT2]   φkᵀ
+    u16* VT = KT + D * LDT2;            // [DV][LDT2]  vᵀ
+    const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x;
+    const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
+    const in_t* kb = k + (size_t)bh * T * D;
+    const in_t* vb = v + (size_t)bh * T * DV;
+    float acc_[TPW(D, DV)][4];
+    zero_tiles<D, DV>(acc_);
+    float zacc = 0.f;
+    for (int ts = t0; ts < t1; ts += MTT) {
+        __syncthreads();
+        LOAD_COLS(KT, D, ST_BF, real_token(mask, b, t, T) ? phi(ldx(kb[(size_t)t * D + cc])) : 0.f)
+        LOAD_COLS(VT, DV, ST_BF, t < T ? ldx(vb[(size_t)t * DV + cc]) : 0.f)
+        __syncthreads();
+        wmm<D, DV, MTT, ST_BF>(KT, LDT2, VT, nullptr, LDT2, acc_);
+        if (tid < D)   // z from the same rounded φk as S
+            for (int r = 0; r < MTT; ++r) zacc += m2f<ST_BF>(KT[tid * LDT2 + r]);
+    }
+    float* Sb = S + (size_t)bh * D * DV;
+    FOR_TILE_PAIRS(D, DV, { atomicAdd(Sb + row * DV + col, c0); atomicAdd(Sb + row * DV + col + 1, c1); })
+    if (tid < D) atomicAdd(z + (size_t)bh * D + tid, zacc);
+}
+
+extern "C" __global__ void __launch_bounds__(NT) mma_fwd_out(const in_t* __restrict__ q, const float* __restrict__ S,
+        const float* __restrict__ z, const u8* __restrict__ mask, const float* __restrict__ epsn, int T, int H, int tpb,
+        in_t* __restrict__ o) {
+    extern __shared__ float4 smem4[];
+    u16* Sh = (u16*)smem4;              // [DV][LDD]  Sᵀ high
+    u16* Sl = Sh + DV * LDD;            // [DV][LDD]  Sᵀ low
+    u16* Qs = Sl + DV * LDD;            // [MTT][LDD] φq
+    float* zs = (float*)(Qs + MTT * LDD);   // [D]
+    float* den = zs + D;                // [MTT]  1/den
+    const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x;
+    const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
+    load_split(S + (size_t)bh * D * DV, Sh, Sl, LDD, true);
+    if (tid < D) zs[tid] = z[(size_t)bh * D + tid];
+    const float en = epsn[b];
+    const in_t* qb = q + (size_t)bh * T * D;
+    in_t* ob = o + (size_t)bh * T * DV;
+    for (int ts = t0; ts < t1; ts += MTT) {
+        __syncthreads();
+        LOAD_ROWS(Qs, LDD, D, real_token(mask, b, t, T) ? phi(ldx(qb[(size_t)t * D + cc])) : 0.f)
+        __syncthreads();
+        if (tid < MTT) {
+            float d = 0.f;
+            for (int i = 0; i < D; ++i) d = fmaf(bf2f(Qs[tid * LDD + i]), zs[i], d);
+            den[tid] = 1.f / (d + en);   // stored as 1/den: one division per row
+        }
+        float acc_[TPW(MTT, DV)][4];
+        zero_tiles<MTT, DV>(acc_);
+        wmm<MTT, DV, D, true>(Qs, LDD, Sh, SPLIT ? Sl : nullptr, LDD, acc_);
+        __syncthreads();
+        FOR_TILE_PAIRS(MTT, DV, {
+            const int t = ts + row;
+            if (t < T) {
+                const bool real = real_token(mask, b, t, T);
+                const float inv = den[row];
+                *(unsigned*)(ob + (size_t)t * DV + col) = pack2(stx(real ? c0 * inv : 0.f), stx(real ? c1 * inv : 0.f));
+            }
+        })
+    }
+}
+#endif
+""";
+}
