@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# CPU emulation of the fused CUDA kernels (no GPU): compiles the CUDA C of src/.../LinearKernel/Cuda/*Source*.cs with g++
+# (one std::thread per CUDA thread, mma.sync emulated from the PTX ISA fragment layouts) and compares the tensor-core
+# kernels against the CUDA-core ones (GPU-verified) on the same bf16/fp16 inputs: S, z, o, dS, dz, dq, dk, dv.
+# Needs g++ >= 12 (C++20 <barrier>, _Float16) and python3. Usage: tests/FusedKernelEmulator/run.sh [quick]
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"; repo="$here/../.."; out="${TMPDIR:-/tmp}/fused-kernel-emulator"; mkdir -p "$out"
+python3 - "$repo/src/ML.LinearAttention/Attention/LinearKernel/Cuda" "$out/kernels.inc" <<'PY'
+import re, sys
+src = ''
+for f in ['FusedKernelSource.cs', 'FusedKernelSourceBackward.cs', 'FusedMmaSource.cs', 'FusedMmaSourceBackward.cs']:
+    src += re.search(r'Source = """\n(.*?)\n"""', open(f'{sys.argv[1]}/{f}').read(), re.S).group(1) + '\n'
+# fp16 conversions without PTX
+src = src.replace('__device__ __forceinline__ float ldx(in_t x) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x)); return f; }',
+                  '__device__ __forceinline__ float ldx(in_t x) { _Float16 h; memcpy(&h, &x, 2); return (float)h; }')
+src = src.replace('__device__ __forceinline__ in_t stx(float f) { u16 h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }',
+                  '__device__ __forceinline__ in_t stx(float f) { _Float16 h = (_Float16)f; u16 x; memcpy(&x, &h, 2); return x; }')
+assert 'asm("cvt' not in src.split('#if MMA')[0]
+open(sys.argv[2], 'w').write(src)
+PY
+# D DV IN_T(1 bf16, 2 fp16) FMAP(0 identity, 1 relu, 2 elu+1)
+configs=("64 64 1 1" "64 64 2 2" "32 48 1 2" "32 48 2 0" "128 128 1 2" "16 128 2 1")
+[ "${1:-}" = quick ] && configs=("64 64 1 1" "32 48 2 2")
+status=0
+for c in "${configs[@]}"; do
+  read -r d dv in fmap <<<"$c"
+  tt=64; if [ "$d" -gt 64 ] || [ "$dv" -gt 64 ]; then tt=32; fi
+  exe="$out/emu_${d}_${dv}_${in}_${fmap}"
+  g++ -std=c++20 -O2 -w -I"$out" -DD="$d" -DDV="$dv" -DTT=$tt -DPD=$(( (d + 15) / 16 * 16 )) -DPDV=$(( (dv + 15) / 16 * 16 )) \
+      -DLDT=$((tt + 4)) -DIN_T="$in" -DFMAP="$fmap" -DMMA=1 "$here/emulator.cpp" -o "$exe" -lpthread
+  # B T tiles-per-block: no mask / padded rows, one tile, several tiles per block and several blocks per head
+  for args in "1 1 1" "3 37 1" "1 130 1" "3 200 2"; do
+    "$exe" $args | tail -1 | sed "s/^/D=$d Dv=$dv in=$in map=$fmap B,T,tpb=${args// /,}: /" || status=1
+  done
+done
+exit $status
