@@ -35,6 +35,9 @@ internal static class FusedLaunch
 
     private static long Ptr(Tensor? x) => x is null ? 0 : NativeTensorAccess.DataPointer(x).ToInt64();
 
+    /// <summary>x, or a fresh copy when its data is not 16-byte aligned (the tensor-core kernels load 8 halves at a time).</summary>
+    private static Tensor Aligned(Tensor x) => (Ptr(x) & 15) == 0 ? x : x.clone();
+
     /// <summary>eps·max(1, real tokens) per batch row, fp32 [B].</summary>
     public static Tensor EpsN(Tensor? mask, long b, long t, double eps, Device device) => mask is null
         ? torch.full(new[] { b }, eps * t, dtype: ScalarType.Float32, device: device)
@@ -55,6 +58,7 @@ internal static class FusedLaunch
         var tiles = module.Tiles;
         if (tensorCores && module.Mma is { } mma)
         {
+            (q, k, v) = (Aligned(q), Aligned(k), Aligned(v));
             var (mtpb, mblocks) = Split(module, t, b * h, FusedModuleCache.Tiling.MmaTT);
             FusedModuleCache.Launch(mma.FwdState, mblocks, b * h, tiles.MmaStateBytes,
                 Ptr(k), Ptr(v), Ptr(mask), t, h, mtpb, Ptr(s), Ptr(z));
@@ -84,6 +88,7 @@ internal static class FusedLaunch
         var tiles = module.Tiles;
         if (tensorCores && module.Mma is { } mma)
         {
+            (q, k, v, o, dout) = (Aligned(q), Aligned(k), Aligned(v), Aligned(o), Aligned(dout));
             var (mtpb, mblocks) = Split(module, t, b * h, FusedModuleCache.Tiling.MmaTT);
             FusedModuleCache.Launch(mma.BwdQ, mblocks, b * h, tiles.MmaBwdQBytes,
                 Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, mtpb, Ptr(dq), Ptr(ds), Ptr(dz));

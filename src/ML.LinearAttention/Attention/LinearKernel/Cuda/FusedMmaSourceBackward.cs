@@ -40,7 +40,7 @@ extern "C" __global__ void __launch_bounds__(NT) mma_bwd_q(const in_t* __restric
     float dzacc = 0.f;
     for (int ts = t0; ts < t1; ts += MTT) {
         __syncthreads();
-        LOAD_COLS(QT, D, true, real_token(mask, b, t, T) ? phi(ldx(qb[(size_t)t * D + cc])) : 0.f)
+        LOAD_COLS(QT, D, true, qb, real_token(mask, b, t, T), phi(x))
         __syncthreads();
         if (tid < MTT) {   // the same rounded φq as the forward's denominator
             float d = 0.f;
@@ -58,8 +58,8 @@ extern "C" __global__ void __launch_bounds__(NT) mma_bwd_q(const in_t* __restric
             for (int w = 16; w > 0; w >>= 1) s += __shfl_xor_sync(0xffffffffu, s, w);
             if ((tid & 31) == 0) dden[r] = -s * den[r];
         }
-        LOAD_ROWS(Gs, LDE, DV, real_token(mask, b, t, T) ? ldx(gb[(size_t)t * DV + cc]) * den[r] : 0.f)
-        LOAD_COLS(GT, DV, true, real_token(mask, b, t, T) ? ldx(gb[(size_t)t * DV + cc]) * den[r] : 0.f)
+        LOAD_ROWS(Gs, LDE, DV, gb, real_token(mask, b, t, T), x * den[r])
+        LOAD_COLS(GT, DV, true, gb, real_token(mask, b, t, T), x * den[r])
         __syncthreads();
         {   // dφq = g Sᵀ + dden zᵀ, times φ'(q).
             float acc_[TPW(MTT, D)][4];
@@ -110,8 +110,8 @@ extern "C" __global__ void __launch_bounds__(NT) mma_bwd_kv(const in_t* __restri
     in_t* dvb = dv + (size_t)bh * T * DV;
     for (int ts = t0; ts < t1; ts += MTT) {
         __syncthreads();
-        LOAD_ROWS(Ks, LDD, D, real_token(mask, b, t, T) ? phi(ldx(kb[(size_t)t * D + cc])) : 0.f)
-        LOAD_ROWS(Vs, LDE, DV, t < T ? ldx(vb[(size_t)t * DV + cc]) : 0.f)
+        LOAD_ROWS(Ks, LDD, D, kb, real_token(mask, b, t, T), phi(x))
+        LOAD_ROWS(Vs, LDE, DV, vb, t < T, x)
         __syncthreads();
         {   // dk = (v dSᵀ + dz)·φ'(k), zero at padded keys.
             float acc_[TPW(MTT, D)][4];
