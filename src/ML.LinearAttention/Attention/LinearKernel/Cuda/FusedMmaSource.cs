@@ -30,6 +30,9 @@ internal static class FusedMmaSource
 #define ST_BF true
 #endif
 // 16×8 output tiles per warp for an M×N product (tile index w + NW·j: row tile idx % (M/16), column tile idx / (M/16)).
+#if MTT * 4 != NT
+#error inv_den takes 4 threads per token row
+#endif
 #define TPW(m, n) ((((m) / 16) * ((n) / 8) + NW - 1) / NW)
 
 __device__ __forceinline__ u16 f2bf(float f) {
@@ -193,6 +196,42 @@ __device__ __forceinline__ void ld8(const in_t* p, bool ok, in_t (&e)[8]) {
             if (ok1_) { const int r = r0_ + 1; const float x = ldx(e1_[j_]); y1 = (MAP); } \
             *(unsigned*)((dst) + (c_ + j_) * LDT2 + r0_) = pack2(f2m<BF>(y0), f2m<BF>(y1)); } }
 
+// 1/(Σ_d φq[t][d]·z[d] + en) for the tile's MTT rows, 4 threads per row in a fixed order (the forward and the backward
+// get the same value from the same rounded φq at P[t·st + d·sd]). Called by every thread (shuffles).
+__device__ __forceinline__ void inv_den(const u16* P, int st, int sd, const float* zs, float en, float* den) {
+    const int t = threadIdx.x >> 2, part = threadIdx.x & 3;
+    float s = 0.f;
+    for (int i = part * (D / 4); i < (part + 1) * (D / 4); ++i) s = fmaf(bf2f(P[t * st + i * sd]), zs[i], s);
+    s += __shfl_xor_sync(0xffffffffu, s, 1);
+    s += __shfl_xor_sync(0xffffffffu, s, 2);
+    if (part == 0) den[t] = 1.f / (s + en);
+}
+
+// Column sums of a transposed tile P [D][LDT2] (weighted by w[token] when W), 4 threads per column (a quarter of the
+// tokens each), kept per thread across tiles; colsum_flush reduces the 4 partial sums and adds them to dst[d].
+#define ZP ((D * 4 + NT - 1) / NT)
+template <bool BF, bool W>
+__device__ __forceinline__ void colsum(const u16* P, const float* w, float (&acc)[ZP]) {
+#pragma unroll
+    for (int j = 0; j < ZP; ++j) {
+        const int p = threadIdx.x + j * NT, d = p >> 2, r0 = (p & 3) * (MTT / 4);
+        if (p < D * 4)
+            for (int r = r0; r < r0 + MTT / 4; ++r) acc[j] = fmaf(m2f<BF>(P[d * LDT2 + r]), W ? w[r] : 1.f, acc[j]);
+    }
+}
+__device__ __forceinline__ void colsum_flush(float (&acc)[ZP], float* dst) {
+#pragma unroll
+    for (int j = 0; j < ZP; ++j) {
+        const int p = threadIdx.x + j * NT;
+        if (p < D * 4) {   // warp-uniform: D·4 is a multiple of 64
+            float s = acc[j];
+            s += __shfl_xor_sync(0xffffffffu, s, 1);
+            s += __shfl_xor_sync(0xffffffffu, s, 2);
+            if ((p & 3) == 0) atomicAdd(dst + (p >> 2), s);
+        }
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(NT) mma_fwd_state(const in_t* __restrict__ k, const in_t* __restrict__ v,
         const u8* __restrict__ mask, int T, int H, int tpb, float* __restrict__ S, float* __restrict__ z) {
     extern __shared__ float4 smem4[];
@@ -204,19 +243,20 @@ extern "C" __global__ void __launch_bounds__(NT) mma_fwd_state(const in_t* __res
     const in_t* vb = v + (size_t)bh * T * DV;
     float acc_[TPW(D, DV)][4];
     zero_tiles<D, DV>(acc_);
-    float zacc = 0.f;
+    float zacc[ZP];
+#pragma unroll
+    for (int j = 0; j < ZP; ++j) zacc[j] = 0.f;
     for (int ts = t0; ts < t1; ts += MTT) {
         __syncthreads();
         LOAD_COLS(KT, D, ST_BF, kb, real_token(mask, b, t, T), phi(x))
         LOAD_COLS(VT, DV, ST_BF, vb, t < T, x)
         __syncthreads();
         wmm<D, DV, MTT, ST_BF>(KT, LDT2, VT, nullptr, LDT2, acc_);
-        if (tid < D)   // z from the same rounded φk as S
-            for (int r = 0; r < MTT; ++r) zacc += m2f<ST_BF>(KT[tid * LDT2 + r]);
+        colsum<ST_BF, false>(KT, nullptr, zacc);   // z from the same rounded φk as S
     }
     float* Sb = S + (size_t)bh * D * DV;
     FOR_TILE_PAIRS(D, DV, { atomicAdd(Sb + row * DV + col, c0); atomicAdd(Sb + row * DV + col + 1, c1); })
-    if (tid < D) atomicAdd(z + (size_t)bh * D + tid, zacc);
+    colsum_flush(zacc, z + (size_t)bh * D);
 }
 
 extern "C" __global__ void __launch_bounds__(NT) mma_fwd_out(const in_t* __restrict__ q, const float* __restrict__ S,
@@ -239,11 +279,7 @@ extern "C" __global__ void __launch_bounds__(NT) mma_fwd_out(const in_t* __restr
         __syncthreads();
         LOAD_ROWS(Qs, LDD, D, qb, real_token(mask, b, t, T), phi(x))
         __syncthreads();
-        if (tid < MTT) {
-            float d = 0.f;
-            for (int i = 0; i < D; ++i) d = fmaf(bf2f(Qs[tid * LDD + i]), zs[i], d);
-            den[tid] = 1.f / (d + en);   // stored as 1/den: one division per row
-        }
+        inv_den(Qs, LDD, 1, zs, en, den);   // den holds 1/den
         float acc_[TPW(MTT, DV)][4];
         zero_tiles<MTT, DV>(acc_);
         wmm<MTT, DV, D, true>(Qs, LDD, Sh, SPLIT ? Sl : nullptr, LDD, acc_);

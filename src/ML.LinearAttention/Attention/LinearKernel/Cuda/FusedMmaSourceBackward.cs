@@ -37,16 +37,14 @@ extern "C" __global__ void __launch_bounds__(NT) mma_bwd_q(const in_t* __restric
     in_t* dqb = dq + (size_t)bh * T * D;
     float accS[TPW(D, DV)][4];
     zero_tiles<D, DV>(accS);
-    float dzacc = 0.f;
+    float dzacc[ZP];
+#pragma unroll
+    for (int j = 0; j < ZP; ++j) dzacc[j] = 0.f;
     for (int ts = t0; ts < t1; ts += MTT) {
         __syncthreads();
         LOAD_COLS(QT, D, true, qb, real_token(mask, b, t, T), phi(x))
         __syncthreads();
-        if (tid < MTT) {   // the same rounded φq as the forward's denominator
-            float d = 0.f;
-            for (int i = 0; i < D; ++i) d = fmaf(bf2f(QT[i * LDT2 + tid]), zs[i], d);
-            den[tid] = 1.f / (d + en);
-        }
+        inv_den(QT, 1, LDT2, zs, en, den);   // 1/den, the same value as the forward's
         __syncthreads();
         // dden = −(dO·o)/den with the saved output o: one warp per row; zero at padded rows.
         for (int r = tid >> 5; r < MTT; r += NW) {
@@ -77,15 +75,14 @@ extern "C" __global__ void __launch_bounds__(NT) mma_bwd_q(const in_t* __restric
         }
         // dS += φqᵀ g, dz += φqᵀ dden.
         wmm<D, DV, MTT, true>(QT, LDT2, GT, nullptr, LDT2, accS);
-        if (tid < D)
-            for (int r = 0; r < MTT; ++r) dzacc = fmaf(bf2f(QT[tid * LDT2 + r]), dden[r], dzacc);
+        colsum<true, true>(QT, dden, dzacc);
     }
     float* dSb = dS + (size_t)bh * D * DV;
     {
         float (&acc_)[TPW(D, DV)][4] = accS;
         FOR_TILE_PAIRS(D, DV, { atomicAdd(dSb + row * DV + col, c0); atomicAdd(dSb + row * DV + col + 1, c1); })
     }
-    if (tid < D) atomicAdd(dz + (size_t)bh * D + tid, dzacc);
+    colsum_flush(dzacc, dz + (size_t)bh * D);
 }
 
 extern "C" __global__ void __launch_bounds__(NT) mma_bwd_kv(const in_t* __restrict__ k, const in_t* __restrict__ v,
