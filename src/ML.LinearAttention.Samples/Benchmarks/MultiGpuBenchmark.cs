@@ -36,9 +36,10 @@ public static class MultiGpuBenchmark
         log.WriteLine($"bench multigpu on {(cuda ? $"{o.Gpus} × CUDA" : $"CPU, {o.Gpus} thread ranks")} ({nccl}), " + (o.Verify ? "checks on a small fp32 encoder" : $"{o.Layers} layers × hidden {o.Hidden} × {o.Heads} heads"));
         if (o.Verify)
         {
-            var verify = RunRole(o, "verify", o.Gpus, cuda, log, out int code);
-            log.WriteLine(code == 0 && verify.All(r => r.Status is null) ? "verify: PASS" : "verify: FAIL");
-            return code == 0 && verify.All(r => r.Status is null) ? 0 : 1;
+            if (o.Gpus < 2) throw new ArgumentException("--verify compares 2 or more ranks with one device: use --gpus 2 or more.");
+            RunRole(o, "verify", o.Gpus, cuda, log, out int code); // the ranks print the checks; rank 0's exit code is the verdict
+            log.WriteLine(code == 0 ? "verify: PASS" : $"verify: FAIL (exit code {code})");
+            return code == 0 ? 0 : 1;
         }
         var rows = new List<Row>();
         var meta = new Dictionary<string, string>
@@ -107,20 +108,28 @@ public static class MultiGpuBenchmark
         {
             var visible = (Environment.GetEnvironmentVariable("CUDA_VISIBLE_DEVICES") is { Length: > 0 } v ? v.Split(',') : Enumerable.Range(0, o.Gpus).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray());
             var children = Enumerable.Range(0, world).Select(r => Start(o, role, r, world, Path.Combine(dir, "nccl.id"), Path.Combine(dir, $"rank{r}.json"), visible[r], log)).ToList();
+            // A rank that fails leaves the others waiting inside a collective: they are stopped 15 s after it exits.
             var limit = DateTime.UtcNow.AddSeconds(o.ChildSeconds);
+            DateTime? failedAt = null;
+            while (children.Any(c => !c.HasExited))
+            {
+                if (failedAt is null && children.Any(c => c.HasExited && c.ExitCode != 0)) failedAt = DateTime.UtcNow;
+                bool timedOut = DateTime.UtcNow > limit, stuck = failedAt is { } f && DateTime.UtcNow - f > TimeSpan.FromSeconds(15);
+                if (timedOut || stuck)
+                {
+                    log.WriteLine(timedOut ? $"{role}: a rank did not finish within {o.ChildSeconds:F0} s; stopping the run" : $"{role}: a rank failed; stopping the others");
+                    foreach (var c in children) if (!c.HasExited) c.Kill(entireProcessTree: true);
+                    break;
+                }
+                Thread.Sleep(100);
+            }
             foreach (var child in children)
             {
-                var left = limit - DateTime.UtcNow;
-                if (!child.WaitForExit(left > TimeSpan.Zero ? left : TimeSpan.Zero))
-                {
-                    log.WriteLine($"{role}: a rank did not finish within {o.ChildSeconds:F0} s; stopping the run");
-                    foreach (var c in children) if (!c.HasExited) c.Kill(entireProcessTree: true);
-                }
                 child.WaitForExit();
                 if (child.ExitCode != 0 && exitCode == 0) exitCode = child.ExitCode;
             }
             var got = new List<RankResult>();
-            for (int r = 0; r < world; r++)
+            for (int r = 0; r < world && role != "verify"; r++)
             {
                 var file = Path.Combine(dir, $"rank{r}.json");
                 got.Add(File.Exists(file) ? JsonSerializer.Deserialize<RankResult>(File.ReadAllText(file))!
@@ -173,8 +182,13 @@ public static class MultiGpuBenchmark
             return pass ? 0 : 1;
         }
         var result = Work(o, o.Role ?? throw new ArgumentException("--role is required for a child."), c, device, log);
-        c?.Barrier();
         if (o.ChildResults is not null) File.WriteAllText(o.ChildResults, JsonSerializer.Serialize(result));
+        if (result.Status is not null && c is not null)
+        {
+            c.Abort(); // the other ranks may be inside a collective this rank will never join; the parent stops them
+            return 4;
+        }
+        c?.Barrier();
         return 0;
     }
 
