@@ -41,7 +41,7 @@ public static class QualityBenchmark
         void Add(Row r)
         {
             rows.Add(r);
-            log.WriteLine(r.Accuracy is null ? $"  {r.Method}: skipped ({r.Note})" : $"  {r.Method}: accuracy {r.Accuracy:F4}, {r.TrainableParameters:N0} trainable parameters, {r.TrainTime:hh\\:mm\\:ss}");
+            log.WriteLine(r.Accuracy is null ? $"  {r.Method}: no accuracy ({r.Note})" : $"  {r.Method}: accuracy {r.Accuracy:F4}, {r.TrainableParameters:N0} trainable parameters, {r.TrainTime:hh\\:mm\\:ss}");
         }
 
         TextClassificationOptions Method(string method, double lr, TextClassificationOptions? start = null)
@@ -85,7 +85,7 @@ public static class QualityBenchmark
         var path = Path.Combine(o.OutputDirectory, "quality.md");
         File.WriteAllText(path, Markdown(o, data, cuda, classes, majority, rows));
         log.WriteLine($"wrote {path}");
-        return 0;
+        return rows.Any(r => r.Note.StartsWith("FAILED", StringComparison.Ordinal)) ? 1 : 0;
     }
 
     private static TextClassificationOptions Common(QualityBenchmarkOptions o, QualityData data) => new()
@@ -125,10 +125,18 @@ public static class QualityBenchmark
         var pipeline = ml.Transforms.Conversion.MapValueToKey("Label", nameof(QualityRow.Label))
             .Append(ml.Transforms.LinearAttention.TextClassification(options));
         var clock = Stopwatch.StartNew();
-        using var model = pipeline.Fit(train);
-        var elapsed = clock.Elapsed;
-        var metrics = ml.MulticlassClassification.Evaluate(model.Transform(test));
-        return new Row(key, method, trainable, total, metrics.MicroAccuracy, elapsed, note);
+        try
+        {
+            using var model = pipeline.Fit(train);
+            var elapsed = clock.Elapsed;
+            var metrics = ml.MulticlassClassification.Evaluate(model.Transform(test));
+            return new Row(key, method, trainable, total, metrics.MicroAccuracy, elapsed, note);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // One failing row (a bug, out of memory) is recorded in the table; the other rows still run.
+            return new Row(key, method, trainable, total, null, clock.Elapsed, $"FAILED: {e.GetType().Name}: {e.Message.Split('\n')[0].Trim()}");
+        }
     }
 
     private static string Markdown(QualityBenchmarkOptions o, QualityData data, bool cuda, int classes, double majority, List<Row> rows)

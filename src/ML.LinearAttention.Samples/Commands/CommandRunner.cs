@@ -58,6 +58,9 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
               --lr X (full fine-tunes) --lora-lr X --probe-lr X (probe, MP, MP+) --scratch-lr X
               --convert-to NAME    mechanism of the converted rows (default hedgehog)
               --only full,probe,mp,mp+,lora,converted,converted+lora,scratch   --device cpu|cuda   --threads N   --out DIR
+          bench oom [options]      fault check on a GPU: batches far larger than the GPU holds must be split by the trainer's
+                                   out-of-memory retry and training must finish; writes docs/benchmarks/oom.md (needs CUDA)
+              --mechanism NAME --length T --batch ROWS --steps N --layers L --hidden C --heads H --commit C --machine M
         """ + "\n" + TrainCommand.Usage + TrainCommand.ConvertUsage + EvaluateCommand.Usage + PredictCommand.Usage + ServeCommand.Usage;
 
     public async Task<int> RunAsync(string[] args, CancellationToken cancellation)
@@ -83,6 +86,8 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
                     return await Task.Run(() => QualityBenchmark.Run(QualityBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "multigpu":
                     return await Task.Run(() => MultiGpuBenchmark.Run(MultiGpuOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
+                case "bench" when args.Length > 1 && args[1] == "oom":
+                    return await Task.Run(() => OutOfMemoryCheck.Run(OutOfMemoryCheckOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "vision":
                     return await Task.Run(() => VisionBenchmark.Run(VisionBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
                 case "train":

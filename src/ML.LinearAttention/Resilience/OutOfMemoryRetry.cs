@@ -1,5 +1,6 @@
 using Microsoft.ML.LinearAttention.Encoder;
 using Microsoft.ML.LinearAttention.Training;
+using static TorchSharp.torch;
 
 namespace Microsoft.ML.LinearAttention.Resilience;
 
@@ -35,7 +36,8 @@ internal sealed class OutOfMemoryRetry(ITrainingLog log)
     /// <summary>
     /// Runs <paramref name="step"/> over <paramref name="batch"/> in <see cref="Pieces"/> pieces (row slices, views of the
     /// batch's tensors); each call gets a piece and its weight (piece rows / batch rows). On an out-of-memory error,
-    /// <paramref name="clearGradients"/> runs, the pieces double and the whole batch starts again.
+    /// <paramref name="clearGradients"/> runs, the pieces double and the whole batch starts again. Each call runs in its own
+    /// dispose scope: tensors the step keeps must be moved out (<c>MoveToOuterDisposeScope</c>).
     /// </summary>
     public void Run(ModelBatch batch, Action<ModelBatch, double> step, Action clearGradients)
     {
@@ -45,11 +47,18 @@ internal sealed class OutOfMemoryRetry(ITrainingLog log)
             long pieces = Math.Min(Pieces, rows);
             try
             {
-                if (pieces == 1) { step(batch, 1.0); return; }
+                // One dispose scope per piece: a piece that runs out of memory frees its activations (and its autograd graph)
+                // before the retry, instead of holding them until the batch ends. What a step keeps must leave the scope.
+                if (pieces == 1)
+                {
+                    using (NewDisposeScope()) step(batch, 1.0);
+                    return;
+                }
                 long size = (rows + pieces - 1) / pieces;
                 for (long start = 0; start < rows; start += size)
                 {
                     long n = Math.Min(size, rows - start);
+                    using var scope = NewDisposeScope();
                     using var piece = Slice(batch, start, n);
                     step(piece, (double)n / rows);
                 }

@@ -139,7 +139,7 @@ public static class ModelTrainer
                             (runner as SequenceModel)?.ThrowIfCheckpointFailed();
                             mp?.MoveGradients();
                             var detached = loss.detach().to(ScalarType.Float64) * weight;
-                            batchLoss = batchLoss is null ? detached : batchLoss + detached;
+                            batchLoss = (batchLoss is null ? detached : batchLoss + detached).MoveToOuterDisposeScope(); // out of the piece's scope
                         }, () =>
                         {
                             // The failed attempt's partial gradients (and those of earlier batches of this accumulation group) are dropped.

@@ -6,6 +6,7 @@ using Microsoft.ML.LinearAttention.FineTuning.LinearProbe;
 using Microsoft.ML.LinearAttention.FineTuning.Lora;
 using Microsoft.ML.LinearAttention.FineTuning.MomentProbing;
 using Microsoft.ML.LinearAttention.Tests.Infrastructure;
+using TorchSharp;
 using Xunit;
 
 namespace Microsoft.ML.LinearAttention.Tests.FineTuning;
@@ -39,6 +40,23 @@ public sealed class FineTuningRegistryTests
         Assert.Equal(CrossPairs.All, psrp.Probe.Pairs);
         var unknown = Assert.Throws<ArgumentException>(() => FineTuningRegistry.Get("adapterz"));
         Assert.Contains("lora", unknown.Message);
+    }
+
+    [Fact]
+    public void NewHeadsAndAdaptersJoinTheDeviceTheModelWasAlreadyMovedTo()
+    {
+        // TorchSharp's Module.to(device) is a no-op on a module already moved there, so parts added afterwards stayed on
+        // the CPU (seen on an H200: AdamW failed at the first step with cuda:0 and cpu). The meta device shows it on a CPU.
+        var meta = new TorchSharp.torch.Device(TorchSharp.DeviceType.META);
+        foreach (var method in FineTuningRegistry.All.Select(e => e.Name))
+        {
+            Torch.Seed();
+            using var model = new SequenceModel(TinyModels.Config());
+            model.to(meta);
+            FineTuningRegistry.Apply(model, method, SmallOptions(method));
+            Assert.All(ModelParameter.All(model), p => Assert.True(p.Parameter.device.type == TorchSharp.DeviceType.META,
+                $"{method}: {p.Name} is on {p.Parameter.device}"));
+        }
     }
 
     [Fact]

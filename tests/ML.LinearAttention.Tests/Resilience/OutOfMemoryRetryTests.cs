@@ -48,6 +48,24 @@ public sealed class OutOfMemoryRetryTests
     }
 
     [Fact]
+    public void AFailedAttemptsTensorsAreFreedBeforeTheRetry()
+    {
+        // On an H200 the retries used to run with the failed attempts' activations still allocated (they lived until the
+        // batch ended); each attempt now has its own dispose scope.
+        var failed = new List<torch.Tensor>();
+        bool stillAlive = false;
+        Train(batch =>
+        {
+            stillAlive |= failed.Any(t => !t.IsInvalid);
+            if (batch.Size <= 2) return;
+            failed.Add(torch.ones(1024)); // stands for the activations of a forward pass that runs out of memory
+            throw new ExternalException(CudaOom);
+        });
+        Assert.NotEmpty(failed);
+        Assert.False(stillAlive, "a retry started while tensors of the failed attempt were still allocated");
+    }
+
+    [Fact]
     public void OutOfMemoryHalvesTheBatchLogsItAndTrainsToTheSameWeights()
     {
         var (expected, _) = Train(null);

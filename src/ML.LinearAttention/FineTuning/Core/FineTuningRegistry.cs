@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using Microsoft.ML.LinearAttention.Encoder;
+using Microsoft.ML.LinearAttention.Runtime;
 using TorchSharp;
 
 namespace Microsoft.ML.LinearAttention.FineTuning;
@@ -113,7 +114,7 @@ public static class FineTuningRegistry
         info.Validate(options, model.Config);
         var device = model.parameters().FirstOrDefault()?.device;
         info.Restructure(model, options, false);
-        if (device is not null) model.to(device); // new adapters and heads join the model's device
+        if (device is not null) ModuleDevice.MoveAllTo(model, device); // new adapters and heads join the model's device
         long trainable = 0, total = 0;
         foreach (var p in ModelParameter.All(model))
         {
