@@ -54,7 +54,7 @@ internal static class MultiGpuReport
         md.AppendLine($"- data parallel: `ModelTrainer` (bf16 mixed precision, AdamW, clipping) on synthetic rows of exactly T = {o.Length} tokens, {o.TokensPerGpu:N0} tokens per optimizer step " +
                       $"per GPU (weak scaling: the global batch is W × that), gradients all-reduced in fp32 buckets of 25 MiB before clipping; {o.Warmup} warm-up then {o.Steps} timed steps");
         md.AppendLine($"- sequence parallel (`SequenceParallelStack`, mechanism `{MultiGpuWorker.SpLabel}`): the same sizes, {o.Layers} of the library's pre-norm blocks with linear attention " +
-                      "(relu map; LASP-2: one AllGather of the per-layer states forward, one all-reduce of their gradient backward), no positions, whole-sequence mean pooling, bf16 weights on CUDA; " +
+                      "(relu map; LASP-2: one AllGather of the per-layer states forward, one all-reduce of their gradient backward), rotary positions at each slice's offset, whole-sequence mean pooling, bf16 weights on CUDA; " +
                       $"a step = forward, backward and the gradient all-reduce (no optimizer); B = {o.SpBatch} sequence(s) of T tokens, each of W GPUs holding T / W of them; `1 GPU (SP model)` is the same model unsplit");
         md.AppendLine("- tokens/s: all GPUs together; ms/step: the slowest rank; peak GiB: the largest rank (cudaMallocAsync pool high-water mark, needs PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync); " +
                       "comm: per rank, GPU time inside NCCL kernels (CUDA events around each collective) ÷ wall time of the timed steps; it includes waiting for the slower rank");

@@ -57,7 +57,7 @@ internal static class MultiGpuWorker
         int rank = c?.Rank ?? 0, world = c?.WorldSize ?? 1;
         long b = o.SpBatch;
         torch.random.manual_seed(1);
-        using var model = new SequenceParallelStack(30522, o.Layers, o.Hidden, o.Heads, c);
+        using var model = new SequenceParallelStack(30522, o.Layers, o.Hidden, o.Heads, c) { Offset = c is null ? 0 : SequenceParallel.SliceStart(t, rank, world) };
         model.to(device);
         if (device.type == DeviceType.CUDA) model.to(ScalarType.BFloat16);
         if (c is not null) DataParallel.BroadcastState(model, c);

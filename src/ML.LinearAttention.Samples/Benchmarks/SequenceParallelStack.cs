@@ -12,8 +12,9 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 /// The encoder of `bench training` for sequence parallelism: token embeddings, L pre-norm <see cref="EncoderBlock"/>s
 /// (the library's block: RMSNorm, mixer, GELU FFN 4×) whose mixers are <see cref="SequenceParallelLinearMixer"/> (linear
 /// attention with the relu map, as `linear_relu`), a final RMSNorm, mean pooling over the whole sequence and a 2-class
-/// head. Input: this rank's slice of the token ids [B, T_r] and of the mask. No positions (rotary positions would
-/// rotate by SliceStart + t, token-wise; not wired into this stack). With collectives null it is the unsplit model.
+/// head. Rotary positions as the `linear_relu` encoder of `bench training`, at the slice's place in the sequence
+/// (<see cref="Offset"/>, <see cref="SequenceParallel.RotaryAt"/>). Input: this rank's slice of the token ids [B, T_r]
+/// and of the mask. With collectives null (and offset 0) it is the unsplit model.
 /// </summary>
 internal sealed class SequenceParallelStack : nn.Module<Tensor, Tensor?, Tensor>
 {
@@ -29,11 +30,18 @@ internal sealed class SequenceParallelStack : nn.Module<Tensor, Tensor?, Tensor>
         embedding = nn.Embedding(vocabulary, hidden);
         var options = new LinearAttentionOptions { FeatureMap = "relu" };
         blocks = nn.ModuleList(Enumerable.Range(0, layers).Select(i =>
-            new EncoderBlock(new SequenceParallelLinearMixer(new MixerConfig(hidden, heads, LayerIndex: i, NumLayers: layers), options, collectives), hidden, 4, 0)).ToArray());
+        {
+            var mixer = new SequenceParallelLinearMixer(new MixerConfig(hidden, heads, LayerIndex: i, NumLayers: layers), options, collectives);
+            mixer.QueryKeyTransform = x => SequenceParallel.RotaryAt(x, Offset);
+            return new EncoderBlock(mixer, hidden, 4, 0);
+        }).ToArray());
         norm = new RmsNorm(hidden);
         head = nn.Linear(hidden, 2);
         RegisterComponents();
     }
+
+    /// <summary>Position of this rank's first token in the whole sequence (<see cref="SequenceParallel.SliceStart"/>).</summary>
+    public long Offset { get; set; }
 
     public override Tensor forward(Tensor ids, Tensor? mask)
     {

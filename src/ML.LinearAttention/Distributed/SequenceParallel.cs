@@ -15,8 +15,8 @@ namespace Microsoft.ML.LinearAttention.Distributed;
 /// LASP-2's form, the one a causal or decayed variant needs (rank r then reads the prefix of slices j &lt; r).
 /// The backward pass of "sum of every rank's state, replicated on all ranks" is an all-reduce (sum) of the incoming
 /// state gradients, done in a custom autograd function.
-/// <para>Everything else in an encoder is token-wise and needs nothing (projections, FFN, norms; positions need the
-/// slice's offset, <see cref="SliceStart"/>), except pooling (<see cref="MeanPool"/>). Softmax layers would need the
+/// <para>Everything else in an encoder is token-wise and needs nothing (projections, FFN, norms; rotary positions need the
+/// slice's offset: <see cref="RotaryAt"/>), except pooling (<see cref="MeanPool"/>). Softmax layers would need the
 /// keys and values of all slices and are not supported here.</para>
 /// </summary>
 public static class SequenceParallel
@@ -41,6 +41,23 @@ public static class SequenceParallel
     {
         long t = x.shape[dim < 0 ? x.dim() + dim : dim];
         return x.narrow(dim, SliceStart(t, rank, worldSize), SliceLength(t, rank, worldSize));
+    }
+
+    /// <summary>
+    /// Rotary positions of a slice: the rotate-half RoPE of <see cref="Rotary.Apply"/> on x [B, H, T_r, D] at the
+    /// positions <paramref name="offset"/> … offset + T_r − 1 of the whole sequence (offset = <see cref="SliceStart"/>),
+    /// so that the slices of a sequence are rotated exactly as the unsplit sequence. fp32 angles, x's dtype out.
+    /// </summary>
+    public static Tensor RotaryAt(Tensor x, long offset, double theta = 10000.0)
+    {
+        long t = x.shape[2], d = x.shape[3];
+        if (d % 2 != 0) throw new ArgumentException($"RoPE needs an even head dimension; got {d}.");
+        if (offset < 0) throw new ArgumentOutOfRangeException(nameof(offset), offset, "The slice offset must be 0 or positive.");
+        using var scope = NewDisposeScope();
+        var invFreq = (arange(0, d, 2, dtype: ScalarType.Float32, device: x.device) * (-Math.Log(theta) / d)).exp();      // [D/2]
+        var angles = arange(offset, offset + t, dtype: ScalarType.Float32, device: x.device).unsqueeze(1) * invFreq.unsqueeze(0);
+        angles = cat(new[] { angles, angles }, -1);                                                                        // [T_r, D], half-split layout
+        return Rotary.ApplyTables(x, angles.cos(), angles.sin(), RotaryLayout.HalfSplit).MoveToOuterDisposeScope();
     }
 
     private static void Check(long t, int rank, int worldSize)

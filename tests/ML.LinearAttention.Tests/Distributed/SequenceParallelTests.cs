@@ -79,6 +79,16 @@ public sealed class SequenceParallelTests
     }
 
     [Fact]
+    public void RotaryPositionsOfSlicesEqualThoseOfTheWholeSequence()
+    {
+        Torch.Seed(6);
+        var x = randn(2, 3, 11, 8);
+        var whole = Microsoft.ML.LinearAttention.Attention.Rotary.Apply(x);
+        var parts = Enumerable.Range(0, 3).Select(r => SequenceParallel.RotaryAt(SequenceParallel.Slice(x, 2, r, 3), SequenceParallel.SliceStart(11, r, 3))).ToArray();
+        Close(cat(parts, 2), whole, "rotary slices");
+    }
+
+    [Fact]
     public void SlicingAndBadInputsAreClearErrors()
     {
         Assert.Equal(new long[] { 4, 3, 3 }, Enumerable.Range(0, 3).Select(r => SequenceParallel.SliceLength(10, r, 3)).ToArray());
