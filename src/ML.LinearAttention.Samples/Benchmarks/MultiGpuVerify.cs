@@ -18,7 +18,24 @@ internal static class MultiGpuVerify
     {
         bool dp = DataParallelMatchesOneDevice(c, device, log);
         bool sp = SequenceParallelMatchesUnsplit(c, device, log);
+        if (device.type == DeviceType.CUDA) AllReduceBandwidth(c, log);
         return dp && sp;
+    }
+
+    /// <summary>Times a 256 MiB fp32 all-reduce (the size of a few gradient buckets' worth of traffic) and prints nccl-tests' bus bandwidth.</summary>
+    private static void AllReduceBandwidth(ICollectives c, TextWriter log)
+    {
+        const long elements = 64L << 20;
+        using var buffer = ones(elements, device: c.Device);
+        c.AllReduceSum(buffer); c.Barrier();                                      // warm-up (NCCL sets up its channels)
+        const int repeats = 10;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < repeats; i++) c.AllReduceSum(buffer);
+        c.Barrier();
+        double seconds = clock.Elapsed.TotalSeconds / repeats;
+        double algorithm = elements * 4 / seconds / 1e9, bus = algorithm * 2 * (c.WorldSize - 1) / c.WorldSize;
+        if (c.Rank == 0)
+            log.WriteLine($"info NCCL all-reduce of 256 MiB fp32 over {c.WorldSize} GPUs: {seconds * 1000:F2} ms, algorithm bandwidth {algorithm:F0} GB/s, bus bandwidth {bus:F0} GB/s");
     }
 
     private static EncoderConfig Config => new()
