@@ -38,7 +38,8 @@ internal static class MultiGpuWorker
         var progress = new InlineProgress(p =>
         {
             if (p.Step == o.Warmup) { t0 = clock.Elapsed.TotalSeconds; memory?.ResetPeak(); nccl?.TakeCommunicationMilliseconds(); }
-            else if (p.Step == o.Warmup + steps) { t1 = clock.Elapsed.TotalSeconds; comm = nccl?.TakeCommunicationMilliseconds(); }
+            // The end-of-epoch report repeats the last step: take the time and the communication only once.
+            else if (p.Step == o.Warmup + steps && t1 is null) { t1 = clock.Elapsed.TotalSeconds; comm = nccl?.TakeCommunicationMilliseconds(); }
         });
         var settings = new TrainingSettings
         {
