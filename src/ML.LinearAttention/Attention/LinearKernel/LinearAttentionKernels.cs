@@ -11,7 +11,7 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel;
 /// number of real tokens (so the normalizer is a mean, well scaled in bf16). Unnormalized (TransNormer style):
 /// o_i = Σ_j a_ij v_j / n.</para>
 /// </summary>
-public static class LinearAttentionKernels
+public static partial class LinearAttentionKernels
 {
     public const double DefaultEps = 1e-6;
     public const int DefaultChunk = 64;
