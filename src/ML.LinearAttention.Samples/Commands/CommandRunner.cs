@@ -49,6 +49,11 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
               --device cpu|cuda --commit C --machine M
           bench inference [options] batched Transform rows/s through ML.NET (default linear_relu,hedgehog,softmax at 512,8K)
               same options, plus --rows N (rows scored per point) and --tf32 (allow TF32 matmuls)
+          bench multigpu [options] data- and sequence-parallel training over NCCL, one process per GPU; scaling vs one GPU
+                                   (writes multigpu.md / .json); --verify checks DP and SP against one device (PASS/FAIL)
+              --gpus N (default 2) --mechanisms a,b (default linear_relu,hedgehog) --length T (data parallel, default 2048)
+              --tokens N (per GPU per step, default 65536) --sp-lengths a,b (default 64K,128K) --sp-batch B (default 1)
+              --layers --hidden --heads --warmup --steps --no-dp --no-sp --device cpu|cuda --out DIR --commit C --machine M
           bench quality [options]  fine-tune MiniLM (softmax, efficient methods, softmax→linear conversion) on real data
                                    from ../shared/data; writes docs/benchmarks/quality.md
               --size small|medium|full   preset (default small: CPU smoke size; medium/full for a GPU)
@@ -82,6 +87,8 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
                     return await Task.Run(() => KernelBenchmark.Run(KernelBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "quality":
                     return await Task.Run(() => QualityBenchmark.Run(QualityBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
+                case "bench" when args.Length > 1 && args[1] == "multigpu":
+                    return await Task.Run(() => MultiGpuBenchmark.Run(MultiGpuOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "oom":
                     return await Task.Run(() => OutOfMemoryCheck.Run(OutOfMemoryCheckOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "vision":

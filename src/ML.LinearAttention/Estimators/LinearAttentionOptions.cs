@@ -142,6 +142,11 @@ public abstract class LinearAttentionOptions
     /// <summary>Optimizer steps between checkpoints (0 = only at the end of each epoch).</summary>
     public int CheckpointEverySteps = 500;
 
+    // ---- several GPUs (docs/gpu-training.md#multi-gpu-training) ----
+    /// <summary>Data-parallel training over several GPUs (null = one device): every process runs the same Fit with its own
+    /// rank's collectives (<see cref="Distributed.NcclCollectives"/>); only rank 0 logs. Null by default.</summary>
+    public Distributed.DistributedOptions? Distributed;
+
     // ---- pretrained backbone and softmax→linear conversion (docs/pretrained-and-conversion.md) ----
     /// <summary>
     /// Start from a pretrained BERT-family encoder: "all-MiniLM-L6-v2" (the application references the
@@ -168,6 +173,7 @@ public abstract class LinearAttentionOptions
         CancellationToken = CancellationToken, Precision = Precision,
         ActivationCheckpointing = ActivationCheckpointing,
         CheckpointDirectory = CheckpointDirectory, CheckpointEverySteps = CheckpointEverySteps,
+        Distributed = Distributed,
     };
 }
 

@@ -37,6 +37,16 @@ public static class ModelTrainer
         Func<IEnumerable<Example>>? validationRows, TrainingSettings s, Device device, ITrainingLog log, Func<bool>? hostCanceled = null)
     {
         s.Validate();
+        var dist = s.Distributed;                                                            // multi-GPU data parallel (null = one device)
+        if (dist is not null)
+        {
+            dist.Validate();
+            if (s.CheckpointDirectory is not null)
+                throw new NotSupportedException("Resumable checkpoints (CheckpointDirectory) are not supported with distributed training yet; unset one of them.");
+            if (dist.Collectives.Rank != 0) log = Distributed.DataParallel.SilentLog;       // only rank 0 logs
+            Distributed.DataParallel.BroadcastState(model, dist.Collectives);                // identical starting weights
+        }
+        int worldSize = dist?.Collectives.WorldSize ?? 1;
         var sw = Stopwatch.StartNew();
         var token = s.CancellationToken;
         void CheckCancel()
@@ -56,7 +66,7 @@ public static class ModelTrainer
         using var optimizer = torch.optim.AdamW(groups, lr: s.LearningRate, weight_decay: s.WeightDecay);
         var parameters = named.Select(p => p.parameter).ToList();
 
-        long batchesPerEpoch = Math.Max(1, (trainRowCount + s.BatchSize - 1) / s.BatchSize);
+        long batchesPerEpoch = Math.Max(1, (trainRowCount + s.BatchSize - 1) / s.BatchSize / worldSize);
         long stepsPerEpoch = Math.Max(1, (batchesPerEpoch + s.GradientAccumulationSteps - 1) / s.GradientAccumulationSteps);
         long totalSteps = stepsPerEpoch * s.MaxEpochs;
         if (s.MaxSteps > 0) totalSteps = Math.Min(totalSteps, s.MaxSteps);
@@ -66,6 +76,7 @@ public static class ModelTrainer
         var runner = mp?.Model ?? model;
         if (runner is SequenceModel sequenceRunner) sequenceRunner.CheckpointActivations = s.ActivationCheckpointing;
         bool cuda = device.type == DeviceType.CUDA;
+        if (dist is not null) log.Info($"Data parallel over {worldSize} ranks ({dist.Collectives.GetType().Name}): each rank trains on every {worldSize}-th batch; gradients are averaged before clipping.");
         log.Info($"Training: {trainRowCount:N0} rows, batch {s.BatchSize} × {s.GradientAccumulationSteps} accumulation, up to {s.MaxEpochs} epoch(s) / {totalSteps:N0} optimizer steps " +
                  $"(warm-up {warmup}, {s.Decay} decay), AdamW lr {s.LearningRate:G3} wd {s.WeightDecay:G3}, device {device}, {(mixed ? "bf16 mixed precision" : "fp32")}, seed {s.Seed}.");
 
@@ -111,7 +122,7 @@ public static class ModelTrainer
                 int pending = 0;
                 long batchesDone = 0;
                 var epochRng = checkpoints is null ? rng : new Random(TrainingCheckpoints.EpochSeed(s.Seed, epoch));
-                foreach (var hostBatch in HostBatches(trainRows(), spec, s, epochRng, pin: cuda && BatchTransfer.UsePinnedMemory))
+                foreach (var hostBatch in HostBatches(trainRows(), spec, s, epochRng, pin: cuda && BatchTransfer.UsePinnedMemory, dist?.Collectives))
                 {
                     if (batchesDone < skipBatches) { batchesDone++; hostBatch.Dispose(); continue; } // consumed before the checkpoint we resumed from
                     CheckCancel();
@@ -143,7 +154,7 @@ public static class ModelTrainer
                     batchesDone++;
                     micro++; pending++;
                     if (pending < s.GradientAccumulationSteps) continue;
-                    OptimizerStep(optimizer, parameters, s, ref step, totalSteps, warmup);
+                    OptimizerStep(optimizer, parameters, s, ref step, totalSteps, warmup, dist);
                     mp?.SyncWeights();
                     pending = 0;
                     if (checkpoints is not null && s.CheckpointEverySteps > 0 && step % s.CheckpointEverySteps == 0)
@@ -155,7 +166,7 @@ public static class ModelTrainer
                     }
                     if (s.MaxSteps > 0 && step >= s.MaxSteps) break;
                 }
-                if (pending > 0) { CheckCancel(); OptimizerStep(optimizer, parameters, s, ref step, totalSteps, warmup); mp?.SyncWeights(); }
+                if (pending > 0) { CheckCancel(); OptimizerStep(optimizer, parameters, s, ref step, totalSteps, warmup, dist); mp?.SyncWeights(); }
                 skipBatches = 0;
                 if (lossCount > 0) lastLoss = TakeLoss();
 
@@ -204,10 +215,13 @@ public static class ModelTrainer
     /// tokenizes rows (up to a shuffle buffer ahead), the other buckets, pads and (for CUDA) pins them, a few batches
     /// ahead. The batches are exactly those of a plain <see cref="Batching.Bucketed"/> pass with the same seed.
     /// </summary>
-    internal static IEnumerable<ModelBatch> HostBatches(IEnumerable<Example> rows, CollateSpec spec, TrainingSettings s, Random rng, bool pin)
+    internal static IEnumerable<ModelBatch> HostBatches(IEnumerable<Example> rows, CollateSpec spec, TrainingSettings s, Random rng, bool pin,
+        Distributed.ICollectives? ranks = null)
     {
         var rowsAhead = Prefetch.Ahead(rows, Math.Max(s.BatchSize, s.ShuffleBufferRows), name: "LinearAttention rows");
-        var batches = Batching.Bucketed(rowsAhead, s.BatchSize, s.MaxBatchTokens, s.ShuffleBufferRows, rng).Select(b =>
+        var bucketed = Batching.Bucketed(rowsAhead, s.BatchSize, s.MaxBatchTokens, s.ShuffleBufferRows, rng);
+        if (ranks is not null) bucketed = Distributed.DataParallel.Shard(bucketed, ranks.Rank, ranks.WorldSize); // same order on every rank, every W-th batch
+        var batches = bucketed.Select(b =>
         {
             var host = Batching.Collate(b, CPU, spec.PadId, spec.NumericFeatures, spec.SideLength, spec.SideFill, spec.Labels);
             return pin ? BatchTransfer.Pinned(host) : host;
@@ -226,10 +240,13 @@ public static class ModelTrainer
             : nn.functional.mse_loss(output.squeeze(-1), model.StandardizeTarget(batch.Labels!));
     }
 
-    private static void OptimizerStep(AdamW optimizer, List<Parameter> parameters, TrainingSettings s, ref long step, long totalSteps, long warmup)
+    private static void OptimizerStep(AdamW optimizer, List<Parameter> parameters, TrainingSettings s, ref long step, long totalSteps, long warmup,
+        Distributed.DistributedOptions? dist = null)
     {
         double lr = LearningRateSchedule.At(step, totalSteps, warmup, s.LearningRate, s.Decay, s.FinalLearningRateRatio);
         foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
+        if (dist is not null) // averaged over the ranks before clipping, so every rank clips and steps identically
+            Distributed.DataParallel.AllReduceGradients(parameters, dist.Collectives, (long)dist.BucketMegabytes << 20, dist.ReduceInBFloat16);
         if (s.MaxGradientNorm > 0) GradientClipping.ClipByGlobalNorm(parameters, s.MaxGradientNorm);
         optimizer.step();
         optimizer.zero_grad();

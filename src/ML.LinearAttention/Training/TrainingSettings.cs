@@ -58,6 +58,8 @@ public sealed record TrainingSettings
     public string? CheckpointDirectory { get; init; }
     /// <summary>Optimizer steps between checkpoints (0 = only at the end of each epoch).</summary>
     public int CheckpointEverySteps { get; init; } = 500;
+    /// <summary>Multi-GPU data-parallel training (null = one device); see <see cref="Microsoft.ML.LinearAttention.Distributed.DistributedOptions"/>.</summary>
+    public Distributed.DistributedOptions? Distributed { get; init; }
     /// <summary>Test hook: called with the batch of each forward pass before it runs (fault injection).</summary>
     internal Action<Encoder.ModelBatch>? FaultInjection { get; init; }
 

@@ -52,6 +52,22 @@ public class LinearKernelTests
                 x, dtype, $"causal linear chunk {chunk}", KernelAssert.HeadMask(mask));
     }
 
+    public static IEnumerable<object[]> NormalizedCases() => Cases().Where(c => (bool)c[5]);
+
+    [Theory]
+    [MemberData(nameof(NormalizedCases))]
+    public void Causal_folded_normalizer_matches_naive_outputs_and_gradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, bool normalize)
+    {
+        Assert.True(normalize); // the folded form is the normalized one
+        var x = Inputs(lengths, h, dk, dv, dtype);
+        var mask = KernelAssert.LengthMask(lengths);
+        foreach (int chunk in new[] { 16, 64 })
+            KernelAssert.SameOutputsAndGradients(
+                i => LinearAttentionKernels.CausalFoldedNormalizer(i[0], i[1], i[2], mask, chunk: chunk),
+                i => LinearAttentionKernels.CausalNaive(i[0], i[1], i[2], mask),
+                x, dtype, $"causal linear (folded normalizer) chunk {chunk}", KernelAssert.HeadMask(mask));
+    }
+
     [Fact]
     public void Long_sequences_use_blocked_state_and_still_match_naive()
     {

@@ -27,6 +27,8 @@ internal static class LinearBench
         foreach (int chunk in new[] { 64, 128 })
             yield return new KernelBenchCase($"relu causal chunk{chunk}", true, Make,
                 i => LinearAttentionKernels.Causal(FeatureMaps.Apply("relu", i[0]), FeatureMaps.Apply("relu", i[1]), i[2], null, chunk: chunk));
+        yield return new KernelBenchCase("relu causal chunk64 folded normalizer", true, Make,
+            i => LinearAttentionKernels.CausalFoldedNormalizer(FeatureMaps.Apply("relu", i[0]), FeatureMaps.Apply("relu", i[1]), i[2], null));
         yield return new KernelBenchCase("t2r bidirectional", false, MakeLearned,
             i => LinearAttentionKernels.Bidirectional(FeatureMapKernels.T2R(i[0], i[3], null), FeatureMapKernels.T2R(i[1], i[4], null), i[2], null));
         yield return new KernelBenchCase("elementwise_product causal chunk64 (unnormalized)", true, MakeLearned,
