@@ -47,7 +47,8 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
     {
         Assert.False(FusedLinearAttention.IsAvailable(torch.CPU));
         Assert.Contains("CUDA", FusedLinearAttention.UnavailableReason(torch.CPU));
-        Assert.False(FusedLinearAttention.ShouldUse(torch.zeros(1, 1, 1, 1)));
+        Assert.False(FusedLinearAttention.ShouldUse(torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, 1, 1)));
+        Assert.False(FusedLinearAttention.ShouldUse(torch.zeros(1, 1, 8192, 64, dtype: ScalarType.BFloat16), torch.zeros(1, 1, 8192, 64, dtype: ScalarType.BFloat16)));
     }
 
     [Fact]
@@ -130,6 +131,19 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
     [Fact]
     public void Tensor_cores_apply_to_16_bit_inputs_with_head_dims_multiple_of_16()
     {
+        Tensor T(long d, ScalarType dtype) => torch.zeros(1, 1, 4, d, dtype: dtype);
+        Assert.True(FusedLinearAttention.TensorCoresApply(T(64, ScalarType.BFloat16), T(64, ScalarType.BFloat16)));
+        Assert.True(FusedLinearAttention.TensorCoresApply(T(128, ScalarType.Float16), T(48, ScalarType.Float16)));
+        Assert.False(FusedLinearAttention.TensorCoresApply(T(64, ScalarType.Float32), T(64, ScalarType.Float32)));
+        Assert.False(FusedLinearAttention.TensorCoresApply(T(64, ScalarType.BFloat16), T(40, ScalarType.BFloat16)));
+        Assert.False(FusedLinearAttention.TensorCoresApply(T(256, ScalarType.BFloat16), T(64, ScalarType.BFloat16)));
+        bool before = FusedLinearAttention.UseTensorCores;
+        try
+        {
+            FusedLinearAttention.UseTensorCores = false;
+            Assert.False(FusedLinearAttention.TensorCoresApply(T(64, ScalarType.BFloat16), T(64, ScalarType.BFloat16)));
+        }
+        finally { FusedLinearAttention.UseTensorCores = before; }
         Assert.True(FusedModuleCache.Tiling.For(64, 64).MmaEligible(1, 9));
         Assert.True(FusedModuleCache.Tiling.For(32, 48).MmaEligible(2, 8));
         Assert.False(FusedModuleCache.Tiling.For(64, 40).MmaEligible(1, 9));   // Dv not a multiple of 16: CUDA cores

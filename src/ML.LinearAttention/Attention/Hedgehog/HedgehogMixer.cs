@@ -14,9 +14,10 @@ public sealed record HedgehogOptions : MixerOptions
     /// <summary>Chunk length of the causal chunkwise kernel.</summary>
     public int ChunkSize { get; init; } = LinearAttentionKernels.DefaultChunk;
     /// <summary>On CUDA, run the bidirectional form as fused kernels on the mapped q, k
-    /// (<see cref="FusedLinearAttention"/>, identity map; same result). Off by default: on an H200 the fused identity-map
-    /// path measured slower than the TorchSharp ops for Hedgehog's 2·D-wide features (docs/benchmarks/kernels.md).</summary>
-    public bool UseFusedKernel { get; init; }
+    /// (<see cref="FusedLinearAttention"/>, identity map; same result) when the tensor-core kernels take the inputs
+    /// (bf16/fp16, head dims multiples of 16): on an H200 they beat the TorchSharp ops, while the CUDA-core kernels were
+    /// slower for Hedgehog's 2·D-wide features (docs/benchmarks/kernels-fused.md). Off = always the TorchSharp ops.</summary>
+    public bool UseFusedKernel { get; init; } = true;
 }
 
 /// <summary>
@@ -50,7 +51,7 @@ public sealed class HedgehogMixer : ProjectedMixer
         var fq = q_map.forward(q);
         var fk = KeyMap.forward(k);
         if (Config.Causal) return LinearAttentionKernels.Causal(fq, fk, v, keyPaddingMask, normalize: true, chunk: _chunk);
-        return _fused && FusedLinearAttention.ShouldUse(fq)
+        return _fused && FusedLinearAttention.ShouldUse(fq, v) && FusedLinearAttention.TensorCoresApply(fq, v)
             ? FusedLinearAttention.Bidirectional(fq, fk, v, keyPaddingMask, FusedFeatureMap.Identity)
             : LinearAttentionKernels.Bidirectional(fq, fk, v, keyPaddingMask, normalize: true);
     }

@@ -63,7 +63,7 @@ public sealed class LinearMixer : ProjectedMixer
 
     protected override Tensor MixHeads(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask)
     {
-        if (!Config.Causal && _options.Normalize && _options.UseFusedKernel && _fusedMap is { } map && FusedLinearAttention.ShouldUse(q))
+        if (!Config.Causal && _options.Normalize && _options.UseFusedKernel && _fusedMap is { } map && FusedLinearAttention.ShouldUse(q, v))
         {
             var fused = FusedLinearAttention.Bidirectional(q, k, v, keyPaddingMask, map);
             return out_norm is null ? fused : out_norm.forward(fused);

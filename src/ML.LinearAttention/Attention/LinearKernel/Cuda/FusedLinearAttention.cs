@@ -68,15 +68,27 @@ public static class FusedLinearAttention
     };
 
     /// <summary>
-    /// Shortest sequence the mixers route here. Measured on an H200 (bf16, 32,768 tokens per batch, fwd+bwd, relu map):
-    /// the fused kernels (CUDA cores, no tensor cores) are slower than the TorchSharp ops at T = 512 and 2,048 and faster
-    /// from 8,192 on (docs/benchmarks/kernels.md), so shorter inputs keep the TorchSharp path. Direct calls of
-    /// <see cref="Bidirectional(Tensor, Tensor, Tensor, Tensor?, FusedFeatureMap, double)"/> ignore it.
+    /// Shortest sequence the mixers route to the CUDA-core kernels (inputs the tensor-core kernels take go at any length).
+    /// Measured on an H200 (bf16, 32,768 tokens per batch, fwd+bwd, relu map; docs/benchmarks/kernels-fused.md): the
+    /// tensor-core kernels beat the TorchSharp ops at every length from 512 to 32K; the CUDA-core ones only from about
+    /// 8K on. Direct calls of <see cref="Bidirectional(Tensor, Tensor, Tensor, Tensor?, FusedFeatureMap, double)"/> ignore it.
     /// </summary>
     public static int MinimumLength { get; set; } = 4096;
 
-    /// <summary>True when mixers should route a call with these inputs here (on CUDA, enabled, T ≥ <see cref="MinimumLength"/>; the call itself still falls back if needed).</summary>
-    public static bool ShouldUse(Tensor q) => Enabled && q.device.type == DeviceType.CUDA && q.shape[^2] >= MinimumLength;
+    /// <summary>
+    /// True when the tensor-core kernels would take these inputs: <see cref="UseTensorCores"/>, bf16 or fp16, D and Dv
+    /// multiples of 16 up to 128 (the GPU must also be sm_80 or newer, which the launch checks).
+    /// </summary>
+    public static bool TensorCoresApply(Tensor q, Tensor v)
+        => UseTensorCores && q.dtype is ScalarType.BFloat16 or ScalarType.Float16
+           && q.shape[^1] % 16 == 0 && v.shape[^1] % 16 == 0 && q.shape[^1] <= MaxHeadDim && v.shape[^1] <= MaxHeadDim;
+
+    /// <summary>
+    /// True when mixers should route a call with these inputs here: on CUDA and enabled, and either the tensor cores
+    /// apply or T ≥ <see cref="MinimumLength"/> (the call itself still falls back if needed).
+    /// </summary>
+    public static bool ShouldUse(Tensor q, Tensor v)
+        => Enabled && q.device.type == DeviceType.CUDA && (TensorCoresApply(q, v) || q.shape[^2] >= MinimumLength);
 
     /// <summary>
     /// o_i = Σ_j a_ij v_j / (Σ_j a_ij + eps·n), a_ij = φ(q_i)·φ(k_j) over real keys j, n = real tokens of the row (at
