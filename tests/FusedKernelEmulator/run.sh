@@ -2,13 +2,15 @@
 # CPU emulation of the fused CUDA kernels (no GPU): compiles the CUDA C of src/.../LinearKernel/Cuda/*Source*.cs with g++
 # (one std::thread per CUDA thread, mma.sync emulated from the PTX ISA fragment layouts) and compares the tensor-core
 # kernels against the CUDA-core ones (GPU-verified) on the same bf16/fp16 inputs: S, z, o, dS, dz, dq, dk, dv.
-# Needs g++ >= 12 (C++20 <barrier>, _Float16) and python3. Usage: tests/FusedKernelEmulator/run.sh [quick]
+# The causal tensor-core kernels (FusedCausalSource*.cs) are compared with an fp64 evaluation of the causal formulas
+# (causal.cpp: o, dq, dk, dv). Needs g++ >= 12 (C++20 <barrier>, _Float16) and python3. Usage: tests/FusedKernelEmulator/run.sh [quick]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"; repo="$here/../.."; out="${TMPDIR:-/tmp}/fused-kernel-emulator"; mkdir -p "$out"
 python3 - "$repo/src/ML.LinearAttention/Attention/LinearKernel/Cuda" "$out/kernels.inc" <<'PY'
 import re, sys
 src = ''
-for f in ['FusedKernelSource.cs', 'FusedKernelSourceBackward.cs', 'FusedMmaSource.cs', 'FusedMmaSourceBackward.cs']:
+for f in ['FusedKernelSource.cs', 'FusedKernelSourceBackward.cs', 'FusedMmaSource.cs', 'FusedMmaSourceBackward.cs',
+          'FusedCausalSource.cs', 'FusedCausalSourceBackward.cs']:
     src += re.search(r'Source = """\n(.*?)\n"""', open(f'{sys.argv[1]}/{f}').read(), re.S).group(1) + '\n'
 # fp16 conversions without PTX
 src = src.replace('__device__ __forceinline__ float ldx(in_t x) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x)); return f; }',
@@ -31,6 +33,16 @@ for c in "${configs[@]}"; do
   # B T tiles-per-block: no mask / padded rows, one tile, several tiles per block and several blocks per head
   for args in "1 1 1" "3 37 1" "1 130 1" "3 200 2"; do
     "$exe" $args | tail -1 | sed "s/^/D=$d Dv=$dv in=$in map=$fmap B,T,tpb=${args// /,}: /" || status=1
+  done
+done
+# Causal kernels against the fp64 reference: B T (B > 1: padded rows), odd lengths and several chunks.
+for c in "${configs[@]}"; do
+  read -r d dv in fmap <<<"$c"
+  exe="$out/causal_${d}_${dv}_${in}_${fmap}"
+  g++ -std=c++20 -O2 -w -I"$out" -I"$here" -DD="$d" -DDV="$dv" -DTT=64 -DPD=$(( (d + 15) / 16 * 16 )) -DPDV=$(( (dv + 15) / 16 * 16 )) \
+      -DLDT=68 -DIN_T="$in" -DFMAP="$fmap" -DMMA=1 "$here/causal.cpp" -o "$exe" -lpthread
+  for args in "1 1" "3 37" "1 130" "3 200"; do
+    "$exe" $args | tail -1 | sed "s/^/causal D=$d Dv=$dv in=$in map=$fmap B,T=${args// /,}: /" || status=1
   done
 done
 exit $status

@@ -15,7 +15,7 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 /// tensor-core kernels (<see cref="FusedLinearAttention.UseTensorCores"/>). The TorchSharp
 /// fast form's error against the same naive result is printed beside it as the yardstick. Exit code 1 on failure,
 /// 2 when the fused kernels are unavailable on CUDA. Then LinearMixer (relu, elu) and HedgehogMixer with the fused path
-/// on and off (fp32; and bf16 on both kernel families).
+/// on and off (fp32; and bf16 on both kernel families). Then the causal kernels (<see cref="FusedCausalVerification"/>).
 /// </summary>
 public static class FusedKernelVerification
 {
@@ -73,6 +73,7 @@ public static class FusedKernelVerification
             }
         }
         finally { FusedLinearAttention.UseTensorCores = tensorCoresBefore; }
+        FusedCausalVerification.Run(device, log, ref cases, ref failures, ref worst);
         log.WriteLine($"{cases - failures} passed, {failures} failed (worst fused relative error {worst.ToString("E2", CultureInfo.InvariantCulture)})");
         return failures == 0 ? 0 : 1;
     }
@@ -88,7 +89,7 @@ public static class FusedKernelVerification
     }
 
     /// <summary>The mixer with the fused path on and off (same weights): output and input-gradient difference.</summary>
-    private static double MixerCheck(TokenMixer mixer, Device device, ScalarType dtype)
+    internal static double MixerCheck(TokenMixer mixer, Device device, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
         torch.manual_seed(7);
@@ -116,7 +117,7 @@ public static class FusedKernelVerification
         return Math.Max(Relative(on[0].to(ScalarType.Float32), off[0].to(ScalarType.Float32)), Relative(on[1].to(ScalarType.Float32), off[1].to(ScalarType.Float32)));
     }
 
-    private static string Short(ScalarType dtype) => dtype switch { ScalarType.Float32 => "fp32", ScalarType.BFloat16 => "bf16", _ => "fp16" };
+    internal static string Short(ScalarType dtype) => dtype switch { ScalarType.Float32 => "fp32", ScalarType.BFloat16 => "bf16", _ => "fp16" };
 
     /// <summary>Largest error over output, dq, dk, dv relative to max(1, max |naive|) of that tensor (tiny gradients,
     /// e.g. of q at T = 1 where o ≈ v, are compared absolutely); both fused and TorchSharp.</summary>
@@ -152,7 +153,7 @@ public static class FusedKernelVerification
     }
 
     /// <summary>Output and gradients (of q, k, v) of <paramref name="f"/> on copies of the inputs in <paramref name="dtype"/>.</summary>
-    private static Tensor[] Run(Func<Tensor, Tensor, Tensor, Tensor> f, Tensor q, Tensor k, Tensor v, Tensor upstream, ScalarType dtype)
+    internal static Tensor[] Run(Func<Tensor, Tensor, Tensor, Tensor> f, Tensor q, Tensor k, Tensor v, Tensor upstream, ScalarType dtype)
     {
         var x = new[] { q, k, v }.Select(a => a.detach().to(dtype).requires_grad_(true)).ToArray();
         var o = f(x[0], x[1], x[2]);
@@ -160,7 +161,7 @@ public static class FusedKernelVerification
         return new[] { o }.Concat(grads).Select(g => g.detach().to(ScalarType.Float32)).ToArray();
     }
 
-    private static double Relative(Tensor actual, Tensor expected)
+    internal static double Relative(Tensor actual, Tensor expected)
     {
         double scale = Math.Max(1.0, expected.abs().max().item<float>());
         return (actual - expected).abs().max().item<float>() / scale;

@@ -50,7 +50,10 @@ public sealed class HedgehogMixer : ProjectedMixer
     {
         var fq = q_map.forward(q);
         var fk = KeyMap.forward(k);
-        if (Config.Causal) return LinearAttentionKernels.Causal(fq, fk, v, keyPaddingMask, normalize: true, chunk: _chunk);
+        if (Config.Causal)
+            return _fused && FusedLinearAttention.ShouldUseCausal(fq, v)
+                ? FusedLinearAttention.Causal(fq, fk, v, keyPaddingMask, FusedFeatureMap.Identity)
+                : LinearAttentionKernels.Causal(fq, fk, v, keyPaddingMask, normalize: true, chunk: _chunk);
         return _fused && FusedLinearAttention.ShouldUse(fq, v) && FusedLinearAttention.TensorCoresApply(fq, v)
             ? FusedLinearAttention.Bidirectional(fq, fk, v, keyPaddingMask, FusedFeatureMap.Identity)
             : LinearAttentionKernels.Bidirectional(fq, fk, v, keyPaddingMask, normalize: true);

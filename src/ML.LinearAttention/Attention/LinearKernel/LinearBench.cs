@@ -29,6 +29,10 @@ internal static class LinearBench
                 i => LinearAttentionKernels.Causal(FeatureMaps.Apply("relu", i[0]), FeatureMaps.Apply("relu", i[1]), i[2], null, chunk: chunk));
         yield return new KernelBenchCase("relu causal chunk64 folded normalizer", true, Make,
             i => LinearAttentionKernels.CausalFoldedNormalizer(FeatureMaps.Apply("relu", i[0]), FeatureMaps.Apply("relu", i[1]), i[2], null));
+        // Causal fused tensor-core kernels (FusedLinearAttention.Causal; the TorchSharp chunk form where they do not apply).
+        foreach (var map in new[] { "relu", "elu" })
+            yield return new KernelBenchCase($"{map} causal fused mma", true, Make,
+                i => FusedLinearAttention.Causal(i[0], i[1], i[2], null, FusedLinearAttention.ParseFeatureMap(map)));
         yield return new KernelBenchCase("t2r bidirectional", false, MakeLearned,
             i => LinearAttentionKernels.Bidirectional(FeatureMapKernels.T2R(i[0], i[3], null), FeatureMapKernels.T2R(i[1], i[4], null), i[2], null));
         yield return new KernelBenchCase("elementwise_product causal chunk64 (unnormalized)", true, MakeLearned,

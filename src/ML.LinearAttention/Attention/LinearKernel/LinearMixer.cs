@@ -68,6 +68,12 @@ public sealed class LinearMixer : ProjectedMixer
             var fused = FusedLinearAttention.Bidirectional(q, k, v, keyPaddingMask, map);
             return out_norm is null ? fused : out_norm.forward(fused);
         }
+        // Causal fused kernels: only when switched on (FusedLinearAttention.CausalEnabled) and the tensor cores apply.
+        if (Config.Causal && _options.Normalize && _options.UseFusedKernel && _fusedMap is { } cmap && FusedLinearAttention.ShouldUseCausal(q, v))
+        {
+            var fused = FusedLinearAttention.Causal(q, k, v, keyPaddingMask, cmap);
+            return out_norm is null ? fused : out_norm.forward(fused);
+        }
         var fq = q_map.forward(q);
         var fk = KeyMap.forward(k);
         var o = Config.Causal

@@ -24,7 +24,7 @@ public enum FusedFeatureMap
 /// <para>Shapes: q, k [B, H, T, D] raw (before the feature map), v [B, H, T, Dv], keyPaddingMask [B, T] bool (true =
 /// real token) or null; result [B, H, T, Dv] in q's dtype, zero at padded positions. Accumulation is fp32.</para>
 /// </summary>
-public static class FusedLinearAttention
+public static partial class FusedLinearAttention
 {
     /// <summary>Environment variable that turns the fused path off process-wide when set to "0".</summary>
     public const string EnableVariable = "ML_LINEARATTENTION_FUSED";

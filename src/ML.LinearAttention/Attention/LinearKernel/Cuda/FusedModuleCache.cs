@@ -53,7 +53,7 @@ internal static unsafe class FusedModuleCache
         }
     }
 
-    private sealed record DeviceInfo(IntPtr Context, int Major, int Minor, int SmCount, int MaxSharedOptIn);
+    internal sealed record DeviceInfo(IntPtr Context, int Major, int Minor, int SmCount, int MaxSharedOptIn);
 
     private static readonly object Gate = new();
     private static readonly Dictionary<int, DeviceInfo> Devices = new();
@@ -99,7 +99,7 @@ internal static unsafe class FusedModuleCache
         }
     }
 
-    private static DeviceInfo Device(int ordinal)
+    internal static DeviceInfo Device(int ordinal)
     {
         lock (Gate)
         {
@@ -137,10 +137,11 @@ internal static unsafe class FusedModuleCache
         return options.ToArray();
     }
 
-    /// <summary>Compiles the source to a CUBIN for <paramref name="arch"/> (sm_XY); throws with NVRTC's log on failure.</summary>
-    internal static byte[] Compile(string arch, Tiling tiles, int inType, FusedFeatureMap map, bool mma, bool verbose, out string log)
+    /// <summary>Compiles the source (<paramref name="fullSource"/>, default <see cref="FullSource"/>) to a CUBIN for <paramref name="arch"/> (sm_XY); throws with NVRTC's log on failure.</summary>
+    internal static byte[] Compile(string arch, Tiling tiles, int inType, FusedFeatureMap map, bool mma, bool verbose, out string log,
+        string? fullSource = null)
     {
-        var source = Encoding.UTF8.GetBytes(FullSource + "\0");
+        var source = Encoding.UTF8.GetBytes((fullSource ?? FullSource) + "\0");
         var name = Encoding.ASCII.GetBytes("fused_linear_attention.cu\0");
         var options = Options(arch, tiles, inType, map, mma, verbose).Select(o => Marshal.StringToHGlobalAnsi(o)).ToArray();
         IntPtr program = IntPtr.Zero;

@@ -1,0 +1,94 @@
+using System.Globalization;
+using Microsoft.ML.LinearAttention.Attention;
+using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
+
+/// <summary>
+/// The causal part of `bench kernels --verify-fused`: <see cref="FusedLinearAttention.Causal"/> (tensor-core kernels)
+/// against <see cref="LinearAttentionKernels.CausalNaive"/> on the mapped fp32 inputs: outputs and q, k, v gradients,
+/// maps relu / elu / identity, bf16 and fp16, T ∈ {1, 37, 512, 1000}, B 1 and 3 (padded), (D, Dv) ∈ {(64, 64), (32, 48)};
+/// the TorchSharp chunk form's error is printed beside it. Then LinearMixer (relu, causal, bf16) with the fused causal
+/// path on vs off (<see cref="FusedLinearAttention.CausalEnabled"/> forced on for the "on" pass).
+/// </summary>
+public static class FusedCausalVerification
+{
+    private const long Heads = 2;
+
+    public static void Run(Device device, TextWriter log, ref int cases, ref int failures, ref double worst)
+    {
+        foreach (var dtype in new[] { ScalarType.BFloat16, ScalarType.Float16 })
+        foreach (var map in new[] { FusedFeatureMap.Relu, FusedFeatureMap.Elu, FusedFeatureMap.Identity })
+        foreach (var (d, dv) in new[] { (64L, 64L), (32L, 48L) })
+        foreach (long t in new long[] { 1, 37, 512, 1000 })
+        foreach (long b in new long[] { 1, 3 })
+        {
+            var (pass, fusedErr, torchErr, path) = Check(device, dtype, map, b, t, d, dv);
+            cases++;
+            if (!pass) failures++;
+            worst = Math.Max(worst, fusedErr);
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{(pass ? "PASS" : "FAIL")}  causal {path,-8} {map,-8} {FusedKernelVerification.Short(dtype),-4} B={b} T={t,4} D={d} Dv={dv} {(b > 1 ? "padded" : "      ")}  max err fused {fusedErr:E2}  torchsharp {torchErr:E2}"));
+        }
+        var mixer = new LinearMixer(new MixerConfig(128, 2, Causal: true), new LinearAttentionOptions { FeatureMap = "relu" }).to(device).to(ScalarType.BFloat16);
+        bool before = FusedLinearAttention.CausalEnabled;
+        double err;
+        try
+        {
+            // MixerCheck toggles FusedLinearAttention.Enabled: "on" takes the causal kernels, "off" the TorchSharp ops.
+            FusedLinearAttention.CausalEnabled = true;
+            err = FusedKernelVerification.MixerCheck(mixer, device, ScalarType.BFloat16);
+        }
+        catch (Exception e)
+        {
+            log.WriteLine($"mixer linear relu causal bf16 failed to run: {e.Message}");
+            err = double.NaN;
+        }
+        finally { FusedLinearAttention.CausalEnabled = before; }
+        bool ok = err <= 5e-2;   // NaN fails
+        cases++;
+        if (!ok) failures++;
+        log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{(ok ? "PASS" : "FAIL")}  mixer linear relu causal (mma): fused on vs off, bf16, B=3 T=37 padded, max err of output and input gradient {err:E2}"));
+    }
+
+    private static Tensor Map(FusedFeatureMap map, Tensor x) => map switch
+    {
+        FusedFeatureMap.Relu => FeatureMaps.Apply("relu", x),
+        FusedFeatureMap.Elu => FeatureMaps.Apply("elu", x),
+        _ => x,
+    };
+
+    private static (bool pass, double fused, double torch, string path) Check(Device device, ScalarType dtype, FusedFeatureMap map, long b, long t, long d, long dv)
+    {
+        using var scope = NewDisposeScope();
+        torch.manual_seed(1000 * t + 10 * d + b + 7);
+        var q = torch.randn(b, Heads, t, d, device: device);
+        var k = torch.randn(b, Heads, t, d, device: device);
+        if (map == FusedFeatureMap.Identity) { q = q.abs(); k = k.abs(); }   // precomputed maps are non-negative
+        var v = torch.randn(b, Heads, t, dv, device: device);
+        Tensor? mask = null;
+        if (b > 1)
+        {
+            var lengths = torch.tensor(new[] { t, Math.Max(1, t / 2), Math.Max(1, t - 5) }, device: device);
+            mask = torch.arange(t, device: device).unsqueeze(0).lt(lengths.unsqueeze(1));
+        }
+        q = q.to(dtype); k = k.to(dtype); v = v.to(dtype);
+        // "fused" when the causal kernels take the inputs; otherwise the call falls back and the case checks nothing new.
+        string path = FusedLinearAttention.CausalReason(q, k, v, mask) is null ? "mma" : "fallback";
+        var upstream = torch.randn(b, Heads, t, dv, device: device).to(dtype);
+        var naive = FusedKernelVerification.Run((x, y, z) => FusedLinearAttention.CausalNaive(x, y, z, mask, map), q, k, v, upstream, ScalarType.Float32);
+        var fused = FusedKernelVerification.Run((x, y, z) => FusedLinearAttention.Causal(x, y, z, mask, map), q, k, v, upstream, dtype);
+        var reference = FusedKernelVerification.Run((x, y, z) => LinearAttentionKernels.Causal(Map(map, x), Map(map, y), z, mask), q, k, v, upstream, dtype);
+        double fusedErr = 0, torchErr = 0;
+        for (int i = 0; i < naive.Length; i++)
+        {
+            fusedErr = Math.Max(fusedErr, FusedKernelVerification.Relative(fused[i], naive[i]));
+            torchErr = Math.Max(torchErr, FusedKernelVerification.Relative(reference[i], naive[i]));
+        }
+        // (On the CPU this is a smoke test of the fallback.) Same rule as the bidirectional 16-bit cases: within 3e-2, or no worse than twice TorchSharp's own error.
+        bool pass = (path == "mma" || device.type != DeviceType.CUDA) && !double.IsNaN(fusedErr) && (fusedErr <= 3e-2 || fusedErr <= 2 * torchErr);
+        return (pass, fusedErr, torchErr, path);
+    }
+}
