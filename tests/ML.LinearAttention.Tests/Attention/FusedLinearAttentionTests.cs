@@ -107,6 +107,12 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
             output.WriteLine($"D={d} Dv={dv} in={inType} {map} mma={mma}: {cubin.Length} bytes\n{log}");
             Assert.NotEmpty(cubin);
             spills.AddRange(MmaSpills(log).Select(l => $"D={d} Dv={dv} in={inType}: {l}"));
+            if (!mma) continue;
+            // The causal tensor-core kernels: their own module (FusedCausalLaunch), same shapes.
+            var causal = FusedModuleCache.Compile("sm_90", tiles, inType, map, mma: true, verbose: true, out var causalLog, FusedCausalLaunch.FullSource);
+            output.WriteLine($"causal D={d} Dv={dv} in={inType} {map}: {causal.Length} bytes, shared bytes {new FusedCausalLaunch.Sizes(d, dv).Max}\n{causalLog}");
+            Assert.NotEmpty(causal);
+            spills.AddRange(MmaSpills(causalLog).Select(l => $"causal D={d} Dv={dv} in={inType}: {l}"));
         }
         Assert.Equal(6, mmaModules);
         Assert.True(spills.Count == 0, "register spills in the tensor-core kernels:\n" + string.Join('\n', spills));
@@ -122,7 +128,7 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
         foreach (var line in log.Split('\n'))
         {
             if (line.Contains("Compiling entry function '")) function = line.Split('\'')[1];
-            else if (function?.StartsWith("mma_") == true && System.Text.RegularExpressions.Regex.Match(line, @"(\d+) bytes spill stores") is { Success: true } m
+            else if ((function?.StartsWith("mma_") == true || function?.StartsWith("causal_") == true) && System.Text.RegularExpressions.Regex.Match(line, @"(\d+) bytes spill stores") is { Success: true } m
                      && int.Parse(m.Groups[1].Value) > 16)
                 yield return function + ": " + line.Trim();
         }

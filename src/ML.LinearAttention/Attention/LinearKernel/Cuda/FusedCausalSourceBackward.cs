@@ -64,7 +64,7 @@ extern "C" __global__ void __launch_bounds__(NT) causal_bwd_state(const in_t* __
         const int t = ts + row; \
         if (t < T) { const size_t at = (size_t)t * (N) + col; *(unsigned*)((dst) + at) = pack2(stx(V0), stx(V1)); } })
 
-extern "C" __global__ void __launch_bounds__(NT) causal_bwd(const in_t* __restrict__ q, const in_t* __restrict__ k,
+extern "C" __global__ void __launch_bounds__(NT, 1) causal_bwd(const in_t* __restrict__ q, const in_t* __restrict__ k,
         const in_t* __restrict__ v, const in_t* __restrict__ dout, const in_t* __restrict__ out,
         const float* __restrict__ rden, const float* __restrict__ P, const float* __restrict__ dP,
         const u8* __restrict__ mask, int T, int H, int nc, in_t* __restrict__ dq, in_t* __restrict__ dk,

@@ -1,0 +1,88 @@
+using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
+using Microsoft.ML.LinearAttention.Tests.Infrastructure;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Tests.Attention;
+
+/// <summary>
+/// The fused CAUSAL entry point on the CPU (where it falls back to the TorchSharp chunk form) against the naive causal
+/// twin, the routing switch (off by default), and the shared memory of the causal kernels. The kernels themselves are
+/// checked on the CPU by tests/FusedKernelEmulator/run.sh (fp64 reference) and on a GPU by `bench kernels --verify-fused`.
+/// </summary>
+public class FusedCausalTests
+{
+    public static IEnumerable<object[]> Cases() => new[]
+    {
+        // lengths (padding when they differ), heads, d, dv, dtype, feature map
+        new object[] { new long[] { 1 }, 2, 8, 8, ScalarType.Float32, FusedFeatureMap.Relu },
+        new object[] { new long[] { 70, 45, 1 }, 2, 8, 5, ScalarType.Float32, FusedFeatureMap.Elu },
+        new object[] { new long[] { 37, 20 }, 2, 16, 8, ScalarType.Float32, FusedFeatureMap.Identity },
+        new object[] { new long[] { 130 }, 1, 8, 16, ScalarType.Float32, FusedFeatureMap.Relu },
+        new object[] { new long[] { 65, 64 }, 2, 16, 16, ScalarType.BFloat16, FusedFeatureMap.Elu },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Causal_entry_matches_naive_outputs_and_gradients(long[] lengths, int h, int d, int dv, ScalarType dtype, FusedFeatureMap map)
+    {
+        Torch.Seed();
+        long b = lengths.Length, t = lengths.Max();
+        var q = KernelAssert.Random(new[] { b, h, t, d }, dtype, requiresGrad: false);
+        var k = KernelAssert.Random(new[] { b, h, t, d }, dtype, requiresGrad: false);
+        if (map == FusedFeatureMap.Identity) { q = q.abs(); k = k.abs(); }   // precomputed maps are non-negative
+        var x = new[] { q.requires_grad_(true), k.requires_grad_(true), KernelAssert.Random(new[] { b, h, t, dv }, dtype) };
+        var mask = lengths.Distinct().Count() > 1 ? KernelAssert.LengthMask(lengths) : null;
+        KernelAssert.SameOutputsAndGradients(
+            i => FusedLinearAttention.Causal(i[0], i[1], i[2], mask, map),
+            i => FusedLinearAttention.CausalNaive(i[0], i[1], i[2], mask, map),
+            x, dtype, $"fused causal {map}", mask is null ? null : KernelAssert.HeadMask(mask));
+    }
+
+    [Fact]
+    public void Causal_routing_is_off_by_default_and_never_on_the_cpu()
+    {
+        bool expected = Environment.GetEnvironmentVariable(FusedLinearAttention.CausalEnableVariable) == "1";
+        Assert.Equal(expected, FusedLinearAttention.CausalEnabled);
+        var q = torch.zeros(1, 1, 8, 64, dtype: ScalarType.BFloat16);
+        bool before = FusedLinearAttention.CausalEnabled;
+        try
+        {
+            FusedLinearAttention.CausalEnabled = true;
+            Assert.False(FusedLinearAttention.ShouldUseCausal(q, q));   // CPU
+            Assert.NotNull(FusedLinearAttention.CausalReason(q, q, q, null));
+        }
+        finally { FusedLinearAttention.CausalEnabled = before; }
+    }
+
+    [Fact]
+    public void Causal_mixer_with_the_switch_on_matches_the_switch_off_on_the_cpu()
+    {
+        Torch.Seed();
+        var mixer = new LinearMixer(new Microsoft.ML.LinearAttention.Attention.MixerConfig(16, 2, Causal: true), new LinearAttentionOptions { FeatureMap = "relu" });
+        var x = torch.randn(2, 9, 16);
+        var mask = KernelAssert.LengthMask(new long[] { 9, 4 });
+        bool before = FusedLinearAttention.CausalEnabled;
+        try
+        {
+            FusedLinearAttention.CausalEnabled = true;
+            using var on = mixer.forward(x, mask);
+            FusedLinearAttention.CausalEnabled = false;
+            using var off = mixer.forward(x, mask);
+            Assert.True(on.allclose(off));
+        }
+        finally { FusedLinearAttention.CausalEnabled = before; }
+    }
+
+    [Fact]
+    public void Causal_kernels_fit_an_h200_block()
+    {
+        const int h200 = 227 * 1024;
+        foreach (var (d, dv) in new[] { (64, 64), (32, 48), (16, 128), (128, 64), (128, 128) })
+            Assert.True(new FusedCausalLaunch.Sizes(d, dv).Max <= h200, $"D={d}, Dv={dv}: {new FusedCausalLaunch.Sizes(d, dv).Max} bytes");
+        // sm_80 (A100, 163 KB): the common head dims fit.
+        Assert.True(new FusedCausalLaunch.Sizes(64, 64).Max <= 163 * 1024);
+    }
+}
