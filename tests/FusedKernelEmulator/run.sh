@@ -41,7 +41,7 @@ for c in "${configs[@]}"; do
   exe="$out/causal_${d}_${dv}_${in}_${fmap}"
   g++ -std=c++20 -O2 -w -I"$out" -I"$here" -DD="$d" -DDV="$dv" -DTT=64 -DPD=$(( (d + 15) / 16 * 16 )) -DPDV=$(( (dv + 15) / 16 * 16 )) \
       -DLDT=68 -DIN_T="$in" -DFMAP="$fmap" -DMMA=1 "$here/causal.cpp" -o "$exe" -lpthread
-  for args in "1 1" "3 37" "1 130" "3 200"; do
+  for args in "1 1" "3 37" "1 130" "3 200" "1 600"; do
     "$exe" $args | tail -1 | sed "s/^/causal D=$d Dv=$dv in=$in map=$fmap B,T=${args// /,}: /" || status=1
   done
 done

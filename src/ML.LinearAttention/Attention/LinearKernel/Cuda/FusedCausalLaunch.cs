@@ -29,7 +29,8 @@ internal static unsafe class FusedCausalLaunch
         public int State => 2 * (D + Dv) * Ldt2;
         public int Out => 2 * (2 * Dv * Ldd + 2 * Chunk * Ldd + Dv * Ldt2 + Chunk * Ldt2) + 4 * (D + Chunk);
         public int BwdState => 2 * (D + Dv) * Ldt2 + 4 * 2 * Chunk;
-        public int Bwd => 2 * (2 * Chunk * Ldd + 2 * D * Ldt2 + 2 * Chunk * Lde + Dv * Ldt2 + 4 * Chunk * Ldt2 + 2 * Xn) + 4 * (D + 2 * Chunk);
+        private int Xq => Math.Max(Xn, Chunk * Ldd);
+        public int Bwd => 2 * (Xq + Chunk * Ldd + 2 * D * Ldt2 + 2 * Chunk * Lde + Dv * Ldt2 + 4 * Chunk * Ldt2 + Xn) + 4 * (D + 2 * Chunk);
         public int Max => Math.Max(Math.Max(State, Out), Math.Max(BwdState, Bwd));
     }
 

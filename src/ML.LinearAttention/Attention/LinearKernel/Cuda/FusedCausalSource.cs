@@ -20,6 +20,7 @@ internal static class FusedCausalSource
 #if MMA
 #define CS (D * DV + D)         // floats per chunk record: state [D][DV], then z [D]
 #define XN (D * LDE > DV * LDD ? D * LDE : DV * LDD)   // u16 per state operand buffer of causal_bwd
+#define XQ (XN > MTT * LDD ? XN : MTT * LDD)           // u16 of causal_bwd's φq tile, reused for the state operand
 
 extern "C" __global__ void __launch_bounds__(NT) causal_state(const in_t* __restrict__ k, const in_t* __restrict__ v,
         const u8* __restrict__ mask, int T, int H, int nc, float* __restrict__ P) {
@@ -50,11 +51,20 @@ extern "C" __global__ void __launch_bounds__(NT) causal_scan(float* __restrict__
     if (i >= n) return;
     float* p = X + (size_t)blockIdx.y * nc * n + i;
     float run = 0.f;
-    for (int j = 0; j < nc; ++j) {
-        const size_t at = (size_t)(rev ? nc - 1 - j : j) * n;
-        const float x = p[at];
-        p[at] = run;
-        run += x;
+    // 8 records' loads in flight at a time (the chain over chunks is latency-bound otherwise).
+    for (int j0 = 0; j0 < nc; j0 += 8) {
+        float x[8];
+#pragma unroll
+        for (int u = 0; u < 8; ++u) {
+            const int j = j0 + u;
+            x[u] = j < nc ? p[(size_t)(rev ? nc - 1 - j : j) * n] : 0.f;
+        }
+#pragma unroll
+        for (int u = 0; u < 8; ++u) {
+            const int j = j0 + u;
+            if (j < nc) p[(size_t)(rev ? nc - 1 - j : j) * n] = run;
+            run += x[u];
+        }
     }
 }
 

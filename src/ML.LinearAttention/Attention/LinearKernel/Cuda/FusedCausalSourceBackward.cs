@@ -70,8 +70,11 @@ extern "C" __global__ void __launch_bounds__(NT, 1) causal_bwd(const in_t* __res
         const u8* __restrict__ mask, int T, int H, int nc, in_t* __restrict__ dq, in_t* __restrict__ dk,
         in_t* __restrict__ dv) {
     extern __shared__ float4 smem4[];
+    // Qs is only read by the score products; its space then holds the high part of the state operand (2 blocks per
+    // SM at D = Dv = 64 on an H200 instead of 1).
     u16* Qs = (u16*)smem4;              // [MTT][LDD]  φq
-    u16* Ks = Qs + MTT * LDD;           // [MTT][LDD]  φk
+    u16* Xh = Qs;                       // state operand, high part: P_c, then dP_c, then dP_cᵀ (after the scores)
+    u16* Ks = Qs + XQ;                  // [MTT][LDD]  φk
     u16* QT = Ks + MTT * LDD;           // [D][LDT2]   φqᵀ
     u16* KT = QT + D * LDT2;            // [D][LDT2]   φkᵀ
     u16* Gs = KT + D * LDT2;            // [MTT][LDE]  g
@@ -81,8 +84,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) causal_bwd(const in_t* __res
     u16* AT = As + MTT * LDT2;          // [MTT][LDT2] tril(A)ᵀ
     u16* dAs = AT + MTT * LDT2;         // [MTT][LDT2] tril(dA)
     u16* dAT = dAs + MTT * LDT2;        // [MTT][LDT2] tril(dA)ᵀ
-    u16* Xh = dAT + MTT * LDT2;         // state operand, high part: P_c, then dP_c, then dP_cᵀ
-    u16* Xl = Xh + XN;                  // low part
+    u16* Xl = dAT + MTT * LDT2;         // state operand, low part
     float* zs = (float*)(Xl + XN);      // [D] z_c, then dz_c
     float* rd = zs + D;                 // [MTT] 1/den
     float* dd = rd + MTT;               // [MTT] dden
@@ -95,8 +97,6 @@ extern "C" __global__ void __launch_bounds__(NT, 1) causal_bwd(const in_t* __res
     const float* Pb = P + ((size_t)bh * nc + c) * CS;
     const float* dPb = dP + ((size_t)bh * nc + c) * CS;
     if (tid < MTT) rd[tid] = ts + tid < T ? rden[(size_t)bh * T + ts + tid] : 0.f;
-    load_split(Pb, Xh, Xl, LDE, false);
-    if (tid < D) zs[tid] = Pb[D * DV + tid];
     __syncthreads();
     CAUSAL_DDEN(dd, rd)
     LOAD_ROWS(Qs, LDD, D, qb, real_token(mask, b, t, T), phi(x))
@@ -116,6 +116,9 @@ extern "C" __global__ void __launch_bounds__(NT, 1) causal_bwd(const in_t* __res
         wmm<MTT, MTT, DV, true>(Gs, LDE, Vs, nullptr, LDE, acc_);
         STORE_TRIL(dAs, dAT, dd)
     }
+    __syncthreads();
+    load_split(Pb, Xh, Xl, LDE, false);
+    if (tid < D) zs[tid] = Pb[D * DV + tid];
     __syncthreads();
     {   // dq = (tril(dA) φK + g P_cᵀ + dden z_cᵀ)·φ'(q)
         float acc_[TPW(MTT, D)][4];
