@@ -148,7 +148,7 @@ internal sealed class FusedCausalFunction : autograd.SingleTensorFunction<FusedC
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
-        ReleaseReturned();
+        AutogradWrappers.ReleaseReturned();
         var (mask, map, eps) = ((Tensor?, FusedFeatureMap, double))((Box)vars[3]).Value!;
         var q = FusedCausalLaunch.Aligned(((Tensor)vars[0]).contiguous());
         var k = FusedCausalLaunch.Aligned(((Tensor)vars[1]).contiguous());
@@ -160,20 +160,11 @@ internal sealed class FusedCausalFunction : autograd.SingleTensorFunction<FusedC
         return o;
     }
 
-    // See FusedBidirectionalFunction: the returned gradients' wrappers are released at the next call, the upstream
-    // gradient's at the end of backward (TorchSharp leaves both to the GC, which kept GPU memory allocated).
-    private static readonly System.Collections.Concurrent.ConcurrentQueue<Tensor> Returned = new();
-
-    private static void ReleaseReturned()
-    {
-        while (Returned.TryDequeue(out var t)) t.Dispose();
-    }
-
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
     {
         try
         {
-            ReleaseReturned();
+            AutogradWrappers.ReleaseReturned();
             using var scope = NewDisposeScope();
             var saved = ctx.get_saved_variables();
             var map = (FusedFeatureMap)ctx.get_data("map");
@@ -181,11 +172,7 @@ internal sealed class FusedCausalFunction : autograd.SingleTensorFunction<FusedC
             var mask = saved.Count > 6 ? saved[6] : null;
             var dout = FusedCausalLaunch.Aligned(grad_output.to(q.dtype).contiguous());
             var (dq, dk, dv) = FusedCausalLaunch.Backward(q, k, v, mask, o, p, rden, dout, map);
-            var grads = new List<Tensor> { dq.DetachFromDisposeScope(), dk.DetachFromDisposeScope(), dv.DetachFromDisposeScope() };
-            foreach (var g in grads) Returned.Enqueue(g);
-            grad_output.Dispose();
-            grads.Add(null!);
-            return grads;
+            return AutogradWrappers.Return(grad_output, dq, dk, dv);
         }
         catch (Exception e)
         {

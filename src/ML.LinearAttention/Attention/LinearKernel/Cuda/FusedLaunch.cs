@@ -124,7 +124,7 @@ internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
-        ReleaseReturned();
+        AutogradWrappers.ReleaseReturned();
         var (mask, map, eps, tensorCores) = ((Tensor?, FusedFeatureMap, double, bool))((Box)vars[3]).Value!;
         var q = ((Tensor)vars[0]).contiguous();
         var k = ((Tensor)vars[1]).contiguous();
@@ -139,23 +139,11 @@ internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction
         return o;
     }
 
-    // TorchSharp's autograd.Function hands backward a managed wrapper of the upstream gradient that nobody disposes, and
-    // takes the returned gradients' wrappers without disposing them either (libtorch copies the tensors right after
-    // backward returns). Left to the GC, each call's gradients stayed allocated on the GPU until a finalizer ran (seen
-    // as a growing CUDA memory high-water mark). The wrappers are released here: the upstream gradient at the end of
-    // backward, the returned gradients at the next call (libtorch holds its own references by then).
-    private static readonly System.Collections.Concurrent.ConcurrentQueue<Tensor> Returned = new();
-
-    private static void ReleaseReturned()
-    {
-        while (Returned.TryDequeue(out var t)) t.Dispose();
-    }
-
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
     {
         try
         {
-            ReleaseReturned();
+            AutogradWrappers.ReleaseReturned();
             // The saved tensors come back as new wrappers: unpack them inside the scope so they are released too.
             using var scope = NewDisposeScope();
             var saved = ctx.get_saved_variables();
@@ -165,11 +153,7 @@ internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction
             var mask = saved.Count > 7 ? saved[7] : null;
             var dout = grad_output.to(q.dtype).contiguous();
             var (dq, dk, dv) = FusedLaunch.Backward(q, k, v, mask, epsn, s, z, o, dout, map, mma);
-            var grads = new List<Tensor> { dq.DetachFromDisposeScope(), dk.DetachFromDisposeScope(), dv.DetachFromDisposeScope() };
-            foreach (var g in grads) Returned.Enqueue(g);
-            grad_output.Dispose();
-            grads.Add(null!);
-            return grads;
+            return AutogradWrappers.Return(grad_output, dq, dk, dv);
         }
         catch (Exception e)
         {
