@@ -9,7 +9,7 @@ here="$(cd "$(dirname "$0")" && pwd)"; repo="$here/../.."; out="${TMPDIR:-/tmp}/
 python3 - "$repo/src/ML.LinearAttention/Attention/LinearKernel/Cuda" "$out/kernels.inc" <<'PY'
 import re, sys
 src = ''
-for f in ['FusedKernelSource.cs', 'FusedKernelSourceBackward.cs', 'FusedMmaSource.cs', 'FusedMmaSourceBackward.cs',
+for f in ['FusedKernelSource.cs', 'FusedKernelSourceBackward.cs', 'FusedMmaSource.cs', 'FusedMmaSourceForward.cs', 'FusedMmaSourceBackward.cs',
           'FusedCausalSource.cs', 'FusedCausalSourceBackward.cs']:
     src += re.search(r'Source = """\n(.*?)\n"""', open(f'{sys.argv[1]}/{f}').read(), re.S).group(1) + '\n'
 # fp16 conversions without PTX

@@ -19,6 +19,8 @@ public sealed record KernelBenchmarkOptions
     public string[]? Cases { get; init; }
     /// <summary>Check the fused CUDA linear attention kernels against the naive twin instead of timing.</summary>
     public bool VerifyFused { get; init; }
+    /// <summary>Time each fused kernel (relu and elu maps, both kernel families) instead of the mechanism table.</summary>
+    public bool ProfileFused { get; init; }
 
     public static KernelBenchmarkOptions Parse(string[] args)
     {
@@ -43,6 +45,7 @@ public sealed record KernelBenchmarkOptions
                 "--machine" => o with { Machine = Value() },
                 "--cases" => o with { Cases = Value().Split(',', StringSplitOptions.RemoveEmptyEntries) },
                 "--verify-fused" => o with { VerifyFused = true },
+                "--profile-fused" => o with { ProfileFused = true },
                 "--seconds" => o with { SecondsPerCase = double.Parse(Value(), System.Globalization.CultureInfo.InvariantCulture) },
                 _ => throw new ArgumentException($"Unknown option '{args[i]}' for bench kernels."),
             };

@@ -77,6 +77,18 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
         }
     }
 
+    [Theory]
+    [InlineData(8, 768, 528, 4, 2)]      // T = 512, B·H = 768: more heads than slots, so two blocks per head shorten the tail wave
+    [InlineData(512, 12, 528, 12, 43)]   // T = 32K, 12 heads: one wave of 516 blocks
+    [InlineData(1, 5, 528, 1, 1)]        // one tile per head
+    [InlineData(3, 1, 4, 1, 3)]          // few heads, many slots: one tile per block
+    public void Tensor_core_split_minimizes_waves_times_tiles(long tiles, long bh, long slots, int tilesPerBlock, long blocksPerHead)
+    {
+        var (tpb, blocks) = FusedLaunch.MmaSplit(tiles, bh, slots);
+        Assert.Equal((tilesPerBlock, blocksPerHead), (tpb, blocks));
+        Assert.True(tpb * blocks >= tiles && (tpb - 1) * blocks < tiles + tpb, "every tile is covered by exactly the blocks launched");
+    }
+
     /// <summary>
     /// Compile-only check of the CUDA source for sm_90 (every dtype and map, several shapes, with the tensor-core kernels
     /// where they apply: bf16/fp16 with D, Dv multiples of 16); needs NVRTC, no GPU. Prints ptxas' register and spill counts.

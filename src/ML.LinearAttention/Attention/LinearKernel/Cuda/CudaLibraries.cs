@@ -36,6 +36,12 @@ internal static unsafe class CudaLibraries
     public static delegate* unmanaged<IntPtr, int, int, int> cuFuncSetAttribute;
     public static delegate* unmanaged<IntPtr, uint, uint, uint, uint, uint, uint, uint, IntPtr, void**, void**, int> cuLaunchKernel;
     public static delegate* unmanaged<int, byte**, int> cuGetErrorString;
+    public static delegate* unmanaged<IntPtr*, uint, int> cuEventCreate;
+    public static delegate* unmanaged<IntPtr, IntPtr, int> cuEventRecord;
+    public static delegate* unmanaged<IntPtr, int> cuEventSynchronize;
+    public static delegate* unmanaged<float*, IntPtr, IntPtr, int> cuEventElapsedTime;
+    public static delegate* unmanaged<IntPtr, int> cuEventDestroy;
+    public static delegate* unmanaged<int*, IntPtr, int, nuint, int> cuOccupancyMaxActiveBlocksPerMultiprocessor;
 
     private static readonly object Gate = new();
     private static bool _tried;
@@ -81,6 +87,12 @@ internal static unsafe class CudaLibraries
         cuFuncSetAttribute = (delegate* unmanaged<IntPtr, int, int, int>)Export(driver, "cuFuncSetAttribute");
         cuLaunchKernel = (delegate* unmanaged<IntPtr, uint, uint, uint, uint, uint, uint, uint, IntPtr, void**, void**, int>)Export(driver, "cuLaunchKernel");
         cuGetErrorString = (delegate* unmanaged<int, byte**, int>)Export(driver, "cuGetErrorString");
+        cuEventCreate = (delegate* unmanaged<IntPtr*, uint, int>)Export(driver, "cuEventCreate");
+        cuEventRecord = (delegate* unmanaged<IntPtr, IntPtr, int>)Export(driver, "cuEventRecord");
+        cuEventSynchronize = (delegate* unmanaged<IntPtr, int>)Export(driver, "cuEventSynchronize");
+        cuEventElapsedTime = (delegate* unmanaged<float*, IntPtr, IntPtr, int>)Export(driver, "cuEventElapsedTime");
+        cuEventDestroy = (delegate* unmanaged<IntPtr, int>)Export(driver, "cuEventDestroy_v2");
+        cuOccupancyMaxActiveBlocksPerMultiprocessor = (delegate* unmanaged<int*, IntPtr, int, nuint, int>)Export(driver, "cuOccupancyMaxActiveBlocksPerMultiprocessor");
         return null;
     }
 

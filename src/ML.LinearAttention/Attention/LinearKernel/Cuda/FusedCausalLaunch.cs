@@ -59,17 +59,8 @@ internal static unsafe class FusedCausalLaunch
             CudaLibraries.Check(CudaLibraries.cuCtxSetCurrent(info.Context), "cuCtxSetCurrent");
             var cubin = FusedModuleCache.Compile($"sm_{info.Major}{info.Minor}", FusedModuleCache.Tiling.For(d, dv), inType, map,
                 mma: true, verbose: false, out _, FullSource);
-            IntPtr loaded;
-            fixed (byte* image = cubin) CudaLibraries.Check(CudaLibraries.cuModuleLoadData(&loaded, image), "cuModuleLoadData");
-            var handle = loaded;
-            IntPtr Function(string name, int sharedBytes)
-            {
-                IntPtr f;
-                var bytes = Encoding.ASCII.GetBytes(name + "\0");
-                fixed (byte* p = bytes) CudaLibraries.Check(CudaLibraries.cuModuleGetFunction(&f, handle, p), "cuModuleGetFunction " + name);
-                CudaLibraries.Check(CudaLibraries.cuFuncSetAttribute(f, 8, sharedBytes), "cuFuncSetAttribute " + name);
-                return f;
-            }
+            var handle = FusedModuleCache.LoadModule(cubin);
+            IntPtr Function(string name, int sharedBytes) => FusedModuleCache.Function(handle, name, sharedBytes);
             var s = new Sizes(d, dv);
             module = new CausalModule(info.Context, Function("causal_state", s.State), Function("causal_scan", 0), Function("causal_out", s.Out),
                 Function("causal_bwd_state", s.BwdState), Function("causal_bwd", s.Bwd), s);

@@ -4,6 +4,17 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 
+/// <summary>Which of the four fused kernels a launch runs (all by default; the profiler times them one by one).</summary>
+[Flags]
+internal enum FusedKernels
+{
+    State = 1,
+    Out = 2,
+    BackwardQ = 4,
+    BackwardKv = 8,
+    All = State | Out | BackwardQ | BackwardKv,
+}
+
 /// <summary>Allocates buffers and launches the four fused kernels (inputs already checked and contiguous).</summary>
 internal static class FusedLaunch
 {
@@ -33,6 +44,31 @@ internal static class FusedLaunch
         return (tpb, (tiles + tpb - 1) / tpb);
     }
 
+    /// <summary>
+    /// Tiles per block of a tensor-core kernel: the split with the shortest estimated makespan, waves (blocks over the
+    /// GPU's resident slots, from the occupancy of <paramref name="function"/>) times the tiles of a block plus one tile's
+    /// worth of per-block work (loading the state, flushing atomics); ties go to fewer blocks (fewer atomics).
+    /// </summary>
+    internal static (int tilesPerBlock, long blocks) MmaSplit(long tiles, long bh, long slots)
+    {
+        (int tpb, long blocks) best = (1, tiles);
+        double bestCost = double.MaxValue;
+        for (long tpb = tiles; tpb >= 1; tpb--)
+        {
+            long perHead = (tiles + tpb - 1) / tpb;
+            long waves = (perHead * bh + slots - 1) / slots;
+            double cost = waves * (tpb + 1.0);
+            if (cost < bestCost) (bestCost, best) = (cost, ((int)tpb, perHead));
+        }
+        return best;
+    }
+
+    private static (int tilesPerBlock, long blocks) MmaSplit(FusedModule module, IntPtr function, int sharedBytes, long t, long bh)
+    {
+        int tt = FusedModuleCache.Tiling.MmaTT;
+        return MmaSplit((t + tt - 1) / tt, bh, (long)module.SmCount * FusedModuleCache.BlocksPerSm(function, sharedBytes));
+    }
+
     private static long Ptr(Tensor? x) => x is null ? 0 : NativeTensorAccess.DataPointer(x).ToInt64();
 
     /// <summary>x, or a fresh copy when its data is not 16-byte aligned (the tensor-core kernels load 8 halves at a time).</summary>
@@ -48,7 +84,7 @@ internal static class FusedLaunch
     /// tensor-core kernels ran (asked for by <paramref name="tensorCores"/> and compiled for this module).
     /// </summary>
     public static (Tensor o, Tensor s, Tensor z, bool mma) Forward(Tensor q, Tensor k, Tensor v, Tensor? mask, Tensor epsn,
-        FusedFeatureMap map, bool tensorCores)
+        FusedFeatureMap map, bool tensorCores, FusedKernels run = FusedKernels.All)
     {
         long b = q.shape[0], h = q.shape[1], t = q.shape[2], d = q.shape[3], dv = v.shape[3];
         var module = Module(q, dv, map);
@@ -59,24 +95,33 @@ internal static class FusedLaunch
         if (tensorCores && module.Mma is { } mma)
         {
             (q, k, v) = (Aligned(q), Aligned(k), Aligned(v));
-            var (mtpb, mblocks) = Split(module, t, b * h, FusedModuleCache.Tiling.MmaTT);
-            FusedModuleCache.Launch(mma.FwdState, mblocks, b * h, tiles.MmaStateBytes,
-                Ptr(k), Ptr(v), Ptr(mask), t, h, mtpb, Ptr(s), Ptr(z));
-            FusedModuleCache.Launch(mma.FwdOut, mblocks, b * h, tiles.MmaOutBytes,
-                Ptr(q), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, mtpb, Ptr(o));
+            if (run.HasFlag(FusedKernels.State))
+            {
+                var (tpb1, blocks1) = MmaSplit(module, mma.FwdState, tiles.MmaStateBytes, t, b * h);
+                FusedModuleCache.Launch(mma.FwdState, blocks1, b * h, tiles.MmaStateBytes,
+                    Ptr(k), Ptr(v), Ptr(mask), t, h, tpb1, Ptr(s), Ptr(z));
+            }
+            if (run.HasFlag(FusedKernels.Out))
+            {
+                var (tpb2, blocks2) = MmaSplit(module, mma.FwdOut, tiles.MmaOutBytes, t, b * h);
+                FusedModuleCache.Launch(mma.FwdOut, blocks2, b * h, tiles.MmaOutBytes,
+                    Ptr(q), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb2, Ptr(o));
+            }
             return (o, s, z, true);
         }
         var (tpb, blocks) = Split(module, t, b * h, tiles.TT);
-        FusedModuleCache.Launch(module.FwdState, blocks, b * h, tiles.StateBytes,
-            Ptr(k), Ptr(v), Ptr(mask), t, h, tpb, Ptr(s), Ptr(z));
-        FusedModuleCache.Launch(module.FwdOut, blocks, b * h, tiles.OutBytes,
-            Ptr(q), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb, Ptr(o));
+        if (run.HasFlag(FusedKernels.State))
+            FusedModuleCache.Launch(module.FwdState, blocks, b * h, tiles.StateBytes,
+                Ptr(k), Ptr(v), Ptr(mask), t, h, tpb, Ptr(s), Ptr(z));
+        if (run.HasFlag(FusedKernels.Out))
+            FusedModuleCache.Launch(module.FwdOut, blocks, b * h, tiles.OutBytes,
+                Ptr(q), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb, Ptr(o));
         return (o, s, z, false);
     }
 
     /// <summary>Backward: dq, dk, dv from the upstream gradient dO and the forward output o [B, H, T, Dv] (contiguous, q's dtype).</summary>
     public static (Tensor dq, Tensor dk, Tensor dv) Backward(Tensor q, Tensor k, Tensor v, Tensor? mask, Tensor epsn,
-        Tensor s, Tensor z, Tensor o, Tensor dout, FusedFeatureMap map, bool tensorCores)
+        Tensor s, Tensor z, Tensor o, Tensor dout, FusedFeatureMap map, bool tensorCores, FusedKernels run = FusedKernels.All)
     {
         long b = q.shape[0], h = q.shape[1], t = q.shape[2], d = q.shape[3], dvDim = v.shape[3];
         var module = Module(q, dvDim, map);
@@ -89,18 +134,27 @@ internal static class FusedLaunch
         if (tensorCores && module.Mma is { } mma)
         {
             (q, k, v, o, dout) = (Aligned(q), Aligned(k), Aligned(v), Aligned(o), Aligned(dout));
-            var (mtpb, mblocks) = Split(module, t, b * h, FusedModuleCache.Tiling.MmaTT);
-            FusedModuleCache.Launch(mma.BwdQ, mblocks, b * h, tiles.MmaBwdQBytes,
-                Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, mtpb, Ptr(dq), Ptr(ds), Ptr(dz));
-            FusedModuleCache.Launch(mma.BwdKv, mblocks, b * h, tiles.MmaBwdKvBytes,
-                Ptr(k), Ptr(v), Ptr(ds), Ptr(dz), Ptr(mask), t, h, mtpb, Ptr(dk), Ptr(dv));
+            if (run.HasFlag(FusedKernels.BackwardQ))
+            {
+                var (tpb1, blocks1) = MmaSplit(module, mma.BwdQ, tiles.MmaBwdQBytes, t, b * h);
+                FusedModuleCache.Launch(mma.BwdQ, blocks1, b * h, tiles.MmaBwdQBytes,
+                    Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb1, Ptr(dq), Ptr(ds), Ptr(dz));
+            }
+            if (run.HasFlag(FusedKernels.BackwardKv))
+            {
+                var (tpb2, blocks2) = MmaSplit(module, mma.BwdKv, tiles.MmaBwdKvBytes, t, b * h);
+                FusedModuleCache.Launch(mma.BwdKv, blocks2, b * h, tiles.MmaBwdKvBytes,
+                    Ptr(k), Ptr(v), Ptr(ds), Ptr(dz), Ptr(mask), t, h, tpb2, Ptr(dk), Ptr(dv));
+            }
             return (dq, dk, dv);
         }
         var (tpb, blocks) = Split(module, t, b * h, tiles.TT);
-        FusedModuleCache.Launch(module.BwdQ, blocks, b * h, module.Tiles.BwdQBytes,
-            Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb, Ptr(dq), Ptr(ds), Ptr(dz));
-        FusedModuleCache.Launch(module.BwdKv, blocks, b * h, module.Tiles.BwdKvBytes,
-            Ptr(k), Ptr(v), Ptr(ds), Ptr(dz), Ptr(mask), t, h, tpb, Ptr(dk), Ptr(dv));
+        if (run.HasFlag(FusedKernels.BackwardQ))
+            FusedModuleCache.Launch(module.BwdQ, blocks, b * h, module.Tiles.BwdQBytes,
+                Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb, Ptr(dq), Ptr(ds), Ptr(dz));
+        if (run.HasFlag(FusedKernels.BackwardKv))
+            FusedModuleCache.Launch(module.BwdKv, blocks, b * h, module.Tiles.BwdKvBytes,
+                Ptr(k), Ptr(v), Ptr(ds), Ptr(dz), Ptr(mask), t, h, tpb, Ptr(dk), Ptr(dv));
         return (dq, dk, dv);
     }
 }

@@ -4,7 +4,7 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 /// Tensor-core (warp-level <c>mma.sync.m16n8k16</c>, fp32 accumulation) versions of the four fused kernels, appended to
 /// <see cref="FusedKernelSource.Source"/> and compiled only when the macro MMA is 1 (bf16/fp16 inputs, D and DV
 /// multiples of 16, sm_80 or newer; see <see cref="FusedModuleCache"/>). Same arguments and results as the CUDA-core
-/// kernels; <c>mma_fwd_state</c> and <c>mma_fwd_out</c> are here, the backward pair in <see cref="FusedMmaSourceBackward"/>.
+/// kernels; the helpers are here, the forward pair in <see cref="FusedMmaSourceForward"/>, the backward pair in <see cref="FusedMmaSourceBackward"/>.
 /// <para>Operands live in shared memory as 16-bit values, every tile stored with the reduction (k) index contiguous, so
 /// each fragment register is one aligned 32-bit load. Products that read the fp32 state S or its gradient dS use bf16
 /// MMAs with S split into a high and a low bf16 part (two MMAs, about 16 significant bits, fp32 range; fp16 could
@@ -111,18 +111,37 @@ __device__ __forceinline__ void wmm(const u16* A, int lda, const u16* B, const u
     const int w = threadIdx.x >> 5;
 #pragma unroll 2
     for (int k0 = 0; k0 < K; k0 += 16) {
+        if constexpr (NW % MT == 0) {
+            // Every tile of this warp is in row tile w % MT: one A fragment per k step (half the shared-memory reads).
+            unsigned a[4];
+            frag_a(a, A, lda, (w % MT) * 16, k0);
 #pragma unroll
-        for (int j = 0; j < TPW(M, N); ++j) {
-            const int idx = w + NW * j;
-            if (TOT % NW != 0 && idx >= TOT) break;
-            const int m0 = (idx % MT) * 16, n0 = (idx / MT) * 8;
-            unsigned a[4], b[2];
-            frag_a(a, A, lda, m0, k0);
-            frag_b(b, B, ldb, n0, k0);
-            mma16816<BF>(acc[j], a, b);
-            if (Bl != nullptr) {
-                frag_b(b, Bl, ldb, n0, k0);
+            for (int j = 0; j < TPW(M, N); ++j) {
+                const int idx = w + NW * j;
+                if (TOT % NW != 0 && idx >= TOT) break;
+                const int n0 = (idx / MT) * 8;
+                unsigned b[2];
+                frag_b(b, B, ldb, n0, k0);
                 mma16816<BF>(acc[j], a, b);
+                if (Bl != nullptr) {
+                    frag_b(b, Bl, ldb, n0, k0);
+                    mma16816<BF>(acc[j], a, b);
+                }
+            }
+        } else {
+#pragma unroll
+            for (int j = 0; j < TPW(M, N); ++j) {
+                const int idx = w + NW * j;
+                if (TOT % NW != 0 && idx >= TOT) break;
+                const int m0 = (idx % MT) * 16, n0 = (idx / MT) * 8;
+                unsigned a[4], b[2];
+                frag_a(a, A, lda, m0, k0);
+                frag_b(b, B, ldb, n0, k0);
+                mma16816<BF>(acc[j], a, b);
+                if (Bl != nullptr) {
+                    frag_b(b, Bl, ldb, n0, k0);
+                    mma16816<BF>(acc[j], a, b);
+                }
             }
         }
     }
@@ -232,68 +251,148 @@ __device__ __forceinline__ void colsum_flush(float (&acc)[ZP], float* dst) {
     }
 }
 
-extern "C" __global__ void __launch_bounds__(NT) mma_fwd_state(const in_t* __restrict__ k, const in_t* __restrict__ v,
-        const u8* __restrict__ mask, int T, int H, int tpb, float* __restrict__ S, float* __restrict__ z) {
-    extern __shared__ float4 smem4[];
-    u16* KT = (u16*)smem4;              // [D][LDT2]   φkᵀ
-    u16* VT = KT + D * LDT2;            // [DV][LDT2]  vᵀ
-    const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x;
-    const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
-    const in_t* kb = k + (size_t)bh * T * D;
-    const in_t* vb = v + (size_t)bh * T * DV;
-    float acc_[TPW(D, DV)][4];
-    zero_tiles<D, DV>(acc_);
-    float zacc[ZP];
-#pragma unroll
-    for (int j = 0; j < ZP; ++j) zacc[j] = 0.f;
-    for (int ts = t0; ts < t1; ts += MTT) {
-        __syncthreads();
-        LOAD_COLS(KT, D, ST_BF, kb, real_token(mask, b, t, T), phi(x))
-        LOAD_COLS(VT, DV, ST_BF, vb, t < T, x)
-        __syncthreads();
-        wmm<D, DV, MTT, ST_BF>(KT, LDT2, VT, nullptr, LDT2, acc_);
-        colsum<ST_BF, false>(KT, nullptr, zacc);   // z from the same rounded φk as S
-    }
-    float* Sb = S + (size_t)bh * D * DV;
-    FOR_TILE_PAIRS(D, DV, { atomicAdd(Sb + row * DV + col, c0); atomicAdd(Sb + row * DV + col + 1, c1); })
-    colsum_flush(zacc, z + (size_t)bh * D);
+// Software pipelining of the bidirectional kernels: a thread fetches its 16-byte pieces of the next token tile into
+// registers (Rows/Cols below) before the current tile's MMAs, and stores them to shared memory after the next barrier,
+// so global-memory latency overlaps the tensor-core work instead of stalling every tile.
+// Rows<C>: item i = threadIdx.x + j·NT is token r = i / (C/8), columns (i % (C/8))·8 .. +8 (tile [MTT][ld]).
+// Cols<C>: item i is tokens r0 = (i % (MTT/2))·2 and r0 + 1, columns (i / (MTT/2))·8 .. +8 (transposed tile [C][LDT2]).
+#define RITEMS(C) ((MTT * ((C) / 8) + NT - 1) / NT)
+#define CITEMS(C) (((MTT / 2) * ((C) / 8) + NT - 1) / NT)
+template <int C> struct Rows { uint4 u[RITEMS(C)]; unsigned ok; };
+template <int C> struct Cols { uint4 u[CITEMS(C)][2]; unsigned ok; };
+
+__device__ __forceinline__ uint4 ld16(const in_t* p, bool ok) {
+    uint4 u;
+    if (ok) u = *(const uint4*)p; else u.x = u.y = u.z = u.w = 0u;
+    return u;
+}
+__device__ __forceinline__ void unpack8(const uint4& u, in_t (&e)[8]) {
+    e[0] = (in_t)(u.x & 0xffffu); e[1] = (in_t)(u.x >> 16); e[2] = (in_t)(u.y & 0xffffu); e[3] = (in_t)(u.y >> 16);
+    e[4] = (in_t)(u.z & 0xffffu); e[5] = (in_t)(u.z >> 16); e[6] = (in_t)(u.w & 0xffffu); e[7] = (in_t)(u.w >> 16);
 }
 
-extern "C" __global__ void __launch_bounds__(NT) mma_fwd_out(const in_t* __restrict__ q, const float* __restrict__ S,
-        const float* __restrict__ z, const u8* __restrict__ mask, const float* __restrict__ epsn, int T, int H, int tpb,
-        in_t* __restrict__ o) {
-    extern __shared__ float4 smem4[];
-    u16* Sh = (u16*)smem4;              // [DV][LDD]  Sᵀ high
-    u16* Sl = Sh + DV * LDD;            // [DV][LDD]  Sᵀ low
-    u16* Qs = Sl + DV * LDD;            // [MTT][LDD] φq
-    float* zs = (float*)(Qs + MTT * LDD);   // [D]
-    float* den = zs + D;                // [MTT]  1/den
-    const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x;
-    const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
-    load_split(S + (size_t)bh * D * DV, Sh, Sl, LDD, true);
-    if (tid < D) zs[tid] = z[(size_t)bh * D + tid];
-    const float en = epsn[b];
-    const in_t* qb = q + (size_t)bh * T * D;
-    in_t* ob = o + (size_t)bh * T * DV;
-    for (int ts = t0; ts < t1; ts += MTT) {
-        __syncthreads();
-        LOAD_ROWS(Qs, LDD, D, qb, real_token(mask, b, t, T), phi(x))
-        __syncthreads();
-        inv_den(Qs, LDD, 1, zs, en, den);   // den holds 1/den
-        float acc_[TPW(MTT, DV)][4];
-        zero_tiles<MTT, DV>(acc_);
-        wmm<MTT, DV, D, true>(Qs, LDD, Sh, SPLIT ? Sl : nullptr, LDD, acc_);
-        __syncthreads();
-        FOR_TILE_PAIRS(MTT, DV, {
-            const int t = ts + row;
-            if (t < T) {
-                const bool real = real_token(mask, b, t, T);
-                const float inv = den[row];
-                *(unsigned*)(ob + (size_t)t * DV + col) = pack2(stx(real ? c0 * inv : 0.f), stx(real ? c1 * inv : 0.f));
-            }
-        })
+// Loads tile ts of src [T][C]; tokens that are not real (mask, or t ≥ T; mask = nullptr: t ≥ T only) are not read.
+template <int C>
+__device__ __forceinline__ void fetch_rows(Rows<C>& f, const in_t* src, const u8* mask, int b, int ts, int T) {
+    f.ok = 0u;
+#pragma unroll
+    for (int j = 0; j < RITEMS(C); ++j) {
+        const int i = threadIdx.x + j * NT, r = i / (C / 8), c = (i % (C / 8)) * 8;
+        const bool ok = i < MTT * (C / 8) && real_token(mask, b, ts + r, T);
+        f.u[j] = ld16(src + (size_t)(ts + r) * C + c, ok);
+        f.ok |= (ok ? 1u : 0u) << j;
     }
 }
+template <int C>
+__device__ __forceinline__ void fetch_cols(Cols<C>& f, const in_t* src, const u8* mask, int b, int ts, int T) {
+    f.ok = 0u;
+#pragma unroll
+    for (int j = 0; j < CITEMS(C); ++j) {
+        const int i = threadIdx.x + j * NT, r0 = (i % (MTT / 2)) * 2, c = (i / (MTT / 2)) * 8;
+        const bool in = i < (MTT / 2) * (C / 8);
+        const bool ok0 = in && real_token(mask, b, ts + r0, T), ok1 = in && real_token(mask, b, ts + r0 + 1, T);
+        f.u[j][0] = ld16(src + (size_t)(ts + r0) * C + c, ok0);
+        f.u[j][1] = ld16(src + (size_t)(ts + r0 + 1) * C + c, ok1);
+        f.ok |= ((ok0 ? 1u : 0u) | (ok1 ? 2u : 0u)) << (2 * j);
+    }
+}
+
+// Value maps of the stores: φ(x), x, or x·scale[r] (r = token row in the tile).
+#define MAP_PHI 0
+#define MAP_ID 1
+#define MAP_SCALE 2
+template <int KIND> __device__ __forceinline__ float mapv(float x, const float* scale, int r) {
+    if constexpr (KIND == MAP_PHI) return phi(x);
+    else if constexpr (KIND == MAP_ID) return x;
+    else return x * scale[r];
+}
+// Two floats as a packed 16-bit pair of type BF (bf16 or fp16, round to nearest even), lo in the low half: one cvt.
+template <bool BF> __device__ __forceinline__ unsigned f2m2(float lo, float hi) {
+#ifdef MMA_EMULATION
+    return pack2(f2m<BF>(lo), f2m<BF>(hi));
+#else
+    unsigned r;
+    if constexpr (BF) asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    else asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+#endif
+}
+// True when the map can work on the raw 16-bit input words (no conversion): the tile's type is the input's, and the
+// map is the identity or relu (sign bit set: +0; tiles of tokens that are not real were fetched as zeros).
+template <int KIND, bool BF> __device__ constexpr bool raw_map_ok() {
+    return (BF ? IN_T == 1 : IN_T == 2) && (KIND == MAP_ID || (KIND == MAP_PHI && (FMAP == 0 || FMAP == 1)));
+}
+template <int KIND> __device__ __forceinline__ unsigned raw_map(unsigned w) {
+    if constexpr (KIND == MAP_PHI && FMAP == 1) return w & ~(((w & 0x80008000u) >> 15) * 0xffffu);
+    else return w;
+}
+template <int KIND> __device__ __forceinline__ uint4 raw_map4(uint4 u) {
+    u.x = raw_map<KIND>(u.x); u.y = raw_map<KIND>(u.y); u.z = raw_map<KIND>(u.z); u.w = raw_map<KIND>(u.w);
+    return u;
+}
+
+// Stores a fetched tile as bf16 [MTT][ld], value map of the input (zero where the token is not real).
+template <int KIND, int C>
+__device__ __forceinline__ void store_rows(u16* dst, int ld, const Rows<C>& f, const float* scale = nullptr) {
+#pragma unroll
+    for (int j = 0; j < RITEMS(C); ++j) {
+        const int i = threadIdx.x + j * NT, r = i / (C / 8), c = (i % (C / 8)) * 8;
+        if (i >= MTT * (C / 8)) break;
+        uint4 o;
+        if constexpr (raw_map_ok<KIND, true>()) o = raw_map4<KIND>(f.u[j]);
+        else {
+            const bool ok = (f.ok >> j) & 1u;
+            in_t e[8]; unpack8(f.u[j], e);
+            unsigned w[4];
+#pragma unroll
+            for (int k = 0; k < 4; ++k)
+                w[k] = f2m2<true>(ok ? mapv<KIND>(ldx(e[2 * k]), scale, r) : 0.f, ok ? mapv<KIND>(ldx(e[2 * k + 1]), scale, r) : 0.f);
+            o.x = w[0]; o.y = w[1]; o.z = w[2]; o.w = w[3];
+        }
+        *(uint4*)(dst + r * ld + c) = o;
+    }
+}
+// Stores a fetched tile transposed, [C][LDT2] in type BF (bf16 or fp16), tokens fastest across a warp (conflict-free).
+template <int KIND, bool BF, int C>
+__device__ __forceinline__ void store_cols(u16* dst, const Cols<C>& f, const float* scale = nullptr) {
+#pragma unroll
+    for (int j = 0; j < CITEMS(C); ++j) {
+        const int i = threadIdx.x + j * NT, r0 = (i % (MTT / 2)) * 2, c = (i / (MTT / 2)) * 8;
+        if (i >= (MTT / 2) * (C / 8)) break;
+        if constexpr (raw_map_ok<KIND, BF>()) {
+            const uint4 a = raw_map4<KIND>(f.u[j][0]), b = raw_map4<KIND>(f.u[j][1]);
+            const unsigned aw[4] = {a.x, a.y, a.z, a.w}, bw[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                *(unsigned*)(dst + (c + 2 * k) * LDT2 + r0) = (aw[k] & 0xffffu) | (bw[k] << 16);
+                *(unsigned*)(dst + (c + 2 * k + 1) * LDT2 + r0) = (aw[k] >> 16) | (bw[k] & 0xffff0000u);
+            }
+        } else {
+            const bool ok0 = (f.ok >> (2 * j)) & 1u, ok1 = (f.ok >> (2 * j + 1)) & 1u;
+            in_t e0[8], e1[8]; unpack8(f.u[j][0], e0); unpack8(f.u[j][1], e1);
+#pragma unroll
+            for (int k = 0; k < 8; ++k)
+                *(unsigned*)(dst + (c + k) * LDT2 + r0) = f2m2<BF>(ok0 ? mapv<KIND>(ldx(e0[k]), scale, r0) : 0.f,
+                                                                    ok1 ? mapv<KIND>(ldx(e1[k]), scale, r0 + 1) : 0.f);
+        }
+    }
+}
+// Σ over this thread's 8 columns of a·b for each row item of two fetched tiles (zero where not real), added to dot[r].
+template <int C>
+__device__ __forceinline__ void row_dots(const Rows<C>& a, const Rows<C>& b, float* dot) {
+#pragma unroll
+    for (int j = 0; j < RITEMS(C); ++j) {
+        const int i = threadIdx.x + j * NT, r = i / (C / 8);
+        if (i >= MTT * (C / 8)) break;
+        if (!((a.ok >> j) & 1u)) continue;
+        in_t x[8], y[8]; unpack8(a.u[j], x); unpack8(b.u[j], y);
+        float s = 0.f;
+#pragma unroll
+        for (int k = 0; k < 8; ++k) s = fmaf(ldx(x[k]), ldx(y[k]), s);
+        atomicAdd(dot + r, s);
+    }
+}
+
 #endif
 """;
 }

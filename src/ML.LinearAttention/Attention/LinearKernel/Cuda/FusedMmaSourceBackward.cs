@@ -22,10 +22,11 @@ extern "C" __global__ void __launch_bounds__(NT) mma_bwd_q(const in_t* __restric
     u16* Sl = Sh + D * LDE;             // [D][LDE]    S low
     u16* QT = Sl + D * LDE;             // [D][LDT2]   φqᵀ
     u16* Gs = QT + D * LDT2;            // [MTT][LDE]  g
-    u16* GT = Gs + MTT * LDE;           // [DV][LDT2]  gᵀ
-    float* zs = (float*)(GT + DV * LDT2);   // [D]
+    u16* GT = Gs + MTT * LDE;           // [DV + 8][LDT2]  gᵀ, then dden as high and low bf16 rows (dz from the dS MMA), zeros
+    float* zs = (float*)(GT + (DV + 8) * LDT2);   // [D]
     float* den = zs + D;                // [MTT]  1/den
     float* dden = den + MTT;            // [MTT]
+    float* dot = dden + MTT;            // [MTT]  dO·o
     const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x;
     const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
     load_split(S + (size_t)bh * D * DV, Sh, Sl, LDE, false);
@@ -35,29 +36,36 @@ extern "C" __global__ void __launch_bounds__(NT) mma_bwd_q(const in_t* __restric
     const in_t* gb = dout + (size_t)bh * T * DV;
     const in_t* ob = out + (size_t)bh * T * DV;
     in_t* dqb = dq + (size_t)bh * T * D;
-    float accS[TPW(D, DV)][4];
-    zero_tiles<D, DV>(accS);
-    float dzacc[ZP];
-#pragma unroll
-    for (int j = 0; j < ZP; ++j) dzacc[j] = 0.f;
+    float accS[TPW(D, DV + 8)][4];
+    zero_tiles<D, DV + 8>(accS);
+    for (int i = tid; i < 6 * MTT; i += NT) GT[(DV + 2) * LDT2 + (i / MTT) * LDT2 + i % MTT] = 0;
+    // Tile inputs fetched one tile ahead: φq (transposed), dO as rows (g, dO·o) and transposed (gᵀ), o as rows.
+    Cols<D> qf; Rows<DV> gf, of; Cols<DV> gcf;
+    if (t0 < t1) {
+        fetch_cols(qf, qb, mask, b, t0, T); fetch_rows(gf, gb, mask, b, t0, T);
+        fetch_rows(of, ob, mask, b, t0, T); fetch_cols(gcf, gb, mask, b, t0, T);
+    }
     for (int ts = t0; ts < t1; ts += MTT) {
-        __syncthreads();
-        LOAD_COLS(QT, D, true, qb, real_token(mask, b, t, T), phi(x))
+        __syncthreads();                    // the previous tile's readers are done
+        store_cols<MAP_PHI, true>(QT, qf);
+        if (tid < MTT) dot[tid] = 0.f;
         __syncthreads();
         inv_den(QT, 1, LDT2, zs, en, den);   // 1/den, the same value as the forward's
+        row_dots(gf, of, dot);              // dO·o with the saved output o; zero at padded rows
         __syncthreads();
-        // dden = −(dO·o)/den with the saved output o: one warp per row; zero at padded rows.
-        for (int r = tid >> 5; r < MTT; r += NW) {
-            const int t = ts + r;
-            float s = 0.f;
-            if (real_token(mask, b, t, T))
-                for (int j = tid & 31; j < DV; j += 32) s = fmaf(ldx(gb[(size_t)t * DV + j]), ldx(ob[(size_t)t * DV + j]), s);
-#pragma unroll
-            for (int w = 16; w > 0; w >>= 1) s += __shfl_xor_sync(0xffffffffu, s, w);
-            if ((tid & 31) == 0) dden[r] = -s * den[r];
+        store_rows<MAP_SCALE>(Gs, LDE, gf, den);
+        store_cols<MAP_SCALE, true>(GT, gcf, den);
+        if (tid < MTT) {
+            const float dd = -dot[tid] * den[tid];
+            const u16 hi = f2bf(dd);
+            dden[tid] = dd;
+            GT[DV * LDT2 + tid] = hi;
+            GT[(DV + 1) * LDT2 + tid] = f2bf(dd - bf2f(hi));
         }
-        LOAD_ROWS(Gs, LDE, DV, gb, real_token(mask, b, t, T), x * den[r])
-        LOAD_COLS(GT, DV, true, gb, real_token(mask, b, t, T), x * den[r])
+        if (ts + MTT < t1) {
+            fetch_cols(qf, qb, mask, b, ts + MTT, T); fetch_rows(gf, gb, mask, b, ts + MTT, T);
+            fetch_rows(of, ob, mask, b, ts + MTT, T); fetch_cols(gcf, gb, mask, b, ts + MTT, T);
+        }
         __syncthreads();
         {   // dφq = g Sᵀ + dden zᵀ, times φ'(q).
             float acc_[TPW(MTT, D)][4];
@@ -73,16 +81,18 @@ extern "C" __global__ void __launch_bounds__(NT) mma_bwd_q(const in_t* __restric
                 }
             })
         }
-        // dS += φqᵀ g, dz += φqᵀ dden.
-        wmm<D, DV, MTT, true>(QT, LDT2, GT, nullptr, LDT2, accS);
-        colsum<true, true>(QT, dden, dzacc);
+        // dS += φqᵀ g and, in columns DV and DV + 1, dz += φqᵀ dden (high and low parts).
+        wmm<D, DV + 8, MTT, true>(QT, LDT2, GT, nullptr, LDT2, accS);
     }
     float* dSb = dS + (size_t)bh * D * DV;
+    float* dzb = dz + (size_t)bh * D;
     {
-        float (&acc_)[TPW(D, DV)][4] = accS;
-        FOR_TILE_PAIRS(D, DV, { atomicAdd(dSb + row * DV + col, c0); atomicAdd(dSb + row * DV + col + 1, c1); })
+        float (&acc_)[TPW(D, DV + 8)][4] = accS;
+        FOR_TILE_PAIRS(D, DV + 8, {
+            if (col < DV) { atomicAdd(dSb + row * DV + col, c0); atomicAdd(dSb + row * DV + col + 1, c1); }
+            else if (col == DV) atomicAdd(dzb + row, c0 + c1);
+        })
     }
-    colsum_flush(dzacc, dz + (size_t)bh * D);
 }
 
 extern "C" __global__ void __launch_bounds__(NT) mma_bwd_kv(const in_t* __restrict__ k, const in_t* __restrict__ v,
@@ -105,10 +115,13 @@ extern "C" __global__ void __launch_bounds__(NT) mma_bwd_kv(const in_t* __restri
     const in_t* vb = v + (size_t)bh * T * DV;
     in_t* dkb = dk + (size_t)bh * T * D;
     in_t* dvb = dv + (size_t)bh * T * DV;
+    Rows<D> kf; Rows<DV> vf;
+    if (t0 < t1) { fetch_rows(kf, kb, mask, b, t0, T); fetch_rows(vf, vb, nullptr, b, t0, T); }
     for (int ts = t0; ts < t1; ts += MTT) {
         __syncthreads();
-        LOAD_ROWS(Ks, LDD, D, kb, real_token(mask, b, t, T), phi(x))
-        LOAD_ROWS(Vs, LDE, DV, vb, t < T, x)
+        store_rows<MAP_PHI>(Ks, LDD, kf);
+        store_rows<MAP_ID>(Vs, LDE, vf);
+        if (ts + MTT < t1) { fetch_rows(kf, kb, mask, b, ts + MTT, T); fetch_rows(vf, vb, nullptr, b, ts + MTT, T); }
         __syncthreads();
         {   // dk = (v dSᵀ + dz)·φ'(k), zero at padded keys.
             float acc_[TPW(MTT, D)][4];

@@ -37,9 +37,9 @@ internal static unsafe class FusedModuleCache
         private int Ldd => D + 8;
         private int Lde => Dv + 8;
         // Shared-memory bytes of the tensor-core kernels (16-bit tiles; must match FusedMmaSource*).
-        public int MmaStateBytes => 2 * (D + Dv) * Ldt2;
+        public int MmaStateBytes => 2 * (D + Dv + 8) * Ldt2;
         public int MmaOutBytes => 2 * (2 * Dv * Ldd + MmaTT * Ldd) + 4 * (D + MmaTT);
-        public int MmaBwdQBytes => 2 * (2 * D * Lde + D * Ldt2 + MmaTT * Lde + Dv * Ldt2) + 4 * (D + 2 * MmaTT);
+        public int MmaBwdQBytes => 2 * (2 * D * Lde + D * Ldt2 + MmaTT * Lde + (Dv + 8) * Ldt2) + 4 * (D + 3 * MmaTT);
         public int MmaBwdKvBytes => 2 * (2 * D * Lde + 2 * Dv * Ldd + MmaTT * Lde + MmaTT * Ldd) + 4 * D;
         public int MmaMaxBytes => Math.Max(Math.Max(MmaStateBytes, MmaOutBytes), Math.Max(MmaBwdQBytes, MmaBwdKvBytes));
 
@@ -60,7 +60,45 @@ internal static unsafe class FusedModuleCache
     private static readonly Dictionary<(int, int, int, int, int), FusedModule> Modules = new();
 
     /// <summary>Makes the device's primary context current on this thread (autograd runs backward on its own threads).</summary>
-    public static void MakeCurrent(FusedModule module) => CudaLibraries.Check(CudaLibraries.cuCtxSetCurrent(module.Context), "cuCtxSetCurrent");
+    public static void MakeCurrent(FusedModule module) => MakeCurrent(module.Context);
+
+    /// <summary>Makes <paramref name="context"/> current on this thread.</summary>
+    public static void MakeCurrent(IntPtr context) => CudaLibraries.Check(CudaLibraries.cuCtxSetCurrent(context), "cuCtxSetCurrent");
+
+    /// <summary>Loads a CUBIN into the current context and returns its kernel <paramref name="name"/> (dynamic shared memory raised to <paramref name="sharedBytes"/>).</summary>
+    internal static IntPtr LoadFunction(byte[] cubin, string name, int sharedBytes) => Function(LoadModule(cubin), name, sharedBytes);
+
+    /// <summary>Loads a CUBIN into the current context.</summary>
+    internal static IntPtr LoadModule(byte[] cubin)
+    {
+        IntPtr loaded;
+        fixed (byte* image = cubin) CudaLibraries.Check(CudaLibraries.cuModuleLoadData(&loaded, image), "cuModuleLoadData");
+        return loaded;
+    }
+
+    internal static IntPtr Function(IntPtr module, string name, int sharedBytes)
+    {
+        IntPtr f;
+        var bytes = Encoding.ASCII.GetBytes(name + "\0");
+        fixed (byte* p = bytes) CudaLibraries.Check(CudaLibraries.cuModuleGetFunction(&f, module, p), "cuModuleGetFunction " + name);
+        // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: needed above 48 KB.
+        CudaLibraries.Check(CudaLibraries.cuFuncSetAttribute(f, 8, sharedBytes), "cuFuncSetAttribute " + name);
+        return f;
+    }
+
+    private static readonly Dictionary<(IntPtr, int), int> Occupancy = new();
+
+    /// <summary>Blocks of 256 threads of <paramref name="function"/> that fit on one SM at once with this dynamic shared memory (at least 1).</summary>
+    public static int BlocksPerSm(IntPtr function, int sharedBytes)
+    {
+        lock (Gate)
+        {
+            if (Occupancy.TryGetValue((function, sharedBytes), out var n)) return n;
+            int blocks;
+            CudaLibraries.Check(CudaLibraries.cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, function, 256, (nuint)sharedBytes), "cuOccupancyMaxActiveBlocksPerMultiprocessor");
+            return Occupancy[(function, sharedBytes)] = Math.Max(1, blocks);
+        }
+    }
 
     /// <summary>Largest dynamic shared memory a block may use on the device (opt-in limit).</summary>
     public static int MaxSharedBytes(int device) => Device(device).MaxSharedOptIn;
@@ -76,18 +114,8 @@ internal static unsafe class FusedModuleCache
             var tiles = Tiling.For(d, dv);
             bool mma = tiles.MmaEligible(inType, info.Major);
             var cubin = Compile($"sm_{info.Major}{info.Minor}", tiles, inType, map, mma, verbose: false, out _);
-            IntPtr loaded;
-            fixed (byte* image = cubin) CudaLibraries.Check(CudaLibraries.cuModuleLoadData(&loaded, image), "cuModuleLoadData");
-            var handle = loaded;
-            IntPtr Function(string name, int sharedBytes)
-            {
-                IntPtr f;
-                var bytes = Encoding.ASCII.GetBytes(name + "\0");
-                fixed (byte* p = bytes) CudaLibraries.Check(CudaLibraries.cuModuleGetFunction(&f, handle, p), "cuModuleGetFunction " + name);
-                // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: needed above 48 KB.
-                CudaLibraries.Check(CudaLibraries.cuFuncSetAttribute(f, 8, sharedBytes), "cuFuncSetAttribute " + name);
-                return f;
-            }
+            var handle = LoadModule(cubin);
+            IntPtr Function(string name, int sharedBytes) => FusedModuleCache.Function(handle, name, sharedBytes);
             module = new FusedModule(info.Context, Function("fwd_state", tiles.StateBytes), Function("fwd_out", tiles.OutBytes),
                 Function("bwd_q", tiles.BwdQBytes), Function("bwd_kv", tiles.BwdKvBytes), tiles, info.SmCount)
             {
@@ -120,7 +148,7 @@ internal static unsafe class FusedModuleCache
     }
 
     /// <summary>The CUDA-core kernels, then the tensor-core ones (compiled only with -DMMA=1).</summary>
-    internal static string FullSource => FusedKernelSource.Source + FusedMmaSource.Source + FusedMmaSourceBackward.Source;
+    internal static string FullSource => FusedKernelSource.Source + FusedMmaSource.Source + FusedMmaSourceForward.Source + FusedMmaSourceBackward.Source;
 
     /// <summary>NVRTC options: architecture and the shape/dtype/feature-map macros of the source.</summary>
     internal static string[] Options(string arch, Tiling t, int inType, FusedFeatureMap map, bool mma, bool verbose)
