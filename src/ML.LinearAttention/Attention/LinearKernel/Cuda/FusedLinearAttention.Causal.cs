@@ -12,8 +12,8 @@ public static partial class FusedLinearAttention
     /// <summary>
     /// Whether <c>LinearMixer</c> (causal, normalized, relu/elu) and <c>HedgehogMixer</c> (causal) route to
     /// <see cref="Causal"/> when its tensor-core kernels take the inputs. Default on (off when
-    /// <see cref="CausalEnableVariable"/> = "0"): on an H200 the kernels passed every verification case that ran
-    /// (docs/benchmarks/fused-verification-causal.md) and run about twice as fast as the chunked ops; direct calls of
+    /// <see cref="CausalEnableVariable"/> = "0"): on an H200 the kernels pass every causal verification case
+    /// (docs/benchmarks/fused-verification.md) and run about twice as fast as the chunked ops; direct calls of
     /// <see cref="Causal"/> ignore it.
     /// </summary>
     public static bool CausalEnabled { get; set; } = Environment.GetEnvironmentVariable(CausalEnableVariable) != "0";
