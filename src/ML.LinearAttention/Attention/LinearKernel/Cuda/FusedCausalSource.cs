@@ -126,14 +126,7 @@ extern "C" __global__ void __launch_bounds__(NT) causal_out(const in_t* __restri
     wmm<MTT, DV, D, true>(Qs, LDD, Sh, SPLIT ? Sl : nullptr, LDD, acc_);
     __syncthreads();
     in_t* ob = o + (size_t)bh * T * DV;
-    FOR_TILE_PAIRS(MTT, DV, {
-        const int t = ts + row;
-        if (t < T) {
-            const bool real = real_token(mask, b, t, T);
-            const float inv = den[row];
-            *(unsigned*)(ob + (size_t)t * DV + col) = pack2(stx(real ? c0 * inv : 0.f), stx(real ? c1 * inv : 0.f));
-        }
-    })
+    store_out(acc_, ob, den, mask, b, ts, T);
 }
 #endif
 """;

@@ -166,6 +166,19 @@ __device__ __forceinline__ void zero_tiles(float (&acc)[TPW(M, N)][4]) {
             BODY \
         } } }
 
+// Output rows of a token tile from the accumulators of o = num (MTT × DV), times 1/den per row; zero at padded rows.
+__device__ __forceinline__ void store_out(const float (&acc_)[TPW(MTT, DV)][4], in_t* ob, const float* den, const u8* mask,
+        int b, int ts, int T) {
+    FOR_TILE_PAIRS(MTT, DV, {
+        const int t = ts + row;
+        if (t < T) {
+            const bool real = real_token(mask, b, t, T);
+            const float inv = den[row];
+            *(unsigned*)(ob + (size_t)t * DV + col) = pack2(stx(real ? c0 * inv : 0.f), stx(real ? c1 * inv : 0.f));
+        }
+    })
+}
+
 // S (high, low) into shared memory as [rows][ld] with S[d][e] at (d·ld + e), or transposed (e·ld + d).
 __device__ __forceinline__ void load_split(const float* __restrict__ src, u16* hi, u16* lo, int ld, bool transposed) {
     for (int i = threadIdx.x; i < D * DV; i += NT) {
