@@ -39,10 +39,14 @@ public static class KernelBenchmark
         if (options.ProfileFused) return FusedKernelProfile.Run(options, device, dtype, log);
         bool gpuTime = cuda && FusedLinearAttention.UnavailableReason(device) is null;
         var memory = cuda ? new CudaMemoryProbe(0) : null;
-        var mechanisms = MixerRegistry.All.Where(m => m.BenchCases != null && (options.Only == null || options.Only.Contains(m.Name, StringComparer.OrdinalIgnoreCase))).ToList();
         if (options.Only != null)
             foreach (var unknown in options.Only.Where(n => !MixerRegistry.Contains(n)))
                 throw new ArgumentException($"--only names an unknown mechanism '{unknown}'. Known: {string.Join(", ", MixerRegistry.All.Select(m => m.Name))}.");
+        if (options.From != null && !MixerRegistry.Contains(options.From))
+            throw new ArgumentException($"--from names an unknown mechanism '{options.From}'. Known: {string.Join(", ", MixerRegistry.All.Select(m => m.Name))}.");
+        var mechanisms = MixerRegistry.All.Where(m => m.BenchCases != null
+            && (options.Only == null || options.Only.Contains(m.Name, StringComparer.OrdinalIgnoreCase))
+            && (options.From == null || string.Compare(m.Name, options.From, StringComparison.OrdinalIgnoreCase) >= 0)).ToList();
         log.WriteLine($"bench kernels on {device} ({options.Machine}), {dtype}, {options.TokensPerBatch} tokens per batch, H={options.Heads}, D={options.HeadDim}; memory: {memory?.Unavailable ?? (cuda ? "cudaMallocAsync pool high-water mark" : "not measured on CPU")}");
 
         var results = new List<Result>();

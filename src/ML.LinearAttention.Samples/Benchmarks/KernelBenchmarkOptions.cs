@@ -9,6 +9,8 @@ public sealed record KernelBenchmarkOptions
     public long Heads { get; init; } = 12;
     public long HeadDim { get; init; } = 64;
     public string[]? Only { get; init; }
+    /// <summary>Only mechanisms whose name sorts at or after this one (ordinal), to resume a run cut short at that mechanism.</summary>
+    public string? From { get; init; }
     public string? Device { get; init; }
     public string? DType { get; init; }
     public string Commit { get; init; } = "unknown";
@@ -39,6 +41,7 @@ public sealed record KernelBenchmarkOptions
                 "--heads" => o with { Heads = Long(Value()) },
                 "--dim" => o with { HeadDim = Long(Value()) },
                 "--only" => o with { Only = Value().Split(',', StringSplitOptions.RemoveEmptyEntries) },
+                "--from" => o with { From = Value() },
                 "--device" => o with { Device = Value() },
                 "--dtype" => o with { DType = Value() },
                 "--commit" => o with { Commit = Value() },

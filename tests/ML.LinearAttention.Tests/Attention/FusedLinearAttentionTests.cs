@@ -52,6 +52,17 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Gpu_timer_and_profile_refuse_the_cpu_with_the_reason()
+    {
+        var timer = Assert.Throws<InvalidOperationException>(() => GpuTimer.Measure(torch.CPU, () => { }, 3));
+        Assert.Contains("CUDA", timer.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => GpuTimer.Measure(torch.CPU, () => { }, 0));
+        var q = torch.zeros(1, 1, 4, 16);
+        var profile = Assert.Throws<InvalidOperationException>(() => FusedLinearAttention.Profile(q, q, q, FusedFeatureMap.Relu));
+        Assert.Contains("CUDA", profile.Message);
+    }
+
+    [Fact]
     public void Bad_inputs_give_clear_errors()
     {
         var q = torch.rand(1, 2, 5, 4);

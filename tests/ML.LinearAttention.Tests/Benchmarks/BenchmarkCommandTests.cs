@@ -71,6 +71,36 @@ public sealed class BenchmarkCommandTests
         finally { Directory.Delete(dir, true); }
     }
 
+    [Fact]
+    public void KernelBenchmarkRunsOnTheCpuAndResumesFromAMechanism()
+    {
+        Torch.Seed();
+        var dir = Directory.CreateTempSubdirectory("bench-kernels-").FullName;
+        try
+        {
+            string[] Args(params string[] extra) => new[] { "--device", "cpu", "--dtype", "fp32", "--tokens", "32", "--lengths", "16", "--heads", "2",
+                "--dim", "16", "--seconds", "0.01", "--commit", "test", "--machine", "test machine", "--out", dir }.Concat(extra).ToArray();
+            Assert.Equal(0, KernelBenchmark.Run(KernelBenchmarkOptions.Parse(Args("--only", "softmax,linear", "--cases", "sdpa,relu bidirectional fused mma")), TextWriter.Null));
+            var md = File.ReadAllText(Path.Combine(dir, "kernels.md"));
+            Assert.Contains("| softmax | sdpa |", md);
+            Assert.Contains("| linear | relu bidirectional fused mma |", md);   // the TorchSharp fallback on the CPU
+            Assert.Contains("## Milliseconds", md);
+            Assert.DoesNotContain("GPU milliseconds", md);                       // no GPU clock on the CPU
+            Assert.DoesNotContain("Partial", md);
+            var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "kernels.json"))).RootElement;
+            Assert.True(json.GetProperty("Complete").GetBoolean());
+            Assert.All(json.GetProperty("Results").EnumerateArray(), r => Assert.True(r.GetProperty("FwdBwdMs").GetDouble() > 0, r.ToString()));
+            // --from skips the mechanisms that sort before it (hedgehog < linear), to resume a run cut short.
+            Assert.Equal(0, KernelBenchmark.Run(KernelBenchmarkOptions.Parse(Args("--only", "hedgehog,softmax", "--from", "linear", "--cases", "sdpa,bidirectional")), TextWriter.Null));
+            var resumed = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "kernels.json"))).RootElement.GetProperty("Results").EnumerateArray()
+                .Select(r => r.GetProperty("Mechanism").GetString()).Distinct().ToList();
+            Assert.Equal(new[] { "softmax" }, resumed);
+        }
+        finally { Directory.Delete(dir, true); }
+        var unknown = Assert.Throws<ArgumentException>(() => KernelBenchmark.Run(KernelBenchmarkOptions.Parse(new[] { "--device", "cpu", "--from", "nope" }), TextWriter.Null));
+        Assert.Contains("--from names an unknown mechanism 'nope'", unknown.Message);
+    }
+
     [Theory]
     [InlineData("oom@32")]
     [InlineData("exit@32")]
