@@ -24,6 +24,14 @@ internal static class LinearBench
         foreach (bool mma in new[] { false, true })
             yield return new KernelBenchCase($"{map} bidirectional fused{(mma ? " mma" : "")}", false, Make,
                 i => FusedLinearAttention.Bidirectional(i[0], i[1], i[2], null, FusedLinearAttention.ParseFeatureMap(map), LinearAttentionKernels.DefaultEps, tensorCores: mma));
+        // The experimental row-owned forward-output kernel (FusedLinearAttention.RowOwnedForwardOutput), switched on for the call.
+        yield return new KernelBenchCase("relu bidirectional fused mma rows", false, Make, i =>
+        {
+            bool before = FusedLinearAttention.RowOwnedForwardOutput;
+            FusedLinearAttention.RowOwnedForwardOutput = true;
+            try { return FusedLinearAttention.Bidirectional(i[0], i[1], i[2], null, FusedFeatureMap.Relu, LinearAttentionKernels.DefaultEps, tensorCores: true); }
+            finally { FusedLinearAttention.RowOwnedForwardOutput = before; }
+        });
         foreach (int chunk in new[] { 64, 128 })
             yield return new KernelBenchCase($"relu causal chunk{chunk}", true, Make,
                 i => LinearAttentionKernels.Causal(FeatureMaps.Apply("relu", i[0]), FeatureMaps.Apply("relu", i[1]), i[2], null, chunk: chunk));

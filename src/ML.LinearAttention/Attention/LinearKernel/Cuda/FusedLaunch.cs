@@ -103,8 +103,9 @@ internal static class FusedLaunch
             }
             if (run.HasFlag(FusedKernels.Out))
             {
-                var (tpb2, blocks2) = MmaSplit(module, mma.FwdOut, tiles.MmaOutBytes, t, b * h);
-                FusedModuleCache.Launch(mma.FwdOut, blocks2, b * h, tiles.MmaOutBytes,
+                var (kernel, bytes) = FusedLinearAttention.RowOwnedForwardOutput ? (mma.FwdOutRows, tiles.MmaOutRowsBytes) : (mma.FwdOut, tiles.MmaOutBytes);
+                var (tpb2, blocks2) = MmaSplit(module, kernel, bytes, t, b * h);
+                FusedModuleCache.Launch(kernel, blocks2, b * h, bytes,
                     Ptr(q), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb2, Ptr(o));
             }
             return (o, s, z, true);

@@ -72,6 +72,88 @@ extern "C" __global__ void __launch_bounds__(NT) mma_fwd_out(const in_t* __restr
         store_out(acc_, ob, den, mask, b, ts, T);
     }
 }
+// Variant of mma_fwd_out in which every warp owns whole 16-token row tiles (no block barrier in the loop): φq A
+// fragments come straight from global memory into registers (the next row tile's words fetched before the current
+// tile's MMAs), den = φq·z is reduced within the 4 lanes of a row, and o leaves from the accumulators. Same arguments
+// and result; smem holds Sᵀ (high, low) and z only. Selected by FusedLinearAttention.RowOwnedForwardOutput.
+// A fragment words of row tile r0 (see mma16816): w[kk][0] = q[r0+g][16kk+2qq..], w[kk][1] = q[r0+g+8][16kk+2qq..],
+// w[kk][2] = q[r0+g][16kk+2qq+8..], w[kk][3] = q[r0+g+8][16kk+2qq+8..] (two 16-bit inputs each; zero where not real).
+struct QRowWords { unsigned w[D / 16][4]; bool ok0, ok1; };
+__device__ __forceinline__ void fetch_qrow(QRowWords& f, const in_t* qb, const u8* mask, int b, int r0, int T) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, qq = lane & 3;
+    f.ok0 = real_token(mask, b, r0 + g, T);
+    f.ok1 = real_token(mask, b, r0 + g + 8, T);
+    const in_t* p0 = qb + (size_t)(r0 + g) * D + 2 * qq;
+    const in_t* p1 = qb + (size_t)(r0 + g + 8) * D + 2 * qq;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+        f.w[kk][0] = f.ok0 ? *(const unsigned*)(p0 + 16 * kk) : 0u;
+        f.w[kk][1] = f.ok1 ? *(const unsigned*)(p1 + 16 * kk) : 0u;
+        f.w[kk][2] = f.ok0 ? *(const unsigned*)(p0 + 16 * kk + 8) : 0u;
+        f.w[kk][3] = f.ok1 ? *(const unsigned*)(p1 + 16 * kk + 8) : 0u;
+    }
+}
+// φ of two 16-bit inputs as a bf16 pair (raw for bf16 relu/identity; zero where not real).
+__device__ __forceinline__ unsigned phi_word(unsigned w, bool ok) {
+    if constexpr (raw_map_ok<MAP_PHI, true>()) return raw_map<MAP_PHI>(w);
+    else return ok ? f2m2<true>(phi(ldx((in_t)(w & 0xffffu))), phi(ldx((in_t)(w >> 16)))) : 0u;
+}
+
+extern "C" __global__ void __launch_bounds__(NT) mma_fwd_out_rows(const in_t* __restrict__ q, const float* __restrict__ S,
+        const float* __restrict__ z, const u8* __restrict__ mask, const float* __restrict__ epsn, int T, int H, int tpb,
+        in_t* __restrict__ o) {
+    extern __shared__ float4 smem4[];
+    u16* Sh = (u16*)smem4;              // [DV][LDD]  Sᵀ high
+    u16* Sl = Sh + DV * LDD;            // [DV][LDD]  Sᵀ low
+    float* zs = (float*)(Sl + DV * LDD);    // [D]
+    const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, qq = lane & 3;
+    const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
+    load_split(S + (size_t)bh * D * DV, Sh, Sl, LDD, true);
+    if (tid < D) zs[tid] = z[(size_t)bh * D + tid];
+    __syncthreads();
+    const float en = epsn[b];
+    const in_t* qb = q + (size_t)bh * T * D;
+    in_t* ob = o + (size_t)bh * T * DV;
+    QRowWords f;
+    int r0 = t0 + 16 * w;
+    if (r0 < t1) fetch_qrow(f, qb, mask, b, r0, T);
+    for (; r0 < t1; r0 += 16 * NW) {
+        unsigned a[D / 16][4];
+        float d0 = 0.f, d1 = 0.f;       // φq·z of rows g and g + 8, this lane's columns
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) a[kk][i] = phi_word(f.w[kk][i], (i & 1) ? f.ok1 : f.ok0);
+            const int c = 16 * kk + 2 * qq;
+            d0 += bf2f((u16)(a[kk][0] & 0xffffu)) * zs[c] + bf2f((u16)(a[kk][0] >> 16)) * zs[c + 1]
+                + bf2f((u16)(a[kk][2] & 0xffffu)) * zs[c + 8] + bf2f((u16)(a[kk][2] >> 16)) * zs[c + 9];
+            d1 += bf2f((u16)(a[kk][1] & 0xffffu)) * zs[c] + bf2f((u16)(a[kk][1] >> 16)) * zs[c + 1]
+                + bf2f((u16)(a[kk][3] & 0xffffu)) * zs[c + 8] + bf2f((u16)(a[kk][3] >> 16)) * zs[c + 9];
+        }
+        const bool real0 = f.ok0, real1 = f.ok1;
+        if (r0 + 16 * NW < t1) fetch_qrow(f, qb, mask, b, r0 + 16 * NW, T);
+        d0 += __shfl_xor_sync(0xffffffffu, d0, 1); d0 += __shfl_xor_sync(0xffffffffu, d0, 2);
+        d1 += __shfl_xor_sync(0xffffffffu, d1, 1); d1 += __shfl_xor_sync(0xffffffffu, d1, 2);
+        const float inv0 = real0 ? 1.f / (d0 + en) : 0.f, inv1 = real1 ? 1.f / (d1 + en) : 0.f;
+#pragma unroll
+        for (int j = 0; j < DV / 8; ++j) {
+            float c[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) {
+                unsigned bw[2];
+                frag_b(bw, Sh, LDD, 8 * j, 16 * kk);
+                mma16816<true>(c, a[kk], bw);
+#if SPLIT
+                frag_b(bw, Sl, LDD, 8 * j, 16 * kk);
+                mma16816<true>(c, a[kk], bw);
+#endif
+            }
+            const int col = 8 * j + 2 * qq;
+            if (r0 + g < T) *(unsigned*)(ob + (size_t)(r0 + g) * DV + col) = pack2(stx(c[0] * inv0), stx(c[1] * inv0));
+            if (r0 + g + 8 < T) *(unsigned*)(ob + (size_t)(r0 + g + 8) * DV + col) = pack2(stx(c[2] * inv1), stx(c[3] * inv1));
+        }
+    }
+}
 #endif
 """;
 }
