@@ -135,6 +135,13 @@ int main(int argc, char** argv) {
         const in_t* Q = q.data(); const float* en = epsn.data(); const float *S = m.S.data(), *z = m.z.data(); in_t* o = oRows.data();
         launch(blocks, BH, [&] { mma_fwd_out_rows(Q, S, z, mp, en, T, H, tpb, o); });
     }
+    // The row-owned dk/dv variant, from the tensor-core dS and dz.
+    std::vector<in_t> dkRows(nq, 0), dvRows(nv, 0);
+    {
+        int tiles = (T + 63) / 64, tpb = min(tiles, tpbArg), blocks = (tiles + tpb - 1) / tpb;
+        const in_t *K = k.data(), *V = v.data(); const float *dS = m.dS.data(), *dz = m.dz.data(); in_t *dk = dkRows.data(), *dv = dvRows.data();
+        launch(blocks, BH, [&] { mma_bwd_kv_rows(K, V, dS, dz, mp, T, H, tpb, dk, dv); });
+    }
 #endif
     double worst = 0;
     auto cmpf = [&](const char* n, const std::vector<float>& x, const std::vector<float>& y) {
@@ -149,6 +156,9 @@ int main(int argc, char** argv) {
     cmpt("o/rows", a.o, oRows);
 #endif
     cmpf("dS", a.dS, m.dS); cmpf("dz", a.dz, m.dz); cmpt("dq", a.dq, m.dq); cmpt("dk", a.dk, m.dk); cmpt("dv", a.dv, m.dv);
+#if MMA
+    cmpt("dk/rows", a.dk, dkRows); cmpt("dv/rows", a.dv, dvRows);
+#endif
     printf("%s worst rel %.2e\n", worst < 2e-2 ? "OK" : "BAD", worst);
     return worst < 2e-2 ? 0 : 1;
 }

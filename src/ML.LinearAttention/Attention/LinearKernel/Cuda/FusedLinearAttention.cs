@@ -45,17 +45,18 @@ public static partial class FusedLinearAttention
     /// </summary>
     public static bool UseTensorCores { get; set; } = Environment.GetEnvironmentVariable(TensorCoreVariable) != "0";
 
-    /// <summary>Environment variable that selects the row-owned forward-output kernel when set to "1".</summary>
+    /// <summary>Environment variable that selects the row-owned tensor-core kernels when set to "1".</summary>
     public const string RowOwnedVariable = "ML_LINEARATTENTION_FUSED_ROWS";
 
     /// <summary>
-    /// Experimental, default off: the tensor-core forward's output kernel runs as <c>mma_fwd_out_rows</c> (each warp owns
-    /// whole 16-token row tiles, φq fragments straight from global memory, no block barriers in its loop) instead of
-    /// <c>mma_fwd_out</c>. Checked on the CPU emulator against the CUDA-core kernel; not yet timed or verified on a GPU
-    /// (`bench kernels` times it as "relu bidirectional fused mma rows"). Its denominators sum in another order than the
-    /// backward's recomputation (fp32 rounding apart, the same values).
+    /// Experimental, default off: the tensor-core forward output and dk/dv kernels run as <c>mma_fwd_out_rows</c> and
+    /// <c>mma_bwd_kv_rows</c> (each warp owns whole 16-token row tiles, A fragments straight from global memory, no block
+    /// barriers in their loops) instead of <c>mma_fwd_out</c> and <c>mma_bwd_kv</c>. Checked on the CPU emulator against
+    /// the CUDA-core kernels; not yet timed or verified on a GPU (`bench kernels` times it as "relu bidirectional fused
+    /// mma rows", `--profile-fused` per kernel). Read at each forward call; the backward follows its forward. The
+    /// forward's denominators sum in another order than mma_bwd_q's recomputation (the same values up to fp32 rounding).
     /// </summary>
-    internal static bool RowOwnedForwardOutput { get; set; } = Environment.GetEnvironmentVariable(RowOwnedVariable) == "1";
+    internal static bool RowOwnedKernels { get; set; } = Environment.GetEnvironmentVariable(RowOwnedVariable) == "1";
 
     private static int _reported;
 

@@ -13,7 +13,7 @@ internal sealed record FusedModule(IntPtr Context, IntPtr FwdState, IntPtr FwdOu
 }
 
 /// <summary>The four tensor-core kernels of a module.</summary>
-internal sealed record MmaKernels(IntPtr FwdState, IntPtr FwdOut, IntPtr BwdQ, IntPtr BwdKv, IntPtr FwdOutRows);
+internal sealed record MmaKernels(IntPtr FwdState, IntPtr FwdOut, IntPtr BwdQ, IntPtr BwdKv, IntPtr FwdOutRows, IntPtr BwdKvRows);
 
 /// <summary>
 /// Compiles <see cref="FusedKernelSource"/> with NVRTC once per process per (device, D, Dv, dtype, feature map), for
@@ -40,6 +40,7 @@ internal static unsafe class FusedModuleCache
         public int MmaStateBytes => 2 * (D + Dv + 8) * Ldt2;
         public int MmaOutBytes => 2 * (2 * Dv * Ldd + MmaTT * Ldd) + 4 * (D + MmaTT);
         public int MmaOutRowsBytes => 2 * (2 * Dv * Ldd) + 4 * D;
+        public int MmaBwdKvRowsBytes => 2 * (2 * D * Lde + 2 * Dv * Ldd) + 4 * D;
         public int MmaBwdQBytes => 2 * (2 * D * Lde + D * Ldt2 + MmaTT * Lde + (Dv + 8) * Ldt2) + 4 * (D + 3 * MmaTT);
         public int MmaBwdKvBytes => 2 * (2 * D * Lde + 2 * Dv * Ldd + MmaTT * Lde + MmaTT * Ldd) + 4 * D;
         public int MmaMaxBytes => Math.Max(Math.Max(MmaStateBytes, MmaOutBytes), Math.Max(MmaBwdQBytes, MmaBwdKvBytes));
@@ -122,7 +123,7 @@ internal static unsafe class FusedModuleCache
             {
                 Mma = mma ? new MmaKernels(Function("mma_fwd_state", tiles.MmaStateBytes), Function("mma_fwd_out", tiles.MmaOutBytes),
                     Function("mma_bwd_q", tiles.MmaBwdQBytes), Function("mma_bwd_kv", tiles.MmaBwdKvBytes),
-                    Function("mma_fwd_out_rows", tiles.MmaOutRowsBytes)) : null,
+                    Function("mma_fwd_out_rows", tiles.MmaOutRowsBytes), Function("mma_bwd_kv_rows", tiles.MmaBwdKvRowsBytes)) : null,
             };
             Modules[key] = module;
             return module;
