@@ -53,13 +53,6 @@ public static class FusedCausalVerification
         log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{(ok ? "PASS" : "FAIL")}  mixer linear relu causal (mma): fused on vs off, bf16, B=3 T=37 padded, max err of output and input gradient {err:E2}"));
     }
 
-    private static Tensor Map(FusedFeatureMap map, Tensor x) => map switch
-    {
-        FusedFeatureMap.Relu => FeatureMaps.Apply("relu", x),
-        FusedFeatureMap.Elu => FeatureMaps.Apply("elu", x),
-        _ => x,
-    };
-
     private static (bool pass, double fused, double torch, string path) Check(Device device, ScalarType dtype, FusedFeatureMap map, long b, long t, long d, long dv)
     {
         using var scope = NewDisposeScope();
@@ -80,7 +73,7 @@ public static class FusedCausalVerification
         var upstream = torch.randn(b, Heads, t, dv, device: device).to(dtype);
         var naive = FusedKernelVerification.Run((x, y, z) => FusedLinearAttention.CausalNaive(x, y, z, mask, map), q, k, v, upstream, ScalarType.Float32);
         var fused = FusedKernelVerification.Run((x, y, z) => FusedLinearAttention.Causal(x, y, z, mask, map), q, k, v, upstream, dtype);
-        var reference = FusedKernelVerification.Run((x, y, z) => LinearAttentionKernels.Causal(Map(map, x), Map(map, y), z, mask), q, k, v, upstream, dtype);
+        var reference = FusedKernelVerification.Run((x, y, z) => LinearAttentionKernels.Causal(FusedLinearAttention.ApplyFeatureMap(map, x), FusedLinearAttention.ApplyFeatureMap(map, y), z, mask), q, k, v, upstream, dtype);
         double fusedErr = 0, torchErr = 0;
         for (int i = 0; i < naive.Length; i++)
         {

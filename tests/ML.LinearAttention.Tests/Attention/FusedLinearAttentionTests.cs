@@ -30,12 +30,7 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
     public void Fused_entry_matches_naive_outputs_and_gradients(long[] lengths, int h, int d, int dv, ScalarType dtype, FusedFeatureMap map)
     {
         Torch.Seed();
-        long b = lengths.Length, t = lengths.Max();
-        var q = KernelAssert.Random(new[] { b, h, t, d }, dtype, requiresGrad: false);
-        var k = KernelAssert.Random(new[] { b, h, t, d }, dtype, requiresGrad: false);
-        if (map == FusedFeatureMap.Identity) { q = q.abs(); k = k.abs(); }   // precomputed maps are non-negative
-        var x = new[] { q.requires_grad_(true), k.requires_grad_(true), KernelAssert.Random(new[] { b, h, t, dv }, dtype) };
-        var mask = lengths.Distinct().Count() > 1 ? KernelAssert.LengthMask(lengths) : null;
+        var (x, mask) = KernelAssert.FusedInputs(lengths, h, d, dv, dtype, nonNegative: map == FusedFeatureMap.Identity);
         KernelAssert.SameOutputsAndGradients(
             i => LinearAttentionKernels.BidirectionalFused(i[0], i[1], i[2], mask, map.ToString().ToLowerInvariant()),
             i => FusedLinearAttention.Naive(i[0], i[1], i[2], mask, map),

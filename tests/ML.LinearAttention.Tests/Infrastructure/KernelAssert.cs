@@ -92,6 +92,20 @@ public static class KernelAssert
     }
 
     /// <summary>[B, T] padding mask with the given true lengths (right padding).</summary>
+    /// <summary>
+    /// Inputs of a fused-kernel case: raw q, k [B, H, T, d] (non-negative for the identity map, whose q and k are
+    /// precomputed feature maps), v [B, H, T, dv], all requiring gradients, and a length mask when the lengths differ.
+    /// </summary>
+    public static (Tensor[] X, Tensor? Mask) FusedInputs(long[] lengths, int h, int d, int dv, ScalarType dtype, bool nonNegative)
+    {
+        long b = lengths.Length, t = lengths.Max();
+        var q = Random(new[] { b, h, t, d }, dtype, requiresGrad: false);
+        var k = Random(new[] { b, h, t, d }, dtype, requiresGrad: false);
+        if (nonNegative) { q = q.abs(); k = k.abs(); }
+        var x = new[] { q.requires_grad_(true), k.requires_grad_(true), Random(new[] { b, h, t, dv }, dtype) };
+        return (x, lengths.Distinct().Count() > 1 ? LengthMask(lengths) : null);
+    }
+
     public static Tensor LengthMask(params long[] lengths)
     {
         long t = lengths.Max();

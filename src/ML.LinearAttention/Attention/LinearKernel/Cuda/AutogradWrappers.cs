@@ -38,3 +38,12 @@ internal static class AutogradWrappers
         return result;
     }
 }
+
+/// <summary>
+/// The non-tensor arguments of a fused autograd function (mask, feature map, eps, switches) in one box, so that autograd
+/// does not take the mask for a differentiable input.
+/// </summary>
+internal sealed class AutogradArguments(object? value)
+{
+    public object? Value { get; } = value;
+}

@@ -77,10 +77,10 @@ internal static unsafe class FusedCausalLaunch
         return module;
     }
 
-    private static long Ptr(Tensor? x) => x is null ? 0 : NativeTensorAccess.DataPointer(x).ToInt64();
+    private static long Ptr(Tensor? x) => FusedLaunch.Ptr(x);
 
     /// <summary>x, or a fresh copy when its data is not 16-byte aligned (the kernels load 8 halves at a time).</summary>
-    public static Tensor Aligned(Tensor x) => (Ptr(x) & 15) == 0 ? x : x.clone();
+    public static Tensor Aligned(Tensor x) => FusedLaunch.Aligned(x);
 
     private static long Chunks(long t) => (t + Chunk - 1) / Chunk;
 
@@ -127,20 +127,15 @@ internal static unsafe class FusedCausalLaunch
 /// </summary>
 internal sealed class FusedCausalFunction : autograd.SingleTensorFunction<FusedCausalFunction>
 {
-    private sealed class Box(object? value)
-    {
-        public object? Value { get; } = value;
-    }
-
     public override string Name => "FusedCausalLinearAttention";
 
     public static Tensor Run(Tensor q, Tensor k, Tensor v, Tensor? mask, FusedFeatureMap map, double eps)
-        => apply(q, k, v, new Box((mask, map, eps)));
+        => apply(q, k, v, new AutogradArguments((mask, map, eps)));
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
         AutogradWrappers.ReleaseReturned();
-        var (mask, map, eps) = ((Tensor?, FusedFeatureMap, double))((Box)vars[3]).Value!;
+        var (mask, map, eps) = ((Tensor?, FusedFeatureMap, double))((AutogradArguments)vars[3]).Value!;
         var q = FusedCausalLaunch.Aligned(((Tensor)vars[0]).contiguous());
         var k = FusedCausalLaunch.Aligned(((Tensor)vars[1]).contiguous());
         var v = FusedCausalLaunch.Aligned(((Tensor)vars[2]).contiguous());

@@ -63,16 +63,21 @@ internal static class FusedLaunch
         return best;
     }
 
+    // The search is linear in the tiles per head; a training loop sees few distinct shapes, so each is searched once.
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(long, long, long), (int, long)> Splits = new();
+
     private static (int tilesPerBlock, long blocks) MmaSplit(FusedModule module, IntPtr function, int sharedBytes, long t, long bh)
     {
         int tt = FusedModuleCache.Tiling.MmaTT;
-        return MmaSplit((t + tt - 1) / tt, bh, (long)module.SmCount * FusedModuleCache.BlocksPerSm(function, sharedBytes));
+        var key = ((t + tt - 1) / tt, bh, (long)module.SmCount * FusedModuleCache.BlocksPerSm(function, sharedBytes));
+        return Splits.GetOrAdd(key, k => MmaSplit(k.Item1, k.Item2, k.Item3));
     }
 
-    private static long Ptr(Tensor? x) => x is null ? 0 : NativeTensorAccess.DataPointer(x).ToInt64();
+    /// <summary>The device address of x's data (0 for null), as a kernel argument.</summary>
+    internal static long Ptr(Tensor? x) => x is null ? 0 : NativeTensorAccess.DataPointer(x).ToInt64();
 
     /// <summary>x, or a fresh copy when its data is not 16-byte aligned (the tensor-core kernels load 8 halves at a time).</summary>
-    private static Tensor Aligned(Tensor x) => (Ptr(x) & 15) == 0 ? x : x.clone();
+    internal static Tensor Aligned(Tensor x) => (Ptr(x) & 15) == 0 ? x : x.clone();
 
     /// <summary>eps·max(1, real tokens) per batch row, fp32 [B].</summary>
     public static Tensor EpsN(Tensor? mask, long b, long t, double eps, Device device) => mask is null
@@ -170,20 +175,15 @@ internal static class FusedLaunch
 /// </summary>
 internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction<FusedBidirectionalFunction>
 {
-    private sealed class Box(object? value)
-    {
-        public object? Value { get; } = value;
-    }
-
     public override string Name => "FusedLinearAttention";
 
     public static Tensor Run(Tensor q, Tensor k, Tensor v, Tensor? mask, FusedFeatureMap map, double eps, bool tensorCores)
-        => apply(q, k, v, new Box((mask, map, eps, tensorCores)));
+        => apply(q, k, v, new AutogradArguments((mask, map, eps, tensorCores)));
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
         AutogradWrappers.ReleaseReturned();
-        var (mask, map, eps, tensorCores) = ((Tensor?, FusedFeatureMap, double, bool))((Box)vars[3]).Value!;
+        var (mask, map, eps, tensorCores) = ((Tensor?, FusedFeatureMap, double, bool))((AutogradArguments)vars[3]).Value!;
         var q = ((Tensor)vars[0]).contiguous();
         var k = ((Tensor)vars[1]).contiguous();
         var v = ((Tensor)vars[2]).contiguous();

@@ -143,6 +143,9 @@ public static partial class FusedLinearAttention
         return LinearAttentionKernels.BidirectionalNaive(Map(featureMap, q), Map(featureMap, k), v, keyPaddingMask, normalize: true, eps).MoveToOuterDisposeScope();
     }
 
+    /// <summary>φ(x) for a fused feature map as TorchSharp ops (identity: x itself), as the fused kernels apply it.</summary>
+    public static Tensor ApplyFeatureMap(FusedFeatureMap map, Tensor x) => Map(map, x);
+
     internal static Tensor Map(FusedFeatureMap map, Tensor x) => map switch
     {
         FusedFeatureMap.Relu => FeatureMaps.Apply("relu", x),
