@@ -18,9 +18,11 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 public static class KernelBenchmark
 {
     /// <summary>One case at one length: wall milliseconds per synchronized step (host overhead included), GPU milliseconds
-    /// per step (CUDA events behind a spin kernel: device time alone; null on the CPU), peak memory, or the error.</summary>
+    /// per step (CUDA events behind a spin kernel: device time alone; null on the CPU, and null with
+    /// <paramref name="GpuHostBound"/> when the host could not stay ahead of the GPU, e.g. a step that synchronizes),
+    /// peak memory, or the error.</summary>
     public sealed record Result(string Mechanism, string Case, bool Causal, long T, long B, double? FwdMs, double? FwdBwdMs, double? PeakMiB, string? Error,
-        double? GpuFwdMs = null, double? GpuFwdBwdMs = null);
+        double? GpuFwdMs = null, double? GpuFwdBwdMs = null, bool GpuHostBound = false);
 
     public static int Run(KernelBenchmarkOptions options, TextWriter log)
     {
@@ -61,10 +63,11 @@ public static class KernelBenchmark
                 if (options.Cases != null && !options.Cases.Any(c => benchCase.Name.Contains(c, StringComparison.OrdinalIgnoreCase))) continue;
                 string key = mechanism.Name + "/" + benchCase.Name;
                 if (tooSlow.Contains(key)) { results.Add(new Result(mechanism.Name, benchCase.Name, benchCase.Causal, t, b, null, null, null, "skipped: over 5 s per step at a shorter length")); continue; }
+                var watch = Stopwatch.StartNew();
                 var result = Measure(mechanism.Name, benchCase, t, b, cuda, gpuTime, device, memory, options.SecondsPerCase);
                 results.Add(result);
                 if (result.FwdBwdMs > 5000) tooSlow.Add(key);
-                log.WriteLine($"{key,-40} T={t,6} B={b,3}  fwd {Fmt(result.FwdMs)} ms  fwd+bwd {Fmt(result.FwdBwdMs)} ms  GPU {Fmt(result.GpuFwdMs)} | {Fmt(result.GpuFwdBwdMs)} ms  peak {Fmt(result.PeakMiB)} MiB {result.Error}");
+                log.WriteLine($"{key,-40} T={t,6} B={b,3}  fwd {Fmt(result.FwdMs)} ms  fwd+bwd {Fmt(result.FwdBwdMs)} ms  GPU {Fmt(result.GpuFwdMs)} | {Fmt(result.GpuFwdBwdMs)} ms{(result.GpuHostBound ? " (host-bound)" : "")}  peak {Fmt(result.PeakMiB)} MiB  [{watch.Elapsed.TotalSeconds:F1} s] {result.Error}");
             }
             // Rewritten after every length: a run cut short (time limit) still leaves the rows measured so far.
             Write(options, device, dtype, memory, results, complete: false);
@@ -106,15 +109,19 @@ public static class KernelBenchmark
             double fwdBwd = Time(ForwardBackward, Sync, seconds / 2);
             double? peak = memory?.PeakBytes() is long bytes ? bytes / (1024.0 * 1024.0) : null;
             double? gpuFwd = null, gpuFwdBwd = null;
+            bool hostBound = false;
             if (gpuTime)
             {
-                // As many repetitions as the wall budget allows (3 to 50), all enqueued behind one spin kernel.
+                // As many repetitions as the wall budget allows (3 to 50), all enqueued behind one spin kernel. A host-bound
+                // figure includes idle gaps (and, for a step that synchronizes, the hold itself): it is left out.
                 int Reps(double ms) => (int)Math.Clamp(seconds / 2 * 1000 / Math.Max(ms, 1e-3), 3, 50);
-                gpuFwd = GpuTimer.Measure(device, Forward, Reps(fwd)).GpuMilliseconds;
-                gpuFwdBwd = GpuTimer.Measure(device, ForwardBackward, Reps(fwdBwd)).GpuMilliseconds;
+                var forward = GpuTimer.Measure(device, Forward, Reps(fwd));
+                var forwardBackward = GpuTimer.Measure(device, ForwardBackward, Reps(fwdBwd));
+                hostBound = forward.HostBound || forwardBackward.HostBound;
+                if (!hostBound) (gpuFwd, gpuFwdBwd) = (forward.GpuMilliseconds, forwardBackward.GpuMilliseconds);
             }
             upstream?.Dispose();
-            return new Result(mechanism, benchCase.Name, benchCase.Causal, t, b, fwd, fwdBwd, peak, null, gpuFwd, gpuFwdBwd);
+            return new Result(mechanism, benchCase.Name, benchCase.Causal, t, b, fwd, fwdBwd, peak, null, gpuFwd, gpuFwdBwd, hostBound);
         }
         catch (Exception e)
         {
@@ -178,7 +185,8 @@ public static class KernelBenchmark
             md.AppendLine("with other layers' GPU work); **wall** = host milliseconds per step with a synchronization after each step (host");
             md.AppendLine("overhead included: TorchSharp's managed autograd functions cost more of it than libtorch's built-in operators).");
             md.AppendLine();
-            Table(md, "GPU milliseconds, `fwd | fwd+bwd`", lengths, results, r => r.GpuFwdBwdMs is null ? null : $"{Fmt(r.GpuFwdMs)} \\| {Fmt(r.GpuFwdBwdMs)}");
+            Table(md, "GPU milliseconds, `fwd | fwd+bwd` (host-bound: the host could not enqueue ahead of the GPU, e.g. the step synchronizes; see the wall table)", lengths, results,
+                r => r.GpuHostBound ? "host-bound" : r.GpuFwdBwdMs is null ? null : $"{Fmt(r.GpuFwdMs)} \\| {Fmt(r.GpuFwdBwdMs)}");
             Table(md, "GPU fwd+bwd speed-up over SDPA of the same direction (SDPA time / kernel time; > 1 is faster)", lengths, results,
                 r => SpeedUp(results, r, x => x.GpuFwdBwdMs));
         }
