@@ -119,6 +119,7 @@ public static class KernelBenchmark
                 var forwardBackward = GpuTimer.Measure(device, ForwardBackward, Reps(fwdBwd));
                 hostBound = forward.HostBound || forwardBackward.HostBound;
                 if (!hostBound) (gpuFwd, gpuFwdBwd) = (forward.GpuMilliseconds, forwardBackward.GpuMilliseconds);
+                else Console.Error.WriteLine($"{mechanism}/{benchCase.Name} T={t}: host-bound GPU timing (host {forward.HostMilliseconds:F3} | {forwardBackward.HostMilliseconds:F3} ms per step, GPU {forward.GpuMilliseconds:F3} | {forwardBackward.GpuMilliseconds:F3} ms with gaps)");
             }
             upstream?.Dispose();
             return new Result(mechanism, benchCase.Name, benchCase.Causal, t, b, fwd, fwdBwd, peak, null, gpuFwd, gpuFwdBwd, hostBound);

@@ -58,9 +58,7 @@ extern "C" __global__ void spin(long long nanoseconds) {
                 FusedModuleCache.Launch(spin, 1, 1, 0, (long)(hold * 1e6));
                 CudaLibraries.Check(CudaLibraries.cuEventRecord(start, IntPtr.Zero), "cuEventRecord");
                 var watch = Stopwatch.StartNew();
-                step();
-                double first = watch.Elapsed.TotalMilliseconds;
-                for (int i = 1; i < repetitions; i++) step();
+                for (int i = 0; i < repetitions; i++) step();
                 double host = watch.Elapsed.TotalMilliseconds;
                 FusedModuleCache.MakeCurrent(FusedModuleCache.Device(ordinal).Context);
                 CudaLibraries.Check(CudaLibraries.cuEventRecord(end, IntPtr.Zero), "cuEventRecord");
@@ -68,11 +66,9 @@ extern "C" __global__ void spin(long long nanoseconds) {
                 float ms;
                 CudaLibraries.Check(CudaLibraries.cuEventElapsedTime(&ms, start, end), "cuEventElapsedTime");
                 bool hostBound = host > 0.8 * hold;
-                // A first run that outlasted the hold waited for the spin: the step synchronizes the host, and no hold
-                // can hide that, so it is reported at once. Otherwise one retry with a hold that covers the measured
-                // enqueue time; a second failure is reported instead of retried.
-                bool synchronizes = first >= hold;
-                if (!hostBound || synchronizes || retried || hold >= 4000)
+                // One retry with a hold that covers the measured enqueue time; a step that synchronizes the host waits
+                // for the spin whatever its length, so a second failure is reported instead of retried.
+                if (!hostBound || retried || hold >= 4000)
                     return new GpuTiming(ms / repetitions, host / repetitions, hostBound);
                 retried = true;
                 hold = Math.Min(4000, host * 2.5 + 50);
