@@ -7,8 +7,9 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 /// <summary>GPU milliseconds per run of a piece of work, and the host's milliseconds to enqueue it.</summary>
 /// <param name="GpuMilliseconds">Device time per run between two CUDA events, with the host's launch overhead hidden.</param>
 /// <param name="HostMilliseconds">Host time per run to enqueue the work (the launch overhead that was hidden).</param>
-/// <param name="HostBound">True when the host could not stay ahead of the GPU (it synchronized, or enqueuing took longer
-/// than the hold), so <paramref name="GpuMilliseconds"/> includes idle gaps.</param>
+/// <param name="HostBound">True when the host could not stay ahead of the GPU (it synchronized, or enqueued more slowly
+/// than the GPU ran), so <paramref name="GpuMilliseconds"/> includes idle gaps.</param>
+/// <remarks><paramref name="HostMilliseconds"/> includes waits on a full launch queue, which hide no GPU time.</remarks>
 public sealed record GpuTiming(double GpuMilliseconds, double HostMilliseconds, bool HostBound);
 
 /// <summary>
@@ -62,10 +63,16 @@ extern "C" __global__ void spin(long long nanoseconds) {
                 double host = watch.Elapsed.TotalMilliseconds;
                 FusedModuleCache.MakeCurrent(FusedModuleCache.Device(ordinal).Context);
                 CudaLibraries.Check(CudaLibraries.cuEventRecord(end, IntPtr.Zero), "cuEventRecord");
+                watch.Restart();
                 CudaLibraries.Check(CudaLibraries.cuEventSynchronize(end), "cuEventSynchronize");
+                double tail = watch.Elapsed.TotalMilliseconds;
                 float ms;
                 CudaLibraries.Check(CudaLibraries.cuEventElapsedTime(&ms, start, end), "cuEventElapsedTime");
-                bool hostBound = host > 0.8 * hold;
+                // No idle gaps when every run was enqueued while the spin held the GPU, or when the GPU still had two
+                // runs or more of queued work once the host was done: the host then outran the GPU and only waited on
+                // the launch queue's depth (a step of hundreds of kernels fills it). A host slower than the GPU, or a
+                // step that synchronizes, leaves the queue nearly empty at the end instead.
+                bool hostBound = host > 0.8 * hold && tail < 2 * ms / repetitions;
                 // One retry with a hold that covers the measured enqueue time; a step that synchronizes the host waits
                 // for the spin whatever its length, so a second failure is reported instead of retried.
                 if (!hostBound || retried || hold >= 4000)
