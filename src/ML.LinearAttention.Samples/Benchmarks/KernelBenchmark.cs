@@ -17,7 +17,7 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 /// </summary>
 public static class KernelBenchmark
 {
-    /// <summary>One case at one length: wall milliseconds per synchronized step (host overhead included), GPU milliseconds
+    /// <summary>One case at one length: wall milliseconds (median synchronized step, host overhead included), GPU milliseconds
     /// per step (CUDA events behind a spin kernel: device time alone; null on the CPU, and null with
     /// <paramref name="GpuHostBound"/> when the host could not stay ahead of the GPU, e.g. a step that synchronizes),
     /// peak memory, or the error.</summary>
@@ -131,14 +131,22 @@ public static class KernelBenchmark
         }
     }
 
+    /// <summary>Median of synchronized steps (at least 3, up to 50 or the time budget): a garbage collection or
+    /// allocator stall in one step does not move it.</summary>
     private static double Time(Action step, Action sync, double seconds)
     {
-        var watch = Stopwatch.StartNew();
-        int reps = 0;
+        var steps = new List<double>();
+        var total = Stopwatch.StartNew();
         sync();
-        watch.Restart();
-        do { step(); reps++; sync(); } while (reps < 3 || (watch.Elapsed.TotalSeconds < seconds && reps < 50));
-        return watch.Elapsed.TotalMilliseconds / reps;
+        do
+        {
+            long start = Stopwatch.GetTimestamp();
+            step();
+            sync();
+            steps.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+        } while (steps.Count < 3 || (total.Elapsed.TotalSeconds < seconds && steps.Count < 50));
+        steps.Sort();
+        return steps.Count % 2 == 1 ? steps[steps.Count / 2] : (steps[steps.Count / 2 - 1] + steps[steps.Count / 2]) / 2;
     }
 
     private static void Table(StringBuilder md, string title, List<long> lengths, List<Result> results, Func<Result, string?> cell)
@@ -183,7 +191,7 @@ public static class KernelBenchmark
         {
             md.AppendLine("Two clocks: **GPU** = device time per step between CUDA events, every repetition enqueued behind a spin kernel so that the");
             md.AppendLine("host's launch overhead is hidden (as CUTLASS's profiler and nvbench measure; a training loop overlaps that overhead");
-            md.AppendLine("with other layers' GPU work); **wall** = host milliseconds per step with a synchronization after each step (host");
+            md.AppendLine("with other layers' GPU work); **wall** = median host milliseconds of steps each followed by a synchronization (host");
             md.AppendLine("overhead included: TorchSharp's managed autograd functions cost more of it than libtorch's built-in operators).");
             md.AppendLine();
             Table(md, "GPU milliseconds, `fwd | fwd+bwd` (host-bound: the host could not enqueue ahead of the GPU, e.g. the step synchronizes; see the wall table)", lengths, results,

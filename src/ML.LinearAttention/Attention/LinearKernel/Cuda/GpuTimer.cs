@@ -68,11 +68,7 @@ extern "C" __global__ void spin(long long nanoseconds) {
                 double tail = watch.Elapsed.TotalMilliseconds;
                 float ms;
                 CudaLibraries.Check(CudaLibraries.cuEventElapsedTime(&ms, start, end), "cuEventElapsedTime");
-                // No idle gaps when every run was enqueued while the spin held the GPU, or when the GPU still had two
-                // runs or more of queued work once the host was done: the host then outran the GPU and only waited on
-                // the launch queue's depth (a step of hundreds of kernels fills it). A host slower than the GPU, or a
-                // step that synchronizes, leaves the queue nearly empty at the end instead.
-                bool hostBound = host > 0.8 * hold && tail < 2 * ms / repetitions;
+                bool hostBound = LeftGaps(host, hold, tail, ms, repetitions);
                 // One retry with a hold that covers the measured enqueue time; a step that synchronizes the host waits
                 // for the spin whatever its length, so a second failure is reported instead of retried.
                 if (!hostBound || retried || hold >= 4000)
@@ -87,6 +83,19 @@ extern "C" __global__ void spin(long long nanoseconds) {
             if (end != IntPtr.Zero) CudaLibraries.cuEventDestroy(end);
         }
     }
+
+    /// <summary>
+    /// Whether the GPU may have idled between runs. Not when every run was enqueued while the spin held the GPU, nor when
+    /// the GPU still had two runs or more of queued work once the host was done: the host then outran the GPU and only
+    /// waited on the launch queue's depth (a step of hundreds of kernels fills it). A host slower than the GPU, or a
+    /// step that synchronizes, leaves the queue nearly empty at the end instead.
+    /// </summary>
+    /// <param name="hostMs">Host milliseconds to enqueue all runs.</param>
+    /// <param name="holdMs">Milliseconds the spin kernel held the GPU.</param>
+    /// <param name="tailMs">Host milliseconds from the last enqueue to the end event's completion.</param>
+    /// <param name="gpuMs">GPU milliseconds of all runs.</param>
+    internal static bool LeftGaps(double hostMs, double holdMs, double tailMs, double gpuMs, int repetitions) =>
+        hostMs > 0.8 * holdMs && tailMs < 2 * gpuMs / repetitions;
 
     private static IntPtr Spin(int ordinal)
     {
