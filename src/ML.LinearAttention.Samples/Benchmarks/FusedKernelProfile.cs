@@ -8,8 +8,7 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 
 /// <summary>
-/// `bench kernels --profile-fused`: GPU milliseconds of each fused bidirectional kernel (FusedLinearAttention.Profile;
-/// tensor-core, tensor-core with the experimental row-owned fwd_out/bwd_kv, CUDA-core)
+/// `bench kernels --profile-fused`: GPU milliseconds of each fused bidirectional kernel (FusedLinearAttention.Profile)
 /// at the benchmark's token budget and lengths, written to fused-profile.md: where the fused fwd+bwd time goes.
 /// </summary>
 internal static class FusedKernelProfile
@@ -20,7 +19,7 @@ internal static class FusedKernelProfile
             throw new ArgumentException("--profile-fused needs a CUDA device with the driver and NVRTC: " + reason);
         var rows = new List<(string Variant, string Part, long T, GpuTiming Timing)>();
         foreach (var map in new[] { FusedFeatureMap.Relu, FusedFeatureMap.Elu })
-        foreach (var (mma, rowOwned) in new[] { (true, false), (true, true), (false, false) })
+        foreach (bool mma in new[] { true, false })
         foreach (long t in options.Lengths)
         {
             using var scope = NewDisposeScope();
@@ -28,8 +27,8 @@ internal static class FusedKernelProfile
             var q = torch.randn(new[] { b, options.Heads, t, options.HeadDim }, dtype: dtype, device: device);
             var k = torch.randn(new[] { b, options.Heads, t, options.HeadDim }, dtype: dtype, device: device);
             var v = torch.randn(new[] { b, options.Heads, t, options.HeadDim }, dtype: dtype, device: device);
-            string variant = $"{map.ToString().ToLowerInvariant()} {(mma ? rowOwned ? "tensor-core rows" : "tensor-core" : "CUDA-core")}";
-            foreach (var (part, timing) in FusedLinearAttention.Profile(q, k, v, map, mma, rowOwned: rowOwned))
+            string variant = $"{map.ToString().ToLowerInvariant()} {(mma ? "tensor-core" : "CUDA-core")}";
+            foreach (var (part, timing) in FusedLinearAttention.Profile(q, k, v, map, mma))
             {
                 rows.Add((variant, part, t, timing));
                 log.WriteLine($"{variant,-20} {part,-18} T={t,6}  GPU {timing.GpuMilliseconds:F4} ms  host {timing.HostMilliseconds:F4} ms{(timing.HostBound ? "  (host-bound)" : "")}");

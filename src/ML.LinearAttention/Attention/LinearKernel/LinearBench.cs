@@ -24,14 +24,6 @@ internal static class LinearBench
         foreach (bool mma in new[] { false, true })
             yield return new KernelBenchCase($"{map} bidirectional fused{(mma ? " mma" : "")}", false, Make,
                 i => FusedLinearAttention.Bidirectional(i[0], i[1], i[2], null, FusedLinearAttention.ParseFeatureMap(map), LinearAttentionKernels.DefaultEps, tensorCores: mma));
-        // The experimental row-owned kernels (FusedLinearAttention.RowOwnedKernels), switched on for the forward call (the backward follows).
-        yield return new KernelBenchCase("relu bidirectional fused mma rows", false, Make, i =>
-        {
-            bool before = FusedLinearAttention.RowOwnedKernels;
-            FusedLinearAttention.RowOwnedKernels = true;
-            try { return FusedLinearAttention.Bidirectional(i[0], i[1], i[2], null, FusedFeatureMap.Relu, LinearAttentionKernels.DefaultEps, tensorCores: true); }
-            finally { FusedLinearAttention.RowOwnedKernels = before; }
-        });
         foreach (int chunk in new[] { 64, 128 })
             yield return new KernelBenchCase($"relu causal chunk{chunk}", true, Make,
                 i => LinearAttentionKernels.Causal(FeatureMaps.Apply("relu", i[0]), FeatureMaps.Apply("relu", i[1]), i[2], null, chunk: chunk));

@@ -85,11 +85,10 @@ internal static class FusedLaunch
         : mask.sum(1, type: ScalarType.Float32).clamp_min(1) * eps;
 
     /// <summary>
-    /// Forward: returns o [B, H, T, Dv], the fp32 state S [B, H, D, Dv] and key sum z [B, H, D], whether the
-    /// tensor-core kernels ran (asked for by <paramref name="tensorCores"/> and compiled for this module) and whether
-    /// their row-owned variants did (<see cref="FusedLinearAttention.RowOwnedKernels"/>; the backward follows).
+    /// Forward: returns o [B, H, T, Dv], the fp32 state S [B, H, D, Dv] and key sum z [B, H, D], and whether the
+    /// tensor-core kernels ran (asked for by <paramref name="tensorCores"/> and compiled for this module).
     /// </summary>
-    public static (Tensor o, Tensor s, Tensor z, bool mma, bool rows) Forward(Tensor q, Tensor k, Tensor v, Tensor? mask, Tensor epsn,
+    public static (Tensor o, Tensor s, Tensor z, bool mma) Forward(Tensor q, Tensor k, Tensor v, Tensor? mask, Tensor epsn,
         FusedFeatureMap map, bool tensorCores, FusedKernels run = FusedKernels.All)
     {
         long b = q.shape[0], h = q.shape[1], t = q.shape[2], d = q.shape[3], dv = v.shape[3];
@@ -100,7 +99,6 @@ internal static class FusedLaunch
         var tiles = module.Tiles;
         if (tensorCores && module.Mma is { } mma)
         {
-            bool rows = FusedLinearAttention.RowOwnedKernels;
             (q, k, v) = (Aligned(q), Aligned(k), Aligned(v));
             if (run.HasFlag(FusedKernels.State))
             {
@@ -110,12 +108,11 @@ internal static class FusedLaunch
             }
             if (run.HasFlag(FusedKernels.Out))
             {
-                var (kernel, bytes) = rows ? (mma.FwdOutRows, tiles.MmaOutRowsBytes) : (mma.FwdOut, tiles.MmaOutBytes);
-                var (tpb2, blocks2) = MmaSplit(module, kernel, bytes, t, b * h);
-                FusedModuleCache.Launch(kernel, blocks2, b * h, bytes,
+                var (tpb2, blocks2) = MmaSplit(module, mma.FwdOut, tiles.MmaOutBytes, t, b * h);
+                FusedModuleCache.Launch(mma.FwdOut, blocks2, b * h, tiles.MmaOutBytes,
                     Ptr(q), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb2, Ptr(o));
             }
-            return (o, s, z, true, rows);
+            return (o, s, z, true);
         }
         var (tpb, blocks) = Split(module, t, b * h, tiles.TT);
         if (run.HasFlag(FusedKernels.State))
@@ -124,12 +121,12 @@ internal static class FusedLaunch
         if (run.HasFlag(FusedKernels.Out))
             FusedModuleCache.Launch(module.FwdOut, blocks, b * h, tiles.OutBytes,
                 Ptr(q), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb, Ptr(o));
-        return (o, s, z, false, false);
+        return (o, s, z, false);
     }
 
     /// <summary>Backward: dq, dk, dv from the upstream gradient dO and the forward output o [B, H, T, Dv] (contiguous, q's dtype).</summary>
     public static (Tensor dq, Tensor dk, Tensor dv) Backward(Tensor q, Tensor k, Tensor v, Tensor? mask, Tensor epsn,
-        Tensor s, Tensor z, Tensor o, Tensor dout, FusedFeatureMap map, bool tensorCores, bool rowOwned = false, FusedKernels run = FusedKernels.All)
+        Tensor s, Tensor z, Tensor o, Tensor dout, FusedFeatureMap map, bool tensorCores, FusedKernels run = FusedKernels.All)
     {
         long b = q.shape[0], h = q.shape[1], t = q.shape[2], d = q.shape[3], dvDim = v.shape[3];
         var module = Module(q, dvDim, map);
@@ -150,9 +147,8 @@ internal static class FusedLaunch
             }
             if (run.HasFlag(FusedKernels.BackwardKv))
             {
-                var (kernel, bytes) = rowOwned ? (mma.BwdKvRows, tiles.MmaBwdKvRowsBytes) : (mma.BwdKv, tiles.MmaBwdKvBytes);
-                var (tpb2, blocks2) = MmaSplit(module, kernel, bytes, t, b * h);
-                FusedModuleCache.Launch(kernel, blocks2, b * h, bytes,
+                var (tpb2, blocks2) = MmaSplit(module, mma.BwdKv, tiles.MmaBwdKvBytes, t, b * h);
+                FusedModuleCache.Launch(mma.BwdKv, blocks2, b * h, tiles.MmaBwdKvBytes,
                     Ptr(k), Ptr(v), Ptr(ds), Ptr(dz), Ptr(mask), t, h, tpb2, Ptr(dk), Ptr(dv));
             }
             return (dq, dk, dv);
@@ -189,12 +185,11 @@ internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction
         var v = ((Tensor)vars[2]).contiguous();
         var m = mask?.contiguous();
         var epsn = FusedLaunch.EpsN(m, q.shape[0], q.shape[2], eps, q.device);
-        var (o, s, z, mma, rows) = FusedLaunch.Forward(q, k, v, m, epsn, map, tensorCores);
+        var (o, s, z, mma) = FusedLaunch.Forward(q, k, v, m, epsn, map, tensorCores);
         // o detached: saving the output itself would tie it to its own graph node.
         ctx.save_for_backward(new List<Tensor> { q, k, v, s, z, epsn, o.detach(), m! });
         ctx.save_data("map", map);
-        ctx.save_data("mma", mma);   // backward takes the forward's path, whatever the switches say by then
-        ctx.save_data("rows", rows);
+        ctx.save_data("mma", mma);   // backward takes the forward's path, whatever the switch says by then
         return o;
     }
 
@@ -208,11 +203,10 @@ internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction
             var saved = ctx.get_saved_variables();
             var map = (FusedFeatureMap)ctx.get_data("map");
             var mma = (bool)ctx.get_data("mma");
-            var rows = (bool)ctx.get_data("rows");
             var (q, k, v, s, z, epsn, o) = (saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], saved[6]);
             var mask = saved.Count > 7 ? saved[7] : null;
             var dout = grad_output.to(q.dtype).contiguous();
-            var (dq, dk, dv) = FusedLaunch.Backward(q, k, v, mask, epsn, s, z, o, dout, map, mma, rows);
+            var (dq, dk, dv) = FusedLaunch.Backward(q, k, v, mask, epsn, s, z, o, dout, map, mma);
             return AutogradWrappers.Return(grad_output, dq, dk, dv);
         }
         catch (Exception e)

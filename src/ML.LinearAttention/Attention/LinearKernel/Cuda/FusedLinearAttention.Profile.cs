@@ -18,25 +18,15 @@ public static partial class FusedLinearAttention
     /// <param name="featureMap">φ applied inside the kernels.</param>
     /// <param name="tensorCores">Time the tensor-core kernels (where they apply) or the CUDA-core ones.</param>
     /// <param name="repetitions">Runs per part.</param>
-    /// <param name="rowOwned">Time the experimental row-owned tensor-core kernels (<see cref="RowOwnedKernels"/>) for fwd_out and bwd_kv.</param>
     public static IReadOnlyList<(string Part, GpuTiming Timing)> Profile(Tensor q, Tensor k, Tensor v, FusedFeatureMap featureMap,
-        bool tensorCores = true, int repetitions = 20, bool rowOwned = false)
-    {
-        bool before = RowOwnedKernels;
-        RowOwnedKernels = rowOwned;
-        try { return ProfileParts(q, k, v, featureMap, tensorCores, repetitions); }
-        finally { RowOwnedKernels = before; }
-    }
-
-    private static IReadOnlyList<(string Part, GpuTiming Timing)> ProfileParts(Tensor q, Tensor k, Tensor v, FusedFeatureMap featureMap,
-        bool tensorCores, int repetitions)
+        bool tensorCores = true, int repetitions = 20)
     {
         Check(q, k, v, null, featureMap, LinearAttentionKernels.DefaultEps);
         if (FusedReason(q, k, v, null) is { } reason) throw new InvalidOperationException("The fused kernels cannot run on these inputs: " + reason);
         using var scope = NewDisposeScope();
         (q, k, v) = (q.detach().contiguous(), k.detach().contiguous(), v.detach().contiguous());
         var epsn = FusedLaunch.EpsN(null, q.shape[0], q.shape[2], LinearAttentionKernels.DefaultEps, q.device);
-        var (o, s, z, _, rows) = FusedLaunch.Forward(q, k, v, null, epsn, featureMap, tensorCores);
+        var (o, s, z, _) = FusedLaunch.Forward(q, k, v, null, epsn, featureMap, tensorCores);
         var dout = torch.ones_like(o);
         var parts = new List<(string, GpuTiming)>();
         void Time(string part, Action step)
@@ -46,10 +36,10 @@ public static partial class FusedLinearAttention
         }
         Time("fwd_state", () => FusedLaunch.Forward(q, k, v, null, epsn, featureMap, tensorCores, FusedKernels.State));
         Time("fwd_out", () => FusedLaunch.Forward(q, k, v, null, epsn, featureMap, tensorCores, FusedKernels.Out));
-        Time("bwd_q", () => FusedLaunch.Backward(q, k, v, null, epsn, s, z, o, dout, featureMap, tensorCores, rows, FusedKernels.BackwardQ));
-        Time("bwd_kv", () => FusedLaunch.Backward(q, k, v, null, epsn, s, z, o, dout, featureMap, tensorCores, rows, FusedKernels.BackwardKv));
+        Time("bwd_q", () => FusedLaunch.Backward(q, k, v, null, epsn, s, z, o, dout, featureMap, tensorCores, FusedKernels.BackwardQ));
+        Time("bwd_kv", () => FusedLaunch.Backward(q, k, v, null, epsn, s, z, o, dout, featureMap, tensorCores, FusedKernels.BackwardKv));
         Time("forward", () => FusedLaunch.Forward(q, k, v, null, epsn, featureMap, tensorCores));
-        Time("backward", () => FusedLaunch.Backward(q, k, v, null, epsn, s, z, o, dout, featureMap, tensorCores, rows));
+        Time("backward", () => FusedLaunch.Backward(q, k, v, null, epsn, s, z, o, dout, featureMap, tensorCores));
         var (lq, lk, lv) = (q.requires_grad_(true), k.requires_grad_(true), v.requires_grad_(true));
         Time("autograd fwd+bwd", () =>
         {

@@ -45,19 +45,6 @@ public static partial class FusedLinearAttention
     /// </summary>
     public static bool UseTensorCores { get; set; } = Environment.GetEnvironmentVariable(TensorCoreVariable) != "0";
 
-    /// <summary>Environment variable that selects the row-owned tensor-core kernels when set to "1".</summary>
-    public const string RowOwnedVariable = "ML_LINEARATTENTION_FUSED_ROWS";
-
-    /// <summary>
-    /// Experimental, default off: the tensor-core forward output and dk/dv kernels run as <c>mma_fwd_out_rows</c> and
-    /// <c>mma_bwd_kv_rows</c> (each warp owns whole 16-token row tiles, A fragments straight from global memory, no block
-    /// barriers in their loops) instead of <c>mma_fwd_out</c> and <c>mma_bwd_kv</c>. Checked on the CPU emulator against
-    /// the CUDA-core kernels; not yet timed or verified on a GPU (`bench kernels` times it as "relu bidirectional fused
-    /// mma rows", `--profile-fused` per kernel). Read at each forward call; the backward follows its forward. The
-    /// forward's denominators sum in another order than mma_bwd_q's recomputation (the same values up to fp32 rounding).
-    /// </summary>
-    internal static bool RowOwnedKernels { get; set; } = Environment.GetEnvironmentVariable(RowOwnedVariable) == "1";
-
     private static int _reported;
 
     /// <summary>True when the fused kernels can run on <paramref name="device"/> (CUDA, with the driver and NVRTC loadable).</summary>

@@ -152,68 +152,6 @@ extern "C" __global__ void __launch_bounds__(NT) mma_bwd_kv(const in_t* __restri
         }
     }
 }
-// Row-owned variant of mma_bwd_kv (see mma_fwd_out_rows): every warp owns whole 16-token row tiles; v and k A fragments
-// come straight from global memory (the next tile's words fetched before the current MMAs), φ'(k) from the raw k words
-// the lane already holds (n-tile j of dk covers the columns of k word [j / 2][(j & 1) · 2 (+1 for row g + 8)]).
-extern "C" __global__ void __launch_bounds__(NT) mma_bwd_kv_rows(const in_t* __restrict__ k, const in_t* __restrict__ v,
-        const float* __restrict__ dS, const float* __restrict__ dz, const u8* __restrict__ mask, int T, int H, int tpb,
-        in_t* __restrict__ dk, in_t* __restrict__ dv) {
-    extern __shared__ float4 smem4[];
-    u16* Dh = (u16*)smem4;              // [D][LDE]    dS high (B of v·dSᵀ: n = d, k = e)
-    u16* Dl = Dh + D * LDE;             // [D][LDE]    dS low
-    u16* DTh = Dl + D * LDE;            // [DV][LDD]   dSᵀ high (B of φk·dS: n = e, k = d)
-    u16* DTl = DTh + DV * LDD;          // [DV][LDD]   dSᵀ low
-    float* dzs = (float*)(DTl + DV * LDD);  // [D]
-    const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, qq = lane & 3;
-    const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
-    load_split(dS + (size_t)bh * D * DV, Dh, Dl, LDE, false);
-    load_split(dS + (size_t)bh * D * DV, DTh, DTl, LDD, true);
-    if (tid < D) dzs[tid] = dz[(size_t)bh * D + tid];
-    __syncthreads();
-    const in_t* kb = k + (size_t)bh * T * D;
-    const in_t* vb = v + (size_t)bh * T * DV;
-    in_t* dkb = dk + (size_t)bh * T * D;
-    in_t* dvb = dv + (size_t)bh * T * DV;
-    RowWords<D> kf; RowWords<DV> vf;
-    int r0 = t0 + 16 * w;
-    if (r0 < t1) { fetch_words(kf, kb, mask, b, r0, T); fetch_words(vf, vb, nullptr, b, r0, T); }
-    for (; r0 < t1; r0 += 16 * NW) {
-        unsigned ka[D / 16][4], va[DV / 16][4], kr[D / 16][4];
-        const bool real0 = kf.ok0, real1 = kf.ok1;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk)
-#pragma unroll
-            for (int i = 0; i < 4; ++i) { kr[kk][i] = kf.w[kk][i]; ka[kk][i] = map_word<MAP_PHI>(kf.w[kk][i], (i & 1) ? real1 : real0); }
-#pragma unroll
-        for (int kk = 0; kk < DV / 16; ++kk)
-#pragma unroll
-            for (int i = 0; i < 4; ++i) va[kk][i] = map_word<MAP_ID>(vf.w[kk][i], (i & 1) ? vf.ok1 : vf.ok0);
-        if (r0 + 16 * NW < t1) { fetch_words(kf, kb, mask, b, r0 + 16 * NW, T); fetch_words(vf, vb, nullptr, b, r0 + 16 * NW, T); }
-        // dk = (v dSᵀ + dz)·φ'(k), zero at padded keys.
-#pragma unroll
-        for (int j = 0; j < D / 8; ++j) {
-            float c[4];
-            row_tile_mma<DV>(c, va, Dh, Dl, LDE, 8 * j);
-            const int col = 8 * j + 2 * qq;
-            const unsigned x0 = kr[j / 2][(j & 1) * 2], x1 = kr[j / 2][(j & 1) * 2 + 1];
-            if (r0 + g < T)
-                *(unsigned*)(dkb + (size_t)(r0 + g) * D + col) = real0
-                    ? pack2(stx((c[0] + dzs[col]) * dphix(ldx((in_t)(x0 & 0xffffu)))), stx((c[1] + dzs[col + 1]) * dphix(ldx((in_t)(x0 >> 16))))) : 0u;
-            if (r0 + g + 8 < T)
-                *(unsigned*)(dkb + (size_t)(r0 + g + 8) * D + col) = real1
-                    ? pack2(stx((c[2] + dzs[col]) * dphix(ldx((in_t)(x1 & 0xffffu)))), stx((c[3] + dzs[col + 1]) * dphix(ldx((in_t)(x1 >> 16))))) : 0u;
-        }
-        // dv = φk dS, zero at padded keys.
-#pragma unroll
-        for (int j = 0; j < DV / 8; ++j) {
-            float c[4];
-            row_tile_mma<D>(c, ka, DTh, DTl, LDD, 8 * j);
-            const int col = 8 * j + 2 * qq;
-            if (r0 + g < T) *(unsigned*)(dvb + (size_t)(r0 + g) * DV + col) = real0 ? pack2(stx(c[0]), stx(c[1])) : 0u;
-            if (r0 + g + 8 < T) *(unsigned*)(dvb + (size_t)(r0 + g + 8) * DV + col) = real1 ? pack2(stx(c[2]), stx(c[3])) : 0u;
-        }
-    }
-}
 #endif
 """;
 }

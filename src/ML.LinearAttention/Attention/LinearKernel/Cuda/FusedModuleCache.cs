@@ -13,7 +13,7 @@ internal sealed record FusedModule(IntPtr Context, IntPtr FwdState, IntPtr FwdOu
 }
 
 /// <summary>The four tensor-core kernels of a module.</summary>
-internal sealed record MmaKernels(IntPtr FwdState, IntPtr FwdOut, IntPtr BwdQ, IntPtr BwdKv, IntPtr FwdOutRows, IntPtr BwdKvRows);
+internal sealed record MmaKernels(IntPtr FwdState, IntPtr FwdOut, IntPtr BwdQ, IntPtr BwdKv);
 
 /// <summary>
 /// Compiles <see cref="FusedKernelSource"/> with NVRTC once per process per (device, D, Dv, dtype, feature map), for
@@ -39,8 +39,6 @@ internal static unsafe class FusedModuleCache
         // Shared-memory bytes of the tensor-core kernels (16-bit tiles; must match FusedMmaSource*).
         public int MmaStateBytes => 2 * (D + Dv + 8) * Ldt2;
         public int MmaOutBytes => 2 * (2 * Dv * Ldd + MmaTT * Ldd) + 4 * (D + MmaTT);
-        public int MmaOutRowsBytes => 2 * (2 * Dv * Ldd) + 4 * D;
-        public int MmaBwdKvRowsBytes => 2 * (2 * D * Lde + 2 * Dv * Ldd) + 4 * D;
         public int MmaBwdQBytes => 2 * (2 * D * Lde + D * Ldt2 + MmaTT * Lde + (Dv + 8) * Ldt2) + 4 * (D + 3 * MmaTT);
         public int MmaBwdKvBytes => 2 * (2 * D * Lde + 2 * Dv * Ldd + MmaTT * Lde + MmaTT * Ldd) + 4 * D;
         public int MmaMaxBytes => Math.Max(Math.Max(MmaStateBytes, MmaOutBytes), Math.Max(MmaBwdQBytes, MmaBwdKvBytes));
@@ -122,8 +120,7 @@ internal static unsafe class FusedModuleCache
                 Function("bwd_q", tiles.BwdQBytes), Function("bwd_kv", tiles.BwdKvBytes), tiles, info.SmCount)
             {
                 Mma = mma ? new MmaKernels(Function("mma_fwd_state", tiles.MmaStateBytes), Function("mma_fwd_out", tiles.MmaOutBytes),
-                    Function("mma_bwd_q", tiles.MmaBwdQBytes), Function("mma_bwd_kv", tiles.MmaBwdKvBytes),
-                    Function("mma_fwd_out_rows", tiles.MmaOutRowsBytes), Function("mma_bwd_kv_rows", tiles.MmaBwdKvRowsBytes)) : null,
+                    Function("mma_bwd_q", tiles.MmaBwdQBytes), Function("mma_bwd_kv", tiles.MmaBwdKvBytes)) : null,
             };
             Modules[key] = module;
             return module;
