@@ -57,10 +57,10 @@ public static class FusedCausalVerification
     {
         using var scope = NewDisposeScope();
         torch.manual_seed(1000 * t + 10 * d + b + 7);
-        var q = torch.randn(b, Heads, t, d, device: device);
-        var k = torch.randn(b, Heads, t, d, device: device);
+        var q = torch.randn(b, Heads, t, d).to(device);
+        var k = torch.randn(b, Heads, t, d).to(device);
         if (map == FusedFeatureMap.Identity) { q = q.abs(); k = k.abs(); }   // precomputed maps are non-negative
-        var v = torch.randn(b, Heads, t, dv, device: device);
+        var v = torch.randn(b, Heads, t, dv).to(device);
         Tensor? mask = null;
         if (b > 1)
         {
@@ -70,7 +70,7 @@ public static class FusedCausalVerification
         q = q.to(dtype); k = k.to(dtype); v = v.to(dtype);
         // "fused" when the causal kernels take the inputs; otherwise the call falls back and the case checks nothing new.
         string path = FusedLinearAttention.CausalReason(q, k, v, mask) is null ? "mma" : "fallback";
-        var upstream = torch.randn(b, Heads, t, dv, device: device).to(dtype);
+        var upstream = torch.randn(b, Heads, t, dv).to(device).to(dtype);
         var naive = FusedKernelVerification.Run((x, y, z) => FusedLinearAttention.CausalNaive(x, y, z, mask, map), q, k, v, upstream, ScalarType.Float32);
         var fused = FusedKernelVerification.Run((x, y, z) => FusedLinearAttention.Causal(x, y, z, mask, map), q, k, v, upstream, dtype);
         var reference = FusedKernelVerification.Run((x, y, z) => LinearAttentionKernels.Causal(FusedLinearAttention.ApplyFeatureMap(map, x), FusedLinearAttention.ApplyFeatureMap(map, y), z, mask), q, k, v, upstream, dtype);

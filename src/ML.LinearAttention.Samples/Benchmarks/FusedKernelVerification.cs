@@ -93,10 +93,10 @@ public static class FusedKernelVerification
     {
         using var scope = NewDisposeScope();
         torch.manual_seed(7);
-        var x = torch.randn(3, 37, 128, device: device).to(dtype);
+        var x = torch.randn(3, 37, 128).to(device).to(dtype);
         var lengths = torch.tensor(new long[] { 37, 20, 1 }, device: device);
         var mask = torch.arange(37, device: device).unsqueeze(0).lt(lengths.unsqueeze(1));
-        var upstream = torch.randn(3, 37, 128, device: device).to(dtype);
+        var upstream = torch.randn(3, 37, 128).to(device).to(dtype);
         Tensor[] Pass(bool fused)
         {
             bool before = FusedLinearAttention.Enabled;
@@ -124,11 +124,12 @@ public static class FusedKernelVerification
     private static (bool pass, double fused, double torch) Check(Device device, ScalarType dtype, FusedFeatureMap map, long b, long t, long d, long dv)
     {
         using var scope = NewDisposeScope();
+        // Drawn on the CPU (seeded; TorchSharp's manual_seed leaves the CUDA generator alone) so every run checks the same inputs.
         torch.manual_seed(1000 * t + 10 * d + b);
-        var q = torch.randn(b, Heads, t, d, device: device);
-        var k = torch.randn(b, Heads, t, d, device: device);
+        var q = torch.randn(b, Heads, t, d).to(device);
+        var k = torch.randn(b, Heads, t, d).to(device);
         if (map == FusedFeatureMap.Identity) { q = q.abs(); k = k.abs(); }   // precomputed maps are non-negative
-        var v = torch.randn(b, Heads, t, dv, device: device);
+        var v = torch.randn(b, Heads, t, dv).to(device);
         Tensor? mask = null;
         if (b > 1)
         {
@@ -136,7 +137,7 @@ public static class FusedKernelVerification
             mask = torch.arange(t, device: device).unsqueeze(0).lt(lengths.unsqueeze(1));
         }
         q = q.to(dtype); k = k.to(dtype); v = v.to(dtype);
-        var upstream = torch.randn(b, Heads, t, dv, device: device).to(dtype);
+        var upstream = torch.randn(b, Heads, t, dv).to(device).to(dtype);
         var naive = Run((x, y, z) => FusedLinearAttention.Naive(x, y, z, mask, map), q, k, v, upstream, ScalarType.Float32);
         var fused = Run((x, y, z) => FusedLinearAttention.Bidirectional(x, y, z, mask, map), q, k, v, upstream, dtype);
         var reference = Run((x, y, z) => FusedLinearAttention.Reference(x, y, z, mask, map), q, k, v, upstream, dtype);
