@@ -16,7 +16,7 @@ public sealed record HedgehogOptions : MixerOptions
     /// <summary>On CUDA, run the bidirectional form as fused kernels on the mapped q, k
     /// (<see cref="FusedLinearAttention"/>, identity map; same result) when the tensor-core kernels take the inputs
     /// (bf16/fp16, head dims multiples of 16): on an H200 they beat the TorchSharp ops, while the CUDA-core kernels were
-    /// slower for Hedgehog's 2·D-wide features (docs/benchmarks/kernels-fused.md). Off = always the TorchSharp ops.</summary>
+    /// slower for Hedgehog's 2·D-wide features (docs/benchmarks/kernels.md). Off = always the TorchSharp ops.</summary>
     public bool UseFusedKernel { get; init; } = true;
 }
 
