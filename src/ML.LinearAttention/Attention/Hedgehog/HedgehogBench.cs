@@ -18,6 +18,13 @@ internal static class HedgehogBench
             yield return new KernelBenchCase($"bidirectional fused{(mma ? " mma" : "")} (identity map)", false, Make,
                 i => FusedLinearAttention.Bidirectional(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], null,
                     FusedFeatureMap.Identity, LinearAttentionKernels.DefaultEps, tensorCores: mma));
+        // Where the fused case's time goes: the two feature maps alone (as libtorch ops), and the tensor-core kernels alone
+        // on features of Hedgehog's width (2D, non-negative, as the map would give them).
+        yield return new KernelBenchCase("feature maps only (q and k)", false, Make,
+            i => HedgehogFeatureMap.Map(i[0], i[3]) + HedgehogFeatureMap.Map(i[1], i[4]));
+        yield return new KernelBenchCase("fused mma on 2D-wide features (no map)", false,
+            () => [s.Randn(s.B, s.H, s.T, 2 * s.D).abs().detach().requires_grad_(true), s.Randn(s.B, s.H, s.T, 2 * s.D).abs().detach().requires_grad_(true), s.Randn(s.B, s.H, s.T, s.D)],
+            i => FusedLinearAttention.Bidirectional(i[0], i[1], i[2], null, FusedFeatureMap.Identity, LinearAttentionKernels.DefaultEps, tensorCores: true));
         yield return new KernelBenchCase("causal chunk64", true, Make,
             i => LinearAttentionKernels.Causal(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], null));
     }
