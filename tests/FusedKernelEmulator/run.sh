@@ -3,14 +3,14 @@
 # (one std::thread per CUDA thread, mma.sync emulated from the PTX ISA fragment layouts) and compares the tensor-core
 # kernels against the CUDA-core ones (GPU-verified) on the same bf16/fp16 inputs: S, z, o, dS, dz, dq, dk, dv.
 # The causal tensor-core kernels (FusedCausalSource*.cs) are compared with an fp64 evaluation of the causal formulas
-# (causal.cpp: o, dq, dk, dv). Needs g++ >= 12 (C++20 <barrier>, _Float16) and python3. Usage: tests/FusedKernelEmulator/run.sh [quick]
+# (causal.cpp: o, dq, dk, dv), and Hedgehog's feature map kernels (FusedHedgehogMapSource.cs) with an fp64 softmax (hedgehog_map.cpp). Needs g++ >= 12 (C++20 <barrier>, _Float16) and python3. Usage: tests/FusedKernelEmulator/run.sh [quick]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"; repo="$here/../.."; out="${TMPDIR:-/tmp}/fused-kernel-emulator"; mkdir -p "$out"
 python3 - "$repo/src/ML.LinearAttention/Attention/LinearKernel/Cuda" "$out/kernels.inc" <<'PY'
 import re, sys
 src = ''
 for f in ['FusedKernelSource.cs', 'FusedKernelSourceBackward.cs', 'FusedMmaSource.cs', 'FusedMmaSourceForward.cs', 'FusedMmaSourceBackward.cs',
-          'FusedCausalSource.cs', 'FusedCausalSourceBackward.cs']:
+          'FusedCausalSource.cs', 'FusedCausalSourceBackward.cs', 'FusedHedgehogMapSource.cs']:
     src += re.search(r'Source = """\n(.*?)\n"""', open(f'{sys.argv[1]}/{f}').read(), re.S).group(1) + '\n'
 # fp16 conversions without PTX
 src = src.replace('__device__ __forceinline__ float ldx(in_t x) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x)); return f; }',
@@ -43,6 +43,15 @@ for c in "${configs[@]}"; do
       -DLDT=68 -DIN_T="$in" -DFMAP="$fmap" -DMMA=1 "$here/causal.cpp" -o "$exe" -lpthread
   for args in "1 1" "3 37" "1 130" "3 200" "1 600"; do
     "$exe" $args | tail -1 | sed "s/^/causal D=$d Dv=$dv in=$in map=$fmap B,T=${args// /,}: /" || status=1
+  done
+done
+# Hedgehog's feature map kernels (FusedHedgehogMapSource.cs) against fp64: rows F (F not a multiple of the warp, F < 32).
+for in in 1 2; do
+  exe="$out/hedgehog_map_$in"
+  g++ -std=c++20 -O2 -w -I"$out" -I"$here" -DD=64 -DDV=64 -DTT=64 -DPD=64 -DPDV=64 -DLDT=68 -DIN_T="$in" -DFMAP=0 -DMMA=1 \
+      "$here/hedgehog_map.cpp" -o "$exe" -lpthread
+  for args in "37 64" "9 100" "5 16" "1 1"; do
+    "$exe" $args | tail -1 | sed "s/^/hedgehog map in=$in rows,F=${args// /,}: /" || status=1
   done
 done
 exit $status

@@ -18,6 +18,13 @@ internal static class HedgehogBench
             yield return new KernelBenchCase($"bidirectional fused{(mma ? " mma" : "")} (identity map)", false, Make,
                 i => FusedLinearAttention.Bidirectional(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], null,
                     FusedFeatureMap.Identity, LinearAttentionKernels.DefaultEps, tensorCores: mma));
+        // The same with the feature map's own kernels (FusedHedgehogMap), switched on for the forward call (the backward
+        // follows the autograd node it recorded).
+        yield return new KernelBenchCase("bidirectional fused mma + map kernels", false, Make, i => WithMapKernels(() =>
+            FusedLinearAttention.Bidirectional(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], null,
+                FusedFeatureMap.Identity, LinearAttentionKernels.DefaultEps, tensorCores: true)));
+        yield return new KernelBenchCase("feature maps only, map kernels", false, Make,
+            i => WithMapKernels(() => HedgehogFeatureMap.Map(i[0], i[3]) + HedgehogFeatureMap.Map(i[1], i[4])));
         // Where the fused case's time goes: the two feature maps alone (as libtorch ops), and the tensor-core kernels alone
         // on features of Hedgehog's width (2D, non-negative, as the map would give them).
         yield return new KernelBenchCase("feature maps only (q and k)", false, Make,
@@ -27,5 +34,13 @@ internal static class HedgehogBench
             i => FusedLinearAttention.Bidirectional(i[0], i[1], i[2], null, FusedFeatureMap.Identity, LinearAttentionKernels.DefaultEps, tensorCores: true));
         yield return new KernelBenchCase("causal chunk64", true, Make,
             i => LinearAttentionKernels.Causal(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], null));
+    }
+
+    private static Tensor WithMapKernels(Func<Tensor> run)
+    {
+        bool before = FusedHedgehogMap.Enabled;
+        FusedHedgehogMap.Enabled = true;
+        try { return run(); }
+        finally { FusedHedgehogMap.Enabled = before; }
     }
 }

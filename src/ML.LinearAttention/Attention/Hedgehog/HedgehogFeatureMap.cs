@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Microsoft.ML.LinearAttention.Attention.LinearKernel;
 
 namespace Microsoft.ML.LinearAttention.Attention.Hedgehog;
 
@@ -32,14 +33,14 @@ public sealed class HedgehogFeatureMap : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) => Map(x, weight);
 
     /// <summary>
-    /// The pure kernel: x [B, H, T, D], w [H, D, F] → [B, H, T, 2F]. Both halves are one softmax over a stacked
-    /// [.., 2, F] view (libtorch accumulates bf16 softmax in fp32), so no separate concatenation pass is needed.
+    /// The pure kernel: x [B, H, T, D], w [H, D, F] → [B, H, T, 2F]. The two softmaxes run as
+    /// <see cref="FusedHedgehogMap"/>: one softmax over a stacked [.., 2, F] view (libtorch accumulates bf16 softmax in
+    /// fp32), or on CUDA, when switched on, one kernel each way.
     /// </summary>
     public static Tensor Map(Tensor x, Tensor w)
     {
         using var scope = NewDisposeScope();
         var y = x.matmul(w.to(x.dtype).unsqueeze(0));                            // [B, H, T, F]
-        var phi = torch.stack(new[] { y, -y }, -2).softmax(-1);                  // [B, H, T, 2, F]
-        return phi.flatten(-2).MoveToOuterDisposeScope();
+        return FusedHedgehogMap.Apply(y).MoveToOuterDisposeScope();
     }
 }

@@ -1,0 +1,107 @@
+using System.Globalization;
+using Microsoft.ML.LinearAttention.Attention;
+using Microsoft.ML.LinearAttention.Attention.Hedgehog;
+using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
+
+/// <summary>
+/// The Hedgehog feature-map part of `bench kernels --verify-fused`: <see cref="FusedHedgehogMap"/>'s kernels (run
+/// whatever its switch says) against an explicit fp32 softmax of both halves on fp32 copies of the inputs: φ and the
+/// gradient of y, fp32, bf16 and fp16, F a multiple of the warp, not one, and below it; the libtorch form's error is
+/// printed beside it. Then HedgehogMixer (bf16, tensor-core attention) with the map's kernels on vs off.
+/// </summary>
+public static class FusedHedgehogMapVerification
+{
+    public static void Run(Device device, TextWriter log, ref int cases, ref int failures, ref double worst)
+    {
+        foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16, ScalarType.Float16 })
+        foreach (var shape in new[] { new long[] { 2, 3, 37, 64 }, new long[] { 1, 2, 5, 100 }, new long[] { 3, 1, 512, 16 } })
+        {
+            var (fusedErr, torchErr) = Check(device, dtype, shape);
+            double tolerance = dtype == ScalarType.Float32 ? 1e-5 : 3e-2;
+            bool pass = !double.IsNaN(fusedErr) && (fusedErr <= tolerance || (dtype != ScalarType.Float32 && fusedErr <= 2 * torchErr));
+            cases++;
+            if (!pass) failures++;
+            worst = Math.Max(worst, fusedErr);
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{(pass ? "PASS" : "FAIL")}  hedgehog map {FusedKernelVerification.Short(dtype),-4} y [{string.Join(", ", shape)}]  max err fused {fusedErr:E2}  torchsharp {torchErr:E2}"));
+        }
+        var mixer = new HedgehogMixer(new MixerConfig(128, 2), new HedgehogOptions { UseFusedKernel = true }).to(device).to(ScalarType.BFloat16);
+        bool before = FusedHedgehogMap.Enabled;
+        double err;
+        try { err = MapOnVsOff(mixer, device); }
+        catch (Exception e)
+        {
+            log.WriteLine($"mixer hedgehog with the map's kernels failed to run: {e.Message}");
+            err = double.NaN;
+        }
+        finally { FusedHedgehogMap.Enabled = before; }
+        bool ok = err <= 5e-2;   // NaN fails
+        cases++;
+        if (!ok) failures++;
+        log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{(ok ? "PASS" : "FAIL")}  mixer hedgehog (mma): map kernels on vs off, bf16, B=3 T=37 padded, max err of output and input gradient {err:E2}"));
+    }
+
+    private static (double fused, double torch) Check(Device device, ScalarType dtype, long[] shape)
+    {
+        using var scope = NewDisposeScope();
+        torch.manual_seed(shape.Aggregate(17L, (a, n) => a * 31 + n));
+        var y = (torch.randn(shape) * 2).to(device).to(dtype);
+        var upstream = torch.randn(shape[..^1].Append(2 * shape[^1]).ToArray()).to(device).to(dtype);
+        var naive = Run(Naive, y, upstream, ScalarType.Float32);
+        bool before = FusedHedgehogMap.Enabled;
+        FusedHedgehogMap.Enabled = true;   // the kernels, whatever the switch said
+        Tensor[] fused;
+        try { fused = Run(FusedHedgehogMap.Apply, y, upstream, dtype); }
+        finally { FusedHedgehogMap.Enabled = before; }
+        var reference = Run(FusedHedgehogMap.Reference, y, upstream, dtype);
+        double fusedErr = 0, torchErr = 0;
+        for (int i = 0; i < naive.Length; i++)
+        {
+            fusedErr = Math.Max(fusedErr, FusedKernelVerification.Relative(fused[i], naive[i]));
+            torchErr = Math.Max(torchErr, FusedKernelVerification.Relative(reference[i], naive[i]));
+        }
+        return (fusedErr, torchErr);
+    }
+
+    /// <summary>[exp(y − max y) / Σ, exp(−y − max(−y)) / Σ] written out, fp32.</summary>
+    private static Tensor Naive(Tensor y)
+    {
+        var plus = (y - y.amax(new long[] { -1 }, keepdim: true)).exp();
+        var minus = (-y - (-y).amax(new long[] { -1 }, keepdim: true)).exp();
+        return torch.cat(new[] { plus / plus.sum(-1, keepdim: true), minus / minus.sum(-1, keepdim: true) }, -1);
+    }
+
+    private static Tensor[] Run(Func<Tensor, Tensor> f, Tensor y, Tensor upstream, ScalarType dtype)
+    {
+        var x = y.detach().to(dtype).requires_grad_(true);
+        var phi = f(x);
+        var g = torch.autograd.grad(new[] { phi }, new[] { x }, new[] { upstream.to(phi.dtype) })[0];
+        return new[] { phi.detach().to(ScalarType.Float32), g.detach().to(ScalarType.Float32) };
+    }
+
+    /// <summary>HedgehogMixer's output and input gradient with the map's kernels on and off (same weights, same input).</summary>
+    private static double MapOnVsOff(TokenMixer mixer, Device device)
+    {
+        using var scope = NewDisposeScope();
+        torch.manual_seed(7);
+        var x = torch.randn(3, 37, 128).to(device).to(ScalarType.BFloat16);
+        var lengths = torch.tensor(new long[] { 37, 20, 1 }, device: device);
+        var mask = torch.arange(37, device: device).unsqueeze(0).lt(lengths.unsqueeze(1));
+        var upstream = torch.randn(3, 37, 128).to(device).to(ScalarType.BFloat16);
+        Tensor[] Pass(bool fused)
+        {
+            FusedHedgehogMap.Enabled = fused;
+            var input = x.detach().requires_grad_(true);
+            var o = mixer.forward(input, mask);
+            var g = torch.autograd.grad(new[] { o }, new[] { input }, new[] { upstream })[0];
+            return new[] { o.detach().to(ScalarType.Float32), g.detach().to(ScalarType.Float32) };
+        }
+        var on = Pass(true);
+        var off = Pass(false);
+        return Math.Max(FusedKernelVerification.Relative(on[0], off[0]), FusedKernelVerification.Relative(on[1], off[1]));
+    }
+}

@@ -1,0 +1,133 @@
+using Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Attention.LinearKernel;
+
+/// <summary>
+/// Hedgehog's feature map φ(y) = [softmax(y), softmax(−y)] over the last dimension as one CUDA kernel each way
+/// (<see cref="FusedHedgehogMapSource"/>), differentiable in y. Shapes: y [..., F] → [..., 2F]. Elsewhere (CPU, other
+/// dtypes, switched off) it is <see cref="Reference"/>, the libtorch form.
+/// </summary>
+public static class FusedHedgehogMap
+{
+    /// <summary>Environment variable that switches the kernels on ("1") for <see cref="Enabled"/>'s default.</summary>
+    public const string EnableVariable = "ML_LINEARATTENTION_FUSED_HEDGEHOG_MAP";
+
+    /// <summary>
+    /// Whether <see cref="Apply"/> (and so Hedgehog's feature map) runs the kernels on CUDA. Off by default until the
+    /// kernels have been checked on a GPU (`bench kernels --verify-fused` runs them whatever this says).
+    /// </summary>
+    public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable(EnableVariable) == "1";
+
+    /// <summary>Null when <see cref="Apply"/> would run the kernels on <paramref name="y"/>, else why not.</summary>
+    public static string? UnavailableReason(Tensor y)
+    {
+        ArgumentNullException.ThrowIfNull(y);
+        if (FusedLinearAttention.UnavailableReason(y.device) is { } reason) return reason;
+        if (FusedLaunch.InType(y.dtype) < 0) return $"dtype {y.dtype} is not fp32, bf16 or fp16.";
+        if (y.dim() == 0 || y.shape[^1] == 0 || y.numel() == 0) return "empty input.";
+        return null;
+    }
+
+    /// <summary>φ(y) [..., 2F] from y [..., F]: the kernels when <see cref="Enabled"/> and available, else <see cref="Reference"/>.</summary>
+    public static Tensor Apply(Tensor y) => Apply(y, Enabled);
+
+    /// <summary>As <see cref="Apply(Tensor)"/>, with the switch given (the verification runs the kernels regardless).</summary>
+    internal static Tensor Apply(Tensor y, bool fused)
+    {
+        ArgumentNullException.ThrowIfNull(y);
+        if (y.dim() == 0) throw new ArgumentException("Hedgehog's feature map needs at least one dimension (the features); got a scalar.", nameof(y));
+        return fused && UnavailableReason(y) is null ? FusedHedgehogMapFunction.apply(y) : Reference(y);
+    }
+
+    /// <summary>The libtorch form: one softmax over a stacked [..., 2, F] view of (y, −y), flattened to [..., 2F].</summary>
+    public static Tensor Reference(Tensor y)
+    {
+        using var scope = NewDisposeScope();
+        return torch.stack(new[] { y, -y }, -2).softmax(-1).flatten(-2).MoveToOuterDisposeScope();
+    }
+
+    private static readonly object Gate = new();
+    private static readonly Dictionary<(int Device, int InType), (IntPtr Forward, IntPtr Backward)> Kernels = new();
+
+    internal static (IntPtr Forward, IntPtr Backward) Functions(int device, int inType)
+    {
+        lock (Gate)
+        {
+            if (Kernels.TryGetValue((device, inType), out var f)) return f;
+            var info = FusedModuleCache.Device(device);
+            FusedModuleCache.MakeCurrent(info.Context);
+            var cubin = FusedModuleCache.Compile($"sm_{info.Major}{info.Minor}", FusedModuleCache.Tiling.For(16, 16), inType, FusedFeatureMap.Identity,
+                mma: false, verbose: false, out _, FullSource);
+            var module = FusedModuleCache.LoadModule(cubin);
+            f = (FusedModuleCache.Function(module, "hedgehog_map_fwd", 0), FusedModuleCache.Function(module, "hedgehog_map_bwd", 0));
+            return Kernels[(device, inType)] = f;
+        }
+    }
+
+    /// <summary>The compiled source: the fused kernels' prelude and kernels (for in_t, ldx, stx), then the map's.</summary>
+    internal static string FullSource => FusedKernelSource.Source + "\n" + FusedHedgehogMapSource.Source;
+
+    /// <summary>Rows per launch (one warp each, eight per 256-thread block).</summary>
+    internal static long Blocks(long rows) => (rows + 7) / 8;
+
+    internal static Tensor Forward(Tensor y)
+    {
+        long f = y.shape[^1], rows = y.numel() / f;
+        var shape = y.shape.ToArray();
+        shape[^1] = 2 * f;
+        var phi = torch.empty(shape, dtype: y.dtype, device: y.device);
+        var (forward, _) = Functions(y.device_index < 0 ? 0 : y.device_index, FusedLaunch.InType(y.dtype));
+        FusedModuleCache.Launch(forward, Blocks(rows), 1, 0, FusedLaunch.Ptr(y), FusedLaunch.Ptr(phi), rows, f);
+        return phi;
+    }
+
+    internal static Tensor Backward(Tensor phi, Tensor dphi)
+    {
+        long f = phi.shape[^1] / 2, rows = phi.numel() / (2 * f);
+        var shape = phi.shape.ToArray();
+        shape[^1] = f;
+        var dy = torch.empty(shape, dtype: phi.dtype, device: phi.device);
+        var (_, backward) = Functions(phi.device_index < 0 ? 0 : phi.device_index, FusedLaunch.InType(phi.dtype));
+        FusedModuleCache.Launch(backward, Blocks(rows), 1, 0, FusedLaunch.Ptr(phi), FusedLaunch.Ptr(dphi), FusedLaunch.Ptr(dy), rows, f);
+        return dy;
+    }
+}
+
+/// <summary>Autograd wrapper of the map's kernels: forward saves φ (the softmax outputs), backward needs nothing else.</summary>
+internal sealed class FusedHedgehogMapFunction : autograd.SingleTensorFunction<FusedHedgehogMapFunction>
+{
+    public override string Name => "FusedHedgehogMap";
+
+    public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+    {
+        AutogradWrappers.ReleaseReturned();
+        var y = ((Tensor)vars[0]).contiguous();
+        FusedModuleCache.MakeCurrent(FusedModuleCache.Device(y.device_index < 0 ? 0 : y.device_index).Context);
+        var phi = FusedHedgehogMap.Forward(y);
+        ctx.save_for_backward(new List<Tensor> { phi.detach() });
+        return phi;
+    }
+
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
+    {
+        try
+        {
+            AutogradWrappers.ReleaseReturned();
+            using var scope = NewDisposeScope();
+            var phi = ctx.get_saved_variables()[0];
+            var dphi = grad_output.to(phi.dtype).contiguous();
+            FusedModuleCache.MakeCurrent(FusedModuleCache.Device(phi.device_index < 0 ? 0 : phi.device_index).Context);
+            var dy = FusedHedgehogMap.Backward(phi, dphi);
+            var result = AutogradWrappers.Return(grad_output, dy);
+            result.RemoveAt(result.Count - 1);   // one differentiable input, no non-tensor argument
+            return result;
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine("ML.LinearAttention: the fused Hedgehog feature map backward pass failed: " + e);
+            throw;
+        }
+    }
+}
