@@ -29,6 +29,7 @@ public class BasedTests
     {
         // lengths (padding when they differ), causal, dtype, chunk
         new object[] { new long[] { 37 }, false, ScalarType.Float32, 16 },
+        new object[] { new long[] { 37 }, true, ScalarType.Float32, 16 },
         new object[] { new long[] { 45, 30, 1 }, true, ScalarType.Float32, 16 },
         new object[] { new long[] { 70, 33 }, false, ScalarType.BFloat16, 64 },
         new object[] { new long[] { 70, 33 }, true, ScalarType.BFloat16, 16 },

@@ -11,17 +11,21 @@ namespace Microsoft.ML.LinearAttention.Tests.Attention;
 public class HedgehogTests
 {
     [Theory]
-    [InlineData(false, ScalarType.Float32)]
-    [InlineData(true, ScalarType.Float32)]
-    [InlineData(false, ScalarType.BFloat16)]
-    public void Fast_matches_naive_including_feature_map_weight_gradients(bool causal, ScalarType dtype)
+    // lengths (padding when they differ), causal, dtype
+    [InlineData(new long[] { 41, 20 }, false, ScalarType.Float32)]
+    [InlineData(new long[] { 41, 20 }, true, ScalarType.Float32)]
+    [InlineData(new long[] { 29 }, false, ScalarType.Float32)]
+    [InlineData(new long[] { 29 }, true, ScalarType.Float32)]
+    [InlineData(new long[] { 41, 20 }, false, ScalarType.BFloat16)]
+    [InlineData(new long[] { 41, 20 }, true, ScalarType.BFloat16)]
+    public void Fast_matches_naive_including_feature_map_weight_gradients(long[] lengths, bool causal, ScalarType dtype)
     {
         Torch.Seed();
-        long[] lengths = { 41, 20 };
+        long b = lengths.Length, t = lengths.Max();
         var mask = KernelAssert.LengthMask(lengths);
-        var q = KernelAssert.Random(new long[] { 2, 2, 41, 8 }, dtype);
-        var k = KernelAssert.Random(new long[] { 2, 2, 41, 8 }, dtype);
-        var v = KernelAssert.Random(new long[] { 2, 2, 41, 8 }, dtype);
+        var q = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
+        var k = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
+        var v = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
         var wq = KernelAssert.Random(new long[] { 2, 8, 6 }, dtype, scale: 0.3);
         var wk = KernelAssert.Random(new long[] { 2, 8, 6 }, dtype, scale: 0.3);
         Func<Tensor[], Tensor> fast = i => causal
@@ -31,6 +35,23 @@ public class HedgehogTests
             ? LinearAttentionKernels.CausalNaive(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], mask)
             : LinearAttentionKernels.BidirectionalNaive(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], mask);
         KernelAssert.SameOutputsAndGradients(fast, naive, new[] { q, k, v, wq, wk }, dtype, $"hedgehog causal={causal}", KernelAssert.HeadMask(mask));
+    }
+
+    [Theory]
+    // feature dim F (D = 8), dtype
+    [InlineData(8, ScalarType.Float32)]
+    [InlineData(5, ScalarType.Float32)]
+    [InlineData(8, ScalarType.BFloat16)]
+    [InlineData(5, ScalarType.BFloat16)]
+    public void Feature_map_matches_its_naive_per_head_twin_outputs_and_gradients(int featureDim, ScalarType dtype)
+    {
+        Torch.Seed();
+        var x = KernelAssert.Random(new long[] { 2, 3, 7, 8 }, dtype);
+        var w = KernelAssert.Random(new long[] { 3, 8, featureDim }, dtype, scale: 0.5);
+        KernelAssert.SameOutputsAndGradients(
+            i => HedgehogFeatureMap.Map(i[0], i[1]),
+            i => HedgehogFeatureMap.MapNaive(i[0], i[1]),
+            new[] { x, w }, dtype, $"hedgehog feature map F={featureDim}");
     }
 
     [Fact]

@@ -73,6 +73,7 @@ public class LigerTests
         new object[] { new long[] { 45, 30, 1 }, true, 7, ScalarType.Float32 },
         new object[] { new long[] { 29, 14 }, true, 0, ScalarType.Float32 },
         new object[] { new long[] { 70, 33 }, false, 9, ScalarType.BFloat16 },
+        new object[] { new long[] { 41, 20 }, true, 6, ScalarType.BFloat16 },
     };
 
     [Theory]

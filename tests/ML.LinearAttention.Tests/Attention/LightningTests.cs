@@ -21,6 +21,7 @@ public class LightningTests
 
     [Theory]
     [InlineData(new long[] { 50, 33, 1 }, ScalarType.Float32)]
+    [InlineData(new long[] { 37 }, ScalarType.Float32)]
     [InlineData(new long[] { 41, 20 }, ScalarType.BFloat16)]
     public void Kernels_match_their_naive_twins(long[] lengths, ScalarType dtype)
     {

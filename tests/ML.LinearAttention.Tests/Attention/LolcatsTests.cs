@@ -15,6 +15,7 @@ public class LolcatsTests
     {
         // lengths, causal, terraced, window, affine factors, dtype
         new object[] { new long[] { 37 }, false, false, 5, false, ScalarType.Float32 },
+        new object[] { new long[] { 37 }, true, false, 5, false, ScalarType.Float32 },
         new object[] { new long[] { 45, 30, 1 }, true, false, 4, true, ScalarType.Float32 },
         new object[] { new long[] { 45, 30, 1 }, false, true, 6, false, ScalarType.Float32 },
         new object[] { new long[] { 41, 20 }, true, true, 5, false, ScalarType.Float32 },

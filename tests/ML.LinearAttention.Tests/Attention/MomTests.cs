@@ -37,6 +37,7 @@ public class MomTests
         // lengths, memories, top-k, dtype, chunk
         new object[] { new long[] { 31 }, 4, 2, ScalarType.Float32, 16 },
         new object[] { new long[] { 45, 20, 1 }, 3, 1, ScalarType.Float32, 64 },
+        new object[] { new long[] { 70, 41 }, 2, 1, ScalarType.Float32, 64 },   // two chunks of 64, the second partial
         new object[] { new long[] { 23, 20 }, 4, 2, ScalarType.BFloat16, 8 },
     };
 

@@ -15,6 +15,7 @@ public class PerformerTests
     [InlineData(new long[] { 37, 20 }, false, ScalarType.Float32)]
     [InlineData(new long[] { 37, 20, 1 }, true, ScalarType.Float32)]
     [InlineData(new long[] { 29 }, false, ScalarType.Float32)]
+    [InlineData(new long[] { 29 }, true, ScalarType.Float32)]
     [InlineData(new long[] { 33, 17 }, false, ScalarType.BFloat16)]
     [InlineData(new long[] { 33, 17 }, true, ScalarType.BFloat16)]
     public void Fast_matches_naive_outputs_and_gradients(long[] lengths, bool causal, ScalarType dtype)

@@ -9,20 +9,23 @@ namespace Microsoft.ML.LinearAttention.Tests.Attention;
 public class SoftmaxKernelTests
 {
     [Theory]
-    [InlineData(false, 0, ScalarType.Float32)]
-    [InlineData(true, 0, ScalarType.Float32)]
-    [InlineData(false, 5, ScalarType.Float32)]
-    [InlineData(true, 7, ScalarType.Float32)]
-    [InlineData(false, 0, ScalarType.BFloat16)]
-    [InlineData(true, 4, ScalarType.BFloat16)]
-    public void Sdpa_matches_naive_with_padding(bool causal, int window, ScalarType dtype)
+    // lengths (padding when they differ), causal, window, dtype
+    [InlineData(new long[] { 23, 9, 1 }, false, 0, ScalarType.Float32)]
+    [InlineData(new long[] { 23, 9, 1 }, true, 0, ScalarType.Float32)]
+    [InlineData(new long[] { 23, 9, 1 }, false, 5, ScalarType.Float32)]
+    [InlineData(new long[] { 23, 9, 1 }, true, 7, ScalarType.Float32)]
+    [InlineData(new long[] { 17 }, false, 0, ScalarType.Float32)]
+    [InlineData(new long[] { 17 }, true, 5, ScalarType.Float32)]
+    [InlineData(new long[] { 23, 9, 1 }, false, 0, ScalarType.BFloat16)]
+    [InlineData(new long[] { 23, 9, 1 }, true, 4, ScalarType.BFloat16)]
+    public void Sdpa_matches_naive_with_padding(long[] lengths, bool causal, int window, ScalarType dtype)
     {
         Torch.Seed();
-        long[] lengths = { 23, 9, 1 };
+        long b = lengths.Length, t = lengths.Max();
         var mask = KernelAssert.LengthMask(lengths);
-        var q = KernelAssert.Random(new long[] { 3, 2, 23, 8 }, dtype);
-        var k = KernelAssert.Random(new long[] { 3, 2, 23, 8 }, dtype);
-        var v = KernelAssert.Random(new long[] { 3, 2, 23, 8 }, dtype);
+        var q = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
+        var k = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
+        var v = KernelAssert.Random(new[] { b, 2, t, 8 }, dtype);
         KernelAssert.SameOutputsAndGradients(
             i => SoftmaxKernels.Attention(i[0], i[1], i[2], mask, causal, window),
             i => SoftmaxKernels.AttentionNaive(i[0], i[1], i[2], mask, causal, window),

@@ -14,6 +14,7 @@ public class TransNormerTests
     [InlineData("1+elu", new long[] { 37, 20 }, false, false, false, ScalarType.Float32)]
     [InlineData("1+elu", new long[] { 37, 20, 1 }, true, true, false, ScalarType.Float32)]
     [InlineData("elu", new long[] { 29 }, true, false, true, ScalarType.Float32)]
+    [InlineData("1+elu", new long[] { 29 }, false, true, false, ScalarType.Float32)]
     [InlineData("elu", new long[] { 41, 8 }, false, true, true, ScalarType.Float32)]
     [InlineData("1+elu", new long[] { 33, 17 }, false, true, false, ScalarType.BFloat16)]
     [InlineData("1+elu", new long[] { 33, 17 }, true, false, false, ScalarType.BFloat16)]

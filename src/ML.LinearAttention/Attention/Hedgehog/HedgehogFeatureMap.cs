@@ -43,4 +43,33 @@ public sealed class HedgehogFeatureMap : nn.Module<Tensor, Tensor>
         var y = x.matmul(w.to(x.dtype).unsqueeze(0));                            // [B, H, T, F]
         return FusedHedgehogMap.Apply(y).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// Naive twin of <see cref="Map"/>, for tests: a readable per-head loop in fp32. For each head h,
+    /// y = x[:, h] W_h; φ+ = exp(y − max y) / Σ exp(y − max y) and φ− likewise for −y, both over the feature
+    /// dimension; the result is [φ+, φ−] concatenated on the last dimension.
+    /// Shapes: x [B, H, T, D], w [H, D, F] → [B, H, T, 2F], returned in x's dtype.
+    /// </summary>
+    internal static Tensor MapNaive(Tensor x, Tensor w)
+    {
+        using var scope = NewDisposeScope();
+        var xf = x.to(ScalarType.Float32);
+        var wf = w.to(ScalarType.Float32);
+        long heads = x.shape[1];
+        var perHead = new Tensor[heads];
+        for (long h = 0; h < heads; h++)
+        {
+            var y = xf.select(1, h).matmul(wf[h]);                                  // [B, T, D] @ [D, F] → [B, T, F]
+            perHead[h] = torch.cat(new[] { Softmax(y), Softmax(-y) }, -1);          // [B, T, 2F]
+        }
+        return torch.stack(perHead, 1).to(x.dtype).MoveToOuterDisposeScope();      // [B, H, T, 2F]
+
+        // exp(y − max y) / Σ exp(y − max y) over the last dimension; the max is only a shift (softmax is invariant to
+        // it), so it is detached.
+        static Tensor Softmax(Tensor y)
+        {
+            var e = (y - y.amax(new long[] { -1 }, keepdim: true).detach()).exp();
+            return e / e.sum(-1, keepdim: true);
+        }
+    }
 }
