@@ -119,6 +119,22 @@ public static class FusedKernelVerification
         return Math.Max(Relative(on[0].to(ScalarType.Float32), off[0].to(ScalarType.Float32)), Relative(on[1].to(ScalarType.Float32), off[1].to(ScalarType.Float32)));
     }
 
+    /// <summary>Runs a mixer on-vs-off check (bf16 bound 5e-2; a failure to run or NaN fails) and logs it.</summary>
+    internal static void RecordMixerCheck(TextWriter log, string label, Func<double> check, ref int cases, ref int failures)
+    {
+        double err;
+        try { err = check(); }
+        catch (Exception e)
+        {
+            log.WriteLine($"mixer {label} failed to run: {e.Message}");
+            err = double.NaN;
+        }
+        bool ok = err <= 5e-2;   // NaN fails
+        cases++;
+        if (!ok) failures++;
+        log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{(ok ? "PASS" : "FAIL")}  mixer {label}, bf16, B=3 T=37 padded, max err of output and input gradient {err:E2}"));
+    }
+
     internal static string Short(ScalarType dtype) => dtype switch { ScalarType.Float32 => "fp32", ScalarType.BFloat16 => "bf16", _ => "fp16" };
 
     /// <summary>Largest error over output, dq, dk, dv relative to max(1, max |naive|) of that tensor (tiny gradients,

@@ -97,7 +97,7 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
 
     /// <summary>
     /// Compile-only check of the CUDA source for sm_90 (every dtype and map, several shapes, with the tensor-core kernels
-    /// where they apply: bf16/fp16 with D, Dv multiples of 16); needs NVRTC, no GPU. Prints ptxas' register and spill counts.
+    /// where they apply: bf16/fp16 with D, Dv multiples of 16; the causal kernels; Hedgehog's feature-map kernels); needs NVRTC, no GPU. Prints ptxas' register and spill counts.
     /// </summary>
     [Fact]
     public void Cuda_source_compiles_with_nvrtc_when_available()
@@ -133,6 +133,14 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
             spills.AddRange(MmaSpills(causalLog).Select(l => $"causal D={d} Dv={dv} in={inType}: {l}"));
         }
         Assert.Equal(6, mmaModules);
+        // Hedgehog's feature-map kernels (FusedHedgehogMap), every dtype.
+        foreach (int inType in new[] { 0, 1, 2 })
+        {
+            var cubin = FusedModuleCache.Compile("sm_90", FusedModuleCache.Tiling.For(16, 16), inType, FusedFeatureMap.Identity,
+                mma: false, verbose: true, out var log, FusedHedgehogMap.FullSource);
+            output.WriteLine($"hedgehog map in={inType}: {cubin.Length} bytes\n{log}");
+            Assert.NotEmpty(cubin);
+        }
         Assert.True(spills.Count == 0, "register spills in the tensor-core kernels:\n" + string.Join('\n', spills));
     }
 
