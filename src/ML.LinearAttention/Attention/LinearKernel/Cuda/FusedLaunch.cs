@@ -13,6 +13,7 @@ internal enum FusedKernels
     BackwardQ = 4,
     BackwardKv = 8,
     All = State | Out | BackwardQ | BackwardKv,
+    None = 0,
 }
 
 /// <summary>Allocates buffers and launches the four fused kernels (inputs already checked and contiguous).</summary>
@@ -173,23 +174,26 @@ internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction
 {
     public override string Name => "FusedLinearAttention";
 
-    public static Tensor Run(Tensor q, Tensor k, Tensor v, Tensor? mask, FusedFeatureMap map, double eps, bool tensorCores)
-        => apply(q, k, v, new AutogradArguments((mask, map, eps, tensorCores)));
+    /// <param name="kernels">Kernels to launch: all, except when the profiler times the autograd path's host overhead alone.</param>
+    public static Tensor Run(Tensor q, Tensor k, Tensor v, Tensor? mask, FusedFeatureMap map, double eps, bool tensorCores,
+        FusedKernels kernels = FusedKernels.All)
+        => apply(q, k, v, new AutogradArguments((mask, map, eps, tensorCores, kernels)));
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
         AutogradWrappers.ReleaseReturned();
-        var (mask, map, eps, tensorCores) = ((Tensor?, FusedFeatureMap, double, bool))((AutogradArguments)vars[3]).Value!;
+        var (mask, map, eps, tensorCores, kernels) = ((Tensor?, FusedFeatureMap, double, bool, FusedKernels))((AutogradArguments)vars[3]).Value!;
         var q = ((Tensor)vars[0]).contiguous();
         var k = ((Tensor)vars[1]).contiguous();
         var v = ((Tensor)vars[2]).contiguous();
         var m = mask?.contiguous();
         var epsn = FusedLaunch.EpsN(m, q.shape[0], q.shape[2], eps, q.device);
-        var (o, s, z, mma) = FusedLaunch.Forward(q, k, v, m, epsn, map, tensorCores);
+        var (o, s, z, mma) = FusedLaunch.Forward(q, k, v, m, epsn, map, tensorCores, kernels);
         // o detached: saving the output itself would tie it to its own graph node.
         ctx.save_for_backward(new List<Tensor> { q, k, v, s, z, epsn, o.detach(), m! });
         ctx.save_data("map", map);
         ctx.save_data("mma", mma);   // backward takes the forward's path, whatever the switch says by then
+        ctx.save_data("kernels", kernels);
         return o;
     }
 
@@ -203,10 +207,11 @@ internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction
             var saved = ctx.get_saved_variables();
             var map = (FusedFeatureMap)ctx.get_data("map");
             var mma = (bool)ctx.get_data("mma");
+            var kernels = (FusedKernels)ctx.get_data("kernels");
             var (q, k, v, s, z, epsn, o) = (saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], saved[6]);
             var mask = saved.Count > 7 ? saved[7] : null;
             var dout = grad_output.to(q.dtype).contiguous();
-            var (dq, dk, dv) = FusedLaunch.Backward(q, k, v, mask, epsn, s, z, o, dout, map, mma);
+            var (dq, dk, dv) = FusedLaunch.Backward(q, k, v, mask, epsn, s, z, o, dout, map, mma, kernels);
             return AutogradWrappers.Return(grad_output, dq, dk, dv);
         }
         catch (Exception e)

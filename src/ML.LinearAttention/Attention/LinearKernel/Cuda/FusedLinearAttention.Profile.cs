@@ -10,7 +10,8 @@ public static partial class FusedLinearAttention
     /// GPU time of each fused kernel on these inputs, and of the whole differentiable call, measured with
     /// <see cref="GpuTimer"/> (device time, host overhead hidden): for tuning and for the kernel benchmark. Parts:
     /// "fwd_state", "fwd_out", "bwd_q", "bwd_kv" (each with its buffer allocation), "forward" and "backward" (launch
-    /// layer, both kernels), "autograd fwd+bwd" (the autograd function, as a model calls it, upstream gradient of ones).
+    /// layer, both kernels), "autograd fwd+bwd" (the autograd function, as a model calls it, upstream gradient of ones),
+    /// "autograd, no kernels" (the same with no kernel launched: the host overhead of that path).
     /// </summary>
     /// <param name="q">Raw queries [B, H, T, D] on a CUDA device.</param>
     /// <param name="k">Raw keys [B, H, T, D].</param>
@@ -44,6 +45,13 @@ public static partial class FusedLinearAttention
         Time("autograd fwd+bwd", () =>
         {
             var output = Bidirectional(lq, lk, lv, null, featureMap, LinearAttentionKernels.DefaultEps, tensorCores);
+            torch.autograd.grad(new[] { output }, new[] { lq, lk, lv }, new[] { dout });
+        });
+        // The same call with no kernel launched: its host column is the autograd path's own overhead (checks, buffers,
+        // autograd node, the engine's call back into .NET).
+        Time("autograd, no kernels", () =>
+        {
+            var output = FusedBidirectionalFunction.Run(lq, lk, lv, null, featureMap, LinearAttentionKernels.DefaultEps, tensorCores, FusedKernels.None);
             torch.autograd.grad(new[] { output }, new[] { lq, lk, lv }, new[] { dout });
         });
         return parts;
