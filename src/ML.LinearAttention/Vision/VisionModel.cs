@@ -6,6 +6,7 @@ using Microsoft.ML.LinearAttention.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Microsoft.ML.LinearAttention.Runtime;
 
 namespace Microsoft.ML.LinearAttention.Vision;
 
@@ -175,8 +176,9 @@ public sealed class VisionModel : TrainableModel
         }
         else
         {
-            var mean = torch.tensor(Config.Mean, device: x.device).view(1, 3, 1, 1);
-            var std = torch.tensor(Config.Std, device: x.device).view(1, 3, 1, 1);
+            // Kept on the device: a fresh copy from .NET memory per batch would synchronize the host with the GPU.
+            var mean = DeviceConstants.Get("image mean", Config.Mean, x.device).view(1, 3, 1, 1);
+            var std = DeviceConstants.Get("image std", Config.Std, x.device).view(1, 3, 1, 1);
             map = ((x / 255 - mean) / std).to(dtype);
             if (patch_embed is not null) map = patch_embed.forward(map);
             else

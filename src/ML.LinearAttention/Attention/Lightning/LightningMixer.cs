@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Microsoft.ML.LinearAttention.Runtime;
 
 namespace Microsoft.ML.LinearAttention.Attention.Lightning;
 
@@ -57,7 +58,7 @@ public sealed class LightningMixer : TokenMixer
         var q = Heads.Split(nn.functional.silu(q_proj.forward(x)), h);
         var k = Heads.Split(nn.functional.silu(k_proj.forward(x)), h);
         var v = Heads.Split(nn.functional.silu(v_proj.forward(x)), h);
-        var slopes = torch.tensor(_slopes, device: x.device);
+        var slopes = DeviceConstants.Get("lightning slopes", _slopes, x.device);   // not copied from .NET memory per call: that syncs
         var o = Config.Causal
             ? LightningKernels.Causal(q, k, v, slopes, keyPaddingMask, chunk: _chunk)
             : LightningKernels.Bidirectional(q, k, v, slopes, keyPaddingMask, chunk: _chunk);

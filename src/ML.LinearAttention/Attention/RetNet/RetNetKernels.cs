@@ -1,4 +1,5 @@
 using Microsoft.ML.LinearAttention.Attention.Decay;
+using Microsoft.ML.LinearAttention.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -19,9 +20,11 @@ public static class RetNetKernels
     public static Tensor LogDecays(long numHeads, Device? device = null)
     {
         if (numHeads <= 0) throw new ArgumentOutOfRangeException(nameof(numHeads), numHeads, "The number of heads must be positive.");
-        var values = Enumerable.Range(0, (int)numHeads).Select(h => (float)Math.Log(1.0 - Math.Pow(2.0, -5.0 - h))).ToArray();
-        return torch.tensor(values, device: device);
+        return torch.tensor(LogDecayValues(numHeads), device: device);
     }
+
+    private static float[] LogDecayValues(long numHeads)
+        => Enumerable.Range(0, (int)numHeads).Select(h => (float)Math.Log(1.0 - Math.Pow(2.0, -5.0 - h))).ToArray();
 
     /// <summary>Causal chunkwise retention (chunk <paramref name="chunk"/>, any T).</summary>
     public static Tensor Causal(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask, double? scale = null, int chunk = DecayKernels.DefaultChunk)
@@ -57,6 +60,7 @@ public static class RetNetKernels
     {
         if (q.dim() != 4) throw new ArgumentException($"q must be [B, H, T, D]; got {Heads.Shape(q)}.", nameof(q));
         long b = q.shape[0], h = q.shape[1], t = q.shape[2];
-        return LogDecays(h, q.device).view(1, h, 1).expand(b, h, t);
+        // Kept on the device: a fresh copy from .NET memory per call would synchronize the host with the GPU.
+        return DeviceConstants.Get("retnet log decays", LogDecayValues(h), q.device).view(1, h, 1).expand(b, h, t);
     }
 }
