@@ -7,8 +7,9 @@ namespace Microsoft.ML.LinearAttention.Runtime;
 /// <summary>
 /// Small constant fp32 tensors (per-head decays and slopes, image normalisation) made once per device and kept.
 /// Building them from a .NET array in every forward copies from pageable host memory to the GPU, which libtorch follows
-/// with a stream synchronization: the host then waits for all queued GPU work on every call (RetNet's chunked kernels
-/// showed as host-bound on the H200 for this reason) and cannot run ahead of the GPU.
+/// with a stream synchronization: the host then waits for all queued GPU work on every call and cannot run ahead of
+/// the GPU (RetNet's chunked steps, which did this, were the only short kernel chains `bench kernels` found host-bound
+/// on the H200, at every length: the mark of a synchronizing step).
 /// </summary>
 internal static class DeviceConstants
 {
