@@ -221,7 +221,7 @@ public static class KernelBenchmark
             md.AppendLine("with other layers' GPU work); **wall** = median host milliseconds of steps each followed by a synchronization (host");
             md.AppendLine("overhead included: TorchSharp's managed autograd functions cost more of it than libtorch's built-in operators).");
             md.AppendLine();
-            Table(md, "GPU milliseconds, `fwd | fwd+bwd` (host-bound: the host could not enqueue ahead of the GPU, e.g. the step synchronizes; see the wall table)", lengths, results,
+            Table(md, "GPU milliseconds, `fwd | fwd+bwd` (host-bound: the GPU may have idled between runs — a host slower than the GPU, a step that synchronizes, or a step of more kernels than the launch queue holds, which the timer cannot tell apart; see the wall table)", lengths, results,
                 r => r.GpuHostBound ? "host-bound" : r.GpuFwdBwdMs is null ? null : $"{Fmt(r.GpuFwdMs)} \\| {Fmt(r.GpuFwdBwdMs)}");
             Table(md, "GPU fwd+bwd speed-up over SDPA of the same direction (SDPA time / kernel time; > 1 is faster)", lengths, results,
                 r => SpeedUp(results, r, x => x.GpuFwdBwdMs));

@@ -88,7 +88,9 @@ extern "C" __global__ void spin(long long nanoseconds) {
     /// Whether the GPU may have idled between runs. Not when every run was enqueued while the spin held the GPU, nor when
     /// the GPU still had two runs or more of queued work once the host was done: the host then outran the GPU and only
     /// waited on the launch queue's depth (a step of hundreds of kernels fills it). A host slower than the GPU, or a
-    /// step that synchronizes, leaves the queue nearly empty at the end instead.
+    /// step that synchronizes, leaves the queue nearly empty at the end instead. A step of more kernels than the queue
+    /// holds (about a thousand: the chunk loops at long T) leaves less than two runs queued either way, so it is reported
+    /// as possibly gapped even when the GPU never idled.
     /// </summary>
     /// <param name="hostMs">Host milliseconds to enqueue all runs.</param>
     /// <param name="holdMs">Milliseconds the spin kernel held the GPU.</param>
