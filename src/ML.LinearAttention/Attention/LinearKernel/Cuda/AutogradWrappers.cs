@@ -26,6 +26,14 @@ internal static class AutogradWrappers
     /// </summary>
     public static List<Tensor> Return(Tensor upstream, params Tensor[] gradients)
     {
+        var result = ReturnTensors(upstream, gradients);
+        result.Add(null!);
+        return result;
+    }
+
+    /// <summary>As <see cref="Return"/>, for a function whose inputs are all tensors (no trailing null).</summary>
+    public static List<Tensor> ReturnTensors(Tensor upstream, params Tensor[] gradients)
+    {
         var result = new List<Tensor>(gradients.Length + 1);
         foreach (var g in gradients)
         {
@@ -34,8 +42,28 @@ internal static class AutogradWrappers
             result.Add(kept);
         }
         upstream.Dispose();
-        result.Add(null!);
         return result;
+    }
+
+    /// <summary>
+    /// A fused function's backward: releases earlier gradients' wrappers, runs <paramref name="body"/> in a dispose scope
+    /// (the saved tensors come back as new wrappers: unpacked inside it, they are released too), and says on stderr what
+    /// failed before rethrowing — an exception cannot cross libtorch's autograd engine, which then ends the process.
+    /// </summary>
+    /// <param name="what">The function, for the message ("the fused linear attention").</param>
+    public static List<Tensor> Backward(string what, Func<List<Tensor>> body)
+    {
+        try
+        {
+            ReleaseReturned();
+            using var scope = NewDisposeScope();
+            return body();
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"ML.LinearAttention: {what} backward pass failed: " + e);
+            throw;
+        }
     }
 }
 

@@ -147,11 +147,8 @@ internal sealed class FusedCausalFunction : autograd.SingleTensorFunction<FusedC
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
-    {
-        try
+        => AutogradWrappers.Backward("the fused causal linear attention", () =>
         {
-            AutogradWrappers.ReleaseReturned();
-            using var scope = NewDisposeScope();
             var saved = ctx.get_saved_variables();
             var map = (FusedFeatureMap)ctx.get_data("map");
             var (q, k, v, p, rden, o) = (saved[0], saved[1], saved[2], saved[3], saved[4], saved[5]);
@@ -159,11 +156,5 @@ internal sealed class FusedCausalFunction : autograd.SingleTensorFunction<FusedC
             var dout = FusedCausalLaunch.Aligned(grad_output.to(q.dtype).contiguous());
             var (dq, dk, dv) = FusedCausalLaunch.Backward(q, k, v, mask, o, p, rden, dout, map);
             return AutogradWrappers.Return(grad_output, dq, dk, dv);
-        }
-        catch (Exception e)
-        {
-            Console.Error.WriteLine("ML.LinearAttention: the fused causal linear attention backward pass failed: " + e);
-            throw;
-        }
-    }
+        });
 }

@@ -51,13 +51,15 @@ public static class FusedHedgehogMap
     private static readonly object Gate = new();
     private static readonly Dictionary<(int Device, int InType), (IntPtr Forward, IntPtr Backward)> Kernels = new();
 
-    internal static (IntPtr Forward, IntPtr Backward) Functions(int device, int inType)
+    /// <summary>The map's kernels for x's device and dtype (compiled on first use), with that device's context made current.</summary>
+    internal static (IntPtr Forward, IntPtr Backward) Functions(Tensor x)
     {
+        int device = x.device_index < 0 ? 0 : x.device_index, inType = FusedLaunch.InType(x.dtype);
+        var info = FusedModuleCache.Device(device);
+        FusedModuleCache.MakeCurrent(info.Context);
         lock (Gate)
         {
             if (Kernels.TryGetValue((device, inType), out var f)) return f;
-            var info = FusedModuleCache.Device(device);
-            FusedModuleCache.MakeCurrent(info.Context);
             var cubin = FusedModuleCache.Compile($"sm_{info.Major}{info.Minor}", FusedModuleCache.Tiling.For(16, 16), inType, FusedFeatureMap.Identity,
                 mma: false, verbose: false, out _, FullSource);
             var module = FusedModuleCache.LoadModule(cubin);
@@ -78,7 +80,7 @@ public static class FusedHedgehogMap
         var shape = y.shape.ToArray();
         shape[^1] = 2 * f;
         var phi = torch.empty(shape, dtype: y.dtype, device: y.device);
-        var (forward, _) = Functions(y.device_index < 0 ? 0 : y.device_index, FusedLaunch.InType(y.dtype));
+        var (forward, _) = Functions(y);
         FusedModuleCache.Launch(forward, Blocks(rows), 1, 0, FusedLaunch.Ptr(y), FusedLaunch.Ptr(phi), rows, f);
         return phi;
     }
@@ -89,7 +91,7 @@ public static class FusedHedgehogMap
         var shape = phi.shape.ToArray();
         shape[^1] = f;
         var dy = torch.empty(shape, dtype: phi.dtype, device: phi.device);
-        var (_, backward) = Functions(phi.device_index < 0 ? 0 : phi.device_index, FusedLaunch.InType(phi.dtype));
+        var (_, backward) = Functions(phi);
         FusedModuleCache.Launch(backward, Blocks(rows), 1, 0, FusedLaunch.Ptr(phi), FusedLaunch.Ptr(dphi), FusedLaunch.Ptr(dy), rows, f);
         return dy;
     }
@@ -103,31 +105,16 @@ internal sealed class FusedHedgehogMapFunction : autograd.SingleTensorFunction<F
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
         AutogradWrappers.ReleaseReturned();
-        var y = ((Tensor)vars[0]).contiguous();
-        FusedModuleCache.MakeCurrent(FusedModuleCache.Device(y.device_index < 0 ? 0 : y.device_index).Context);
-        var phi = FusedHedgehogMap.Forward(y);
+        var phi = FusedHedgehogMap.Forward(((Tensor)vars[0]).contiguous());
         ctx.save_for_backward(new List<Tensor> { phi.detach() });
         return phi;
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
-    {
-        try
+        => AutogradWrappers.Backward("the fused Hedgehog feature map", () =>
         {
-            AutogradWrappers.ReleaseReturned();
-            using var scope = NewDisposeScope();
             var phi = ctx.get_saved_variables()[0];
-            var dphi = grad_output.to(phi.dtype).contiguous();
-            FusedModuleCache.MakeCurrent(FusedModuleCache.Device(phi.device_index < 0 ? 0 : phi.device_index).Context);
-            var dy = FusedHedgehogMap.Backward(phi, dphi);
-            var result = AutogradWrappers.Return(grad_output, dy);
-            result.RemoveAt(result.Count - 1);   // one differentiable input, no non-tensor argument
-            return result;
-        }
-        catch (Exception e)
-        {
-            Console.Error.WriteLine("ML.LinearAttention: the fused Hedgehog feature map backward pass failed: " + e);
-            throw;
-        }
-    }
+            var dy = FusedHedgehogMap.Backward(phi, grad_output.to(phi.dtype).contiguous());
+            return AutogradWrappers.ReturnTensors(grad_output, dy);
+        });
 }

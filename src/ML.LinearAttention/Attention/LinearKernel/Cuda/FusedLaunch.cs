@@ -198,12 +198,8 @@ internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
-    {
-        try
+        => AutogradWrappers.Backward("the fused linear attention", () =>
         {
-            AutogradWrappers.ReleaseReturned();
-            // The saved tensors come back as new wrappers: unpack them inside the scope so they are released too.
-            using var scope = NewDisposeScope();
             var saved = ctx.get_saved_variables();
             var map = (FusedFeatureMap)ctx.get_data("map");
             var mma = (bool)ctx.get_data("mma");
@@ -213,12 +209,5 @@ internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction
             var dout = grad_output.to(q.dtype).contiguous();
             var (dq, dk, dv) = FusedLaunch.Backward(q, k, v, mask, epsn, s, z, o, dout, map, mma, kernels);
             return AutogradWrappers.Return(grad_output, dq, dk, dv);
-        }
-        catch (Exception e)
-        {
-            // An exception cannot cross libtorch's autograd engine; say what failed before it ends the process.
-            Console.Error.WriteLine("ML.LinearAttention: the fused linear attention backward pass failed: " + e);
-            throw;
-        }
-    }
+        });
 }
