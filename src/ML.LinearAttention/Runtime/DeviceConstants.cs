@@ -17,21 +17,26 @@ internal static class DeviceConstants
     private static readonly Dictionary<(string Key, DeviceType Type, int Index), Tensor> Cache = new();
 
     /// <summary>
-    /// The values as an fp32 tensor [n] on <paramref name="device"/>: shared and read-only (never modify it in place or
-    /// dispose it). <paramref name="name"/> says what they are; the values are part of the key.
+    /// The values named by <paramref name="key"/> as an fp32 tensor [n] on <paramref name="device"/>, made by
+    /// <paramref name="values"/> on first use: shared and read-only (never modify it in place or dispose it). The key
+    /// must determine the values (include every parameter they depend on); it is all a call costs after the first.
     /// </summary>
-    public static Tensor Get(string name, IReadOnlyList<float> values, Device device)
+    public static Tensor Get(string key, Device device, Func<float[]> values)
     {
-        ArgumentNullException.ThrowIfNull(values);
+        ArgumentNullException.ThrowIfNull(key);
         ArgumentNullException.ThrowIfNull(device);
-        var key = (name + ":" + string.Join(",", values.Select(v => v.ToString("R", CultureInfo.InvariantCulture))), device.type, device.index);
+        ArgumentNullException.ThrowIfNull(values);
         lock (Gate)
         {
-            if (Cache.TryGetValue(key, out var cached) && !cached.IsInvalid) return cached;
+            if (Cache.TryGetValue((key, device.type, device.index), out var cached) && !cached.IsInvalid) return cached;
             using var noGrad = torch.no_grad();
-            var tensor = torch.tensor(values.ToArray(), device: device).DetachFromDisposeScope();
-            Cache[key] = tensor;
+            var tensor = torch.tensor(values(), device: device).DetachFromDisposeScope();
+            Cache[(key, device.type, device.index)] = tensor;
             return tensor;
         }
     }
+
+    /// <summary>A key for fixed values known up front (a model's configuration): the values themselves, formatted once.</summary>
+    public static string KeyOf(string name, IEnumerable<float> values)
+        => name + ":" + string.Join(",", values.Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
 }

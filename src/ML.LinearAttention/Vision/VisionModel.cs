@@ -177,8 +177,9 @@ public sealed class VisionModel : TrainableModel
         else
         {
             // Kept on the device: a fresh copy from .NET memory per batch would synchronize the host with the GPU.
-            var mean = DeviceConstants.Get("image mean", Config.Mean, x.device).view(1, 3, 1, 1);
-            var std = DeviceConstants.Get("image std", Config.Std, x.device).view(1, 3, 1, 1);
+            // (Three values: formatting them into the key per batch costs nothing next to the batch.)
+            var mean = DeviceConstants.Get(DeviceConstants.KeyOf("image mean", Config.Mean), x.device, () => Config.Mean).view(1, 3, 1, 1);
+            var std = DeviceConstants.Get(DeviceConstants.KeyOf("image std", Config.Std), x.device, () => Config.Std).view(1, 3, 1, 1);
             map = ((x / 255 - mean) / std).to(dtype);
             if (patch_embed is not null) map = patch_embed.forward(map);
             else

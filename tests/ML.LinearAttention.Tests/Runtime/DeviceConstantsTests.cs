@@ -13,12 +13,16 @@ public class DeviceConstantsTests
         TorchRuntime.EnsureLoaded();
         Tensor first;
         using (NewDisposeScope())
-            first = DeviceConstants.Get("test slopes", new[] { 0.5f, 0.25f }, torch.CPU);
+            first = DeviceConstants.Get(DeviceConstants.KeyOf("test slopes", new[] { 0.5f, 0.25f }), torch.CPU, () => new[] { 0.5f, 0.25f });
         Assert.False(first.IsInvalid);                       // the caller's dispose scope did not take it
         Assert.Equal(new[] { 0.5f, 0.25f }, first.data<float>().ToArray());
-        Assert.Same(first, DeviceConstants.Get("test slopes", new[] { 0.5f, 0.25f }, torch.CPU));
-        Assert.NotSame(first, DeviceConstants.Get("test slopes", new[] { 0.5f, 0.125f }, torch.CPU));   // values are part of the key
-        Assert.NotSame(first, DeviceConstants.Get("other", new[] { 0.5f, 0.25f }, torch.CPU));
+        int made = 0;
+        Assert.Same(first, DeviceConstants.Get(DeviceConstants.KeyOf("test slopes", new[] { 0.5f, 0.25f }), torch.CPU, () => { made++; return new[] { 0.5f, 0.25f }; }));
+        Assert.Equal(0, made);                                // a hit does not build the values again
+        var other = DeviceConstants.Get(DeviceConstants.KeyOf("test slopes", new[] { 0.5f, 0.125f }), torch.CPU, () => new[] { 0.5f, 0.125f });
+        Assert.NotSame(first, other);                         // values are part of the key
+        Assert.Equal(new[] { 0.5f, 0.125f }, other.data<float>().ToArray());
+        Assert.NotSame(first, DeviceConstants.Get(DeviceConstants.KeyOf("other", new[] { 0.5f, 0.25f }), torch.CPU, () => new[] { 0.5f, 0.25f }));
         Assert.False(first.requires_grad);
     }
 }

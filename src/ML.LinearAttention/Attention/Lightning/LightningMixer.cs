@@ -30,6 +30,7 @@ public sealed class LightningMixer : TokenMixer
     private readonly LayerNorm norm;
     private readonly Sequential output_gate;
     private readonly float[] _slopes;
+    private readonly string _slopesKey;
     private readonly int _chunk;
 
     public LightningMixer(MixerConfig config, LightningOptions options) : base(nameof(LightningMixer), config)
@@ -44,6 +45,7 @@ public sealed class LightningMixer : TokenMixer
         norm = nn.LayerNorm(c);
         output_gate = nn.Sequential(("0", nn.Linear(c, d, hasBias: options.Bias)), ("1", nn.Linear(d, c, hasBias: options.Bias)));
         _slopes = LightningKernels.LayerSlopes(config.NumHeads, config.LayerIndex, config.NumLayers).Select(s => (float)s).ToArray();
+        _slopesKey = DeviceConstants.KeyOf("lightning slopes", _slopes);
         _chunk = options.ChunkSize;
         RegisterComponents();
     }
@@ -58,7 +60,7 @@ public sealed class LightningMixer : TokenMixer
         var q = Heads.Split(nn.functional.silu(q_proj.forward(x)), h);
         var k = Heads.Split(nn.functional.silu(k_proj.forward(x)), h);
         var v = Heads.Split(nn.functional.silu(v_proj.forward(x)), h);
-        var slopes = DeviceConstants.Get("lightning slopes", _slopes, x.device);   // not copied from .NET memory per call: that syncs
+        var slopes = DeviceConstants.Get(_slopesKey, x.device, () => _slopes);   // not copied from .NET memory per call: that syncs
         var o = Config.Causal
             ? LightningKernels.Causal(q, k, v, slopes, keyPaddingMask, chunk: _chunk)
             : LightningKernels.Bidirectional(q, k, v, slopes, keyPaddingMask, chunk: _chunk);

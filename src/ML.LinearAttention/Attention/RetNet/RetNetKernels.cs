@@ -61,6 +61,6 @@ public static class RetNetKernels
         if (q.dim() != 4) throw new ArgumentException($"q must be [B, H, T, D]; got {Heads.Shape(q)}.", nameof(q));
         long b = q.shape[0], h = q.shape[1], t = q.shape[2];
         // Kept on the device: a fresh copy from .NET memory per call would synchronize the host with the GPU.
-        return DeviceConstants.Get("retnet log decays", LogDecayValues(h), q.device).view(1, h, 1).expand(b, h, t);
+        return DeviceConstants.Get("retnet log decays, H = " + h, q.device, () => LogDecayValues(h)).view(1, h, 1).expand(b, h, t);
     }
 }
