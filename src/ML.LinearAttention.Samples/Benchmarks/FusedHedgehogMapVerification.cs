@@ -30,9 +30,15 @@ public static class FusedHedgehogMapVerification
                 $"{(pass ? "PASS" : "FAIL")}  hedgehog map {FusedKernelVerification.Short(dtype),-4} y [{string.Join(", ", shape)}]  max err fused {fusedErr:E2}  torchsharp {torchErr:E2}"));
         }
         var mixer = new HedgehogMixer(new MixerConfig(128, 2), new HedgehogOptions { UseFusedKernel = true }).to(device).to(ScalarType.BFloat16);
+        FusedKernelVerification.RecordMixerCheck(log, "hedgehog (mma): map kernels on vs off",
+            () => FusedKernelVerification.MixerCheck(mixer, device, ScalarType.BFloat16, MapKernels), ref cases, ref failures);
+    }
+
+    private static IDisposable MapKernels(bool on)
+    {
         bool before = FusedHedgehogMap.Enabled;
-        try { FusedKernelVerification.RecordMixerCheck(log, "hedgehog (mma): map kernels on vs off", () => MapOnVsOff(mixer, device), ref cases, ref failures); }
-        finally { FusedHedgehogMap.Enabled = before; }
+        FusedHedgehogMap.Enabled = on;
+        return new FusedKernelVerification.Restore(() => FusedHedgehogMap.Enabled = before);
     }
 
     private static (double fused, double torch) Check(Device device, ScalarType dtype, long[] shape)
@@ -42,11 +48,8 @@ public static class FusedHedgehogMapVerification
         var y = (torch.randn(shape) * 2).to(device).to(dtype);
         var upstream = torch.randn(shape[..^1].Append(2 * shape[^1]).ToArray()).to(device).to(dtype);
         var naive = Run(Naive, y, upstream, ScalarType.Float32);
-        bool before = FusedHedgehogMap.Enabled;
-        FusedHedgehogMap.Enabled = true;   // the kernels, whatever the switch said
         Tensor[] fused;
-        try { fused = Run(FusedHedgehogMap.Apply, y, upstream, dtype); }
-        finally { FusedHedgehogMap.Enabled = before; }
+        using (MapKernels(true)) fused = Run(FusedHedgehogMap.Apply, y, upstream, dtype);   // whatever the switch said
         var reference = Run(FusedHedgehogMap.Reference, y, upstream, dtype);
         double fusedErr = 0, torchErr = 0;
         for (int i = 0; i < naive.Length; i++)
@@ -71,27 +74,5 @@ public static class FusedHedgehogMapVerification
         var phi = f(x);
         var g = torch.autograd.grad(new[] { phi }, new[] { x }, new[] { upstream.to(phi.dtype) })[0];
         return new[] { phi.detach().to(ScalarType.Float32), g.detach().to(ScalarType.Float32) };
-    }
-
-    /// <summary>HedgehogMixer's output and input gradient with the map's kernels on and off (same weights, same input).</summary>
-    private static double MapOnVsOff(TokenMixer mixer, Device device)
-    {
-        using var scope = NewDisposeScope();
-        torch.manual_seed(7);
-        var x = torch.randn(3, 37, 128).to(device).to(ScalarType.BFloat16);
-        var lengths = torch.tensor(new long[] { 37, 20, 1 }, device: device);
-        var mask = torch.arange(37, device: device).unsqueeze(0).lt(lengths.unsqueeze(1));
-        var upstream = torch.randn(3, 37, 128).to(device).to(ScalarType.BFloat16);
-        Tensor[] Pass(bool fused)
-        {
-            FusedHedgehogMap.Enabled = fused;
-            var input = x.detach().requires_grad_(true);
-            var o = mixer.forward(input, mask);
-            var g = torch.autograd.grad(new[] { o }, new[] { input }, new[] { upstream })[0];
-            return new[] { o.detach().to(ScalarType.Float32), g.detach().to(ScalarType.Float32) };
-        }
-        var on = Pass(true);
-        var off = Pass(false);
-        return Math.Max(FusedKernelVerification.Relative(on[0], off[0]), FusedKernelVerification.Relative(on[1], off[1]));
     }
 }

@@ -90,9 +90,13 @@ public static class FusedKernelVerification
         yield return ("hedgehog", new HedgehogMixer(config, new HedgehogOptions { UseFusedKernel = true }).to(device).to(ScalarType.BFloat16), ScalarType.BFloat16);
     }
 
-    /// <summary>The mixer with the fused path on and off (same weights): output and input-gradient difference.</summary>
-    internal static double MixerCheck(TokenMixer mixer, Device device, ScalarType dtype)
+    /// <summary>
+    /// The mixer with the fused path on and off (same weights): output and input-gradient difference. <paramref name="route"/>
+    /// switches the path (default: <see cref="FusedLinearAttention.Enabled"/>, short inputs included) and restores it.
+    /// </summary>
+    internal static double MixerCheck(TokenMixer mixer, Device device, ScalarType dtype, Func<bool, IDisposable>? route = null)
     {
+        route ??= FusedAttentionRoute;
         using var scope = NewDisposeScope();
         torch.manual_seed(7);
         var x = torch.randn(3, 37, 128).to(device).to(dtype);
@@ -101,22 +105,30 @@ public static class FusedKernelVerification
         var upstream = torch.randn(3, 37, 128).to(device).to(dtype);
         Tensor[] Pass(bool fused)
         {
-            bool before = FusedLinearAttention.Enabled;
-            int minimum = FusedLinearAttention.MinimumLength;
-            FusedLinearAttention.Enabled = fused;
-            FusedLinearAttention.MinimumLength = 0; // route this short input through the fused path too
-            try
-            {
-                var input = x.detach().requires_grad_(true);
-                var o = mixer.forward(input, mask);
-                var g = torch.autograd.grad(new[] { o }, new[] { input }, new[] { upstream })[0];
-                return new[] { o.detach(), g.detach() };
-            }
-            finally { FusedLinearAttention.Enabled = before; FusedLinearAttention.MinimumLength = minimum; }
+            using var _ = route(fused);
+            var input = x.detach().requires_grad_(true);
+            var o = mixer.forward(input, mask);
+            var g = torch.autograd.grad(new[] { o }, new[] { input }, new[] { upstream })[0];
+            return new[] { o.detach(), g.detach() };
         }
         var on = Pass(true);
         var off = Pass(false);
         return Math.Max(Relative(on[0].to(ScalarType.Float32), off[0].to(ScalarType.Float32)), Relative(on[1].to(ScalarType.Float32), off[1].to(ScalarType.Float32)));
+    }
+
+    private static IDisposable FusedAttentionRoute(bool fused)
+    {
+        bool before = FusedLinearAttention.Enabled;
+        int minimum = FusedLinearAttention.MinimumLength;
+        FusedLinearAttention.Enabled = fused;
+        FusedLinearAttention.MinimumLength = 0; // route this short input through the fused path too
+        return new Restore(() => { FusedLinearAttention.Enabled = before; FusedLinearAttention.MinimumLength = minimum; });
+    }
+
+    /// <summary>Undoes a switch when disposed.</summary>
+    internal sealed class Restore(Action undo) : IDisposable
+    {
+        public void Dispose() => undo();
     }
 
     /// <summary>Runs a mixer on-vs-off check (bf16 bound 5e-2; a failure to run or NaN fails) and logs it.</summary>
