@@ -18,21 +18,10 @@ public static partial class LinearAttentionKernels
         if (chunk <= 0) throw new ArgumentOutOfRangeException(nameof(chunk), chunk, "Chunk size must be positive.");
         using var scope = NewDisposeScope();
         var dtype = q.dtype;
-        long b = q.shape[0], h = q.shape[1], t = q.shape[2], dk = q.shape[3], dv = v.shape[3];
-        k = Heads.ZeroPadded(k, keyPaddingMask);
+        long b = q.shape[0], h = q.shape[1], t = q.shape[2], dv = v.shape[3];
         var v1 = torch.cat(new[] { v, torch.ones(b, h, t, 1, dtype: dtype, device: v.device) }, -1);   // [B, H, T, Dv + 1]
-        long nc = (t + chunk - 1) / chunk, tp = nc * chunk;
-        if (tp != t)
-        {
-            q = nn.functional.pad(q, new long[] { 0, 0, 0, tp - t });
-            k = nn.functional.pad(k, new long[] { 0, 0, 0, tp - t });
-            v1 = nn.functional.pad(v1, new long[] { 0, 0, 0, tp - t });
-        }
-        var qc = q.view(b, h, nc, chunk, dk);
-        var kc = k.view(b, h, nc, chunk, dk);
-        var vc = v1.view(b, h, nc, chunk, dv + 1);
-        var chunkStates = kc.transpose(-1, -2).matmul(vc).to(ScalarType.Float32);             // [B, H, NC, Dk, Dv + 1]
-        var inter = qc.matmul(ExclusivePrefixSum(chunkStates, 2).to(dtype));                 // [B, H, NC, C, Dv + 1]
+        var (qc, kc, vc, tp) = Chunks(q, Heads.ZeroPadded(k, keyPaddingMask), v1, chunk);
+        var inter = InterChunk(qc, kc, vc);                                                    // [B, H, NC, C, Dv + 1]
         var causalMask = torch.ones(chunk, chunk, dtype: dtype, device: q.device).tril();
         var scores = qc.matmul(kc.transpose(-1, -2)) * causalMask;
         var full = (inter + scores.matmul(vc)).view(b, h, tp, dv + 1).narrow(2, 0, t);

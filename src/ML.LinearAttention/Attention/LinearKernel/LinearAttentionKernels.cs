@@ -95,21 +95,9 @@ public static partial class LinearAttentionKernels
         if (normalize) return CausalFoldedNormalizer(q, k, v, keyPaddingMask, eps, chunk);
         using var scope = NewDisposeScope();
         var dtype = q.dtype;
-        long b = q.shape[0], h = q.shape[1], t = q.shape[2], dk = q.shape[3], dv = v.shape[3];
-        k = Heads.ZeroPadded(k, keyPaddingMask);
-        long nc = (t + chunk - 1) / chunk, tp = nc * chunk;
-        if (tp != t)
-        {
-            q = nn.functional.pad(q, new long[] { 0, 0, 0, tp - t });
-            k = nn.functional.pad(k, new long[] { 0, 0, 0, tp - t });
-            v = nn.functional.pad(v, new long[] { 0, 0, 0, tp - t });
-        }
-        var qc = q.view(b, h, nc, chunk, dk);
-        var kc = k.view(b, h, nc, chunk, dk);
-        var vc = v.view(b, h, nc, chunk, dv);
-        // The state before each chunk: exclusive prefix sum over chunks, accumulated in fp32.
-        var chunkStates = kc.transpose(-1, -2).matmul(vc).to(ScalarType.Float32);     // [B, H, NC, Dk, Dv]
-        var inter = qc.matmul(ExclusivePrefixSum(chunkStates, 2).to(dtype));          // [B, H, NC, C, Dv]
+        long b = q.shape[0], h = q.shape[1], t = q.shape[2], dv = v.shape[3];
+        var (qc, kc, vc, tp) = Chunks(q, Heads.ZeroPadded(k, keyPaddingMask), v, chunk);
+        var inter = InterChunk(qc, kc, vc);                                            // [B, H, NC, C, Dv]
         var causalMask = torch.ones(chunk, chunk, dtype: ScalarType.Bool, device: q.device).tril();
         var scores = qc.matmul(kc.transpose(-1, -2)).masked_fill(causalMask.logical_not(), 0.0);
         var num = (inter + scores.matmul(vc)).view(b, h, tp, dv).narrow(2, 0, t);
@@ -117,6 +105,19 @@ public static partial class LinearAttentionKernels
         var o = num / pos;
         return Heads.ZeroPadded(o, keyPaddingMask).MoveToOuterDisposeScope();
     }
+
+    /// <summary>q, k, v [B, H, T, ·] zero-padded to a whole number of chunks and viewed as [B, H, NC, C, ·]; also the padded length.</summary>
+    private static (Tensor qc, Tensor kc, Tensor vc, long padded) Chunks(Tensor q, Tensor k, Tensor v, int chunk)
+    {
+        long b = q.shape[0], h = q.shape[1], t = q.shape[2];
+        long nc = (t + chunk - 1) / chunk, tp = nc * chunk;
+        Tensor Split(Tensor x) => (tp == t ? x : nn.functional.pad(x, new long[] { 0, 0, 0, tp - t })).view(b, h, nc, chunk, x.shape[3]);
+        return (Split(q), Split(k), Split(v), tp);
+    }
+
+    /// <summary>Each chunk's queries times the state of all earlier chunks (exclusive prefix sum of kᵀv, accumulated in fp32), in q's dtype.</summary>
+    private static Tensor InterChunk(Tensor qc, Tensor kc, Tensor vc)
+        => qc.matmul(ExclusivePrefixSum(kc.transpose(-1, -2).matmul(vc).to(ScalarType.Float32), 2).to(qc.dtype));
 
     /// <summary>
     /// Exclusive prefix sum along <paramref name="dim"/> built by shifting (zeros, then the cumsum of all but the
