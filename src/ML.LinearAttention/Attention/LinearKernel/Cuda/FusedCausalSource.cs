@@ -22,6 +22,18 @@ internal static class FusedCausalSource
 #define XN (D * LDE > DV * LDD ? D * LDE : DV * LDD)   // u16 per state operand buffer of causal_bwd
 #define XQ (XN > MTT * LDD ? XN : MTT * LDD)           // u16 of causal_bwd's φq tile, reused for the state operand
 
+// One chunk's record at Pb: the [D][DV] product held in acc_, then the column sums of the transposed tile XT [D][LDT2]
+// (weighted by w[token] when W) added after it (the buffer starts zeroed). causal_state and causal_bwd_state.
+template <bool W>
+__device__ __forceinline__ void store_record(const float (&acc_)[TPW(D, DV)][4], const u16* XT, const float* w, float* Pb) {
+    FOR_TILE_PAIRS(D, DV, { Pb[row * DV + col] = c0; Pb[row * DV + col + 1] = c1; })
+    float zacc[ZP];
+#pragma unroll
+    for (int j = 0; j < ZP; ++j) zacc[j] = 0.f;
+    colsum<true, W>(XT, w, zacc);
+    colsum_flush(zacc, Pb + D * DV);
+}
+
 extern "C" __global__ void __launch_bounds__(NT) causal_state(const in_t* __restrict__ k, const in_t* __restrict__ v,
         const u8* __restrict__ mask, int T, int H, int nc, float* __restrict__ P) {
     extern __shared__ float4 smem4[];
@@ -36,13 +48,7 @@ extern "C" __global__ void __launch_bounds__(NT) causal_state(const in_t* __rest
     float acc_[TPW(D, DV)][4];
     zero_tiles<D, DV>(acc_);
     wmm<D, DV, MTT, true>(KT, LDT2, VT, nullptr, LDT2, acc_);
-    float* Pb = P + ((size_t)bh * nc + c) * CS;
-    FOR_TILE_PAIRS(D, DV, { Pb[row * DV + col] = c0; Pb[row * DV + col + 1] = c1; })
-    float zacc[ZP];
-#pragma unroll
-    for (int j = 0; j < ZP; ++j) zacc[j] = 0.f;
-    colsum<true, false>(KT, nullptr, zacc);
-    colsum_flush(zacc, Pb + D * DV);    // the buffer starts zeroed
+    store_record<false>(acc_, KT, nullptr, P + ((size_t)bh * nc + c) * CS);
 }
 
 // In-place exclusive scan over the nc chunk records of each head (reverse order when rev), n floats per record.

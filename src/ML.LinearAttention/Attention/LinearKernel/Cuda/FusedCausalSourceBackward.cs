@@ -49,13 +49,7 @@ extern "C" __global__ void __launch_bounds__(NT) causal_bwd_state(const in_t* __
     float acc_[TPW(D, DV)][4];
     zero_tiles<D, DV>(acc_);
     wmm<D, DV, MTT, true>(QT, LDT2, GT, nullptr, LDT2, acc_);
-    float* Pb = dP + ((size_t)bh * nc + c) * CS;
-    FOR_TILE_PAIRS(D, DV, { Pb[row * DV + col] = c0; Pb[row * DV + col + 1] = c1; })
-    float zacc[ZP];
-#pragma unroll
-    for (int j = 0; j < ZP; ++j) zacc[j] = 0.f;
-    colsum<true, true>(QT, dd, zacc);
-    colsum_flush(zacc, Pb + D * DV);    // the buffer starts zeroed
+    store_record<true>(acc_, QT, dd, dP + ((size_t)bh * nc + c) * CS);
 }
 
 // Writes dst[t][col..col+1] = f(c0), f(c1) for the tile pairs of a [MTT][N] product at real rows t < T.
