@@ -31,4 +31,27 @@ public class FusedHedgehogMapTests
         var e = Assert.Throws<ArgumentException>(() => FusedHedgehogMap.Apply(torch.tensor(1.0)));
         Assert.Contains("at least one dimension", e.Message);
     }
+
+    [Theory]
+    [InlineData(64, 2, 8)]      // Hedgehog's default F = D = 64 in bf16: eight lanes of eight features
+    [InlineData(64, 4, 16)]     // fp32: four features per lane
+    [InlineData(8, 2, 1)]
+    [InlineData(256, 2, 32)]
+    [InlineData(512, 2, 0)]     // more than a warp per row: the generic kernels
+    [InlineData(100, 2, 0)]     // not a multiple of eight
+    [InlineData(48, 2, 0)]      // six lanes: not a power of two
+    [InlineData(0, 2, 0)]
+    public void Vector_kernels_take_rows_of_a_power_of_two_of_16_byte_lanes(long features, int elementSize, int lanes)
+    {
+        Assert.Equal(lanes, FusedHedgehogMap.VectorLanes(features, elementSize));
+    }
+
+    [Fact]
+    public void Vector_blocks_cover_every_row()
+    {
+        Assert.Equal(1, FusedHedgehogMap.VectorBlocks(32, 8));      // 32 rows × 8 lanes = one 256-thread block
+        Assert.Equal(2, FusedHedgehogMap.VectorBlocks(33, 8));
+        Assert.Equal(1, FusedHedgehogMap.VectorBlocks(1, 32));
+        Assert.Equal(5, FusedHedgehogMap.Blocks(37));               // generic: eight rows (warps) per block
+    }
 }

@@ -11,14 +11,15 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel;
 /// </summary>
 public static class FusedHedgehogMap
 {
-    /// <summary>Environment variable that switches the kernels on ("1") for <see cref="Enabled"/>'s default.</summary>
+    /// <summary>Environment variable that switches the kernels off ("0") for <see cref="Enabled"/>'s default.</summary>
     public const string EnableVariable = "ML_LINEARATTENTION_FUSED_HEDGEHOG_MAP";
 
     /// <summary>
-    /// Whether <see cref="Apply"/> (and so Hedgehog's feature map) runs the kernels on CUDA. Off by default until the
-    /// kernels have been checked on a GPU (`bench kernels --verify-fused` runs them whatever this says).
+    /// Whether <see cref="Apply"/> (and so Hedgehog's feature map) runs the kernels on CUDA: on by default (checked and
+    /// timed on an H200: docs/fused-kernels.md), off when <see cref="EnableVariable"/> is "0".
+    /// `bench kernels --verify-fused` runs them whatever this says.
     /// </summary>
-    public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable(EnableVariable) == "1";
+    public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable(EnableVariable) != "0";
 
     /// <summary>Null when <see cref="Apply"/> would run the kernels on <paramref name="y"/>, else why not.</summary>
     public static string? UnavailableReason(Tensor y)
@@ -49,10 +50,13 @@ public static class FusedHedgehogMap
     }
 
     private static readonly object Gate = new();
-    private static readonly Dictionary<(int Device, int InType), (IntPtr Forward, IntPtr Backward)> Kernels = new();
+    private static readonly Dictionary<(int Device, int InType), MapKernels> Kernels = new();
+
+    /// <summary>The generic kernels (any F, one warp per row) and the vector kernels (see <see cref="VectorLanes"/>).</summary>
+    internal readonly record struct MapKernels(IntPtr Forward, IntPtr Backward, IntPtr ForwardVector, IntPtr BackwardVector);
 
     /// <summary>The map's kernels for x's device and dtype (compiled on first use), with that device's context made current.</summary>
-    internal static (IntPtr Forward, IntPtr Backward) Functions(Tensor x)
+    internal static MapKernels Functions(Tensor x)
     {
         int device = x.device_index < 0 ? 0 : x.device_index, inType = FusedLaunch.InType(x.dtype);
         var info = FusedModuleCache.Device(device);
@@ -63,7 +67,8 @@ public static class FusedHedgehogMap
             var cubin = FusedModuleCache.Compile($"sm_{info.Major}{info.Minor}", FusedModuleCache.Tiling.For(16, 16), inType, FusedFeatureMap.Identity,
                 mma: false, verbose: false, out _, FullSource);
             var module = FusedModuleCache.LoadModule(cubin);
-            f = (FusedModuleCache.Function(module, "hedgehog_map_fwd", 0), FusedModuleCache.Function(module, "hedgehog_map_bwd", 0));
+            f = new MapKernels(FusedModuleCache.Function(module, "hedgehog_map_fwd", 0), FusedModuleCache.Function(module, "hedgehog_map_bwd", 0),
+                FusedModuleCache.Function(module, "hedgehog_map_fwd_vec", 0), FusedModuleCache.Function(module, "hedgehog_map_bwd_vec", 0));
             return Kernels[(device, inType)] = f;
         }
     }
@@ -71,8 +76,36 @@ public static class FusedHedgehogMap
     /// <summary>The compiled source: the fused kernels' prelude and kernels (for in_t, ldx, stx), then the map's.</summary>
     internal static string FullSource => FusedKernelSource.Source + "\n" + FusedHedgehogMapSource.Source;
 
-    /// <summary>Rows per launch (one warp each, eight per 256-thread block).</summary>
-    internal static long Blocks(long rows) => (rows + 7) / 8;
+    /// <summary>Threads per block of both kernel forms.</summary>
+    private const int Threads = 256;
+
+    /// <summary>
+    /// Lanes per row of the vector kernels for F features of <paramref name="elementSize"/> bytes: L = F / V with
+    /// V = 16 / elementSize features per lane (one 16-byte load), when L is a power of two up to 32; else 0 (the
+    /// generic kernels).
+    /// </summary>
+    internal static int VectorLanes(long features, int elementSize)
+    {
+        int perLane = 16 / elementSize;
+        if (features <= 0 || features % perLane != 0) return 0;
+        long lanes = features / perLane;
+        return lanes <= 32 && (lanes & (lanes - 1)) == 0 ? (int)lanes : 0;
+    }
+
+    /// <summary>Blocks of the generic kernels: one warp per row, eight per 256-thread block.</summary>
+    internal static long Blocks(long rows) => (rows + Threads / 32 - 1) / (Threads / 32);
+
+    /// <summary>Blocks of the vector kernels: <paramref name="lanes"/> threads per row.</summary>
+    internal static long VectorBlocks(long rows, int lanes) => (rows * lanes + Threads - 1) / Threads;
+
+    /// <summary>Lanes of the vector kernels for these tensors, or 0 when one of them is not 16-byte aligned.</summary>
+    private static int LanesFor(long features, params Tensor[] tensors)
+    {
+        int lanes = VectorLanes(features, (int)tensors[0].ElementSize);
+        foreach (var t in tensors)
+            if (FusedLaunch.Ptr(t) % 16 != 0) return 0;
+        return lanes;
+    }
 
     internal static Tensor Forward(Tensor y)
     {
@@ -80,8 +113,12 @@ public static class FusedHedgehogMap
         var shape = y.shape.ToArray();
         shape[^1] = 2 * f;
         var phi = torch.empty(shape, dtype: y.dtype, device: y.device);
-        var (forward, _) = Functions(y);
-        FusedModuleCache.Launch(forward, Blocks(rows), 1, 0, FusedLaunch.Ptr(y), FusedLaunch.Ptr(phi), rows, f);
+        var kernels = Functions(y);
+        int lanes = LanesFor(f, y, phi);
+        if (lanes > 0)
+            FusedModuleCache.Launch(kernels.ForwardVector, VectorBlocks(rows, lanes), 1, 0, FusedLaunch.Ptr(y), FusedLaunch.Ptr(phi), rows, lanes);
+        else
+            FusedModuleCache.Launch(kernels.Forward, Blocks(rows), 1, 0, FusedLaunch.Ptr(y), FusedLaunch.Ptr(phi), rows, f);
         return phi;
     }
 
@@ -91,8 +128,12 @@ public static class FusedHedgehogMap
         var shape = phi.shape.ToArray();
         shape[^1] = f;
         var dy = torch.empty(shape, dtype: phi.dtype, device: phi.device);
-        var (_, backward) = Functions(phi);
-        FusedModuleCache.Launch(backward, Blocks(rows), 1, 0, FusedLaunch.Ptr(phi), FusedLaunch.Ptr(dphi), FusedLaunch.Ptr(dy), rows, f);
+        var kernels = Functions(phi);
+        int lanes = LanesFor(f, phi, dphi, dy);
+        if (lanes > 0)
+            FusedModuleCache.Launch(kernels.BackwardVector, VectorBlocks(rows, lanes), 1, 0, FusedLaunch.Ptr(phi), FusedLaunch.Ptr(dphi), FusedLaunch.Ptr(dy), rows, lanes);
+        else
+            FusedModuleCache.Launch(kernels.Backward, Blocks(rows), 1, 0, FusedLaunch.Ptr(phi), FusedLaunch.Ptr(dphi), FusedLaunch.Ptr(dy), rows, f);
         return dy;
     }
 }
