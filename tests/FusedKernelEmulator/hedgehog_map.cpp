@@ -18,9 +18,9 @@ int main(int argc, char** argv) {
     // The vector kernels where F = L·V with L a power of two up to 32 (as FusedHedgehogMap.VectorLanes), else the generic.
     int V = 16 / (int)sizeof(in_t), L = F % V == 0 && F / V <= 32 && ((F / V) & (F / V - 1)) == 0 ? F / V : 0;
     if (L > 0) {
-        int perBlock = 256 / L;
-        launch((int)((rows + perBlock * HR - 1) / (perBlock * HR)), 1, [&] { hedgehog_map_fwd_vec(Y, P, rows, L); });
-        launch((int)((rows + perBlock - 1) / perBlock), 1, [&] { hedgehog_map_bwd_vec(P, G, DY, rows, L); });
+        int blocks = (int)((rows * L + 255) / 256);
+        launch(blocks, 1, [&] { hedgehog_map_fwd_vec(Y, P, rows, L); });
+        launch(blocks, 1, [&] { hedgehog_map_bwd_vec(P, G, DY, rows, L); });
     } else {
         int blocks = (int)((rows + 7) / 8);
         launch(blocks, 1, [&] { hedgehog_map_fwd(Y, P, rows, F); });

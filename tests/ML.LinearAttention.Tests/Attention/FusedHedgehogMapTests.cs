@@ -52,9 +52,6 @@ public class FusedHedgehogMapTests
         Assert.Equal(1, FusedHedgehogMap.VectorBlocks(32, 8));      // 32 rows × 8 lanes = one 256-thread block
         Assert.Equal(2, FusedHedgehogMap.VectorBlocks(33, 8));
         Assert.Equal(1, FusedHedgehogMap.VectorBlocks(1, 32));
-        Assert.Equal(1, FusedHedgehogMap.VectorBlocks(64, 8, 2));   // forward: two rows per thread
-        Assert.Equal(2, FusedHedgehogMap.VectorBlocks(65, 8, 2));
-        Assert.Equal(2, FusedHedgehogMap.VectorBlocks(513, 1, 2));  // one lane per row: 512 rows per block
         Assert.Equal(5, FusedHedgehogMap.Blocks(37));               // generic: eight rows (warps) per block
     }
 }

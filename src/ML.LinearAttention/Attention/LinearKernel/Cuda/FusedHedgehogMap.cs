@@ -95,15 +95,8 @@ public static class FusedHedgehogMap
     /// <summary>Blocks of the generic kernels: one warp per row, eight per 256-thread block.</summary>
     internal static long Blocks(long rows) => (rows + Threads / 32 - 1) / (Threads / 32);
 
-    /// <summary>Rows per thread of the forward vector kernel (HR in <see cref="FusedHedgehogMapSource"/>).</summary>
-    internal const int ForwardRowsPerThread = 2;
-
-    /// <summary>Blocks of the vector kernels: <paramref name="lanes"/> threads per row, <paramref name="rowsPerThread"/> rows each.</summary>
-    internal static long VectorBlocks(long rows, int lanes, int rowsPerThread = 1)
-    {
-        long perBlock = (long)Threads / lanes * rowsPerThread;
-        return (rows + perBlock - 1) / perBlock;
-    }
+    /// <summary>Blocks of the vector kernels: <paramref name="lanes"/> threads per row.</summary>
+    internal static long VectorBlocks(long rows, int lanes) => (rows * lanes + Threads - 1) / Threads;
 
     /// <summary>Lanes of the vector kernels for these tensors, or 0 when one of them is not 16-byte aligned.</summary>
     private static int LanesFor(long features, params Tensor[] tensors)
@@ -123,7 +116,7 @@ public static class FusedHedgehogMap
         var kernels = Functions(y);
         int lanes = LanesFor(f, y, phi);
         if (lanes > 0)
-            FusedModuleCache.Launch(kernels.ForwardVector, VectorBlocks(rows, lanes, ForwardRowsPerThread), 1, 0, FusedLaunch.Ptr(y), FusedLaunch.Ptr(phi), rows, lanes);
+            FusedModuleCache.Launch(kernels.ForwardVector, VectorBlocks(rows, lanes), 1, 0, FusedLaunch.Ptr(y), FusedLaunch.Ptr(phi), rows, lanes);
         else
             FusedModuleCache.Launch(kernels.Forward, Blocks(rows), 1, 0, FusedLaunch.Ptr(y), FusedLaunch.Ptr(phi), rows, f);
         return phi;
