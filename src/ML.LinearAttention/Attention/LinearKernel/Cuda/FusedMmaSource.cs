@@ -268,11 +268,21 @@ __device__ __forceinline__ void colsum_flush(float (&acc)[ZP], float* dst) {
 // registers (Rows/Cols below) before the current tile's MMAs, and stores them to shared memory after the next barrier,
 // so global-memory latency overlaps the tensor-core work instead of stalling every tile.
 // Rows<C>: item i = threadIdx.x + j·NT is token r = i / (C/8), columns (i % (C/8))·8 .. +8 (tile [MTT][ld]).
-// Cols<C>: item i is tokens r0 = (i % (MTT/2))·2 and r0 + 1, columns (i / (MTT/2))·8 .. +8 (transposed tile [C][LDT2]).
+// Cols<C>: item i is tokens r0 and r0 + 1, columns c .. c + 8 (transposed tile [C][LDT2]), see col_item.
 #define RITEMS(C) ((MTT * ((C) / 8) + NT - 1) / NT)
 #define CITEMS(C) (((MTT / 2) * ((C) / 8) + NT - 1) / NT)
 template <int C> struct Rows { uint4 u[RITEMS(C)]; unsigned ok; };
 template <int C> struct Cols { uint4 u[CITEMS(C)][2]; unsigned ok; };
+
+// Item i of a transposed tile: lanes 2m and 2m + 1 take the two 16-byte halves of one 32-byte sector of a token row
+// (columns c and c + 8 of the same token pair), so a warp's load uses whole sectors (with a token pair per lane, each
+// lane's 16 bytes came from a sector of its own: ncu counted half the L2 sectors excessive); the price is a two-way
+// bank conflict on the shared stores (rows c and c + 8 are 8·LDT2 u16 apart, a multiple of 32 banks). C/8 is even.
+__device__ __forceinline__ void col_item(int i, int& r0, int& c) {
+    const int rest = i >> 1;
+    r0 = (rest % (MTT / 2)) * 2;
+    c = ((rest / (MTT / 2)) * 2 + (i & 1)) * 8;
+}
 
 __device__ __forceinline__ uint4 ld16(const in_t* p, bool ok) {
     uint4 u;
@@ -298,10 +308,13 @@ __device__ __forceinline__ void fetch_rows(Rows<C>& f, const in_t* src, const u8
 }
 template <int C>
 __device__ __forceinline__ void fetch_cols(Cols<C>& f, const in_t* src, const u8* mask, int b, int ts, int T) {
+    static_assert(C % 16 == 0, "col_item pairs 8-column chunks");
     f.ok = 0u;
 #pragma unroll
     for (int j = 0; j < CITEMS(C); ++j) {
-        const int i = threadIdx.x + j * NT, r0 = (i % (MTT / 2)) * 2, c = (i / (MTT / 2)) * 8;
+        const int i = threadIdx.x + j * NT;
+        int r0, c;
+        col_item(i, r0, c);
         const bool in = i < (MTT / 2) * (C / 8);
         const bool ok0 = in && real_token(mask, b, ts + r0, T), ok1 = in && real_token(mask, b, ts + r0 + 1, T);
         f.u[j][0] = ld16(src + (size_t)(ts + r0) * C + c, ok0);
@@ -370,8 +383,10 @@ template <int KIND, bool BF, int C>
 __device__ __forceinline__ void store_cols(u16* dst, const Cols<C>& f, const float* scale = nullptr) {
 #pragma unroll
     for (int j = 0; j < CITEMS(C); ++j) {
-        const int i = threadIdx.x + j * NT, r0 = (i % (MTT / 2)) * 2, c = (i / (MTT / 2)) * 8;
+        const int i = threadIdx.x + j * NT;
         if (i >= (MTT / 2) * (C / 8)) break;
+        int r0, c;
+        col_item(i, r0, c);
         if constexpr (raw_map_ok<KIND, BF>()) {
             const uint4 a = raw_map4<KIND>(f.u[j][0]), b = raw_map4<KIND>(f.u[j][1]);
             const unsigned aw[4] = {a.x, a.y, a.z, a.w}, bw[4] = {b.x, b.y, b.z, b.w};
