@@ -229,11 +229,13 @@ __device__ __forceinline__ void ld8(const in_t* p, bool ok, in_t (&e)[8]) {
             *(unsigned*)((dst) + (c_ + j_) * LDT2 + r0_) = pack2(f2m<BF>(y0), f2m<BF>(y1)); } }
 
 // 1/(Σ_d φq[t][d]·z[d] + en) for the tile's MTT rows, 4 threads per row in a fixed order (the forward and the backward
-// get the same value from the same rounded φq at P[t·st + d·sd]). Called by every thread (shuffles).
+// get the same value from the same rounded φq at P[t·st + d·sd]). Called by every thread (shuffles). Thread `part`
+// takes d ≡ part (mod 4): with a quarter of the row each, the four threads of a row read one bank of the transposed
+// tile (rows d apart by D/4 rows of LDT2 u16 are a multiple of 32 banks apart), a four-way conflict ncu counted.
 __device__ __forceinline__ void inv_den(const u16* P, int st, int sd, const float* zs, float en, float* den) {
     const int t = threadIdx.x >> 2, part = threadIdx.x & 3;
     float s = 0.f;
-    for (int i = part * (D / 4); i < (part + 1) * (D / 4); ++i) s = fmaf(bf2f(P[t * st + i * sd]), zs[i], s);
+    for (int i = part; i < D; i += 4) s = fmaf(bf2f(P[t * st + i * sd]), zs[i], s);
     s += __shfl_xor_sync(0xffffffffu, s, 1);
     s += __shfl_xor_sync(0xffffffffu, s, 2);
     if (part == 0) den[t] = 1.f / (s + en);
@@ -405,21 +407,40 @@ __device__ __forceinline__ void store_cols(u16* dst, const Cols<C>& f, const flo
         }
     }
 }
-// Σ over this thread's 8 columns of a·b for each row item of two fetched tiles (zero where not real), added to dot[r].
+// Σ over this thread's 8 columns of a·b for each row item of two fetched tiles (zero where not real), into dot[r]
+// (zeroed by the caller). When the C/8 items of a row are a power-of-two group of lanes, they are summed with shuffles
+// and stored once (eight lanes' shared-memory atomics on one address serialize); otherwise added atomically.
 template <int C>
 __device__ __forceinline__ void row_dots(const Rows<C>& a, const Rows<C>& b, float* dot) {
+    constexpr int L = C / 8;
+    constexpr bool grouped = (L & (L - 1)) == 0 && L <= 32;
 #pragma unroll
     for (int j = 0; j < RITEMS(C); ++j) {
-        const int i = threadIdx.x + j * NT, r = i / (C / 8);
-        if (i >= MTT * (C / 8)) break;
-        if (!((a.ok >> j) & 1u)) continue;
-        in_t x[8], y[8]; unpack8(a.u[j], x); unpack8(b.u[j], y);
+        const int i = threadIdx.x + j * NT, r = i / L;
+        if (i >= MTT * L) break;            // warp-uniform: MTT·L is a multiple of 32
+        const bool ok = (a.ok >> j) & 1u;
         float s = 0.f;
+        if (ok) {
+            in_t x[8], y[8]; unpack8(a.u[j], x); unpack8(b.u[j], y);
 #pragma unroll
-        for (int k = 0; k < 8; ++k) s = fmaf(ldx(x[k]), ldx(y[k]), s);
-        atomicAdd(dot + r, s);
+            for (int k = 0; k < 8; ++k) s = fmaf(ldx(x[k]), ldx(y[k]), s);
+        }
+        if constexpr (grouped) {
+#pragma unroll
+            for (int m = L >> 1; m > 0; m >>= 1) s += __shfl_xor_sync(0xffffffffu, s, m);
+            if ((i & (L - 1)) == 0) dot[r] = s;
+        } else if (ok) atomicAdd(dot + r, s);
     }
 }
+
+// φ'(x) at the epilogue's (token row, column): for relu from the φ tile in shared memory (φ > 0 exactly where x > 0:
+// the bf16 tile keeps the sign of every bf16 or fp16 input), which takes a dependent global load off the epilogue's
+// path; for the other maps from the input x = src[at] (elu+1 needs exp(x) in fp32; the identity reads nothing).
+#if FMAP == 1
+#define DPHI_AT(tile, tile_index, src, at) (bf2f((tile)[tile_index]) > 0.f ? 1.f : 0.f)
+#else
+#define DPHI_AT(tile, tile_index, src, at) dphix(ldx((src)[at]))
+#endif
 
 #endif
 """;

@@ -75,8 +75,8 @@ extern "C" __global__ void __launch_bounds__(NT) mma_bwd_q(const in_t* __restric
                 const int t = ts + row;
                 if (t < T) {
                     const size_t at = (size_t)t * D + col;
-                    const float d0 = (c0 + dden[row] * zs[col]) * dphix(ldx(qb[at]));
-                    const float d1 = (c1 + dden[row] * zs[col + 1]) * dphix(ldx(qb[at + 1]));
+                    const float d0 = (c0 + dden[row] * zs[col]) * DPHI_AT(QT, col * LDT2 + row, qb, at);
+                    const float d1 = (c1 + dden[row] * zs[col + 1]) * DPHI_AT(QT, (col + 1) * LDT2 + row, qb, at + 1);
                     *(unsigned*)(dqb + at) = pack2(stx(d0), stx(d1));
                 }
             })
@@ -132,8 +132,8 @@ extern "C" __global__ void __launch_bounds__(NT) mma_bwd_kv(const in_t* __restri
                 if (t < T) {
                     const bool real = real_token(mask, b, t, T);
                     const size_t at = (size_t)t * D + col;
-                    const float d0 = real ? (c0 + dzs[col]) * dphix(ldx(kb[at])) : 0.f;
-                    const float d1 = real ? (c1 + dzs[col + 1]) * dphix(ldx(kb[at + 1])) : 0.f;
+                    const float d0 = real ? (c0 + dzs[col]) * DPHI_AT(Ks, row * LDD + col, kb, at) : 0.f;
+                    const float d1 = real ? (c1 + dzs[col + 1]) * DPHI_AT(Ks, row * LDD + col + 1, kb, at + 1) : 0.f;
                     *(unsigned*)(dkb + at) = pack2(stx(d0), stx(d1));
                 }
             })
