@@ -14,12 +14,13 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 internal static class FusedHedgehogMapSource
 {
     public const string Source = """
-__device__ __forceinline__ float warp_max(float x) {
-    for (int m = 16; m > 0; m >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, m));
+// Max and sum over a group of L lanes (L a power of two up to 32; 32 = the whole warp).
+__device__ __forceinline__ float group_max(float x, int L) {
+    for (int m = L >> 1; m > 0; m >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, m));
     return x;
 }
-__device__ __forceinline__ float warp_sum(float x) {
-    for (int m = 16; m > 0; m >>= 1) x += __shfl_xor_sync(0xffffffffu, x, m);
+__device__ __forceinline__ float group_sum(float x, int L) {
+    for (int m = L >> 1; m > 0; m >>= 1) x += __shfl_xor_sync(0xffffffffu, x, m);
     return x;
 }
 
@@ -33,11 +34,11 @@ extern "C" __global__ void __launch_bounds__(NT) hedgehog_map_fwd(const in_t* __
     in_t* pr = phi + row * 2 * F;
     float hi = -3.402823466e38f, lo = 3.402823466e38f;
     for (int j = lane; j < F; j += 32) { const float a = ldx(yr[j]); hi = fmaxf(hi, a); lo = fminf(lo, a); }
-    hi = warp_max(hi);
-    lo = -warp_max(-lo);
+    hi = group_max(hi, 32);
+    lo = -group_max(-lo, 32);
     float sp = 0.f, sm = 0.f;
     for (int j = lane; j < F; j += 32) { const float a = ldx(yr[j]); sp += expf(a - hi); sm += expf(lo - a); }
-    const float ip = 1.f / warp_sum(sp), im = 1.f / warp_sum(sm);
+    const float ip = 1.f / group_sum(sp, 32), im = 1.f / group_sum(sm, 32);
     for (int j = lane; j < F; j += 32) {
         const float a = ldx(yr[j]);
         pr[j] = stx(expf(a - hi) * ip);
@@ -50,14 +51,6 @@ extern "C" __global__ void __launch_bounds__(NT) hedgehog_map_fwd(const in_t* __
 #define HV (16 / (int)sizeof(in_t))
 union hvec { uint4 u; in_t e[HV]; };
 
-__device__ __forceinline__ float group_max(float x, int L) {
-    for (int m = L >> 1; m > 0; m >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, m));
-    return x;
-}
-__device__ __forceinline__ float group_sum(float x, int L) {
-    for (int m = L >> 1; m > 0; m >>= 1) x += __shfl_xor_sync(0xffffffffu, x, m);
-    return x;
-}
 __device__ __forceinline__ hvec load_vec(const in_t* p, bool live) {
     hvec v;
     if (live) v.u = *(const uint4*)p; else { v.u.x = 0u; v.u.y = 0u; v.u.z = 0u; v.u.w = 0u; }
@@ -118,8 +111,8 @@ extern "C" __global__ void __launch_bounds__(NT) hedgehog_map_bwd(const in_t* __
     const in_t* gr = dphi + row * 2 * F;
     float sp = 0.f, sm = 0.f;
     for (int j = lane; j < F; j += 32) { sp += ldx(pr[j]) * ldx(gr[j]); sm += ldx(pr[F + j]) * ldx(gr[F + j]); }
-    sp = warp_sum(sp);
-    sm = warp_sum(sm);
+    sp = group_sum(sp, 32);
+    sm = group_sum(sm, 32);
     in_t* dr = dy + row * F;
     for (int j = lane; j < F; j += 32)
         dr[j] = stx(ldx(pr[j]) * (ldx(gr[j]) - sp) - ldx(pr[F + j]) * (ldx(gr[F + j]) - sm));
