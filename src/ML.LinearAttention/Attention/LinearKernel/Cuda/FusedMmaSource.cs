@@ -433,11 +433,19 @@ __device__ __forceinline__ void row_dots(const Rows<C>& a, const Rows<C>& b, flo
     }
 }
 
-// φ'(x) at the epilogue's (token row, column): for relu from the φ tile in shared memory (φ > 0 exactly where x > 0:
-// the bf16 tile keeps the sign of every bf16 or fp16 input), which takes a dependent global load off the epilogue's
-// path; for the other maps from the input x = src[at] (elu+1 needs exp(x) in fp32; the identity reads nothing).
+// φ'(x) at the epilogue's (token row, column) from the φ tile in shared memory, which takes a dependent global load
+// (and for elu+1 an exp) off the epilogue's path. relu: φ > 0 exactly where x > 0 (the bf16 tile keeps the sign of
+// every bf16 or fp16 input). elu+1: φ' = 1 where x > 0 (φ = x + 1 > 1, or 1 after rounding, where φ' = 1 too), else
+// exp(x) = φ, within the tile's bf16 rounding (2⁻⁹ relative). The identity reads nothing.
+__device__ __forceinline__ float dphi_tile(float p) {
 #if FMAP == 1
-#define DPHI_AT(tile, tile_index, src, at) (bf2f((tile)[tile_index]) > 0.f ? 1.f : 0.f)
+    return p > 0.f ? 1.f : 0.f;
+#else
+    return p > 1.f ? 1.f : p;
+#endif
+}
+#if FMAP == 1 || FMAP == 2
+#define DPHI_AT(tile, tile_index, src, at) dphi_tile(bf2f((tile)[tile_index]))
 #else
 #define DPHI_AT(tile, tile_index, src, at) dphix(ldx((src)[at]))
 #endif
