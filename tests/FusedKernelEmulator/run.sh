@@ -3,14 +3,14 @@
 # (one std::thread per CUDA thread, mma.sync emulated from the PTX ISA fragment layouts) and compares the tensor-core
 # kernels against the CUDA-core ones (GPU-verified) on the same bf16/fp16 inputs: S, z, o, dS, dz, dq, dk, dv.
 # The causal tensor-core kernels (FusedCausalSource*.cs) are compared with an fp64 evaluation of the causal formulas
-# (causal.cpp: o, dq, dk, dv), and Hedgehog's feature map kernels (FusedHedgehogMapSource.cs) with an fp64 softmax (hedgehog_map.cpp). Needs g++ >= 12 (C++20 <barrier>, _Float16) and python3. Usage: tests/FusedKernelEmulator/run.sh [quick]
+# (causal.cpp: o, dq, dk, dv), Hedgehog's feature map kernels (FusedHedgehogMapSource.cs) with an fp64 softmax (hedgehog_map.cpp), and its projection + map kernels (FusedHedgehogProjectionSource.cs) with an fp64 evaluation of φ, dx and dW (hedgehog_proj.cpp). Needs g++ >= 12 (C++20 <barrier>, _Float16) and python3. Usage: tests/FusedKernelEmulator/run.sh [quick]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"; repo="$here/../.."; out="${TMPDIR:-/tmp}/fused-kernel-emulator"; mkdir -p "$out"
 python3 - "$repo/src/ML.LinearAttention/Attention/LinearKernel/Cuda" "$out/kernels.inc" <<'PY'
 import re, sys
 src = ''
 for f in ['FusedKernelSource.cs', 'FusedKernelSourceBackward.cs', 'FusedMmaSource.cs', 'FusedMmaSourceForward.cs', 'FusedMmaSourceBackward.cs',
-          'FusedCausalSource.cs', 'FusedCausalSourceBackward.cs', 'FusedHedgehogMapSource.cs']:
+          'FusedCausalSource.cs', 'FusedCausalSourceBackward.cs', 'FusedHedgehogMapSource.cs', 'FusedHedgehogProjectionSource.cs']:
     src += re.search(r'Source = """\n(.*?)\n"""', open(f'{sys.argv[1]}/{f}').read(), re.S).group(1) + '\n'
 # fp16 conversions without PTX
 src = src.replace('__device__ __forceinline__ float ldx(in_t x) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x)); return f; }',
@@ -53,6 +53,17 @@ for in in 0 1 2; do
       "$here/hedgehog_map.cpp" -o "$exe" -lpthread
   for args in "37 64" "9 100" "5 16" "1 1" "13 128" "3 256" "70 8" "33 32"; do
     "$exe" $args | tail -1 | sed "s/^/hedgehog map in=$in rows,F=${args// /,}: /" || status=1
+  done
+done
+# Hedgehog's projection + map kernels (FusedHedgehogProjectionSource.cs) against fp64: D F dtype, then B T blocks-per-head
+# (one row, rows not filling a tile, tiles across batch rows, blocks striding over several tiles).
+for c in "64 64 1" "64 64 2" "32 48 1" "128 128 1" "16 32 2"; do
+  read -r d f in <<<"$c"
+  exe="$out/hedgehog_proj_${d}_${f}_${in}"
+  g++ -std=c++20 -O2 -w -I"$out" -I"$here" -DD="$d" -DDV="$f" -DTT=64 -DPD="$d" -DPDV="$f" -DLDT=68 -DIN_T="$in" -DFMAP=0 -DMMA=1 \
+      "$here/hedgehog_proj.cpp" -o "$exe" -lpthread
+  for args in "1 1 0" "2 37 0" "3 100 2"; do
+    "$exe" $args | tail -1 | sed "s/^/hedgehog projection D=$d F=$f in=$in B,T,blocks=${args// /,}: /" || status=1
   done
 done
 exit $status

@@ -11,7 +11,7 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 /// The Hedgehog feature-map part of `bench kernels --verify-fused`: <see cref="FusedHedgehogMap"/>'s kernels (run
 /// whatever its switch says) against an explicit fp32 softmax of both halves on fp32 copies of the inputs: φ and the
 /// gradient of y, fp32, bf16 and fp16, F a multiple of the warp, not one, and below it; the libtorch form's error is
-/// printed beside it. Then HedgehogMixer (bf16, tensor-core attention) with the map's kernels on vs off.
+/// printed beside it. Then HedgehogMixer (bf16, tensor-core attention, projection kernels off) with the map's kernels on vs off.
 /// </summary>
 public static class FusedHedgehogMapVerification
 {
@@ -29,9 +29,11 @@ public static class FusedHedgehogMapVerification
             log.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{(pass ? "PASS" : "FAIL")}  hedgehog map {FusedKernelVerification.Short(dtype),-4} y [{string.Join(", ", shape)}]  max err fused {fusedErr:E2}  torchsharp {torchErr:E2}"));
         }
+        // The projection as a libtorch matmul, so that the map kernels are what the switch changes.
         var mixer = new HedgehogMixer(new MixerConfig(128, 2), new HedgehogOptions { UseFusedKernel = true }).to(device).to(ScalarType.BFloat16);
-        FusedKernelVerification.RecordMixerCheck(log, "hedgehog (mma): map kernels on vs off",
-            () => FusedKernelVerification.MixerCheck(mixer, device, ScalarType.BFloat16, MapKernels), ref cases, ref failures);
+        using (FusedHedgehogProjectionVerification.ProjectionKernels(false))
+            FusedKernelVerification.RecordMixerCheck(log, "hedgehog (mma): map kernels on vs off",
+                () => FusedKernelVerification.MixerCheck(mixer, device, ScalarType.BFloat16, MapKernels), ref cases, ref failures);
     }
 
     private static IDisposable MapKernels(bool on)
@@ -61,7 +63,7 @@ public static class FusedHedgehogMapVerification
     }
 
     /// <summary>[exp(y − max y) / Σ, exp(−y − max(−y)) / Σ] written out, fp32.</summary>
-    private static Tensor Naive(Tensor y)
+    internal static Tensor Naive(Tensor y)
     {
         var plus = (y - y.amax(new long[] { -1 }, keepdim: true)).exp();
         var minus = (-y - (-y).amax(new long[] { -1 }, keepdim: true)).exp();

@@ -16,7 +16,8 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 /// fast form's error against the same naive result is printed beside it as the yardstick. Exit code 1 on failure,
 /// 2 when the fused kernels are unavailable on CUDA. Then LinearMixer (relu, elu) and HedgehogMixer with the fused path
 /// on and off (fp32; and bf16 on both kernel families). Then the causal kernels (<see cref="FusedCausalVerification"/>)
-/// and Hedgehog's feature-map kernels (<see cref="FusedHedgehogMapVerification"/>).
+/// and Hedgehog's feature-map kernels (<see cref="FusedHedgehogMapVerification"/>) and projection kernels
+/// (<see cref="FusedHedgehogProjectionVerification"/>).
 /// </summary>
 public static class FusedKernelVerification
 {
@@ -76,6 +77,7 @@ public static class FusedKernelVerification
         finally { FusedLinearAttention.UseTensorCores = tensorCoresBefore; }
         FusedCausalVerification.Run(device, log, ref cases, ref failures, ref worst);
         FusedHedgehogMapVerification.Run(device, log, ref cases, ref failures, ref worst);
+        FusedHedgehogProjectionVerification.Run(device, log, ref cases, ref failures, ref worst);
         log.WriteLine($"{cases - failures} passed, {failures} failed (worst fused relative error {worst.ToString("E2", CultureInfo.InvariantCulture)})");
         return failures == 0 ? 0 : 1;
     }

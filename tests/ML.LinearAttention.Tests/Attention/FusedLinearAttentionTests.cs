@@ -97,7 +97,7 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
 
     /// <summary>
     /// Compile-only check of the CUDA source for sm_90 (every dtype and map, several shapes, with the tensor-core kernels
-    /// where they apply: bf16/fp16 with D, Dv multiples of 16; the causal kernels; Hedgehog's feature-map kernels); needs NVRTC, no GPU. Prints ptxas' register and spill counts.
+    /// where they apply: bf16/fp16 with D, Dv multiples of 16; the causal kernels; Hedgehog's feature-map kernels and its projection + map kernels); needs NVRTC, no GPU. Prints ptxas' register and spill counts.
     /// </summary>
     [Fact]
     public void Cuda_source_compiles_with_nvrtc_when_available()
@@ -141,6 +141,15 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
             output.WriteLine($"hedgehog map in={inType}: {cubin.Length} bytes\n{log}");
             Assert.NotEmpty(cubin);
         }
+        // Hedgehog's projection + map kernels (FusedHedgehogProjection): head dim D, feature dim F, bf16 and fp16.
+        foreach (var (d, f, inType) in new[] { (64, 64, 1), (64, 64, 2), (32, 48, 1), (128, 128, 1), (16, 32, 2) })
+        {
+            var cubin = FusedModuleCache.Compile("sm_90", FusedModuleCache.Tiling.For(d, f), inType, FusedFeatureMap.Identity,
+                mma: true, verbose: true, out var log, FusedHedgehogProjection.FullSource);
+            output.WriteLine($"hedgehog projection D={d} F={f} in={inType}: {cubin.Length} bytes, shared bytes {FusedHedgehogProjection.ForwardBytes(d, f)} / {FusedHedgehogProjection.BackwardBytes(d, f)}\n{log}");
+            Assert.NotEmpty(cubin);
+            spills.AddRange(MmaSpills(log).Select(l => $"hedgehog projection D={d} F={f} in={inType}: {l}"));
+        }
         Assert.True(spills.Count == 0, "register spills in the tensor-core kernels:\n" + string.Join('\n', spills));
     }
 
@@ -154,7 +163,7 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
         foreach (var line in log.Split('\n'))
         {
             if (line.Contains("Compiling entry function '")) function = line.Split('\'')[1];
-            else if ((function?.StartsWith("mma_") == true || function?.StartsWith("causal_") == true) && System.Text.RegularExpressions.Regex.Match(line, @"(\d+) bytes spill stores") is { Success: true } m
+            else if ((function?.StartsWith("mma_") == true || function?.StartsWith("causal_") == true || function?.StartsWith("hedgehog_proj") == true) && System.Text.RegularExpressions.Regex.Match(line, @"(\d+) bytes spill stores") is { Success: true } m
                      && int.Parse(m.Groups[1].Value) > 16)
                 yield return function + ": " + line.Trim();
         }

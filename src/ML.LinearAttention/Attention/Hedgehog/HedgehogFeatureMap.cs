@@ -33,16 +33,12 @@ public sealed class HedgehogFeatureMap : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) => Map(x, weight);
 
     /// <summary>
-    /// The pure kernel: x [B, H, T, D], w [H, D, F] → [B, H, T, 2F]. The two softmaxes run as
-    /// <see cref="FusedHedgehogMap"/>: one softmax over a stacked [.., 2, F] view (libtorch accumulates bf16 softmax in
-    /// fp32), or on CUDA, when switched on, one kernel each way.
+    /// The pure kernel: x [B, H, T, D], w [H, D, F] → [B, H, T, 2F], as <see cref="FusedHedgehogProjection"/>: on CUDA,
+    /// for bf16/fp16 with D and F multiples of 16 up to 128, one kernel each way for the projection and both softmaxes;
+    /// elsewhere y = xW as a libtorch matmul and the softmaxes as <see cref="FusedHedgehogMap"/> (one softmax over a
+    /// stacked [.., 2, F] view, or on CUDA one kernel each way).
     /// </summary>
-    public static Tensor Map(Tensor x, Tensor w)
-    {
-        using var scope = NewDisposeScope();
-        var y = x.matmul(w.to(x.dtype).unsqueeze(0));                            // [B, H, T, F]
-        return FusedHedgehogMap.Apply(y).MoveToOuterDisposeScope();
-    }
+    public static Tensor Map(Tensor x, Tensor w) => FusedHedgehogProjection.Apply(x, w);
 
     /// <summary>
     /// Naive twin of <see cref="Map"/>, for tests: a readable per-head loop in fp32. For each head h,

@@ -1,0 +1,164 @@
+using Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Attention.LinearKernel;
+
+/// <summary>
+/// Hedgehog's feature map with its projection, φ = [softmax(x W_h), softmax(−x W_h)], as one tensor-core CUDA kernel
+/// each way (<see cref="FusedHedgehogProjectionSource"/>), differentiable in x and W. Shapes: x [B, H, T, D],
+/// w [H, D, F] → [B, H, T, 2F]. Elsewhere (CPU, fp32, other shapes, switched off) the projection is a libtorch matmul
+/// followed by <see cref="FusedHedgehogMap"/>.
+/// </summary>
+public static class FusedHedgehogProjection
+{
+    /// <summary>Environment variable that switches the kernels off ("0") for <see cref="Enabled"/>'s default.</summary>
+    public const string EnableVariable = "ML_LINEARATTENTION_FUSED_HEDGEHOG_PROJECTION";
+
+    /// <summary>
+    /// Whether <see cref="Apply(Tensor, Tensor)"/> (and so Hedgehog's feature map) runs the projection and the map as one kernel on CUDA:
+    /// on by default, off when <see cref="EnableVariable"/> is "0". `bench kernels --verify-fused` runs them whatever
+    /// this says.
+    /// </summary>
+    public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable(EnableVariable) != "0";
+
+    /// <summary>Largest head dim D and feature dim F the kernels take (their tiles live in shared memory and registers).</summary>
+    public const int MaxDim = 128;
+
+    /// <summary>Null when <see cref="Apply(Tensor, Tensor)"/> would run the kernels on x [B, H, T, D] and w [H, D, F] (w in x's dtype), else why not.</summary>
+    public static string? UnavailableReason(Tensor x, Tensor w)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(w);
+        if (FusedLinearAttention.UnavailableReason(x.device) is { } reason) return reason;
+        if (x.dtype is not (ScalarType.BFloat16 or ScalarType.Float16)) return $"dtype {x.dtype} is not bf16 or fp16 (the kernels use tensor cores).";
+        if (w.dtype != x.dtype) return $"w is {w.dtype}, x is {x.dtype}.";
+        if (x.dim() != 4 || w.dim() != 3 || w.shape[0] != x.shape[1] || w.shape[1] != x.shape[3])
+            return $"x [{string.Join(", ", x.shape)}] and w [{string.Join(", ", w.shape)}] are not [B, H, T, D] and [H, D, F].";
+        long d = w.shape[1], f = w.shape[2];
+        if (d % 16 != 0 || f % 16 != 0 || d > MaxDim || f > MaxDim) return $"D = {d} and F = {f} must be multiples of 16 up to {MaxDim}.";
+        if (x.numel() == 0) return "empty input.";
+        if (x.shape[1] > 65535) return $"H = {x.shape[1]} exceeds the grid limit of 65535.";
+        if (FusedModuleCache.Device(x.device_index < 0 ? 0 : x.device_index).Major < 8) return "the GPU is older than sm_80 (no bf16 tensor cores).";
+        return null;
+    }
+
+    /// <summary>φ(x W) [B, H, T, 2F]: the kernels when <see cref="Enabled"/> and available, else the matmul and <see cref="FusedHedgehogMap"/>.</summary>
+    public static Tensor Apply(Tensor x, Tensor w) => Apply(x, w, Enabled);
+
+    /// <summary>As <see cref="Apply(Tensor, Tensor)"/>, with the switch given (the verification runs the kernels regardless).</summary>
+    internal static Tensor Apply(Tensor x, Tensor w, bool fused)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(w);
+        using var scope = NewDisposeScope();
+        var wx = w.to(x.dtype);
+        var phi = fused && UnavailableReason(x, wx) is null
+            ? FusedHedgehogProjectionFunction.apply(x, wx)
+            : FusedHedgehogMap.Apply(x.matmul(wx.unsqueeze(0)));                  // [B, H, T, F] → [B, H, T, 2F]
+        return phi.MoveToOuterDisposeScope();
+    }
+
+    private static readonly object Gate = new();
+    private static readonly Dictionary<(int Device, int InType, int D, int F), (IntPtr Forward, IntPtr Backward)> Kernels = new();
+
+    /// <summary>The compiled source: the fused kernels' prelude and tensor-core helpers, the map's group reductions, then these kernels.</summary>
+    internal static string FullSource => FusedKernelSource.Source + FusedMmaSource.Source + FusedHedgehogMapSource.Source + FusedHedgehogProjectionSource.Source;
+
+    /// <summary>Shared-memory bytes of the forward kernel (must match the CUDA source): Wᵀ, the x tile, the φ tile, the softmax exchange.</summary>
+    internal static int ForwardBytes(int d, int f) => 2 * (f * (d + 8) + Tile * (d + 8) + Tile * (2 * f + 8)) + 4 * (2 * Tile * 4);
+
+    /// <summary>Shared-memory bytes of the backward kernel: Wᵀ, W, x and xᵀ, dy and dyᵀ, the two exchanges.</summary>
+    internal static int BackwardBytes(int d, int f)
+        => 2 * (f * (d + 8) + d * (f + 8) + Tile * (d + 8) + d * (Tile + 8) + Tile * (f + 8) + f * (Tile + 8)) + 4 * (2 * Tile * 4 + 2 * Tile * 2);
+
+    /// <summary>Rows per tile (MTT in the source).</summary>
+    private const int Tile = 64;
+
+    /// <summary>
+    /// Blocks per head (grid x): enough for one full wave of the GPU's resident blocks over the H heads, at most one per
+    /// tile. Each block strides over its head's tiles, so W_h is loaded and dW_h flushed once per block.
+    /// </summary>
+    internal static int BlocksPerHead(long rowsPerHead, long heads, long residentBlocks)
+    {
+        long tiles = (rowsPerHead + Tile - 1) / Tile;
+        long perHead = (residentBlocks + heads - 1) / Math.Max(1, heads);
+        return (int)Math.Max(1, Math.Min(tiles, perHead));
+    }
+
+    private static (IntPtr Forward, IntPtr Backward) Functions(Tensor x, int d, int f)
+    {
+        int device = x.device_index < 0 ? 0 : x.device_index, inType = FusedLaunch.InType(x.dtype);
+        var info = FusedModuleCache.Device(device);
+        FusedModuleCache.MakeCurrent(info.Context);
+        lock (Gate)
+        {
+            if (Kernels.TryGetValue((device, inType, d, f), out var k)) return k;
+            var cubin = FusedModuleCache.Compile($"sm_{info.Major}{info.Minor}", FusedModuleCache.Tiling.For(d, f), inType, FusedFeatureMap.Identity,
+                mma: true, verbose: false, out _, FullSource);
+            var module = FusedModuleCache.LoadModule(cubin);
+            k = (FusedModuleCache.Function(module, "hedgehog_proj_fwd", ForwardBytes(d, f)),
+                FusedModuleCache.Function(module, "hedgehog_proj_bwd", BackwardBytes(d, f)));
+            return Kernels[(device, inType, d, f)] = k;
+        }
+    }
+
+    private static int Grid(Tensor x, IntPtr function, int sharedBytes, long rowsPerHead, long heads)
+    {
+        var info = FusedModuleCache.Device(x.device_index < 0 ? 0 : x.device_index);
+        return BlocksPerHead(rowsPerHead, heads, (long)info.SmCount * FusedModuleCache.BlocksPerSm(function, sharedBytes));
+    }
+
+    /// <summary>φ [B, H, T, 2F] from x [B, H, T, D] and w [H, D, F] (contiguous, x's dtype).</summary>
+    internal static Tensor Forward(Tensor x, Tensor w)
+    {
+        long b = x.shape[0], h = x.shape[1], t = x.shape[2];
+        int d = (int)w.shape[1], f = (int)w.shape[2];
+        (x, w) = (FusedLaunch.Aligned(x), FusedLaunch.Aligned(w));
+        var phi = torch.empty(new[] { b, h, t, 2L * f }, dtype: x.dtype, device: x.device);
+        var (forward, _) = Functions(x, d, f);
+        int bytes = ForwardBytes(d, f), grid = Grid(x, forward, bytes, b * t, h);
+        FusedModuleCache.Launch(forward, grid, h, bytes, FusedLaunch.Ptr(x), FusedLaunch.Ptr(w), FusedLaunch.Ptr(phi), t, h, b * t, grid);
+        return phi;
+    }
+
+    /// <summary>dx [B, H, T, D] (x's dtype) and dW [H, D, F] (fp32) from x, w and dφ [B, H, T, 2F] (contiguous, x's dtype).</summary>
+    internal static (Tensor dx, Tensor dw) Backward(Tensor x, Tensor w, Tensor dphi)
+    {
+        long b = x.shape[0], h = x.shape[1], t = x.shape[2];
+        int d = (int)w.shape[1], f = (int)w.shape[2];
+        (x, w, dphi) = (FusedLaunch.Aligned(x), FusedLaunch.Aligned(w), FusedLaunch.Aligned(dphi));
+        var dx = torch.empty_like(x);
+        var dw = torch.zeros(new[] { h, (long)d, f }, dtype: ScalarType.Float32, device: x.device);
+        var (_, backward) = Functions(x, d, f);
+        int bytes = BackwardBytes(d, f), grid = Grid(x, backward, bytes, b * t, h);
+        FusedModuleCache.Launch(backward, grid, h, bytes, FusedLaunch.Ptr(x), FusedLaunch.Ptr(w), FusedLaunch.Ptr(dphi), FusedLaunch.Ptr(dx),
+            FusedLaunch.Ptr(dw), t, h, b * t, grid);
+        return (dx, dw);
+    }
+}
+
+/// <summary>Autograd wrapper of the projection kernels: forward saves x and w (backward recomputes y = xW), backward returns dx and dW.</summary>
+internal sealed class FusedHedgehogProjectionFunction : autograd.SingleTensorFunction<FusedHedgehogProjectionFunction>
+{
+    public override string Name => "FusedHedgehogProjection";
+
+    public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+    {
+        AutogradWrappers.ReleaseReturned();
+        var x = ((Tensor)vars[0]).contiguous();
+        var w = ((Tensor)vars[1]).contiguous();
+        var phi = FusedHedgehogProjection.Forward(x, w);
+        ctx.save_for_backward(new List<Tensor> { x, w });
+        return phi;
+    }
+
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
+        => AutogradWrappers.Backward("the fused Hedgehog projection", () =>
+        {
+            var saved = ctx.get_saved_variables();
+            var (x, w) = (saved[0], saved[1]);
+            var (dx, dw) = FusedHedgehogProjection.Backward(x, w, grad_output.to(x.dtype).contiguous());
+            return AutogradWrappers.ReturnTensors(grad_output, dx, dw.to(w.dtype));
+        });
+}

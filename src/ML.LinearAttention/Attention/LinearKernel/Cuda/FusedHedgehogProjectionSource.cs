@@ -1,0 +1,281 @@
+namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
+
+/// <summary>
+/// CUDA C of Hedgehog's whole feature map, projection included: φ = [softmax(x W_h), softmax(−x W_h)] in one kernel,
+/// and its backward (dx and dW) in another. Compiled after <see cref="FusedKernelSource"/>, <see cref="FusedMmaSource"/>
+/// (tensor-core helpers) and <see cref="FusedHedgehogMapSource"/> (group_max, group_sum) with MMA = 1, D = the head dim,
+/// DV = the feature dim F (both multiples of 16, at most 128), IN_T bf16 or fp16.
+/// Shapes: x [B, H, T, D], W [H, D, F] (x's type) → φ [B, H, T, 2F]; backward: x, W, dφ [B, H, T, 2F] → dx [B, H, T, D]
+/// and dW [H, D, F] (fp32, accumulated with atomics into a zeroed buffer).
+/// <para>Why one kernel: with libtorch's matmul, y = xW went to memory and came back for the softmaxes (and dy for
+/// dx = dy Wᵀ and dW = xᵀdy), twice the traffic of the map alone. Here y stays in the MMA accumulators. A block takes
+/// one head (grid y) and 64-row tiles of its B·T rows (grid x strides over them), so W_h is loaded once per block and dW
+/// leaves it in one set of atomics. Each warp holds 16 rows × F/2 columns of y; a row's two halves merge their max and
+/// sum through shared memory as in online softmax. The backward recomputes y (cheaper than reading φ back), takes dφ at
+/// the accumulator positions straight from memory, and stores dy as rows (A operand of dx = dy Wᵀ) and columns
+/// (B operand of dW = xᵀdy). y, the softmaxes and their gradient are fp32; dy is rounded to the input type for the MMAs.</para>
+/// </summary>
+internal static class FusedHedgehogProjectionSource
+{
+    public const string Source = """
+
+#if MMA
+#define HF DV                   // Hedgehog's feature dim F
+#define HNJ (HF / 16)           // 8-column output tiles per warp of y: a warp holds 16 rows × F/2 columns
+#define LDP (2 * HF + 8)        // u16 row stride of the φ staging tile
+#define HBF (IN_T == 1)         // MMAs in the input type: bf16, else fp16
+#if NT != 256 || MTT != 64
+#error "the projection kernels take 8 warps over 64-row tiles: 4 row groups by 2 column halves"
+#endif
+
+// Global row of head h's row n (n = b·T + t) in the [B, H, T, ·] layout.
+__device__ __forceinline__ long long hh_row(long long n, int h, int T, int H) {
+    const long long b = n / T;
+    return (b * H + h) * T + (n - b * T);
+}
+
+// W_h [D][F] into Wt [F][LDD] (B operand of y = x W, k = d contiguous) and, when Wr is given, Wr [D][LDE] (B operand
+// of dx = dy Wᵀ, k = f contiguous).
+__device__ __forceinline__ void hh_load_w(const in_t* __restrict__ w, u16* Wt, u16* Wr) {
+    for (int i = threadIdx.x; i < D * HF; i += NT) {
+        const int d = i / HF, f = i % HF;
+        const u16 v = (u16)w[i];
+        Wt[f * LDD + d] = v;
+        if (Wr != nullptr) Wr[d * LDE + f] = v;
+    }
+}
+
+// Head h's rows n0 .. n0 + MTT into Xs [MTT][LDD], 16 bytes per thread and step; zeros past its N = B·T rows.
+__device__ __forceinline__ void hh_load_x(const in_t* __restrict__ x, u16* Xs, long long n0, long long N, int h, int T, int H) {
+    for (int i = threadIdx.x; i < MTT * (D / 8); i += NT) {
+        const int r = i / (D / 8), c = (i % (D / 8)) * 8;
+        const long long n = n0 + r;
+        *(uint4*)(Xs + r * LDD + c) = ld16(x + hh_row(n, h, T, H) * D + c, n < N);
+    }
+}
+
+// y = x W for this warp's 16 rows (row group warp & 3) and F/2 columns (half warp >> 2).
+__device__ __forceinline__ void hh_project(const u16* Xs, const u16* Wt, float (&acc)[HNJ][4]) {
+    const int warp = threadIdx.x >> 5, m0 = (warp & 3) * 16, nb = (warp >> 2) * (HF / 2);
+#pragma unroll
+    for (int j = 0; j < HNJ; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+#pragma unroll
+    for (int k0 = 0; k0 < D; k0 += 16) {
+        unsigned a[4];
+        frag_a(a, Xs, LDD, m0, k0);
+#pragma unroll
+        for (int j = 0; j < HNJ; ++j) {
+            unsigned b[2];
+            frag_b(b, Wt, LDD, nb + 8 * j, k0);
+            mma16816<HBF>(acc[j], a, b);
+        }
+    }
+}
+
+// φ₊ = softmax(y) into acc (in place of y) and φ₋ = softmax(−y) into pm, along each row (__expf: ex2.approx, a few
+// ulp, far below the 16-bit rounding of φ). A lane holds rows g and g + 8
+// of its warp's 16 (s = 0, 1: accumulator entries 2s, 2s + 1); a row's F columns lie in two warps of four lanes each.
+// Each half reduces its max, min and sums over its quad, then the halves merge through red [2][MTT][4] as online
+// softmax does (sums rescaled to the common max). Synchronizes the block once.
+__device__ __forceinline__ void hh_softmax(float (&acc)[HNJ][4], float (&pm)[HNJ][4], float* red) {
+    const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
+    const int half = warp >> 2, m0 = (warp & 3) * 16;
+    float hi[2], lo[2], sp[2], sm[2];
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+        hi[s] = -3.402823466e38f;
+        lo[s] = 3.402823466e38f;
+#pragma unroll
+        for (int j = 0; j < HNJ; ++j) {
+            hi[s] = fmaxf(hi[s], fmaxf(acc[j][2 * s], acc[j][2 * s + 1]));
+            lo[s] = fminf(lo[s], fminf(acc[j][2 * s], acc[j][2 * s + 1]));
+        }
+        hi[s] = group_max(hi[s], 4);
+        lo[s] = -group_max(-lo[s], 4);
+        sp[s] = sm[s] = 0.f;
+#pragma unroll
+        for (int j = 0; j < HNJ; ++j)
+#pragma unroll
+            for (int e = 2 * s; e < 2 * s + 2; ++e) {
+                const float y = acc[j][e];
+                acc[j][e] = __expf(y - hi[s]);
+                pm[j][e] = __expf(lo[s] - y);
+                sp[s] += acc[j][e];
+                sm[s] += pm[j][e];
+            }
+        sp[s] = group_sum(sp[s], 4);
+        sm[s] = group_sum(sm[s], 4);
+        if (q == 0) {
+            float* p = red + (half * MTT + m0 + g + 8 * s) * 4;
+            p[0] = hi[s]; p[1] = sp[s]; p[2] = lo[s]; p[3] = sm[s];
+        }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+        const float* o = red + ((1 - half) * MTT + m0 + g + 8 * s) * 4;
+        const float M = fmaxf(hi[s], o[0]), L = fminf(lo[s], o[2]);
+        const float kp = __expf(hi[s] - M), km = __expf(L - lo[s]);
+        const float fp = kp / (sp[s] * kp + o[1] * __expf(o[0] - M)), fm = km / (sm[s] * km + o[3] * __expf(L - o[2]));
+#pragma unroll
+        for (int j = 0; j < HNJ; ++j)
+#pragma unroll
+            for (int e = 2 * s; e < 2 * s + 2; ++e) { acc[j][e] *= fp; pm[j][e] *= fm; }
+    }
+}
+
+// Tile [MTT][ld] (C/8 16-byte pieces per row) to head h's rows n0 .. of dst [·][C], rows past N skipped.
+__device__ __forceinline__ void hh_store_rows(in_t* __restrict__ dst, int C, const u16* src, int ld, long long n0, long long N,
+        int h, int T, int H) {
+    for (int i = threadIdx.x; i < MTT * (C / 8); i += NT) {
+        const int r = i / (C / 8), c = (i % (C / 8)) * 8;
+        const long long n = n0 + r;
+        if (n < N) *(uint4*)(dst + hh_row(n, h, T, H) * C + c) = *(const uint4*)(src + r * ld + c);
+    }
+}
+
+// Forward. Grid (stride, H): block x takes tiles x, x + stride, … of head blockIdx.y's N = B·T rows.
+extern "C" __global__ void __launch_bounds__(NT) hedgehog_proj_fwd(const in_t* __restrict__ x, const in_t* __restrict__ w,
+        in_t* __restrict__ phi, int T, int H, long long N, int stride) {
+    extern __shared__ float4 smem4[];
+    u16* Wt = (u16*)smem4;                  // [F][LDD]    W_hᵀ
+    u16* Xs = Wt + HF * LDD;                // [MTT][LDD]  x tile
+    u16* Ps = Xs + MTT * LDD;               // [MTT][LDP]  φ tile
+    float* red = (float*)(Ps + MTT * LDP);  // [2][MTT][4] softmax halves
+    const int h = blockIdx.y, warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
+    const int m0 = (warp & 3) * 16, nb = (warp >> 2) * (HF / 2);
+    hh_load_w(w + (size_t)h * D * HF, Wt, nullptr);
+    for (long long n0 = (long long)blockIdx.x * MTT; n0 < N; n0 += (long long)stride * MTT) {
+        hh_load_x(x, Xs, n0, N, h, T, H);
+        __syncthreads();
+        float pp[HNJ][4], pm[HNJ][4];
+        hh_project(Xs, Wt, pp);
+        hh_softmax(pp, pm, red);
+#pragma unroll
+        for (int j = 0; j < HNJ; ++j)
+#pragma unroll
+            for (int s = 0; s < 2; ++s) {
+                const int row = m0 + g + 8 * s, col = nb + 8 * j + 2 * q;
+                *(unsigned*)(Ps + row * LDP + col) = f2m2<HBF>(pp[j][2 * s], pp[j][2 * s + 1]);
+                *(unsigned*)(Ps + row * LDP + HF + col) = f2m2<HBF>(pm[j][2 * s], pm[j][2 * s + 1]);
+            }
+        __syncthreads();
+        hh_store_rows(phi, 2 * HF, Ps, LDP, n0, N, h, T, H);
+    }
+}
+
+// Backward: dx = dy Wᵀ and dW += xᵀ dy with dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) − φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩) per row; dw [H][D][F]
+// fp32, zeroed by the caller. Grid as the forward.
+extern "C" __global__ void __launch_bounds__(NT) hedgehog_proj_bwd(const in_t* __restrict__ x, const in_t* __restrict__ w,
+        const in_t* __restrict__ dphi, in_t* __restrict__ dx, float* __restrict__ dw, int T, int H, long long N, int stride) {
+    extern __shared__ float4 smem4[];
+    u16* Wt = (u16*)smem4;                  // [F][LDD]    W_hᵀ
+    u16* Wr = Wt + HF * LDD;                // [D][LDE]    W_h
+    u16* Xs = Wr + D * LDE;                 // [MTT][LDD]  x tile, then dx
+    u16* XT = Xs + MTT * LDD;               // [D][LDT2]   xᵀ
+    u16* Gs = XT + D * LDT2;                // [MTT][LDE]  dy
+    u16* GT = Gs + MTT * LDE;               // [F][LDT2]   dyᵀ
+    float* red = (float*)(GT + HF * LDT2);  // [2][MTT][4] softmax halves
+    float* red2 = red + 2 * MTT * 4;        // [2][MTT][2] halves of ⟨φ₊, dφ₊⟩, ⟨φ₋, dφ₋⟩
+    const int h = blockIdx.y, warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
+    const int half = warp >> 2, m0 = (warp & 3) * 16, nb = half * (HF / 2);
+    hh_load_w(w + (size_t)h * D * HF, Wt, Wr);
+    float acc_[TPW(D, HF)][4];              // dW_h, this warp's tiles
+    zero_tiles<D, HF>(acc_);
+    for (long long n0 = (long long)blockIdx.x * MTT; n0 < N; n0 += (long long)stride * MTT) {
+        hh_load_x(x, Xs, n0, N, h, T, H);
+        // dφ at this lane's accumulator positions: rows m0 + g + 8s, columns nb + 8j + 2q (+1) of φ₊ and of φ₋.
+        unsigned gp[HNJ][2], gm[HNJ][2];
+#pragma unroll
+        for (int s = 0; s < 2; ++s) {
+            const long long n = n0 + m0 + g + 8 * s;
+            const bool ok = n < N;
+            const in_t* src = dphi + hh_row(ok ? n : 0, h, T, H) * 2 * HF + nb + 2 * q;
+#pragma unroll
+            for (int j = 0; j < HNJ; ++j) {
+                gp[j][s] = ok ? *(const unsigned*)(src + 8 * j) : 0u;
+                gm[j][s] = ok ? *(const unsigned*)(src + HF + 8 * j) : 0u;
+            }
+        }
+        __syncthreads();
+        // xᵀ from the x tile: a token pair and 8 columns per item, token pairs fastest across a warp (conflict-free stores).
+        for (int i = threadIdx.x; i < (MTT / 2) * (D / 8); i += NT) {
+            const int r0 = (i % (MTT / 2)) * 2, c = (i / (MTT / 2)) * 8;
+            const uint4 a = *(const uint4*)(Xs + r0 * LDD + c), b = *(const uint4*)(Xs + (r0 + 1) * LDD + c);
+            const unsigned aw[4] = {a.x, a.y, a.z, a.w}, bw[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                *(unsigned*)(XT + (c + 2 * k) * LDT2 + r0) = (aw[k] & 0xffffu) | (bw[k] << 16);
+                *(unsigned*)(XT + (c + 2 * k + 1) * LDT2 + r0) = (aw[k] >> 16) | (bw[k] & 0xffff0000u);
+            }
+        }
+        float pp[HNJ][4], pm[HNJ][4];
+        hh_project(Xs, Wt, pp);
+        hh_softmax(pp, pm, red);
+        float dp[2], dm[2];
+#pragma unroll
+        for (int s = 0; s < 2; ++s) {
+            dp[s] = dm[s] = 0.f;
+#pragma unroll
+            for (int j = 0; j < HNJ; ++j) {
+                dp[s] += pp[j][2 * s] * m2f<HBF>((u16)(gp[j][s] & 0xffffu)) + pp[j][2 * s + 1] * m2f<HBF>((u16)(gp[j][s] >> 16));
+                dm[s] += pm[j][2 * s] * m2f<HBF>((u16)(gm[j][s] & 0xffffu)) + pm[j][2 * s + 1] * m2f<HBF>((u16)(gm[j][s] >> 16));
+            }
+            dp[s] = group_sum(dp[s], 4);
+            dm[s] = group_sum(dm[s], 4);
+            if (q == 0) { float* p = red2 + (half * MTT + m0 + g + 8 * s) * 2; p[0] = dp[s]; p[1] = dm[s]; }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int s = 0; s < 2; ++s) {
+            const float* o = red2 + ((1 - half) * MTT + m0 + g + 8 * s) * 2;
+            dp[s] += o[0];
+            dm[s] += o[1];
+        }
+#pragma unroll
+        for (int j = 0; j < HNJ; ++j)
+#pragma unroll
+            for (int s = 0; s < 2; ++s) {
+                const int row = m0 + g + 8 * s, col = nb + 8 * j + 2 * q;
+                const float d0 = pp[j][2 * s] * (m2f<HBF>((u16)(gp[j][s] & 0xffffu)) - dp[s])
+                               - pm[j][2 * s] * (m2f<HBF>((u16)(gm[j][s] & 0xffffu)) - dm[s]);
+                const float d1 = pp[j][2 * s + 1] * (m2f<HBF>((u16)(gp[j][s] >> 16)) - dp[s])
+                               - pm[j][2 * s + 1] * (m2f<HBF>((u16)(gm[j][s] >> 16)) - dm[s]);
+                const unsigned pk = f2m2<HBF>(d0, d1);
+                *(unsigned*)(Gs + row * LDE + col) = pk;
+                GT[col * LDT2 + row] = (u16)(pk & 0xffffu);
+                GT[(col + 1) * LDT2 + row] = (u16)(pk >> 16);
+            }
+        __syncthreads();
+        wmm<D, HF, MTT, HBF>(XT, LDT2, GT, nullptr, LDT2, acc_);
+        {   // dx = dy Wᵀ: this warp's 16 rows × D/2 columns, staged in Xs (last read before hh_softmax's barrier).
+            float xa[D / 16][4];
+#pragma unroll
+            for (int j = 0; j < D / 16; ++j) xa[j][0] = xa[j][1] = xa[j][2] = xa[j][3] = 0.f;
+#pragma unroll
+            for (int k0 = 0; k0 < HF; k0 += 16) {
+                unsigned a[4];
+                frag_a(a, Gs, LDE, m0, k0);
+#pragma unroll
+                for (int j = 0; j < D / 16; ++j) {
+                    unsigned b[2];
+                    frag_b(b, Wr, LDE, half * (D / 2) + 8 * j, k0);
+                    mma16816<HBF>(xa[j], a, b);
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < D / 16; ++j)
+#pragma unroll
+                for (int s = 0; s < 2; ++s)
+                    *(unsigned*)(Xs + (m0 + g + 8 * s) * LDD + half * (D / 2) + 8 * j + 2 * q) = f2m2<HBF>(xa[j][2 * s], xa[j][2 * s + 1]);
+        }
+        __syncthreads();
+        hh_store_rows(dx, D, Xs, LDD, n0, N, h, T, H);
+        __syncthreads();                    // the next tile rewrites Xs
+    }
+    float* dwh = dw + (size_t)h * D * HF;
+    FOR_TILE_PAIRS(D, HF, { atomicAdd(dwh + row * HF + col, c0); atomicAdd(dwh + row * HF + col + 1, c1); })
+}
+#endif
+""";
+}

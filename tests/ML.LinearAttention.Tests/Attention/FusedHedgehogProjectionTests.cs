@@ -1,0 +1,57 @@
+using Microsoft.ML.LinearAttention.Attention.Hedgehog;
+using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Tests.Attention;
+
+/// <summary>
+/// Hedgehog's projection + map kernels: on the CPU the libtorch path (the GPU kernels are checked against the naive
+/// twin by `bench kernels --verify-fused` and tests/FusedKernelEmulator), the reasons it declines, and its grid.
+/// FusedLinearAttentionTests compiles its CUDA source.
+/// </summary>
+public class FusedHedgehogProjectionTests
+{
+    [Fact]
+    public void On_the_cpu_it_is_the_naive_map_with_gradients()   // the naive twin computes in fp32
+    {
+        torch.manual_seed(3);
+        var x = torch.randn(2, 3, 5, 16, dtype: ScalarType.Float64).requires_grad_(true);
+        var w = torch.randn(3, 16, 8, dtype: ScalarType.Float64).requires_grad_(true);
+        var phi = FusedHedgehogProjection.Apply(x, w);
+        var naive = HedgehogFeatureMap.MapNaive(x, w);
+        Assert.Equal(new long[] { 2, 3, 5, 16 }, phi.shape);
+        Assert.True(phi.allclose(naive, rtol: 1e-5, atol: 1e-6), $"max diff {(phi - naive).abs().max().item<double>()}");
+        var up = torch.randn_like(phi);
+        var g = torch.autograd.grad(new[] { phi }, new[] { x, w }, new[] { up });
+        var gn = torch.autograd.grad(new[] { naive }, new[] { x, w }, new[] { up });
+        Assert.True(g[0].allclose(gn[0], rtol: 1e-4, atol: 1e-5));
+        Assert.True(g[1].allclose(gn[1], rtol: 1e-4, atol: 1e-5));
+    }
+
+    [Fact]
+    public void It_says_why_it_does_not_run()
+    {
+        var x = torch.zeros(1, 2, 4, 64, dtype: ScalarType.BFloat16);
+        Assert.Contains("CUDA", FusedHedgehogProjection.UnavailableReason(x, torch.zeros(2, 64, 64, dtype: ScalarType.BFloat16)));
+    }
+
+    [Theory]
+    [InlineData(32768, 12, 528, 44)]    // T = 512 × 64 rows per head, one wave of 528 resident blocks: 44 per head
+    [InlineData(100, 12, 528, 2)]       // two tiles per head: at most one block per tile
+    [InlineData(1, 1, 528, 1)]
+    [InlineData(32768, 1000, 264, 1)]   // more heads than resident blocks: still one per head
+    public void Blocks_per_head_fill_one_wave_and_never_exceed_the_tiles(long rowsPerHead, long heads, long resident, int expected)
+    {
+        Assert.Equal(expected, FusedHedgehogProjection.BlocksPerHead(rowsPerHead, heads, resident));
+    }
+
+    [Fact]
+    public void Shared_memory_fits_the_default_limit_at_hedgehogs_default_width()
+    {
+        Assert.True(FusedHedgehogProjection.ForwardBytes(64, 64) <= 48 * 1024, "the forward runs without the opt-in at D = F = 64");
+        Assert.True(FusedHedgehogProjection.BackwardBytes(FusedHedgehogProjection.MaxDim, FusedHedgehogProjection.MaxDim) <= 227 * 1024,
+            "the widest backward fits an sm_80/sm_90 block's opt-in shared memory");
+    }
+}
