@@ -54,4 +54,18 @@ public class FusedHedgehogProjectionTests
         Assert.True(FusedHedgehogProjection.BackwardBytes(FusedHedgehogProjection.MaxDim, FusedHedgehogProjection.MaxDim) <= 227 * 1024,
             "the widest backward fits an sm_80/sm_90 block's opt-in shared memory");
     }
+
+    [Theory]
+    [InlineData("3,2", 3, 2)]
+    [InlineData("1,1", 1, 1)]
+    [InlineData("0,2", null, null)]
+    [InlineData("3", null, null)]
+    [InlineData("a,b", null, null)]
+    [InlineData(null, null, null)]
+    public void The_blocks_knob_takes_two_small_counts(string? value, int? forward, int? backward)
+    {
+        var parsed = FusedHedgehogProjection.ParseBlocks(value);
+        Assert.Equal(forward, parsed?.Forward);
+        Assert.Equal(backward, parsed?.Backward);
+    }
 }

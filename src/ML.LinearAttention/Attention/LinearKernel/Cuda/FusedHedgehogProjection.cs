@@ -63,14 +63,32 @@ public static class FusedHedgehogProjection
     private static readonly Dictionary<(int Device, int InType, int D, int F), (IntPtr Forward, IntPtr Backward)> Kernels = new();
 
     /// <summary>The compiled source: the fused kernels' prelude and tensor-core helpers, the map's group reductions, then these kernels.</summary>
-    internal static string FullSource => FusedKernelSource.Source + FusedMmaSource.Source + FusedHedgehogMapSource.Source + FusedHedgehogProjectionSource.Source;
+    internal static string FullSource => BlocksDefines + FusedKernelSource.Source + FusedMmaSource.Source + FusedHedgehogMapSource.Source + FusedHedgehogProjectionSource.Source;
 
-    /// <summary>Shared-memory bytes of the forward kernel (must match the CUDA source): Wᵀ, the x tile, the φ tile, the softmax exchange.</summary>
-    internal static int ForwardBytes(int d, int f) => 2 * (f * (d + 8) + Tile * (d + 8) + Tile * (2 * f + 8)) + 4 * (2 * Tile * 4);
+    /// <summary>Environment variable of a tuning knob: "forward,backward" blocks per SM the kernels are compiled for at D·F ≤ 64·64 (default 2,2).</summary>
+    internal const string BlocksVariable = "ML_LINEARATTENTION_HEDGEHOG_PROJECTION_BLOCKS";
 
-    /// <summary>Shared-memory bytes of the backward kernel: Wᵀ, W, x and xᵀ, dy and dyᵀ, the two exchanges.</summary>
+    /// <summary>HFWD_MINB and HBWD_MINB from <see cref="BlocksVariable"/> ("3,2"), or nothing (the source's defaults).</summary>
+    internal static string BlocksDefines => ParseBlocks(Environment.GetEnvironmentVariable(BlocksVariable)) is { } b
+        ? $"#define HFWD_MINB {b.Forward}\n#define HBWD_MINB {b.Backward}\n"
+        : "";
+
+    /// <summary>"f,b" with 1 ≤ f, b ≤ 8, else null.</summary>
+    internal static (int Forward, int Backward)? ParseBlocks(string? value)
+    {
+        var parts = value?.Split(',');
+        return parts is { Length: 2 } && int.TryParse(parts[0], out int f) && int.TryParse(parts[1], out int b) && f is >= 1 and <= 8 && b is >= 1 and <= 8
+            ? (f, b)
+            : null;
+    }
+
+    /// <summary>Shared-memory bytes of the forward kernel (must match the CUDA source): Wᵀ, two x tiles, the φ tile, the softmax exchange.</summary>
+    internal static int ForwardBytes(int d, int f) => 2 * (f * (d + 8) + 2 * Tile * (d + 8) + Tile * (2 * f + 8)) + 4 * (2 * Tile * 4);
+
+    /// <summary>Shared-memory bytes of the backward kernel: Wᵀ, W, two x and two dφ tiles, xᵀ, dy and dyᵀ, the two exchanges.</summary>
     internal static int BackwardBytes(int d, int f)
-        => 2 * (f * (d + 8) + d * (f + 8) + Tile * (d + 8) + d * (Tile + 8) + Tile * (f + 8) + f * (Tile + 8)) + 4 * (2 * Tile * 4 + 2 * Tile * 2);
+        => 2 * (f * (d + 8) + d * (f + 8) + 2 * Tile * (d + 8) + 2 * Tile * (2 * f + 8) + d * (Tile + 8) + Tile * (f + 8) + f * (Tile + 8))
+           + 4 * (2 * Tile * 4 + 2 * Tile * 2);
 
     /// <summary>Rows per tile (MTT in the source).</summary>
     private const int Tile = 64;

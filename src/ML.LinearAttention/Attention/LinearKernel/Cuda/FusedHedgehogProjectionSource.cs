@@ -11,8 +11,9 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 /// dx = dy Wᵀ and dW = xᵀdy), twice the traffic of the map alone. Here y stays in the MMA accumulators. A block takes
 /// one head (grid y) and 64-row tiles of its B·T rows (grid x strides over them), so W_h is loaded once per block and dW
 /// leaves it in one set of atomics. Each warp holds 16 rows × F/2 columns of y; a row's two halves merge their max and
-/// sum through shared memory as in online softmax. The backward recomputes y (cheaper than reading φ back), takes dφ at
-/// the accumulator positions straight from memory, and stores dy as rows (A operand of dx = dy Wᵀ) and columns
+/// sum through shared memory as in online softmax. Each block copies its next tile asynchronously (cp.async into a second
+/// buffer) while it computes the current one. The backward recomputes y (cheaper than reading φ back), reads dφ at
+/// the accumulator positions from its shared tile, and stores dy as rows (A operand of dx = dy Wᵀ) and columns
 /// (B operand of dW = xᵀdy). y, the softmaxes and their gradient are fp32; dy is rounded to the input type for the MMAs.</para>
 /// </summary>
 internal static class FusedHedgehogProjectionSource
@@ -24,6 +25,17 @@ internal static class FusedHedgehogProjectionSource
 #define HNJ (HF / 16)           // 8-column output tiles per warp of y: a warp holds 16 rows × F/2 columns
 #define LDP (2 * HF + 8)        // u16 row stride of the φ staging tile
 #define HBF (IN_T == 1)         // MMAs in the input type: bf16, else fp16
+// Blocks per SM each kernel is compiled for (__launch_bounds__' minimum) up to D·F = 64·64: two caps a thread at 128
+// registers (the backward takes more unbounded, and one 256-thread block per SM left it latency-bound); wider shapes
+// keep what they need. FusedHedgehogProjection can set other values (a tuning knob).
+#ifndef HFWD_MINB
+#define HFWD_MINB 2
+#endif
+#ifndef HBWD_MINB
+#define HBWD_MINB 2
+#endif
+#define HFWD_BOUND (D * HF <= 64 * 64 ? HFWD_MINB : 1)
+#define HBWD_BOUND (D * HF <= 64 * 64 ? HBWD_MINB : 1)
 #if NT != 256 || MTT != 64
 #error "the projection kernels take 8 warps over 64-row tiles: 4 row groups by 2 column halves"
 #endif
@@ -45,12 +57,35 @@ __device__ __forceinline__ void hh_load_w(const in_t* __restrict__ w, u16* Wt, u
     }
 }
 
-// Head h's rows n0 .. n0 + MTT into Xs [MTT][LDD], 16 bytes per thread and step; zeros past its N = B·T rows.
-__device__ __forceinline__ void hh_load_x(const in_t* __restrict__ x, u16* Xs, long long n0, long long N, int h, int T, int H) {
-    for (int i = threadIdx.x; i < MTT * (D / 8); i += NT) {
-        const int r = i / (D / 8), c = (i % (D / 8)) * 8;
+// 16-byte asynchronous copy global → shared (cp.async, sm_80+; no registers held while it flies), zeros when !ok
+// (src-size 0: nothing is read). cp_commit closes a group of copies; cp_wait<N> waits until at most N groups are pending.
+__device__ __forceinline__ void cp16(u16* dst, const in_t* src, bool ok) {
+#ifdef MMA_EMULATION
+    if (ok) memcpy(dst, src, 16); else memset(dst, 0, 16);
+#else
+    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(s), "l"(src), "r"(ok ? 16 : 0));
+#endif
+}
+__device__ __forceinline__ void cp_commit() {
+#ifndef MMA_EMULATION
+    asm volatile("cp.async.commit_group;");
+#endif
+}
+template <int N> __device__ __forceinline__ void cp_wait() {
+#ifndef MMA_EMULATION
+    asm volatile("cp.async.wait_group %0;" :: "n"(N));
+#endif
+}
+
+// Starts copying head h's rows n0 .. n0 + MTT of src [·][C] into dst [MTT][ld], 16 bytes per thread and step; zeros
+// past its N = B·T rows.
+__device__ __forceinline__ void hh_fetch_rows(u16* dst, int ld, const in_t* __restrict__ src, int C, long long n0, long long N,
+        int h, int T, int H) {
+    for (int i = threadIdx.x; i < MTT * (C / 8); i += NT) {
+        const int r = i / (C / 8), c = (i % (C / 8)) * 8;
         const long long n = n0 + r;
-        *(uint4*)(Xs + r * LDD + c) = ld16(x + hh_row(n, h, T, H) * D + c, n < N);
+        cp16(dst + r * ld + c, src + (n < N ? hh_row(n, h, T, H) * C + c : 0), n < N);
     }
 }
 
@@ -134,22 +169,30 @@ __device__ __forceinline__ void hh_store_rows(in_t* __restrict__ dst, int C, con
     }
 }
 
-// Forward. Grid (stride, H): block x takes tiles x, x + stride, … of head blockIdx.y's N = B·T rows.
-extern "C" __global__ void __launch_bounds__(NT) hedgehog_proj_fwd(const in_t* __restrict__ x, const in_t* __restrict__ w,
+// Forward. Grid (stride, H): block x takes tiles x, x + stride, … of head blockIdx.y's N = B·T rows; the next tile's
+// rows are copied asynchronously into the other x buffer while this one is computed.
+extern "C" __global__ void __launch_bounds__(NT, HFWD_BOUND) hedgehog_proj_fwd(const in_t* __restrict__ x, const in_t* __restrict__ w,
         in_t* __restrict__ phi, int T, int H, long long N, int stride) {
     extern __shared__ float4 smem4[];
-    u16* Wt = (u16*)smem4;                  // [F][LDD]    W_hᵀ
-    u16* Xs = Wt + HF * LDD;                // [MTT][LDD]  x tile
-    u16* Ps = Xs + MTT * LDD;               // [MTT][LDP]  φ tile
-    float* red = (float*)(Ps + MTT * LDP);  // [2][MTT][4] softmax halves
+    u16* Wt = (u16*)smem4;                  // [F][LDD]       W_hᵀ
+    u16* Xs = Wt + HF * LDD;                // [2][MTT][LDD]  x tiles (double buffer)
+    u16* Ps = Xs + 2 * MTT * LDD;           // [MTT][LDP]     φ tile
+    float* red = (float*)(Ps + MTT * LDP);  // [2][MTT][4]    softmax halves
     const int h = blockIdx.y, warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
     const int m0 = (warp & 3) * 16, nb = (warp >> 2) * (HF / 2);
+    const long long step = (long long)stride * MTT;
+    long long n0 = (long long)blockIdx.x * MTT;
+    if (n0 < N) hh_fetch_rows(Xs, LDD, x, D, n0, N, h, T, H);
+    cp_commit();
     hh_load_w(w + (size_t)h * D * HF, Wt, nullptr);
-    for (long long n0 = (long long)blockIdx.x * MTT; n0 < N; n0 += (long long)stride * MTT) {
-        hh_load_x(x, Xs, n0, N, h, T, H);
+    for (int buf = 0; n0 < N; n0 += step, buf ^= 1) {
+        // The other buffer was last read by the previous tile's MMAs, before its softmax barrier.
+        if (n0 + step < N) hh_fetch_rows(Xs + (buf ^ 1) * MTT * LDD, LDD, x, D, n0 + step, N, h, T, H);
+        cp_commit();
+        cp_wait<1>();
         __syncthreads();
         float pp[HNJ][4], pm[HNJ][4];
-        hh_project(Xs, Wt, pp);
+        hh_project(Xs + buf * MTT * LDD, Wt, pp);
         hh_softmax(pp, pm, red);
 #pragma unroll
         for (int j = 0; j < HNJ; ++j)
@@ -165,43 +208,43 @@ extern "C" __global__ void __launch_bounds__(NT) hedgehog_proj_fwd(const in_t* _
 }
 
 // Backward: dx = dy Wᵀ and dW += xᵀ dy with dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) − φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩) per row; dw [H][D][F]
-// fp32, zeroed by the caller. Grid as the forward.
-extern "C" __global__ void __launch_bounds__(NT) hedgehog_proj_bwd(const in_t* __restrict__ x, const in_t* __restrict__ w,
+// fp32, zeroed by the caller. Grid as the forward; x and dφ of the next tile are copied asynchronously meanwhile.
+extern "C" __global__ void __launch_bounds__(NT, HBWD_BOUND) hedgehog_proj_bwd(const in_t* __restrict__ x, const in_t* __restrict__ w,
         const in_t* __restrict__ dphi, in_t* __restrict__ dx, float* __restrict__ dw, int T, int H, long long N, int stride) {
     extern __shared__ float4 smem4[];
-    u16* Wt = (u16*)smem4;                  // [F][LDD]    W_hᵀ
-    u16* Wr = Wt + HF * LDD;                // [D][LDE]    W_h
-    u16* Xs = Wr + D * LDE;                 // [MTT][LDD]  x tile, then dx
-    u16* XT = Xs + MTT * LDD;               // [D][LDT2]   xᵀ
-    u16* Gs = XT + D * LDT2;                // [MTT][LDE]  dy
-    u16* GT = Gs + MTT * LDE;               // [F][LDT2]   dyᵀ
-    float* red = (float*)(GT + HF * LDT2);  // [2][MTT][4] softmax halves
-    float* red2 = red + 2 * MTT * 4;        // [2][MTT][2] halves of ⟨φ₊, dφ₊⟩, ⟨φ₋, dφ₋⟩
+    u16* Wt = (u16*)smem4;                  // [F][LDD]       W_hᵀ
+    u16* Wr = Wt + HF * LDD;                // [D][LDE]       W_h
+    u16* Xs = Wr + D * LDE;                 // [2][MTT][LDD]  x tiles (double buffer); the current one then takes dx
+    u16* Ds = Xs + 2 * MTT * LDD;           // [2][MTT][LDP]  dφ tiles (double buffer)
+    u16* XT = Ds + 2 * MTT * LDP;           // [D][LDT2]      xᵀ
+    u16* Gs = XT + D * LDT2;                // [MTT][LDE]     dy
+    u16* GT = Gs + MTT * LDE;               // [F][LDT2]      dyᵀ
+    float* red = (float*)(GT + HF * LDT2);  // [2][MTT][4]    softmax halves
+    float* red2 = red + 2 * MTT * 4;        // [2][MTT][2]    halves of ⟨φ₊, dφ₊⟩, ⟨φ₋, dφ₋⟩
     const int h = blockIdx.y, warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
     const int half = warp >> 2, m0 = (warp & 3) * 16, nb = half * (HF / 2);
+    const long long step = (long long)stride * MTT;
+    long long n0 = (long long)blockIdx.x * MTT;
+    if (n0 < N) { hh_fetch_rows(Xs, LDD, x, D, n0, N, h, T, H); hh_fetch_rows(Ds, LDP, dphi, 2 * HF, n0, N, h, T, H); }
+    cp_commit();
     hh_load_w(w + (size_t)h * D * HF, Wt, Wr);
     float acc_[TPW(D, HF)][4];              // dW_h, this warp's tiles
     zero_tiles<D, HF>(acc_);
-    for (long long n0 = (long long)blockIdx.x * MTT; n0 < N; n0 += (long long)stride * MTT) {
-        hh_load_x(x, Xs, n0, N, h, T, H);
-        // dφ at this lane's accumulator positions: rows m0 + g + 8s, columns nb + 8j + 2q (+1) of φ₊ and of φ₋.
-        unsigned gp[HNJ][2], gm[HNJ][2];
-#pragma unroll
-        for (int s = 0; s < 2; ++s) {
-            const long long n = n0 + m0 + g + 8 * s;
-            const bool ok = n < N;
-            const in_t* src = dphi + hh_row(ok ? n : 0, h, T, H) * 2 * HF + nb + 2 * q;
-#pragma unroll
-            for (int j = 0; j < HNJ; ++j) {
-                gp[j][s] = ok ? *(const unsigned*)(src + 8 * j) : 0u;
-                gm[j][s] = ok ? *(const unsigned*)(src + HF + 8 * j) : 0u;
-            }
+    for (int buf = 0; n0 < N; n0 += step, buf ^= 1) {
+        // The other buffers were last read before the previous tile's final barrier.
+        if (n0 + step < N) {
+            hh_fetch_rows(Xs + (buf ^ 1) * MTT * LDD, LDD, x, D, n0 + step, N, h, T, H);
+            hh_fetch_rows(Ds + (buf ^ 1) * MTT * LDP, LDP, dphi, 2 * HF, n0 + step, N, h, T, H);
         }
+        cp_commit();
+        cp_wait<1>();
         __syncthreads();
+        u16* Xb = Xs + buf * MTT * LDD;
+        const u16* Db = Ds + buf * MTT * LDP;
         // xᵀ from the x tile: a token pair and 8 columns per item, token pairs fastest across a warp (conflict-free stores).
         for (int i = threadIdx.x; i < (MTT / 2) * (D / 8); i += NT) {
             const int r0 = (i % (MTT / 2)) * 2, c = (i / (MTT / 2)) * 8;
-            const uint4 a = *(const uint4*)(Xs + r0 * LDD + c), b = *(const uint4*)(Xs + (r0 + 1) * LDD + c);
+            const uint4 a = *(const uint4*)(Xb + r0 * LDD + c), b = *(const uint4*)(Xb + (r0 + 1) * LDD + c);
             const unsigned aw[4] = {a.x, a.y, a.z, a.w}, bw[4] = {b.x, b.y, b.z, b.w};
 #pragma unroll
             for (int k = 0; k < 4; ++k) {
@@ -210,16 +253,19 @@ extern "C" __global__ void __launch_bounds__(NT) hedgehog_proj_bwd(const in_t* _
             }
         }
         float pp[HNJ][4], pm[HNJ][4];
-        hh_project(Xs, Wt, pp);
+        hh_project(Xb, Wt, pp);
         hh_softmax(pp, pm, red);
+        // dφ at this lane's accumulator positions (row m0 + g + 8s, columns nb + 8j + 2q, +1), as 16-bit pairs.
+#define DPHI_PAIR(j, s, off) (*(const unsigned*)(Db + (m0 + g + 8 * (s)) * LDP + (off) + nb + 8 * (j) + 2 * q))
         float dp[2], dm[2];
 #pragma unroll
         for (int s = 0; s < 2; ++s) {
             dp[s] = dm[s] = 0.f;
 #pragma unroll
             for (int j = 0; j < HNJ; ++j) {
-                dp[s] += pp[j][2 * s] * m2f<HBF>((u16)(gp[j][s] & 0xffffu)) + pp[j][2 * s + 1] * m2f<HBF>((u16)(gp[j][s] >> 16));
-                dm[s] += pm[j][2 * s] * m2f<HBF>((u16)(gm[j][s] & 0xffffu)) + pm[j][2 * s + 1] * m2f<HBF>((u16)(gm[j][s] >> 16));
+                const unsigned gp = DPHI_PAIR(j, s, 0), gm = DPHI_PAIR(j, s, HF);
+                dp[s] += pp[j][2 * s] * m2f<HBF>((u16)(gp & 0xffffu)) + pp[j][2 * s + 1] * m2f<HBF>((u16)(gp >> 16));
+                dm[s] += pm[j][2 * s] * m2f<HBF>((u16)(gm & 0xffffu)) + pm[j][2 * s + 1] * m2f<HBF>((u16)(gm >> 16));
             }
             dp[s] = group_sum(dp[s], 4);
             dm[s] = group_sum(dm[s], 4);
@@ -237,18 +283,18 @@ extern "C" __global__ void __launch_bounds__(NT) hedgehog_proj_bwd(const in_t* _
 #pragma unroll
             for (int s = 0; s < 2; ++s) {
                 const int row = m0 + g + 8 * s, col = nb + 8 * j + 2 * q;
-                const float d0 = pp[j][2 * s] * (m2f<HBF>((u16)(gp[j][s] & 0xffffu)) - dp[s])
-                               - pm[j][2 * s] * (m2f<HBF>((u16)(gm[j][s] & 0xffffu)) - dm[s]);
-                const float d1 = pp[j][2 * s + 1] * (m2f<HBF>((u16)(gp[j][s] >> 16)) - dp[s])
-                               - pm[j][2 * s + 1] * (m2f<HBF>((u16)(gm[j][s] >> 16)) - dm[s]);
+                const unsigned gp = DPHI_PAIR(j, s, 0), gm = DPHI_PAIR(j, s, HF);
+                const float d0 = pp[j][2 * s] * (m2f<HBF>((u16)(gp & 0xffffu)) - dp[s]) - pm[j][2 * s] * (m2f<HBF>((u16)(gm & 0xffffu)) - dm[s]);
+                const float d1 = pp[j][2 * s + 1] * (m2f<HBF>((u16)(gp >> 16)) - dp[s]) - pm[j][2 * s + 1] * (m2f<HBF>((u16)(gm >> 16)) - dm[s]);
                 const unsigned pk = f2m2<HBF>(d0, d1);
                 *(unsigned*)(Gs + row * LDE + col) = pk;
                 GT[col * LDT2 + row] = (u16)(pk & 0xffffu);
                 GT[(col + 1) * LDT2 + row] = (u16)(pk >> 16);
             }
+#undef DPHI_PAIR
         __syncthreads();
         wmm<D, HF, MTT, HBF>(XT, LDT2, GT, nullptr, LDT2, acc_);
-        {   // dx = dy Wᵀ: this warp's 16 rows × D/2 columns, staged in Xs (last read before hh_softmax's barrier).
+        {   // dx = dy Wᵀ: this warp's 16 rows × D/2 columns, staged in the x tile (last read before hh_softmax's barrier).
             float xa[D / 16][4];
 #pragma unroll
             for (int j = 0; j < D / 16; ++j) xa[j][0] = xa[j][1] = xa[j][2] = xa[j][3] = 0.f;
@@ -267,11 +313,11 @@ extern "C" __global__ void __launch_bounds__(NT) hedgehog_proj_bwd(const in_t* _
             for (int j = 0; j < D / 16; ++j)
 #pragma unroll
                 for (int s = 0; s < 2; ++s)
-                    *(unsigned*)(Xs + (m0 + g + 8 * s) * LDD + half * (D / 2) + 8 * j + 2 * q) = f2m2<HBF>(xa[j][2 * s], xa[j][2 * s + 1]);
+                    *(unsigned*)(Xb + (m0 + g + 8 * s) * LDD + half * (D / 2) + 8 * j + 2 * q) = f2m2<HBF>(xa[j][2 * s], xa[j][2 * s + 1]);
         }
         __syncthreads();
-        hh_store_rows(dx, D, Xs, LDD, n0, N, h, T, H);
-        __syncthreads();                    // the next tile rewrites Xs
+        hh_store_rows(dx, D, Xb, LDD, n0, N, h, T, H);
+        __syncthreads();                    // the next tile's copies go into these buffers
     }
     float* dwh = dw + (size_t)h * D * HF;
     FOR_TILE_PAIRS(D, HF, { atomicAdd(dwh + row * HF + col, c0); atomicAdd(dwh + row * HF + col + 1, c1); })
