@@ -18,8 +18,9 @@ int main(int argc, char** argv) {
     const in_t *X = x.data(), *W = w.data(), *G = dphi.data();
     in_t *P = phi.data(), *DX = dx.data();
     float* DW = dw.data();
-    launch(stride, H, [&] { hedgehog_proj_fwd(X, W, P, T, H, N, stride); });
-    launch(stride, H, [&] { hedgehog_proj_bwd(X, W, G, DX, DW, T, H, N, stride); });
+    const unsigned long long M = T == 1 ? 0ull : ~0ull / (unsigned long long)T + 1;   // as FusedHedgehogProjection.DivisionMultiplier
+    launch(stride, H, [&] { hedgehog_proj_fwd(X, W, P, T, H, N, stride, M); });
+    launch(stride, H, [&] { hedgehog_proj_bwd(X, W, G, DX, DW, T, H, N, stride, M); });
     double ePhi = 0, eDx = 0, mDx = 1e-30, eDw = 0, mDw = 1e-30;
     std::vector<double> dwRef((size_t)H * D * F, 0.0), y(F), ref(2 * F), dy(F);
     for (long long r = 0; r < rows; ++r) {

@@ -56,13 +56,13 @@ for in in 0 1 2; do
   done
 done
 # Hedgehog's projection + map kernels (FusedHedgehogProjectionSource.cs) against fp64: D F dtype, then B T blocks-per-head
-# (one row, rows not filling a tile, tiles across batch rows, blocks striding over several tiles).
+# (one row, rows not filling a tile, tiles across batch rows, blocks striding over several tiles, T = 1).
 for c in "64 64 1" "64 64 2" "32 48 1" "128 128 1" "16 32 2"; do
   read -r d f in <<<"$c"
   exe="$out/hedgehog_proj_${d}_${f}_${in}"
   g++ -std=c++20 -O2 -w -I"$out" -I"$here" -DD="$d" -DDV="$f" -DTT=64 -DPD="$d" -DPDV="$f" -DLDT=68 -DIN_T="$in" -DFMAP=0 -DMMA=1 \
       "$here/hedgehog_proj.cpp" -o "$exe" -lpthread
-  for args in "1 1 0" "2 37 0" "3 100 2"; do
+  for args in "1 1 0" "2 37 0" "3 100 2" "70 1 3"; do
     "$exe" $args | tail -1 | sed "s/^/hedgehog projection D=$d F=$f in=$in B,T,blocks=${args// /,}: /" || status=1
   done
 done

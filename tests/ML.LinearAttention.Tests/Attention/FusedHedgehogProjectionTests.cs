@@ -68,4 +68,23 @@ public class FusedHedgehogProjectionTests
         Assert.Equal(forward, parsed?.Forward);
         Assert.Equal(backward, parsed?.Backward);
     }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(37)]
+    [InlineData(512)]
+    [InlineData(4097)]
+    [InlineData(65536)]
+    [InlineData(2147483647)]
+    public void The_row_split_multiplier_divides_every_32_bit_row_index(long t)
+    {
+        ulong m = FusedHedgehogProjection.DivisionMultiplier(t);
+        var rng = new Random((int)(t % int.MaxValue));
+        var samples = new List<ulong> { 0, 1, (ulong)t - 1, (ulong)t, (ulong)t + 1, uint.MaxValue, uint.MaxValue - 1, (ulong)t * 1000 % ((ulong)uint.MaxValue + 1) };
+        for (int i = 0; i < 2000; i++) samples.Add((ulong)rng.NextInt64(0, (long)uint.MaxValue + 1));
+        foreach (ulong n in samples)
+            Assert.Equal(n / (ulong)t, (ulong)(((UInt128)m * n) >> 64));
+        Assert.Equal(0UL, FusedHedgehogProjection.DivisionMultiplier(1));   // the kernels take b = n for T = 1
+    }
 }

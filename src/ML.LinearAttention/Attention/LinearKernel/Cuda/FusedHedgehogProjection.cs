@@ -39,6 +39,7 @@ public static class FusedHedgehogProjection
         if (d % 16 != 0 || f % 16 != 0 || d > MaxDim || f > MaxDim) return $"D = {d} and F = {f} must be multiples of 16 up to {MaxDim}.";
         if (x.numel() == 0) return "empty input.";
         if (x.shape[1] > 65535) return $"H = {x.shape[1]} exceeds the grid limit of 65535.";
+        if (x.shape[0] * x.shape[2] >= 1L << 32) return $"B·T = {x.shape[0] * x.shape[2]} rows per head reach 2³² (the kernels index rows in 32 bits).";
         if (FusedModuleCache.Device(x.device_index < 0 ? 0 : x.device_index).Major < 8) return "the GPU is older than sm_80 (no bf16 tensor cores).";
         return null;
     }
@@ -121,6 +122,12 @@ public static class FusedHedgehogProjection
         }
     }
 
+    /// <summary>
+    /// M = ⌊(2⁶⁴ − 1) / T⌋ + 1, so that ⌊n / T⌋ = ⌊M·n / 2⁶⁴⌋ for every n &lt; 2³² (Lemire, Kaser and Kurz 2019); 0 for T = 1
+    /// (the kernels take b = n then). The kernels split row indices n = b·T + t with it instead of a 64-bit division.
+    /// </summary>
+    internal static ulong DivisionMultiplier(long t) => t <= 1 ? 0UL : ulong.MaxValue / (ulong)t + 1;
+
     private static int Grid(Tensor x, IntPtr function, int sharedBytes, long rowsPerHead, long heads)
     {
         var info = FusedModuleCache.Device(x.device_index < 0 ? 0 : x.device_index);
@@ -136,7 +143,8 @@ public static class FusedHedgehogProjection
         var phi = torch.empty(new[] { b, h, t, 2L * f }, dtype: x.dtype, device: x.device);
         var (forward, _) = Functions(x, d, f);
         int bytes = ForwardBytes(d, f), grid = Grid(x, forward, bytes, b * t, h);
-        FusedModuleCache.Launch(forward, grid, h, bytes, FusedLaunch.Ptr(x), FusedLaunch.Ptr(w), FusedLaunch.Ptr(phi), t, h, b * t, grid);
+        FusedModuleCache.Launch(forward, grid, h, bytes, FusedLaunch.Ptr(x), FusedLaunch.Ptr(w), FusedLaunch.Ptr(phi), t, h, b * t, grid,
+            (long)DivisionMultiplier(t));
         return phi;
     }
 
@@ -151,7 +159,7 @@ public static class FusedHedgehogProjection
         var (_, backward) = Functions(x, d, f);
         int bytes = BackwardBytes(d, f), grid = Grid(x, backward, bytes, b * t, h);
         FusedModuleCache.Launch(backward, grid, h, bytes, FusedLaunch.Ptr(x), FusedLaunch.Ptr(w), FusedLaunch.Ptr(dphi), FusedLaunch.Ptr(dx),
-            FusedLaunch.Ptr(dw), t, h, b * t, grid);
+            FusedLaunch.Ptr(dw), t, h, b * t, grid, (long)DivisionMultiplier(t));
         return (dx, dw);
     }
 }

@@ -40,10 +40,18 @@ internal static class FusedHedgehogProjectionSource
 #error "the projection kernels take 8 warps over 64-row tiles: 4 row groups by 2 column halves"
 #endif
 
-// Global row of head h's row n (n = b·T + t) in the [B, H, T, ·] layout.
-__device__ __forceinline__ long long hh_row(long long n, int h, int T, int H) {
-    const long long b = n / T;
-    return (b * H + h) * T + (n - b * T);
+// Head h's rows n = b·T + t (0 ≤ n < N = B·T < 2³²) in the [B, H, T, ·] layout. b = n / T by a multiply: M = ⌊(2⁶⁴ − 1) / T⌋ + 1
+// from the host gives ⌊n / T⌋ = high 64 bits of M·n for every 32-bit n (Lemire, Kaser and Kurz, "Faster remainder by
+// direct computation", 2019); T = 1 has M = 0 (2⁶⁴ wraps) and b = n. A 64-bit division is a long software routine,
+// and each thread needs several row addresses per tile.
+struct HRows { long long N; unsigned long long M; int T, H, h; };
+__device__ __forceinline__ long long hh_row(const HRows& g, long long n) {
+#ifdef MMA_EMULATION
+    const long long b = g.M == 0 ? n : (long long)(((unsigned __int128)g.M * (unsigned long long)n) >> 64);
+#else
+    const long long b = g.M == 0 ? n : (long long)__umul64hi(g.M, (unsigned long long)n);
+#endif
+    return (b * g.H + g.h) * g.T + (n - b * g.T);
 }
 
 // W_h [D][F] into Wt [F][LDD] (B operand of y = x W, k = d contiguous) and, when Wr is given, Wr [D][LDE] (B operand
@@ -80,12 +88,11 @@ template <int N> __device__ __forceinline__ void cp_wait() {
 
 // Starts copying head h's rows n0 .. n0 + MTT of src [·][C] into dst [MTT][ld], 16 bytes per thread and step; zeros
 // past its N = B·T rows.
-__device__ __forceinline__ void hh_fetch_rows(u16* dst, int ld, const in_t* __restrict__ src, int C, long long n0, long long N,
-        int h, int T, int H) {
+__device__ __forceinline__ void hh_fetch_rows(u16* dst, int ld, const in_t* __restrict__ src, int C, long long n0, const HRows& g) {
     for (int i = threadIdx.x; i < MTT * (C / 8); i += NT) {
         const int r = i / (C / 8), c = (i % (C / 8)) * 8;
         const long long n = n0 + r;
-        cp16(dst + r * ld + c, src + (n < N ? hh_row(n, h, T, H) * C + c : 0), n < N);
+        cp16(dst + r * ld + c, src + (n < g.N ? hh_row(g, n) * C + c : 0), n < g.N);
     }
 }
 
@@ -107,8 +114,19 @@ __device__ __forceinline__ void hh_project(const u16* Xs, const u16* Wt, float (
     }
 }
 
-// φ₊ = softmax(y) into acc (in place of y) and φ₋ = softmax(−y) into pm, along each row (__expf: ex2.approx, a few
-// ulp, far below the 16-bit rounding of φ). A lane holds rows g and g + 8
+// 2^x by the SFU's ex2.approx (a couple of ulp: far below the 16-bit rounding of φ).
+__device__ __forceinline__ float hh_exp2(float x) {
+#ifdef MMA_EMULATION
+    return exp2f(x);
+#else
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+    return r;
+#endif
+}
+#define HL2E 1.4426950408889634f    // log2(e): e^(y − m) = 2^(y·log2e − m·log2e), one FFMA and the SFU
+
+// φ₊ = softmax(y) into acc (in place of y) and φ₋ = softmax(−y) into pm, along each row. A lane holds rows g and g + 8
 // of its warp's 16 (s = 0, 1: accumulator entries 2s, 2s + 1); a row's F columns lie in two warps of four lanes each.
 // Each half reduces its max, min and sums over its quad, then the halves merge through red [2][MTT][4] as online
 // softmax does (sums rescaled to the common max). Synchronizes the block once.
@@ -128,13 +146,14 @@ __device__ __forceinline__ void hh_softmax(float (&acc)[HNJ][4], float (&pm)[HNJ
         hi[s] = group_max(hi[s], 4);
         lo[s] = -group_max(-lo[s], 4);
         sp[s] = sm[s] = 0.f;
+        const float hl = hi[s] * HL2E, ll = lo[s] * HL2E;
 #pragma unroll
         for (int j = 0; j < HNJ; ++j)
 #pragma unroll
             for (int e = 2 * s; e < 2 * s + 2; ++e) {
                 const float y = acc[j][e];
-                acc[j][e] = __expf(y - hi[s]);
-                pm[j][e] = __expf(lo[s] - y);
+                acc[j][e] = hh_exp2(fmaf(y, HL2E, -hl));
+                pm[j][e] = hh_exp2(fmaf(-y, HL2E, ll));
                 sp[s] += acc[j][e];
                 sm[s] += pm[j][e];
             }
@@ -160,34 +179,34 @@ __device__ __forceinline__ void hh_softmax(float (&acc)[HNJ][4], float (&pm)[HNJ
 }
 
 // Tile [MTT][ld] (C/8 16-byte pieces per row) to head h's rows n0 .. of dst [·][C], rows past N skipped.
-__device__ __forceinline__ void hh_store_rows(in_t* __restrict__ dst, int C, const u16* src, int ld, long long n0, long long N,
-        int h, int T, int H) {
+__device__ __forceinline__ void hh_store_rows(in_t* __restrict__ dst, int C, const u16* src, int ld, long long n0, const HRows& g) {
     for (int i = threadIdx.x; i < MTT * (C / 8); i += NT) {
         const int r = i / (C / 8), c = (i % (C / 8)) * 8;
         const long long n = n0 + r;
-        if (n < N) *(uint4*)(dst + hh_row(n, h, T, H) * C + c) = *(const uint4*)(src + r * ld + c);
+        if (n < g.N) *(uint4*)(dst + hh_row(g, n) * C + c) = *(const uint4*)(src + r * ld + c);
     }
 }
 
 // Forward. Grid (stride, H): block x takes tiles x, x + stride, … of head blockIdx.y's N = B·T rows; the next tile's
 // rows are copied asynchronously into the other x buffer while this one is computed.
 extern "C" __global__ void __launch_bounds__(NT, HFWD_BOUND) hedgehog_proj_fwd(const in_t* __restrict__ x, const in_t* __restrict__ w,
-        in_t* __restrict__ phi, int T, int H, long long N, int stride) {
+        in_t* __restrict__ phi, int T, int H, long long N, int stride, unsigned long long M) {
     extern __shared__ float4 smem4[];
     u16* Wt = (u16*)smem4;                  // [F][LDD]       W_hᵀ
     u16* Xs = Wt + HF * LDD;                // [2][MTT][LDD]  x tiles (double buffer)
     u16* Ps = Xs + 2 * MTT * LDD;           // [MTT][LDP]     φ tile
     float* red = (float*)(Ps + MTT * LDP);  // [2][MTT][4]    softmax halves
-    const int h = blockIdx.y, warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
+    const int h = blockIdx.y, warp = threadIdx.x >> 5, gr = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
+    const HRows g{N, M, T, H, h};
     const int m0 = (warp & 3) * 16, nb = (warp >> 2) * (HF / 2);
     const long long step = (long long)stride * MTT;
     long long n0 = (long long)blockIdx.x * MTT;
-    if (n0 < N) hh_fetch_rows(Xs, LDD, x, D, n0, N, h, T, H);
+    if (n0 < N) hh_fetch_rows(Xs, LDD, x, D, n0, g);
     cp_commit();
     hh_load_w(w + (size_t)h * D * HF, Wt, nullptr);
     for (int buf = 0; n0 < N; n0 += step, buf ^= 1) {
         // The other buffer was last read by the previous tile's MMAs, before its softmax barrier.
-        if (n0 + step < N) hh_fetch_rows(Xs + (buf ^ 1) * MTT * LDD, LDD, x, D, n0 + step, N, h, T, H);
+        if (n0 + step < N) hh_fetch_rows(Xs + (buf ^ 1) * MTT * LDD, LDD, x, D, n0 + step, g);
         cp_commit();
         cp_wait<1>();
         __syncthreads();
@@ -198,19 +217,20 @@ extern "C" __global__ void __launch_bounds__(NT, HFWD_BOUND) hedgehog_proj_fwd(c
         for (int j = 0; j < HNJ; ++j)
 #pragma unroll
             for (int s = 0; s < 2; ++s) {
-                const int row = m0 + g + 8 * s, col = nb + 8 * j + 2 * q;
+                const int row = m0 + gr + 8 * s, col = nb + 8 * j + 2 * q;
                 *(unsigned*)(Ps + row * LDP + col) = f2m2<HBF>(pp[j][2 * s], pp[j][2 * s + 1]);
                 *(unsigned*)(Ps + row * LDP + HF + col) = f2m2<HBF>(pm[j][2 * s], pm[j][2 * s + 1]);
             }
         __syncthreads();
-        hh_store_rows(phi, 2 * HF, Ps, LDP, n0, N, h, T, H);
+        hh_store_rows(phi, 2 * HF, Ps, LDP, n0, g);
     }
 }
 
 // Backward: dx = dy Wᵀ and dW += xᵀ dy with dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) − φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩) per row; dw [H][D][F]
 // fp32, zeroed by the caller. Grid as the forward; x and dφ of the next tile are copied asynchronously meanwhile.
 extern "C" __global__ void __launch_bounds__(NT, HBWD_BOUND) hedgehog_proj_bwd(const in_t* __restrict__ x, const in_t* __restrict__ w,
-        const in_t* __restrict__ dphi, in_t* __restrict__ dx, float* __restrict__ dw, int T, int H, long long N, int stride) {
+        const in_t* __restrict__ dphi, in_t* __restrict__ dx, float* __restrict__ dw, int T, int H, long long N, int stride,
+        unsigned long long M) {
     extern __shared__ float4 smem4[];
     u16* Wt = (u16*)smem4;                  // [F][LDD]       W_hᵀ
     u16* Wr = Wt + HF * LDD;                // [D][LDE]       W_h
@@ -221,11 +241,12 @@ extern "C" __global__ void __launch_bounds__(NT, HBWD_BOUND) hedgehog_proj_bwd(c
     u16* GT = Gs + MTT * LDE;               // [F][LDT2]      dyᵀ
     float* red = (float*)(GT + HF * LDT2);  // [2][MTT][4]    softmax halves
     float* red2 = red + 2 * MTT * 4;        // [2][MTT][2]    halves of ⟨φ₊, dφ₊⟩, ⟨φ₋, dφ₋⟩
-    const int h = blockIdx.y, warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
+    const int h = blockIdx.y, warp = threadIdx.x >> 5, gr = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
+    const HRows g{N, M, T, H, h};
     const int half = warp >> 2, m0 = (warp & 3) * 16, nb = half * (HF / 2);
     const long long step = (long long)stride * MTT;
     long long n0 = (long long)blockIdx.x * MTT;
-    if (n0 < N) { hh_fetch_rows(Xs, LDD, x, D, n0, N, h, T, H); hh_fetch_rows(Ds, LDP, dphi, 2 * HF, n0, N, h, T, H); }
+    if (n0 < N) { hh_fetch_rows(Xs, LDD, x, D, n0, g); hh_fetch_rows(Ds, LDP, dphi, 2 * HF, n0, g); }
     cp_commit();
     hh_load_w(w + (size_t)h * D * HF, Wt, Wr);
     float acc_[TPW(D, HF)][4];              // dW_h, this warp's tiles
@@ -233,8 +254,8 @@ extern "C" __global__ void __launch_bounds__(NT, HBWD_BOUND) hedgehog_proj_bwd(c
     for (int buf = 0; n0 < N; n0 += step, buf ^= 1) {
         // The other buffers were last read before the previous tile's final barrier.
         if (n0 + step < N) {
-            hh_fetch_rows(Xs + (buf ^ 1) * MTT * LDD, LDD, x, D, n0 + step, N, h, T, H);
-            hh_fetch_rows(Ds + (buf ^ 1) * MTT * LDP, LDP, dphi, 2 * HF, n0 + step, N, h, T, H);
+            hh_fetch_rows(Xs + (buf ^ 1) * MTT * LDD, LDD, x, D, n0 + step, g);
+            hh_fetch_rows(Ds + (buf ^ 1) * MTT * LDP, LDP, dphi, 2 * HF, n0 + step, g);
         }
         cp_commit();
         cp_wait<1>();
@@ -255,8 +276,8 @@ extern "C" __global__ void __launch_bounds__(NT, HBWD_BOUND) hedgehog_proj_bwd(c
         float pp[HNJ][4], pm[HNJ][4];
         hh_project(Xb, Wt, pp);
         hh_softmax(pp, pm, red);
-        // dφ at this lane's accumulator positions (row m0 + g + 8s, columns nb + 8j + 2q, +1), as 16-bit pairs.
-#define DPHI_PAIR(j, s, off) (*(const unsigned*)(Db + (m0 + g + 8 * (s)) * LDP + (off) + nb + 8 * (j) + 2 * q))
+        // dφ at this lane's accumulator positions (row m0 + gr + 8s, columns nb + 8j + 2q, +1), as 16-bit pairs.
+#define DPHI_PAIR(j, s, off) (*(const unsigned*)(Db + (m0 + gr + 8 * (s)) * LDP + (off) + nb + 8 * (j) + 2 * q))
         float dp[2], dm[2];
 #pragma unroll
         for (int s = 0; s < 2; ++s) {
@@ -269,12 +290,12 @@ extern "C" __global__ void __launch_bounds__(NT, HBWD_BOUND) hedgehog_proj_bwd(c
             }
             dp[s] = group_sum(dp[s], 4);
             dm[s] = group_sum(dm[s], 4);
-            if (q == 0) { float* p = red2 + (half * MTT + m0 + g + 8 * s) * 2; p[0] = dp[s]; p[1] = dm[s]; }
+            if (q == 0) { float* p = red2 + (half * MTT + m0 + gr + 8 * s) * 2; p[0] = dp[s]; p[1] = dm[s]; }
         }
         __syncthreads();
 #pragma unroll
         for (int s = 0; s < 2; ++s) {
-            const float* o = red2 + ((1 - half) * MTT + m0 + g + 8 * s) * 2;
+            const float* o = red2 + ((1 - half) * MTT + m0 + gr + 8 * s) * 2;
             dp[s] += o[0];
             dm[s] += o[1];
         }
@@ -282,7 +303,7 @@ extern "C" __global__ void __launch_bounds__(NT, HBWD_BOUND) hedgehog_proj_bwd(c
         for (int j = 0; j < HNJ; ++j)
 #pragma unroll
             for (int s = 0; s < 2; ++s) {
-                const int row = m0 + g + 8 * s, col = nb + 8 * j + 2 * q;
+                const int row = m0 + gr + 8 * s, col = nb + 8 * j + 2 * q;
                 const unsigned gp = DPHI_PAIR(j, s, 0), gm = DPHI_PAIR(j, s, HF);
                 const float d0 = pp[j][2 * s] * (m2f<HBF>((u16)(gp & 0xffffu)) - dp[s]) - pm[j][2 * s] * (m2f<HBF>((u16)(gm & 0xffffu)) - dm[s]);
                 const float d1 = pp[j][2 * s + 1] * (m2f<HBF>((u16)(gp >> 16)) - dp[s]) - pm[j][2 * s + 1] * (m2f<HBF>((u16)(gm >> 16)) - dm[s]);
@@ -313,10 +334,10 @@ extern "C" __global__ void __launch_bounds__(NT, HBWD_BOUND) hedgehog_proj_bwd(c
             for (int j = 0; j < D / 16; ++j)
 #pragma unroll
                 for (int s = 0; s < 2; ++s)
-                    *(unsigned*)(Xb + (m0 + g + 8 * s) * LDD + half * (D / 2) + 8 * j + 2 * q) = f2m2<HBF>(xa[j][2 * s], xa[j][2 * s + 1]);
+                    *(unsigned*)(Xb + (m0 + gr + 8 * s) * LDD + half * (D / 2) + 8 * j + 2 * q) = f2m2<HBF>(xa[j][2 * s], xa[j][2 * s + 1]);
         }
         __syncthreads();
-        hh_store_rows(dx, D, Xb, LDD, n0, N, h, T, H);
+        hh_store_rows(dx, D, Xb, LDD, n0, g);
         __syncthreads();                    // the next tile's copies go into these buffers
     }
     float* dwh = dw + (size_t)h * D * HF;
