@@ -86,14 +86,27 @@ template <int N> __device__ __forceinline__ void cp_wait() {
 #endif
 }
 
-// Starts copying head h's rows n0 .. n0 + MTT of src [·][C] into dst [MTT][ld], 16 bytes per thread and step; zeros
-// past its N = B·T rows.
-__device__ __forceinline__ void hh_fetch_rows(u16* dst, int ld, const in_t* __restrict__ src, int C, long long n0, const HRows& g) {
-    for (int i = threadIdx.x; i < MTT * (C / 8); i += NT) {
-        const int r = i / (C / 8), c = (i % (C / 8)) * 8;
-        const long long n = n0 + r;
-        cp16(dst + r * ld + c, src + (n < g.N ? hh_row(g, n) * C + c : 0), n < g.N);
-    }
+// Loads and stores take one tile row per thread group: row r = threadIdx.x / 4 (MTT·4 = NT), its four threads taking
+// 16-byte chunks c = (threadIdx.x mod 4) + 4k, so each step covers 64 contiguous bytes of a row (whole sectors) and a
+// thread computes one row address per tile. Its global row for the tile at n0, or −1 past the head's N rows:
+__device__ __forceinline__ long long hh_my_row(long long n0, const HRows& g) {
+    const long long n = n0 + (threadIdx.x >> 2);
+    return n < g.N ? hh_row(g, n) : -1;
+}
+
+// Starts copying this thread's row (global row `row`; −1: zeros) of src [·][C] into dst [MTT][ld].
+__device__ __forceinline__ void hh_fetch_row(u16* dst, int ld, const in_t* __restrict__ src, int C, long long row) {
+    const int r = threadIdx.x >> 2;
+    for (int c = threadIdx.x & 3; c < C / 8; c += 4)
+        cp16(dst + r * ld + c * 8, src + (row >= 0 ? row * C + c * 8 : 0), row >= 0);
+}
+
+// Stores this thread's row of the tile src [MTT][ld] to global row `row` of dst [·][C] (nothing for −1).
+__device__ __forceinline__ void hh_store_row(in_t* __restrict__ dst, int C, const u16* src, int ld, long long row) {
+    if (row < 0) return;
+    const int r = threadIdx.x >> 2;
+    for (int c = threadIdx.x & 3; c < C / 8; c += 4)
+        *(uint4*)(dst + row * C + c * 8) = *(const uint4*)(src + r * ld + c * 8);
 }
 
 // y = x W for this warp's 16 rows (row group warp & 3) and F/2 columns (half warp >> 2).
@@ -170,20 +183,11 @@ __device__ __forceinline__ void hh_softmax(float (&acc)[HNJ][4], float (&pm)[HNJ
         const float* o = red + ((1 - half) * MTT + m0 + g + 8 * s) * 4;
         const float M = fmaxf(hi[s], o[0]), L = fminf(lo[s], o[2]);
         const float kp = __expf(hi[s] - M), km = __expf(L - lo[s]);
-        const float fp = kp / (sp[s] * kp + o[1] * __expf(o[0] - M)), fm = km / (sm[s] * km + o[3] * __expf(L - o[2]));
+        const float fp = __fdividef(kp, sp[s] * kp + o[1] * __expf(o[0] - M)), fm = __fdividef(km, sm[s] * km + o[3] * __expf(L - o[2]));
 #pragma unroll
         for (int j = 0; j < HNJ; ++j)
 #pragma unroll
             for (int e = 2 * s; e < 2 * s + 2; ++e) { acc[j][e] *= fp; pm[j][e] *= fm; }
-    }
-}
-
-// Tile [MTT][ld] (C/8 16-byte pieces per row) to head h's rows n0 .. of dst [·][C], rows past N skipped.
-__device__ __forceinline__ void hh_store_rows(in_t* __restrict__ dst, int C, const u16* src, int ld, long long n0, const HRows& g) {
-    for (int i = threadIdx.x; i < MTT * (C / 8); i += NT) {
-        const int r = i / (C / 8), c = (i % (C / 8)) * 8;
-        const long long n = n0 + r;
-        if (n < g.N) *(uint4*)(dst + hh_row(g, n) * C + c) = *(const uint4*)(src + r * ld + c);
     }
 }
 
@@ -201,12 +205,14 @@ extern "C" __global__ void __launch_bounds__(NT, HFWD_BOUND) hedgehog_proj_fwd(c
     const int m0 = (warp & 3) * 16, nb = (warp >> 2) * (HF / 2);
     const long long step = (long long)stride * MTT;
     long long n0 = (long long)blockIdx.x * MTT;
-    if (n0 < N) hh_fetch_rows(Xs, LDD, x, D, n0, g);
+    long long row = hh_my_row(n0, g);
+    if (n0 < N) hh_fetch_row(Xs, LDD, x, D, row);
     cp_commit();
     hh_load_w(w + (size_t)h * D * HF, Wt, nullptr);
     for (int buf = 0; n0 < N; n0 += step, buf ^= 1) {
         // The other buffer was last read by the previous tile's MMAs, before its softmax barrier.
-        if (n0 + step < N) hh_fetch_rows(Xs + (buf ^ 1) * MTT * LDD, LDD, x, D, n0 + step, g);
+        const long long next = hh_my_row(n0 + step, g);
+        if (n0 + step < N) hh_fetch_row(Xs + (buf ^ 1) * MTT * LDD, LDD, x, D, next);
         cp_commit();
         cp_wait<1>();
         __syncthreads();
@@ -222,7 +228,8 @@ extern "C" __global__ void __launch_bounds__(NT, HFWD_BOUND) hedgehog_proj_fwd(c
                 *(unsigned*)(Ps + row * LDP + HF + col) = f2m2<HBF>(pm[j][2 * s], pm[j][2 * s + 1]);
             }
         __syncthreads();
-        hh_store_rows(phi, 2 * HF, Ps, LDP, n0, g);
+        hh_store_row(phi, 2 * HF, Ps, LDP, row);
+        row = next;
     }
 }
 
@@ -246,16 +253,18 @@ extern "C" __global__ void __launch_bounds__(NT, HBWD_BOUND) hedgehog_proj_bwd(c
     const int half = warp >> 2, m0 = (warp & 3) * 16, nb = half * (HF / 2);
     const long long step = (long long)stride * MTT;
     long long n0 = (long long)blockIdx.x * MTT;
-    if (n0 < N) { hh_fetch_rows(Xs, LDD, x, D, n0, g); hh_fetch_rows(Ds, LDP, dphi, 2 * HF, n0, g); }
+    long long row = hh_my_row(n0, g);
+    if (n0 < N) { hh_fetch_row(Xs, LDD, x, D, row); hh_fetch_row(Ds, LDP, dphi, 2 * HF, row); }
     cp_commit();
     hh_load_w(w + (size_t)h * D * HF, Wt, Wr);
     float acc_[TPW(D, HF)][4];              // dW_h, this warp's tiles
     zero_tiles<D, HF>(acc_);
     for (int buf = 0; n0 < N; n0 += step, buf ^= 1) {
         // The other buffers were last read before the previous tile's final barrier.
+        const long long next = hh_my_row(n0 + step, g);
         if (n0 + step < N) {
-            hh_fetch_rows(Xs + (buf ^ 1) * MTT * LDD, LDD, x, D, n0 + step, g);
-            hh_fetch_rows(Ds + (buf ^ 1) * MTT * LDP, LDP, dphi, 2 * HF, n0 + step, g);
+            hh_fetch_row(Xs + (buf ^ 1) * MTT * LDD, LDD, x, D, next);
+            hh_fetch_row(Ds + (buf ^ 1) * MTT * LDP, LDP, dphi, 2 * HF, next);
         }
         cp_commit();
         cp_wait<1>();
@@ -337,7 +346,8 @@ extern "C" __global__ void __launch_bounds__(NT, HBWD_BOUND) hedgehog_proj_bwd(c
                     *(unsigned*)(Xb + (m0 + gr + 8 * s) * LDD + half * (D / 2) + 8 * j + 2 * q) = f2m2<HBF>(xa[j][2 * s], xa[j][2 * s + 1]);
         }
         __syncthreads();
-        hh_store_rows(dx, D, Xb, LDD, n0, g);
+        hh_store_row(dx, D, Xb, LDD, row);
+        row = next;
         __syncthreads();                    // the next tile's copies go into these buffers
     }
     float* dwh = dw + (size_t)h * D * HF;
