@@ -7,8 +7,8 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 /// DV = the feature dim F (both multiples of 16, at most 128), IN_T bf16 or fp16.
 /// Shapes: x [B, H, T, D], W [H, D, F] (x's type) → φ [B, H, T, 2F]; backward: x, W, dφ [B, H, T, 2F] → dx [B, H, T, D]
 /// and dW [H, D, F] (fp32, accumulated with atomics into a zeroed buffer).
-/// <para>Why one kernel: with libtorch's matmul, y = xW went to memory and came back for the softmaxes (and dy for
-/// dx = dy Wᵀ and dW = xᵀdy), twice the traffic of the map alone. Here y stays in the MMA accumulators. A block takes
+/// <para>Why one kernel: with libtorch's matmul, y = xW went to memory and came back for the softmaxes, and dy likewise
+/// for dx = dy Wᵀ and dW = xᵀdy: a round trip of an F-wide tensor each way. Here y stays in the MMA accumulators. A block takes
 /// one head (grid y) and 64-row tiles of its B·T rows (grid x strides over them), so W_h is loaded once per block and dW
 /// leaves it in one set of atomics. Each warp holds 16 rows × F/2 columns of y; a row's two halves merge their max and
 /// sum through shared memory as in online softmax. Each block copies its next tile asynchronously (cp.async into a second
@@ -42,8 +42,9 @@ internal static class FusedHedgehogProjectionSource
 
 // Head h's rows n = b·T + t (0 ≤ n < N = B·T < 2³²) in the [B, H, T, ·] layout. b = n / T by a multiply: M = ⌊(2⁶⁴ − 1) / T⌋ + 1
 // from the host gives ⌊n / T⌋ = high 64 bits of M·n for every 32-bit n (Lemire, Kaser and Kurz, "Faster remainder by
-// direct computation", 2019); T = 1 has M = 0 (2⁶⁴ wraps) and b = n. A 64-bit division is a long software routine,
-// and each thread needs several row addresses per tile.
+// direct computation", 2019); T = 1 has M = 0 (2⁶⁴ wraps) and b = n. A 64-bit division is a long software routine
+// (Nsight Compute found the first version of these kernels issue-bound on it), and every thread needs a row address
+// per tile.
 struct HRows { long long N; unsigned long long M; int T, H, h; };
 __device__ __forceinline__ long long hh_row(const HRows& g, long long n) {
 #ifdef MMA_EMULATION
