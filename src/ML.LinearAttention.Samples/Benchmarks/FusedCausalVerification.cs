@@ -1,4 +1,3 @@
-using System.Globalization;
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
 using TorchSharp;
@@ -26,11 +25,9 @@ public static class FusedCausalVerification
         foreach (long b in new long[] { 1, 3 })
         {
             var (pass, fusedErr, torchErr, path) = Check(device, dtype, map, b, t, d, dv);
-            cases++;
-            if (!pass) failures++;
-            worst = Math.Max(worst, fusedErr);
-            log.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{(pass ? "PASS" : "FAIL")}  causal {path,-8} {map,-8} {FusedKernelVerification.Short(dtype),-4} B={b} T={t,4} D={d} Dv={dv} {(b > 1 ? "padded" : "      ")}  max err fused {fusedErr:E2}  torchsharp {torchErr:E2}"));
+            FusedKernelVerification.RecordCase(log,
+                $"causal {path,-8} {map,-8} {FusedKernelVerification.Short(dtype),-4} B={b} T={t,4} D={d} Dv={dv} {(b > 1 ? "padded" : "      ")}",
+                pass, fusedErr, torchErr, ref cases, ref failures, ref worst);
         }
         var mixer = new LinearMixer(new MixerConfig(128, 2, Causal: true), new LinearAttentionOptions { FeatureMap = "relu" }).to(device).to(ScalarType.BFloat16);
         bool before = FusedLinearAttention.CausalEnabled;
@@ -61,12 +58,7 @@ public static class FusedCausalVerification
         var naive = FusedKernelVerification.Run((x, y, z) => FusedLinearAttention.CausalNaive(x, y, z, mask, map), q, k, v, upstream, ScalarType.Float32);
         var fused = FusedKernelVerification.Run((x, y, z) => FusedLinearAttention.Causal(x, y, z, mask, map), q, k, v, upstream, dtype);
         var reference = FusedKernelVerification.Run((x, y, z) => LinearAttentionKernels.Causal(FusedLinearAttention.ApplyFeatureMap(map, x), FusedLinearAttention.ApplyFeatureMap(map, y), z, mask), q, k, v, upstream, dtype);
-        double fusedErr = 0, torchErr = 0;
-        for (int i = 0; i < naive.Length; i++)
-        {
-            fusedErr = Math.Max(fusedErr, FusedKernelVerification.Relative(fused[i], naive[i]));
-            torchErr = Math.Max(torchErr, FusedKernelVerification.Relative(reference[i], naive[i]));
-        }
+        var (fusedErr, torchErr) = FusedKernelVerification.WorstErrors(naive, fused, reference);
         // (On the CPU this is a smoke test of the fallback.) Same rule as the bidirectional 16-bit cases: within 3e-2, or no worse than twice TorchSharp's own error.
         bool pass = (path == "mma" || device.type != DeviceType.CUDA) && !double.IsNaN(fusedErr) && (fusedErr <= 3e-2 || fusedErr <= 2 * torchErr);
         return (pass, fusedErr, torchErr, path);

@@ -1,4 +1,3 @@
-using System.Globalization;
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Attention.Hedgehog;
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
@@ -21,13 +20,9 @@ public static class FusedHedgehogMapVerification
         foreach (var shape in new[] { new long[] { 2, 3, 37, 64 }, new long[] { 1, 2, 5, 100 }, new long[] { 3, 1, 512, 16 } })
         {
             var (fusedErr, torchErr) = Check(device, dtype, shape);
-            double tolerance = dtype == ScalarType.Float32 ? 1e-5 : 3e-2;
-            bool pass = !double.IsNaN(fusedErr) && (fusedErr <= tolerance || (dtype != ScalarType.Float32 && fusedErr <= 2 * torchErr));
-            cases++;
-            if (!pass) failures++;
-            worst = Math.Max(worst, fusedErr);
-            log.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{(pass ? "PASS" : "FAIL")}  hedgehog map {FusedKernelVerification.Short(dtype),-4} y [{string.Join(", ", shape)}]  max err fused {fusedErr:E2}  torchsharp {torchErr:E2}"));
+            bool pass = FusedKernelVerification.Passes(dtype, fusedErr, torchErr, dtype == ScalarType.Float32 ? 1e-5 : 3e-2);
+            FusedKernelVerification.RecordCase(log, $"hedgehog map {FusedKernelVerification.Short(dtype),-4} y [{string.Join(", ", shape)}]",
+                pass, fusedErr, torchErr, ref cases, ref failures, ref worst);
         }
         // The projection as a libtorch matmul, so that the map kernels are what the switch changes.
         var mixer = new HedgehogMixer(new MixerConfig(128, 2), new HedgehogOptions { UseFusedKernel = true }).to(device).to(ScalarType.BFloat16);
@@ -53,13 +48,7 @@ public static class FusedHedgehogMapVerification
         Tensor[] fused;
         using (MapKernels(true)) fused = Run(FusedHedgehogMap.Apply, y, upstream, dtype);   // whatever the switch said
         var reference = Run(FusedHedgehogMap.Reference, y, upstream, dtype);
-        double fusedErr = 0, torchErr = 0;
-        for (int i = 0; i < naive.Length; i++)
-        {
-            fusedErr = Math.Max(fusedErr, FusedKernelVerification.Relative(fused[i], naive[i]));
-            torchErr = Math.Max(torchErr, FusedKernelVerification.Relative(reference[i], naive[i]));
-        }
-        return (fusedErr, torchErr);
+        return FusedKernelVerification.WorstErrors(naive, fused, reference);
     }
 
     /// <summary>[exp(y − max y) / Σ, exp(−y − max(−y)) / Σ] written out, fp32.</summary>

@@ -1,4 +1,3 @@
-using System.Globalization;
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Attention.Hedgehog;
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
@@ -28,12 +27,8 @@ public static class FusedHedgehogProjectionVerification
                 log.WriteLine($"hedgehog projection {FusedKernelVerification.Short(dtype)} failed to run: {e.Message}");
                 (fusedErr, torchErr) = (double.NaN, double.NaN);
             }
-            bool pass = !double.IsNaN(fusedErr) && (fusedErr <= 3e-2 || fusedErr <= 2 * torchErr);
-            cases++;
-            if (!pass) failures++;
-            worst = Math.Max(worst, double.IsNaN(fusedErr) ? 0 : fusedErr);
-            log.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{(pass ? "PASS" : "FAIL")}  hedgehog projection {FusedKernelVerification.Short(dtype),-4} x [{b}, {h}, {t}, {d}] w [{h}, {d}, {f}]  max err fused {fusedErr:E2}  torchsharp {torchErr:E2}"));
+            FusedKernelVerification.RecordCase(log, $"hedgehog projection {FusedKernelVerification.Short(dtype),-4} x [{b}, {h}, {t}, {d}] w [{h}, {d}, {f}]",
+                FusedKernelVerification.Passes(dtype, fusedErr, torchErr, 3e-2), fusedErr, torchErr, ref cases, ref failures, ref worst);
         }
         var mixer = new HedgehogMixer(new MixerConfig(128, 2), new HedgehogOptions { UseFusedKernel = true }).to(device).to(ScalarType.BFloat16);
         FusedKernelVerification.RecordMixerCheck(log, "hedgehog (mma): projection kernels on vs off",
@@ -58,13 +53,7 @@ public static class FusedHedgehogProjectionVerification
         Tensor[] fused, reference;
         using (ProjectionKernels(true)) fused = Run(FusedHedgehogProjection.Apply, x, w, upstream, dtype);   // whatever the switch said
         using (ProjectionKernels(false)) reference = Run(FusedHedgehogProjection.Apply, x, w, upstream, dtype);
-        double fusedErr = 0, torchErr = 0;
-        for (int i = 0; i < naive.Length; i++)
-        {
-            fusedErr = Math.Max(fusedErr, FusedKernelVerification.Relative(fused[i], naive[i]));
-            torchErr = Math.Max(torchErr, FusedKernelVerification.Relative(reference[i], naive[i]));
-        }
-        return (fusedErr, torchErr);
+        return FusedKernelVerification.WorstErrors(naive, fused, reference);
     }
 
     /// <summary>y = x W_h head by head (fp32), then the map's explicit softmaxes.</summary>

@@ -48,11 +48,8 @@ public static class FusedKernelVerification
                 FusedLinearAttention.UseTensorCores = mma;
                 string path = !mma ? "cuda" : d % 16 == 0 && dv % 16 == 0 ? "mma " : "mma→cuda";
                 var (pass, fusedErr, torchErr) = Check(device, dtype, map, b, t, d, dv);
-                cases++;
-                if (!pass) failures++;
-                worst = Math.Max(worst, fusedErr);
-                log.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{(pass ? "PASS" : "FAIL")}  {path,-8} {map,-8} {Short(dtype),-4} B={b} T={t,4} D={d} Dv={dv} {(b > 1 ? "padded" : "      ")}  max err fused {fusedErr:E2}  torchsharp {torchErr:E2}"));
+                RecordCase(log, $"{path,-8} {map,-8} {Short(dtype),-4} B={b} T={t,4} D={d} Dv={dv} {(b > 1 ? "padded" : "      ")}",
+                    pass, fusedErr, torchErr, ref cases, ref failures, ref worst);
             }
             foreach (bool mma in new[] { false, true })
             foreach (var (name, mixer, dtype) in Mixers(device))
@@ -173,16 +170,8 @@ public static class FusedKernelVerification
         var naive = Run((x, y, z) => FusedLinearAttention.Naive(x, y, z, mask, map), q, k, v, upstream, ScalarType.Float32);
         var fused = Run((x, y, z) => FusedLinearAttention.Bidirectional(x, y, z, mask, map), q, k, v, upstream, dtype);
         var reference = Run((x, y, z) => FusedLinearAttention.Reference(x, y, z, mask, map), q, k, v, upstream, dtype);
-        double fusedErr = 0, torchErr = 0;
-        for (int i = 0; i < naive.Length; i++)
-        {
-            fusedErr = Math.Max(fusedErr, Relative(fused[i], naive[i]));
-            torchErr = Math.Max(torchErr, Relative(reference[i], naive[i]));
-        }
-        double tolerance = dtype == ScalarType.Float32 ? 1e-4 : 3e-2;
-        // Low precision: also pass when no worse than twice TorchSharp's own error on the same inputs.
-        bool pass = !double.IsNaN(fusedErr) && (fusedErr <= tolerance || (dtype != ScalarType.Float32 && fusedErr <= 2 * torchErr));
-        return (pass, fusedErr, torchErr);
+        var (fusedErr, torchErr) = WorstErrors(naive, fused, reference);
+        return (Passes(dtype, fusedErr, torchErr, dtype == ScalarType.Float32 ? 1e-4 : 3e-2), fusedErr, torchErr);
     }
 
     /// <summary>Output and gradients (of q, k, v) of <paramref name="f"/> on copies of the inputs in <paramref name="dtype"/>.</summary>
@@ -192,6 +181,34 @@ public static class FusedKernelVerification
         var o = f(x[0], x[1], x[2]);
         var grads = torch.autograd.grad(new[] { o }, x, new[] { upstream.to(o.dtype) });
         return new[] { o }.Concat(grads).Select(g => g.detach().to(ScalarType.Float32)).ToArray();
+    }
+
+    /// <summary>The largest <see cref="Relative"/> error over the outputs (same order) of the fused and of the TorchSharp path against the naive one.</summary>
+    internal static (double fused, double torch) WorstErrors(Tensor[] naive, Tensor[] fused, Tensor[] reference)
+    {
+        double fusedErr = 0, torchErr = 0;
+        for (int i = 0; i < naive.Length; i++)
+        {
+            fusedErr = Math.Max(fusedErr, Relative(fused[i], naive[i]));
+            torchErr = Math.Max(torchErr, Relative(reference[i], naive[i]));
+        }
+        return (fusedErr, torchErr);
+    }
+
+    /// <summary>
+    /// The pass rule of a kernel case: NaN fails; within <paramref name="tolerance"/> passes, and in 16-bit dtypes so does
+    /// an error no worse than twice the TorchSharp path's own on the same inputs.
+    /// </summary>
+    internal static bool Passes(ScalarType dtype, double fusedErr, double torchErr, double tolerance)
+        => !double.IsNaN(fusedErr) && (fusedErr <= tolerance || (dtype != ScalarType.Float32 && fusedErr <= 2 * torchErr));
+
+    /// <summary>Counts one kernel case and logs it: "PASS|FAIL  label  max err fused …  torchsharp …".</summary>
+    internal static void RecordCase(TextWriter log, string label, bool pass, double fusedErr, double torchErr, ref int cases, ref int failures, ref double worst)
+    {
+        cases++;
+        if (!pass) failures++;
+        if (!double.IsNaN(fusedErr)) worst = Math.Max(worst, fusedErr);
+        log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{(pass ? "PASS" : "FAIL")}  {label}  max err fused {fusedErr:E2}  torchsharp {torchErr:E2}"));
     }
 
     internal static double Relative(Tensor actual, Tensor expected)
