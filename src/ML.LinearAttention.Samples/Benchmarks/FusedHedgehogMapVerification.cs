@@ -31,12 +31,7 @@ public static class FusedHedgehogMapVerification
                 () => FusedKernelVerification.MixerCheck(mixer, device, ScalarType.BFloat16, MapKernels), ref cases, ref failures);
     }
 
-    private static IDisposable MapKernels(bool on)
-    {
-        bool before = FusedHedgehogMap.Enabled;
-        FusedHedgehogMap.Enabled = on;
-        return new FusedKernelVerification.Restore(() => FusedHedgehogMap.Enabled = before);
-    }
+    private static IDisposable MapKernels(bool on) => FusedKernelVerification.Switch(on, () => FusedHedgehogMap.Enabled, v => FusedHedgehogMap.Enabled = v);
 
     private static (double fused, double torch) Check(Device device, ScalarType dtype, long[] shape)
     {

@@ -36,11 +36,7 @@ public static class FusedHedgehogProjectionVerification
     }
 
     internal static IDisposable ProjectionKernels(bool on)
-    {
-        bool before = FusedHedgehogProjection.Enabled;
-        FusedHedgehogProjection.Enabled = on;
-        return new FusedKernelVerification.Restore(() => FusedHedgehogProjection.Enabled = before);
-    }
+        => FusedKernelVerification.Switch(on, () => FusedHedgehogProjection.Enabled, v => FusedHedgehogProjection.Enabled = v);
 
     private static (double fused, double torch) Check(Device device, ScalarType dtype, long b, long h, long t, long d, long f)
     {

@@ -130,6 +130,14 @@ public static class FusedKernelVerification
         public void Dispose() => undo();
     }
 
+    /// <summary>Sets a process-wide switch to <paramref name="on"/> until the result is disposed.</summary>
+    internal static IDisposable Switch(bool on, Func<bool> get, Action<bool> set)
+    {
+        bool before = get();
+        set(on);
+        return new Restore(() => set(before));
+    }
+
     /// <summary>Runs a mixer on-vs-off check (bf16 bound 5e-2; a failure to run or NaN fails) and logs it.</summary>
     internal static void RecordMixerCheck(TextWriter log, string label, Func<double> check, ref int cases, ref int failures)
     {
