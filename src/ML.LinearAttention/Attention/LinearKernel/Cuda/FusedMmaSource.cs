@@ -179,24 +179,6 @@ __device__ __forceinline__ void store_out(const float (&acc_)[TPW(MTT, DV)][4], 
     })
 }
 
-// As store_out, through the token tile Ts [MTT][LDD] (free: the caller's MMAs that read it are done, and the block
-// synchronized since): each lane puts its pairs there, then every thread stores whole 16-byte row pieces, so the
-// warp's stores fill 32-byte sectors (store_out's 4-byte pairs use half of each sector they touch). Needs DV ≤ D.
-// Synchronizes the block once.
-__device__ __forceinline__ void store_out_staged(const float (&acc_)[TPW(MTT, DV)][4], u16* Ts, in_t* ob, const float* den,
-        const u8* mask, int b, int ts, int T) {
-    FOR_TILE_PAIRS(MTT, DV, {
-        const bool real = ts + row < T && real_token(mask, b, ts + row, T);
-        const float inv = den[row];
-        *(unsigned*)(Ts + row * LDD + col) = pack2(stx(real ? c0 * inv : 0.f), stx(real ? c1 * inv : 0.f));
-    })
-    __syncthreads();
-    for (int i = threadIdx.x; i < MTT * (DV / 8); i += NT) {
-        const int r = i / (DV / 8), c = (i % (DV / 8)) * 8;
-        if (ts + r < T) *(uint4*)(ob + (size_t)(ts + r) * DV + c) = *(const uint4*)(Ts + r * LDD + c);
-    }
-}
-
 // S (high, low) into shared memory as [rows][ld] with S[d][e] at (d·ld + e), or transposed (e·ld + d).
 __device__ __forceinline__ void load_split(const float* __restrict__ src, u16* hi, u16* lo, int ld, bool transposed) {
     for (int i = threadIdx.x; i < D * DV; i += NT) {

@@ -69,11 +69,7 @@ extern "C" __global__ void __launch_bounds__(NT) mma_fwd_out(const in_t* __restr
         zero_tiles<MTT, DV>(acc_);
         wmm<MTT, DV, D, true>(Qs, LDD, Sh, SPLIT ? Sl : nullptr, LDD, acc_);
         __syncthreads();
-#if DV <= D
-        store_out_staged(acc_, Qs, ob, den, mask, b, ts, T);   // Qs is read again only after the next tile's first barrier
-#else
         store_out(acc_, ob, den, mask, b, ts, T);
-#endif
     }
 }
 #endif
