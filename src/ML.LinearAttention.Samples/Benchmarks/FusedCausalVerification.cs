@@ -1,4 +1,5 @@
 using Microsoft.ML.LinearAttention.Attention;
+using Microsoft.ML.LinearAttention.Attention.Hedgehog;
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -9,8 +10,9 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 /// The causal part of `bench kernels --verify-fused`: <see cref="FusedLinearAttention.Causal"/> (tensor-core kernels)
 /// against <see cref="LinearAttentionKernels.CausalNaive"/> on the mapped fp32 inputs: outputs and q, k, v gradients,
 /// maps relu / elu / identity, bf16 and fp16, T ∈ {1, 37, 512, 1000}, B 1 and 3 (padded), (D, Dv) ∈ {(64, 64), (32, 48)};
-/// the TorchSharp chunk form's error is printed beside it. Then LinearMixer (relu, causal, bf16) with the fused causal
-/// path on vs off (<see cref="FusedLinearAttention.CausalEnabled"/> forced on for the "on" pass).
+/// the TorchSharp chunk form's error is printed beside it. Then LinearMixer (relu, causal, bf16) and HedgehogMixer
+/// (causal, bf16: the kernels at D = 128, Dv = 64) with the fused causal path on vs off
+/// (<see cref="FusedLinearAttention.CausalEnabled"/> forced on for the "on" pass).
 /// </summary>
 public static class FusedCausalVerification
 {
@@ -33,7 +35,13 @@ public static class FusedCausalVerification
         bool before = FusedLinearAttention.CausalEnabled;
         // MixerCheck toggles FusedLinearAttention.Enabled: "on" takes the causal kernels, "off" the TorchSharp ops.
         FusedLinearAttention.CausalEnabled = true;
-        try { FusedKernelVerification.RecordMixerCheck(log, "linear relu causal (mma): fused on vs off", () => FusedKernelVerification.MixerCheck(mixer, device, ScalarType.BFloat16), ref cases, ref failures); }
+        // Hedgehog: φ is 2·D wide, so its causal kernels run at D = 128, Dv = 64.
+        var hedgehog = new HedgehogMixer(new MixerConfig(128, 2, Causal: true), new HedgehogOptions { UseFusedKernel = true }).to(device).to(ScalarType.BFloat16);
+        try
+        {
+            FusedKernelVerification.RecordMixerCheck(log, "linear relu causal (mma): fused on vs off", () => FusedKernelVerification.MixerCheck(mixer, device, ScalarType.BFloat16), ref cases, ref failures);
+            FusedKernelVerification.RecordMixerCheck(log, "hedgehog causal (mma): fused on vs off", () => FusedKernelVerification.MixerCheck(hedgehog, device, ScalarType.BFloat16), ref cases, ref failures);
+        }
         finally { FusedLinearAttention.CausalEnabled = before; }
     }
 

@@ -37,6 +37,9 @@ internal static class HedgehogBench
         yield return new KernelBenchCase("fused mma on 2D-wide features (no map)", false,
             () => [s.Randn(s.B, s.H, s.T, 2 * s.D).abs().detach().requires_grad_(true), s.Randn(s.B, s.H, s.T, 2 * s.D).abs().detach().requires_grad_(true), s.Randn(s.B, s.H, s.T, s.D)],
             i => FusedLinearAttention.Bidirectional(i[0], i[1], i[2], null, FusedFeatureMap.Identity, LinearAttentionKernels.DefaultEps, tensorCores: true));
+        // Causal: the fused tensor-core causal kernels on φ (what HedgehogMixer routes causal bf16 calls to).
+        yield return new KernelBenchCase("causal fused mma (identity map)", true, Make,
+            i => FusedLinearAttention.Causal(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], null, FusedFeatureMap.Identity));
         yield return new KernelBenchCase("causal chunk64", true, Make,
             i => LinearAttentionKernels.Causal(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], null));
     }
