@@ -30,6 +30,18 @@ public class FusedHedgehogProjectionTests
         Assert.True(g[1].allclose(gn[1], rtol: 1e-4, atol: 1e-5));
     }
 
+    [Theory]
+    [InlineData(new long[] { 2, 3, 5, 16 }, new long[] { 2, 16, 8 })]   // heads differ
+    [InlineData(new long[] { 2, 3, 5, 16 }, new long[] { 3, 12, 8 })]   // head dims differ
+    [InlineData(new long[] { 3, 5, 16 }, new long[] { 3, 16, 8 })]      // x not split into heads
+    public void Mismatched_shapes_are_refused_with_both_shapes(long[] xShape, long[] wShape)
+    {
+        var e = Assert.Throws<ArgumentException>(() => FusedHedgehogProjection.Apply(torch.zeros(xShape), torch.zeros(wShape)));
+        Assert.Contains($"x [{string.Join(", ", xShape)}]", e.Message);
+        Assert.Contains($"weight [{string.Join(", ", wShape)}]", e.Message);
+        Assert.Contains("[B, H, T, D]", e.Message);
+    }
+
     [Fact]
     public void It_says_why_it_does_not_run()
     {
@@ -86,5 +98,15 @@ public class FusedHedgehogProjectionTests
         foreach (ulong n in samples)
             Assert.Equal(n / (ulong)t, (ulong)(((UInt128)m * n) >> 64));
         Assert.Equal(0UL, FusedHedgehogProjection.DivisionMultiplier(1));   // the kernels take b = n for T = 1
+    }
+
+    [Fact]
+    public void A_malformed_blocks_knob_is_an_error_naming_the_variable()
+    {
+        Assert.Equal("", FusedHedgehogProjection.BlocksDefinesFor(null));
+        Assert.Equal("#define HFWD_MINB 3\n#define HBWD_MINB 2\n", FusedHedgehogProjection.BlocksDefinesFor("3,2"));
+        var e = Assert.Throws<InvalidOperationException>(() => FusedHedgehogProjection.BlocksDefinesFor("9"));
+        Assert.Contains(FusedHedgehogProjection.BlocksVariable, e.Message);
+        Assert.Contains("'2,2'", e.Message);
     }
 }

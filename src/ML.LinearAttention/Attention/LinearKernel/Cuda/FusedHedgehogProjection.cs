@@ -52,6 +52,10 @@ public static class FusedHedgehogProjection
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(w);
+        if (x.dim() != 4 || w.dim() != 3 || w.shape[0] != x.shape[1] || w.shape[1] != x.shape[3])
+            throw new ArgumentException(
+                $"Hedgehog's feature map takes x [B, H, T, D] and its weight [H, D, F] with the same H and D; got x [{string.Join(", ", x.shape)}] " +
+                $"and weight [{string.Join(", ", w.shape)}]. Build the map with the mixer's head count and head dim, and pass q or k split into heads.", nameof(x));
         using var scope = NewDisposeScope();
         var wx = w.to(x.dtype);
         var phi = fused && UnavailableReason(x, wx) is null
@@ -69,10 +73,16 @@ public static class FusedHedgehogProjection
     /// <summary>Environment variable of a tuning knob: "forward,backward" blocks per SM the kernels are compiled for at D·F ≤ 64·64 (default 2,2).</summary>
     internal const string BlocksVariable = "ML_LINEARATTENTION_HEDGEHOG_PROJECTION_BLOCKS";
 
-    /// <summary>HFWD_MINB and HBWD_MINB from <see cref="BlocksVariable"/> ("3,2"), or nothing (the source's defaults).</summary>
-    internal static string BlocksDefines => ParseBlocks(Environment.GetEnvironmentVariable(BlocksVariable)) is { } b
-        ? $"#define HFWD_MINB {b.Forward}\n#define HBWD_MINB {b.Backward}\n"
-        : "";
+    /// <summary>HFWD_MINB and HBWD_MINB from <see cref="BlocksVariable"/> ("3,2"), or nothing when it is unset (the source's defaults).</summary>
+    internal static string BlocksDefines => BlocksDefinesFor(Environment.GetEnvironmentVariable(BlocksVariable));
+
+    internal static string BlocksDefinesFor(string? value)
+    {
+        if (string.IsNullOrWhiteSpace(value)) return "";
+        var b = ParseBlocks(value) ?? throw new InvalidOperationException(
+            $"{BlocksVariable} = '{value}' is not 'forward,backward' blocks per SM, each 1 to 8 (e.g. '2,2'); fix or unset it.");
+        return $"#define HFWD_MINB {b.Forward}\n#define HBWD_MINB {b.Backward}\n";
+    }
 
     /// <summary>"f,b" with 1 ≤ f, b ≤ 8, else null.</summary>
     internal static (int Forward, int Backward)? ParseBlocks(string? value)
