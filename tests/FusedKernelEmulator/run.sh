@@ -3,14 +3,15 @@
 # (one std::thread per CUDA thread, mma.sync emulated from the PTX ISA fragment layouts) and compares the tensor-core
 # kernels against the CUDA-core ones (GPU-verified) on the same bf16/fp16 inputs: S, z, o, dS, dz, dq, dk, dv.
 # The causal tensor-core kernels (FusedCausalSource*.cs) are compared with an fp64 evaluation of the causal formulas
-# (causal.cpp: o, dq, dk, dv), Hedgehog's feature map kernels (FusedHedgehogMapSource.cs) with an fp64 softmax (hedgehog_map.cpp), and its projection + map kernels (FusedHedgehogProjectionSource.cs) with an fp64 evaluation of φ, dx and dW (hedgehog_proj.cpp). Needs g++ >= 12 (C++20 <barrier>, _Float16) and python3. Usage: tests/FusedKernelEmulator/run.sh [quick]
+# (causal.cpp: o, dq, dk, dv), Hedgehog's feature map kernels (FusedHedgehogMapSource.cs) with an fp64 softmax (hedgehog_map.cpp), its projection + map kernels (FusedHedgehogProjectionSource.cs) with an fp64 evaluation of φ, dx and dW (hedgehog_proj.cpp, also dx and dW from a given dy), and its attention kernels (HH = 1) with an fp64 evaluation of o, dv and the projection outputs' gradients dy (hedgehog_attn.cpp). Needs g++ >= 12 (C++20 <barrier>, _Float16) and python3. Usage: tests/FusedKernelEmulator/run.sh [quick]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"; repo="$here/../.."; out="${TMPDIR:-/tmp}/fused-kernel-emulator"; mkdir -p "$out"
 python3 - "$repo/src/ML.LinearAttention/Attention/LinearKernel/Cuda" "$out/kernels.inc" <<'PY'
 import re, sys
 src = ''
-for f in ['FusedKernelSource.cs', 'FusedKernelSourceBackward.cs', 'FusedMmaSource.cs', 'FusedMmaSourceForward.cs', 'FusedMmaSourceBackward.cs',
-          'FusedCausalSource.cs', 'FusedCausalSourceBackward.cs', 'FusedHedgehogMapSource.cs', 'FusedHedgehogProjectionSource.cs']:
+# Hedgehog's map and projection helpers come before the bidirectional kernels, which use them when HH = 1.
+for f in ['FusedKernelSource.cs', 'FusedKernelSourceBackward.cs', 'FusedMmaSource.cs', 'FusedHedgehogMapSource.cs', 'FusedHedgehogProjectionSource.cs',
+          'FusedMmaSourceForward.cs', 'FusedMmaSourceBackward.cs', 'FusedCausalSource.cs', 'FusedCausalSourceBackward.cs']:
     src += re.search(r'Source = """\n(.*?)\n"""', open(f'{sys.argv[1]}/{f}').read(), re.S).group(1) + '\n'
 # fp16 conversions without PTX
 src = src.replace('__device__ __forceinline__ float ldx(in_t x) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x)); return f; }',
@@ -64,6 +65,18 @@ for c in "64 64 1" "64 64 2" "32 48 1" "128 128 1" "16 32 2"; do
       "$here/hedgehog_proj.cpp" -o "$exe" -lpthread
   for args in "1 1 0" "2 37 0" "3 100 2" "70 1 3"; do
     "$exe" $args | tail -1 | sed "s/^/hedgehog projection D=$d F=$f in=$in B,T,blocks=${args// /,}: /" || status=1
+  done
+done
+# Hedgehog's attention kernels (FusedMmaSource* with HH = 1: φ from x inside the loaders) against fp64: HX F DV dtype,
+# then B T tiles-per-block (one token, padded rows across tiles, several blocks per head).
+for c in "64 64 64 1" "64 64 64 2" "32 32 48 1" "16 16 32 2" "64 16 32 1" "128 64 128 2"; do
+  read -r hx f dv in <<<"$c"
+  d=$((2 * f)); tt=64; if [ "$d" -gt 64 ] || [ "$dv" -gt 64 ]; then tt=32; fi
+  exe="$out/hedgehog_attn_${hx}_${f}_${dv}_${in}"
+  g++ -std=c++20 -O2 -w -I"$out" -I"$here" -DD="$d" -DDV="$dv" -DTT=$tt -DPD="$d" -DPDV=$(( (dv + 15) / 16 * 16 )) -DLDT=$((tt + 4)) \
+      -DIN_T="$in" -DFMAP=0 -DMMA=1 -DHH=1 -DHX="$hx" -DHF="$f" "$here/hedgehog_attn.cpp" -o "$exe" -lpthread
+  for args in "1 1 1" "3 37 1" "3 200 2" "1 130 1"; do
+    "$exe" $args | tail -1 | sed "s/^/hedgehog attention HX=$hx F=$f Dv=$dv in=$in B,T,tpb=${args// /,}: /" || status=1
   done
 done
 exit $status

@@ -53,7 +53,7 @@ public static class FusedHedgehogProjectionVerification
     }
 
     /// <summary>y = x W_h head by head (fp32), then the map's explicit softmaxes.</summary>
-    private static Tensor Naive(Tensor x, Tensor w)
+    internal static Tensor Naive(Tensor x, Tensor w)
         => FusedHedgehogMapVerification.Naive(torch.stack(Enumerable.Range(0, (int)x.shape[1]).Select(h => x.select(1, h).matmul(w[h])).ToArray(), 1));
 
     /// <summary>φ, dx and dW of <paramref name="map"/> on copies of x and w in <paramref name="dtype"/>, as fp32.</summary>

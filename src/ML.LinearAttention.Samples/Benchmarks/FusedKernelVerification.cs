@@ -75,6 +75,7 @@ public static class FusedKernelVerification
         FusedCausalVerification.Run(device, log, ref cases, ref failures, ref worst);
         FusedHedgehogMapVerification.Run(device, log, ref cases, ref failures, ref worst);
         FusedHedgehogProjectionVerification.Run(device, log, ref cases, ref failures, ref worst);
+        FusedHedgehogAttentionVerification.Run(device, log, ref cases, ref failures, ref worst);
         log.WriteLine($"{cases - failures} passed, {failures} failed (worst fused relative error {worst.ToString("E2", CultureInfo.InvariantCulture)})");
         return failures == 0 ? 0 : 1;
     }

@@ -1,4 +1,5 @@
 using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.LinearAttention.Attention.Hedgehog;
@@ -13,10 +14,12 @@ public sealed record HedgehogOptions : MixerOptions
     public bool TieQueryKeyMaps { get; init; }
     /// <summary>Chunk length of the causal chunkwise kernel.</summary>
     public int ChunkSize { get; init; } = LinearAttentionKernels.DefaultChunk;
-    /// <summary>On CUDA, run the bidirectional form as fused kernels on the mapped q, k
-    /// (<see cref="FusedLinearAttention"/>, identity map; same result) when the tensor-core kernels take the inputs
-    /// (bf16/fp16, head dims multiples of 16): on an H200 they beat the TorchSharp ops, while the CUDA-core kernels were
-    /// slower for Hedgehog's 2·D-wide features (docs/benchmarks/kernels.md). Off = always the TorchSharp ops.</summary>
+    /// <summary>On CUDA, run the bidirectional form as fused kernels when the tensor-core kernels take the inputs
+    /// (bf16/fp16, head dims multiples of 16): <see cref="FusedHedgehogAttention"/> (φ computed inside the attention
+    /// kernels) for F up to 64, else the projection kernels and <see cref="FusedLinearAttention"/> on the mapped q, k
+    /// (identity map; same result); the causal form through the fused causal kernels. On an H200 they beat the
+    /// TorchSharp ops, while the CUDA-core kernels were slower for Hedgehog's 2·D-wide features
+    /// (docs/benchmarks/kernels.md). Off = always the TorchSharp ops.</summary>
     public bool UseFusedKernel { get; init; } = true;
 }
 
@@ -48,6 +51,10 @@ public sealed class HedgehogMixer : ProjectedMixer
 
     protected override Tensor MixHeads(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask)
     {
+        // Bidirectional on CUDA: φ computed inside the tensor-core attention kernels where they apply (never stored).
+        if (!Config.Causal && _fused && q.device.type == DeviceType.CUDA
+            && FusedHedgehogAttention.UnavailableReason(q, k, v, q_map.Weight, KeyMap.Weight, keyPaddingMask) is null)
+            return FusedHedgehogAttention.Bidirectional(q, k, v, q_map.Weight, KeyMap.Weight, keyPaddingMask);
         var fq = q_map.forward(q);
         var fk = KeyMap.forward(k);
         if (Config.Causal)

@@ -65,7 +65,7 @@ public static class FusedHedgehogProjection
     }
 
     private static readonly object Gate = new();
-    private static readonly Dictionary<(int Device, int InType, int D, int F), (IntPtr Forward, IntPtr Backward)> Kernels = new();
+    private static readonly Dictionary<(int Device, int InType, int D, int F), (IntPtr Forward, IntPtr Backward, IntPtr FromDy)> Kernels = new();
 
     /// <summary>The compiled source: the fused kernels' prelude and tensor-core helpers, the map's group reductions, then these kernels.</summary>
     internal static string FullSource => BlocksDefines + FusedKernelSource.Source + FusedMmaSource.Source + FusedHedgehogMapSource.Source + FusedHedgehogProjectionSource.Source;
@@ -115,7 +115,7 @@ public static class FusedHedgehogProjection
         return (int)Math.Max(1, Math.Min(tiles, perHead));
     }
 
-    private static (IntPtr Forward, IntPtr Backward) Functions(Tensor x, int d, int f)
+    private static (IntPtr Forward, IntPtr Backward, IntPtr FromDy) Functions(Tensor x, int d, int f)
     {
         int device = x.device_index < 0 ? 0 : x.device_index, inType = FusedLaunch.InType(x.dtype);
         var info = FusedModuleCache.Device(device);
@@ -127,7 +127,8 @@ public static class FusedHedgehogProjection
                 mma: true, verbose: false, out _, FullSource);
             var module = FusedModuleCache.LoadModule(cubin);
             k = (FusedModuleCache.Function(module, "hedgehog_proj_fwd", ForwardBytes(d, f)),
-                FusedModuleCache.Function(module, "hedgehog_proj_bwd", BackwardBytes(d, f)));
+                FusedModuleCache.Function(module, "hedgehog_proj_bwd", BackwardBytes(d, f)),
+                FusedModuleCache.Function(module, "hedgehog_dy_bwd", BackwardBytes(d, f)));
             return Kernels[(device, inType, d, f)] = k;
         }
     }
@@ -151,7 +152,7 @@ public static class FusedHedgehogProjection
         int d = (int)w.shape[1], f = (int)w.shape[2];
         (x, w) = (FusedLaunch.Aligned(x), FusedLaunch.Aligned(w));
         var phi = torch.empty(new[] { b, h, t, 2L * f }, dtype: x.dtype, device: x.device);
-        var (forward, _) = Functions(x, d, f);
+        var (forward, _, _) = Functions(x, d, f);
         int bytes = ForwardBytes(d, f), grid = Grid(x, forward, bytes, b * t, h);
         FusedModuleCache.Launch(forward, grid, h, bytes, FusedLaunch.Ptr(x), FusedLaunch.Ptr(w), FusedLaunch.Ptr(phi), t, h, b * t, grid,
             (long)DivisionMultiplier(t));
@@ -159,16 +160,25 @@ public static class FusedHedgehogProjection
     }
 
     /// <summary>dx [B, H, T, D] (x's dtype) and dW [H, D, F] (fp32) from x, w and dφ [B, H, T, 2F] (contiguous, x's dtype).</summary>
-    internal static (Tensor dx, Tensor dw) Backward(Tensor x, Tensor w, Tensor dphi)
+    internal static (Tensor dx, Tensor dw) Backward(Tensor x, Tensor w, Tensor dphi) => Backward(x, w, dphi, fromDy: false);
+
+    /// <summary>
+    /// dx and dW from x, w and the gradient of the projection's output, dy [B, H, T, F] (contiguous, x's dtype): the
+    /// backward of y = xW alone, for <see cref="FusedHedgehogAttention"/>, whose kernels take the softmaxes' backward.
+    /// </summary>
+    internal static (Tensor dx, Tensor dw) BackwardFromDy(Tensor x, Tensor w, Tensor dy) => Backward(x, w, dy, fromDy: true);
+
+    private static (Tensor dx, Tensor dw) Backward(Tensor x, Tensor w, Tensor gradient, bool fromDy)
     {
         long b = x.shape[0], h = x.shape[1], t = x.shape[2];
         int d = (int)w.shape[1], f = (int)w.shape[2];
-        (x, w, dphi) = (FusedLaunch.Aligned(x), FusedLaunch.Aligned(w), FusedLaunch.Aligned(dphi));
+        (x, w, gradient) = (FusedLaunch.Aligned(x), FusedLaunch.Aligned(w), FusedLaunch.Aligned(gradient));
         var dx = torch.empty_like(x);
         var dw = torch.zeros(new[] { h, (long)d, f }, dtype: ScalarType.Float32, device: x.device);
-        var (_, backward) = Functions(x, d, f);
-        int bytes = BackwardBytes(d, f), grid = Grid(x, backward, bytes, b * t, h);
-        FusedModuleCache.Launch(backward, grid, h, bytes, FusedLaunch.Ptr(x), FusedLaunch.Ptr(w), FusedLaunch.Ptr(dphi), FusedLaunch.Ptr(dx),
+        var (_, backward, backwardFromDy) = Functions(x, d, f);
+        var function = fromDy ? backwardFromDy : backward;
+        int bytes = BackwardBytes(d, f), grid = Grid(x, function, bytes, b * t, h);
+        FusedModuleCache.Launch(function, grid, h, bytes, FusedLaunch.Ptr(x), FusedLaunch.Ptr(w), FusedLaunch.Ptr(gradient), FusedLaunch.Ptr(dx),
             FusedLaunch.Ptr(dw), t, h, b * t, grid, (long)DivisionMultiplier(t));
         return (dx, dw);
     }

@@ -21,11 +21,18 @@ internal static class FusedHedgehogProjectionSource
     public const string Source = """
 
 #if MMA
+#ifndef HX
+#define HX D                    // x's width: the head dim (Hedgehog's attention kernels set HX, HF and D = 2F)
+#endif
+#ifndef HF
 #define HF DV                   // Hedgehog's feature dim F
+#endif
+#define LDX (HX + 8)            // u16 row stride of x-wide tiles
+#define LDF (HF + 8)            // u16 row stride of F-wide tiles
 #define HNJ (HF / 16)           // 8-column output tiles per warp of y: a warp holds 16 rows × F/2 columns
 #define LDP (2 * HF + 8)        // u16 row stride of the φ staging tile
 #define HBF (IN_T == 1)         // MMAs in the input type: bf16, else fp16
-// Blocks per SM each kernel is compiled for (__launch_bounds__' minimum) up to D·F = 64·64: two caps a thread at 128
+// Blocks per SM each kernel is compiled for (__launch_bounds__' minimum) up to HX·F = 64·64: two caps a thread at 128
 // registers (the backward takes more unbounded, and one 256-thread block per SM left it latency-bound); wider shapes
 // keep what they need. FusedHedgehogProjection can set other values (a tuning knob).
 #ifndef HFWD_MINB
@@ -34,8 +41,8 @@ internal static class FusedHedgehogProjectionSource
 #ifndef HBWD_MINB
 #define HBWD_MINB 2
 #endif
-#define HFWD_BOUND (D * HF <= 64 * 64 ? HFWD_MINB : 1)
-#define HBWD_BOUND (D * HF <= 64 * 64 ? HBWD_MINB : 1)
+#define HFWD_BOUND (HX * HF <= 64 * 64 ? HFWD_MINB : 1)
+#define HBWD_BOUND (HX * HF <= 64 * 64 ? HBWD_MINB : 1)
 #if NT != 256 || MTT != 64
 #error "the projection kernels take 8 warps over 64-row tiles: 4 row groups by 2 column halves"
 #endif
@@ -55,14 +62,14 @@ __device__ __forceinline__ long long hh_row(const HRows& g, long long n) {
     return (b * g.H + g.h) * g.T + (n - b * g.T);
 }
 
-// W_h [D][F] into Wt [F][LDD] (B operand of y = x W, k = d contiguous) and, when Wr is given, Wr [D][LDE] (B operand
+// W_h [HX][F] into Wt [F][LDX] (B operand of y = x W, k = d contiguous) and, when Wr is given, Wr [HX][LDF] (B operand
 // of dx = dy Wᵀ, k = f contiguous).
 __device__ __forceinline__ void hh_load_w(const in_t* __restrict__ w, u16* Wt, u16* Wr) {
-    for (int i = threadIdx.x; i < D * HF; i += NT) {
+    for (int i = threadIdx.x; i < HX * HF; i += NT) {
         const int d = i / HF, f = i % HF;
         const u16 v = (u16)w[i];
-        Wt[f * LDD + d] = v;
-        if (Wr != nullptr) Wr[d * LDE + f] = v;
+        Wt[f * LDX + d] = v;
+        if (Wr != nullptr) Wr[d * LDF + f] = v;
     }
 }
 
@@ -116,13 +123,13 @@ __device__ __forceinline__ void hh_project(const u16* Xs, const u16* Wt, float (
 #pragma unroll
     for (int j = 0; j < HNJ; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
 #pragma unroll
-    for (int k0 = 0; k0 < D; k0 += 16) {
+    for (int k0 = 0; k0 < HX; k0 += 16) {
         unsigned a[4];
-        frag_a(a, Xs, LDD, m0, k0);
+        frag_a(a, Xs, LDX, m0, k0);
 #pragma unroll
         for (int j = 0; j < HNJ; ++j) {
             unsigned b[2];
-            frag_b(b, Wt, LDD, nb + 8 * j, k0);
+            frag_b(b, Wt, LDX, nb + 8 * j, k0);
             mma16816<HBF>(acc[j], a, b);
         }
     }
@@ -192,14 +199,101 @@ __device__ __forceinline__ void hh_softmax(float (&acc)[HNJ][4], float (&pm)[HNJ
     }
 }
 
+#if HH
+// Hedgehog's attention kernels (FusedMmaSource* with HH = 1) compute φ in their tile loaders from the raw x tile
+// Xs [MTT][LDX] (x's type), so φ never goes to memory: φ = [φ₊ | φ₋] (2F = D columns) into dst as rows
+// (dst[r·ld + c], TRANS false) or transposed (dst[c·ld + r]), in type BF, and zero for rows whose token is not real
+// (padding or t ≥ T: their x rows were fetched as zeros, whose softmax is not). Synchronizes the block once
+// (hh_softmax); the caller syncs before reading dst.
+template <bool BF, bool TRANS>
+__device__ __forceinline__ void hh_phi_tile(const u16* Xs, const u16* Wt, float* red, u16* dst, int ld,
+        const u8* mask, int b, int ts, int T) {
+    const int warp = threadIdx.x >> 5, gr = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
+    const int m0 = (warp & 3) * 16, nb = (warp >> 2) * (HF / 2);
+    float pp[HNJ][4], pm[HNJ][4];
+    hh_project(Xs, Wt, pp);
+    hh_softmax(pp, pm, red);
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+        const int row = m0 + gr + 8 * s;
+        const float keep = real_token(mask, b, ts + row, T) ? 1.f : 0.f;
+#pragma unroll
+        for (int j = 0; j < HNJ; ++j) {
+            const int col = nb + 8 * j + 2 * q;
+            const unsigned p = f2m2<BF>(pp[j][2 * s] * keep, pp[j][2 * s + 1] * keep);
+            const unsigned m = f2m2<BF>(pm[j][2 * s] * keep, pm[j][2 * s + 1] * keep);
+            if constexpr (TRANS) {
+                dst[col * ld + row] = (u16)(p & 0xffffu);
+                dst[(col + 1) * ld + row] = (u16)(p >> 16);
+                dst[(HF + col) * ld + row] = (u16)(m & 0xffffu);
+                dst[(HF + col + 1) * ld + row] = (u16)(m >> 16);
+            } else {
+                *(unsigned*)(dst + row * ld + col) = p;
+                *(unsigned*)(dst + row * ld + HF + col) = m;
+            }
+        }
+    }
+}
+
+// The attention kernels' backward epilogue: dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) − φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩) per token row, stored as
+// rows of dy [T][F] (t < T), F wide where dφ is 2F; hedgehog_dy_bwd then forms dx and dW. acc holds the MMA part of dφ
+// (MTT × D in wmm's layout: warp w has row tile w mod 4 and column tiles w/4 + 2j, so the φ₊ column f, in j < F/16, and
+// the φ₋ column F + f, in j + F/16, sit in the same lane); add(row, col) is the rest of dφ (the normalizer's term). φ comes
+// from the kernel's φ tile P (bf16, P[row·sr + col·sc]; zero at padded rows, where dy is then zero too). A row's sums
+// span two warps (w and w + 4), merged through red [2][MTT][2]. Synchronizes the block once.
+#if NW != 8 || HF % 16 != 0
+#error "hh_dy_store pairs φ₊ and φ₋ columns in one lane: 8 warps, F a multiple of 16"
+#endif
+template <class ADD>
+__device__ __forceinline__ void hh_dy_store(const float (&acc)[TPW(MTT, D)][4], ADD add, const u16* P, int sr, int sc, float* red,
+        in_t* __restrict__ dyb, int ts, int T) {
+    constexpr int JP = HF / 16;                 // this lane's φ₊ column tiles; φ₋'s follow
+    const int w = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3, half = w >> 2, m0 = (w & 3) * 16;
+    float dp[2] = {0.f, 0.f}, dm[2] = {0.f, 0.f};
+#pragma unroll
+    for (int j = 0; j < JP; ++j)
+#pragma unroll
+        for (int s = 0; s < 2; ++s)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int row = m0 + g + 8 * s, col = (half + 2 * j) * 8 + 2 * q + e;
+                dp[s] += bf2f(P[row * sr + col * sc]) * (acc[j][2 * s + e] + add(row, col));
+                dm[s] += bf2f(P[row * sr + (HF + col) * sc]) * (acc[j + JP][2 * s + e] + add(row, HF + col));
+            }
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+        dp[s] = group_sum(dp[s], 4);
+        dm[s] = group_sum(dm[s], 4);
+        if (q == 0) { float* p = red + (half * MTT + m0 + g + 8 * s) * 2; p[0] = dp[s]; p[1] = dm[s]; }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+        const int row = m0 + g + 8 * s, t = ts + row;
+        const float* o = red + ((1 - half) * MTT + row) * 2;
+        const float sp = dp[s] + o[0], sm = dm[s] + o[1];
+#pragma unroll
+        for (int j = 0; j < JP; ++j) {
+            const int col = (half + 2 * j) * 8 + 2 * q;
+            float y[2];
+#pragma unroll
+            for (int e = 0; e < 2; ++e)
+                y[e] = bf2f(P[row * sr + (col + e) * sc]) * (acc[j][2 * s + e] + add(row, col + e) - sp)
+                     - bf2f(P[row * sr + (HF + col + e) * sc]) * (acc[j + JP][2 * s + e] + add(row, HF + col + e) - sm);
+            if (t < T) *(unsigned*)(dyb + (size_t)t * HF + col) = pack2(stx(y[0]), stx(y[1]));
+        }
+    }
+}
+#endif
+
 // Forward. Grid (stride, H): block x takes tiles x, x + stride, … of head blockIdx.y's N = B·T rows; the next tile's
 // rows are copied asynchronously into the other x buffer while this one is computed.
 extern "C" __global__ void __launch_bounds__(NT, HFWD_BOUND) hedgehog_proj_fwd(const in_t* __restrict__ x, const in_t* __restrict__ w,
         in_t* __restrict__ phi, int T, int H, long long N, int stride, unsigned long long M) {
     extern __shared__ float4 smem4[];
-    u16* Wt = (u16*)smem4;                  // [F][LDD]       W_hᵀ
-    u16* Xs = Wt + HF * LDD;                // [2][MTT][LDD]  x tiles (double buffer)
-    u16* Ps = Xs + 2 * MTT * LDD;           // [MTT][LDP]     φ tile
+    u16* Wt = (u16*)smem4;                  // [F][LDX]       W_hᵀ
+    u16* Xs = Wt + HF * LDX;                // [2][MTT][LDX]  x tiles (double buffer)
+    u16* Ps = Xs + 2 * MTT * LDX;           // [MTT][LDP]     φ tile
     float* red = (float*)(Ps + MTT * LDP);  // [2][MTT][4]    softmax halves
     const int h = blockIdx.y, warp = threadIdx.x >> 5, gr = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
     const HRows g{N, M, T, H, h};
@@ -207,18 +301,18 @@ extern "C" __global__ void __launch_bounds__(NT, HFWD_BOUND) hedgehog_proj_fwd(c
     const long long step = (long long)stride * MTT;
     long long n0 = (long long)blockIdx.x * MTT;
     long long row = hh_my_row(n0, g);
-    if (n0 < N) hh_fetch_row(Xs, LDD, x, D, row);
+    if (n0 < N) hh_fetch_row(Xs, LDX, x, HX, row);
     cp_commit();
-    hh_load_w(w + (size_t)h * D * HF, Wt, nullptr);
+    hh_load_w(w + (size_t)h * HX * HF, Wt, nullptr);
     for (int buf = 0; n0 < N; n0 += step, buf ^= 1) {
         // The other buffer was last read by the previous tile's MMAs, before its softmax barrier.
         const long long next = hh_my_row(n0 + step, g);
-        if (n0 + step < N) hh_fetch_row(Xs + (buf ^ 1) * MTT * LDD, LDD, x, D, next);
+        if (n0 + step < N) hh_fetch_row(Xs + (buf ^ 1) * MTT * LDX, LDX, x, HX, next);
         cp_commit();
         cp_wait<1>();
         __syncthreads();
         float pp[HNJ][4], pm[HNJ][4];
-        hh_project(Xs + buf * MTT * LDD, Wt, pp);
+        hh_project(Xs + buf * MTT * LDX, Wt, pp);
         hh_softmax(pp, pm, red);
 #pragma unroll
         for (int j = 0; j < HNJ; ++j)
@@ -234,19 +328,38 @@ extern "C" __global__ void __launch_bounds__(NT, HFWD_BOUND) hedgehog_proj_fwd(c
     }
 }
 
-// Backward: dx = dy Wᵀ and dW += xᵀ dy with dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) − φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩) per row; dw [H][D][F]
-// fp32, zeroed by the caller. Grid as the forward; x and dφ of the next tile are copied asynchronously meanwhile.
-extern "C" __global__ void __launch_bounds__(NT, HBWD_BOUND) hedgehog_proj_bwd(const in_t* __restrict__ x, const in_t* __restrict__ w,
-        const in_t* __restrict__ dphi, in_t* __restrict__ dx, float* __restrict__ dw, int T, int H, long long N, int stride,
-        unsigned long long M) {
+// Transposes a tile src [MTT][ld] (C columns) into dst [C][LDT2]: a token pair and 8 columns per item, token pairs
+// fastest across a warp (conflict-free stores).
+template <int C>
+__device__ __forceinline__ void hh_transpose(const u16* src, int ld, u16* dst) {
+    for (int i = threadIdx.x; i < (MTT / 2) * (C / 8); i += NT) {
+        const int r0 = (i % (MTT / 2)) * 2, c = (i / (MTT / 2)) * 8;
+        const uint4 a = *(const uint4*)(src + r0 * ld + c), b = *(const uint4*)(src + (r0 + 1) * ld + c);
+        const unsigned aw[4] = {a.x, a.y, a.z, a.w}, bw[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            *(unsigned*)(dst + (c + 2 * k) * LDT2 + r0) = (aw[k] & 0xffffu) | (bw[k] << 16);
+            *(unsigned*)(dst + (c + 2 * k + 1) * LDT2 + r0) = (aw[k] >> 16) | (bw[k] & 0xffff0000u);
+        }
+    }
+}
+
+// Backward: dx = dy Wᵀ and dW += xᵀ dy; dw [H][HX][F] fp32, zeroed by the caller. Grid as the forward; x and the
+// incoming gradient of the next tile are copied asynchronously meanwhile. hedgehog_proj_bwd takes dφ [·][2F] and forms
+// dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) − φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩) per row (recomputing φ); hedgehog_dy_bwd takes dy [·][F] itself
+// (Hedgehog's attention kernels form it in their epilogues, where φ is at hand).
+template <bool FROM_DY>
+__device__ __forceinline__ void hh_bwd(const in_t* __restrict__ x, const in_t* __restrict__ w, const in_t* __restrict__ gin,
+        in_t* __restrict__ dx, float* __restrict__ dw, int T, int H, long long N, int stride, unsigned long long M) {
+    constexpr int GC = FROM_DY ? HF : 2 * HF;   // width of the incoming gradient
     extern __shared__ float4 smem4[];
-    u16* Wt = (u16*)smem4;                  // [F][LDD]       W_hᵀ
-    u16* Wr = Wt + HF * LDD;                // [D][LDE]       W_h
-    u16* Xs = Wr + D * LDE;                 // [2][MTT][LDD]  x tiles (double buffer); the current one then takes dx
-    u16* Ds = Xs + 2 * MTT * LDD;           // [2][MTT][LDP]  dφ tiles (double buffer)
-    u16* XT = Ds + 2 * MTT * LDP;           // [D][LDT2]      xᵀ
-    u16* Gs = XT + D * LDT2;                // [MTT][LDE]     dy
-    u16* GT = Gs + MTT * LDE;               // [F][LDT2]      dyᵀ
+    u16* Wt = (u16*)smem4;                  // [F][LDX]       W_hᵀ
+    u16* Wr = Wt + HF * LDX;                // [HX][LDF]      W_h
+    u16* Xs = Wr + HX * LDF;                // [2][MTT][LDX]  x tiles (double buffer); the current one then takes dx
+    u16* Ds = Xs + 2 * MTT * LDX;           // [2][MTT][LDP]  dφ (or dy) tiles (double buffer)
+    u16* XT = Ds + 2 * MTT * LDP;           // [HX][LDT2]     xᵀ
+    u16* Gs = XT + HX * LDT2;               // [MTT][LDF]     dy
+    u16* GT = Gs + MTT * LDF;               // [F][LDT2]      dyᵀ
     float* red = (float*)(GT + HF * LDT2);  // [2][MTT][4]    softmax halves
     float* red2 = red + 2 * MTT * 4;        // [2][MTT][2]    halves of ⟨φ₊, dφ₊⟩, ⟨φ₋, dφ₋⟩
     const int h = blockIdx.y, warp = threadIdx.x >> 5, gr = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
@@ -255,34 +368,26 @@ extern "C" __global__ void __launch_bounds__(NT, HBWD_BOUND) hedgehog_proj_bwd(c
     const long long step = (long long)stride * MTT;
     long long n0 = (long long)blockIdx.x * MTT;
     long long row = hh_my_row(n0, g);
-    if (n0 < N) { hh_fetch_row(Xs, LDD, x, D, row); hh_fetch_row(Ds, LDP, dphi, 2 * HF, row); }
+    if (n0 < N) { hh_fetch_row(Xs, LDX, x, HX, row); hh_fetch_row(Ds, LDP, gin, GC, row); }
     cp_commit();
-    hh_load_w(w + (size_t)h * D * HF, Wt, Wr);
-    float acc_[TPW(D, HF)][4];              // dW_h, this warp's tiles
-    zero_tiles<D, HF>(acc_);
+    hh_load_w(w + (size_t)h * HX * HF, Wt, Wr);
+    float acc_[TPW(HX, HF)][4];             // dW_h, this warp's tiles
+    zero_tiles<HX, HF>(acc_);
     for (int buf = 0; n0 < N; n0 += step, buf ^= 1) {
         // The other buffers were last read before the previous tile's final barrier.
         const long long next = hh_my_row(n0 + step, g);
         if (n0 + step < N) {
-            hh_fetch_row(Xs + (buf ^ 1) * MTT * LDD, LDD, x, D, next);
-            hh_fetch_row(Ds + (buf ^ 1) * MTT * LDP, LDP, dphi, 2 * HF, next);
+            hh_fetch_row(Xs + (buf ^ 1) * MTT * LDX, LDX, x, HX, next);
+            hh_fetch_row(Ds + (buf ^ 1) * MTT * LDP, LDP, gin, GC, next);
         }
         cp_commit();
         cp_wait<1>();
         __syncthreads();
-        u16* Xb = Xs + buf * MTT * LDD;
+        u16* Xb = Xs + buf * MTT * LDX;
         const u16* Db = Ds + buf * MTT * LDP;
-        // xᵀ from the x tile: a token pair and 8 columns per item, token pairs fastest across a warp (conflict-free stores).
-        for (int i = threadIdx.x; i < (MTT / 2) * (D / 8); i += NT) {
-            const int r0 = (i % (MTT / 2)) * 2, c = (i / (MTT / 2)) * 8;
-            const uint4 a = *(const uint4*)(Xb + r0 * LDD + c), b = *(const uint4*)(Xb + (r0 + 1) * LDD + c);
-            const unsigned aw[4] = {a.x, a.y, a.z, a.w}, bw[4] = {b.x, b.y, b.z, b.w};
-#pragma unroll
-            for (int k = 0; k < 4; ++k) {
-                *(unsigned*)(XT + (c + 2 * k) * LDT2 + r0) = (aw[k] & 0xffffu) | (bw[k] << 16);
-                *(unsigned*)(XT + (c + 2 * k + 1) * LDT2 + r0) = (aw[k] >> 16) | (bw[k] & 0xffff0000u);
-            }
-        }
+        hh_transpose<HX>(Xb, LDX, XT);
+        if constexpr (FROM_DY) hh_transpose<HF>(Db, LDP, GT);
+        else {
         float pp[HNJ][4], pm[HNJ][4];
         hh_project(Xb, Wt, pp);
         hh_softmax(pp, pm, red);
@@ -318,41 +423,52 @@ extern "C" __global__ void __launch_bounds__(NT, HBWD_BOUND) hedgehog_proj_bwd(c
                 const float d0 = pp[j][2 * s] * (m2f<HBF>((u16)(gp & 0xffffu)) - dp[s]) - pm[j][2 * s] * (m2f<HBF>((u16)(gm & 0xffffu)) - dm[s]);
                 const float d1 = pp[j][2 * s + 1] * (m2f<HBF>((u16)(gp >> 16)) - dp[s]) - pm[j][2 * s + 1] * (m2f<HBF>((u16)(gm >> 16)) - dm[s]);
                 const unsigned pk = f2m2<HBF>(d0, d1);
-                *(unsigned*)(Gs + row * LDE + col) = pk;
+                *(unsigned*)(Gs + row * LDF + col) = pk;
                 GT[col * LDT2 + row] = (u16)(pk & 0xffffu);
                 GT[(col + 1) * LDT2 + row] = (u16)(pk >> 16);
             }
 #undef DPHI_PAIR
+        }
         __syncthreads();
-        wmm<D, HF, MTT, HBF>(XT, LDT2, GT, nullptr, LDT2, acc_);
-        {   // dx = dy Wᵀ: this warp's 16 rows × D/2 columns, staged in the x tile (last read before hh_softmax's barrier).
-            float xa[D / 16][4];
+        wmm<HX, HF, MTT, HBF>(XT, LDT2, GT, nullptr, LDT2, acc_);
+        {   // dx = dy Wᵀ: this warp's 16 rows × HX/2 columns, staged in the x tile (last read before hh_softmax's barrier).
+            float xa[HX / 16][4];
 #pragma unroll
-            for (int j = 0; j < D / 16; ++j) xa[j][0] = xa[j][1] = xa[j][2] = xa[j][3] = 0.f;
+            for (int j = 0; j < HX / 16; ++j) xa[j][0] = xa[j][1] = xa[j][2] = xa[j][3] = 0.f;
 #pragma unroll
             for (int k0 = 0; k0 < HF; k0 += 16) {
                 unsigned a[4];
-                frag_a(a, Gs, LDE, m0, k0);
+                if constexpr (FROM_DY) frag_a(a, Db, LDP, m0, k0); else frag_a(a, Gs, LDF, m0, k0);
 #pragma unroll
-                for (int j = 0; j < D / 16; ++j) {
+                for (int j = 0; j < HX / 16; ++j) {
                     unsigned b[2];
-                    frag_b(b, Wr, LDE, half * (D / 2) + 8 * j, k0);
+                    frag_b(b, Wr, LDF, half * (HX / 2) + 8 * j, k0);
                     mma16816<HBF>(xa[j], a, b);
                 }
             }
 #pragma unroll
-            for (int j = 0; j < D / 16; ++j)
+            for (int j = 0; j < HX / 16; ++j)
 #pragma unroll
                 for (int s = 0; s < 2; ++s)
-                    *(unsigned*)(Xb + (m0 + gr + 8 * s) * LDD + half * (D / 2) + 8 * j + 2 * q) = f2m2<HBF>(xa[j][2 * s], xa[j][2 * s + 1]);
+                    *(unsigned*)(Xb + (m0 + gr + 8 * s) * LDX + half * (HX / 2) + 8 * j + 2 * q) = f2m2<HBF>(xa[j][2 * s], xa[j][2 * s + 1]);
         }
         __syncthreads();
-        hh_store_row(dx, D, Xb, LDD, row);
+        hh_store_row(dx, HX, Xb, LDX, row);
         row = next;
         __syncthreads();                    // the next tile's copies go into these buffers
     }
-    float* dwh = dw + (size_t)h * D * HF;
-    FOR_TILE_PAIRS(D, HF, { atomicAdd(dwh + row * HF + col, c0); atomicAdd(dwh + row * HF + col + 1, c1); })
+    float* dwh = dw + (size_t)h * HX * HF;
+    FOR_TILE_PAIRS(HX, HF, { atomicAdd(dwh + row * HF + col, c0); atomicAdd(dwh + row * HF + col + 1, c1); })
+}
+extern "C" __global__ void __launch_bounds__(NT, HBWD_BOUND) hedgehog_proj_bwd(const in_t* __restrict__ x, const in_t* __restrict__ w,
+        const in_t* __restrict__ dphi, in_t* __restrict__ dx, float* __restrict__ dw, int T, int H, long long N, int stride,
+        unsigned long long M) {
+    hh_bwd<false>(x, w, dphi, dx, dw, T, H, N, stride, M);
+}
+extern "C" __global__ void __launch_bounds__(NT, HBWD_BOUND) hedgehog_dy_bwd(const in_t* __restrict__ x, const in_t* __restrict__ w,
+        const in_t* __restrict__ dy, in_t* __restrict__ dx, float* __restrict__ dw, int T, int H, long long N, int stride,
+        unsigned long long M) {
+    hh_bwd<true>(x, w, dy, dx, dw, T, H, N, stride, M);
 }
 #endif
 """;

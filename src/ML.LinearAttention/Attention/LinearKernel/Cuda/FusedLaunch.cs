@@ -16,6 +16,16 @@ internal enum FusedKernels
     None = 0,
 }
 
+/// <summary>
+/// Hedgehog's projection weights [H, HX, F] (q's dtype, contiguous) when the tensor-core kernels compute φ from x
+/// themselves (<see cref="FusedModuleCache.GetHedgehog"/>): q and k are then x [B, H, T, HX], and the state and the
+/// gradients of q and k are φ-wide (2F).
+/// </summary>
+/// <param name="Query">The query map's weight.</param>
+/// <param name="Key">The key map's weight.</param>
+/// <param name="BlocksPerSm">Blocks per SM the kernels are compiled for; null: the default (benchmarks compare others).</param>
+internal sealed record HedgehogWeights(Tensor Query, Tensor Key, int? BlocksPerSm = null);
+
 /// <summary>Allocates buffers and launches the four fused kernels (inputs already checked and contiguous).</summary>
 internal static class FusedLaunch
 {
@@ -35,6 +45,17 @@ internal static class FusedLaunch
         FusedModuleCache.MakeCurrent(module);
         return module;
     }
+
+    private static FusedModule HedgehogModule(Tensor x, long dv, HedgehogWeights hh)
+    {
+        int device = x.device_index < 0 ? 0 : x.device_index;
+        var module = FusedModuleCache.GetHedgehog(device, (int)x.shape[3], (int)hh.Key.shape[2], (int)dv, InType(x.dtype), hh.BlocksPerSm);
+        FusedModuleCache.MakeCurrent(module);
+        return module;
+    }
+
+    /// <summary>The kernel arguments, with the Hedgehog weight appended when there is one (the kernels' last parameter).</summary>
+    private static long[] Args(Tensor? weight, params long[] args) => weight is null ? args : [.. args, Ptr(weight)];
 
     /// <summary>Query tiles per block: enough blocks to fill the GPU several times over, few enough to keep atomics rare.</summary>
     private static (int tilesPerBlock, long blocks) Split(FusedModule module, long t, long bh, int tt)
@@ -90,28 +111,34 @@ internal static class FusedLaunch
     /// tensor-core kernels ran (asked for by <paramref name="tensorCores"/> and compiled for this module).
     /// </summary>
     public static (Tensor o, Tensor s, Tensor z, bool mma) Forward(Tensor q, Tensor k, Tensor v, Tensor? mask, Tensor epsn,
-        FusedFeatureMap map, bool tensorCores, FusedKernels run = FusedKernels.All)
+        FusedFeatureMap map, bool tensorCores, FusedKernels run = FusedKernels.All, HedgehogWeights? hh = null)
     {
-        long b = q.shape[0], h = q.shape[1], t = q.shape[2], d = q.shape[3], dv = v.shape[3];
-        var module = Module(q, dv, map);
+        long b = q.shape[0], h = q.shape[1], t = q.shape[2], dv = v.shape[3];
+        long d = hh is null ? q.shape[3] : 2 * hh.Key.shape[2];
+        var module = hh is null ? Module(q, dv, map) : HedgehogModule(q, dv, hh);
         var s = torch.zeros(new[] { b, h, d, dv }, dtype: ScalarType.Float32, device: q.device);
         var z = torch.zeros(new[] { b, h, d }, dtype: ScalarType.Float32, device: q.device);
         var o = torch.empty(new[] { b, h, t, dv }, dtype: q.dtype, device: q.device);
         var tiles = module.Tiles;
+        if (hh is not null && !(tensorCores && module.Mma is not null))
+            throw new InvalidOperationException("Hedgehog's attention kernels exist only as tensor-core kernels.");
         if (tensorCores && module.Mma is { } mma)
         {
             (q, k, v) = (Aligned(q), Aligned(k), Aligned(v));
+            int extra = module.HedgehogBytes;
             if (run.HasFlag(FusedKernels.State))
             {
-                var (tpb1, blocks1) = MmaSplit(module, mma.FwdState, tiles.MmaStateBytes, t, b * h);
-                FusedModuleCache.Launch(mma.FwdState, blocks1, b * h, tiles.MmaStateBytes,
-                    Ptr(k), Ptr(v), Ptr(mask), t, h, tpb1, Ptr(s), Ptr(z));
+                int bytes = tiles.MmaStateBytes + extra;
+                var (tpb1, blocks1) = MmaSplit(module, mma.FwdState, bytes, t, b * h);
+                FusedModuleCache.Launch(mma.FwdState, blocks1, b * h, bytes,
+                    Args(hh?.Key, Ptr(k), Ptr(v), Ptr(mask), t, h, tpb1, Ptr(s), Ptr(z)));
             }
             if (run.HasFlag(FusedKernels.Out))
             {
-                var (tpb2, blocks2) = MmaSplit(module, mma.FwdOut, tiles.MmaOutBytes, t, b * h);
-                FusedModuleCache.Launch(mma.FwdOut, blocks2, b * h, tiles.MmaOutBytes,
-                    Ptr(q), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb2, Ptr(o));
+                int bytes = tiles.MmaOutBytes + extra;
+                var (tpb2, blocks2) = MmaSplit(module, mma.FwdOut, bytes, t, b * h);
+                FusedModuleCache.Launch(mma.FwdOut, blocks2, b * h, bytes,
+                    Args(hh?.Query, Ptr(q), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb2, Ptr(o)));
             }
             return (o, s, z, true);
         }
@@ -127,30 +154,39 @@ internal static class FusedLaunch
 
     /// <summary>Backward: dq, dk, dv from the upstream gradient dO and the forward output o [B, H, T, Dv] (contiguous, q's dtype).</summary>
     public static (Tensor dq, Tensor dk, Tensor dv) Backward(Tensor q, Tensor k, Tensor v, Tensor? mask, Tensor epsn,
-        Tensor s, Tensor z, Tensor o, Tensor dout, FusedFeatureMap map, bool tensorCores, FusedKernels run = FusedKernels.All)
+        Tensor s, Tensor z, Tensor o, Tensor dout, FusedFeatureMap map, bool tensorCores, FusedKernels run = FusedKernels.All,
+        HedgehogWeights? hh = null)
     {
-        long b = q.shape[0], h = q.shape[1], t = q.shape[2], d = q.shape[3], dvDim = v.shape[3];
-        var module = Module(q, dvDim, map);
+        long b = q.shape[0], h = q.shape[1], t = q.shape[2], dvDim = v.shape[3];
+        long d = hh is null ? q.shape[3] : 2 * hh.Key.shape[2];
+        var module = hh is null ? Module(q, dvDim, map) : HedgehogModule(q, dvDim, hh);
         var ds = torch.zeros(new[] { b, h, d, dvDim }, dtype: ScalarType.Float32, device: q.device);
         var dz = torch.zeros(new[] { b, h, d }, dtype: ScalarType.Float32, device: q.device);
-        var dq = torch.empty_like(q);
-        var dk = torch.empty_like(k);
+        // With Hedgehog's weights these are the gradients of the projections' outputs y = xW (F wide), which
+        // FusedHedgehogAttention turns into dx and dW.
+        var dq = hh is null ? torch.empty_like(q) : torch.empty(new[] { b, h, t, d / 2 }, dtype: q.dtype, device: q.device);
+        var dk = hh is null ? torch.empty_like(k) : torch.empty(new[] { b, h, t, d / 2 }, dtype: k.dtype, device: k.device);
         var dv = torch.empty_like(v);
         var tiles = module.Tiles;
+        if (hh is not null && !(tensorCores && module.Mma is not null))
+            throw new InvalidOperationException("Hedgehog's attention kernels exist only as tensor-core kernels.");
         if (tensorCores && module.Mma is { } mma)
         {
             (q, k, v, o, dout) = (Aligned(q), Aligned(k), Aligned(v), Aligned(o), Aligned(dout));
+            int extra = module.HedgehogBytes;
             if (run.HasFlag(FusedKernels.BackwardQ))
             {
-                var (tpb1, blocks1) = MmaSplit(module, mma.BwdQ, tiles.MmaBwdQBytes, t, b * h);
-                FusedModuleCache.Launch(mma.BwdQ, blocks1, b * h, tiles.MmaBwdQBytes,
-                    Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb1, Ptr(dq), Ptr(ds), Ptr(dz));
+                int bytes = tiles.MmaBwdQBytes + extra;
+                var (tpb1, blocks1) = MmaSplit(module, mma.BwdQ, bytes, t, b * h);
+                FusedModuleCache.Launch(mma.BwdQ, blocks1, b * h, bytes,
+                    Args(hh?.Query, Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb1, Ptr(dq), Ptr(ds), Ptr(dz)));
             }
             if (run.HasFlag(FusedKernels.BackwardKv))
             {
-                var (tpb2, blocks2) = MmaSplit(module, mma.BwdKv, tiles.MmaBwdKvBytes, t, b * h);
-                FusedModuleCache.Launch(mma.BwdKv, blocks2, b * h, tiles.MmaBwdKvBytes,
-                    Ptr(k), Ptr(v), Ptr(ds), Ptr(dz), Ptr(mask), t, h, tpb2, Ptr(dk), Ptr(dv));
+                int bytes = tiles.MmaBwdKvBytes + extra;
+                var (tpb2, blocks2) = MmaSplit(module, mma.BwdKv, bytes, t, b * h);
+                FusedModuleCache.Launch(mma.BwdKv, blocks2, b * h, bytes,
+                    Args(hh?.Key, Ptr(k), Ptr(v), Ptr(ds), Ptr(dz), Ptr(mask), t, h, tpb2, Ptr(dk), Ptr(dv)));
             }
             return (dq, dk, dv);
         }

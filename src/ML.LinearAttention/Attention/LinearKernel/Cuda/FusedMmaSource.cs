@@ -447,7 +447,44 @@ __device__ __forceinline__ float dphi_tile(float p) {
 #if FMAP == 1 || FMAP == 2
 #define DPHI_AT(tile, tile_index, src, at) dphi_tile(bf2f((tile)[tile_index]))
 #else
-#define DPHI_AT(tile, tile_index, src, at) dphix(ldx((src)[at]))
+#define DPHI_AT(tile, tile_index, src, at) 1.f
+#endif
+
+// Hedgehog's attention kernels (HH = 1, FMAP = 0): q and k are x before Hedgehog's projection (XD = HX wide), the
+// loaders map each x tile to φ with hh_phi_tile (FusedHedgehogProjectionSource, compiled between these helpers and the
+// kernels), the projection weight hw [H][HX][HF] comes as each kernel's last argument, and D = 2F is φ's width.
+// HH_SMEM carves W_hᵀ, the x tile and the softmax exchange after a kernel's own shared memory and loads W_hᵀ.
+#if HH
+#define XD HX
+#define HH_W , const in_t* __restrict__ hw
+// The x tile [MTT][LDX] lives in the φ tile's space (XS_IN: rows [MTT][LDD] or transposed [D][LDT2]) when it fits in
+// both forms (hh_phi_tile's MMAs read all of x before its softmax barrier and it writes φ only after that), else after
+// the exchange. FusedModuleCache.HedgehogBytes counts the same.
+#define HH_XS_FITS (LDD >= LDX && D * LDT2 >= MTT * LDX)
+#define HH_SMEM(after, XS_IN) \
+    u16* Wt = (u16*)(after); float* red = (float*)(Wt + HF * LDX); \
+    u16* Xs = HH_XS_FITS ? (XS_IN) : (u16*)(red + 2 * MTT * 4); \
+    hh_load_w(hw + (size_t)(blockIdx.y % H) * HX * HF, Wt, nullptr);
+// Two blocks per SM where x and v are at most 64 wide (one 256-thread block per SM left the kernels latency-bound);
+// wider shapes keep the registers they need (capped at 128 they spilled hundreds of bytes). A tuning knob can set it.
+#ifndef HH_MINB
+#define HH_MINB (HX <= 64 && DV <= 64 ? 2 : 1)
+#endif
+#define MMA_BOUNDS __launch_bounds__(NT, HH_MINB)
+// A fetched tile as it came (x's type; tokens that are not real were fetched as zeros).
+template <int C>
+__device__ __forceinline__ void store_rows_raw(u16* dst, int ld, const Rows<C>& f) {
+#pragma unroll
+    for (int j = 0; j < RITEMS(C); ++j) {
+        const int i = threadIdx.x + j * NT, r = i / (C / 8), c = (i % (C / 8)) * 8;
+        if (i >= MTT * (C / 8)) break;
+        *(uint4*)(dst + r * ld + c) = f.u[j];
+    }
+}
+#else
+#define XD D
+#define HH_W
+#define MMA_BOUNDS __launch_bounds__(NT)
 #endif
 
 #endif

@@ -6,17 +6,20 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 /// dq = (g Sᵀ + dden zᵀ)·φ'(q), dS += φqᵀ g, dz += φqᵀ dden (<c>mma_bwd_q</c>); dk = (v dSᵀ + dz)·φ'(k) and
 /// dv = φk dS over real keys (<c>mma_bwd_kv</c>). g is rounded to bf16 for the MMAs (its range follows 1/den, which
 /// fp16 could not hold at long T); S and dS are split into high and low bf16 parts; dO·o, den, dden, dz are fp32.
+/// <para>Built for Hedgehog (HH = 1, <see cref="FusedHedgehogAttention"/>), q and k are x before the projection, the
+/// loaders compute φ from them, and dq, dk are the gradients of y = xW (F wide): the epilogues take the softmaxes'
+/// backward (hh_dy_store) instead of storing dφ.</para>
 /// </summary>
 internal static class FusedMmaSourceBackward
 {
     public const string Source = """
 
 #if MMA
-extern "C" __global__ void __launch_bounds__(NT) mma_bwd_q(const in_t* __restrict__ q, const in_t* __restrict__ dout,
+extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, const in_t* __restrict__ dout,
         const in_t* __restrict__ out,
         const float* __restrict__ S, const float* __restrict__ z, const u8* __restrict__ mask,
         const float* __restrict__ epsn, int T, int H, int tpb, in_t* __restrict__ dq, float* __restrict__ dS,
-        float* __restrict__ dz) {
+        float* __restrict__ dz HH_W) {
     extern __shared__ float4 smem4[];
     u16* Sh = (u16*)smem4;              // [D][LDE]    S high (B of g·Sᵀ: n = d, k = e)
     u16* Sl = Sh + D * LDE;             // [D][LDE]    S low
@@ -27,12 +30,15 @@ extern "C" __global__ void __launch_bounds__(NT) mma_bwd_q(const in_t* __restric
     float* den = zs + D;                // [MTT]  1/den
     float* dden = den + MTT;            // [MTT]
     float* dot = dden + MTT;            // [MTT]  dO·o
+#if HH
+    HH_SMEM(dot + MTT, QT)
+#endif
     const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x;
     const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
     load_split(S + (size_t)bh * D * DV, Sh, Sl, LDE, false);
     if (tid < D) zs[tid] = z[(size_t)bh * D + tid];
     const float en = epsn[b];
-    const in_t* qb = q + (size_t)bh * T * D;
+    const in_t* qb = q + (size_t)bh * T * XD;
     const in_t* gb = dout + (size_t)bh * T * DV;
     const in_t* ob = out + (size_t)bh * T * DV;
     in_t* dqb = dq + (size_t)bh * T * D;
@@ -40,16 +46,31 @@ extern "C" __global__ void __launch_bounds__(NT) mma_bwd_q(const in_t* __restric
     zero_tiles<D, DV + 8>(accS);
     for (int i = tid; i < 6 * MTT; i += NT) GT[(DV + 2) * LDT2 + (i / MTT) * LDT2 + i % MTT] = 0;
     // Tile inputs fetched one tile ahead: φq (transposed), dO as rows (g, dO·o) and transposed (gᵀ), o as rows.
-    Cols<D> qf; Rows<DV> gf, of; Cols<DV> gcf;
+#if HH
+    Rows<XD> qf;
+#define FETCH_Q fetch_rows
+#else
+    Cols<D> qf;
+#define FETCH_Q fetch_cols
+#endif
+    Rows<DV> gf, of; Cols<DV> gcf;
     if (t0 < t1) {
-        fetch_cols(qf, qb, mask, b, t0, T); fetch_rows(gf, gb, mask, b, t0, T);
+        FETCH_Q(qf, qb, mask, b, t0, T); fetch_rows(gf, gb, mask, b, t0, T);
         fetch_rows(of, ob, mask, b, t0, T); fetch_cols(gcf, gb, mask, b, t0, T);
     }
     for (int ts = t0; ts < t1; ts += MTT) {
         __syncthreads();                    // the previous tile's readers are done
+#if HH
+        store_rows_raw(Xs, LDX, qf);
+#else
         store_cols<MAP_PHI, true>(QT, qf);
+#endif
         if (tid < MTT) dot[tid] = 0.f;
         __syncthreads();
+#if HH
+        hh_phi_tile<true, true>(Xs, Wt, red, QT, LDT2, mask, b, ts, T);
+        __syncthreads();
+#endif
         inv_den(QT, 1, LDT2, zs, en, den);   // 1/den, the same value as the forward's
         row_dots(gf, of, dot);              // dO·o with the saved output o; zero at padded rows
         __syncthreads();
@@ -63,7 +84,7 @@ extern "C" __global__ void __launch_bounds__(NT) mma_bwd_q(const in_t* __restric
             GT[(DV + 1) * LDT2 + tid] = f2bf(dd - bf2f(hi));
         }
         if (ts + MTT < t1) {
-            fetch_cols(qf, qb, mask, b, ts + MTT, T); fetch_rows(gf, gb, mask, b, ts + MTT, T);
+            FETCH_Q(qf, qb, mask, b, ts + MTT, T); fetch_rows(gf, gb, mask, b, ts + MTT, T);
             fetch_rows(of, ob, mask, b, ts + MTT, T); fetch_cols(gcf, gb, mask, b, ts + MTT, T);
         }
         __syncthreads();
@@ -71,6 +92,10 @@ extern "C" __global__ void __launch_bounds__(NT) mma_bwd_q(const in_t* __restric
             float acc_[TPW(MTT, D)][4];
             zero_tiles<MTT, D>(acc_);
             wmm<MTT, D, DV, true>(Gs, LDE, Sh, SPLIT ? Sl : nullptr, LDE, acc_);
+#if HH
+            // Hedgehog: dy of the projection (F wide) from dφq and φq, into dq [T][F].
+            hh_dy_store(acc_, [&](int row, int col) { return dden[row] * zs[col]; }, QT, 1, LDT2, red, dq + (size_t)bh * T * HF, ts, T);
+#else
             FOR_TILE_PAIRS(MTT, D, {
                 const int t = ts + row;
                 if (t < T) {
@@ -80,6 +105,7 @@ extern "C" __global__ void __launch_bounds__(NT) mma_bwd_q(const in_t* __restric
                     *(unsigned*)(dqb + at) = pack2(stx(d0), stx(d1));
                 }
             })
+#endif
         }
         // dS += φqᵀ g and, in columns DV and DV + 1, dz += φqᵀ dden (high and low parts).
         wmm<D, DV + 8, MTT, true>(QT, LDT2, GT, nullptr, LDT2, accS);
@@ -93,11 +119,12 @@ extern "C" __global__ void __launch_bounds__(NT) mma_bwd_q(const in_t* __restric
             else if (col == DV) atomicAdd(dzb + row, c0 + c1);
         })
     }
+#undef FETCH_Q
 }
 
-extern "C" __global__ void __launch_bounds__(NT) mma_bwd_kv(const in_t* __restrict__ k, const in_t* __restrict__ v,
+extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, const in_t* __restrict__ v,
         const float* __restrict__ dS, const float* __restrict__ dz, const u8* __restrict__ mask, int T, int H, int tpb,
-        in_t* __restrict__ dk, in_t* __restrict__ dv) {
+        in_t* __restrict__ dk, in_t* __restrict__ dv HH_W) {
     extern __shared__ float4 smem4[];
     u16* Dh = (u16*)smem4;              // [D][LDE]    dS high (B of v·dSᵀ: n = d, k = e)
     u16* Dl = Dh + D * LDE;             // [D][LDE]    dS low
@@ -106,27 +133,42 @@ extern "C" __global__ void __launch_bounds__(NT) mma_bwd_kv(const in_t* __restri
     u16* Vs = DTl + DV * LDD;           // [MTT][LDE]  v
     u16* Ks = Vs + MTT * LDE;           // [MTT][LDD]  φk
     float* dzs = (float*)(Ks + MTT * LDD);  // [D]
+#if HH
+    HH_SMEM(dzs + D, Ks)
+#endif
     const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x;
     const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
     load_split(dS + (size_t)bh * D * DV, Dh, Dl, LDE, false);
     load_split(dS + (size_t)bh * D * DV, DTh, DTl, LDD, true);
     if (tid < D) dzs[tid] = dz[(size_t)bh * D + tid];
-    const in_t* kb = k + (size_t)bh * T * D;
+    const in_t* kb = k + (size_t)bh * T * XD;
     const in_t* vb = v + (size_t)bh * T * DV;
     in_t* dkb = dk + (size_t)bh * T * D;
     in_t* dvb = dv + (size_t)bh * T * DV;
-    Rows<D> kf; Rows<DV> vf;
+    Rows<XD> kf; Rows<DV> vf;
     if (t0 < t1) { fetch_rows(kf, kb, mask, b, t0, T); fetch_rows(vf, vb, nullptr, b, t0, T); }
     for (int ts = t0; ts < t1; ts += MTT) {
         __syncthreads();
+#if HH
+        store_rows_raw(Xs, LDX, kf);
+#else
         store_rows<MAP_PHI>(Ks, LDD, kf);
+#endif
         store_rows<MAP_ID>(Vs, LDE, vf);
         if (ts + MTT < t1) { fetch_rows(kf, kb, mask, b, ts + MTT, T); fetch_rows(vf, vb, nullptr, b, ts + MTT, T); }
         __syncthreads();
+#if HH
+        hh_phi_tile<true, false>(Xs, Wt, red, Ks, LDD, mask, b, ts, T);
+        __syncthreads();
+#endif
         {   // dk = (v dSᵀ + dz)·φ'(k), zero at padded keys.
             float acc_[TPW(MTT, D)][4];
             zero_tiles<MTT, D>(acc_);
             wmm<MTT, D, DV, true>(Vs, LDE, Dh, SPLIT ? Dl : nullptr, LDE, acc_);
+#if HH
+            // Hedgehog: dy of the projection from dφk and φk (zero at padded keys, where φk is zero), into dk [T][F].
+            hh_dy_store(acc_, [&](int, int col) { return dzs[col]; }, Ks, LDD, 1, red, dk + (size_t)bh * T * HF, ts, T);
+#else
             FOR_TILE_PAIRS(MTT, D, {
                 const int t = ts + row;
                 if (t < T) {
@@ -137,6 +179,7 @@ extern "C" __global__ void __launch_bounds__(NT) mma_bwd_kv(const in_t* __restri
                     *(unsigned*)(dkb + at) = pack2(stx(d0), stx(d1));
                 }
             })
+#endif
         }
         {   // dv = φk dS, zero at padded keys.
             float acc_[TPW(MTT, DV)][4];

@@ -10,6 +10,12 @@ internal sealed record FusedModule(IntPtr Context, IntPtr FwdState, IntPtr FwdOu
 {
     /// <summary>The tensor-core kernels (<see cref="FusedMmaSource"/>), or null when this module has none.</summary>
     public MmaKernels? Mma { get; init; }
+
+    /// <summary>
+    /// Shared-memory bytes each tensor-core kernel takes beyond <see cref="Tiles"/>' figure: 0, or in a Hedgehog module
+    /// (HH = 1: φ computed from x in the loaders) W_hᵀ, the x tile and the softmax exchange.
+    /// </summary>
+    public int HedgehogBytes { get; init; }
 }
 
 /// <summary>The four tensor-core kernels of a module.</summary>
@@ -50,6 +56,72 @@ internal static unsafe class FusedModuleCache
         {
             int tt = d > 64 || dv > 64 ? 32 : 64;
             return new Tiling(d, dv, tt, (d + 15) / 16 * 16, (dv + 15) / 16 * 16, tt + 4);
+        }
+    }
+
+    /// <summary>
+    /// Shared memory the Hedgehog loaders add to each tensor-core kernel (HH_SMEM in <see cref="FusedMmaSource"/>):
+    /// W_hᵀ [F][HX + 8] as 16-bit values, the softmax exchange [2][64][4] fp32, and the x tile [64][HX + 8] unless it
+    /// fits in the φ tile's space (HH_XS_FITS: φ's rows [64][2F + 8] and its transpose [2F][72] both hold it).
+    /// </summary>
+    internal static int HedgehogBytes(int hx, int f)
+    {
+        int tile = Tiling.MmaTT, xTile = tile * (hx + 8);
+        bool fits = 2 * f >= hx && 2 * f * (tile + 8) >= xTile;
+        return 2 * f * (hx + 8) + 4 * 2 * tile * 4 + (fits ? 0 : 2 * xTile);
+    }
+
+    /// <summary>The source of a Hedgehog module: the bidirectional kernels after the map's and the projection's helpers.</summary>
+    /// <param name="hx">x's width.</param>
+    /// <param name="f">The feature dim F.</param>
+    /// <param name="blocksPerSm">Blocks per SM to compile for (HH_MINB), or null for the knob's value or the source's default.</param>
+    internal static string HedgehogSource(int hx, int f, int? blocksPerSm = null)
+        => $"#define HH 1\n#define HX {hx}\n#define HF {f}\n"
+           + (blocksPerSm is { } n ? HedgehogBlocksDefine(n.ToString()) : HedgehogBlocksDefine(Environment.GetEnvironmentVariable(HedgehogBlocksVariable)))
+           + FusedKernelSource.Source + FusedMmaSource.Source + FusedHedgehogMapSource.Source
+           + FusedHedgehogProjectionSource.Source + FusedMmaSourceForward.Source + FusedMmaSourceBackward.Source;
+
+    /// <summary>Environment variable of a tuning knob: blocks per SM (1 to 8) Hedgehog's attention kernels are compiled for (default: 2 up to 64-wide x and v, else 1).</summary>
+    internal const string HedgehogBlocksVariable = "ML_LINEARATTENTION_HEDGEHOG_ATTENTION_BLOCKS";
+
+    /// <summary>HH_MINB from the knob's value, nothing when unset; an error naming the variable when malformed.</summary>
+    internal static string HedgehogBlocksDefine(string? value)
+    {
+        if (string.IsNullOrWhiteSpace(value)) return "";
+        if (!int.TryParse(value, out int blocks) || blocks is < 1 or > 8)
+            throw new InvalidOperationException($"{HedgehogBlocksVariable} = '{value}' is not a number of blocks per SM from 1 to 8; fix or unset it.");
+        return $"#define HH_MINB {blocks}\n";
+    }
+
+    private static readonly Dictionary<(int, int, int, int, int, int?), FusedModule> HedgehogModules = new();
+
+    /// <summary>
+    /// The tensor-core kernels built for Hedgehog's attention (x of width <paramref name="hx"/>, feature dim
+    /// <paramref name="f"/>, so φ is D = 2F wide, values <paramref name="dv"/> wide; bf16 or fp16), compiled once per
+    /// process and device (per <paramref name="blocksPerSm"/>, which benchmarks set). The caller checks eligibility
+    /// (sm_80+, multiples of 16, 2F and HX at most 128).
+    /// </summary>
+    public static FusedModule GetHedgehog(int device, int hx, int f, int dv, int inType, int? blocksPerSm = null)
+    {
+        lock (Gate)
+        {
+            var key = (device, hx, f, dv, inType, blocksPerSm);
+            if (HedgehogModules.TryGetValue(key, out var module)) return module;
+            var info = Device(device);
+            CudaLibraries.Check(CudaLibraries.cuCtxSetCurrent(info.Context), "cuCtxSetCurrent");
+            var tiles = Tiling.For(2 * f, dv);
+            int extra = HedgehogBytes(hx, f);
+            var cubin = Compile($"sm_{info.Major}{info.Minor}", tiles, inType, FusedFeatureMap.Identity, mma: true, verbose: false, out _,
+                HedgehogSource(hx, f, blocksPerSm));
+            var handle = LoadModule(cubin);
+            IntPtr Function(string name, int sharedBytes) => FusedModuleCache.Function(handle, name, sharedBytes + extra);
+            module = new FusedModule(info.Context, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, tiles, info.SmCount)
+            {
+                Mma = new MmaKernels(Function("mma_fwd_state", tiles.MmaStateBytes), Function("mma_fwd_out", tiles.MmaOutBytes),
+                    Function("mma_bwd_q", tiles.MmaBwdQBytes), Function("mma_bwd_kv", tiles.MmaBwdKvBytes)),
+                HedgehogBytes = extra,
+            };
+            return HedgehogModules[key] = module;
         }
     }
 

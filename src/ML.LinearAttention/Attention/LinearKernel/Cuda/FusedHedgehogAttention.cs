@@ -1,0 +1,133 @@
+using Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Attention.LinearKernel;
+
+/// <summary>
+/// Hedgehog's bidirectional attention with φ = [softmax(x W_h), softmax(−x W_h)] computed inside the tensor-core
+/// attention kernels: each kernel's tile loader projects the x tile with W_h by MMA and takes both softmaxes in
+/// registers, so φ(q) and φ(k) (2F wide, twice x's width at F = D) never go to memory, forward or backward. Same
+/// result as <see cref="FusedLinearAttention.Bidirectional(Tensor, Tensor, Tensor, Tensor?, FusedFeatureMap, double)"/>
+/// on <see cref="FusedHedgehogProjection.Apply(Tensor, Tensor)"/>'s features with the identity map. The backward
+/// kernels recompute φ and take the softmaxes' backward in their epilogues, returning dy = ∂L/∂(xW) (F wide, half of
+/// dφ's width); a projection kernel turns it into dx and dW.
+/// <para>Shapes: xq, xk [B, H, T, HX] (q and k split into heads, before the map), v [B, H, T, Dv], wq, wk [H, HX, F],
+/// keyPaddingMask [B, T] bool (true = real token) or null; result [B, H, T, Dv] in x's dtype, zero at padded rows.</para>
+/// </summary>
+public static class FusedHedgehogAttention
+{
+    /// <summary>Environment variable that switches these kernels off ("0") for <see cref="Enabled"/>'s default.</summary>
+    public const string EnableVariable = "ML_LINEARATTENTION_FUSED_HEDGEHOG_ATTENTION";
+
+    /// <summary>Whether <see cref="Bidirectional"/> runs the kernels when they apply (on unless <see cref="EnableVariable"/> is "0").</summary>
+    public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable(EnableVariable) != "0";
+
+    /// <summary>
+    /// Blocks per SM the kernels are compiled for, or null for the default (two where x and v are at most 64 wide, else
+    /// one); read at each forward call, the backward follows its forward. For benchmarks.
+    /// </summary>
+    internal static int? CompiledBlocksPerSm { get; set; }
+
+    /// <summary>Largest feature dim F: φ is 2F wide and the kernels' feature width is at most <see cref="FusedLinearAttention.MaxHeadDim"/>.</summary>
+    public const int MaxFeatureDim = FusedLinearAttention.MaxHeadDim / 2;
+
+    /// <summary>Null when <see cref="Bidirectional"/> would run the kernels on these inputs (the weights are used in x's dtype), else why not.</summary>
+    public static string? UnavailableReason(Tensor xq, Tensor xk, Tensor v, Tensor wq, Tensor wk, Tensor? keyPaddingMask)
+    {
+        Check(xq, xk, v, wq, wk);
+        if (!Enabled) return $"switched off ({EnableVariable}=0 or FusedHedgehogAttention.Enabled = false).";
+        if (!FusedLinearAttention.UseTensorCores) return $"the tensor-core kernels are switched off ({FusedLinearAttention.TensorCoreVariable}=0).";
+        if (FusedLinearAttention.FusedReason(xq, xk, v, keyPaddingMask) is { } reason) return reason;
+        if (xq.dtype is not (ScalarType.BFloat16 or ScalarType.Float16)) return $"dtype {xq.dtype} is not bf16 or fp16 (the kernels use tensor cores).";
+        long hx = xq.shape[3], f = wq.shape[2], dv = v.shape[3];
+        if (hx % 16 != 0 || f % 16 != 0 || dv % 16 != 0) return $"HX = {hx}, F = {f} and Dv = {dv} must be multiples of 16.";
+        if (f > MaxFeatureDim) return $"F = {f} is above {MaxFeatureDim} (φ would be wider than {FusedLinearAttention.MaxHeadDim}).";
+        if (xq.shape[1] > 65535) return $"H = {xq.shape[1]} exceeds the grid limit of 65535.";
+        if (xq.shape[0] * xq.shape[2] >= 1L << 32) return $"B·T = {xq.shape[0] * xq.shape[2]} rows per head reach 2³².";
+        if (FusedModuleCache.Device(xq.device_index < 0 ? 0 : xq.device_index).Major < 8) return "the GPU is older than sm_80 (no bf16 tensor cores).";
+        return null;
+    }
+
+    /// <summary>
+    /// o_i = Σ_j a_ij v_j / (Σ_j a_ij + eps·n) with a_ij = φq(xq_i)·φk(xk_j) over real keys j, n = real tokens of the row;
+    /// zero rows at padded positions. Differentiable in xq, xk, v, wq and wk. The kernels when they apply (see
+    /// <see cref="UnavailableReason"/>), else the projection kernels or ops and <see cref="FusedLinearAttention"/>.
+    /// </summary>
+    /// <param name="xq">Queries before the map [B, H, T, HX].</param>
+    /// <param name="xk">Keys before the map [B, H, T, HX].</param>
+    /// <param name="v">Values [B, H, T, Dv].</param>
+    /// <param name="wq">Query map weight [H, HX, F] (any float dtype; used in x's).</param>
+    /// <param name="wk">Key map weight [H, HX, F] (the query's when the maps are tied).</param>
+    /// <param name="keyPaddingMask">[B, T] bool, true = real token; null = all real.</param>
+    /// <param name="eps">Normalizer epsilon (per token).</param>
+    public static Tensor Bidirectional(Tensor xq, Tensor xk, Tensor v, Tensor wq, Tensor wk, Tensor? keyPaddingMask,
+        double eps = LinearAttentionKernels.DefaultEps)
+    {
+        Check(xq, xk, v, wq, wk);
+        using var scope = NewDisposeScope();
+        var (wqx, wkx) = (wq.to(xq.dtype), wk.to(xq.dtype));
+        var o = UnavailableReason(xq, xk, v, wqx, wkx, keyPaddingMask) is null
+            ? FusedHedgehogAttentionFunction.apply(xq, xk, v, wqx, wkx, new AutogradArguments((keyPaddingMask, eps)))
+            : FusedLinearAttention.Bidirectional(FusedHedgehogProjection.Apply(xq, wq), FusedHedgehogProjection.Apply(xk, wk), v,
+                keyPaddingMask, FusedFeatureMap.Identity, eps);
+        return o.MoveToOuterDisposeScope();
+    }
+
+    private static void Check(Tensor xq, Tensor xk, Tensor v, Tensor wq, Tensor wk)
+    {
+        ArgumentNullException.ThrowIfNull(xq);
+        ArgumentNullException.ThrowIfNull(xk);
+        ArgumentNullException.ThrowIfNull(v);
+        ArgumentNullException.ThrowIfNull(wq);
+        ArgumentNullException.ThrowIfNull(wk);
+        if (xq.dim() != 4 || wq.dim() != 3 || !wq.shape.SequenceEqual(wk.shape) || wq.shape[0] != xq.shape[1] || wq.shape[1] != xq.shape[3])
+            throw new ArgumentException(
+                $"Hedgehog's attention takes x [B, H, T, HX] and map weights [H, HX, F] of one shape; got xq {Heads.Shape(xq)}, " +
+                $"wq {Heads.Shape(wq)}, wk {Heads.Shape(wk)}. Build the maps with the mixer's head count and head dim, and pass q and k split into heads.");
+    }
+}
+
+/// <summary>
+/// Autograd wrapper of Hedgehog's attention kernels: forward saves x, the weights, the fp32 state and the output;
+/// backward runs the two backward kernels (which recompute φ and return dy = ∂L/∂(xW)), then the projection's
+/// backward kernel from dy for dx and dW of each side.
+/// </summary>
+internal sealed class FusedHedgehogAttentionFunction : autograd.SingleTensorFunction<FusedHedgehogAttentionFunction>
+{
+    public override string Name => "FusedHedgehogAttention";
+
+    public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+    {
+        AutogradWrappers.ReleaseReturned();
+        var (mask, eps) = ((Tensor?, double))((AutogradArguments)vars[5]).Value!;
+        var xq = ((Tensor)vars[0]).contiguous();
+        var xk = ((Tensor)vars[1]).contiguous();
+        var v = ((Tensor)vars[2]).contiguous();
+        var wq = ((Tensor)vars[3]).contiguous();
+        var wk = ((Tensor)vars[4]).contiguous();
+        var m = mask?.contiguous();
+        var epsn = FusedLaunch.EpsN(m, xq.shape[0], xq.shape[2], eps, xq.device);
+        var blocks = FusedHedgehogAttention.CompiledBlocksPerSm;
+        var (o, s, z, _) = FusedLaunch.Forward(xq, xk, v, m, epsn, FusedFeatureMap.Identity, tensorCores: true, hh: new HedgehogWeights(wq, wk, blocks));
+        ctx.save_for_backward(new List<Tensor> { xq, xk, v, wq, wk, s, z, epsn, o.detach(), m! });
+        ctx.save_data("blocks", blocks ?? 0);   // 0: the default
+        return o;
+    }
+
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
+        => AutogradWrappers.Backward("the fused Hedgehog attention", () =>
+        {
+            var saved = ctx.get_saved_variables();
+            var (xq, xk, v, wq, wk) = (saved[0], saved[1], saved[2], saved[3], saved[4]);
+            var (s, z, epsn, o) = (saved[5], saved[6], saved[7], saved[8]);
+            var mask = saved.Count > 9 ? saved[9] : null;
+            var dout = grad_output.to(xq.dtype).contiguous();
+            // The kernels return dv and the gradients of y = xW on each side (softmax backward done in their epilogues).
+            var (dyq, dyk, dv) = FusedLaunch.Backward(xq, xk, v, mask, epsn, s, z, o, dout, FusedFeatureMap.Identity, tensorCores: true,
+                hh: new HedgehogWeights(wq, wk, (int)ctx.get_data("blocks") is > 0 and var n ? n : null));
+            var (dxq, dwq) = FusedHedgehogProjection.BackwardFromDy(xq, wq, dyq);
+            var (dxk, dwk) = FusedHedgehogProjection.BackwardFromDy(xk, wk, dyk);
+            return AutogradWrappers.Return(grad_output, dxq, dxk, dv, dwq.to(wq.dtype), dwk.to(wk.dtype));
+        });
+}

@@ -1,0 +1,130 @@
+// CPU emulation of Hedgehog's attention kernels (the tensor-core kernels of FusedMmaSource* built with HH = 1, see
+// run.sh): φ = [softmax(xW_h), softmax(−xW_h)] computed in the tile loaders from x, never stored. Compared with an fp64
+// evaluation on the same 16-bit inputs: o, and the gradients the kernels return: dv, and for q and k the gradient of the
+// projection's output y = xW (F wide), dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) − φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩).
+// Build macros: HX (x's width), HF (F), D = 2·HF, DV. Arguments: B T tiles-per-block (B > 1: padded rows).
+#define main bidirectional_main
+#include "emulator.cpp"
+#undef main
+
+int main(int argc, char** argv) {
+    const int B = atoi(argv[1]), H = 2, T = atoi(argv[2]), F = HF, P = 2 * HF;
+    static_assert(D == 2 * HF, "φ is 2F wide");
+    const bool useMask = B > 1;
+    std::mt19937 rng((unsigned)(T * 13 + B + HX + F));
+    std::normal_distribution<float> nd(0.f, 1.f);
+    auto rnd = [&](size_t n, float scale) { std::vector<in_t> x(n); for (auto& e : x) e = stx(scale * nd(rng)); return x; };
+    const size_t nx = (size_t)B * H * T * HX, nv = (size_t)B * H * T * DV, np = (size_t)B * H * T * P, ny = (size_t)B * H * T * F;
+    auto xq = rnd(nx, 1.f), xk = rnd(nx, 1.f), v = rnd(nv, 1.f), dO = rnd(nv, 1.f);
+    auto wq = rnd((size_t)H * HX * F, 0.3f), wk = rnd((size_t)H * HX * F, 0.3f);
+    std::vector<u8> mask(B * T);
+    std::vector<float> epsn(B);
+    for (int b = 0; b < B; ++b) {
+        int len = !useMask || b == 0 ? T : b == 1 ? max(1, T / 2) : max(1, T - 5);
+        for (int t = 0; t < T; ++t) mask[b * T + t] = t < len;
+        epsn[b] = 1e-3f * len;
+    }
+    const u8* mp = useMask ? mask.data() : nullptr;
+    const int BH = B * H, tiles = (T + 63) / 64, tpb = min(tiles, max(1, atoi(argv[3]))), blocks = (tiles + tpb - 1) / tpb;
+    std::vector<float> S((size_t)BH * D * DV, 0.f), z((size_t)BH * D, 0.f), dS = S, dz = z;
+    std::vector<in_t> o(nv, 0), dyq(ny, 0), dyk(ny, 0), dv(nv, 0);
+    {
+        const in_t *Q = xq.data(), *K = xk.data(), *V = v.data(), *G = dO.data(), *WQ = wq.data(), *WK = wk.data();
+        float *Sp = S.data(), *zp = z.data(), *dSp = dS.data(), *dzp = dz.data();
+        in_t *op = o.data(), *dqp = dyq.data(), *dkp = dyk.data(), *dvp = dv.data();
+        const float* en = epsn.data();
+        launch(blocks, BH, [&] { mma_fwd_state(K, V, mp, T, H, tpb, Sp, zp, WK); });
+        launch(blocks, BH, [&] { mma_fwd_out(Q, Sp, zp, mp, en, T, H, tpb, op, WQ); });
+        launch(blocks, BH, [&] { mma_bwd_q(Q, G, op, Sp, zp, mp, en, T, H, tpb, dqp, dSp, dzp, WQ); });
+        launch(blocks, BH, [&] { mma_bwd_kv(K, V, dSp, dzp, mp, T, H, tpb, dkp, dvp, WK); });
+    }
+    // fp64 reference.
+    std::vector<double> ro(nv, 0), rdq(np, 0), rdk(np, 0), rdv(nv, 0), rdyq(ny, 0), rdyk(ny, 0);
+    for (int bh = 0; bh < BH; ++bh) {
+        const int b = bh / H, h = bh % H;
+        auto real = [&](int t) { return !mp || mask[b * T + t]; };
+        auto feat = [&](const std::vector<in_t>& x, const std::vector<in_t>& w, int t, std::vector<double>& phi) {
+            std::vector<double> y(F);
+            for (int f = 0; f < F; ++f) {
+                double s = 0;
+                for (int d = 0; d < HX; ++d) s += (double)ldx(x[((size_t)bh * T + t) * HX + d]) * ldx(w[((size_t)h * HX + d) * F + f]);
+                y[f] = s;
+            }
+            const double hi = *std::max_element(y.begin(), y.end()), lo = *std::min_element(y.begin(), y.end());
+            double sp = 0, sm = 0;
+            for (int f = 0; f < F; ++f) { sp += exp(y[f] - hi); sm += exp(lo - y[f]); }
+            for (int f = 0; f < F; ++f) { phi[f] = real(t) ? exp(y[f] - hi) / sp : 0; phi[F + f] = real(t) ? exp(lo - y[f]) / sm : 0; }
+        };
+        std::vector<std::vector<double>> fq(T, std::vector<double>(P)), fk(T, std::vector<double>(P));
+        for (int t = 0; t < T; ++t) { feat(xq, wq, t, fq[t]); feat(xk, wk, t, fk[t]); }
+        auto vv = [&](int t, int e) { return (double)ldx(v[((size_t)bh * T + t) * DV + e]); };
+        auto go = [&](int t, int e) { return (double)ldx(dO[((size_t)bh * T + t) * DV + e]); };
+        std::vector<double> s((size_t)P * DV, 0), zz(P, 0), ds((size_t)P * DV, 0), dzz(P, 0);
+        for (int t = 0; t < T; ++t)
+            for (int d = 0; d < P; ++d) { zz[d] += fk[t][d]; for (int e = 0; e < DV; ++e) s[(size_t)d * DV + e] += fk[t][d] * vv(t, e); }
+        std::vector<std::vector<double>> g(T, std::vector<double>(DV, 0));
+        std::vector<double> dd(T, 0);
+        for (int t = 0; t < T; ++t) {
+            if (!real(t)) continue;
+            double den = epsn[b], dot = 0;
+            for (int d = 0; d < P; ++d) den += fq[t][d] * zz[d];
+            for (int e = 0; e < DV; ++e) {
+                double num = 0;
+                for (int d = 0; d < P; ++d) num += fq[t][d] * s[(size_t)d * DV + e];
+                ro[((size_t)bh * T + t) * DV + e] = num / den;
+                dot += go(t, e) * num / den;
+                g[t][e] = go(t, e) / den;
+            }
+            dd[t] = -dot / den;
+            for (int d = 0; d < P; ++d) {
+                double x = dd[t] * zz[d];
+                for (int e = 0; e < DV; ++e) x += g[t][e] * s[(size_t)d * DV + e];
+                rdq[((size_t)bh * T + t) * P + d] = x;
+                dzz[d] += fq[t][d] * dd[t];
+                for (int e = 0; e < DV; ++e) ds[(size_t)d * DV + e] += fq[t][d] * g[t][e];
+            }
+        }
+        for (int t = 0; t < T; ++t) {
+            if (!real(t)) continue;
+            for (int d = 0; d < P; ++d) {
+                double x = dzz[d];
+                for (int e = 0; e < DV; ++e) x += vv(t, e) * ds[(size_t)d * DV + e];
+                rdk[((size_t)bh * T + t) * P + d] = x;
+            }
+            for (int e = 0; e < DV; ++e) {
+                double x = 0;
+                for (int d = 0; d < P; ++d) x += fk[t][d] * ds[(size_t)d * DV + e];
+                rdv[((size_t)bh * T + t) * DV + e] = x;
+            }
+        }
+        // dy from dφ and φ (softmax backward of both halves).
+        for (int t = 0; t < T; ++t)
+            for (int side = 0; side < 2; ++side) {
+                const std::vector<double>& phi = side ? fk[t] : fq[t];
+                const double* dphi = (side ? rdk.data() : rdq.data()) + ((size_t)bh * T + t) * P;
+                double sp = 0, sm = 0;
+                for (int f = 0; f < F; ++f) { sp += phi[f] * dphi[f]; sm += phi[F + f] * dphi[F + f]; }
+                for (int f = 0; f < F; ++f)
+                    (side ? rdyk : rdyq)[((size_t)bh * T + t) * F + f] = phi[f] * (dphi[f] - sp) - phi[F + f] * (dphi[F + f] - sm);
+            }
+    }
+    double worst = 0;
+    auto cmp = [&](const char* n, const std::vector<double>& ref, const std::vector<in_t>& got) {
+        double mx = 0, d = 0;
+        for (size_t i = 0; i < ref.size(); ++i) {
+            const float y = ldx(got[i]);
+            mx = max(mx, fabs(ref[i]));
+            d = max(d, std::isnan(y) ? 1e9 : fabs(ref[i] - y));
+        }
+        // relative to max(1, max|ref|), as emulator.cpp and `bench kernels --verify-fused` (the q and k gradients at T = 1,
+        // where o = v and dφ nearly cancels, compare absolutely)
+        const double rel = d / max(1.0, mx);
+        worst = max(worst, rel);
+        printf("  %-4s max|ref| %.3e  max diff %.3e  rel %.2e\n", n, mx, d, rel);
+    };
+    printf("HX=%d F=%d DV=%d IN_T=%d B=%d T=%d tpb=%d\n", HX, F, DV, IN_T, B, T, tpb);
+    cmp("o", ro, o); cmp("dyq", rdyq, dyq); cmp("dyk", rdyk, dyk); cmp("dv", rdv, dv);
+    const bool ok = worst < 2e-2;
+    printf("%s worst rel %.2e\n", ok ? "OK  " : "FAIL", worst);
+    return ok ? 0 : 1;
+}

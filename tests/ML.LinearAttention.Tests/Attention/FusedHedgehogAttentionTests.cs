@@ -1,0 +1,126 @@
+using Microsoft.ML.LinearAttention.Attention;
+using Microsoft.ML.LinearAttention.Attention.Hedgehog;
+using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Tests.Attention;
+
+/// <summary>
+/// Hedgehog's attention with φ computed inside the tensor-core kernels (FusedHedgehogAttention): on the CPU the path
+/// without them, against the naive twins (projection, explicit softmaxes, explicit T×T weights) for the output and
+/// every gradient; the reasons it declines; its shared-memory plan. The GPU kernels are checked against the naive twins
+/// by `bench kernels --verify-fused` and tests/FusedKernelEmulator (hedgehog_attn.cpp); FusedLinearAttentionTests
+/// compiles their CUDA source.
+/// </summary>
+public class FusedHedgehogAttentionTests
+{
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void On_the_cpu_it_matches_the_naive_twins_with_every_gradient(bool padded)
+    {
+        torch.manual_seed(5);
+        long b = 3, h = 2, t = 7, hx = 16, f = 8, dv = 12;
+        var inputs = new[]
+        {
+            torch.randn(b, h, t, hx, dtype: ScalarType.Float64), torch.randn(b, h, t, hx, dtype: ScalarType.Float64),
+            torch.randn(b, h, t, dv, dtype: ScalarType.Float64),
+            torch.randn(h, hx, f, dtype: ScalarType.Float64) * 0.5, torch.randn(h, hx, f, dtype: ScalarType.Float64) * 0.5,
+        };
+        Tensor? mask = padded ? torch.arange(t).unsqueeze(0).lt(torch.tensor(new long[] { 7, 3, 1 }).unsqueeze(1)) : null;
+        var (o, grads) = Run(x => FusedHedgehogAttention.Bidirectional(x[0], x[1], x[2], x[3], x[4], mask), inputs);
+        var (naive, naiveGrads) = Run(x => LinearAttentionKernels.BidirectionalNaive(HedgehogFeatureMap.MapNaive(x[0], x[3]),
+            HedgehogFeatureMap.MapNaive(x[1], x[4]), x[2], mask, normalize: true, LinearAttentionKernels.DefaultEps), inputs);
+        // The naive map computes in fp32 (as the projection's tests), so fp32 tolerances.
+        Assert.True(o.allclose(naive, rtol: 1e-5, atol: 1e-6), $"output: max diff {(o - naive).abs().max().item<double>()}");
+        for (int i = 0; i < grads.Length; i++)
+            Assert.True(grads[i].allclose(naiveGrads[i], rtol: 1e-4, atol: 1e-5), $"gradient {i}: max diff {(grads[i] - naiveGrads[i]).abs().max().item<double>()}");
+        if (padded) Assert.Equal(0.0, o[2, .., 1..].abs().max().item<double>());   // padded rows are zero
+    }
+
+    private static (Tensor output, Tensor[] gradients) Run(Func<Tensor[], Tensor> attention, Tensor[] inputs)
+    {
+        var x = inputs.Select(a => a.detach().requires_grad_(true)).ToArray();
+        var o = attention(x);
+        var up = torch.ones_like(o) + torch.arange(o.numel(), dtype: o.dtype).reshape(o.shape) * 1e-3;
+        return (o.detach(), torch.autograd.grad(new[] { o }, x, new[] { up }).Select(g => g.detach()).ToArray());
+    }
+
+    [Fact]
+    public void Mismatched_shapes_are_refused_with_the_shapes()
+    {
+        var x = torch.zeros(1, 2, 4, 16);
+        var v = torch.zeros(1, 2, 4, 16);
+        var e = Assert.Throws<ArgumentException>(() => FusedHedgehogAttention.Bidirectional(x, x, v, torch.zeros(2, 16, 8), torch.zeros(2, 16, 4), null));
+        Assert.Contains("wq [2, 16, 8]", e.Message);
+        Assert.Contains("wk [2, 16, 4]", e.Message);
+        e = Assert.Throws<ArgumentException>(() => FusedHedgehogAttention.Bidirectional(x, x, v, torch.zeros(3, 16, 8), torch.zeros(3, 16, 8), null));
+        Assert.Contains("[H, HX, F]", e.Message);
+    }
+
+    [Fact]
+    public void It_says_why_it_does_not_run()
+    {
+        var x = torch.zeros(1, 2, 4, 64, dtype: ScalarType.BFloat16);
+        var w = torch.zeros(2, 64, 64, dtype: ScalarType.BFloat16);
+        Assert.Contains("CUDA", FusedHedgehogAttention.UnavailableReason(x, x, x, w, w, null));
+        bool before = FusedHedgehogAttention.Enabled;
+        try
+        {
+            FusedHedgehogAttention.Enabled = false;
+            Assert.Contains(FusedHedgehogAttention.EnableVariable, FusedHedgehogAttention.UnavailableReason(x, x, x, w, w, null));
+        }
+        finally { FusedHedgehogAttention.Enabled = before; }
+    }
+
+    [Theory]
+    [InlineData(64, 64, 0)]      // Hedgehog's default (F = D = 64): x's tile fits in φ's (128 wide)
+    [InlineData(32, 32, 0)]
+    [InlineData(128, 64, 0)]
+    [InlineData(64, 16, 1)]      // φ (32 wide) narrower than x: the x tile gets its own space
+    [InlineData(64, 32, 0)]
+    public void The_x_tile_shares_the_phi_tile_only_where_it_fits(int hx, int f, int ownTile)
+    {
+        int baseBytes = 2 * f * (hx + 8) + 4 * 2 * 64 * 4;
+        Assert.Equal(baseBytes + ownTile * 2 * 64 * (hx + 8), FusedModuleCache.HedgehogBytes(hx, f));
+        var tiles = FusedModuleCache.Tiling.For(2 * f, 64);
+        Assert.True(tiles.MmaMaxBytes + FusedModuleCache.HedgehogBytes(hx, f) <= 227 * 1024, "fits an sm_80/sm_90 block's opt-in shared memory");
+    }
+
+    [Fact]
+    public void At_hedgehogs_default_width_two_blocks_fit_on_an_sm()
+    {
+        // 228 KB of shared memory per SM on sm_80 and sm_90, 1 KB reserved per block.
+        var tiles = FusedModuleCache.Tiling.For(128, 64);
+        int extra = FusedModuleCache.HedgehogBytes(64, 64);
+        foreach (int bytes in new[] { tiles.MmaStateBytes, tiles.MmaOutBytes, tiles.MmaBwdQBytes, tiles.MmaBwdKvBytes })
+            Assert.True(2 * (bytes + extra + 1024) <= 228 * 1024, $"{bytes + extra} bytes per block");
+    }
+
+    [Fact]
+    public void A_malformed_blocks_knob_is_an_error_naming_the_variable()
+    {
+        Assert.Equal("", FusedModuleCache.HedgehogBlocksDefine(null));
+        Assert.Equal("#define HH_MINB 1\n", FusedModuleCache.HedgehogBlocksDefine("1"));
+        foreach (var bad in new[] { "0", "9", "two" })
+        {
+            var e = Assert.Throws<InvalidOperationException>(() => FusedModuleCache.HedgehogBlocksDefine(bad));
+            Assert.Contains(FusedModuleCache.HedgehogBlocksVariable, e.Message);
+        }
+    }
+
+    [Fact]
+    public void The_mixer_keeps_its_cpu_path()
+    {
+        torch.manual_seed(2);
+        var mixer = new HedgehogMixer(new MixerConfig(32, 2), new HedgehogOptions { UseFusedKernel = true });
+        var x = torch.randn(2, 5, 32);
+        var mask = torch.tensor(new[,] { { true, true, true, true, true }, { true, true, false, false, false } });
+        var o = mixer.forward(x, mask);
+        Assert.Equal(new long[] { 2, 5, 32 }, o.shape);
+        Assert.False(o.isnan().any().item<bool>());
+    }
+}
