@@ -199,6 +199,26 @@ __device__ __forceinline__ void hh_softmax(float (&acc)[HNJ][4], float (&pm)[HNJ
     }
 }
 
+// Completes two per-row sums a[s], b[s] (rows m0 + g + 8s of a warp's 16) that the four lanes of a quad and the two
+// warps sharing those rows (half 0 and 1) each hold in part: shuffles within the quad, then the halves swap through
+// x [2][MTT][2]. Synchronizes the block once.
+__device__ __forceinline__ void hh_row_sums(float (&a)[2], float (&b)[2], float* x, int half, int m0, int g) {
+    const int q = threadIdx.x & 3;
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+        a[s] = group_sum(a[s], 4);
+        b[s] = group_sum(b[s], 4);
+        if (q == 0) { float* p = x + (half * MTT + m0 + g + 8 * s) * 2; p[0] = a[s]; p[1] = b[s]; }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+        const float* o = x + ((1 - half) * MTT + m0 + g + 8 * s) * 2;
+        a[s] += o[0];
+        b[s] += o[1];
+    }
+}
+
 #if HH
 // Hedgehog's attention kernels (FusedMmaSource* with HH = 1) compute φ in their tile loaders from the raw x tile
 // Xs [MTT][LDX] (x's type), so φ never goes to memory: φ = [φ₊ | φ₋] (2F = D columns) into dst as rows
@@ -260,18 +280,11 @@ __device__ __forceinline__ void hh_dy_store(const float (&acc)[TPW(MTT, D)][4], 
                 dp[s] += bf2f(P[row * sr + col * sc]) * (acc[j][2 * s + e] + add(row, col));
                 dm[s] += bf2f(P[row * sr + (HF + col) * sc]) * (acc[j + JP][2 * s + e] + add(row, HF + col));
             }
-#pragma unroll
-    for (int s = 0; s < 2; ++s) {
-        dp[s] = group_sum(dp[s], 4);
-        dm[s] = group_sum(dm[s], 4);
-        if (q == 0) { float* p = red + (half * MTT + m0 + g + 8 * s) * 2; p[0] = dp[s]; p[1] = dm[s]; }
-    }
-    __syncthreads();
+    hh_row_sums(dp, dm, red, half, m0, g);
 #pragma unroll
     for (int s = 0; s < 2; ++s) {
         const int row = m0 + g + 8 * s, t = ts + row;
-        const float* o = red + ((1 - half) * MTT + row) * 2;
-        const float sp = dp[s] + o[0], sm = dm[s] + o[1];
+        const float sp = dp[s], sm = dm[s];
 #pragma unroll
         for (int j = 0; j < JP; ++j) {
             const int col = (half + 2 * j) * 8 + 2 * q;
@@ -403,17 +416,8 @@ __device__ __forceinline__ void hh_bwd(const in_t* __restrict__ x, const in_t* _
                 dp[s] += pp[j][2 * s] * m2f<HBF>((u16)(gp & 0xffffu)) + pp[j][2 * s + 1] * m2f<HBF>((u16)(gp >> 16));
                 dm[s] += pm[j][2 * s] * m2f<HBF>((u16)(gm & 0xffffu)) + pm[j][2 * s + 1] * m2f<HBF>((u16)(gm >> 16));
             }
-            dp[s] = group_sum(dp[s], 4);
-            dm[s] = group_sum(dm[s], 4);
-            if (q == 0) { float* p = red2 + (half * MTT + m0 + gr + 8 * s) * 2; p[0] = dp[s]; p[1] = dm[s]; }
         }
-        __syncthreads();
-#pragma unroll
-        for (int s = 0; s < 2; ++s) {
-            const float* o = red2 + ((1 - half) * MTT + m0 + gr + 8 * s) * 2;
-            dp[s] += o[0];
-            dm[s] += o[1];
-        }
+        hh_row_sums(dp, dm, red2, half, m0, gr);
 #pragma unroll
         for (int j = 0; j < HNJ; ++j)
 #pragma unroll
