@@ -62,6 +62,23 @@ public class FusedHedgehogAttentionTests
     }
 
     [Fact]
+    public void Disagreeing_inputs_are_refused_before_any_kernel()
+    {
+        var x = torch.zeros(2, 2, 4, 16);
+        var v = torch.zeros(2, 2, 4, 8);
+        var w = torch.zeros(2, 16, 8);
+        var e = Assert.Throws<ArgumentException>(() => FusedHedgehogAttention.Bidirectional(x, x, v, w, w, torch.ones(2, 5, dtype: ScalarType.Bool)));
+        Assert.Contains("keyPaddingMask must be [B, T] = [2, 4]", e.Message);
+        e = Assert.Throws<ArgumentException>(() => FusedHedgehogAttention.Bidirectional(x, torch.zeros(2, 2, 5, 16), torch.zeros(2, 2, 5, 8), w, w, null));
+        Assert.Contains("same [B, H, T, HX] shape", e.Message);
+        e = Assert.Throws<ArgumentException>(() => FusedHedgehogAttention.Bidirectional(x, x, torch.zeros(2, 2, 3, 8), w, w, null));
+        Assert.Contains("disagree on batch, heads or length", e.Message);
+        e = Assert.Throws<ArgumentException>(() => FusedHedgehogAttention.Bidirectional(x, x, v.to(ScalarType.Float64), w, w, null));
+        Assert.Contains("share one dtype", e.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => FusedHedgehogAttention.Bidirectional(x, x, v, w, w, null, eps: 0));
+    }
+
+    [Fact]
     public void It_says_why_it_does_not_run()
     {
         var x = torch.zeros(1, 2, 4, 64, dtype: ScalarType.BFloat16);

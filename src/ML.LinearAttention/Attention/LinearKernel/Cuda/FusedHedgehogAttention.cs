@@ -35,7 +35,7 @@ public static class FusedHedgehogAttention
     /// <summary>Null when <see cref="Bidirectional"/> would run the kernels on these inputs (the weights are used in x's dtype), else why not.</summary>
     public static string? UnavailableReason(Tensor xq, Tensor xk, Tensor v, Tensor wq, Tensor wk, Tensor? keyPaddingMask)
     {
-        Check(xq, xk, v, wq, wk);
+        Check(xq, xk, v, wq, wk, keyPaddingMask, LinearAttentionKernels.DefaultEps);
         if (!Enabled) return $"switched off ({EnableVariable}=0 or FusedHedgehogAttention.Enabled = false).";
         if (!FusedLinearAttention.UseTensorCores) return $"the tensor-core kernels are switched off ({FusedLinearAttention.TensorCoreVariable}=0).";
         if (FusedLinearAttention.FusedReason(xq, xk, v, keyPaddingMask) is { } reason) return reason;
@@ -64,7 +64,7 @@ public static class FusedHedgehogAttention
     public static Tensor Bidirectional(Tensor xq, Tensor xk, Tensor v, Tensor wq, Tensor wk, Tensor? keyPaddingMask,
         double eps = LinearAttentionKernels.DefaultEps)
     {
-        Check(xq, xk, v, wq, wk);
+        Check(xq, xk, v, wq, wk, keyPaddingMask, eps);
         using var scope = NewDisposeScope();
         var (wqx, wkx) = (wq.to(xq.dtype), wk.to(xq.dtype));
         var o = UnavailableReason(xq, xk, v, wqx, wkx, keyPaddingMask) is null
@@ -74,13 +74,21 @@ public static class FusedHedgehogAttention
         return o.MoveToOuterDisposeScope();
     }
 
-    private static void Check(Tensor xq, Tensor xk, Tensor v, Tensor wq, Tensor wk)
+    // The kernels index x, v and the mask from these shapes, so every disagreement is refused before a launch.
+    private static void Check(Tensor xq, Tensor xk, Tensor v, Tensor wq, Tensor wk, Tensor? keyPaddingMask, double eps)
     {
         ArgumentNullException.ThrowIfNull(xq);
         ArgumentNullException.ThrowIfNull(xk);
         ArgumentNullException.ThrowIfNull(v);
         ArgumentNullException.ThrowIfNull(wq);
         ArgumentNullException.ThrowIfNull(wk);
+        Heads.CheckQkv(xq, xk, v, keyPaddingMask);
+        if (!xq.shape.SequenceEqual(xk.shape))
+            throw new ArgumentException($"xq and xk must have the same [B, H, T, HX] shape for bidirectional attention; got xq {Heads.Shape(xq)}, xk {Heads.Shape(xk)}.");
+        if (xq.dtype != xk.dtype || xq.dtype != v.dtype)
+            throw new ArgumentException($"xq, xk and v must share one dtype; got {xq.dtype}, {xk.dtype}, {v.dtype}.");
+        if (!(eps > 0) || double.IsInfinity(eps))
+            throw new ArgumentOutOfRangeException(nameof(eps), eps, "eps must be a positive finite number (it keeps the normalizer away from zero).");
         if (xq.dim() != 4 || wq.dim() != 3 || !wq.shape.SequenceEqual(wk.shape) || wq.shape[0] != xq.shape[1] || wq.shape[1] != xq.shape[3])
             throw new ArgumentException(
                 $"Hedgehog's attention takes x [B, H, T, HX] and map weights [H, HX, F] of one shape; got xq {Heads.Shape(xq)}, " +
