@@ -126,6 +126,15 @@ internal static class FusedLaunch
         {
             (q, k, v) = (Aligned(q), Aligned(k), Aligned(v));
             int extra = module.HedgehogBytes;
+            // Hedgehog, when the key pass would take one block per head (T = 512 and 2K at 32K tokens per batch): both
+            // passes in one kernel, with no S round trip or atomics between them.
+            if (hh is not null && run == FusedKernels.All && mma.FwdHead != IntPtr.Zero
+                && MmaSplit(module, mma.FwdState, tiles.MmaStateBytes + extra, t, b * h).blocks == 1)
+            {
+                FusedModuleCache.Launch(mma.FwdHead, 1, b * h, module.HedgehogHeadBytes,
+                    Ptr(q), Ptr(k), Ptr(v), Ptr(mask), Ptr(epsn), t, h, Ptr(s), Ptr(z), Ptr(o), Ptr(hh.Key), Ptr(hh.Query));
+                return (o, s, z, true);
+            }
             if (run.HasFlag(FusedKernels.State))
             {
                 int bytes = tiles.MmaStateBytes + extra;

@@ -16,10 +16,17 @@ internal sealed record FusedModule(IntPtr Context, IntPtr FwdState, IntPtr FwdOu
     /// (HH = 1: φ computed from x in the loaders) W_hᵀ, the x tile and the softmax exchange.
     /// </summary>
     public int HedgehogBytes { get; init; }
+
+    /// <summary>Shared-memory bytes of the Hedgehog whole-head forward (<see cref="MmaKernels.FwdHead"/>); 0 elsewhere.</summary>
+    public int HedgehogHeadBytes { get; init; }
 }
 
-/// <summary>The four tensor-core kernels of a module.</summary>
-internal sealed record MmaKernels(IntPtr FwdState, IntPtr FwdOut, IntPtr BwdQ, IntPtr BwdKv);
+/// <summary>The four tensor-core kernels of a module (and, in a Hedgehog module, the whole-head forward).</summary>
+internal sealed record MmaKernels(IntPtr FwdState, IntPtr FwdOut, IntPtr BwdQ, IntPtr BwdKv)
+{
+    /// <summary><c>mma_fwd_head</c>: the key pass, then the query pass, one block per head (Hedgehog modules only; else 0).</summary>
+    public IntPtr FwdHead { get; init; }
+}
 
 /// <summary>
 /// Compiles <see cref="FusedKernelSource"/> with NVRTC once per process per (device, D, Dv, dtype, feature map), for
@@ -71,6 +78,17 @@ internal static unsafe class FusedModuleCache
         return 2 * f * (hx + 8) + 4 * 2 * tile * 4 + (fits ? 0 : 2 * xTile);
     }
 
+    /// <summary>
+    /// Shared memory of Hedgehog's whole-head forward (<c>mma_fwd_head</c>, must match the source): φkᵀ and vᵀ tiles,
+    /// Sᵀ high and low, z and 1/den, then both maps' W_hᵀ, the exchange and the x tile where it has its own space.
+    /// </summary>
+    internal static int HedgehogHeadBytes(Tiling tiles, int hx, int f)
+    {
+        int ldt2 = Tiling.MmaTT + 8, ldd = tiles.D + 8;
+        return 2 * ((tiles.D + tiles.Dv + 8) * ldt2 + 2 * tiles.Dv * ldd) + 4 * (tiles.D + Tiling.MmaTT)
+               + HedgehogBytes(hx, f) + 2 * f * (hx + 8);
+    }
+
     /// <summary>The source of a Hedgehog module: the bidirectional kernels after the map's and the projection's helpers.</summary>
     /// <param name="hx">x's width.</param>
     /// <param name="f">The feature dim F.</param>
@@ -118,8 +136,12 @@ internal static unsafe class FusedModuleCache
             module = new FusedModule(info.Context, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, tiles, info.SmCount)
             {
                 Mma = new MmaKernels(Function("mma_fwd_state", tiles.MmaStateBytes), Function("mma_fwd_out", tiles.MmaOutBytes),
-                    Function("mma_bwd_q", tiles.MmaBwdQBytes), Function("mma_bwd_kv", tiles.MmaBwdKvBytes)),
+                    Function("mma_bwd_q", tiles.MmaBwdQBytes), Function("mma_bwd_kv", tiles.MmaBwdKvBytes))
+                {
+                    FwdHead = FusedModuleCache.Function(handle, "mma_fwd_head", HedgehogHeadBytes(tiles, hx, f)),
+                },
                 HedgehogBytes = extra,
+                HedgehogHeadBytes = HedgehogHeadBytes(tiles, hx, f),
             };
             return HedgehogModules[key] = module;
         }
