@@ -487,6 +487,23 @@ __device__ __forceinline__ void store_rows_raw(u16* dst, int ld, const Rows<C>& 
 #define MMA_BOUNDS __launch_bounds__(NT)
 #endif
 
+// A loader's q or k tile in two steps, with or without Hedgehog. STAGE_PHI(f, store), after the barrier that frees the
+// tile: the raw x tile for Hedgehog, else `store` (φ(x) straight into the kernel's tile). FINISH_PHI(BF, TRANS, dst, ld),
+// after the next barrier: Hedgehog's φ from x into dst (rows, or transposed when TRANS) and a barrier; nothing
+// otherwise. PhiCols / fetch_phi_cols fetch a tile bound for a transposed φ tile (x rows for Hedgehog, which
+// transposes in hh_phi_tile; columns otherwise). Parenthesize a `store` with template commas.
+#if HH
+#define STAGE_PHI(f, store) store_rows_raw(Xs, LDX, f)
+#define FINISH_PHI(BF, TRANS, dst, ld) { hh_phi_tile<BF, TRANS>(Xs, Wt, red, dst, ld, mask, b, ts, T); __syncthreads(); }
+#define PhiCols Rows<XD>
+#define fetch_phi_cols fetch_rows
+#else
+#define STAGE_PHI(f, store) store
+#define FINISH_PHI(BF, TRANS, dst, ld)
+#define PhiCols Cols<D>
+#define fetch_phi_cols fetch_cols
+#endif
+
 #endif
 """;
 }

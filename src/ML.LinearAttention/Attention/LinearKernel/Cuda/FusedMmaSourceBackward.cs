@@ -46,31 +46,18 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
     zero_tiles<D, DV + 8>(accS);
     for (int i = tid; i < 6 * MTT; i += NT) GT[(DV + 2) * LDT2 + (i / MTT) * LDT2 + i % MTT] = 0;
     // Tile inputs fetched one tile ahead: φq (transposed), dO as rows (g, dO·o) and transposed (gᵀ), o as rows.
-#if HH
-    Rows<XD> qf;
-#define FETCH_Q fetch_rows
-#else
-    Cols<D> qf;
-#define FETCH_Q fetch_cols
-#endif
+    PhiCols qf;
     Rows<DV> gf, of; Cols<DV> gcf;
     if (t0 < t1) {
-        FETCH_Q(qf, qb, mask, b, t0, T); fetch_rows(gf, gb, mask, b, t0, T);
+        fetch_phi_cols(qf, qb, mask, b, t0, T); fetch_rows(gf, gb, mask, b, t0, T);
         fetch_rows(of, ob, mask, b, t0, T); fetch_cols(gcf, gb, mask, b, t0, T);
     }
     for (int ts = t0; ts < t1; ts += MTT) {
         __syncthreads();                    // the previous tile's readers are done
-#if HH
-        store_rows_raw(Xs, LDX, qf);
-#else
-        store_cols<MAP_PHI, true>(QT, qf);
-#endif
+        STAGE_PHI(qf, (store_cols<MAP_PHI, true>(QT, qf)));
         if (tid < MTT) dot[tid] = 0.f;
         __syncthreads();
-#if HH
-        hh_phi_tile<true, true>(Xs, Wt, red, QT, LDT2, mask, b, ts, T);
-        __syncthreads();
-#endif
+        FINISH_PHI(true, true, QT, LDT2)
         inv_den(QT, 1, LDT2, zs, en, den);   // 1/den, the same value as the forward's
         row_dots(gf, of, dot);              // dO·o with the saved output o; zero at padded rows
         __syncthreads();
@@ -84,7 +71,7 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
             GT[(DV + 1) * LDT2 + tid] = f2bf(dd - bf2f(hi));
         }
         if (ts + MTT < t1) {
-            FETCH_Q(qf, qb, mask, b, ts + MTT, T); fetch_rows(gf, gb, mask, b, ts + MTT, T);
+            fetch_phi_cols(qf, qb, mask, b, ts + MTT, T); fetch_rows(gf, gb, mask, b, ts + MTT, T);
             fetch_rows(of, ob, mask, b, ts + MTT, T); fetch_cols(gcf, gb, mask, b, ts + MTT, T);
         }
         __syncthreads();
@@ -119,7 +106,6 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
             else if (col == DV) atomicAdd(dzb + row, c0 + c1);
         })
     }
-#undef FETCH_Q
 }
 
 extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, const in_t* __restrict__ v,
@@ -149,18 +135,11 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, con
     if (t0 < t1) { fetch_rows(kf, kb, mask, b, t0, T); fetch_rows(vf, vb, nullptr, b, t0, T); }
     for (int ts = t0; ts < t1; ts += MTT) {
         __syncthreads();
-#if HH
-        store_rows_raw(Xs, LDX, kf);
-#else
-        store_rows<MAP_PHI>(Ks, LDD, kf);
-#endif
+        STAGE_PHI(kf, store_rows<MAP_PHI>(Ks, LDD, kf));
         store_rows<MAP_ID>(Vs, LDE, vf);
         if (ts + MTT < t1) { fetch_rows(kf, kb, mask, b, ts + MTT, T); fetch_rows(vf, vb, nullptr, b, ts + MTT, T); }
         __syncthreads();
-#if HH
-        hh_phi_tile<true, false>(Xs, Wt, red, Ks, LDD, mask, b, ts, T);
-        __syncthreads();
-#endif
+        FINISH_PHI(true, false, Ks, LDD)
         {   // dk = (v dSᵀ + dz)·φ'(k), zero at padded keys.
             float acc_[TPW(MTT, D)][4];
             zero_tiles<MTT, D>(acc_);

@@ -24,32 +24,18 @@ internal static class FusedMmaSourceForward
 __device__ __forceinline__ void fwd_state_pass(float (&acc_)[TPW(D, DV + 8)][4], u16* KT, u16* VT, u16* Xs, const u16* Wt,
         float* red, const in_t* __restrict__ kb, const in_t* __restrict__ vb, const u8* __restrict__ mask, int b, int t0,
         int t1, int T) {
-#if HH
-    Rows<XD> kf;
-#define FETCH_K fetch_rows
-#else
-    Cols<D> kf;
-#define FETCH_K fetch_cols
-#endif
+    PhiCols kf;
     Cols<DV> vf;
-    if (t0 < t1) { FETCH_K(kf, kb, mask, b, t0, T); fetch_cols(vf, vb, nullptr, b, t0, T); }
+    if (t0 < t1) { fetch_phi_cols(kf, kb, mask, b, t0, T); fetch_cols(vf, vb, nullptr, b, t0, T); }
     for (int ts = t0; ts < t1; ts += MTT) {
         __syncthreads();
-#if HH
-        store_rows_raw(Xs, LDX, kf);
-#else
-        store_cols<MAP_PHI, ST_BF>(KT, kf);
-#endif
+        STAGE_PHI(kf, (store_cols<MAP_PHI, ST_BF>(KT, kf)));
         store_cols<MAP_ID, ST_BF>(VT, vf);
-        if (ts + MTT < t1) { FETCH_K(kf, kb, mask, b, ts + MTT, T); fetch_cols(vf, vb, nullptr, b, ts + MTT, T); }
+        if (ts + MTT < t1) { fetch_phi_cols(kf, kb, mask, b, ts + MTT, T); fetch_cols(vf, vb, nullptr, b, ts + MTT, T); }
         __syncthreads();
-#if HH
-        hh_phi_tile<ST_BF, true>(Xs, Wt, red, KT, LDT2, mask, b, ts, T);
-        __syncthreads();
-#endif
+        FINISH_PHI(ST_BF, true, KT, LDT2)
         wmm<D, DV + 8, MTT, ST_BF>(KT, LDT2, VT, nullptr, LDT2, acc_);
     }
-#undef FETCH_K
 }
 
 // The query pass over tiles [t0, t1): o = φq S / (φq·z + en) per row, from Sᵀ (high, low) [DV][LDD] and z in shared
@@ -61,17 +47,10 @@ __device__ __forceinline__ void fwd_out_pass(u16* Qs, const u16* Sh, const u16* 
     if (t0 < t1) fetch_rows(qf, qb, mask, b, t0, T);
     for (int ts = t0; ts < t1; ts += MTT) {
         __syncthreads();
-#if HH
-        store_rows_raw(Xs, LDX, qf);
-#else
-        store_rows<MAP_PHI>(Qs, LDD, qf);
-#endif
+        STAGE_PHI(qf, store_rows<MAP_PHI>(Qs, LDD, qf));
         if (ts + MTT < t1) fetch_rows(qf, qb, mask, b, ts + MTT, T);
         __syncthreads();
-#if HH
-        hh_phi_tile<true, false>(Xs, Wt, red, Qs, LDD, mask, b, ts, T);
-        __syncthreads();
-#endif
+        FINISH_PHI(true, false, Qs, LDD)
         inv_den(Qs, LDD, 1, zs, en, den);   // den holds 1/den
         float acc_[TPW(MTT, DV)][4];
         zero_tiles<MTT, DV>(acc_);
