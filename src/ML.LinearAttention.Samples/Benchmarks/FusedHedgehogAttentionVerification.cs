@@ -73,10 +73,5 @@ public static class FusedHedgehogAttentionVerification
 
     /// <summary>Output and gradients of xq, xk, v, wq, wk of <paramref name="attention"/> on copies of the inputs in <paramref name="dtype"/>, as fp32.</summary>
     private static Tensor[] Run(Func<Tensor[], Tensor> attention, Tensor[] inputs, Tensor upstream, ScalarType dtype)
-    {
-        var x = inputs.Select(a => a.detach().to(dtype).requires_grad_(true)).ToArray();
-        var o = attention(x);
-        var grads = torch.autograd.grad(new[] { o }, x, new[] { upstream.to(o.dtype) });
-        return new[] { o }.Concat(grads).Select(g => g.detach().to(ScalarType.Float32)).ToArray();
-    }
+        => FusedKernelVerification.OutputAndGradients(attention, inputs, upstream, dtype);
 }

@@ -55,10 +55,5 @@ public static class FusedHedgehogMapVerification
     }
 
     private static Tensor[] Run(Func<Tensor, Tensor> f, Tensor y, Tensor upstream, ScalarType dtype)
-    {
-        var x = y.detach().to(dtype).requires_grad_(true);
-        var phi = f(x);
-        var g = torch.autograd.grad(new[] { phi }, new[] { x }, new[] { upstream.to(phi.dtype) })[0];
-        return new[] { phi.detach().to(ScalarType.Float32), g.detach().to(ScalarType.Float32) };
-    }
+        => FusedKernelVerification.OutputAndGradients(i => f(i[0]), new[] { y }, upstream, dtype);
 }

@@ -58,11 +58,5 @@ public static class FusedHedgehogProjectionVerification
 
     /// <summary>φ, dx and dW of <paramref name="map"/> on copies of x and w in <paramref name="dtype"/>, as fp32.</summary>
     private static Tensor[] Run(Func<Tensor, Tensor, Tensor> map, Tensor x, Tensor w, Tensor upstream, ScalarType dtype)
-    {
-        var xi = x.detach().to(dtype).requires_grad_(true);
-        var wi = w.detach().to(dtype).requires_grad_(true);
-        var phi = map(xi, wi);
-        var g = torch.autograd.grad(new[] { phi }, new[] { xi, wi }, new[] { upstream.to(phi.dtype) });
-        return new[] { phi.detach().to(ScalarType.Float32), g[0].detach().to(ScalarType.Float32), g[1].detach().to(ScalarType.Float32) };
-    }
+        => FusedKernelVerification.OutputAndGradients(i => map(i[0], i[1]), new[] { x, w }, upstream, dtype);
 }

@@ -185,9 +185,16 @@ public static class FusedKernelVerification
 
     /// <summary>Output and gradients (of q, k, v) of <paramref name="f"/> on copies of the inputs in <paramref name="dtype"/>.</summary>
     internal static Tensor[] Run(Func<Tensor, Tensor, Tensor, Tensor> f, Tensor q, Tensor k, Tensor v, Tensor upstream, ScalarType dtype)
+        => OutputAndGradients(x => f(x[0], x[1], x[2]), new[] { q, k, v }, upstream, dtype);
+
+    /// <summary>
+    /// The output of <paramref name="f"/> on copies of <paramref name="inputs"/> in <paramref name="dtype"/> (detached,
+    /// requiring gradients), then the gradient of each input under <paramref name="upstream"/>, all as fp32.
+    /// </summary>
+    internal static Tensor[] OutputAndGradients(Func<Tensor[], Tensor> f, Tensor[] inputs, Tensor upstream, ScalarType dtype)
     {
-        var x = new[] { q, k, v }.Select(a => a.detach().to(dtype).requires_grad_(true)).ToArray();
-        var o = f(x[0], x[1], x[2]);
+        var x = inputs.Select(a => a.detach().to(dtype).requires_grad_(true)).ToArray();
+        var o = f(x);
         var grads = torch.autograd.grad(new[] { o }, x, new[] { upstream.to(o.dtype) });
         return new[] { o }.Concat(grads).Select(g => g.detach().to(ScalarType.Float32)).ToArray();
     }
