@@ -16,6 +16,7 @@ struct dim3_ { unsigned x, y, z; };
 thread_local dim3_ threadIdx, blockIdx;
 struct float4 { float x, y, z, w; };
 struct uint4 { unsigned x, y, z, w; };
+struct uint2 { unsigned x, y; };
 #define __device__
 #define __global__
 #define __forceinline__

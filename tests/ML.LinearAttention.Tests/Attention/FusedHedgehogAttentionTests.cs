@@ -117,7 +117,7 @@ public class FusedHedgehogAttentionTests
             Assert.True(2 * (bytes + extra + 1024) <= 228 * 1024, $"{bytes + extra} bytes per block");
         int head = FusedModuleCache.HedgehogHeadBytes(tiles, 64, 64);   // the whole-head forward: both maps' weights
         Assert.True(2 * (head + 1024) <= 228 * 1024, $"whole-head forward: {head} bytes per block");
-        // The two forward kernels' tiles less fwd_out's φq tile (φq takes φkᵀ's space), plus the second map's W_hᵀ.
+        // The two forward kernels' tiles less fwd_out's φq tile (φq takes φk's space), plus the second map's W_hᵀ.
         Assert.Equal(tiles.MmaStateBytes + tiles.MmaOutBytes - 2 * 64 * (128 + 8) + extra + 2 * 64 * (64 + 8), head);
     }
 

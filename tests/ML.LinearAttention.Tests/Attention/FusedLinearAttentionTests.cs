@@ -161,11 +161,14 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
             Assert.NotEmpty(cubin);
             Assert.True(tiles.MmaMaxBytes + extra <= 227 * 1024, $"HX={hx} F={f} Dv={dv}: {tiles.MmaMaxBytes + extra} shared bytes");
             Assert.True(FusedModuleCache.HedgehogHeadBytes(tiles, hx, f) <= 227 * 1024, $"HX={hx} F={f} Dv={dv}: whole-head forward");
-            // Compiled for two blocks per SM at 64-wide x and v, mma_bwd_q is capped at 128 registers and NVRTC 11.8 spills
-            // about 90 bytes there; one block per SM without spills measured slower on an H200 (docs/benchmarks/kernels.md:
-            // hedgehog "φ inside the attention kernels" vs "…, 1 block/SM"). Allowed up to 128 bytes; anything else is a spill.
-            spills.AddRange(MmaSpills(log, allowed: hx <= 64 && dv <= 64 ? ("mma_bwd_q", 128) : null)
-                .Select(l => $"hedgehog attention HX={hx} F={f} Dv={dv} in={inType}: {l}"));
+            // Compiled for two blocks per SM at 64-wide x and v, the kernels are capped at 128 registers and NVRTC 11.8
+            // spills there: about 220 bytes in mma_bwd_q, 20 to 50 in the forward's key pass (mma_fwd_state, mma_fwd_head);
+            // one block per SM without spills measured slower on an H200 (docs/benchmarks/kernels.md: hedgehog "φ inside the
+            // attention kernels" vs "…, 1 block/SM"). Allowed up to those sizes with a margin; anything else is a spill.
+            var allowed = hx <= 64 && dv <= 64
+                ? new Dictionary<string, int> { ["mma_bwd_q"] = 256, ["mma_fwd_head"] = 64, ["mma_fwd_state"] = 32 }
+                : null;
+            spills.AddRange(MmaSpills(log, allowed).Select(l => $"hedgehog attention HX={hx} F={f} Dv={dv} in={inType}: {l}"));
         }
         Assert.True(spills.Count == 0, "register spills in the tensor-core kernels:\n" + string.Join('\n', spills));
     }
@@ -175,15 +178,15 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
     /// a word or so in some shapes at 48 registers; a real spill of the accumulators would be hundreds of bytes).
     /// </summary>
     /// <param name="log">NVRTC's verbose log.</param>
-    /// <param name="allowed">A kernel allowed a larger spill (bytes), where the trade was measured.</param>
-    private static IEnumerable<string> MmaSpills(string log, (string Function, int Bytes)? allowed = null)
+    /// <param name="allowed">Kernels allowed a larger spill (bytes), where the trade was measured.</param>
+    private static IEnumerable<string> MmaSpills(string log, IReadOnlyDictionary<string, int>? allowed = null)
     {
         string? function = null;
         foreach (var line in log.Split('\n'))
         {
             if (line.Contains("Compiling entry function '")) function = line.Split('\'')[1];
             else if ((function?.StartsWith("mma_") == true || function?.StartsWith("causal_") == true || function?.StartsWith("hedgehog_") == true) && System.Text.RegularExpressions.Regex.Match(line, @"(\d+) bytes spill stores") is { Success: true } m
-                     && int.Parse(m.Groups[1].Value) > (function == allowed?.Function ? allowed.Value.Bytes : 16))
+                     && int.Parse(m.Groups[1].Value) > (allowed != null && allowed.TryGetValue(function!, out int bytes) ? bytes : 16))
                 yield return function + ": " + line.Trim();
         }
     }

@@ -11,7 +11,7 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 /// A = tril(φQ_c φK_cᵀ), num = A V_c + φQ_c P_c, den = rowsum(A) + φQ_c·z_prefix + eps·(t+1), o = num/den, and
 /// saves 1/den (fp32 [B·H, T]) for the backward pass.</para>
 /// <para>Operands are bf16 (φ applied and padded keys zeroed while loading), products accumulate in fp32, and the
-/// fp32 prefix states are split into high and low bf16 parts (two MMAs) as in the bidirectional kernels.</para>
+/// fp32 prefix states are bf16 operands, split into high and low parts for fp16 inputs, as in the bidirectional kernels.</para>
 /// </summary>
 internal static class FusedCausalSource
 {
@@ -80,7 +80,7 @@ extern "C" __global__ void __launch_bounds__(NT) causal_scan(float* __restrict__
     FOR_TILE_PAIRS(MTT, MTT, { \
         const float a0 = col <= row ? c0 + ((add) ? (add)[row] : 0.f) : 0.f; \
         const float a1 = col + 1 <= row ? c1 + ((add) ? (add)[row] : 0.f) : 0.f; \
-        *(unsigned*)((A) + row * LDT2 + col) = pack2(f2bf(a0), f2bf(a1)); \
+        *(unsigned*)((A) + row * LDT2 + col) = f2m2<true>(a0, a1); \
         if ((AT) != nullptr) { (AT)[col * LDT2 + row] = f2bf(a0); (AT)[(col + 1) * LDT2 + row] = f2bf(a1); } })
 
 extern "C" __global__ void __launch_bounds__(NT) causal_out(const in_t* __restrict__ q, const in_t* __restrict__ k,

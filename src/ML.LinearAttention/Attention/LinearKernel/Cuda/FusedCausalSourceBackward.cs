@@ -56,7 +56,7 @@ extern "C" __global__ void __launch_bounds__(NT) causal_bwd_state(const in_t* __
 #define STORE_ROWS(N, dst, V0, V1) \
     FOR_TILE_PAIRS(MTT, N, { \
         const int t = ts + row; \
-        if (t < T) { const size_t at = (size_t)t * (N) + col; *(unsigned*)((dst) + at) = pack2(stx(V0), stx(V1)); } })
+        if (t < T) { const size_t at = (size_t)t * (N) + col; *(unsigned*)((dst) + at) = stx2(V0, V1); } })
 
 extern "C" __global__ void __launch_bounds__(NT, 1) causal_bwd(const in_t* __restrict__ q, const in_t* __restrict__ k,
         const in_t* __restrict__ v, const in_t* __restrict__ dout, const in_t* __restrict__ out,

@@ -96,10 +96,13 @@ public static class FusedHedgehogProjection
     /// <summary>Shared-memory bytes of the forward kernel (must match the CUDA source): Wᵀ, two x tiles, the φ tile, the softmax exchange.</summary>
     internal static int ForwardBytes(int d, int f) => 2 * (f * (d + 8) + 2 * Tile * (d + 8) + Tile * (2 * f + 8)) + 4 * (2 * Tile * 4);
 
-    /// <summary>Shared-memory bytes of the backward kernel: Wᵀ, W, two x and two dφ tiles, xᵀ, dy and dyᵀ, the two exchanges.</summary>
-    internal static int BackwardBytes(int d, int f)
-        => 2 * (f * (d + 8) + d * (f + 8) + 2 * Tile * (d + 8) + 2 * Tile * (2 * f + 8) + d * (Tile + 8) + Tile * (f + 8) + f * (Tile + 8))
-           + 4 * (2 * Tile * 4 + 2 * Tile * 2);
+    /// <summary>
+    /// Shared-memory bytes of a backward kernel (must match hh_bwd): Wᵀ, two x tiles and two tiles of the incoming
+    /// gradient; from dφ (2F wide) also dy and the two exchanges.
+    /// </summary>
+    internal static int BackwardBytes(int d, int f, bool fromDy = false) => fromDy
+        ? 2 * (f * (d + 8) + 2 * Tile * (d + 8) + 2 * Tile * (f + 8))
+        : 2 * (f * (d + 8) + 2 * Tile * (d + 8) + 2 * Tile * (2 * f + 8) + Tile * (f + 8)) + 4 * (2 * Tile * 4 + 2 * Tile * 2);
 
     /// <summary>Rows per tile (MTT in the source).</summary>
     private const int Tile = 64;
@@ -128,7 +131,7 @@ public static class FusedHedgehogProjection
             var module = FusedModuleCache.LoadModule(cubin);
             k = (FusedModuleCache.Function(module, "hedgehog_proj_fwd", ForwardBytes(d, f)),
                 FusedModuleCache.Function(module, "hedgehog_proj_bwd", BackwardBytes(d, f)),
-                FusedModuleCache.Function(module, "hedgehog_dy_bwd", BackwardBytes(d, f)));
+                FusedModuleCache.Function(module, "hedgehog_dy_bwd", BackwardBytes(d, f, fromDy: true)));
             return Kernels[(device, inType, d, f)] = k;
         }
     }
@@ -177,7 +180,7 @@ public static class FusedHedgehogProjection
         var dw = torch.zeros(new[] { h, (long)d, f }, dtype: ScalarType.Float32, device: x.device);
         var (_, backward, backwardFromDy) = Functions(x, d, f);
         var function = fromDy ? backwardFromDy : backward;
-        int bytes = BackwardBytes(d, f), grid = Grid(x, function, bytes, b * t, h);
+        int bytes = BackwardBytes(d, f, fromDy), grid = Grid(x, function, bytes, b * t, h);
         FusedModuleCache.Launch(function, grid, h, bytes, FusedLaunch.Ptr(x), FusedLaunch.Ptr(w), FusedLaunch.Ptr(gradient), FusedLaunch.Ptr(dx),
             FusedLaunch.Ptr(dw), t, h, b * t, grid, (long)DivisionMultiplier(t));
         return (dx, dw);

@@ -13,8 +13,8 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 /// leaves it in one set of atomics. Each warp holds 16 rows × F/2 columns of y; a row's two halves merge their max and
 /// sum through shared memory as in online softmax. Each block copies its next tile asynchronously (cp.async into a second
 /// buffer) while it computes the current one. The backward recomputes y (cheaper than reading φ back), reads dφ at
-/// the accumulator positions from its shared tile, and stores dy as rows (A operand of dx = dy Wᵀ) and columns
-/// (B operand of dW = xᵀdy). y, the softmaxes and their gradient are fp32; dy is rounded to the input type for the MMAs.</para>
+/// the accumulator positions from its shared tile, and stores dy as rows: the A operand of dx = dy Wᵀ, and, read
+/// transposed, the B operand of dW = xᵀdy. y, the softmaxes and their gradient are fp32; dy is rounded to the input type for the MMAs.</para>
 /// </summary>
 internal static class FusedHedgehogProjectionSource
 {
@@ -43,6 +43,11 @@ internal static class FusedHedgehogProjectionSource
 #endif
 #define HFWD_BOUND (HX * HF <= 64 * 64 ? HFWD_MINB : 1)
 #define HBWD_BOUND (HX * HF <= 64 * 64 ? HBWD_MINB : 1)
+// hedgehog_dy_bwd's tiles are half as wide and it keeps fewer values live: three blocks per SM (latency-bound at two).
+#ifndef HDY_MINB
+#define HDY_MINB 3
+#endif
+#define HDY_BOUND (HX * HF <= 64 * 64 ? HDY_MINB : 1)
 #if NT != 256 || MTT != 64
 #error "the projection kernels take 8 warps over 64-row tiles: 4 row groups by 2 column halves"
 #endif
@@ -221,11 +226,10 @@ __device__ __forceinline__ void hh_row_sums(float (&a)[2], float (&b)[2], float*
 
 #if HH
 // Hedgehog's attention kernels (FusedMmaSource* with HH = 1) compute φ in their tile loaders from the raw x tile
-// Xs [MTT][LDX] (x's type), so φ never goes to memory: φ = [φ₊ | φ₋] (2F = D columns) into dst as rows
-// (dst[r·ld + c], TRANS false) or transposed (dst[c·ld + r]), in type BF, and zero for rows whose token is not real
-// (padding or t ≥ T: their x rows were fetched as zeros, whose softmax is not). Synchronizes the block once
-// (hh_softmax); the caller syncs before reading dst.
-template <bool BF, bool TRANS>
+// Xs [MTT][LDX] (x's type), so φ never goes to memory: φ = [φ₊ | φ₋] (2F = D columns) into the rows of dst
+// (dst[r·ld + c]) in type BF, and zero for rows whose token is not real (padding or t ≥ T: their x rows were fetched as
+// zeros, whose softmax is not). Synchronizes the block once (hh_softmax); the caller syncs before reading dst.
+template <bool BF>
 __device__ __forceinline__ void hh_phi_tile(const u16* Xs, const u16* Wt, float* red, u16* dst, int ld,
         const u8* mask, int b, int ts, int T) {
     const int warp = threadIdx.x >> 5, gr = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
@@ -242,30 +246,24 @@ __device__ __forceinline__ void hh_phi_tile(const u16* Xs, const u16* Wt, float*
             const int col = nb + 8 * j + 2 * q;
             const unsigned p = f2m2<BF>(pp[j][2 * s] * keep, pp[j][2 * s + 1] * keep);
             const unsigned m = f2m2<BF>(pm[j][2 * s] * keep, pm[j][2 * s + 1] * keep);
-            if constexpr (TRANS) {
-                dst[col * ld + row] = (u16)(p & 0xffffu);
-                dst[(col + 1) * ld + row] = (u16)(p >> 16);
-                dst[(HF + col) * ld + row] = (u16)(m & 0xffffu);
-                dst[(HF + col + 1) * ld + row] = (u16)(m >> 16);
-            } else {
-                *(unsigned*)(dst + row * ld + col) = p;
-                *(unsigned*)(dst + row * ld + HF + col) = m;
-            }
+            *(unsigned*)(dst + row * ld + col) = p;
+            *(unsigned*)(dst + row * ld + HF + col) = m;
         }
     }
 }
 
 // The attention kernels' backward epilogue: dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) − φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩) per token row, stored as
 // rows of dy [T][F] (t < T), F wide where dφ is 2F; hedgehog_dy_bwd then forms dx and dW. acc holds the MMA part of dφ
-// (MTT × D in wmm's layout: warp w has row tile w mod 4 and column tiles w/4 + 2j, so the φ₊ column f, in j < F/16, and
-// the φ₋ column F + f, in j + F/16, sit in the same lane); add(row, col) is the rest of dφ (the normalizer's term). φ comes
-// from the kernel's φ tile P (bf16, P[row·sr + col·sc]; zero at padded rows, where dy is then zero too). A row's sums
-// span two warps (w and w + 4), merged through red [2][MTT][2]. Synchronizes the block once.
+// (MTT × D in wmm's layout, turned into dφ in place: warp w has row tile w mod 4 and column tiles w/4 + 2j, so the φ₊
+// column pair f, f + 1, in j < F/16, and the φ₋ pair F + f, F + f + 1, in j + F/16, sit in the same lane); add(row, col)
+// is the rest of dφ (the normalizer's term). φ comes from the kernel's φ tile P [MTT][ld] (bf16, a column pair per
+// 32-bit load; zero at padded rows, where dy is then zero too). A row's sums span two warps (w and w + 4), merged
+// through red [2][MTT][2]. Synchronizes the block once.
 #if NW != 8 || HF % 16 != 0
 #error "hh_dy_store pairs φ₊ and φ₋ columns in one lane: 8 warps, F a multiple of 16"
 #endif
 template <class ADD>
-__device__ __forceinline__ void hh_dy_store(const float (&acc)[TPW(MTT, D)][4], ADD add, const u16* P, int sr, int sc, float* red,
+__device__ __forceinline__ void hh_dy_store(float (&acc)[TPW(MTT, D)][4], ADD add, const u16* P, int ld, float* red,
         in_t* __restrict__ dyb, int ts, int T) {
     constexpr int JP = HF / 16;                 // this lane's φ₊ column tiles; φ₋'s follow
     const int w = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3, half = w >> 2, m0 = (w & 3) * 16;
@@ -273,27 +271,30 @@ __device__ __forceinline__ void hh_dy_store(const float (&acc)[TPW(MTT, D)][4], 
 #pragma unroll
     for (int j = 0; j < JP; ++j)
 #pragma unroll
-        for (int s = 0; s < 2; ++s)
+        for (int s = 0; s < 2; ++s) {
+            const int row = m0 + g + 8 * s, col = (half + 2 * j) * 8 + 2 * q;
+            const unsigned pp = *(const unsigned*)(P + row * ld + col), pm = *(const unsigned*)(P + row * ld + HF + col);
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
-                const int row = m0 + g + 8 * s, col = (half + 2 * j) * 8 + 2 * q + e;
-                dp[s] += bf2f(P[row * sr + col * sc]) * (acc[j][2 * s + e] + add(row, col));
-                dm[s] += bf2f(P[row * sr + (HF + col) * sc]) * (acc[j + JP][2 * s + e] + add(row, HF + col));
+                acc[j][2 * s + e] += add(row, col + e);             // acc becomes dφ
+                acc[j + JP][2 * s + e] += add(row, HF + col + e);
+                dp[s] += bf2f((u16)(pp >> (16 * e))) * acc[j][2 * s + e];
+                dm[s] += bf2f((u16)(pm >> (16 * e))) * acc[j + JP][2 * s + e];
             }
+        }
     hh_row_sums(dp, dm, red, half, m0, g);
 #pragma unroll
     for (int s = 0; s < 2; ++s) {
         const int row = m0 + g + 8 * s, t = ts + row;
-        const float sp = dp[s], sm = dm[s];
 #pragma unroll
         for (int j = 0; j < JP; ++j) {
             const int col = (half + 2 * j) * 8 + 2 * q;
+            const unsigned pp = *(const unsigned*)(P + row * ld + col), pm = *(const unsigned*)(P + row * ld + HF + col);
             float y[2];
 #pragma unroll
             for (int e = 0; e < 2; ++e)
-                y[e] = bf2f(P[row * sr + (col + e) * sc]) * (acc[j][2 * s + e] + add(row, col + e) - sp)
-                     - bf2f(P[row * sr + (HF + col + e) * sc]) * (acc[j + JP][2 * s + e] + add(row, HF + col + e) - sm);
-            if (t < T) *(unsigned*)(dyb + (size_t)t * HF + col) = pack2(stx(y[0]), stx(y[1]));
+                y[e] = bf2f((u16)(pp >> (16 * e))) * (acc[j][2 * s + e] - dp[s]) - bf2f((u16)(pm >> (16 * e))) * (acc[j + JP][2 * s + e] - dm[s]);
+            if (t < T) *(unsigned*)(dyb + (size_t)t * HF + col) = stx2(y[0], y[1]);
         }
     }
 }
@@ -341,39 +342,23 @@ extern "C" __global__ void __launch_bounds__(NT, HFWD_BOUND) hedgehog_proj_fwd(c
     }
 }
 
-// Transposes a tile src [MTT][ld] (C columns) into dst [C][LDT2]: a token pair and 8 columns per item, token pairs
-// fastest across a warp (conflict-free stores).
-template <int C>
-__device__ __forceinline__ void hh_transpose(const u16* src, int ld, u16* dst) {
-    for (int i = threadIdx.x; i < (MTT / 2) * (C / 8); i += NT) {
-        const int r0 = (i % (MTT / 2)) * 2, c = (i / (MTT / 2)) * 8;
-        const uint4 a = *(const uint4*)(src + r0 * ld + c), b = *(const uint4*)(src + (r0 + 1) * ld + c);
-        const unsigned aw[4] = {a.x, a.y, a.z, a.w}, bw[4] = {b.x, b.y, b.z, b.w};
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-            *(unsigned*)(dst + (c + 2 * k) * LDT2 + r0) = (aw[k] & 0xffffu) | (bw[k] << 16);
-            *(unsigned*)(dst + (c + 2 * k + 1) * LDT2 + r0) = (aw[k] >> 16) | (bw[k] & 0xffff0000u);
-        }
-    }
-}
-
 // Backward: dx = dy Wᵀ and dW += xᵀ dy; dw [H][HX][F] fp32, zeroed by the caller. Grid as the forward; x and the
 // incoming gradient of the next tile are copied asynchronously meanwhile. hedgehog_proj_bwd takes dφ [·][2F] and forms
 // dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) − φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩) per row (recomputing φ); hedgehog_dy_bwd takes dy [·][F] itself
-// (Hedgehog's attention kernels form it in their epilogues, where φ is at hand).
+// (Hedgehog's attention kernels form it in their epilogues, where φ is at hand). Both products read their transposed
+// operands (xᵀ, dyᵀ, and W from W_hᵀ) by ldmatrix.trans, and dx goes from the accumulators straight to memory, so a tile
+// takes two barriers and no copies between shared tiles (shared bytes: FusedHedgehogProjection.BackwardBytes).
 template <bool FROM_DY>
 __device__ __forceinline__ void hh_bwd(const in_t* __restrict__ x, const in_t* __restrict__ w, const in_t* __restrict__ gin,
         in_t* __restrict__ dx, float* __restrict__ dw, int T, int H, long long N, int stride, unsigned long long M) {
     constexpr int GC = FROM_DY ? HF : 2 * HF;   // width of the incoming gradient
+    constexpr int LDG = FROM_DY ? LDF : LDP;    // its tiles' row stride
     extern __shared__ float4 smem4[];
-    u16* Wt = (u16*)smem4;                  // [F][LDX]       W_hᵀ
-    u16* Wr = Wt + HF * LDX;                // [HX][LDF]      W_h
-    u16* Xs = Wr + HX * LDF;                // [2][MTT][LDX]  x tiles (double buffer); the current one then takes dx
-    u16* Ds = Xs + 2 * MTT * LDX;           // [2][MTT][LDP]  dφ (or dy) tiles (double buffer)
-    u16* XT = Ds + 2 * MTT * LDP;           // [HX][LDT2]     xᵀ
-    u16* Gs = XT + HX * LDT2;               // [MTT][LDF]     dy
-    u16* GT = Gs + MTT * LDF;               // [F][LDT2]      dyᵀ
-    float* red = (float*)(GT + HF * LDT2);  // [2][MTT][4]    softmax halves
+    u16* Wt = (u16*)smem4;                  // [F][LDX]       W_hᵀ (B of y = xW; read transposed, B of dx = dy Wᵀ)
+    u16* Xs = Wt + HF * LDX;                // [2][MTT][LDX]  x tiles (double buffer)
+    u16* Ds = Xs + 2 * MTT * LDX;           // [2][MTT][LDG]  dy (or dφ) tiles (double buffer)
+    u16* Gs = Ds + 2 * MTT * LDG;           // [MTT][LDF]     dy formed from dφ (hedgehog_proj_bwd only)
+    float* red = (float*)(Gs + (FROM_DY ? 0 : MTT * LDF));  // [2][MTT][4]    softmax halves (hedgehog_proj_bwd only)
     float* red2 = red + 2 * MTT * 4;        // [2][MTT][2]    halves of ⟨φ₊, dφ₊⟩, ⟨φ₋, dφ₋⟩
     const int h = blockIdx.y, warp = threadIdx.x >> 5, gr = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
     const HRows g{N, M, T, H, h};
@@ -381,9 +366,9 @@ __device__ __forceinline__ void hh_bwd(const in_t* __restrict__ x, const in_t* _
     const long long step = (long long)stride * MTT;
     long long n0 = (long long)blockIdx.x * MTT;
     long long row = hh_my_row(n0, g);
-    if (n0 < N) { hh_fetch_row(Xs, LDX, x, HX, row); hh_fetch_row(Ds, LDP, gin, GC, row); }
+    if (n0 < N) { hh_fetch_row(Xs, LDX, x, HX, row); hh_fetch_row(Ds, LDG, gin, GC, row); }
     cp_commit();
-    hh_load_w(w + (size_t)h * HX * HF, Wt, Wr);
+    hh_load_w(w + (size_t)h * HX * HF, Wt, nullptr);
     float acc_[TPW(HX, HF)][4];             // dW_h, this warp's tiles
     zero_tiles<HX, HF>(acc_);
     for (int buf = 0; n0 < N; n0 += step, buf ^= 1) {
@@ -391,16 +376,16 @@ __device__ __forceinline__ void hh_bwd(const in_t* __restrict__ x, const in_t* _
         const long long next = hh_my_row(n0 + step, g);
         if (n0 + step < N) {
             hh_fetch_row(Xs + (buf ^ 1) * MTT * LDX, LDX, x, HX, next);
-            hh_fetch_row(Ds + (buf ^ 1) * MTT * LDP, LDP, gin, GC, next);
+            hh_fetch_row(Ds + (buf ^ 1) * MTT * LDG, LDG, gin, GC, next);
         }
         cp_commit();
         cp_wait<1>();
         __syncthreads();
-        u16* Xb = Xs + buf * MTT * LDX;
-        const u16* Db = Ds + buf * MTT * LDP;
-        hh_transpose<HX>(Xb, LDX, XT);
-        if constexpr (FROM_DY) hh_transpose<HF>(Db, LDP, GT);
-        else {
+        const u16* Xb = Xs + buf * MTT * LDX;
+        const u16* Db = Ds + buf * MTT * LDG;
+        const u16* Y = Db;                  // dy rows [MTT][ldy]
+        int ldy = LDG;
+        if constexpr (!FROM_DY) {
         float pp[HNJ][4], pm[HNJ][4];
         hh_project(Xb, Wt, pp);
         hh_softmax(pp, pm, red);
@@ -426,38 +411,39 @@ __device__ __forceinline__ void hh_bwd(const in_t* __restrict__ x, const in_t* _
                 const unsigned gp = DPHI_PAIR(j, s, 0), gm = DPHI_PAIR(j, s, HF);
                 const float d0 = pp[j][2 * s] * (m2f<HBF>((u16)(gp & 0xffffu)) - dp[s]) - pm[j][2 * s] * (m2f<HBF>((u16)(gm & 0xffffu)) - dm[s]);
                 const float d1 = pp[j][2 * s + 1] * (m2f<HBF>((u16)(gp >> 16)) - dp[s]) - pm[j][2 * s + 1] * (m2f<HBF>((u16)(gm >> 16)) - dm[s]);
-                const unsigned pk = f2m2<HBF>(d0, d1);
-                *(unsigned*)(Gs + row * LDF + col) = pk;
-                GT[col * LDT2 + row] = (u16)(pk & 0xffffu);
-                GT[(col + 1) * LDT2 + row] = (u16)(pk >> 16);
+                *(unsigned*)(Gs + row * LDF + col) = f2m2<HBF>(d0, d1);
             }
 #undef DPHI_PAIR
-        }
         __syncthreads();
-        wmm<HX, HF, MTT, HBF>(XT, LDT2, GT, nullptr, LDT2, acc_);
-        {   // dx = dy Wᵀ: this warp's 16 rows × HX/2 columns, staged in the x tile (last read before hh_softmax's barrier).
+        Y = Gs;
+        ldy = LDF;
+        }
+        wmm<HX, HF, MTT, HBF, true, true>(Xb, LDX, Y, nullptr, ldy, acc_);   // dW += xᵀ dy
+        {   // dx = dy Wᵀ: this warp's 16 rows × HX/2 columns, straight to memory.
             float xa[HX / 16][4];
 #pragma unroll
             for (int j = 0; j < HX / 16; ++j) xa[j][0] = xa[j][1] = xa[j][2] = xa[j][3] = 0.f;
 #pragma unroll
             for (int k0 = 0; k0 < HF; k0 += 16) {
                 unsigned a[4];
-                if constexpr (FROM_DY) frag_a(a, Db, LDP, m0, k0); else frag_a(a, Gs, LDF, m0, k0);
+                frag_a(a, Y, ldy, m0, k0);
 #pragma unroll
                 for (int j = 0; j < HX / 16; ++j) {
                     unsigned b[2];
-                    frag_b(b, Wr, LDF, half * (HX / 2) + 8 * j, k0);
+                    frag_b_t(b, Wt, LDX, half * (HX / 2) + 8 * j, k0);
                     mma16816<HBF>(xa[j], a, b);
                 }
             }
 #pragma unroll
-            for (int j = 0; j < HX / 16; ++j)
+            for (int s = 0; s < 2; ++s) {
+                const long long n = n0 + m0 + gr + 8 * s;
+                if (n < N) {
+                    in_t* dr = dx + hh_row(g, n) * HX + half * (HX / 2) + 2 * q;
 #pragma unroll
-                for (int s = 0; s < 2; ++s)
-                    *(unsigned*)(Xb + (m0 + gr + 8 * s) * LDX + half * (HX / 2) + 8 * j + 2 * q) = f2m2<HBF>(xa[j][2 * s], xa[j][2 * s + 1]);
+                    for (int j = 0; j < HX / 16; ++j) *(unsigned*)(dr + 8 * j) = stx2(xa[j][2 * s], xa[j][2 * s + 1]);
+                }
+            }
         }
-        __syncthreads();
-        hh_store_row(dx, HX, Xb, LDX, row);
         row = next;
         __syncthreads();                    // the next tile's copies go into these buffers
     }
@@ -469,7 +455,7 @@ extern "C" __global__ void __launch_bounds__(NT, HBWD_BOUND) hedgehog_proj_bwd(c
         unsigned long long M) {
     hh_bwd<false>(x, w, dphi, dx, dw, T, H, N, stride, M);
 }
-extern "C" __global__ void __launch_bounds__(NT, HBWD_BOUND) hedgehog_dy_bwd(const in_t* __restrict__ x, const in_t* __restrict__ w,
+extern "C" __global__ void __launch_bounds__(NT, HDY_BOUND) hedgehog_dy_bwd(const in_t* __restrict__ x, const in_t* __restrict__ w,
         const in_t* __restrict__ dy, in_t* __restrict__ dx, float* __restrict__ dw, int T, int H, long long N, int stride,
         unsigned long long M) {
     hh_bwd<true>(x, w, dy, dx, dw, T, H, N, stride, M);

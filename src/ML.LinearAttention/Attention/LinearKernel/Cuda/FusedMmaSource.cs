@@ -5,10 +5,13 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 /// <see cref="FusedKernelSource.Source"/> and compiled only when the macro MMA is 1 (bf16/fp16 inputs, D and DV
 /// multiples of 16, sm_80 or newer; see <see cref="FusedModuleCache"/>). Same arguments and results as the CUDA-core
 /// kernels; the helpers are here, the forward pair in <see cref="FusedMmaSourceForward"/>, the backward pair in <see cref="FusedMmaSourceBackward"/>.
-/// <para>Operands live in shared memory as 16-bit values, every tile stored with the reduction (k) index contiguous, so
-/// each fragment register is one aligned 32-bit load. Products that read the fp32 state S or its gradient dS use bf16
-/// MMAs with S split into a high and a low bf16 part (two MMAs, about 16 significant bits, fp32 range; fp16 could
-/// overflow at long T), and the token-side operand converted to bf16 (exact for bf16 inputs). Only fwd_state, whose
+/// <para>Operands live in shared memory as 16-bit values. Token tiles are stored as rows (token-major, as they come from
+/// memory: 16-byte stores, no bank conflicts); a product that reduces over tokens (S = φkᵀv, dS = φqᵀg) and one that
+/// reads the state the other way (φk·dS, φq·S) take their fragments transposed by ldmatrix.trans (frag_a_t, frag_b_t);
+/// the others read k-contiguous fragments as aligned 32-bit loads. Products that read the fp32 state S or its gradient dS use bf16
+/// MMAs (fp16 could overflow at long T), with S rounded to bf16 for bf16 inputs and split into a high and a low bf16
+/// part for fp16 inputs (two MMAs, about 16 significant bits; macro SPLIT), and the token-side operand converted to
+/// bf16 (exact for bf16 inputs). Only fwd_state, whose
 /// operands are φ(k) and v themselves, uses the input type (fp16 MMAs for fp16 inputs). z, den, dO·o, dz stay fp32.</para>
 /// </summary>
 internal static class FusedMmaSource
@@ -21,8 +24,12 @@ internal static class FusedMmaSource
 #define LDT2 (MTT + 8)          // u16 row stride of token-contiguous (transposed) tiles: conflict-free fragment loads
 #define LDD (D + 8)             // u16 row stride of d-contiguous tiles
 #define LDE (DV + 8)            // u16 row stride of e-contiguous tiles
+// S and dS as MMA operands: high + low bf16 parts (1) or high only (0). bf16 inputs take the high part alone, as bf16
+// as libtorch's own bf16 state (φkᵀv rounded to bf16 by the matmul) and the kernels' bf16 output, with half the MMAs
+// of every product with S or dS; fp16 inputs keep both parts (their
+// scale follows 1/den, which fp16's range does not hold, and their 11-bit significand deserves more than bf16's 8).
 #ifndef SPLIT
-#define SPLIT 1                 // S and dS as high + low bf16 parts (1) or high only (0)
+#define SPLIT (IN_T == 1 ? 0 : 1)
 #endif
 #if IN_T == 2
 #define ST_BF false             // fwd_state multiplies φ(k) and v in the input type: fp16
@@ -35,11 +42,18 @@ internal static class FusedMmaSource
 #endif
 #define TPW(m, n) ((((m) / 16) * ((n) / 8) + NW - 1) / NW)
 
+// fp32 → bf16, round to nearest even (one cvt; the emulator rounds in software, NaN kept NaN).
 __device__ __forceinline__ u16 f2bf(float f) {
+#ifdef MMA_EMULATION
     unsigned u = __float_as_uint(f);
     if ((u & 0x7fffffffu) > 0x7f800000u) return (u16)((u >> 16) | 0x40u);
     u += 0x7fffu + ((u >> 16) & 1u);
     return (u16)(u >> 16);
+#else
+    u16 h;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+#endif
 }
 __device__ __forceinline__ float bf2f(u16 x) { return __uint_as_float(((unsigned)x) << 16); }
 #ifndef MMA_EMULATION
@@ -50,6 +64,21 @@ __device__ __forceinline__ float h2f(u16 x) { float f; asm("cvt.f32.f16 %0, %1;"
 template <bool BF> __device__ __forceinline__ u16 f2m(float f) { if constexpr (BF) return f2bf(f); else return f2h(f); }
 template <bool BF> __device__ __forceinline__ float m2f(u16 x) { if constexpr (BF) return bf2f(x); else return h2f(x); }
 __device__ __forceinline__ unsigned pack2(u16 lo, u16 hi) { return (unsigned)lo | ((unsigned)hi << 16); }
+// Two floats as a packed 16-bit pair of type BF (bf16 or fp16, round to nearest even), lo in the low half: one cvt.
+template <bool BF> __device__ __forceinline__ unsigned f2m2(float lo, float hi) {
+#ifdef MMA_EMULATION
+    return pack2(f2m<BF>(lo), f2m<BF>(hi));
+#else
+    unsigned r;
+    if constexpr (BF) asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    else asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+#endif
+}
+// Two results as a packed pair of the input type (the tensor-core kernels take bf16 or fp16 inputs): one cvt for both
+// (stx rounds bf16 in software, about ten integer instructions a value, which ncu found in every epilogue).
+__device__ __forceinline__ unsigned stx2(float lo, float hi) { return f2m2<IN_T == 1>(lo, hi); }
+
 
 // φ'(x) from the raw input x: relu: x > 0; elu+1: 1 for x > 0, else exp(x); identity: 1.
 __device__ __forceinline__ float dphix(float x) {
@@ -103,9 +132,54 @@ __device__ __forceinline__ void frag_b(unsigned (&b)[2], const u16* s, int ld, i
     b[1] = *(const unsigned*)(p + 8);
 }
 
+// The same fragments from operands stored k-major (A as [K][ld], m contiguous; B as [K][ld], n contiguous): a token
+// tile stored as rows, read as its transpose for a product that reduces over tokens, or a state read either way. One
+// ldmatrix.trans per fragment: lanes 8i..8i+7 give the addresses of the eight k rows of 8×8 matrix i, and each lane
+// receives two k-adjacent values of its column (each row address is 16-byte aligned: every row stride and tile offset
+// is a multiple of 8 u16). The emulator reads the values one by one.
+#ifndef MMA_EMULATION
+__device__ __forceinline__ unsigned smem_addr(const u16* p) { return (unsigned)__cvta_generic_to_shared(p); }
+#endif
+__device__ __forceinline__ void frag_a_t(unsigned (&a)[4], const u16* s, int ld, int m0, int k0) {
+    const int lane = threadIdx.x & 31;
+#ifdef MMA_EMULATION
+    const int g = lane >> 2, q = lane & 3;
+    auto at = [&](int m, int k) { return pack2(s[k * ld + m], s[(k + 1) * ld + m]); };
+    a[0] = at(m0 + g, k0 + 2 * q); a[1] = at(m0 + g + 8, k0 + 2 * q);
+    a[2] = at(m0 + g, k0 + 2 * q + 8); a[3] = at(m0 + g + 8, k0 + 2 * q + 8);
+#else
+    // Matrices (k rows, m columns): (k0, m0), (k0, m0 + 8), (k0 + 8, m0), (k0 + 8, m0 + 8): a[0..3] in fragment order.
+    const int i = lane >> 3;
+    const u16* p = s + (k0 + (lane & 7) + (i >> 1) * 8) * ld + m0 + (i & 1) * 8;
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3]) : "r"(smem_addr(p)));
+#endif
+}
+__device__ __forceinline__ void frag_b_t(unsigned (&b)[2], const u16* s, int ld, int n0, int k0) {
+    const int lane = threadIdx.x & 31;
+#ifdef MMA_EMULATION
+    const int g = lane >> 2, q = lane & 3;
+    b[0] = pack2(s[(k0 + 2 * q) * ld + n0 + g], s[(k0 + 2 * q + 1) * ld + n0 + g]);
+    b[1] = pack2(s[(k0 + 2 * q + 8) * ld + n0 + g], s[(k0 + 2 * q + 9) * ld + n0 + g]);
+#else
+    // Matrices (k rows, n columns): (k0, n0), (k0 + 8, n0); lanes 16..31's addresses are not read (kept in range).
+    const u16* p = s + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld + n0;
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];" : "=r"(b[0]), "=r"(b[1]) : "r"(smem_addr(p)));
+#endif
+}
+
 // acc[j] += A·B (+ A·Bl when Bl is given) for this warp's 16×8 output tiles of the M×N product over K.
-// A [M][lda], B and Bl [N][ldb], all k-contiguous 16-bit. Every branch is warp-uniform (mma.sync needs the whole warp).
-template <int M, int N, int K, bool BF>
+// A [M][lda], B and Bl [N][ldb], all k-contiguous 16-bit; AT: A stored k-major instead ([K][lda]), BT: B and Bl too
+// ([K][ldb]). Every branch is warp-uniform (mma.sync needs the whole warp).
+template <bool T_>
+__device__ __forceinline__ void frag_a_any(unsigned (&a)[4], const u16* s, int ld, int m0, int k0) {
+    if constexpr (T_) frag_a_t(a, s, ld, m0, k0); else frag_a(a, s, ld, m0, k0);
+}
+template <bool T_>
+__device__ __forceinline__ void frag_b_any(unsigned (&b)[2], const u16* s, int ld, int n0, int k0) {
+    if constexpr (T_) frag_b_t(b, s, ld, n0, k0); else frag_b(b, s, ld, n0, k0);
+}
+template <int M, int N, int K, bool BF, bool AT = false, bool BT = false>
 __device__ __forceinline__ void wmm(const u16* A, int lda, const u16* B, const u16* Bl, int ldb, float (&acc)[TPW(M, N)][4]) {
     constexpr int MT = M / 16, TOT = MT * (N / 8);
     const int w = threadIdx.x >> 5;
@@ -114,17 +188,17 @@ __device__ __forceinline__ void wmm(const u16* A, int lda, const u16* B, const u
         if constexpr (NW % MT == 0) {
             // Every tile of this warp is in row tile w % MT: one A fragment per k step (half the shared-memory reads).
             unsigned a[4];
-            frag_a(a, A, lda, (w % MT) * 16, k0);
+            frag_a_any<AT>(a, A, lda, (w % MT) * 16, k0);
 #pragma unroll
             for (int j = 0; j < TPW(M, N); ++j) {
                 const int idx = w + NW * j;
                 if (TOT % NW != 0 && idx >= TOT) break;
                 const int n0 = (idx / MT) * 8;
                 unsigned b[2];
-                frag_b(b, B, ldb, n0, k0);
+                frag_b_any<BT>(b, B, ldb, n0, k0);
                 mma16816<BF>(acc[j], a, b);
                 if (Bl != nullptr) {
-                    frag_b(b, Bl, ldb, n0, k0);
+                    frag_b_any<BT>(b, Bl, ldb, n0, k0);
                     mma16816<BF>(acc[j], a, b);
                 }
             }
@@ -135,11 +209,11 @@ __device__ __forceinline__ void wmm(const u16* A, int lda, const u16* B, const u
                 if (TOT % NW != 0 && idx >= TOT) break;
                 const int m0 = (idx % MT) * 16, n0 = (idx / MT) * 8;
                 unsigned a[4], b[2];
-                frag_a(a, A, lda, m0, k0);
-                frag_b(b, B, ldb, n0, k0);
+                frag_a_any<AT>(a, A, lda, m0, k0);
+                frag_b_any<BT>(b, B, ldb, n0, k0);
                 mma16816<BF>(acc[j], a, b);
                 if (Bl != nullptr) {
-                    frag_b(b, Bl, ldb, n0, k0);
+                    frag_b_any<BT>(b, Bl, ldb, n0, k0);
                     mma16816<BF>(acc[j], a, b);
                 }
             }
@@ -174,7 +248,7 @@ __device__ __forceinline__ void store_out(const float (&acc_)[TPW(MTT, DV)][4], 
         if (t < T) {
             const bool real = real_token(mask, b, t, T);
             const float inv = den[row];
-            *(unsigned*)(ob + (size_t)t * DV + col) = pack2(stx(real ? c0 * inv : 0.f), stx(real ? c1 * inv : 0.f));
+            *(unsigned*)(ob + (size_t)t * DV + col) = stx2(real ? c0 * inv : 0.f, real ? c1 * inv : 0.f);
         }
     })
 }
@@ -186,7 +260,7 @@ __device__ __forceinline__ void load_split(const float* __restrict__ src, u16* h
         const float s = src[i];
         const u16 h = f2bf(s);
         hi[at] = h;
-        lo[at] = f2bf(s - bf2f(h));
+        if (SPLIT) lo[at] = f2bf(s - bf2f(h));
     }
 }
 
@@ -209,7 +283,7 @@ __device__ __forceinline__ void ld8(const in_t* p, bool ok, in_t (&e)[8]) {
         _Pragma("unroll") for (int j_ = 0; j_ < 4; ++j_) { \
             float x = ldx(e_[2 * j_]); const float y0 = ok_ ? (MAP) : 0.f; \
             x = ldx(e_[2 * j_ + 1]); const float y1 = ok_ ? (MAP) : 0.f; \
-            w_[j_] = pack2(f2bf(y0), f2bf(y1)); } \
+            w_[j_] = f2m2<true>(y0, y1); } \
         uint4 u_; u_.x = w_[0]; u_.y = w_[1]; u_.z = w_[2]; u_.w = w_[3]; \
         *(uint4*)((dst) + r * (ld) + c_) = u_; }
 
@@ -228,14 +302,23 @@ __device__ __forceinline__ void ld8(const in_t* p, bool ok, in_t (&e)[8]) {
             if (ok1_) { const int r = r0_ + 1; const float x = ldx(e1_[j_]); y1 = (MAP); } \
             *(unsigned*)((dst) + (c_ + j_) * LDT2 + r0_) = pack2(f2m<BF>(y0), f2m<BF>(y1)); } }
 
-// 1/(Σ_d φq[t][d]·z[d] + en) for the tile's MTT rows, 4 threads per row in a fixed order (the forward and the backward
-// get the same value from the same rounded φq at P[t·st + d·sd]). Called by every thread (shuffles). Thread `part`
-// takes d ≡ part (mod 4): with a quarter of the row each, the four threads of a row read one bank of the transposed
-// tile (rows d apart by D/4 rows of LDT2 u16 are a multiple of 32 banks apart), a four-way conflict ncu counted.
-__device__ __forceinline__ void inv_den(const u16* P, int st, int sd, const float* zs, float en, float* den) {
+// 1/(Σ_d φq[t][d]·z[d] + en) for the tile's MTT rows of P [MTT][ld] (bf16), 4 threads per row in a fixed order (the
+// forward and the backward get the same value from the same rounded φq). Called by every thread (shuffles). Thread
+// `part` takes the contiguous quarter d ∈ [part·D/4, (part + 1)·D/4), four values per 8-byte load (z: 16 bytes).
+__device__ __forceinline__ void inv_den(const u16* P, int ld, const float* zs, float en, float* den) {
     const int t = threadIdx.x >> 2, part = threadIdx.x & 3;
+    const u16* p = P + t * ld + part * (D / 4);
+    const float* z = zs + part * (D / 4);
     float s = 0.f;
-    for (int i = part; i < D; i += 4) s = fmaf(bf2f(P[t * st + i * sd]), zs[i], s);
+#pragma unroll
+    for (int i = 0; i < D / 4; i += 4) {
+        const uint2 u = *(const uint2*)(p + i);
+        const float4 w = *(const float4*)(z + i);
+        s = fmaf(__uint_as_float(u.x << 16), w.x, s);
+        s = fmaf(__uint_as_float(u.x & 0xffff0000u), w.y, s);
+        s = fmaf(__uint_as_float(u.y << 16), w.z, s);
+        s = fmaf(__uint_as_float(u.y & 0xffff0000u), w.w, s);
+    }
     s += __shfl_xor_sync(0xffffffffu, s, 1);
     s += __shfl_xor_sync(0xffffffffu, s, 2);
     if (part == 0) den[t] = 1.f / (s + en);
@@ -267,24 +350,12 @@ __device__ __forceinline__ void colsum_flush(float (&acc)[ZP], float* dst) {
 }
 
 // Software pipelining of the bidirectional kernels: a thread fetches its 16-byte pieces of the next token tile into
-// registers (Rows/Cols below) before the current tile's MMAs, and stores them to shared memory after the next barrier,
-// so global-memory latency overlaps the tensor-core work instead of stalling every tile.
+// registers (Rows below) before the current tile's MMAs, and stores them to shared memory after the next barrier, so
+// global-memory latency overlaps the tensor-core work instead of stalling every tile. Tiles are stored as rows; the
+// products that reduce over tokens read them transposed (frag_a_t, frag_b_t).
 // Rows<C>: item i = threadIdx.x + j·NT is token r = i / (C/8), columns (i % (C/8))·8 .. +8 (tile [MTT][ld]).
-// Cols<C>: item i is tokens r0 and r0 + 1, columns c .. c + 8 (transposed tile [C][LDT2]), see col_item.
 #define RITEMS(C) ((MTT * ((C) / 8) + NT - 1) / NT)
-#define CITEMS(C) (((MTT / 2) * ((C) / 8) + NT - 1) / NT)
 template <int C> struct Rows { uint4 u[RITEMS(C)]; unsigned ok; };
-template <int C> struct Cols { uint4 u[CITEMS(C)][2]; unsigned ok; };
-
-// Item i of a transposed tile: lanes 2m and 2m + 1 take the two 16-byte halves of one 32-byte sector of a token row
-// (columns c and c + 8 of the same token pair), so a warp's load uses whole sectors (with a token pair per lane, each
-// lane's 16 bytes came from a sector of its own: ncu counted half the L2 sectors excessive); the price is a two-way
-// bank conflict on the shared stores (rows c and c + 8 are 8·LDT2 u16 apart, a multiple of 32 banks). C/8 is even.
-__device__ __forceinline__ void col_item(int i, int& r0, int& c) {
-    const int rest = i >> 1;
-    r0 = (rest % (MTT / 2)) * 2;
-    c = ((rest / (MTT / 2)) * 2 + (i & 1)) * 8;
-}
 
 __device__ __forceinline__ uint4 ld16(const in_t* p, bool ok) {
     uint4 u;
@@ -308,23 +379,6 @@ __device__ __forceinline__ void fetch_rows(Rows<C>& f, const in_t* src, const u8
         f.ok |= (ok ? 1u : 0u) << j;
     }
 }
-template <int C>
-__device__ __forceinline__ void fetch_cols(Cols<C>& f, const in_t* src, const u8* mask, int b, int ts, int T) {
-    static_assert(C % 16 == 0, "col_item pairs 8-column chunks");
-    f.ok = 0u;
-#pragma unroll
-    for (int j = 0; j < CITEMS(C); ++j) {
-        const int i = threadIdx.x + j * NT;
-        int r0, c;
-        col_item(i, r0, c);
-        const bool in = i < (MTT / 2) * (C / 8);
-        const bool ok0 = in && real_token(mask, b, ts + r0, T), ok1 = in && real_token(mask, b, ts + r0 + 1, T);
-        f.u[j][0] = ld16(src + (size_t)(ts + r0) * C + c, ok0);
-        f.u[j][1] = ld16(src + (size_t)(ts + r0 + 1) * C + c, ok1);
-        f.ok |= ((ok0 ? 1u : 0u) | (ok1 ? 2u : 0u)) << (2 * j);
-    }
-}
-
 // Value maps of the stores: φ(x), x, or x·scale[r] (r = token row in the tile).
 #define MAP_PHI 0
 #define MAP_ID 1
@@ -333,17 +387,6 @@ template <int KIND> __device__ __forceinline__ float mapv(float x, const float* 
     if constexpr (KIND == MAP_PHI) return phi(x);
     else if constexpr (KIND == MAP_ID) return x;
     else return x * scale[r];
-}
-// Two floats as a packed 16-bit pair of type BF (bf16 or fp16, round to nearest even), lo in the low half: one cvt.
-template <bool BF> __device__ __forceinline__ unsigned f2m2(float lo, float hi) {
-#ifdef MMA_EMULATION
-    return pack2(f2m<BF>(lo), f2m<BF>(hi));
-#else
-    unsigned r;
-    if constexpr (BF) asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-    else asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-    return r;
-#endif
 }
 // True when the map can work on the raw 16-bit input words (no conversion): the tile's type is the input's, and the
 // map is the identity or relu (sign bit set: +0; tiles of tokens that are not real were fetched as zeros).
@@ -359,52 +402,25 @@ template <int KIND> __device__ __forceinline__ uint4 raw_map4(uint4 u) {
     return u;
 }
 
-// Stores a fetched tile as bf16 [MTT][ld], value map of the input (zero where the token is not real).
-template <int KIND, int C>
+// Stores a fetched tile as [MTT][ld] in type BF (bf16 or fp16), value map of the input (zero where the token is not real).
+template <int KIND, int C, bool BF = true>
 __device__ __forceinline__ void store_rows(u16* dst, int ld, const Rows<C>& f, const float* scale = nullptr) {
 #pragma unroll
     for (int j = 0; j < RITEMS(C); ++j) {
         const int i = threadIdx.x + j * NT, r = i / (C / 8), c = (i % (C / 8)) * 8;
         if (i >= MTT * (C / 8)) break;
         uint4 o;
-        if constexpr (raw_map_ok<KIND, true>()) o = raw_map4<KIND>(f.u[j]);
+        if constexpr (raw_map_ok<KIND, BF>()) o = raw_map4<KIND>(f.u[j]);
         else {
             const bool ok = (f.ok >> j) & 1u;
             in_t e[8]; unpack8(f.u[j], e);
             unsigned w[4];
 #pragma unroll
             for (int k = 0; k < 4; ++k)
-                w[k] = f2m2<true>(ok ? mapv<KIND>(ldx(e[2 * k]), scale, r) : 0.f, ok ? mapv<KIND>(ldx(e[2 * k + 1]), scale, r) : 0.f);
+                w[k] = f2m2<BF>(ok ? mapv<KIND>(ldx(e[2 * k]), scale, r) : 0.f, ok ? mapv<KIND>(ldx(e[2 * k + 1]), scale, r) : 0.f);
             o.x = w[0]; o.y = w[1]; o.z = w[2]; o.w = w[3];
         }
         *(uint4*)(dst + r * ld + c) = o;
-    }
-}
-// Stores a fetched tile transposed, [C][LDT2] in type BF (bf16 or fp16), tokens fastest across a warp (conflict-free).
-template <int KIND, bool BF, int C>
-__device__ __forceinline__ void store_cols(u16* dst, const Cols<C>& f, const float* scale = nullptr) {
-#pragma unroll
-    for (int j = 0; j < CITEMS(C); ++j) {
-        const int i = threadIdx.x + j * NT;
-        if (i >= (MTT / 2) * (C / 8)) break;
-        int r0, c;
-        col_item(i, r0, c);
-        if constexpr (raw_map_ok<KIND, BF>()) {
-            const uint4 a = raw_map4<KIND>(f.u[j][0]), b = raw_map4<KIND>(f.u[j][1]);
-            const unsigned aw[4] = {a.x, a.y, a.z, a.w}, bw[4] = {b.x, b.y, b.z, b.w};
-#pragma unroll
-            for (int k = 0; k < 4; ++k) {
-                *(unsigned*)(dst + (c + 2 * k) * LDT2 + r0) = (aw[k] & 0xffffu) | (bw[k] << 16);
-                *(unsigned*)(dst + (c + 2 * k + 1) * LDT2 + r0) = (aw[k] >> 16) | (bw[k] & 0xffff0000u);
-            }
-        } else {
-            const bool ok0 = (f.ok >> (2 * j)) & 1u, ok1 = (f.ok >> (2 * j + 1)) & 1u;
-            in_t e0[8], e1[8]; unpack8(f.u[j][0], e0); unpack8(f.u[j][1], e1);
-#pragma unroll
-            for (int k = 0; k < 8; ++k)
-                *(unsigned*)(dst + (c + k) * LDT2 + r0) = f2m2<BF>(ok0 ? mapv<KIND>(ldx(e0[k]), scale, r0) : 0.f,
-                                                                    ok1 ? mapv<KIND>(ldx(e1[k]), scale, r0 + 1) : 0.f);
-        }
     }
 }
 // Σ over this thread's 8 columns of a·b for each row item of two fetched tiles (zero where not real), into dot[r]
@@ -457,10 +473,10 @@ __device__ __forceinline__ float dphi_tile(float p) {
 #if HH
 #define XD HX
 #define HH_W , const in_t* __restrict__ hw
-// The x tile [MTT][LDX] lives in the φ tile's space (XS_IN: rows [MTT][LDD] or transposed [D][LDT2]) when it fits in
-// both forms (hh_phi_tile's MMAs read all of x before its softmax barrier and it writes φ only after that), else after
-// the exchange. FusedModuleCache.HedgehogBytes counts the same.
-#define HH_XS_FITS (LDD >= LDX && D * LDT2 >= MTT * LDX)
+// The x tile [MTT][LDX] lives in the φ tile's space (XS_IN, [MTT][LDD]) when it fits (hh_phi_tile's MMAs read all of
+// x before its softmax barrier and it writes φ only after that), else after the exchange. FusedModuleCache.HedgehogBytes
+// counts the same.
+#define HH_XS_FITS (LDD >= LDX)
 #define HH_SMEM(after, XS_IN) \
     u16* Wt = (u16*)(after); float* red = (float*)(Wt + HF * LDX); \
     u16* Xs = HH_XS_FITS ? (XS_IN) : (u16*)(red + 2 * MTT * 4); \
@@ -488,20 +504,15 @@ __device__ __forceinline__ void store_rows_raw(u16* dst, int ld, const Rows<C>& 
 #endif
 
 // A loader's q or k tile in two steps, with or without Hedgehog. STAGE_PHI(f, store), after the barrier that frees the
-// tile: the raw x tile for Hedgehog, else `store` (φ(x) straight into the kernel's tile). FINISH_PHI(BF, TRANS, dst, ld),
-// after the next barrier: Hedgehog's φ from x into dst (rows, or transposed when TRANS) and a barrier; nothing
-// otherwise. PhiCols / fetch_phi_cols fetch a tile bound for a transposed φ tile (x rows for Hedgehog, which
-// transposes in hh_phi_tile; columns otherwise). Parenthesize a `store` with template commas.
+// tile: the raw x tile for Hedgehog, else `store` (φ(x) straight into the kernel's tile). FINISH_PHI(BF, dst, ld),
+// after the next barrier: Hedgehog's φ from x into the rows of dst and a barrier; nothing otherwise. Parenthesize a
+// `store` with template commas.
 #if HH
 #define STAGE_PHI(f, store) store_rows_raw(Xs, LDX, f)
-#define FINISH_PHI(BF, TRANS, dst, ld) { hh_phi_tile<BF, TRANS>(Xs, Wt, red, dst, ld, mask, b, ts, T); __syncthreads(); }
-#define PhiCols Rows<XD>
-#define fetch_phi_cols fetch_rows
+#define FINISH_PHI(BF, dst, ld) { hh_phi_tile<BF>(Xs, Wt, red, dst, ld, mask, b, ts, T); __syncthreads(); }
 #else
 #define STAGE_PHI(f, store) store
-#define FINISH_PHI(BF, TRANS, dst, ld)
-#define PhiCols Cols<D>
-#define fetch_phi_cols fetch_cols
+#define FINISH_PHI(BF, dst, ld)
 #endif
 
 #endif

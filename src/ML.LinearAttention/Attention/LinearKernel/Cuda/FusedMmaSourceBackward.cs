@@ -5,7 +5,7 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 /// the same arguments and results as <c>bwd_q</c> and <c>bwd_kv</c>: g = dO/den, dden = −(dO·o)/den,
 /// dq = (g Sᵀ + dden zᵀ)·φ'(q), dS += φqᵀ g, dz += φqᵀ dden (<c>mma_bwd_q</c>); dk = (v dSᵀ + dz)·φ'(k) and
 /// dv = φk dS over real keys (<c>mma_bwd_kv</c>). g is rounded to bf16 for the MMAs (its range follows 1/den, which
-/// fp16 could not hold at long T); S and dS are split into high and low bf16 parts; dO·o, den, dden, dz are fp32.
+/// fp16 could not hold at long T); S and dS are bf16 operands (split into high and low parts for fp16 inputs, SPLIT); dO·o, den, dden, dz are fp32.
 /// <para>Built for Hedgehog (HH = 1, <see cref="FusedHedgehogAttention"/>), q and k are x before the projection, the
 /// loaders compute φ from them, and dq, dk are the gradients of y = xW (F wide): the epilogues take the softmaxes'
 /// backward (hh_dy_store) instead of storing dφ.</para>
@@ -23,15 +23,14 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
     extern __shared__ float4 smem4[];
     u16* Sh = (u16*)smem4;              // [D][LDE]    S high (B of g·Sᵀ: n = d, k = e)
     u16* Sl = Sh + D * LDE;             // [D][LDE]    S low
-    u16* QT = Sl + D * LDE;             // [D][LDT2]   φqᵀ
-    u16* Gs = QT + D * LDT2;            // [MTT][LDE]  g
-    u16* GT = Gs + MTT * LDE;           // [DV + 8][LDT2]  gᵀ, then dden as high and low bf16 rows (dz from the dS MMA), zeros
-    float* zs = (float*)(GT + (DV + 8) * LDT2);   // [D]
+    u16* Qs = Sl + D * LDE;             // [MTT][LDD]  φq (A of the dS product read transposed)
+    u16* Gs = Qs + MTT * LDD;           // [MTT][LDE]  g, then dden as high and low bf16 columns DV, DV + 1 (dz from the dS MMA), zeros
+    float* zs = (float*)(Gs + MTT * LDE);   // [D]
     float* den = zs + D;                // [MTT]  1/den
     float* dden = den + MTT;            // [MTT]
     float* dot = dden + MTT;            // [MTT]  dO·o
 #if HH
-    HH_SMEM(dot + MTT, QT)
+    HH_SMEM(dot + MTT, Qs)
 #endif
     const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x;
     const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
@@ -44,35 +43,30 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
     in_t* dqb = dq + (size_t)bh * T * D;
     float accS[TPW(D, DV + 8)][4];
     zero_tiles<D, DV + 8>(accS);
-    for (int i = tid; i < 6 * MTT; i += NT) GT[(DV + 2) * LDT2 + (i / MTT) * LDT2 + i % MTT] = 0;
-    // Tile inputs fetched one tile ahead: φq (transposed), dO as rows (g, dO·o) and transposed (gᵀ), o as rows.
-    PhiCols qf;
-    Rows<DV> gf, of; Cols<DV> gcf;
-    if (t0 < t1) {
-        fetch_phi_cols(qf, qb, mask, b, t0, T); fetch_rows(gf, gb, mask, b, t0, T);
-        fetch_rows(of, ob, mask, b, t0, T); fetch_cols(gcf, gb, mask, b, t0, T);
-    }
+    for (int i = tid; i < 6 * MTT; i += NT) Gs[(i / 6) * LDE + DV + 2 + i % 6] = 0;
+    // Tile inputs fetched one tile ahead: q (φq, or x for Hedgehog), dO (g, dO·o) and o as rows.
+    Rows<XD> qf;
+    Rows<DV> gf, of;
+    if (t0 < t1) { fetch_rows(qf, qb, mask, b, t0, T); fetch_rows(gf, gb, mask, b, t0, T); fetch_rows(of, ob, mask, b, t0, T); }
     for (int ts = t0; ts < t1; ts += MTT) {
         __syncthreads();                    // the previous tile's readers are done
-        STAGE_PHI(qf, (store_cols<MAP_PHI, true>(QT, qf)));
+        STAGE_PHI(qf, store_rows<MAP_PHI>(Qs, LDD, qf));
         if (tid < MTT) dot[tid] = 0.f;
         __syncthreads();
-        FINISH_PHI(true, true, QT, LDT2)
-        inv_den(QT, 1, LDT2, zs, en, den);   // 1/den, the same value as the forward's
+        FINISH_PHI(true, Qs, LDD)
+        inv_den(Qs, LDD, zs, en, den);   // 1/den, the same value as the forward's
         row_dots(gf, of, dot);              // dO·o with the saved output o; zero at padded rows
         __syncthreads();
         store_rows<MAP_SCALE>(Gs, LDE, gf, den);
-        store_cols<MAP_SCALE, true>(GT, gcf, den);
         if (tid < MTT) {
             const float dd = -dot[tid] * den[tid];
             const u16 hi = f2bf(dd);
             dden[tid] = dd;
-            GT[DV * LDT2 + tid] = hi;
-            GT[(DV + 1) * LDT2 + tid] = f2bf(dd - bf2f(hi));
+            Gs[tid * LDE + DV] = hi;
+            Gs[tid * LDE + DV + 1] = f2bf(dd - bf2f(hi));
         }
         if (ts + MTT < t1) {
-            fetch_phi_cols(qf, qb, mask, b, ts + MTT, T); fetch_rows(gf, gb, mask, b, ts + MTT, T);
-            fetch_rows(of, ob, mask, b, ts + MTT, T); fetch_cols(gcf, gb, mask, b, ts + MTT, T);
+            fetch_rows(qf, qb, mask, b, ts + MTT, T); fetch_rows(gf, gb, mask, b, ts + MTT, T); fetch_rows(of, ob, mask, b, ts + MTT, T);
         }
         __syncthreads();
         {   // dφq = g Sᵀ + dden zᵀ, times φ'(q).
@@ -81,21 +75,21 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
             wmm<MTT, D, DV, true>(Gs, LDE, Sh, SPLIT ? Sl : nullptr, LDE, acc_);
 #if HH
             // Hedgehog: dy of the projection (F wide) from dφq and φq, into dq [T][F].
-            hh_dy_store(acc_, [&](int row, int col) { return dden[row] * zs[col]; }, QT, 1, LDT2, red, dq + (size_t)bh * T * HF, ts, T);
+            hh_dy_store(acc_, [&](int row, int col) { return dden[row] * zs[col]; }, Qs, LDD, red, dq + (size_t)bh * T * HF, ts, T);
 #else
             FOR_TILE_PAIRS(MTT, D, {
                 const int t = ts + row;
                 if (t < T) {
                     const size_t at = (size_t)t * D + col;
-                    const float d0 = (c0 + dden[row] * zs[col]) * DPHI_AT(QT, col * LDT2 + row, qb, at);
-                    const float d1 = (c1 + dden[row] * zs[col + 1]) * DPHI_AT(QT, (col + 1) * LDT2 + row, qb, at + 1);
-                    *(unsigned*)(dqb + at) = pack2(stx(d0), stx(d1));
+                    const float d0 = (c0 + dden[row] * zs[col]) * DPHI_AT(Qs, row * LDD + col, qb, at);
+                    const float d1 = (c1 + dden[row] * zs[col + 1]) * DPHI_AT(Qs, row * LDD + col + 1, qb, at + 1);
+                    *(unsigned*)(dqb + at) = stx2(d0, d1);
                 }
             })
 #endif
         }
-        // dS += φqᵀ g and, in columns DV and DV + 1, dz += φqᵀ dden (high and low parts).
-        wmm<D, DV + 8, MTT, true>(QT, LDT2, GT, nullptr, LDT2, accS);
+        // dS += φqᵀ g and, in columns DV and DV + 1, dz += φqᵀ dden (high and low parts): both operands read transposed.
+        wmm<D, DV + 8, MTT, true, true, true>(Qs, LDD, Gs, nullptr, LDE, accS);
     }
     float* dSb = dS + (size_t)bh * D * DV;
     float* dzb = dz + (size_t)bh * D;
@@ -112,11 +106,9 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, con
         const float* __restrict__ dS, const float* __restrict__ dz, const u8* __restrict__ mask, int T, int H, int tpb,
         in_t* __restrict__ dk, in_t* __restrict__ dv HH_W) {
     extern __shared__ float4 smem4[];
-    u16* Dh = (u16*)smem4;              // [D][LDE]    dS high (B of v·dSᵀ: n = d, k = e)
+    u16* Dh = (u16*)smem4;              // [D][LDE]    dS high (B of v·dSᵀ: n = d, k = e; read transposed, B of φk·dS)
     u16* Dl = Dh + D * LDE;             // [D][LDE]    dS low
-    u16* DTh = Dl + D * LDE;            // [DV][LDD]   dSᵀ high (B of φk·dS: n = e, k = d)
-    u16* DTl = DTh + DV * LDD;          // [DV][LDD]   dSᵀ low
-    u16* Vs = DTl + DV * LDD;           // [MTT][LDE]  v
+    u16* Vs = Dl + D * LDE;             // [MTT][LDE]  v
     u16* Ks = Vs + MTT * LDE;           // [MTT][LDD]  φk
     float* dzs = (float*)(Ks + MTT * LDD);  // [D]
 #if HH
@@ -125,7 +117,6 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, con
     const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x;
     const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
     load_split(dS + (size_t)bh * D * DV, Dh, Dl, LDE, false);
-    load_split(dS + (size_t)bh * D * DV, DTh, DTl, LDD, true);
     if (tid < D) dzs[tid] = dz[(size_t)bh * D + tid];
     const in_t* kb = k + (size_t)bh * T * XD;
     const in_t* vb = v + (size_t)bh * T * DV;
@@ -139,14 +130,14 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, con
         store_rows<MAP_ID>(Vs, LDE, vf);
         if (ts + MTT < t1) { fetch_rows(kf, kb, mask, b, ts + MTT, T); fetch_rows(vf, vb, nullptr, b, ts + MTT, T); }
         __syncthreads();
-        FINISH_PHI(true, false, Ks, LDD)
+        FINISH_PHI(true, Ks, LDD)
         {   // dk = (v dSᵀ + dz)·φ'(k), zero at padded keys.
             float acc_[TPW(MTT, D)][4];
             zero_tiles<MTT, D>(acc_);
             wmm<MTT, D, DV, true>(Vs, LDE, Dh, SPLIT ? Dl : nullptr, LDE, acc_);
 #if HH
             // Hedgehog: dy of the projection from dφk and φk (zero at padded keys, where φk is zero), into dk [T][F].
-            hh_dy_store(acc_, [&](int, int col) { return dzs[col]; }, Ks, LDD, 1, red, dk + (size_t)bh * T * HF, ts, T);
+            hh_dy_store(acc_, [&](int, int col) { return dzs[col]; }, Ks, LDD, red, dk + (size_t)bh * T * HF, ts, T);
 #else
             FOR_TILE_PAIRS(MTT, D, {
                 const int t = ts + row;
@@ -155,20 +146,20 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, con
                     const size_t at = (size_t)t * D + col;
                     const float d0 = real ? (c0 + dzs[col]) * DPHI_AT(Ks, row * LDD + col, kb, at) : 0.f;
                     const float d1 = real ? (c1 + dzs[col + 1]) * DPHI_AT(Ks, row * LDD + col + 1, kb, at + 1) : 0.f;
-                    *(unsigned*)(dkb + at) = pack2(stx(d0), stx(d1));
+                    *(unsigned*)(dkb + at) = stx2(d0, d1);
                 }
             })
 #endif
         }
-        {   // dv = φk dS, zero at padded keys.
+        {   // dv = φk dS (dS read transposed), zero at padded keys.
             float acc_[TPW(MTT, DV)][4];
             zero_tiles<MTT, DV>(acc_);
-            wmm<MTT, DV, D, true>(Ks, LDD, DTh, SPLIT ? DTl : nullptr, LDD, acc_);
+            wmm<MTT, DV, D, true, false, true>(Ks, LDD, Dh, SPLIT ? Dl : nullptr, LDE, acc_);
             FOR_TILE_PAIRS(MTT, DV, {
                 const int t = ts + row;
                 if (t < T) {
                     const bool real = real_token(mask, b, t, T);
-                    *(unsigned*)(dvb + (size_t)t * DV + col) = pack2(stx(real ? c0 : 0.f), stx(real ? c1 : 0.f));
+                    *(unsigned*)(dvb + (size_t)t * DV + col) = stx2(real ? c0 : 0.f, real ? c1 : 0.f);
                 }
             })
         }

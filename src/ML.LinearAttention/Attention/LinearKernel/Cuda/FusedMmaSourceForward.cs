@@ -3,7 +3,7 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 /// <summary>
 /// Tensor-core forward kernels (appended after <see cref="FusedMmaSource.Source"/>, same MMA guard and helpers), with
 /// the same arguments and results as <c>fwd_state</c> and <c>fwd_out</c>: S = φkᵀ v and z = φkᵀ·1 over real keys from one
-/// MMA (a row of ones after vᵀ), then o = φq S / (φq·z + eps·n). Each loop fetches the next token tile into registers
+/// MMA (a column of ones after v), then o = φq S / (φq·z + eps·n). Each loop fetches the next token tile into registers
 /// before the current tile's MMAs. Built for Hedgehog (HH = 1), the loaders compute φ from x with hh_phi_tile.
 /// </summary>
 internal static class FusedMmaSourceForward
@@ -18,28 +18,28 @@ internal static class FusedMmaSourceForward
 #define HH_ARGS nullptr, nullptr, nullptr
 #endif
 
-// The key pass over tiles [t0, t1) of one head: acc_ += φkᵀ [v | 1] (S and z from one MMA). KT [D][LDT2], VT
-// [DV + 8][LDT2] with the row of ones already set. Ends with every thread past its last MMA's shared reads only when
-// the caller syncs.
-__device__ __forceinline__ void fwd_state_pass(float (&acc_)[TPW(D, DV + 8)][4], u16* KT, u16* VT, u16* Xs, const u16* Wt,
+// The key pass over tiles [t0, t1) of one head: acc_ += φkᵀ [v | 1] (S and z from one MMA, both tiles read
+// transposed). Ks [MTT][LDD], Vs [MTT][LDE] with the column of ones already set. Ends with every thread past its last
+// MMA's shared reads only when the caller syncs.
+__device__ __forceinline__ void fwd_state_pass(float (&acc_)[TPW(D, DV + 8)][4], u16* Ks, u16* Vs, u16* Xs, const u16* Wt,
         float* red, const in_t* __restrict__ kb, const in_t* __restrict__ vb, const u8* __restrict__ mask, int b, int t0,
         int t1, int T) {
-    PhiCols kf;
-    Cols<DV> vf;
-    if (t0 < t1) { fetch_phi_cols(kf, kb, mask, b, t0, T); fetch_cols(vf, vb, nullptr, b, t0, T); }
+    Rows<XD> kf;
+    Rows<DV> vf;
+    if (t0 < t1) { fetch_rows(kf, kb, mask, b, t0, T); fetch_rows(vf, vb, nullptr, b, t0, T); }
     for (int ts = t0; ts < t1; ts += MTT) {
         __syncthreads();
-        STAGE_PHI(kf, (store_cols<MAP_PHI, ST_BF>(KT, kf)));
-        store_cols<MAP_ID, ST_BF>(VT, vf);
-        if (ts + MTT < t1) { fetch_phi_cols(kf, kb, mask, b, ts + MTT, T); fetch_cols(vf, vb, nullptr, b, ts + MTT, T); }
+        STAGE_PHI(kf, (store_rows<MAP_PHI, XD, ST_BF>(Ks, LDD, kf)));
+        store_rows<MAP_ID, DV, ST_BF>(Vs, LDE, vf);
+        if (ts + MTT < t1) { fetch_rows(kf, kb, mask, b, ts + MTT, T); fetch_rows(vf, vb, nullptr, b, ts + MTT, T); }
         __syncthreads();
-        FINISH_PHI(ST_BF, true, KT, LDT2)
-        wmm<D, DV + 8, MTT, ST_BF>(KT, LDT2, VT, nullptr, LDT2, acc_);
+        FINISH_PHI(ST_BF, Ks, LDD)
+        wmm<D, DV + 8, MTT, ST_BF, true, true>(Ks, LDD, Vs, nullptr, LDE, acc_);
     }
 }
 
-// The query pass over tiles [t0, t1): o = φq S / (φq·z + en) per row, from Sᵀ (high, low) [DV][LDD] and z in shared
-// memory; Qs [MTT][LDD] takes φq, den [MTT] 1/den.
+// The query pass over tiles [t0, t1): o = φq S / (φq·z + en) per row, from S (high, low) [D][LDE] (read transposed) and
+// z in shared memory; Qs [MTT][LDD] takes φq, den [MTT] 1/den.
 __device__ __forceinline__ void fwd_out_pass(u16* Qs, const u16* Sh, const u16* Sl, const float* zs, float* den, u16* Xs,
         const u16* Wt, float* red, const in_t* __restrict__ qb, in_t* __restrict__ ob, const u8* __restrict__ mask, int b,
         float en, int t0, int t1, int T) {
@@ -50,35 +50,35 @@ __device__ __forceinline__ void fwd_out_pass(u16* Qs, const u16* Sh, const u16* 
         STAGE_PHI(qf, store_rows<MAP_PHI>(Qs, LDD, qf));
         if (ts + MTT < t1) fetch_rows(qf, qb, mask, b, ts + MTT, T);
         __syncthreads();
-        FINISH_PHI(true, false, Qs, LDD)
-        inv_den(Qs, LDD, 1, zs, en, den);   // den holds 1/den
+        FINISH_PHI(true, Qs, LDD)
+        inv_den(Qs, LDD, zs, en, den);   // den holds 1/den
         float acc_[TPW(MTT, DV)][4];
         zero_tiles<MTT, DV>(acc_);
-        wmm<MTT, DV, D, true>(Qs, LDD, Sh, SPLIT ? Sl : nullptr, LDD, acc_);
+        wmm<MTT, DV, D, true, false, true>(Qs, LDD, Sh, SPLIT ? Sl : nullptr, LDE, acc_);
         __syncthreads();
         store_out(acc_, ob, den, mask, b, ts, T);
     }
 }
 
-// The row of ones after vᵀ in VT (z = φkᵀ·1 from the S MMA), then zero rows up to DV + 8.
-__device__ __forceinline__ void ones_row(u16* VT) {
-    for (int i = threadIdx.x; i < 8 * MTT; i += NT) VT[DV * LDT2 + (i / MTT) * LDT2 + i % MTT] = i < MTT ? (ST_BF ? 0x3f80 : 0x3c00) : 0;
+// Columns DV.. of the value tile Vs [MTT][LDE]: ones (z = φkᵀ·1 from the S MMA), then zeros up to DV + 8.
+__device__ __forceinline__ void ones_col(u16* Vs) {
+    for (int i = threadIdx.x; i < 8 * MTT; i += NT) Vs[(i / 8) * LDE + DV + i % 8] = i % 8 == 0 ? (ST_BF ? 0x3f80 : 0x3c00) : 0;
 }
 
 extern "C" __global__ void MMA_BOUNDS mma_fwd_state(const in_t* __restrict__ k, const in_t* __restrict__ v,
         const u8* __restrict__ mask, int T, int H, int tpb, float* __restrict__ S, float* __restrict__ z HH_W) {
     extern __shared__ float4 smem4[];
-    u16* KT = (u16*)smem4;              // [D][LDT2]       φkᵀ
-    u16* VT = KT + D * LDT2;            // [DV + 8][LDT2]  vᵀ, then a row of ones (z = φkᵀ·1 from the same MMA) and zeros
+    u16* Ks = (u16*)smem4;              // [MTT][LDD]  φk
+    u16* Vs = Ks + MTT * LDD;           // [MTT][LDE]  v, then a column of ones (z = φkᵀ·1 from the same MMA) and zeros
 #if HH
-    HH_SMEM(VT + (DV + 8) * LDT2, KT)
+    HH_SMEM(Vs + MTT * LDE, Ks)
 #endif
     const int bh = blockIdx.y, b = bh / H;
     const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
     float acc_[TPW(D, DV + 8)][4];
     zero_tiles<D, DV + 8>(acc_);
-    ones_row(VT);
-    fwd_state_pass(acc_, KT, VT, HH_ARGS, k + (size_t)bh * T * XD, v + (size_t)bh * T * DV, mask, b, t0, t1, T);
+    ones_col(Vs);
+    fwd_state_pass(acc_, Ks, Vs, HH_ARGS, k + (size_t)bh * T * XD, v + (size_t)bh * T * DV, mask, b, t0, t1, T);
     float* Sb = S + (size_t)bh * D * DV;
     float* zb = z + (size_t)bh * D;
     FOR_TILE_PAIRS(D, DV + 8, {
@@ -91,9 +91,9 @@ extern "C" __global__ void MMA_BOUNDS mma_fwd_out(const in_t* __restrict__ q, co
         const float* __restrict__ z, const u8* __restrict__ mask, const float* __restrict__ epsn, int T, int H, int tpb,
         in_t* __restrict__ o HH_W) {
     extern __shared__ float4 smem4[];
-    u16* Sh = (u16*)smem4;              // [DV][LDD]  Sᵀ high
-    u16* Sl = Sh + DV * LDD;            // [DV][LDD]  Sᵀ low
-    u16* Qs = Sl + DV * LDD;            // [MTT][LDD] φq
+    u16* Sh = (u16*)smem4;              // [D][LDE]   S high
+    u16* Sl = Sh + D * LDE;             // [D][LDE]   S low
+    u16* Qs = Sl + D * LDE;             // [MTT][LDD] φq
     float* zs = (float*)(Qs + MTT * LDD);   // [D]
     float* den = zs + D;                // [MTT]  1/den
 #if HH
@@ -101,7 +101,7 @@ extern "C" __global__ void MMA_BOUNDS mma_fwd_out(const in_t* __restrict__ q, co
 #endif
     const int bh = blockIdx.y, b = bh / H;
     const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
-    load_split(S + (size_t)bh * D * DV, Sh, Sl, LDD, true);
+    load_split(S + (size_t)bh * D * DV, Sh, Sl, LDE, false);
     if (threadIdx.x < D) zs[threadIdx.x] = z[(size_t)bh * D + threadIdx.x];
     fwd_out_pass(Qs, Sh, Sl, zs, den, HH_ARGS, q + (size_t)bh * T * XD, o + (size_t)bh * T * DV, mask, b, epsn[b], t0, t1, T);
 }
@@ -109,32 +109,32 @@ extern "C" __global__ void MMA_BOUNDS mma_fwd_out(const in_t* __restrict__ q, co
 #if HH
 // Hedgehog, a whole head per block (the launcher uses it when the split gives one block per head, as at T = 512): the
 // key pass, then S and z go to global memory with plain stores (the backward reads them; one block per head needs no
-// atomics) and straight from the accumulators into shared memory as Sᵀ high/low (what fwd_out loads), then the query
+// atomics) and straight from the accumulators into shared memory as S high/low (what fwd_out loads), then the query
 // pass — one launch, and no S round trip or atomics in between. Arguments: fwd_state's and fwd_out's, the key map's
-// weight, then the query map's. φq's tile Qs reuses φkᵀ's space (the key pass is over by then).
+// weight, then the query map's. φq's tile Qs reuses φk's (the key pass is over by then).
 extern "C" __global__ void MMA_BOUNDS mma_fwd_head(const in_t* __restrict__ q, const in_t* __restrict__ k,
         const in_t* __restrict__ v, const u8* __restrict__ mask, const float* __restrict__ epsn, int T, int H,
         float* __restrict__ S, float* __restrict__ z, in_t* __restrict__ o, const in_t* __restrict__ wk,
         const in_t* __restrict__ wq) {
     extern __shared__ float4 smem4[];
-    u16* KT = (u16*)smem4;              // [D][LDT2]       φkᵀ; then φq [MTT][LDD]
-    u16* VT = KT + D * LDT2;            // [DV + 8][LDT2]  vᵀ, the row of ones, zeros
-    u16* Sh = VT + (DV + 8) * LDT2;     // [DV][LDD]       Sᵀ high
-    u16* Sl = Sh + DV * LDD;            // [DV][LDD]       Sᵀ low
-    float* zs = (float*)(Sl + DV * LDD);    // [D]
+    u16* Ks = (u16*)smem4;              // [MTT][LDD]  φk; then φq
+    u16* Vs = Ks + MTT * LDD;           // [MTT][LDE]  v, the column of ones, zeros
+    u16* Sh = Vs + MTT * LDE;           // [D][LDE]    S high
+    u16* Sl = Sh + D * LDE;             // [D][LDE]    S low
+    float* zs = (float*)(Sl + D * LDE);     // [D]
     float* den = zs + D;                // [MTT]
     u16* Wk = (u16*)(den + MTT);        // [F][LDX]        W_kᵀ
     u16* Wq = Wk + HF * LDX;            // [F][LDX]        W_qᵀ
     float* red = (float*)(Wq + HF * LDX);   // [2][MTT][4]
-    u16* Xs = HH_XS_FITS ? KT : (u16*)(red + 2 * MTT * 4);
-    u16* Qs = KT;
+    u16* Xs = HH_XS_FITS ? Ks : (u16*)(red + 2 * MTT * 4);
+    u16* Qs = Ks;
     const int bh = blockIdx.y, b = bh / H, h = bh % H;
     hh_load_w(wk + (size_t)h * HX * HF, Wk, nullptr);
     hh_load_w(wq + (size_t)h * HX * HF, Wq, nullptr);
     float acc_[TPW(D, DV + 8)][4];
     zero_tiles<D, DV + 8>(acc_);
-    ones_row(VT);
-    fwd_state_pass(acc_, KT, VT, Xs, Wk, red, k + (size_t)bh * T * XD, v + (size_t)bh * T * DV, mask, b, 0, T, T);
+    ones_col(Vs);
+    fwd_state_pass(acc_, Ks, Vs, Xs, Wk, red, k + (size_t)bh * T * XD, v + (size_t)bh * T * DV, mask, b, 0, T, T);
     float* Sb = S + (size_t)bh * D * DV;
     float* zb = z + (size_t)bh * D;
     FOR_TILE_PAIRS(D, DV + 8, {
@@ -143,8 +143,8 @@ extern "C" __global__ void MMA_BOUNDS mma_fwd_head(const in_t* __restrict__ q, c
             Sb[row * DV + col + 1] = c1;
             const u16 h0 = f2bf(c0);
             const u16 h1 = f2bf(c1);
-            Sh[col * LDD + row] = h0; Sl[col * LDD + row] = f2bf(c0 - bf2f(h0));
-            Sh[(col + 1) * LDD + row] = h1; Sl[(col + 1) * LDD + row] = f2bf(c1 - bf2f(h1));
+            *(unsigned*)(Sh + row * LDE + col) = pack2(h0, h1);
+            if (SPLIT) *(unsigned*)(Sl + row * LDE + col) = pack2(f2bf(c0 - bf2f(h0)), f2bf(c1 - bf2f(h1)));
         } else if (col == DV) { zb[row] = c0; zs[row] = c0; }
     })
     fwd_out_pass(Qs, Sh, Sl, zs, den, Xs, Wq, red, q + (size_t)bh * T * XD, o + (size_t)bh * T * DV, mask, b, epsn[b], 0, T, T);

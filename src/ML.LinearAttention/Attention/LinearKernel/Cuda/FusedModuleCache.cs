@@ -46,14 +46,13 @@ internal static unsafe class FusedModuleCache
 
         /// <summary>Token tile of the tensor-core kernels (MTT in <see cref="FusedMmaSource"/>).</summary>
         public const int MmaTT = 64;
-        private int Ldt2 => MmaTT + 8;
         private int Ldd => D + 8;
         private int Lde => Dv + 8;
         // Shared-memory bytes of the tensor-core kernels (16-bit tiles; must match FusedMmaSource*).
-        public int MmaStateBytes => 2 * (D + Dv + 8) * Ldt2;
-        public int MmaOutBytes => 2 * (2 * Dv * Ldd + MmaTT * Ldd) + 4 * (D + MmaTT);
-        public int MmaBwdQBytes => 2 * (2 * D * Lde + D * Ldt2 + MmaTT * Lde + (Dv + 8) * Ldt2) + 4 * (D + 3 * MmaTT);
-        public int MmaBwdKvBytes => 2 * (2 * D * Lde + 2 * Dv * Ldd + MmaTT * Lde + MmaTT * Ldd) + 4 * D;
+        public int MmaStateBytes => 2 * (MmaTT * Ldd + MmaTT * Lde);
+        public int MmaOutBytes => 2 * (2 * D * Lde + MmaTT * Ldd) + 4 * (D + MmaTT);
+        public int MmaBwdQBytes => 2 * (2 * D * Lde + MmaTT * Ldd + MmaTT * Lde) + 4 * (D + 3 * MmaTT);
+        public int MmaBwdKvBytes => 2 * (2 * D * Lde + MmaTT * Lde + MmaTT * Ldd) + 4 * D;
         public int MmaMaxBytes => Math.Max(Math.Max(MmaStateBytes, MmaOutBytes), Math.Max(MmaBwdQBytes, MmaBwdKvBytes));
 
         /// <summary>True when the tensor-core kernels apply: bf16/fp16 inputs, D and Dv multiples of 16, sm_80 or newer.</summary>
@@ -69,24 +68,23 @@ internal static unsafe class FusedModuleCache
     /// <summary>
     /// Shared memory the Hedgehog loaders add to each tensor-core kernel (HH_SMEM in <see cref="FusedMmaSource"/>):
     /// W_hᵀ [F][HX + 8] as 16-bit values, the softmax exchange [2][64][4] fp32, and the x tile [64][HX + 8] unless it
-    /// fits in the φ tile's space (HH_XS_FITS: φ's rows [64][2F + 8] and its transpose [2F][72] both hold it).
+    /// fits in the φ tile's space (HH_XS_FITS: φ's rows [64][2F + 8] hold it).
     /// </summary>
     internal static int HedgehogBytes(int hx, int f)
     {
         int tile = Tiling.MmaTT, xTile = tile * (hx + 8);
-        bool fits = 2 * f >= hx && 2 * f * (tile + 8) >= xTile;
+        bool fits = 2 * f >= hx;
         return 2 * f * (hx + 8) + 4 * 2 * tile * 4 + (fits ? 0 : 2 * xTile);
     }
 
     /// <summary>
-    /// Shared memory of Hedgehog's whole-head forward (<c>mma_fwd_head</c>, must match the source): φkᵀ and vᵀ tiles,
-    /// Sᵀ high and low, z and 1/den, then both maps' W_hᵀ, the exchange and the x tile where it has its own space.
+    /// Shared memory of Hedgehog's whole-head forward (<c>mma_fwd_head</c>, must match the source): φk and v tiles,
+    /// S high and low, z and 1/den, then both maps' W_hᵀ, the exchange and the x tile where it has its own space.
     /// </summary>
     internal static int HedgehogHeadBytes(Tiling tiles, int hx, int f)
     {
-        int ldt2 = Tiling.MmaTT + 8, ldd = tiles.D + 8;
-        return 2 * ((tiles.D + tiles.Dv + 8) * ldt2 + 2 * tiles.Dv * ldd) + 4 * (tiles.D + Tiling.MmaTT)
-               + HedgehogBytes(hx, f) + 2 * f * (hx + 8);
+        int tile = Tiling.MmaTT, ldd = tiles.D + 8, lde = tiles.Dv + 8;
+        return 2 * (tile * ldd + tile * lde + 2 * tiles.D * lde) + 4 * (tiles.D + tile) + HedgehogBytes(hx, f) + 2 * f * (hx + 8);
     }
 
     /// <summary>The source of a Hedgehog module: the bidirectional kernels after the map's and the projection's helpers.</summary>
