@@ -156,19 +156,17 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
             var tiles = FusedModuleCache.Tiling.For(2 * f, dv);
             var cubin = FusedModuleCache.Compile("sm_90", tiles, inType, FusedFeatureMap.Identity, mma: true, verbose: true, out var log,
                 FusedModuleCache.HedgehogSource(hx, f));
-            int bytes = Math.Max(tiles.MmaMaxBytes + FusedModuleCache.HedgehogBytes(hx, f),
-                Math.Max(tiles.MmaBwdQBytes, tiles.MmaBwdKvBytes) + FusedModuleCache.HedgehogBackwardBytes(hx, f));
-            output.WriteLine($"hedgehog attention HX={hx} F={f} Dv={dv} in={inType}: {cubin.Length} bytes, shared bytes up to {bytes}\n{log}");
+            int extra = FusedModuleCache.HedgehogBytes(hx, f);
+            output.WriteLine($"hedgehog attention HX={hx} F={f} Dv={dv} in={inType}: {cubin.Length} bytes, shared bytes up to {tiles.MmaMaxBytes + extra}\n{log}");
             Assert.NotEmpty(cubin);
-            Assert.True(bytes <= 227 * 1024, $"HX={hx} F={f} Dv={dv}: {bytes} shared bytes");
+            Assert.True(tiles.MmaMaxBytes + extra <= 227 * 1024, $"HX={hx} F={f} Dv={dv}: {tiles.MmaMaxBytes + extra} shared bytes");
             Assert.True(FusedModuleCache.HedgehogHeadBytes(tiles, hx, f) <= 227 * 1024, $"HX={hx} F={f} Dv={dv}: whole-head forward");
             // Compiled for two blocks per SM at 64-wide x and v, the kernels are capped at 128 registers and NVRTC 11.8
-            // spills there: about 340 bytes in mma_bwd_q (which also forms dx and dW in its epilogue), 20 to 60 in
-            // mma_bwd_kv and the forward's key pass (mma_fwd_state, mma_fwd_head); one block per SM without spills measured
-            // slower on an H200 (docs/benchmarks/kernels.md: hedgehog "φ inside the attention kernels" vs "…, 1 block/SM").
-            // Allowed up to those sizes with a margin; anything else is a spill.
+            // spills there: about 220 bytes in mma_bwd_q, 20 to 50 in the forward's key pass (mma_fwd_state, mma_fwd_head);
+            // one block per SM without spills measured slower on an H200 (docs/benchmarks/kernels.md: hedgehog "φ inside the
+            // attention kernels" vs "…, 1 block/SM"). Allowed up to those sizes with a margin; anything else is a spill.
             var allowed = hx <= 64 && dv <= 64
-                ? new Dictionary<string, int> { ["mma_bwd_q"] = 384, ["mma_bwd_kv"] = 64, ["mma_fwd_head"] = 64, ["mma_fwd_state"] = 32 }
+                ? new Dictionary<string, int> { ["mma_bwd_q"] = 256, ["mma_fwd_head"] = 64, ["mma_fwd_state"] = 32 }
                 : null;
             spills.AddRange(MmaSpills(log, allowed).Select(l => $"hedgehog attention HX={hx} F={f} Dv={dv} in={inType}: {l}"));
         }

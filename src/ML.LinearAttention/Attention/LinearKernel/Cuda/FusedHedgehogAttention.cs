@@ -10,8 +10,8 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel;
 /// registers, so φ(q) and φ(k) (2F wide, twice x's width at F = D) never go to memory, forward or backward. Same
 /// result as <see cref="FusedLinearAttention.Bidirectional(Tensor, Tensor, Tensor, Tensor?, FusedFeatureMap, double)"/>
 /// on <see cref="FusedHedgehogProjection.Apply(Tensor, Tensor)"/>'s features with the identity map. The backward
-/// kernels recompute φ and take the softmaxes' and the projection's backward in their epilogues (dy = ∂L/∂(xW) stays
-/// in shared memory), returning dx and adding each block's dW into one buffer per map.
+/// kernels recompute φ and take the softmaxes' backward in their epilogues, returning dy = ∂L/∂(xW) (F wide, half of
+/// dφ's width); a projection kernel turns it into dx and dW.
 /// <para>Shapes: xq, xk [B, H, T, HX] (q and k split into heads, before the map), v [B, H, T, Dv], wq, wk [H, HX, F],
 /// keyPaddingMask [B, T] bool (true = real token) or null; result [B, H, T, Dv] in x's dtype, zero at padded rows.</para>
 /// </summary>
@@ -98,8 +98,8 @@ public static class FusedHedgehogAttention
 
 /// <summary>
 /// Autograd wrapper of Hedgehog's attention kernels: forward saves x, the weights, the fp32 state and the output;
-/// backward runs the two backward kernels, which recompute φ, take the softmaxes' and the projection's backward in
-/// their epilogues and return dx and dW of each side.
+/// backward runs the two backward kernels (which recompute φ and return dy = ∂L/∂(xW)), then the projection's
+/// backward kernel from dy for dx and dW of each side.
 /// </summary>
 internal sealed class FusedHedgehogAttentionFunction : autograd.SingleTensorFunction<FusedHedgehogAttentionFunction>
 {
@@ -131,12 +131,11 @@ internal sealed class FusedHedgehogAttentionFunction : autograd.SingleTensorFunc
             var (s, z, epsn, o) = (saved[5], saved[6], saved[7], saved[8]);
             var mask = saved.Count > 9 ? saved[9] : null;
             var dout = grad_output.to(xq.dtype).contiguous();
-            // The kernels return dx of each map and dv, and add each map's dW into its buffer (the softmaxes' and the
-            // projection's backward done in their epilogues).
-            var dwq = torch.zeros(wq.shape, dtype: ScalarType.Float32, device: wq.device);
-            var dwk = torch.zeros(wk.shape, dtype: ScalarType.Float32, device: wk.device);
-            var hh = new HedgehogWeights(wq, wk, (int)ctx.get_data("blocks") is > 0 and var n ? n : null) { QueryGrad = dwq, KeyGrad = dwk };
-            var (dxq, dxk, dv) = FusedLaunch.Backward(xq, xk, v, mask, epsn, s, z, o, dout, FusedFeatureMap.Identity, tensorCores: true, hh: hh);
+            // The kernels return dv and the gradients of y = xW on each side (softmax backward done in their epilogues).
+            var (dyq, dyk, dv) = FusedLaunch.Backward(xq, xk, v, mask, epsn, s, z, o, dout, FusedFeatureMap.Identity, tensorCores: true,
+                hh: new HedgehogWeights(wq, wk, (int)ctx.get_data("blocks") is > 0 and var n ? n : null));
+            var (dxq, dwq) = FusedHedgehogProjection.BackwardFromDy(xq, wq, dyq);
+            var (dxk, dwk) = FusedHedgehogProjection.BackwardFromDy(xk, wk, dyk);
             return AutogradWrappers.Return(grad_output, dxq, dxk, dv, dwq.to(wq.dtype), dwk.to(wk.dtype));
         });
 }

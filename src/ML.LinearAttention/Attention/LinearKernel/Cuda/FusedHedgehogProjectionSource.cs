@@ -252,18 +252,19 @@ __device__ __forceinline__ void hh_phi_tile(const u16* Xs, const u16* Wt, float*
     }
 }
 
-// The attention kernels' backward epilogue, first half: dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) − φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩) per token
-// row into the dy tile Ys [MTT][LDF] (the input type, as the MMAs of hh_dx_dw read it; F wide where dφ is 2F). acc holds
-// the MMA part of dφ (MTT × D in wmm's layout, turned into dφ in place: warp w has row tile w mod 4 and column tiles
-// w/4 + 2j, so the φ₊ column pair f, f + 1, in j < F/16, and the φ₋ pair F + f, F + f + 1, in j + F/16, sit in the same
-// lane); add(row, col) is the rest of dφ (the normalizer's term). φ comes from the kernel's φ tile P [MTT][ld] (bf16, a
-// column pair per 32-bit load; zero at padded rows and past T, where dy is then zero too). A row's sums span two warps
-// (w and w + 4), merged through red [2][MTT][2]. Synchronizes the block once; the caller syncs before reading Ys.
+// The attention kernels' backward epilogue: dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) − φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩) per token row, stored as
+// rows of dy [T][F] (t < T), F wide where dφ is 2F; hedgehog_dy_bwd then forms dx and dW. acc holds the MMA part of dφ
+// (MTT × D in wmm's layout, turned into dφ in place: warp w has row tile w mod 4 and column tiles w/4 + 2j, so the φ₊
+// column pair f, f + 1, in j < F/16, and the φ₋ pair F + f, F + f + 1, in j + F/16, sit in the same lane); add(row, col)
+// is the rest of dφ (the normalizer's term). φ comes from the kernel's φ tile P [MTT][ld] (bf16, a column pair per
+// 32-bit load; zero at padded rows, where dy is then zero too). A row's sums span two warps (w and w + 4), merged
+// through red [2][MTT][2]. Synchronizes the block once.
 #if NW != 8 || HF % 16 != 0
 #error "hh_dy_store pairs φ₊ and φ₋ columns in one lane: 8 warps, F a multiple of 16"
 #endif
 template <class ADD>
-__device__ __forceinline__ void hh_dy_store(float (&acc)[TPW(MTT, D)][4], ADD add, const u16* P, int ld, float* red, u16* Ys) {
+__device__ __forceinline__ void hh_dy_store(float (&acc)[TPW(MTT, D)][4], ADD add, const u16* P, int ld, float* red,
+        in_t* __restrict__ dyb, int ts, int T) {
     constexpr int JP = HF / 16;                 // this lane's φ₊ column tiles; φ₋'s follow
     const int w = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3, half = w >> 2, m0 = (w & 3) * 16;
     float dp[2] = {0.f, 0.f}, dm[2] = {0.f, 0.f};
@@ -284,7 +285,7 @@ __device__ __forceinline__ void hh_dy_store(float (&acc)[TPW(MTT, D)][4], ADD ad
     hh_row_sums(dp, dm, red, half, m0, g);
 #pragma unroll
     for (int s = 0; s < 2; ++s) {
-        const int row = m0 + g + 8 * s;
+        const int row = m0 + g + 8 * s, t = ts + row;
 #pragma unroll
         for (int j = 0; j < JP; ++j) {
             const int col = (half + 2 * j) * 8 + 2 * q;
@@ -293,52 +294,9 @@ __device__ __forceinline__ void hh_dy_store(float (&acc)[TPW(MTT, D)][4], ADD ad
 #pragma unroll
             for (int e = 0; e < 2; ++e)
                 y[e] = bf2f((u16)(pp >> (16 * e))) * (acc[j][2 * s + e] - dp[s]) - bf2f((u16)(pm >> (16 * e))) * (acc[j + JP][2 * s + e] - dm[s]);
-            *(unsigned*)(Ys + row * LDF + col) = f2m2<HBF>(y[0], y[1]);
+            if (t < T) *(unsigned*)(dyb + (size_t)t * HF + col) = stx2(y[0], y[1]);
         }
     }
-}
-
-// Second half: the projection's backward for the tile, dx = dy W_hᵀ into the rows of dxb [T][HX] (t < T) and
-// dW_h += xᵀ dy into the block's dWs [HX][F] (fp32; each warp adds to the tiles it owns in wmm's layout, the same every
-// tile, so no atomics), from the dy tile Ys, the x tile Xs [MTT][LDX] and W_hᵀ (Wt [F][LDX], read transposed for W_h).
-// What hedgehog_dy_bwd does from memory, here with x and dy still in shared memory.
-__device__ __forceinline__ void hh_dx_dw(const u16* Xs, const u16* Ys, const u16* Wt, float* dWs, in_t* __restrict__ dxb, int ts, int T) {
-    const int w = threadIdx.x >> 5, gr = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3, half = w >> 2, m0 = (w & 3) * 16;
-    {   // dx: this warp's 16 rows × HX/2 columns.
-        float xa[HX / 16][4];
-#pragma unroll
-        for (int j = 0; j < HX / 16; ++j) xa[j][0] = xa[j][1] = xa[j][2] = xa[j][3] = 0.f;
-#pragma unroll
-        for (int k0 = 0; k0 < HF; k0 += 16) {
-            unsigned a[4];
-            frag_a(a, Ys, LDF, m0, k0);
-#pragma unroll
-            for (int j = 0; j < HX / 16; ++j) {
-                unsigned b[2];
-                frag_b_t(b, Wt, LDX, half * (HX / 2) + 8 * j, k0);
-                mma16816<HBF>(xa[j], a, b);
-            }
-        }
-#pragma unroll
-        for (int s = 0; s < 2; ++s) {
-            const int t = ts + m0 + gr + 8 * s;
-            if (t < T) {
-                in_t* dr = dxb + (size_t)t * HX + half * (HX / 2) + 2 * q;
-#pragma unroll
-                for (int j = 0; j < HX / 16; ++j) *(unsigned*)(dr + 8 * j) = stx2(xa[j][2 * s], xa[j][2 * s + 1]);
-            }
-        }
-    }
-    float acc_[TPW(HX, HF)][4];
-    zero_tiles<HX, HF>(acc_);
-    wmm<HX, HF, MTT, HBF, true, true>(Xs, LDX, Ys, nullptr, LDF, acc_);
-    FOR_TILE_PAIRS(HX, HF, { dWs[row * HF + col] += c0; dWs[row * HF + col + 1] += c1; })
-}
-
-// The block's dW_h into dw [HX][F] (fp32, one atomicAdd per element; each thread the elements it accumulated).
-__device__ __forceinline__ void hh_dw_flush(const float* dWs, float* __restrict__ dw) {
-    const float acc_[TPW(HX, HF)][4] = {};  // FOR_TILE_PAIRS' (row, col) pairs of this thread; the values are dWs'
-    FOR_TILE_PAIRS(HX, HF, { (void)c0; (void)c1; atomicAdd(dw + row * HF + col, dWs[row * HF + col]); atomicAdd(dw + row * HF + col + 1, dWs[row * HF + col + 1]); })
 }
 #endif
 

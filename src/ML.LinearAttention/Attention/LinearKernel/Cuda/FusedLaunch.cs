@@ -24,14 +24,7 @@ internal enum FusedKernels
 /// <param name="Query">The query map's weight.</param>
 /// <param name="Key">The key map's weight.</param>
 /// <param name="BlocksPerSm">Blocks per SM the kernels are compiled for; null: the default (benchmarks compare others).</param>
-internal sealed record HedgehogWeights(Tensor Query, Tensor Key, int? BlocksPerSm = null)
-{
-    /// <summary>Backward only: the buffers the kernels add the query map's dW into (fp32 [H, HX, F], zeroed).</summary>
-    public Tensor? QueryGrad { get; init; }
-
-    /// <summary>Backward only: the same for the key map.</summary>
-    public Tensor? KeyGrad { get; init; }
-}
+internal sealed record HedgehogWeights(Tensor Query, Tensor Key, int? BlocksPerSm = null);
 
 /// <summary>Allocates buffers and launches the four fused kernels (inputs already checked and contiguous).</summary>
 internal static class FusedLaunch
@@ -63,10 +56,6 @@ internal static class FusedLaunch
 
     /// <summary>The kernel arguments, with the Hedgehog weight appended when there is one (the kernels' last parameter).</summary>
     private static long[] Args(Tensor? weight, params long[] args) => weight is null ? args : [.. args, Ptr(weight)];
-
-    /// <summary>The backward kernels' arguments, with the Hedgehog weight and its gradient buffer appended when there are.</summary>
-    private static long[] Args(Tensor? weight, Tensor? gradient, params long[] args)
-        => weight is null ? args : [.. args, Ptr(weight), Ptr(gradient ?? throw new ArgumentException("Hedgehog's backward needs the dW buffers.", nameof(gradient)))];
 
     /// <summary>Query tiles per block: enough blocks to fill the GPU several times over, few enough to keep atomics rare.</summary>
     private static (int tilesPerBlock, long blocks) Split(FusedModule module, long t, long bh, int tt)
@@ -182,9 +171,10 @@ internal static class FusedLaunch
         var module = hh is null ? Module(q, dvDim, map) : HedgehogModule(q, dvDim, hh);
         var ds = torch.zeros(new[] { b, h, d, dvDim }, dtype: ScalarType.Float32, device: q.device);
         var dz = torch.zeros(new[] { b, h, d }, dtype: ScalarType.Float32, device: q.device);
-        // With Hedgehog's weights these are dx of each map (q and k are x), and the kernels add dW into hh's buffers.
-        var dq = torch.empty_like(q);
-        var dk = torch.empty_like(k);
+        // With Hedgehog's weights these are the gradients of the projections' outputs y = xW (F wide), which
+        // FusedHedgehogAttention turns into dx and dW.
+        var dq = hh is null ? torch.empty_like(q) : torch.empty(new[] { b, h, t, d / 2 }, dtype: q.dtype, device: q.device);
+        var dk = hh is null ? torch.empty_like(k) : torch.empty(new[] { b, h, t, d / 2 }, dtype: k.dtype, device: k.device);
         var dv = torch.empty_like(v);
         var tiles = module.Tiles;
         if (hh is not null && !(tensorCores && module.Mma is not null))
@@ -192,20 +182,20 @@ internal static class FusedLaunch
         if (tensorCores && module.Mma is { } mma)
         {
             (q, k, v, o, dout) = (Aligned(q), Aligned(k), Aligned(v), Aligned(o), Aligned(dout));
-            int extra = module.HedgehogBackwardBytes;
+            int extra = module.HedgehogBytes;
             if (run.HasFlag(FusedKernels.BackwardQ))
             {
                 int bytes = tiles.MmaBwdQBytes + extra;
                 var (tpb1, blocks1) = MmaSplit(module, mma.BwdQ, bytes, t, b * h);
                 FusedModuleCache.Launch(mma.BwdQ, blocks1, b * h, bytes,
-                    Args(hh?.Query, hh?.QueryGrad, Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb1, Ptr(dq), Ptr(ds), Ptr(dz)));
+                    Args(hh?.Query, Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb1, Ptr(dq), Ptr(ds), Ptr(dz)));
             }
             if (run.HasFlag(FusedKernels.BackwardKv))
             {
                 int bytes = tiles.MmaBwdKvBytes + extra;
                 var (tpb2, blocks2) = MmaSplit(module, mma.BwdKv, bytes, t, b * h);
                 FusedModuleCache.Launch(mma.BwdKv, blocks2, b * h, bytes,
-                    Args(hh?.Key, hh?.KeyGrad, Ptr(k), Ptr(v), Ptr(ds), Ptr(dz), Ptr(mask), t, h, tpb2, Ptr(dk), Ptr(dv)));
+                    Args(hh?.Key, Ptr(k), Ptr(v), Ptr(ds), Ptr(dz), Ptr(mask), t, h, tpb2, Ptr(dk), Ptr(dv)));
             }
             return (dq, dk, dv);
         }

@@ -481,16 +481,6 @@ __device__ __forceinline__ float dphi_tile(float p) {
     u16* Wt = (u16*)(after); float* red = (float*)(Wt + HF * LDX); \
     u16* Xs = HH_XS_FITS ? (XS_IN) : (u16*)(red + 2 * MTT * 4); \
     hh_load_w(hw + (size_t)(blockIdx.y % H) * HX * HF, Wt, nullptr);
-// The backward kernels' Hedgehog space: W_hᵀ and the exchange as above, then the x tile in its own space (their
-// epilogues read x again for dW = xᵀdy), the dy tile Ys [MTT][LDF] and the block's dW_h [HX][F] (fp32, zeroed here;
-// the loop's first barrier orders it). FusedModuleCache.HedgehogBackwardBytes counts the same.
-#define HH_SMEM_BWD(after) \
-    u16* Wt = (u16*)(after); float* red = (float*)(Wt + HF * LDX); \
-    u16* Xs = (u16*)(red + 2 * MTT * 4); u16* Ys = Xs + MTT * LDX; float* dWs = (float*)(Ys + MTT * LDF); \
-    hh_load_w(hw + (size_t)(blockIdx.y % H) * HX * HF, Wt, nullptr); \
-    for (int i_ = threadIdx.x; i_ < HX * HF; i_ += NT) dWs[i_] = 0.f;
-// The backward kernels' last arguments: the map's weight and its gradient dw [H][HX][F] (fp32, zeroed by the caller).
-#define HH_WB , const in_t* __restrict__ hw, float* __restrict__ hdw
 // Two blocks per SM where x and v are at most 64 wide (one 256-thread block per SM left the kernels latency-bound);
 // wider shapes keep the registers they need (capped at 128 they spilled hundreds of bytes). A tuning knob can set it.
 #ifndef HH_MINB
@@ -510,7 +500,6 @@ __device__ __forceinline__ void store_rows_raw(u16* dst, int ld, const Rows<C>& 
 #else
 #define XD D
 #define HH_W
-#define HH_WB
 #define MMA_BOUNDS __launch_bounds__(NT)
 #endif
 

@@ -7,8 +7,8 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 /// dv = φk dS over real keys (<c>mma_bwd_kv</c>). g is rounded to bf16 for the MMAs (its range follows 1/den, which
 /// fp16 could not hold at long T); S and dS are bf16 operands (split into high and low parts for fp16 inputs, SPLIT); dO·o, den, dden, dz are fp32.
 /// <para>Built for Hedgehog (HH = 1, <see cref="FusedHedgehogAttention"/>), q and k are x before the projection, the
-/// loaders compute φ from them, and the epilogues take the softmaxes' backward (hh_dy_store: dy = ∂L/∂(xW) into shared
-/// memory) and the projection's (hh_dx_dw): dq and dk are dx, and the map's dW comes out as the last argument.</para>
+/// loaders compute φ from them, and dq, dk are the gradients of y = xW (F wide): the epilogues take the softmaxes'
+/// backward (hh_dy_store) instead of storing dφ.</para>
 /// </summary>
 internal static class FusedMmaSourceBackward
 {
@@ -19,7 +19,7 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
         const in_t* __restrict__ out,
         const float* __restrict__ S, const float* __restrict__ z, const u8* __restrict__ mask,
         const float* __restrict__ epsn, int T, int H, int tpb, in_t* __restrict__ dq, float* __restrict__ dS,
-        float* __restrict__ dz HH_WB) {
+        float* __restrict__ dz HH_W) {
     extern __shared__ float4 smem4[];
     u16* Sh = (u16*)smem4;              // [D][LDE]    S high (B of g·Sᵀ: n = d, k = e)
     u16* Sl = Sh + D * LDE;             // [D][LDE]    S low
@@ -30,7 +30,7 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
     float* dden = den + MTT;            // [MTT]
     float* dot = dden + MTT;            // [MTT]  dO·o
 #if HH
-    HH_SMEM_BWD(dot + MTT)
+    HH_SMEM(dot + MTT, Qs)
 #endif
     const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x;
     const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
@@ -40,7 +40,7 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
     const in_t* qb = q + (size_t)bh * T * XD;
     const in_t* gb = dout + (size_t)bh * T * DV;
     const in_t* ob = out + (size_t)bh * T * DV;
-    in_t* dqb = dq + (size_t)bh * T * XD;  // Hedgehog: dx
+    in_t* dqb = dq + (size_t)bh * T * D;
     float accS[TPW(D, DV + 8)][4];
     zero_tiles<D, DV + 8>(accS);
     for (int i = tid; i < 6 * MTT; i += NT) Gs[(i / 6) * LDE + DV + 2 + i % 6] = 0;
@@ -74,8 +74,8 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
             zero_tiles<MTT, D>(acc_);
             wmm<MTT, D, DV, true>(Gs, LDE, Sh, SPLIT ? Sl : nullptr, LDE, acc_);
 #if HH
-            // Hedgehog: dy of the projection (F wide) from dφq and φq, into Ys.
-            hh_dy_store(acc_, [&](int row, int col) { return dden[row] * zs[col]; }, Qs, LDD, red, Ys);
+            // Hedgehog: dy of the projection (F wide) from dφq and φq, into dq [T][F].
+            hh_dy_store(acc_, [&](int row, int col) { return dden[row] * zs[col]; }, Qs, LDD, red, dq + (size_t)bh * T * HF, ts, T);
 #else
             FOR_TILE_PAIRS(MTT, D, {
                 const int t = ts + row;
@@ -90,14 +90,7 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
         }
         // dS += φqᵀ g and, in columns DV and DV + 1, dz += φqᵀ dden (high and low parts): both operands read transposed.
         wmm<D, DV + 8, MTT, true, true, true>(Qs, LDD, Gs, nullptr, LDE, accS);
-#if HH
-        __syncthreads();                    // Ys is complete
-        hh_dx_dw(Xs, Ys, Wt, dWs, dqb, ts, T);
-#endif
     }
-#if HH
-    hh_dw_flush(dWs, hdw + (size_t)(bh % H) * HX * HF);
-#endif
     float* dSb = dS + (size_t)bh * D * DV;
     float* dzb = dz + (size_t)bh * D;
     {
@@ -111,7 +104,7 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
 
 extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, const in_t* __restrict__ v,
         const float* __restrict__ dS, const float* __restrict__ dz, const u8* __restrict__ mask, int T, int H, int tpb,
-        in_t* __restrict__ dk, in_t* __restrict__ dv HH_WB) {
+        in_t* __restrict__ dk, in_t* __restrict__ dv HH_W) {
     extern __shared__ float4 smem4[];
     u16* Dh = (u16*)smem4;              // [D][LDE]    dS high (B of v·dSᵀ: n = d, k = e; read transposed, B of φk·dS)
     u16* Dl = Dh + D * LDE;             // [D][LDE]    dS low
@@ -119,7 +112,7 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, con
     u16* Ks = Vs + MTT * LDE;           // [MTT][LDD]  φk
     float* dzs = (float*)(Ks + MTT * LDD);  // [D]
 #if HH
-    HH_SMEM_BWD(dzs + D)
+    HH_SMEM(dzs + D, Ks)
 #endif
     const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x;
     const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
@@ -127,7 +120,7 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, con
     if (tid < D) dzs[tid] = dz[(size_t)bh * D + tid];
     const in_t* kb = k + (size_t)bh * T * XD;
     const in_t* vb = v + (size_t)bh * T * DV;
-    in_t* dkb = dk + (size_t)bh * T * XD;  // Hedgehog: dx
+    in_t* dkb = dk + (size_t)bh * T * D;
     in_t* dvb = dv + (size_t)bh * T * DV;
     Rows<XD> kf; Rows<DV> vf;
     if (t0 < t1) { fetch_rows(kf, kb, mask, b, t0, T); fetch_rows(vf, vb, nullptr, b, t0, T); }
@@ -143,8 +136,8 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, con
             zero_tiles<MTT, D>(acc_);
             wmm<MTT, D, DV, true>(Vs, LDE, Dh, SPLIT ? Dl : nullptr, LDE, acc_);
 #if HH
-            // Hedgehog: dy of the projection from dφk and φk (zero at padded keys, where φk is zero), into Ys.
-            hh_dy_store(acc_, [&](int, int col) { return dzs[col]; }, Ks, LDD, red, Ys);
+            // Hedgehog: dy of the projection from dφk and φk (zero at padded keys, where φk is zero), into dk [T][F].
+            hh_dy_store(acc_, [&](int, int col) { return dzs[col]; }, Ks, LDD, red, dk + (size_t)bh * T * HF, ts, T);
 #else
             FOR_TILE_PAIRS(MTT, D, {
                 const int t = ts + row;
@@ -170,14 +163,7 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, con
                 }
             })
         }
-#if HH
-        __syncthreads();                    // Ys is complete
-        hh_dx_dw(Xs, Ys, Wt, dWs, dkb, ts, T);
-#endif
     }
-#if HH
-    hh_dw_flush(dWs, hdw + (size_t)(bh % H) * HX * HF);
-#endif
 }
 #endif
 """;

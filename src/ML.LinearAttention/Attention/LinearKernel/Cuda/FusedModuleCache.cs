@@ -19,9 +19,6 @@ internal sealed record FusedModule(IntPtr Context, IntPtr FwdState, IntPtr FwdOu
 
     /// <summary>Shared-memory bytes of the Hedgehog whole-head forward (<see cref="MmaKernels.FwdHead"/>); 0 elsewhere.</summary>
     public int HedgehogHeadBytes { get; init; }
-
-    /// <summary>Shared-memory bytes the backward kernels take beyond <see cref="Tiles"/>' figure in a Hedgehog module; 0 elsewhere.</summary>
-    public int HedgehogBackwardBytes { get; init; }
 }
 
 /// <summary>The four tensor-core kernels of a module (and, in a Hedgehog module, the whole-head forward).</summary>
@@ -81,17 +78,6 @@ internal static unsafe class FusedModuleCache
     }
 
     /// <summary>
-    /// Shared memory Hedgehog adds to the backward kernels (HH_SMEM_BWD in <see cref="FusedMmaSource"/>): W_hᵀ and the
-    /// exchange as <see cref="HedgehogBytes"/>, the x tile in its own space (the epilogue reads it again for dW), the dy
-    /// tile [64][F + 8] and the block's dW_h [HX][F] fp32.
-    /// </summary>
-    internal static int HedgehogBackwardBytes(int hx, int f)
-    {
-        int tile = Tiling.MmaTT;
-        return 2 * f * (hx + 8) + 4 * 2 * tile * 4 + 2 * tile * (hx + 8) + 2 * tile * (f + 8) + 4 * hx * f;
-    }
-
-    /// <summary>
     /// Shared memory of Hedgehog's whole-head forward (<c>mma_fwd_head</c>, must match the source): φk and v tiles,
     /// S high and low, z and 1/den, then both maps' W_hᵀ, the exchange and the x tile where it has its own space.
     /// </summary>
@@ -140,7 +126,7 @@ internal static unsafe class FusedModuleCache
             var info = Device(device);
             CudaLibraries.Check(CudaLibraries.cuCtxSetCurrent(info.Context), "cuCtxSetCurrent");
             var tiles = Tiling.For(2 * f, dv);
-            int extra = HedgehogBytes(hx, f), extraBackward = HedgehogBackwardBytes(hx, f);
+            int extra = HedgehogBytes(hx, f);
             var cubin = Compile($"sm_{info.Major}{info.Minor}", tiles, inType, FusedFeatureMap.Identity, mma: true, verbose: false, out _,
                 HedgehogSource(hx, f, blocksPerSm));
             var handle = LoadModule(cubin);
@@ -148,14 +134,12 @@ internal static unsafe class FusedModuleCache
             module = new FusedModule(info.Context, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, tiles, info.SmCount)
             {
                 Mma = new MmaKernels(Function("mma_fwd_state", tiles.MmaStateBytes), Function("mma_fwd_out", tiles.MmaOutBytes),
-                    FusedModuleCache.Function(handle, "mma_bwd_q", tiles.MmaBwdQBytes + extraBackward),
-                    FusedModuleCache.Function(handle, "mma_bwd_kv", tiles.MmaBwdKvBytes + extraBackward))
+                    Function("mma_bwd_q", tiles.MmaBwdQBytes), Function("mma_bwd_kv", tiles.MmaBwdKvBytes))
                 {
                     FwdHead = FusedModuleCache.Function(handle, "mma_fwd_head", HedgehogHeadBytes(tiles, hx, f)),
                 },
                 HedgehogBytes = extra,
                 HedgehogHeadBytes = HedgehogHeadBytes(tiles, hx, f),
-                HedgehogBackwardBytes = extraBackward,
             };
             return HedgehogModules[key] = module;
         }
