@@ -58,7 +58,7 @@ internal static class SchemaChecks
                 Need.Image => Vision.ImageDecoder.IsImageType(type),
                 _ => false,
             };
-            if (!ok) throw WrongType(name, role, need, type.ToString());
+            if (!ok) throw WrongType(name, role, need, type.ToString() ?? type.GetType().Name);
         }
     }
 
@@ -86,7 +86,7 @@ internal static class SchemaChecks
     /// <summary>The type of a shape column written as ML.NET writes it.</summary>
     public static string Describe(SchemaShape.Column c)
     {
-        string s = c.ItemType.ToString();
+        string s = c.ItemType?.ToString() ?? "(no item type)";
         if (c.IsKey) s = $"Key<{s}>";
         return c.Kind switch { VectorKind.Vector => $"Vector<{s}>", VectorKind.VariableVector => $"VarVector<{s}>", _ => s };
     }

@@ -55,7 +55,12 @@ public static partial class LinearAttentionKernels
     /// (<see cref="FusedLinearAttention"/>), the TorchSharp path elsewhere (same result). q, k [B, H, T, D] raw (before
     /// φ), v [B, H, T, Dv], mask [B, T] bool or null; result [B, H, T, Dv], zero at padded positions.
     /// </summary>
+    /// <param name="q">Queries [B, H, T, D], before the feature map.</param>
+    /// <param name="k">Keys [B, H, T, D], before the feature map.</param>
+    /// <param name="v">Values [B, H, T, Dv].</param>
+    /// <param name="keyPaddingMask">[B, T] bool, true = real token; null = all real.</param>
     /// <param name="featureMap">"relu", "elu" (elu+1) or "identity" (φ already applied by the caller, non-negative).</param>
+    /// <param name="eps">Normalizer epsilon (per token).</param>
     public static Tensor BidirectionalFused(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask, string featureMap, double eps = DefaultEps)
         => FusedLinearAttention.Bidirectional(q, k, v, keyPaddingMask, FusedLinearAttention.ParseFeatureMap(featureMap), eps);
 

@@ -10,6 +10,11 @@ namespace Microsoft.ML.LinearAttention.Attention.Softmax;
 public static class SoftmaxKernels
 {
     /// <summary>Fast form: <c>scaled_dot_product_attention</c> (flash/memory-efficient kernels on GPU).</summary>
+    /// <param name="q">Queries [B, Hq, T, D].</param>
+    /// <param name="k">Keys [B, H, T, D] (Hq a multiple of H).</param>
+    /// <param name="v">Values [B, H, T, D].</param>
+    /// <param name="keyPaddingMask">[B, T] bool, true = real token; null = all real.</param>
+    /// <param name="causal">Whether query i sees only keys j ≤ i.</param>
     /// <param name="window">Sliding window: 0 = full attention. Bidirectional: keys with |i−j| ≤ window.
     /// Causal: keys with 0 ≤ i−j &lt; window.</param>
     public static Tensor Attention(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask, bool causal = false, int window = 0)

@@ -51,6 +51,7 @@ internal static class AutogradWrappers
     /// failed before rethrowing — an exception cannot cross libtorch's autograd engine, which then ends the process.
     /// </summary>
     /// <param name="what">The function, for the message ("the fused linear attention").</param>
+    /// <param name="body">The gradients' computation.</param>
     public static List<Tensor> Backward(string what, Func<List<Tensor>> body)
     {
         try

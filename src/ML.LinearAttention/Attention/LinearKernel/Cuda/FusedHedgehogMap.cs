@@ -15,13 +15,13 @@ public static class FusedHedgehogMap
     public const string EnableVariable = "ML_LINEARATTENTION_FUSED_HEDGEHOG_MAP";
 
     /// <summary>
-    /// Whether <see cref="Apply"/> (and so Hedgehog's feature map) runs the kernels on CUDA: on by default (checked and
+    /// Whether <see cref="Apply(Tensor)"/> (and so Hedgehog's feature map) runs the kernels on CUDA: on by default (checked and
     /// timed on an H200: docs/fused-kernels.md), off when <see cref="EnableVariable"/> is "0".
     /// `bench kernels --verify-fused` runs them whatever this says.
     /// </summary>
     public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable(EnableVariable) != "0";
 
-    /// <summary>Null when <see cref="Apply"/> would run the kernels on <paramref name="y"/>, else why not.</summary>
+    /// <summary>Null when <see cref="Apply(Tensor)"/> would run the kernels on <paramref name="y"/>, else why not.</summary>
     public static string? UnavailableReason(Tensor y)
     {
         ArgumentNullException.ThrowIfNull(y);

@@ -68,7 +68,7 @@ internal static class FusedLaunch
 
     /// <summary>
     /// Tiles per block of a tensor-core kernel: the split with the shortest estimated makespan, waves (blocks over the
-    /// GPU's resident slots, from the occupancy of <paramref name="function"/>) times the tiles of a block plus one tile's
+    /// GPU's resident <paramref name="slots"/>, from the kernel's occupancy) times the tiles of a block plus one tile's
     /// worth of per-block work (loading the state, flushing atomics); ties go to fewer blocks (fewer atomics).
     /// </summary>
     internal static (int tilesPerBlock, long blocks) MmaSplit(long tiles, long bh, long slots)
@@ -219,6 +219,14 @@ internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction
 {
     public override string Name => "FusedLinearAttention";
 
+    /// <summary>The fused bidirectional attention of <see cref="FusedLinearAttention"/>, differentiable in q, k and v.</summary>
+    /// <param name="q">Queries [B, H, T, D].</param>
+    /// <param name="k">Keys [B, H, T, D].</param>
+    /// <param name="v">Values [B, H, T, Dv].</param>
+    /// <param name="mask">[B, T] bool, true = real token; null = all real.</param>
+    /// <param name="map">Feature map applied to q and k inside the kernels.</param>
+    /// <param name="eps">Normalizer epsilon (per token).</param>
+    /// <param name="tensorCores">Whether the tensor-core kernels run where they are compiled for the inputs.</param>
     /// <param name="kernels">Kernels to launch: all, except when the profiler times the autograd path's host overhead alone.</param>
     public static Tensor Run(Tensor q, Tensor k, Tensor v, Tensor? mask, FusedFeatureMap map, double eps, bool tensorCores,
         FusedKernels kernels = FusedKernels.All)

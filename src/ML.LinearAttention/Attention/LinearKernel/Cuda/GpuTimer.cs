@@ -96,6 +96,7 @@ extern "C" __global__ void spin(long long nanoseconds) {
     /// <param name="holdMs">Milliseconds the spin kernel held the GPU.</param>
     /// <param name="tailMs">Host milliseconds from the last enqueue to the end event's completion.</param>
     /// <param name="gpuMs">GPU milliseconds of all runs.</param>
+    /// <param name="repetitions">How many runs were timed.</param>
     internal static bool LeftGaps(double hostMs, double holdMs, double tailMs, double gpuMs, int repetitions) =>
         hostMs > 0.8 * holdMs && tailMs < 2 * gpuMs / repetitions;
 
