@@ -70,7 +70,11 @@ public static class FusedHedgehogProjection
     /// <summary>The compiled source: the fused kernels' prelude and tensor-core helpers, the map's group reductions, then these kernels.</summary>
     internal static string FullSource => BlocksDefines + FusedKernelSource.Source + FusedMmaSource.Source + FusedHedgehogMapSource.Source + FusedHedgehogProjectionSource.Source;
 
-    /// <summary>Environment variable of a tuning knob: "forward,backward" blocks per SM the kernels are compiled for at D·F ≤ 64·64 (default 2,2).</summary>
+    /// <summary>
+    /// Environment variable of a tuning knob: "forward,backward" blocks per SM <c>hedgehog_proj_fwd</c> and
+    /// <c>hedgehog_proj_bwd</c> are compiled for at D·F ≤ 64·64 (default 2,2). <c>hedgehog_dy_bwd</c> keeps its own three
+    /// (HDY_MINB in the source: half-width tiles, fewer live values).
+    /// </summary>
     internal const string BlocksVariable = "ML_LINEARATTENTION_HEDGEHOG_PROJECTION_BLOCKS";
 
     /// <summary>HFWD_MINB and HBWD_MINB from <see cref="BlocksVariable"/> ("3,2"), or nothing when it is unset (the source's defaults).</summary>
