@@ -37,6 +37,7 @@ static inline float __shfl_xor_sync(unsigned, float v, int m) {
     shflBuf[w][l] = v; warpBar[w]->arrive_and_wait();
     float r = shflBuf[w][l ^ m]; warpBar[w]->arrive_and_wait(); return r;
 }
+static inline void __syncwarp() { warpBar[threadIdx.x >> 5]->arrive_and_wait(); }
 static inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
 typedef unsigned short u16_;
 static inline float dec(bool bf, u16_ x) {

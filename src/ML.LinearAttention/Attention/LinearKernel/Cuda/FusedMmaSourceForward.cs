@@ -107,6 +107,124 @@ extern "C" __global__ void MMA_BOUNDS mma_fwd_out(const in_t* __restrict__ q, co
 }
 
 #if HH
+// The warp query pass's x rows (NW × 16 rows of LDX u16) fit in the whole-head forward's φk and v tiles (free by then).
+#define HH_XW_FITS (MTT * (LDD + LDE) >= NW * 16 * LDX)
+// Hedgehog's query pass warp by warp (the whole-head forward's): each warp takes 16 query rows per step (the block 128),
+// projects its x rows by MMA, takes both softmaxes along its rows in registers (a row's F columns lie in one quad of
+// lanes: no exchange between warps), turns φ into the A fragments of o = φ S as flash attention turns P into PV's (the
+// C tiles of two adjacent 8-column n-tiles are one 16-wide A fragment), forms den from the same rounded φ, and stores
+// o. No shared φ tile and no block barrier: each warp copies its next rows into its own x buffer (Xw + 16·LDX·warp,
+// 16 × LDX u16 each) asynchronously while it computes. S [D][LDE] (high, low) and zs [D] in shared memory.
+__device__ __forceinline__ void hh_out_pass(u16* Xw, const u16* Sh, const u16* Sl, const float* zs, const u16* Wt,
+        const in_t* __restrict__ qb, in_t* __restrict__ ob, const u8* __restrict__ mask, int b, float en, int t0, int t1, int T) {
+    constexpr int NJ = HF / 8, KS = HF / 16;     // y's 8-column tiles; φ₊'s 16-wide k steps (φ₋'s follow)
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+    u16* X = Xw + w * 16 * LDX;
+    auto fetch = [&](int r0) {                  // rows r0 .. r0 + 15 of x (zeros where not real or past t1)
+        for (int c = lane; c < 16 * (HX / 8); c += 32) {
+            const int r = c / (HX / 8), col = (c % (HX / 8)) * 8, t = r0 + r;
+            const bool ok = t < t1 && real_token(mask, b, t, T);
+            cp16(X + r * LDX + col, qb + (size_t)(ok ? t : 0) * HX + col, ok);
+        }
+        cp_commit();
+    };
+    int r0 = t0 + 16 * w;
+    if (r0 < t1) fetch(r0);
+    for (; r0 < t1; r0 += 16 * NW) {
+        cp_wait<0>();
+        __syncwarp();
+        float y[NJ][4], m[NJ][4];
+#pragma unroll
+        for (int j = 0; j < NJ; ++j) y[j][0] = y[j][1] = y[j][2] = y[j][3] = 0.f;
+#pragma unroll
+        for (int k0 = 0; k0 < HX; k0 += 16) {
+            unsigned a[4];
+            frag_a(a, X, LDX, 0, k0);
+#pragma unroll
+            for (int j = 0; j < NJ; ++j) {
+                unsigned bb[2];
+                frag_b(bb, Wt, LDX, 8 * j, k0);
+                mma16816<HBF>(y[j], a, bb);
+            }
+        }
+        __syncwarp();                           // every lane is past its reads of X
+        if (r0 + 16 * NW < t1) fetch(r0 + 16 * NW);
+        // Softmaxes of y and −y along rows g (entries 0, 1) and g + 8 (entries 2, 3).
+        float hi[2], lo[2], sp[2], sm[2];
+#pragma unroll
+        for (int s = 0; s < 2; ++s) {
+            hi[s] = -3.402823466e38f;
+            lo[s] = 3.402823466e38f;
+#pragma unroll
+            for (int j = 0; j < NJ; ++j) {
+                hi[s] = fmaxf(hi[s], fmaxf(y[j][2 * s], y[j][2 * s + 1]));
+                lo[s] = fminf(lo[s], fminf(y[j][2 * s], y[j][2 * s + 1]));
+            }
+            hi[s] = group_max(hi[s], 4);
+            lo[s] = -group_max(-lo[s], 4);
+            sp[s] = sm[s] = 0.f;
+            const float hl = hi[s] * HL2E, ll = lo[s] * HL2E;
+#pragma unroll
+            for (int j = 0; j < NJ; ++j)
+#pragma unroll
+                for (int e = 2 * s; e < 2 * s + 2; ++e) {
+                    const float v = y[j][e];
+                    y[j][e] = hh_exp2(fmaf(v, HL2E, -hl));
+                    m[j][e] = hh_exp2(fmaf(-v, HL2E, ll));
+                    sp[s] += y[j][e];
+                    sm[s] += m[j][e];
+                }
+            sp[s] = 1.f / group_sum(sp[s], 4);
+            sm[s] = 1.f / group_sum(sm[s], 4);
+        }
+        // φ as bf16 A fragments (k step kk: φ₊ columns 16kk.., then φ₋), and φ·z from the same rounded values.
+        unsigned A[2 * KS][4];
+        float dz[2] = {0.f, 0.f};
+#pragma unroll
+        for (int kk = 0; kk < KS; ++kk)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {           // h = 0: φ₊ (y), 1: φ₋ (m)
+                float (&src)[NJ][4] = h ? m : y;
+                const float* sc = h ? sm : sp;
+#pragma unroll
+                for (int r = 0; r < 4; ++r) {        // a[r]: n-tile 2kk + r/2, row g + 8·(r & 1)
+                    const int j = 2 * kk + (r >> 1), s = r & 1, col = h * HF + 8 * j + 2 * q;
+                    const unsigned pk = f2m2<true>(src[j][2 * s] * sc[s], src[j][2 * s + 1] * sc[s]);
+                    A[h * KS + kk][r] = pk;
+                    dz[s] = fmaf(bf2f((u16)(pk & 0xffffu)), zs[col], fmaf(bf2f((u16)(pk >> 16)), zs[col + 1], dz[s]));
+                }
+            }
+        float inv[2];
+#pragma unroll
+        for (int s = 0; s < 2; ++s) inv[s] = 1.f / (group_sum(dz[s], 4) + en);
+        float o[DV / 8][4];
+#pragma unroll
+        for (int n = 0; n < DV / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < 2 * KS; ++kk)
+#pragma unroll
+            for (int n = 0; n < DV / 8; ++n) {
+                unsigned bb[2];
+                frag_b_t(bb, Sh, LDE, 8 * n, 16 * kk);
+                mma16816<true>(o[n], A[kk], bb);
+                if (SPLIT) {
+                    frag_b_t(bb, Sl, LDE, 8 * n, 16 * kk);
+                    mma16816<true>(o[n], A[kk], bb);
+                }
+            }
+#pragma unroll
+        for (int s = 0; s < 2; ++s) {
+            const int t = r0 + g + 8 * s;
+            if (t < t1) {
+                const bool real = real_token(mask, b, t, T);
+#pragma unroll
+                for (int n = 0; n < DV / 8; ++n)
+                    *(unsigned*)(ob + (size_t)t * DV + 8 * n + 2 * q) = stx2(real ? o[n][2 * s] * inv[s] : 0.f, real ? o[n][2 * s + 1] * inv[s] : 0.f);
+            }
+        }
+    }
+}
+
 // Hedgehog, a whole head per block (the launcher uses it when the split gives one block per head, as at T = 512): the
 // key pass, then S and z go to global memory with plain stores (the backward reads them; one block per head needs no
 // atomics) and straight from the accumulators into shared memory as S high/low (what fwd_out loads), then the query
@@ -117,17 +235,17 @@ extern "C" __global__ void MMA_BOUNDS mma_fwd_head(const in_t* __restrict__ q, c
         float* __restrict__ S, float* __restrict__ z, in_t* __restrict__ o, const in_t* __restrict__ wk,
         const in_t* __restrict__ wq) {
     extern __shared__ float4 smem4[];
-    u16* Ks = (u16*)smem4;              // [MTT][LDD]  φk; then φq
+    u16* Ks = (u16*)smem4;              // [MTT][LDD]  φk; then (with Vs) the query pass's x rows where they fit
     u16* Vs = Ks + MTT * LDD;           // [MTT][LDE]  v, the column of ones, zeros
     u16* Sh = Vs + MTT * LDE;           // [D][LDE]    S high
     u16* Sl = Sh + D * LDE;             // [D][LDE]    S low
-    float* zs = (float*)(Sl + D * LDE);     // [D]
-    float* den = zs + D;                // [MTT]
-    u16* Wk = (u16*)(den + MTT);        // [F][LDX]        W_kᵀ
+    float* zs = (float*)(Sl + D * LDE);     // [D], then [MTT] unused (the query pass keeps 1/den in registers)
+    u16* Wk = (u16*)(zs + D + MTT);     // [F][LDX]        W_kᵀ
     u16* Wq = Wk + HF * LDX;            // [F][LDX]        W_qᵀ
     float* red = (float*)(Wq + HF * LDX);   // [2][MTT][4]
-    u16* Xs = HH_XS_FITS ? Ks : (u16*)(red + 2 * MTT * 4);
-    u16* Qs = Ks;
+    u16* own = (u16*)(red + 2 * MTT * 4);   // the key pass's x tile where it does not fit in Ks; then the query pass's x rows where they do not fit in Ks and Vs
+    u16* Xs = HH_XS_FITS ? Ks : own;
+    u16* Xw = HH_XW_FITS ? Ks : own;    // [NW][16][LDX]
     const int bh = blockIdx.y, b = bh / H, h = bh % H;
     hh_load_w(wk + (size_t)h * HX * HF, Wk, nullptr);
     hh_load_w(wq + (size_t)h * HX * HF, Wq, nullptr);
@@ -147,7 +265,8 @@ extern "C" __global__ void MMA_BOUNDS mma_fwd_head(const in_t* __restrict__ q, c
             if (SPLIT) *(unsigned*)(Sl + row * LDE + col) = pack2(f2bf(c0 - bf2f(h0)), f2bf(c1 - bf2f(h1)));
         } else if (col == DV) { zb[row] = c0; zs[row] = c0; }
     })
-    fwd_out_pass(Qs, Sh, Sl, zs, den, Xs, Wq, red, q + (size_t)bh * T * XD, o + (size_t)bh * T * DV, mask, b, epsn[b], 0, T, T);
+    __syncthreads();                    // the key pass's tiles are free, and S and zs are complete
+    hh_out_pass(Xw, Sh, Sl, zs, Wq, q + (size_t)bh * T * XD, o + (size_t)bh * T * DV, mask, b, epsn[b], 0, T, T);
 }
 #endif
 #endif

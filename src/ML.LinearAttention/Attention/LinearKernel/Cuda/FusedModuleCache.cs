@@ -84,7 +84,11 @@ internal static unsafe class FusedModuleCache
     internal static int HedgehogHeadBytes(Tiling tiles, int hx, int f)
     {
         int tile = Tiling.MmaTT, ldd = tiles.D + 8, lde = tiles.Dv + 8;
-        return 2 * (tile * ldd + tile * lde + 2 * tiles.D * lde) + 4 * (tiles.D + tile) + HedgehogBytes(hx, f) + 2 * f * (hx + 8);
+        // The query pass's x rows (8 warps × 16 rows) take the φk and v tiles where they fit (HH_XW_FITS), else their own
+        // space after the exchange (sharing it with the key pass's x tile, which is done by then).
+        int rows = 8 * 16 * (hx + 8), keyX = 2 * f >= hx ? 0 : tile * (hx + 8);
+        int queryRows = tile * (ldd + lde) >= rows ? 0 : Math.Max(0, rows - keyX);
+        return 2 * (tile * ldd + tile * lde + 2 * tiles.D * lde + queryRows) + 4 * (tiles.D + tile) + HedgehogBytes(hx, f) + 2 * f * (hx + 8);
     }
 
     /// <summary>The source of a Hedgehog module: the bidirectional kernels after the map's and the projection's helpers.</summary>
