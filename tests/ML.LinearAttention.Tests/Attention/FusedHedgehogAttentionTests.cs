@@ -113,8 +113,16 @@ public class FusedHedgehogAttentionTests
         // 228 KB of shared memory per SM on sm_80 and sm_90, 1 KB reserved per block.
         var tiles = FusedModuleCache.Tiling.For(128, 64);
         int extra = FusedModuleCache.HedgehogBytes(64, 64);
-        foreach (int bytes in new[] { tiles.MmaStateBytes, tiles.MmaOutBytes, tiles.MmaBwdQBytes, tiles.MmaBwdKvBytes })
+        foreach (int bytes in new[] { tiles.MmaStateBytes, tiles.MmaOutBytes })
             Assert.True(2 * (bytes + extra + 1024) <= 228 * 1024, $"{bytes + extra} bytes per block");
+        int kv = FusedModuleCache.HedgehogKvBytes(tiles, 64, 64);       // mma_bwd_kv warp by warp: its own layout
+        Assert.True(2 * (kv + 1024) <= 228 * 1024, $"mma_bwd_kv: {kv} bytes per block");
+        // dS high and low [128][72], 8 warps × 16 rows of x [72] and of v [72], dz [128] fp32, W_kᵀ [64][72].
+        Assert.Equal(2 * (2 * 128 * 72 + 128 * 72 + 128 * 72) + 4 * 128 + 2 * 64 * 72, kv);
+        int q = FusedModuleCache.HedgehogQBytes(tiles, 64, 64);         // mma_bwd_q warp by warp
+        Assert.True(2 * (q + 1024) <= 228 * 1024, $"mma_bwd_q: {q} bytes per block");
+        // S high and low [128][72], the block's φq [128][136] and g [128][72] tiles, z [128] fp32, W_qᵀ [64][72].
+        Assert.Equal(2 * (2 * 128 * 72 + 128 * 136 + 128 * 72) + 4 * 128 + 2 * 64 * 72, q);
         int head = FusedModuleCache.HedgehogHeadBytes(tiles, 64, 64);   // the whole-head forward: both maps' weights
         Assert.True(2 * (head + 1024) <= 228 * 1024, $"whole-head forward: {head} bytes per block");
         // The two forward kernels' tiles less fwd_out's φq tile (φq takes φk's space), plus the second map's W_hᵀ.

@@ -161,12 +161,16 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
             Assert.NotEmpty(cubin);
             Assert.True(tiles.MmaMaxBytes + extra <= 227 * 1024, $"HX={hx} F={f} Dv={dv}: {tiles.MmaMaxBytes + extra} shared bytes");
             Assert.True(FusedModuleCache.HedgehogHeadBytes(tiles, hx, f) <= 227 * 1024, $"HX={hx} F={f} Dv={dv}: whole-head forward");
+            Assert.True(FusedModuleCache.HedgehogKvBytes(tiles, hx, f) <= 227 * 1024, $"HX={hx} F={f} Dv={dv}: mma_bwd_kv");
+            Assert.True(FusedModuleCache.HedgehogQBytes(tiles, hx, f) <= 227 * 1024, $"HX={hx} F={f} Dv={dv}: mma_bwd_q");
             // Compiled for two blocks per SM at 64-wide x and v, the kernels are capped at 128 registers and NVRTC 11.8
-            // spills there: about 220 bytes in mma_bwd_q, 20 to 50 in the forward's key pass (mma_fwd_state, mma_fwd_head);
-            // one block per SM without spills measured slower on an H200 (docs/benchmarks/kernels.md: hedgehog "φ inside the
-            // attention kernels" vs "…, 1 block/SM"). Allowed up to those sizes with a margin; anything else is a spill.
+            // spills there: about 270 (bf16) to 380 bytes (fp16) in the warp-by-warp mma_bwd_q, 140 to 210 in mma_bwd_kv,
+            // about 100 in mma_fwd_head, 20 to 50 in mma_fwd_state; one block per SM without spills measured slower on an
+            // H200 (docs/benchmarks/kernels.md: hedgehog "φ inside the attention kernels" vs "…, 1 block/SM"), and the warp
+            // passes measured faster than the tile passes they replaced despite their spills (docs/fused-kernels.md).
+            // Allowed up to those sizes with a margin; anything else is a spill.
             var allowed = hx <= 64 && dv <= 64
-                ? new Dictionary<string, int> { ["mma_bwd_q"] = 256, ["mma_fwd_head"] = 128, ["mma_fwd_state"] = 32 }
+                ? new Dictionary<string, int> { ["mma_bwd_q"] = 448, ["mma_bwd_kv"] = 256, ["mma_fwd_head"] = 128, ["mma_fwd_state"] = 32 }
                 : null;
             spills.AddRange(MmaSpills(log, allowed).Select(l => $"hedgehog attention HX={hx} F={f} Dv={dv} in={inType}: {l}"));
         }

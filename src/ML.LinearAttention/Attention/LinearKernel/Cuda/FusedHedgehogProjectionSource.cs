@@ -252,52 +252,6 @@ __device__ __forceinline__ void hh_phi_tile(const u16* Xs, const u16* Wt, float*
     }
 }
 
-// The attention kernels' backward epilogue: dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) − φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩) per token row, stored as
-// rows of dy [T][F] (t < T), F wide where dφ is 2F; hedgehog_dy_bwd then forms dx and dW. acc holds the MMA part of dφ
-// (MTT × D in wmm's layout, turned into dφ in place: warp w has row tile w mod 4 and column tiles w/4 + 2j, so the φ₊
-// column pair f, f + 1, in j < F/16, and the φ₋ pair F + f, F + f + 1, in j + F/16, sit in the same lane); add(row, col)
-// is the rest of dφ (the normalizer's term). φ comes from the kernel's φ tile P [MTT][ld] (bf16, a column pair per
-// 32-bit load; zero at padded rows, where dy is then zero too). A row's sums span two warps (w and w + 4), merged
-// through red [2][MTT][2]. Synchronizes the block once.
-#if NW != 8 || HF % 16 != 0
-#error "hh_dy_store pairs φ₊ and φ₋ columns in one lane: 8 warps, F a multiple of 16"
-#endif
-template <class ADD>
-__device__ __forceinline__ void hh_dy_store(float (&acc)[TPW(MTT, D)][4], ADD add, const u16* P, int ld, float* red,
-        in_t* __restrict__ dyb, int ts, int T) {
-    constexpr int JP = HF / 16;                 // this lane's φ₊ column tiles; φ₋'s follow
-    const int w = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3, half = w >> 2, m0 = (w & 3) * 16;
-    float dp[2] = {0.f, 0.f}, dm[2] = {0.f, 0.f};
-#pragma unroll
-    for (int j = 0; j < JP; ++j)
-#pragma unroll
-        for (int s = 0; s < 2; ++s) {
-            const int row = m0 + g + 8 * s, col = (half + 2 * j) * 8 + 2 * q;
-            const unsigned pp = *(const unsigned*)(P + row * ld + col), pm = *(const unsigned*)(P + row * ld + HF + col);
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-                acc[j][2 * s + e] += add(row, col + e);             // acc becomes dφ
-                acc[j + JP][2 * s + e] += add(row, HF + col + e);
-                dp[s] += bf2f((u16)(pp >> (16 * e))) * acc[j][2 * s + e];
-                dm[s] += bf2f((u16)(pm >> (16 * e))) * acc[j + JP][2 * s + e];
-            }
-        }
-    hh_row_sums(dp, dm, red, half, m0, g);
-#pragma unroll
-    for (int s = 0; s < 2; ++s) {
-        const int row = m0 + g + 8 * s, t = ts + row;
-#pragma unroll
-        for (int j = 0; j < JP; ++j) {
-            const int col = (half + 2 * j) * 8 + 2 * q;
-            const unsigned pp = *(const unsigned*)(P + row * ld + col), pm = *(const unsigned*)(P + row * ld + HF + col);
-            float y[2];
-#pragma unroll
-            for (int e = 0; e < 2; ++e)
-                y[e] = bf2f((u16)(pp >> (16 * e))) * (acc[j][2 * s + e] - dp[s]) - bf2f((u16)(pm >> (16 * e))) * (acc[j + JP][2 * s + e] - dm[s]);
-            if (t < T) *(unsigned*)(dyb + (size_t)t * HF + col) = stx2(y[0], y[1]);
-        }
-    }
-}
 #endif
 
 // Forward. Grid (stride, H): block x takes tiles x, x + stride, … of head blockIdx.y's N = B·T rows; the next tile's

@@ -185,14 +185,14 @@ internal static class FusedLaunch
             int extra = module.HedgehogBytes;
             if (run.HasFlag(FusedKernels.BackwardQ))
             {
-                int bytes = tiles.MmaBwdQBytes + extra;
+                int bytes = hh is null ? tiles.MmaBwdQBytes : module.HedgehogQBytes;
                 var (tpb1, blocks1) = MmaSplit(module, mma.BwdQ, bytes, t, b * h);
                 FusedModuleCache.Launch(mma.BwdQ, blocks1, b * h, bytes,
                     Args(hh?.Query, Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb1, Ptr(dq), Ptr(ds), Ptr(dz)));
             }
             if (run.HasFlag(FusedKernels.BackwardKv))
             {
-                int bytes = tiles.MmaBwdKvBytes + extra;
+                int bytes = hh is null ? tiles.MmaBwdKvBytes : module.HedgehogKvBytes;
                 var (tpb2, blocks2) = MmaSplit(module, mma.BwdKv, bytes, t, b * h);
                 FusedModuleCache.Launch(mma.BwdKv, blocks2, b * h, bytes,
                     Args(hh?.Key, Ptr(k), Ptr(v), Ptr(ds), Ptr(dz), Ptr(mask), t, h, tpb2, Ptr(dk), Ptr(dv)));

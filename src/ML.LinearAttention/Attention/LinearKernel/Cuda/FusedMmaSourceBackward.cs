@@ -6,9 +6,11 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 /// dq = (g Sᵀ + dden zᵀ)·φ'(q), dS += φqᵀ g, dz += φqᵀ dden (<c>mma_bwd_q</c>); dk = (v dSᵀ + dz)·φ'(k) and
 /// dv = φk dS over real keys (<c>mma_bwd_kv</c>). g is rounded to bf16 for the MMAs (its range follows 1/den, which
 /// fp16 could not hold at long T); S and dS are bf16 operands (split into high and low parts for fp16 inputs, SPLIT); dO·o, den, dden, dz are fp32.
-/// <para>Built for Hedgehog (HH = 1, <see cref="FusedHedgehogAttention"/>), q and k are x before the projection, the
-/// loaders compute φ from them, and dq, dk are the gradients of y = xW (F wide): the epilogues take the softmaxes'
-/// backward (hh_dy_store) instead of storing dφ.</para>
+/// <para>Built for Hedgehog (HH = 1, <see cref="FusedHedgehogAttention"/>), q and k are x before the projection, and
+/// dq, dk are the gradients of y = xW (F wide): both kernels then run warp by warp (<see cref="FusedHedgehogWarpSource"/>:
+/// hh_q_pass, hh_kv_pass), computing φ and the softmaxes' backward along each warp's own rows in registers, with
+/// their own shared-memory layouts (FusedModuleCache.HedgehogQBytes, HedgehogKvBytes). The Hedgehog build of
+/// <c>mma_bwd_q</c> does not read the saved output: dO·o = ⟨φq, dO Sᵀ⟩/den from the same bf16 φ and S as the forward.</para>
 /// </summary>
 internal static class FusedMmaSourceBackward
 {
@@ -21,6 +23,26 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
         const float* __restrict__ epsn, int T, int H, int tpb, in_t* __restrict__ dq, float* __restrict__ dS,
         float* __restrict__ dz HH_W) {
     extern __shared__ float4 smem4[];
+#if HH
+    // Hedgehog: warp by warp (hh_q_pass). FusedModuleCache.HedgehogQBytes must match this layout.
+    u16* Sh = (u16*)smem4;              // [D][LDE]    S high (B of dO·Sᵀ: n = d, k = e)
+    u16* Sl = Sh + D * LDE;             // [D][LDE]    S low
+    u16* Qs = Sl + D * LDE;             // [16·NW][LDD]  φq (A of the dS product read transposed)
+    u16* Gs = Qs + 16 * NW * LDD;       // [16·NW][LDE]  g, dden high and low in columns DV, DV + 1, zeros
+    float* zs = (float*)(Gs + 16 * NW * LDE);   // [D]
+    u16* Wt = (u16*)(zs + D);           // [F][LDX]    W_qᵀ
+    u16* Xo = Wt + HF * LDX;            // [NW][16][LDX]  the warps' x rows where they do not fit in Qs (!HH_XQ_FITS)
+    const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x;
+    const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
+    hh_load_w(hw + (size_t)(bh % H) * HX * HF, Wt, nullptr);
+    load_split(S + (size_t)bh * D * DV, Sh, Sl, LDE, false);
+    if (tid < D) zs[tid] = z[(size_t)bh * D + tid];
+    float accS[TPW(D, DV + 8)][4];
+    zero_tiles<D, DV + 8>(accS);
+    __syncthreads();
+    hh_q_pass(accS, Qs, Gs, Xo, Sh, Sl, zs, Wt, q + (size_t)bh * T * XD, dout + (size_t)bh * T * DV, dq + (size_t)bh * T * HF,
+              mask, b, epsn[b], t0, t1, T);
+#else
     u16* Sh = (u16*)smem4;              // [D][LDE]    S high (B of g·Sᵀ: n = d, k = e)
     u16* Sl = Sh + D * LDE;             // [D][LDE]    S low
     u16* Qs = Sl + D * LDE;             // [MTT][LDD]  φq (A of the dS product read transposed)
@@ -29,9 +51,6 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
     float* den = zs + D;                // [MTT]  1/den
     float* dden = den + MTT;            // [MTT]
     float* dot = dden + MTT;            // [MTT]  dO·o
-#if HH
-    HH_SMEM(dot + MTT, Qs)
-#endif
     const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x;
     const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
     load_split(S + (size_t)bh * D * DV, Sh, Sl, LDE, false);
@@ -73,10 +92,6 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
             float acc_[TPW(MTT, D)][4];
             zero_tiles<MTT, D>(acc_);
             wmm<MTT, D, DV, true>(Gs, LDE, Sh, SPLIT ? Sl : nullptr, LDE, acc_);
-#if HH
-            // Hedgehog: dy of the projection (F wide) from dφq and φq, into dq [T][F].
-            hh_dy_store(acc_, [&](int row, int col) { return dden[row] * zs[col]; }, Qs, LDD, red, dq + (size_t)bh * T * HF, ts, T);
-#else
             FOR_TILE_PAIRS(MTT, D, {
                 const int t = ts + row;
                 if (t < T) {
@@ -86,11 +101,11 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
                     *(unsigned*)(dqb + at) = stx2(d0, d1);
                 }
             })
-#endif
         }
         // dS += φqᵀ g and, in columns DV and DV + 1, dz += φqᵀ dden (high and low parts): both operands read transposed.
         wmm<D, DV + 8, MTT, true, true, true>(Qs, LDD, Gs, nullptr, LDE, accS);
     }
+#endif
     float* dSb = dS + (size_t)bh * D * DV;
     float* dzb = dz + (size_t)bh * D;
     {
@@ -106,14 +121,28 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, con
         const float* __restrict__ dS, const float* __restrict__ dz, const u8* __restrict__ mask, int T, int H, int tpb,
         in_t* __restrict__ dk, in_t* __restrict__ dv HH_W) {
     extern __shared__ float4 smem4[];
+#if HH
+    // Hedgehog: warp by warp (hh_kv_pass), no φ tile. FusedModuleCache.HedgehogKvBytes must match this layout.
+    u16* Dh = (u16*)smem4;              // [D][LDE]    dS high (B of v·dSᵀ; read transposed, B of φk·dS)
+    u16* Dl = Dh + D * LDE;             // [D][LDE]    dS low
+    u16* Xw = Dl + D * LDE;             // [NW][16][LDX]  each warp's x rows
+    u16* Vw = Xw + NW * 16 * LDX;       // [NW][16][LDE]  each warp's v rows
+    float* dzs = (float*)(Vw + NW * 16 * LDE);  // [D]
+    u16* Wt = (u16*)(dzs + D);          // [F][LDX]    W_kᵀ
+    const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x;
+    const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
+    hh_load_w(hw + (size_t)(bh % H) * HX * HF, Wt, nullptr);
+    load_split(dS + (size_t)bh * D * DV, Dh, Dl, LDE, false);
+    if (tid < D) dzs[tid] = dz[(size_t)bh * D + tid];
+    __syncthreads();
+    hh_kv_pass(Xw, Vw, Dh, Dl, dzs, Wt, k + (size_t)bh * T * XD, v + (size_t)bh * T * DV, dk + (size_t)bh * T * HF,
+               dv + (size_t)bh * T * DV, mask, b, t0, t1, T);
+#else
     u16* Dh = (u16*)smem4;              // [D][LDE]    dS high (B of v·dSᵀ: n = d, k = e; read transposed, B of φk·dS)
     u16* Dl = Dh + D * LDE;             // [D][LDE]    dS low
     u16* Vs = Dl + D * LDE;             // [MTT][LDE]  v
     u16* Ks = Vs + MTT * LDE;           // [MTT][LDD]  φk
     float* dzs = (float*)(Ks + MTT * LDD);  // [D]
-#if HH
-    HH_SMEM(dzs + D, Ks)
-#endif
     const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x;
     const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
     load_split(dS + (size_t)bh * D * DV, Dh, Dl, LDE, false);
@@ -135,10 +164,6 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, con
             float acc_[TPW(MTT, D)][4];
             zero_tiles<MTT, D>(acc_);
             wmm<MTT, D, DV, true>(Vs, LDE, Dh, SPLIT ? Dl : nullptr, LDE, acc_);
-#if HH
-            // Hedgehog: dy of the projection from dφk and φk (zero at padded keys, where φk is zero), into dk [T][F].
-            hh_dy_store(acc_, [&](int, int col) { return dzs[col]; }, Ks, LDD, red, dk + (size_t)bh * T * HF, ts, T);
-#else
             FOR_TILE_PAIRS(MTT, D, {
                 const int t = ts + row;
                 if (t < T) {
@@ -149,7 +174,6 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, con
                     *(unsigned*)(dkb + at) = stx2(d0, d1);
                 }
             })
-#endif
         }
         {   // dv = φk dS (dS read transposed), zero at padded keys.
             float acc_[TPW(MTT, DV)][4];
@@ -164,6 +188,7 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, con
             })
         }
     }
+#endif
 }
 #endif
 """;

@@ -13,12 +13,19 @@ internal sealed record FusedModule(IntPtr Context, IntPtr FwdState, IntPtr FwdOu
 
     /// <summary>
     /// Shared-memory bytes each tensor-core kernel takes beyond <see cref="Tiles"/>' figure: 0, or in a Hedgehog module
-    /// (HH = 1: φ computed from x in the loaders) W_hᵀ, the x tile and the softmax exchange.
+    /// (HH = 1: φ computed from x in the loaders) W_hᵀ, the x tile and the softmax exchange. A Hedgehog module's
+    /// backward kernels have their own layouts (<see cref="HedgehogQBytes"/>, <see cref="HedgehogKvBytes"/>).
     /// </summary>
     public int HedgehogBytes { get; init; }
 
     /// <summary>Shared-memory bytes of the Hedgehog whole-head forward (<see cref="MmaKernels.FwdHead"/>); 0 elsewhere.</summary>
     public int HedgehogHeadBytes { get; init; }
+
+    /// <summary>Shared-memory bytes of a Hedgehog module's <c>mma_bwd_kv</c> (warp by warp, its own layout); 0 elsewhere.</summary>
+    public int HedgehogKvBytes { get; init; }
+
+    /// <summary>Shared-memory bytes of a Hedgehog module's <c>mma_bwd_q</c> (warp by warp, its own layout); 0 elsewhere.</summary>
+    public int HedgehogQBytes { get; init; }
 }
 
 /// <summary>The four tensor-core kernels of a module (and, in a Hedgehog module, the whole-head forward).</summary>
@@ -91,6 +98,26 @@ internal static unsafe class FusedModuleCache
         return 2 * (tile * ldd + tile * lde + 2 * tiles.D * lde + queryRows) + 4 * (tiles.D + tile) + HedgehogBytes(hx, f) + 2 * f * (hx + 8);
     }
 
+    /// <summary>
+    /// Shared memory of Hedgehog's <c>mma_bwd_kv</c> (warp by warp, hh_kv_pass; must match the source): dS high and low,
+    /// each warp's 16 x rows and 16 v rows, dz, then W_kᵀ.
+    /// </summary>
+    internal static int HedgehogKvBytes(Tiling tiles, int hx, int f)
+    {
+        int lde = tiles.Dv + 8, warpRows = 8 * 16;
+        return 2 * (2 * tiles.D * lde + warpRows * (hx + 8) + warpRows * lde) + 4 * tiles.D + 2 * f * (hx + 8);
+    }
+
+    /// <summary>
+    /// Shared memory of Hedgehog's <c>mma_bwd_q</c> (warp by warp, hh_q_pass; must match the source): S high and low,
+    /// the block's φq and g tiles of 8 warps × 16 rows, z, W_qᵀ, then the warps' x rows where they do not fit in φq's.
+    /// </summary>
+    internal static int HedgehogQBytes(Tiling tiles, int hx, int f)
+    {
+        int ldd = tiles.D + 8, lde = tiles.Dv + 8, rows = 8 * 16, ownX = hx + 8 <= ldd ? 0 : rows * (hx + 8);
+        return 2 * (2 * tiles.D * lde + rows * ldd + rows * lde) + 4 * tiles.D + 2 * f * (hx + 8) + 2 * ownX;
+    }
+
     /// <summary>The source of a Hedgehog module: the bidirectional kernels after the map's and the projection's helpers.</summary>
     /// <param name="hx">x's width.</param>
     /// <param name="f">The feature dim F.</param>
@@ -99,7 +126,8 @@ internal static unsafe class FusedModuleCache
         => $"#define HH 1\n#define HX {hx}\n#define HF {f}\n"
            + (blocksPerSm is { } n ? HedgehogBlocksDefine(n.ToString()) : HedgehogBlocksDefine(Environment.GetEnvironmentVariable(HedgehogBlocksVariable)))
            + FusedKernelSource.Source + FusedMmaSource.Source + FusedHedgehogMapSource.Source
-           + FusedHedgehogProjectionSource.Source + FusedMmaSourceForward.Source + FusedMmaSourceBackward.Source;
+           + FusedHedgehogProjectionSource.Source + FusedHedgehogWarpSource.Source + FusedMmaSourceForward.Source
+           + FusedMmaSourceBackward.Source;
 
     /// <summary>Environment variable of a tuning knob: blocks per SM (1 to 8) Hedgehog's attention kernels are compiled for (default: 2 up to 64-wide x and v, else 1).</summary>
     internal const string HedgehogBlocksVariable = "ML_LINEARATTENTION_HEDGEHOG_ATTENTION_BLOCKS";
@@ -138,12 +166,15 @@ internal static unsafe class FusedModuleCache
             module = new FusedModule(info.Context, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, tiles, info.SmCount)
             {
                 Mma = new MmaKernels(Function("mma_fwd_state", tiles.MmaStateBytes), Function("mma_fwd_out", tiles.MmaOutBytes),
-                    Function("mma_bwd_q", tiles.MmaBwdQBytes), Function("mma_bwd_kv", tiles.MmaBwdKvBytes))
+                    FusedModuleCache.Function(handle, "mma_bwd_q", HedgehogQBytes(tiles, hx, f)),
+                    FusedModuleCache.Function(handle, "mma_bwd_kv", HedgehogKvBytes(tiles, hx, f)))
                 {
                     FwdHead = FusedModuleCache.Function(handle, "mma_fwd_head", HedgehogHeadBytes(tiles, hx, f)),
                 },
                 HedgehogBytes = extra,
                 HedgehogHeadBytes = HedgehogHeadBytes(tiles, hx, f),
+                HedgehogKvBytes = HedgehogKvBytes(tiles, hx, f),
+                HedgehogQBytes = HedgehogQBytes(tiles, hx, f),
             };
             return HedgehogModules[key] = module;
         }

@@ -1,0 +1,417 @@
+namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
+
+/// <summary>
+/// Hedgehog's warp-by-warp passes (HH = 1; compiled after <see cref="FusedHedgehogProjectionSource"/>, before the
+/// attention kernels that call them). Each warp owns 16 token rows per step: it projects its x rows by MMA, takes both
+/// softmaxes along its rows in registers (a row's F columns lie in one quad of lanes, so no exchange between warps),
+/// and feeds φ to the next MMA as A fragments, as flash attention feeds P to PV (the C tiles of two adjacent 8-column
+/// n-tiles are one 16-wide A fragment). No shared φ tile and no block barrier: each warp copies its next rows into its
+/// own buffers with cp.async while it computes.
+/// <list type="bullet">
+/// <item><c>hh_out_pass</c>: the whole-head forward's query pass, o = φq S / (φq·z + eps·n).</item>
+/// <item><c>hh_kv_pass</c>: <c>mma_bwd_kv</c>'s pass, dv = φk dS and dy_k from dφk = v dSᵀ + dz.</item>
+/// <item><c>hh_q_pass</c>: <c>mma_bwd_q</c>'s pass, dy_q and the block's share of dS and dz; its φq and g rows still meet
+/// in shared tiles for dS = φqᵀ g, which reduces over tokens.</item>
+/// </list>
+/// </summary>
+internal static class FusedHedgehogWarpSource
+{
+    public const string Source = """
+
+#if MMA && HH
+#define HH_KS (HF / 16)         // φ₊'s 16-wide k steps; φ₋'s follow: φ as A fragments [2·HH_KS][4]
+#define HH_NJ (HF / 8)          // 8-column n-tiles of y (and of each half of φ)
+
+// Starts copying rows r0 .. r0 + 15 of src [·][C] into dst [16][ld] (one warp; zeros where t ≥ t1 or, with a mask,
+// where the token is not real). The caller commits the group.
+template <int C>
+__device__ __forceinline__ void warp_fetch_rows(u16* dst, int ld, const in_t* __restrict__ src, int r0, int t1,
+        const u8* __restrict__ mask, int b, int T) {
+    const int lane = threadIdx.x & 31;
+    for (int c = lane; c < 16 * (C / 8); c += 32) {
+        const int r = c / (C / 8), col = (c % (C / 8)) * 8, t = r0 + r;
+        const bool ok = t < t1 && real_token(mask, b, t, T);
+        cp16(dst + r * ld + col, src + (size_t)(ok ? t : 0) * C + col, ok);
+    }
+}
+
+// Two input-type values as a bf16 pair (the products with S and dS are bf16 MMAs): as is for bf16 inputs.
+__device__ __forceinline__ unsigned in2bf2(unsigned w) {
+    if constexpr (IN_T == 1) return w;
+    else return pack2(f2bf(m2f<false>((u16)(w & 0xffffu))), f2bf(m2f<false>((u16)(w >> 16))));
+}
+
+// φ = [softmax(xW) | softmax(−xW)] of this warp's 16 rows X [16][LDX] as bf16 A fragments: A[h·HH_KS + kk] covers
+// columns h·F + 16kk .. + 15 (h = 0: φ₊, 1: φ₋); its word r holds n-tile 2kk + r/2 of the half, row g + 8(r & 1),
+// columns 2q, 2q + 1 (hh_phi_word finds it). Rows of zeros (padding) give the uniform softmax: callers mask the rows.
+// The same from x's A fragments xa (in registers: read from shared or global memory by the caller).
+__device__ __forceinline__ void hh_warp_phi_frags(const unsigned (&xa)[HX / 16][4], const u16* Wt, unsigned (&A)[2 * HH_KS][4]) {
+    float y[HH_NJ][4], m[HH_NJ][4];
+#pragma unroll
+    for (int j = 0; j < HH_NJ; ++j) y[j][0] = y[j][1] = y[j][2] = y[j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < HX / 16; ++kk)
+#pragma unroll
+        for (int j = 0; j < HH_NJ; ++j) {
+            unsigned bb[2];
+            frag_b(bb, Wt, LDX, 8 * j, 16 * kk);
+            mma16816<HBF>(y[j], xa[kk], bb);
+        }
+    // Softmaxes of y and −y along rows g (entries 0, 1) and g + 8 (entries 2, 3).
+    float sc[2][2];                             // [s][h]: 1 / the row's sum of φ₊, φ₋
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+        float hi = -3.402823466e38f, lo = 3.402823466e38f;
+#pragma unroll
+        for (int j = 0; j < HH_NJ; ++j) {
+            hi = fmaxf(hi, fmaxf(y[j][2 * s], y[j][2 * s + 1]));
+            lo = fminf(lo, fminf(y[j][2 * s], y[j][2 * s + 1]));
+        }
+        hi = group_max(hi, 4);
+        lo = -group_max(-lo, 4);
+        float sp = 0.f, sm = 0.f;
+        const float hl = hi * HL2E, ll = lo * HL2E;
+#pragma unroll
+        for (int j = 0; j < HH_NJ; ++j)
+#pragma unroll
+            for (int e = 2 * s; e < 2 * s + 2; ++e) {
+                const float v = y[j][e];
+                y[j][e] = hh_exp2(fmaf(v, HL2E, -hl));
+                m[j][e] = hh_exp2(fmaf(-v, HL2E, ll));
+                sp += y[j][e];
+                sm += m[j][e];
+            }
+        sc[s][0] = 1.f / group_sum(sp, 4);
+        sc[s][1] = 1.f / group_sum(sm, 4);
+    }
+#pragma unroll
+    for (int kk = 0; kk < HH_KS; ++kk)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            const int j = 2 * kk + (r >> 1), s = r & 1;
+            A[kk][r] = f2m2<true>(y[j][2 * s] * sc[s][0], y[j][2 * s + 1] * sc[s][0]);
+            A[HH_KS + kk][r] = f2m2<true>(m[j][2 * s] * sc[s][1], m[j][2 * s + 1] * sc[s][1]);
+        }
+}
+
+__device__ __forceinline__ void hh_warp_phi(const u16* X, const u16* Wt, unsigned (&A)[2 * HH_KS][4]) {
+    unsigned xa[HX / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < HX / 16; ++kk) frag_a(xa[kk], X, LDX, 0, 16 * kk);
+    hh_warp_phi_frags(xa, Wt, A);
+}
+
+// φ at row g + 8s, columns h·F + 8j + 2q and + 1 (n-tile j of half h) as a bf16 pair, from hh_warp_phi's fragments.
+__device__ __forceinline__ unsigned hh_phi_word(const unsigned (&A)[2 * HH_KS][4], int h, int j, int s) {
+    return A[h * HH_KS + (j >> 1)][2 * (j & 1) + s];
+}
+
+// acc[n] = φ·M over the 2F rows of M (high, low) [D][LDE], DV columns: o = φq S, dv = φk dS (M read transposed).
+__device__ __forceinline__ void hh_phi_times(const unsigned (&A)[2 * HH_KS][4], const u16* Mh, const u16* Ml, float (&acc)[DV / 8][4]) {
+#pragma unroll
+    for (int n = 0; n < DV / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < 2 * HH_KS; ++kk)
+#pragma unroll
+        for (int n = 0; n < DV / 8; ++n) {
+            unsigned bb[2];
+            frag_b_t(bb, Mh, LDE, 8 * n, 16 * kk);
+            mma16816<true>(acc[n], A[kk], bb);
+            if (SPLIT) {
+                frag_b_t(bb, Ml, LDE, 8 * n, 16 * kk);
+                mma16816<true>(acc[n], A[kk], bb);
+            }
+        }
+}
+
+// Stores acc [16][W] (C fragments, times scale[s] per row) as rows r0 + g + 8s of dst [·][W] below t1, zeros where
+// keep[s] is false.
+template <int W>
+__device__ __forceinline__ void warp_store_rows(const float (&acc)[W / 8][4], const float (&scale)[2], const bool (&keep)[2],
+        in_t* __restrict__ dst, int r0, int t1) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+        const int t = r0 + g + 8 * s;
+        if (t < t1) {
+#pragma unroll
+            for (int n = 0; n < W / 8; ++n)
+                *(unsigned*)(dst + (size_t)t * W + 8 * n + 2 * q) =
+                    stx2(keep[s] ? acc[n][2 * s] * scale[s] : 0.f, keep[s] ? acc[n][2 * s + 1] * scale[s] : 0.f);
+        }
+    }
+}
+
+// The whole-head forward's query pass over rows [t0, t1): o = φq S / (φq·z + en), den from the same rounded φ as the
+// MMA. S (high, low) [D][LDE] and zs [D] in shared memory; Xw [NW][16][LDX] the warps' x rows.
+__device__ __forceinline__ void hh_out_pass(u16* Xw, const u16* Sh, const u16* Sl, const float* zs, const u16* Wt,
+        const in_t* __restrict__ qb, in_t* __restrict__ ob, const u8* __restrict__ mask, int b, float en, int t0, int t1, int T) {
+    const int w = threadIdx.x >> 5, q = threadIdx.x & 3, g = (threadIdx.x & 31) >> 2;
+    u16* X = Xw + w * 16 * LDX;
+    int r0 = t0 + 16 * w;
+    if (r0 < t1) warp_fetch_rows<HX>(X, LDX, qb, r0, t1, mask, b, T);
+    cp_commit();
+    for (; r0 < t1; r0 += 16 * NW) {
+        cp_wait<0>();
+        __syncwarp();
+        unsigned A[2 * HH_KS][4];
+        hh_warp_phi(X, Wt, A);
+        __syncwarp();                           // every lane is past its reads of X
+        if (r0 + 16 * NW < t1) warp_fetch_rows<HX>(X, LDX, qb, r0 + 16 * NW, t1, mask, b, T);
+        cp_commit();
+        float dz[2] = {0.f, 0.f};
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+            for (int j = 0; j < HH_NJ; ++j)
+#pragma unroll
+                for (int s = 0; s < 2; ++s) {
+                    const unsigned pk = hh_phi_word(A, h, j, s);
+                    const int col = h * HF + 8 * j + 2 * q;
+                    dz[s] = fmaf(bf2f((u16)(pk & 0xffffu)), zs[col], fmaf(bf2f((u16)(pk >> 16)), zs[col + 1], dz[s]));
+                }
+        float inv[2];
+        bool keep[2];
+#pragma unroll
+        for (int s = 0; s < 2; ++s) {
+            inv[s] = 1.f / (group_sum(dz[s], 4) + en);
+            keep[s] = real_token(mask, b, r0 + g + 8 * s, T);
+        }
+        float o[DV / 8][4];
+        hh_phi_times(A, Sh, Sl, o);
+        warp_store_rows<DV>(o, inv, keep, ob, r0, t1);
+    }
+}
+
+// mma_bwd_kv's pass over key rows [t0, t1): dv = φk dS, dφk = v dSᵀ + dz and dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) −
+// φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩) (the projection's output gradient, F wide, into dyb [T][F]); both zero at padded keys. dS
+// (high, low) [D][LDE] and dzs [D] in shared memory; Xw [NW][16][LDX] and Vw [NW][16][LDE] the warps' x and v rows.
+// dφk is never whole: each 8-column tile goes into u = φ₊ ⊙ dφ₊ − φ₋ ⊙ dφ₋ and the row dots as it leaves the MMA,
+// and dy = u − φ₊⟨φ₊, dφ₊⟩ + φ₋⟨φ₋, dφ₋⟩ at the end (128 registers at two blocks per SM hold no more).
+__device__ __forceinline__ void hh_kv_pass(u16* Xw, u16* Vw, const u16* Dh, const u16* Dl, const float* dzs, const u16* Wt,
+        const in_t* __restrict__ kb, const in_t* __restrict__ vb, in_t* __restrict__ dyb, in_t* __restrict__ dvb,
+        const u8* __restrict__ mask, int b, int t0, int t1, int T) {
+    const int w = threadIdx.x >> 5, q = threadIdx.x & 3, g = (threadIdx.x & 31) >> 2;
+    u16* X = Xw + w * 16 * LDX;
+    u16* V = Vw + w * 16 * LDE;
+    auto fetch = [&](int r) {
+        warp_fetch_rows<HX>(X, LDX, kb, r, t1, mask, b, T);
+        warp_fetch_rows<DV>(V, LDE, vb, r, t1, nullptr, b, T);
+    };
+    int r0 = t0 + 16 * w;
+    if (r0 < t1) fetch(r0);
+    cp_commit();
+    const float one[2] = {1.f, 1.f};
+    for (; r0 < t1; r0 += 16 * NW) {
+        cp_wait<0>();
+        __syncwarp();
+        unsigned A[2 * HH_KS][4], va[DV / 16][4];
+        hh_warp_phi(X, Wt, A);
+#pragma unroll
+        for (int kk = 0; kk < DV / 16; ++kk) {
+            frag_a(va[kk], V, LDE, 0, 16 * kk);
+#pragma unroll
+            for (int r = 0; r < 4; ++r) va[kk][r] = in2bf2(va[kk][r]);
+        }
+        __syncwarp();                           // every lane is past its reads of X and V
+        if (r0 + 16 * NW < t1) fetch(r0 + 16 * NW);
+        cp_commit();
+        bool keep[2];
+#pragma unroll
+        for (int s = 0; s < 2; ++s) keep[s] = real_token(mask, b, r0 + g + 8 * s, T);
+        float u[HH_NJ][4], dot[2][2] = {{0.f, 0.f}, {0.f, 0.f}};   // dot[h][s]: ⟨φ₊, dφ₊⟩, ⟨φ₋, dφ₋⟩ of row g + 8s
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+            for (int j = 0; j < HH_NJ; ++j) {
+                float d[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+                for (int kk = 0; kk < DV / 16; ++kk) {
+                    unsigned bb[2];
+                    frag_b(bb, Dh, LDE, h * HF + 8 * j, 16 * kk);
+                    mma16816<true>(d, va[kk], bb);
+                    if (SPLIT) {
+                        frag_b(bb, Dl, LDE, h * HF + 8 * j, 16 * kk);
+                        mma16816<true>(d, va[kk], bb);
+                    }
+                }
+#pragma unroll
+                for (int s = 0; s < 2; ++s) {
+                    const unsigned pk = hh_phi_word(A, h, j, s);
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        const float pd = bf2f((u16)(pk >> (16 * e))) * (d[2 * s + e] + dzs[h * HF + 8 * j + 2 * q + e]);
+                        dot[h][s] += pd;
+                        u[j][2 * s + e] = h == 0 ? pd : u[j][2 * s + e] - pd;
+                    }
+                }
+            }
+#pragma unroll
+        for (int s = 0; s < 2; ++s) { dot[0][s] = group_sum(dot[0][s], 4); dot[1][s] = group_sum(dot[1][s], 4); }
+#pragma unroll
+        for (int j = 0; j < HH_NJ; ++j)
+#pragma unroll
+            for (int s = 0; s < 2; ++s) {
+                const unsigned pp = hh_phi_word(A, 0, j, s), pm = hh_phi_word(A, 1, j, s);
+#pragma unroll
+                for (int e = 0; e < 2; ++e)
+                    u[j][2 * s + e] += bf2f((u16)(pm >> (16 * e))) * dot[1][s] - bf2f((u16)(pp >> (16 * e))) * dot[0][s];
+            }
+        warp_store_rows<HF>(u, one, keep, dyb, r0, t1);
+        float dv[DV / 8][4];                    // after dy: u, va and dv are never live together
+        hh_phi_times(A, Dh, Dl, dv);
+        warp_store_rows<DV>(dv, one, keep, dvb, r0, t1);
+    }
+}
+
+// One 16×8 tile of P = dO Sᵀ: columns n0.. of the 2F, from dO's bf16 A fragments ga and S (high, low) [D][LDE].
+__device__ __forceinline__ void hh_p_tile(float (&p)[4], const unsigned (&ga)[DV / 16][4], const u16* Sh, const u16* Sl, int n0) {
+    p[0] = p[1] = p[2] = p[3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < DV / 16; ++kk) {
+        unsigned bb[2];
+        frag_b(bb, Sh, LDE, n0, 16 * kk);
+        mma16816<true>(p, ga[kk], bb);
+        if (SPLIT) {
+            frag_b(bb, Sl, LDE, n0, 16 * kk);
+            mma16816<true>(p, ga[kk], bb);
+        }
+    }
+}
+
+// mma_bwd_q's pass over query rows [t0, t1), 16·NW rows per step for the block (every warp takes part in each step's dS
+// product, with zero rows past t1). Per warp: φq in registers (hh_warp_phi), b± = ⟨φ±, z±⟩ (den = b₊ + b₋ + en), then
+// P = dO Sᵀ tile by tile into u = φ₊ ⊙ P₊ − φ₋ ⊙ P₋ and a± = ⟨φ±, P±⟩, so that dO·o = (a₊ + a₋)/den needs no saved
+// output, dden = −dO·o/den, dφ = P/den + dden z, ⟨φ±, dφ±⟩ = a±/den + dden b±, and the softmaxes' backward
+// dy = u/den + dden (φ₊ ⊙ z₊ − φ₋ ⊙ z₋) − φ₊ ⟨φ₊, dφ₊⟩ + φ₋ ⟨φ₋, dφ₋⟩ (into dyb [T][F]).
+// φq and g = dO/den (dden in columns DV, DV + 1 as high and low bf16, zeros to DV + 8) go to the block's tiles
+// Qs [16·NW][LDD] and Gs [16·NW][LDE] for dS += φqᵀ g and dz += φqᵀ dden (accS, two barriers per step). Each warp's
+// next x rows (in its own Qs rows where they fit, HH_XQ_FITS, else Xo [NW][16][LDX]) and dO rows (its Gs rows) are
+// copied with cp.async once the step's dS product is done. φ is read back from Qs, not kept in registers: next to accS
+// (36 registers at F = Dv = 64) the live values must stay near 128.
+#define HH_XQ_FITS (LDX <= LDD)
+__device__ __forceinline__ void hh_q_pass(float (&accS)[TPW(D, DV + 8)][4], u16* Qs, u16* Gs, u16* Xo, const u16* Sh,
+        const u16* Sl, const float* zs, const u16* Wt, const in_t* __restrict__ qb, const in_t* __restrict__ gb,
+        in_t* __restrict__ dyb, const u8* __restrict__ mask, int b, float en, int t0, int t1, int T) {
+    const int w = threadIdx.x >> 5, q = threadIdx.x & 3, g = (threadIdx.x & 31) >> 2;
+    u16* Qw = Qs + w * 16 * LDD;
+    u16* Gw = Gs + w * 16 * LDE;
+    u16* X = HH_XQ_FITS ? Qw : Xo + w * 16 * LDX;
+    auto fetch = [&](int r) {
+        warp_fetch_rows<HX>(X, LDX, qb, r, t1, mask, b, T);
+        warp_fetch_rows<DV>(Gw, LDE, gb, r, t1, mask, b, T);
+    };
+    const float one[2] = {1.f, 1.f};
+    fetch(t0 + 16 * w);
+    cp_commit();
+    for (int base = t0; base < t1; base += 16 * NW) {
+        const int r0 = base + 16 * w;
+        bool keep[2];
+#pragma unroll
+        for (int s = 0; s < 2; ++s) keep[s] = r0 + g + 8 * s < t1 && real_token(mask, b, r0 + g + 8 * s, T);
+        cp_wait<0>();
+        __syncwarp();
+        float bz[2][2] = {{0.f, 0.f}, {0.f, 0.f}};     // [h][s]
+        {
+            unsigned A[2 * HH_KS][4];
+            hh_warp_phi(X, Wt, A);
+            __syncwarp();                       // every lane is past its reads of X (Qw's rows, where it fits)
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+#pragma unroll
+                for (int j = 0; j < HH_NJ; ++j)
+#pragma unroll
+                    for (int s = 0; s < 2; ++s) {
+                        const unsigned pk = hh_phi_word(A, h, j, s);
+                        const int col = h * HF + 8 * j + 2 * q;
+                        bz[h][s] = fmaf(bf2f((u16)(pk & 0xffffu)), zs[col], fmaf(bf2f((u16)(pk >> 16)), zs[col + 1], bz[h][s]));
+                        *(unsigned*)(Qw + (g + 8 * s) * LDD + col) = keep[s] ? pk : 0u;
+                    }
+        }
+        float inv[2];
+#pragma unroll
+        for (int s = 0; s < 2; ++s) {
+            bz[0][s] = group_sum(bz[0][s], 4);
+            bz[1][s] = group_sum(bz[1][s], 4);
+            inv[s] = 1.f / (bz[0][s] + bz[1][s] + en);
+        }
+        unsigned ga[DV / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < DV / 16; ++kk) {
+            frag_a(ga[kk], Gw, LDE, 0, 16 * kk);
+#pragma unroll
+            for (int r = 0; r < 4; ++r) ga[kk][r] = in2bf2(ga[kk][r]);
+        }
+        // Each lane reads back only the φ words it wrote (same positions): no barrier needed.
+        float u[HH_NJ][4], ap[2][2] = {{0.f, 0.f}, {0.f, 0.f}};   // ap[h][s] = a±
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+            for (int j = 0; j < HH_NJ; ++j) {
+                float p[4];
+                hh_p_tile(p, ga, Sh, Sl, h * HF + 8 * j);
+#pragma unroll
+                for (int s = 0; s < 2; ++s) {
+                    const unsigned pk = *(const unsigned*)(Qw + (g + 8 * s) * LDD + h * HF + 8 * j + 2 * q);
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        const float pd = bf2f((u16)(pk >> (16 * e))) * p[2 * s + e];
+                        ap[h][s] += pd;
+                        u[j][2 * s + e] = h == 0 ? pd : u[j][2 * s + e] - pd;
+                    }
+                }
+            }
+        float dden[2], dp[2], dm[2];
+#pragma unroll
+        for (int s = 0; s < 2; ++s) {
+            ap[0][s] = group_sum(ap[0][s], 4);
+            ap[1][s] = group_sum(ap[1][s], 4);
+            dden[s] = keep[s] ? -(ap[0][s] + ap[1][s]) * inv[s] * inv[s] : 0.f;
+            dp[s] = ap[0][s] * inv[s] + dden[s] * bz[0][s];
+            dm[s] = ap[1][s] * inv[s] + dden[s] * bz[1][s];
+        }
+#pragma unroll
+        for (int j = 0; j < HH_NJ; ++j)
+#pragma unroll
+            for (int s = 0; s < 2; ++s) {
+                const int f = 8 * j + 2 * q;
+                const unsigned pp = *(const unsigned*)(Qw + (g + 8 * s) * LDD + f);
+                const unsigned pm = *(const unsigned*)(Qw + (g + 8 * s) * LDD + HF + f);
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const float fp = bf2f((u16)(pp >> (16 * e))), fm = bf2f((u16)(pm >> (16 * e)));
+                    u[j][2 * s + e] = u[j][2 * s + e] * inv[s] + dden[s] * (fp * zs[f + e] - fm * zs[HF + f + e]) - fp * dp[s] + fm * dm[s];
+                }
+            }
+        warp_store_rows<HF>(u, one, keep, dyb, r0, t1);
+        __syncwarp();                           // every lane has read dO from Gw
+        // g = dO/den into Gs (the A fragments' positions: word r is row g + 8(r & 1), columns 8(r >> 1) + 2q), then dden.
+#pragma unroll
+        for (int kk = 0; kk < DV / 16; ++kk)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                const int s = r & 1;
+                const unsigned wd = ga[kk][r];
+                *(unsigned*)(Gw + (g + 8 * s) * LDE + 16 * kk + 8 * (r >> 1) + 2 * q) =
+                    keep[s] ? f2m2<true>(bf2f((u16)(wd & 0xffffu)) * inv[s], bf2f((u16)(wd >> 16)) * inv[s]) : 0u;
+            }
+        if (q == 0) {
+#pragma unroll
+            for (int s = 0; s < 2; ++s) {
+                const u16 hi = f2bf(dden[s]);
+                uint4 cols;
+                cols.x = pack2(hi, f2bf(dden[s] - bf2f(hi)));
+                cols.y = cols.z = cols.w = 0u;
+                *(uint4*)(Gw + (g + 8 * s) * LDE + DV) = cols;
+            }
+        }
+        __syncthreads();                        // every warp's rows of Qs and Gs are written
+        wmm<D, DV + 8, 16 * NW, true, true, true>(Qs, LDD, Gs, nullptr, LDE, accS);
+        __syncthreads();                        // the product's reads are done before the next step's copies
+        if (r0 + 16 * NW < t1) fetch(r0 + 16 * NW);
+        cp_commit();
+    }
+}
+#endif
+""";
+}
