@@ -106,6 +106,24 @@ __device__ __forceinline__ unsigned hh_phi_word(const unsigned (&A)[2 * HH_KS][4
     return A[h * HH_KS + (j >> 1)][2 * (j & 1) + s];
 }
 
+// bz[h][s] = this lane's part of ⟨φ_h, z_h⟩ for row g + 8s (h = 0: φ₊ and z's first F entries, 1: φ₋ and the rest),
+// from hh_warp_phi's fragments; group_sum over the quad completes it.
+__device__ __forceinline__ void hh_phi_dot(const unsigned (&A)[2 * HH_KS][4], const float* zs, float (&bz)[2][2]) {
+    const int q = threadIdx.x & 3;
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int s = 0; s < 2; ++s) {
+            bz[h][s] = 0.f;
+#pragma unroll
+            for (int j = 0; j < HH_NJ; ++j) {
+                const unsigned pk = hh_phi_word(A, h, j, s);
+                const int col = h * HF + 8 * j + 2 * q;
+                bz[h][s] = fmaf(bf2f((u16)(pk & 0xffffu)), zs[col], fmaf(bf2f((u16)(pk >> 16)), zs[col + 1], bz[h][s]));
+            }
+        }
+}
+
 // acc[n] = φ·M over the 2F rows of M (high, low) [D][LDE], DV columns: o = φq S, dv = φk dS (M read transposed).
 __device__ __forceinline__ void hh_phi_times(const unsigned (&A)[2 * HH_KS][4], const u16* Mh, const u16* Ml, float (&acc)[DV / 8][4]) {
 #pragma unroll
@@ -159,22 +177,13 @@ __device__ __forceinline__ void hh_out_pass(u16* Xw, const u16* Sh, const u16* S
         __syncwarp();                           // every lane is past its reads of X
         if (r0 + 16 * NW < t1) warp_fetch_rows<HX>(X, LDX, qb, r0 + 16 * NW, t1, mask, b, T);
         cp_commit();
-        float dz[2] = {0.f, 0.f};
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-#pragma unroll
-            for (int j = 0; j < HH_NJ; ++j)
-#pragma unroll
-                for (int s = 0; s < 2; ++s) {
-                    const unsigned pk = hh_phi_word(A, h, j, s);
-                    const int col = h * HF + 8 * j + 2 * q;
-                    dz[s] = fmaf(bf2f((u16)(pk & 0xffffu)), zs[col], fmaf(bf2f((u16)(pk >> 16)), zs[col + 1], dz[s]));
-                }
+        float dz[2][2];
+        hh_phi_dot(A, zs, dz);
         float inv[2];
         bool keep[2];
 #pragma unroll
         for (int s = 0; s < 2; ++s) {
-            inv[s] = 1.f / (group_sum(dz[s], 4) + en);
+            inv[s] = 1.f / (group_sum(dz[0][s] + dz[1][s], 4) + en);
             keep[s] = real_token(mask, b, r0 + g + 8 * s, T);
         }
         float o[DV / 8][4];
@@ -311,22 +320,19 @@ __device__ __forceinline__ void hh_q_pass(float (&accS)[TPW(D, DV + 8)][4], u16*
         for (int s = 0; s < 2; ++s) keep[s] = r0 + g + 8 * s < t1 && real_token(mask, b, r0 + g + 8 * s, T);
         cp_wait<0>();
         __syncwarp();
-        float bz[2][2] = {{0.f, 0.f}, {0.f, 0.f}};     // [h][s]
+        float bz[2][2];                         // [h][s]
         {
             unsigned A[2 * HH_KS][4];
             hh_warp_phi(X, Wt, A);
             __syncwarp();                       // every lane is past its reads of X (Qw's rows, where it fits)
+            hh_phi_dot(A, zs, bz);
 #pragma unroll
             for (int h = 0; h < 2; ++h)
 #pragma unroll
                 for (int j = 0; j < HH_NJ; ++j)
 #pragma unroll
-                    for (int s = 0; s < 2; ++s) {
-                        const unsigned pk = hh_phi_word(A, h, j, s);
-                        const int col = h * HF + 8 * j + 2 * q;
-                        bz[h][s] = fmaf(bf2f((u16)(pk & 0xffffu)), zs[col], fmaf(bf2f((u16)(pk >> 16)), zs[col + 1], bz[h][s]));
-                        *(unsigned*)(Qw + (g + 8 * s) * LDD + col) = keep[s] ? pk : 0u;
-                    }
+                    for (int s = 0; s < 2; ++s)
+                        *(unsigned*)(Qw + (g + 8 * s) * LDD + h * HF + 8 * j + 2 * q) = keep[s] ? hh_phi_word(A, h, j, s) : 0u;
         }
         float inv[2];
 #pragma unroll
