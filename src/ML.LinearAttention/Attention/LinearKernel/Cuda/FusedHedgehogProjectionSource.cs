@@ -152,6 +152,40 @@ __device__ __forceinline__ float hh_exp2(float x) {
 }
 #define HL2E 1.4426950408889634f    // log2(e): e^(y − m) = 2^(y·log2e − m·log2e), one FFMA and the SFU
 
+// The part of both softmaxes a quad of lanes can take alone, for the rows g (s = 0: entries 0, 1) and g + 8 (s = 1:
+// entries 2, 3) of NJ 16×8 accumulator tiles y: y becomes 2^((y − max)·log2e), m 2^((min − y)·log2e), and hi, lo, sp,
+// sm the max, min and sums of both over the quad's columns (the whole row when the quad holds all of it).
+template <int NJ>
+__device__ __forceinline__ void hh_quad_softmax(float (&y)[NJ][4], float (&m)[NJ][4], float (&hi)[2], float (&lo)[2],
+        float (&sp)[2], float (&sm)[2]) {
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+        hi[s] = -3.402823466e38f;
+        lo[s] = 3.402823466e38f;
+#pragma unroll
+        for (int j = 0; j < NJ; ++j) {
+            hi[s] = fmaxf(hi[s], fmaxf(y[j][2 * s], y[j][2 * s + 1]));
+            lo[s] = fminf(lo[s], fminf(y[j][2 * s], y[j][2 * s + 1]));
+        }
+        hi[s] = group_max(hi[s], 4);
+        lo[s] = -group_max(-lo[s], 4);
+        sp[s] = sm[s] = 0.f;
+        const float hl = hi[s] * HL2E, ll = lo[s] * HL2E;
+#pragma unroll
+        for (int j = 0; j < NJ; ++j)
+#pragma unroll
+            for (int e = 2 * s; e < 2 * s + 2; ++e) {
+                const float v = y[j][e];
+                y[j][e] = hh_exp2(fmaf(v, HL2E, -hl));
+                m[j][e] = hh_exp2(fmaf(-v, HL2E, ll));
+                sp[s] += y[j][e];
+                sm[s] += m[j][e];
+            }
+        sp[s] = group_sum(sp[s], 4);
+        sm[s] = group_sum(sm[s], 4);
+    }
+}
+
 // φ₊ = softmax(y) into acc (in place of y) and φ₋ = softmax(−y) into pm, along each row. A lane holds rows g and g + 8
 // of its warp's 16 (s = 0, 1: accumulator entries 2s, 2s + 1); a row's F columns lie in two warps of four lanes each.
 // Each half reduces its max, min and sums over its quad, then the halves merge through red [2][MTT][4] as online
@@ -160,31 +194,9 @@ __device__ __forceinline__ void hh_softmax(float (&acc)[HNJ][4], float (&pm)[HNJ
     const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
     const int half = warp >> 2, m0 = (warp & 3) * 16;
     float hi[2], lo[2], sp[2], sm[2];
+    hh_quad_softmax(acc, pm, hi, lo, sp, sm);
 #pragma unroll
     for (int s = 0; s < 2; ++s) {
-        hi[s] = -3.402823466e38f;
-        lo[s] = 3.402823466e38f;
-#pragma unroll
-        for (int j = 0; j < HNJ; ++j) {
-            hi[s] = fmaxf(hi[s], fmaxf(acc[j][2 * s], acc[j][2 * s + 1]));
-            lo[s] = fminf(lo[s], fminf(acc[j][2 * s], acc[j][2 * s + 1]));
-        }
-        hi[s] = group_max(hi[s], 4);
-        lo[s] = -group_max(-lo[s], 4);
-        sp[s] = sm[s] = 0.f;
-        const float hl = hi[s] * HL2E, ll = lo[s] * HL2E;
-#pragma unroll
-        for (int j = 0; j < HNJ; ++j)
-#pragma unroll
-            for (int e = 2 * s; e < 2 * s + 2; ++e) {
-                const float y = acc[j][e];
-                acc[j][e] = hh_exp2(fmaf(y, HL2E, -hl));
-                pm[j][e] = hh_exp2(fmaf(-y, HL2E, ll));
-                sp[s] += acc[j][e];
-                sm[s] += pm[j][e];
-            }
-        sp[s] = group_sum(sp[s], 4);
-        sm[s] = group_sum(sm[s], 4);
         if (q == 0) {
             float* p = red + (half * MTT + m0 + g + 8 * s) * 4;
             p[0] = hi[s]; p[1] = sp[s]; p[2] = lo[s]; p[3] = sm[s];

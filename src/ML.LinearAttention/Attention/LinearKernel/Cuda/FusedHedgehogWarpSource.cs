@@ -57,32 +57,13 @@ __device__ __forceinline__ void hh_warp_phi_frags(const unsigned (&xa)[HX / 16][
             frag_b(bb, Wt, LDX, 8 * j, 16 * kk);
             mma16816<HBF>(y[j], xa[kk], bb);
         }
-    // Softmaxes of y and −y along rows g (entries 0, 1) and g + 8 (entries 2, 3).
-    float sc[2][2];                             // [s][h]: 1 / the row's sum of φ₊, φ₋
+    // Both softmaxes along rows g and g + 8: a row's F columns lie in this quad, so its sums are whole.
+    float hi[2], lo[2], sp[2], sm[2], sc[2][2];     // sc[s][h]: 1 / the row's sum of φ₊, φ₋
+    hh_quad_softmax(y, m, hi, lo, sp, sm);
 #pragma unroll
     for (int s = 0; s < 2; ++s) {
-        float hi = -3.402823466e38f, lo = 3.402823466e38f;
-#pragma unroll
-        for (int j = 0; j < HH_NJ; ++j) {
-            hi = fmaxf(hi, fmaxf(y[j][2 * s], y[j][2 * s + 1]));
-            lo = fminf(lo, fminf(y[j][2 * s], y[j][2 * s + 1]));
-        }
-        hi = group_max(hi, 4);
-        lo = -group_max(-lo, 4);
-        float sp = 0.f, sm = 0.f;
-        const float hl = hi * HL2E, ll = lo * HL2E;
-#pragma unroll
-        for (int j = 0; j < HH_NJ; ++j)
-#pragma unroll
-            for (int e = 2 * s; e < 2 * s + 2; ++e) {
-                const float v = y[j][e];
-                y[j][e] = hh_exp2(fmaf(v, HL2E, -hl));
-                m[j][e] = hh_exp2(fmaf(-v, HL2E, ll));
-                sp += y[j][e];
-                sm += m[j][e];
-            }
-        sc[s][0] = 1.f / group_sum(sp, 4);
-        sc[s][1] = 1.f / group_sum(sm, 4);
+        sc[s][0] = 1.f / sp[s];
+        sc[s][1] = 1.f / sm[s];
     }
 #pragma unroll
     for (int kk = 0; kk < HH_KS; ++kk)
@@ -397,9 +378,10 @@ __device__ __forceinline__ void hh_q_pass(float (&accS)[TPW(D, DV + 8)][4], u16*
 #pragma unroll
             for (int r = 0; r < 4; ++r) {
                 const int s = r & 1;
-                const unsigned wd = ga[kk][r];
-                *(unsigned*)(Gw + (g + 8 * s) * LDE + 16 * kk + 8 * (r >> 1) + 2 * q) =
-                    keep[s] ? f2m2<true>(bf2f((u16)(wd & 0xffffu)) * inv[s], bf2f((u16)(wd >> 16)) * inv[s]) : 0u;
+                unsigned* at = (unsigned*)(Gw + (g + 8 * s) * LDE + 16 * kk + 8 * (r >> 1) + 2 * q);
+                // fp16 inputs: g from dO as it came (this lane's own word), not from its bf16 rounding in ga.
+                const unsigned wd = IN_T == 1 ? ga[kk][r] : *at;
+                *at = keep[s] ? f2m2<true>(m2f<IN_T == 1>((u16)(wd & 0xffffu)) * inv[s], m2f<IN_T == 1>((u16)(wd >> 16)) * inv[s]) : 0u;
             }
         if (q == 0) {
 #pragma unroll
