@@ -44,8 +44,10 @@ __device__ __forceinline__ unsigned in2bf2(unsigned w) {
 // φ = [softmax(xW) | softmax(−xW)] of this warp's 16 rows X [16][LDX] as bf16 A fragments: A[h·HH_KS + kk] covers
 // columns h·F + 16kk .. + 15 (h = 0: φ₊, 1: φ₋); its word r holds n-tile 2kk + r/2 of the half, row g + 8(r & 1),
 // columns 2q, 2q + 1 (hh_phi_word finds it). Rows of zeros (padding) give the uniform softmax: callers mask the rows.
-// The same from x's A fragments xa (in registers: read from shared or global memory by the caller).
-__device__ __forceinline__ void hh_warp_phi_frags(const unsigned (&xa)[HX / 16][4], const u16* Wt, unsigned (&A)[2 * HH_KS][4]) {
+__device__ __forceinline__ void hh_warp_phi(const u16* X, const u16* Wt, unsigned (&A)[2 * HH_KS][4]) {
+    unsigned xa[HX / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < HX / 16; ++kk) frag_a(xa[kk], X, LDX, 0, 16 * kk);
     float y[HH_NJ][4], m[HH_NJ][4];
 #pragma unroll
     for (int j = 0; j < HH_NJ; ++j) y[j][0] = y[j][1] = y[j][2] = y[j][3] = 0.f;
@@ -73,13 +75,6 @@ __device__ __forceinline__ void hh_warp_phi_frags(const unsigned (&xa)[HX / 16][
             A[kk][r] = f2m2<true>(y[j][2 * s] * sc[s][0], y[j][2 * s + 1] * sc[s][0]);
             A[HH_KS + kk][r] = f2m2<true>(m[j][2 * s] * sc[s][1], m[j][2 * s + 1] * sc[s][1]);
         }
-}
-
-__device__ __forceinline__ void hh_warp_phi(const u16* X, const u16* Wt, unsigned (&A)[2 * HH_KS][4]) {
-    unsigned xa[HX / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < HX / 16; ++kk) frag_a(xa[kk], X, LDX, 0, 16 * kk);
-    hh_warp_phi_frags(xa, Wt, A);
 }
 
 // φ at row g + 8s, columns h·F + 8j + 2q and + 1 (n-tile j of half h) as a bf16 pair, from hh_warp_phi's fragments.
@@ -371,8 +366,8 @@ __device__ __forceinline__ void hh_q_pass(float (&accS)[TPW(D, DV + 8)][4], u16*
                 }
             }
         warp_store_rows<HF>(u, one, keep, dyb, r0, t1);
-        __syncwarp();                           // every lane has read dO from Gw
-        // g = dO/den into Gs (the A fragments' positions: word r is row g + 8(r & 1), columns 8(r >> 1) + 2q), then dden.
+        // g = dO/den into Gs at the A fragments' positions (word r: row g + 8(r & 1), columns 8(r >> 1) + 2q), where each
+        // lane overwrites only the dO words it read itself: no warp barrier needed. Then dden.
 #pragma unroll
         for (int kk = 0; kk < DV / 16; ++kk)
 #pragma unroll
