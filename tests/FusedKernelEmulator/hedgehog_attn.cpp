@@ -1,8 +1,9 @@
 // CPU emulation of Hedgehog's attention kernels (the tensor-core kernels of FusedMmaSource* built with HH = 1, see
 // run.sh): φ = [softmax(xW_h), softmax(−xW_h)] computed in the tile loaders from x, never stored. Compared with an fp64
 // evaluation on the same 16-bit inputs: o (two kernels, and the whole-head mma_fwd_head), and the gradients the kernels
-// return: dv, and for q and k the gradient of the
-// projection's output y = xW (F wide), dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) − φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩).
+// return: dv, and for q and k the gradient of the projection's output y = xW (F wide),
+// dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) − φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩), and dx = dy Wᵀ; then dW = xᵀdy of both maps from hedgehog_dw_bwd
+// on the kernels' dy.
 // Build macros: HX (x's width), HF (F), D = 2·HF, DV. Arguments: B T tiles-per-block (B > 1: padded rows).
 #define main bidirectional_main
 #include "emulator.cpp"
@@ -31,16 +32,23 @@ int main(int argc, char** argv) {
     const u8* mp = useMask ? mask.data() : nullptr;
     const int BH = B * H, tiles = (T + 63) / 64, tpb = min(tiles, max(1, atoi(argv[3]))), blocks = (tiles + tpb - 1) / tpb;
     std::vector<float> S((size_t)BH * D * DV, 0.f), z((size_t)BH * D, 0.f), dS = S, dz = z;
-    std::vector<in_t> o(nv, 0), dyq(ny, 0), dyk(ny, 0), dv(nv, 0);
+    std::vector<in_t> o(nv, 0), dyq(ny, 0), dyk(ny, 0), dv(nv, 0), dxq(nx, 0), dxk(nx, 0);
+    std::vector<float> dwq((size_t)H * HX * F, 0.f), dwk = dwq;
     {
         const in_t *Q = xq.data(), *K = xk.data(), *V = v.data(), *G = dO.data(), *WQ = wq.data(), *WK = wk.data();
         float *Sp = S.data(), *zp = z.data(), *dSp = dS.data(), *dzp = dz.data();
-        in_t *op = o.data(), *dqp = dyq.data(), *dkp = dyk.data(), *dvp = dv.data();
+        in_t *op = o.data(), *dqp = dyq.data(), *dkp = dyk.data(), *dvp = dv.data(), *dxqp = dxq.data(), *dxkp = dxk.data();
+        float *dwqp = dwq.data(), *dwkp = dwk.data();
         const float* en = epsn.data();
         launch(blocks, BH, [&] { mma_fwd_state(K, V, mp, T, H, tpb, Sp, zp, WK); });
         launch(blocks, BH, [&] { mma_fwd_out(Q, Sp, zp, mp, en, T, H, tpb, op, WQ); });
-        launch(blocks, BH, [&] { mma_bwd_q(Q, G, op, Sp, zp, mp, en, T, H, tpb, dqp, dSp, dzp, WQ); });
-        launch(blocks, BH, [&] { mma_bwd_kv(K, V, dSp, dzp, mp, T, H, tpb, dkp, dvp, WK); });
+        launch(blocks, BH, [&] { mma_bwd_q(Q, G, op, Sp, zp, mp, en, T, H, tpb, dqp, dSp, dzp, WQ, dxqp); });
+        launch(blocks, BH, [&] { mma_bwd_kv(K, V, dSp, dzp, mp, T, H, tpb, dkp, dvp, WK, dxkp); });
+        // dW of both maps in one launch (grid y = 2H), two blocks per head striding over the tiles when there are several.
+        const long long N = (long long)B * T;
+        const int stride = (int)std::min<long long>(2, (N + 63) / 64);
+        const unsigned long long M = T == 1 ? 0ull : ~0ull / (unsigned long long)T + 1;
+        launch(stride, 2 * H, [&] { hedgehog_dw_bwd(Q, dqp, dwqp, K, dkp, dwkp, T, H, N, stride, M); });
     }
     // The whole-head forward (one block per head): the same S, z and o as the two kernels above.
     std::vector<float> S1((size_t)BH * D * DV, 0.f), z1((size_t)BH * D, 0.f);
@@ -53,7 +61,8 @@ int main(int argc, char** argv) {
         launch(1, BH, [&] { mma_fwd_head(Q, K, V, mp, en, T, H, Sp, zp, op, WK, WQ); });
     }
     // fp64 reference.
-    std::vector<double> ro(nv, 0), rdq(np, 0), rdk(np, 0), rdv(nv, 0), rdyq(ny, 0), rdyk(ny, 0);
+    std::vector<double> ro(nv, 0), rdq(np, 0), rdk(np, 0), rdv(nv, 0), rdyq(ny, 0), rdyk(ny, 0), rdxq(nx, 0), rdxk(nx, 0);
+    std::vector<double> rdwq((size_t)H * HX * F, 0), rdwk = rdwq;
     for (int bh = 0; bh < BH; ++bh) {
         const int b = bh / H, h = bh % H;
         auto real = [&](int t) { return !mp || mask[b * T + t]; };
@@ -120,6 +129,21 @@ int main(int argc, char** argv) {
                 for (int f = 0; f < F; ++f) { sp += phi[f] * dphi[f]; sm += phi[F + f] * dphi[F + f]; }
                 for (int f = 0; f < F; ++f)
                     (side ? rdyk : rdyq)[((size_t)bh * T + t) * F + f] = phi[f] * (dphi[f] - sp) - phi[F + f] * (dphi[F + f] - sm);
+                // dx = dy Wᵀ, and dW = xᵀdy from the kernels' own (16-bit) dy, as hedgehog_dw_bwd takes it.
+                const std::vector<in_t>& x = side ? xk : xq;
+                const std::vector<in_t>& w = side ? wk : wq;
+                const double* dyr = (side ? rdyk : rdyq).data() + ((size_t)bh * T + t) * F;
+                const in_t* dyk16 = (side ? dyk : dyq).data() + ((size_t)bh * T + t) * F;
+                for (int d = 0; d < HX; ++d) {
+                    double acc = 0;
+                    const double xd = ldx(x[((size_t)bh * T + t) * HX + d]);
+                    for (int f = 0; f < F; ++f) {
+                        const double wdf = ldx(w[((size_t)h * HX + d) * F + f]);
+                        acc += dyr[f] * wdf;
+                        (side ? rdwk : rdwq)[((size_t)h * HX + d) * F + f] += xd * ldx(dyk16[f]);
+                    }
+                    (side ? rdxk : rdxq)[((size_t)bh * T + t) * HX + d] = acc;
+                }
             }
     }
     double worst = 0;
@@ -137,7 +161,16 @@ int main(int argc, char** argv) {
         printf("  %-4s max|ref| %.3e  max diff %.3e  rel %.2e\n", n, mx, d, rel);
     };
     printf("HX=%d F=%d DV=%d IN_T=%d B=%d T=%d tpb=%d\n", HX, F, DV, IN_T, B, T, tpb);
-    cmp("o", ro, o); cmp("dyq", rdyq, dyq); cmp("dyk", rdyk, dyk); cmp("dv", rdv, dv); cmp("o1", ro, o1);
+    cmp("o", ro, o); cmp("dyq", rdyq, dyq); cmp("dyk", rdyk, dyk); cmp("dxq", rdxq, dxq); cmp("dxk", rdxk, dxk); cmp("dv", rdv, dv);
+    cmp("o1", ro, o1);
+    auto cmpw = [&](const char* n, const std::vector<double>& ref, const std::vector<float>& got) {   // fp32 sums of 16-bit products
+        double mx = 0, d = 0;
+        for (size_t i = 0; i < ref.size(); ++i) { mx = max(mx, fabs(ref[i])); d = max(d, std::isnan(got[i]) ? 1e9 : fabs(ref[i] - got[i])); }
+        const double rel = d / max(1e-30, mx);
+        worst = max(worst, rel * 100);       // the same products in another order: far below 1e-4
+        printf("  %-4s max|ref| %.3e  max diff %.3e  rel %.2e\n", n, mx, d, rel);
+    };
+    cmpw("dwq", rdwq, dwq); cmpw("dwk", rdwk, dwk);
     double dS1 = 0, mS = 1e-30;   // the whole-head kernel's plain-stored S and z against the two-kernel atomics
     for (size_t i = 0; i < S.size(); ++i) { dS1 = max(dS1, (double)fabsf(S[i] - S1[i])); mS = max(mS, (double)fabsf(S[i])); }
     for (size_t i = 0; i < z.size(); ++i) { dS1 = max(dS1, (double)fabsf(z[i] - z1[i])); mS = max(mS, (double)fabsf(z[i])); }

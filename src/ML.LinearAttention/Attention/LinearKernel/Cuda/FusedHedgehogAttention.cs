@@ -10,8 +10,8 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel;
 /// registers, so φ(q) and φ(k) (2F wide, twice x's width at F = D) never go to memory, forward or backward. Same
 /// result as <see cref="FusedLinearAttention.Bidirectional(Tensor, Tensor, Tensor, Tensor?, FusedFeatureMap, double)"/>
 /// on <see cref="FusedHedgehogProjection.Apply(Tensor, Tensor)"/>'s features with the identity map. The backward
-/// kernels recompute φ and take the softmaxes' backward in their epilogues, returning dy = ∂L/∂(xW) (F wide, half of
-/// dφ's width); a projection kernel turns it into dx and dW.
+/// kernels recompute φ, take the softmaxes' backward along each warp's rows and return dx = dy Wᵀ with dy = ∂L/∂(xW)
+/// (F wide, half of dφ's width); one projection kernel reduces dW = xᵀdy for both maps.
 /// <para>Shapes: xq, xk [B, H, T, HX] (q and k split into heads, before the map), v [B, H, T, Dv], wq, wk [H, HX, F],
 /// keyPaddingMask [B, T] bool (true = real token) or null; result [B, H, T, Dv] in x's dtype, zero at padded rows.</para>
 /// </summary>
@@ -98,8 +98,8 @@ public static class FusedHedgehogAttention
 
 /// <summary>
 /// Autograd wrapper of Hedgehog's attention kernels: forward saves x, the weights, the fp32 state and the output;
-/// backward runs the two backward kernels (which recompute φ and return dy = ∂L/∂(xW)), then the projection's
-/// backward kernel from dy for dx and dW of each side.
+/// backward runs the two backward kernels (which recompute φ and return dx and dy = ∂L/∂(xW)), then one launch of the
+/// projection's weight-gradient kernel for dW of both sides.
 /// </summary>
 internal sealed class FusedHedgehogAttentionFunction : autograd.SingleTensorFunction<FusedHedgehogAttentionFunction>
 {
@@ -131,11 +131,12 @@ internal sealed class FusedHedgehogAttentionFunction : autograd.SingleTensorFunc
             var (s, z, epsn, o) = (saved[5], saved[6], saved[7], saved[8]);
             var mask = saved.Count > 9 ? saved[9] : null;
             var dout = grad_output.to(xq.dtype).contiguous();
-            // The kernels return dv and the gradients of y = xW on each side (softmax backward done in their epilogues).
+            // The kernels return dv, the gradients of y = xW on each side (the softmaxes' backward done in their warp
+            // passes) and dx = dy Wᵀ; dW = xᵀdy, a reduction over tokens, is one more launch for both maps.
+            var (dxq, dxk) = (torch.empty_like(xq), torch.empty_like(xk));
             var (dyq, dyk, dv) = FusedLaunch.Backward(xq, xk, v, mask, epsn, s, z, o, dout, FusedFeatureMap.Identity, tensorCores: true,
-                hh: new HedgehogWeights(wq, wk, (int)ctx.get_data("blocks") is > 0 and var n ? n : null));
-            var (dxq, dwq) = FusedHedgehogProjection.BackwardFromDy(xq, wq, dyq);
-            var (dxk, dwk) = FusedHedgehogProjection.BackwardFromDy(xk, wk, dyk);
+                hh: new HedgehogWeights(wq, wk, (int)ctx.get_data("blocks") is > 0 and var n ? n : null), hhDx: (dxq, dxk));
+            var (dwq, dwk) = FusedHedgehogProjection.WeightGradients(xq, dyq, xk, dyk);
             return AutogradWrappers.Return(grad_output, dxq, dxk, dv, dwq.to(wq.dtype), dwk.to(wk.dtype));
         });
 }

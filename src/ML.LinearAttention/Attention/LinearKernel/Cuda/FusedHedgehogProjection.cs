@@ -65,15 +65,15 @@ public static class FusedHedgehogProjection
     }
 
     private static readonly object Gate = new();
-    private static readonly Dictionary<(int Device, int InType, int D, int F), (IntPtr Forward, IntPtr Backward, IntPtr FromDy)> Kernels = new();
+    private static readonly Dictionary<(int Device, int InType, int D, int F), (IntPtr Forward, IntPtr Backward, IntPtr WeightGradients)> Kernels = new();
 
     /// <summary>The compiled source: the fused kernels' prelude and tensor-core helpers, the map's group reductions, then these kernels.</summary>
     internal static string FullSource => BlocksDefines + FusedKernelSource.Source + FusedMmaSource.Source + FusedHedgehogMapSource.Source + FusedHedgehogProjectionSource.Source;
 
     /// <summary>
     /// Environment variable of a tuning knob: "forward,backward" blocks per SM <c>hedgehog_proj_fwd</c> and
-    /// <c>hedgehog_proj_bwd</c> are compiled for at D·F ≤ 64·64 (default 2,2). <c>hedgehog_dy_bwd</c> keeps its own three
-    /// (HDY_MINB in the source: half-width tiles, fewer live values).
+    /// <c>hedgehog_proj_bwd</c> are compiled for at D·F ≤ 64·64 (default 2,2). <c>hedgehog_dw_bwd</c> keeps its own three
+    /// (HDW_MINB in the source: half-width tiles, fewer live values).
     /// </summary>
     internal const string BlocksVariable = "ML_LINEARATTENTION_HEDGEHOG_PROJECTION_BLOCKS";
 
@@ -101,11 +101,11 @@ public static class FusedHedgehogProjection
     internal static int ForwardBytes(int d, int f) => 2 * (f * (d + 8) + 2 * Tile * (d + 8) + Tile * (2 * f + 8)) + 4 * (2 * Tile * 4);
 
     /// <summary>
-    /// Shared-memory bytes of a backward kernel (must match hh_bwd): Wᵀ, two x tiles and two tiles of the incoming
-    /// gradient; from dφ (2F wide) also dy and the two exchanges.
+    /// Shared-memory bytes of a backward kernel (must match hh_bwd): two x tiles and two tiles of the incoming gradient;
+    /// from dφ (2F wide) also Wᵀ, dy and the two exchanges.
     /// </summary>
     internal static int BackwardBytes(int d, int f, bool fromDy = false) => fromDy
-        ? 2 * (f * (d + 8) + 2 * Tile * (d + 8) + 2 * Tile * (f + 8))
+        ? 2 * (2 * Tile * (d + 8) + 2 * Tile * (f + 8))
         : 2 * (f * (d + 8) + 2 * Tile * (d + 8) + 2 * Tile * (2 * f + 8) + Tile * (f + 8)) + 4 * (2 * Tile * 4 + 2 * Tile * 2);
 
     /// <summary>Rows per tile (MTT in the source).</summary>
@@ -122,7 +122,7 @@ public static class FusedHedgehogProjection
         return (int)Math.Max(1, Math.Min(tiles, perHead));
     }
 
-    private static (IntPtr Forward, IntPtr Backward, IntPtr FromDy) Functions(Tensor x, int d, int f)
+    private static (IntPtr Forward, IntPtr Backward, IntPtr WeightGradients) Functions(Tensor x, int d, int f)
     {
         int device = x.device_index < 0 ? 0 : x.device_index, inType = FusedLaunch.InType(x.dtype);
         var info = FusedModuleCache.Device(device);
@@ -135,7 +135,7 @@ public static class FusedHedgehogProjection
             var module = FusedModuleCache.LoadModule(cubin);
             k = (FusedModuleCache.Function(module, "hedgehog_proj_fwd", ForwardBytes(d, f)),
                 FusedModuleCache.Function(module, "hedgehog_proj_bwd", BackwardBytes(d, f)),
-                FusedModuleCache.Function(module, "hedgehog_dy_bwd", BackwardBytes(d, f, fromDy: true)));
+                FusedModuleCache.Function(module, "hedgehog_dw_bwd", BackwardBytes(d, f, fromDy: true)));
             return Kernels[(device, inType, d, f)] = k;
         }
     }
@@ -167,27 +167,37 @@ public static class FusedHedgehogProjection
     }
 
     /// <summary>dx [B, H, T, D] (x's dtype) and dW [H, D, F] (fp32) from x, w and dφ [B, H, T, 2F] (contiguous, x's dtype).</summary>
-    internal static (Tensor dx, Tensor dw) Backward(Tensor x, Tensor w, Tensor dphi) => Backward(x, w, dphi, fromDy: false);
-
-    /// <summary>
-    /// dx and dW from x, w and the gradient of the projection's output, dy [B, H, T, F] (contiguous, x's dtype): the
-    /// backward of y = xW alone, for <see cref="FusedHedgehogAttention"/>, whose kernels take the softmaxes' backward.
-    /// </summary>
-    internal static (Tensor dx, Tensor dw) BackwardFromDy(Tensor x, Tensor w, Tensor dy) => Backward(x, w, dy, fromDy: true);
-
-    private static (Tensor dx, Tensor dw) Backward(Tensor x, Tensor w, Tensor gradient, bool fromDy)
+    internal static (Tensor dx, Tensor dw) Backward(Tensor x, Tensor w, Tensor dphi)
     {
         long b = x.shape[0], h = x.shape[1], t = x.shape[2];
         int d = (int)w.shape[1], f = (int)w.shape[2];
-        (x, w, gradient) = (FusedLaunch.Aligned(x), FusedLaunch.Aligned(w), FusedLaunch.Aligned(gradient));
+        (x, w, dphi) = (FusedLaunch.Aligned(x), FusedLaunch.Aligned(w), FusedLaunch.Aligned(dphi));
         var dx = torch.empty_like(x);
         var dw = torch.zeros(new[] { h, (long)d, f }, dtype: ScalarType.Float32, device: x.device);
-        var (_, backward, backwardFromDy) = Functions(x, d, f);
-        var function = fromDy ? backwardFromDy : backward;
-        int bytes = BackwardBytes(d, f, fromDy), grid = Grid(x, function, bytes, b * t, h);
-        FusedModuleCache.Launch(function, grid, h, bytes, FusedLaunch.Ptr(x), FusedLaunch.Ptr(w), FusedLaunch.Ptr(gradient), FusedLaunch.Ptr(dx),
+        var (_, backward, _) = Functions(x, d, f);
+        int bytes = BackwardBytes(d, f), grid = Grid(x, backward, bytes, b * t, h);
+        FusedModuleCache.Launch(backward, grid, h, bytes, FusedLaunch.Ptr(x), FusedLaunch.Ptr(w), FusedLaunch.Ptr(dphi), FusedLaunch.Ptr(dx),
             FusedLaunch.Ptr(dw), t, h, b * t, grid, (long)DivisionMultiplier(t));
         return (dx, dw);
+    }
+
+    /// <summary>
+    /// dW = Σ xᵀ dy [H, D, F] (fp32) of two projections in one launch, from x [B, H, T, D] and the gradient of each
+    /// projection's output, dy [B, H, T, F] (x's dtype): for <see cref="FusedHedgehogAttention"/>, whose kernels take the
+    /// softmaxes' backward and dx = dy Wᵀ themselves.
+    /// </summary>
+    internal static (Tensor dw0, Tensor dw1) WeightGradients(Tensor x0, Tensor dy0, Tensor x1, Tensor dy1)
+    {
+        long b = x0.shape[0], h = x0.shape[1], t = x0.shape[2];
+        int d = (int)x0.shape[3], f = (int)dy0.shape[3];
+        (x0, dy0, x1, dy1) = (FusedLaunch.Aligned(x0), FusedLaunch.Aligned(dy0), FusedLaunch.Aligned(x1), FusedLaunch.Aligned(dy1));
+        var dw0 = torch.zeros(new[] { h, (long)d, f }, dtype: ScalarType.Float32, device: x0.device);
+        var dw1 = torch.zeros_like(dw0);
+        var (_, _, weights) = Functions(x0, d, f);
+        int bytes = BackwardBytes(d, f, fromDy: true), grid = Grid(x0, weights, bytes, b * t, 2 * h);
+        FusedModuleCache.Launch(weights, grid, 2 * h, bytes, FusedLaunch.Ptr(x0), FusedLaunch.Ptr(dy0), FusedLaunch.Ptr(dw0),
+            FusedLaunch.Ptr(x1), FusedLaunch.Ptr(dy1), FusedLaunch.Ptr(dw1), t, h, b * t, grid, (long)DivisionMultiplier(t));
+        return (dw0, dw1);
     }
 }
 

@@ -43,11 +43,11 @@ internal static class FusedHedgehogProjectionSource
 #endif
 #define HFWD_BOUND (HX * HF <= 64 * 64 ? HFWD_MINB : 1)
 #define HBWD_BOUND (HX * HF <= 64 * 64 ? HBWD_MINB : 1)
-// hedgehog_dy_bwd's tiles are half as wide and it keeps fewer values live: three blocks per SM (latency-bound at two).
-#ifndef HDY_MINB
-#define HDY_MINB 3
+// hedgehog_dw_bwd's tiles are half as wide and it keeps fewer values live: three blocks per SM (latency-bound at two).
+#ifndef HDW_MINB
+#define HDW_MINB 3
 #endif
-#define HDY_BOUND (HX * HF <= 64 * 64 ? HDY_MINB : 1)
+#define HDW_BOUND (HX * HF <= 64 * 64 ? HDW_MINB : 1)
 #if NT != 256 || MTT != 64
 #error "the projection kernels take 8 warps over 64-row tiles: 4 row groups by 2 column halves"
 #endif
@@ -310,23 +310,24 @@ extern "C" __global__ void __launch_bounds__(NT, HFWD_BOUND) hedgehog_proj_fwd(c
 
 // Backward: dx = dy Wᵀ and dW += xᵀ dy; dw [H][HX][F] fp32, zeroed by the caller. Grid as the forward; x and the
 // incoming gradient of the next tile are copied asynchronously meanwhile. hedgehog_proj_bwd takes dφ [·][2F] and forms
-// dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) − φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩) per row (recomputing φ); hedgehog_dy_bwd takes dy [·][F] itself
-// (Hedgehog's attention kernels form it in their epilogues, where φ is at hand). Both products read their transposed
-// operands (xᵀ, dyᵀ, and W from W_hᵀ) by ldmatrix.trans, and dx goes from the accumulators straight to memory, so a tile
-// takes two barriers and no copies between shared tiles (shared bytes: FusedHedgehogProjection.BackwardBytes).
+// dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) − φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩) per row (recomputing φ); hedgehog_dw_bwd (FROM_DY) takes dy
+// [·][F] itself and only reduces dW: Hedgehog's attention kernels form dy in their warp passes, where φ is at hand,
+// and dx = dy Wᵀ there too. Both products read their transposed operands (xᵀ, dyᵀ, and W from W_hᵀ) by ldmatrix.trans,
+// and dx goes from the accumulators straight to memory, so a tile takes two barriers and no copies between shared
+// tiles (shared bytes: FusedHedgehogProjection.BackwardBytes).
 template <bool FROM_DY>
 __device__ __forceinline__ void hh_bwd(const in_t* __restrict__ x, const in_t* __restrict__ w, const in_t* __restrict__ gin,
-        in_t* __restrict__ dx, float* __restrict__ dw, int T, int H, long long N, int stride, unsigned long long M) {
+        in_t* __restrict__ dx, float* __restrict__ dw, int T, int H, int h, long long N, int stride, unsigned long long M) {
     constexpr int GC = FROM_DY ? HF : 2 * HF;   // width of the incoming gradient
     constexpr int LDG = FROM_DY ? LDF : LDP;    // its tiles' row stride
     extern __shared__ float4 smem4[];
-    u16* Wt = (u16*)smem4;                  // [F][LDX]       W_hᵀ (B of y = xW; read transposed, B of dx = dy Wᵀ)
-    u16* Xs = Wt + HF * LDX;                // [2][MTT][LDX]  x tiles (double buffer)
+    u16* Wt = (u16*)smem4;                  // [F][LDX]       W_hᵀ (B of y = xW; read transposed, B of dx = dy Wᵀ; not FROM_DY)
+    u16* Xs = Wt + (FROM_DY ? 0 : HF * LDX);    // [2][MTT][LDX]  x tiles (double buffer)
     u16* Ds = Xs + 2 * MTT * LDX;           // [2][MTT][LDG]  dy (or dφ) tiles (double buffer)
     u16* Gs = Ds + 2 * MTT * LDG;           // [MTT][LDF]     dy formed from dφ (hedgehog_proj_bwd only)
     float* red = (float*)(Gs + (FROM_DY ? 0 : MTT * LDF));  // [2][MTT][4]    softmax halves (hedgehog_proj_bwd only)
     float* red2 = red + 2 * MTT * 4;        // [2][MTT][2]    halves of ⟨φ₊, dφ₊⟩, ⟨φ₋, dφ₋⟩
-    const int h = blockIdx.y, warp = threadIdx.x >> 5, gr = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
+    const int warp = threadIdx.x >> 5, gr = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
     const HRows g{N, M, T, H, h};
     const int half = warp >> 2, m0 = (warp & 3) * 16, nb = half * (HF / 2);
     const long long step = (long long)stride * MTT;
@@ -334,7 +335,7 @@ __device__ __forceinline__ void hh_bwd(const in_t* __restrict__ x, const in_t* _
     long long row = hh_my_row(n0, g);
     if (n0 < N) { hh_fetch_row(Xs, LDX, x, HX, row); hh_fetch_row(Ds, LDG, gin, GC, row); }
     cp_commit();
-    hh_load_w(w + (size_t)h * HX * HF, Wt, nullptr);
+    if constexpr (!FROM_DY) hh_load_w(w + (size_t)h * HX * HF, Wt, nullptr);
     float acc_[TPW(HX, HF)][4];             // dW_h, this warp's tiles
     zero_tiles<HX, HF>(acc_);
     for (int buf = 0; n0 < N; n0 += step, buf ^= 1) {
@@ -385,7 +386,7 @@ __device__ __forceinline__ void hh_bwd(const in_t* __restrict__ x, const in_t* _
         ldy = LDF;
         }
         wmm<HX, HF, MTT, HBF, true, true>(Xb, LDX, Y, nullptr, ldy, acc_);   // dW += xᵀ dy
-        {   // dx = dy Wᵀ: this warp's 16 rows × HX/2 columns, straight to memory.
+        if constexpr (!FROM_DY) {   // dx = dy Wᵀ: this warp's 16 rows × HX/2 columns, straight to memory.
             float xa[HX / 16][4];
 #pragma unroll
             for (int j = 0; j < HX / 16; ++j) xa[j][0] = xa[j][1] = xa[j][2] = xa[j][3] = 0.f;
@@ -419,12 +420,15 @@ __device__ __forceinline__ void hh_bwd(const in_t* __restrict__ x, const in_t* _
 extern "C" __global__ void __launch_bounds__(NT, HBWD_BOUND) hedgehog_proj_bwd(const in_t* __restrict__ x, const in_t* __restrict__ w,
         const in_t* __restrict__ dphi, in_t* __restrict__ dx, float* __restrict__ dw, int T, int H, long long N, int stride,
         unsigned long long M) {
-    hh_bwd<false>(x, w, dphi, dx, dw, T, H, N, stride, M);
+    hh_bwd<false>(x, w, dphi, dx, dw, T, H, blockIdx.y, N, stride, M);
 }
-extern "C" __global__ void __launch_bounds__(NT, HDY_BOUND) hedgehog_dy_bwd(const in_t* __restrict__ x, const in_t* __restrict__ w,
-        const in_t* __restrict__ dy, in_t* __restrict__ dx, float* __restrict__ dw, int T, int H, long long N, int stride,
-        unsigned long long M) {
-    hh_bwd<true>(x, w, dy, dx, dw, T, H, N, stride, M);
+// dW of two projections in one launch (grid y = 2H: blocks y < H take x0, dy0 into dw0, the rest x1, dy1 into dw1), for
+// the query and key maps of Hedgehog's attention; dx is the attention kernels' own.
+extern "C" __global__ void __launch_bounds__(NT, HDW_BOUND) hedgehog_dw_bwd(const in_t* __restrict__ x0, const in_t* __restrict__ dy0,
+        float* __restrict__ dw0, const in_t* __restrict__ x1, const in_t* __restrict__ dy1, float* __restrict__ dw1, int T, int H,
+        long long N, int stride, unsigned long long M) {
+    const bool second = (int)blockIdx.y >= H;
+    hh_bwd<true>(second ? x1 : x0, nullptr, second ? dy1 : dy0, nullptr, second ? dw1 : dw0, T, H, blockIdx.y % H, N, stride, M);
 }
 #endif
 """;

@@ -9,10 +9,12 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 /// own buffers with cp.async while it computes.
 /// <list type="bullet">
 /// <item><c>hh_out_pass</c>: the whole-head forward's query pass, o = φq S / (φq·z + eps·n).</item>
-/// <item><c>hh_kv_pass</c>: <c>mma_bwd_kv</c>'s pass, dv = φk dS and dy_k from dφk = v dSᵀ + dz.</item>
-/// <item><c>hh_q_pass</c>: <c>mma_bwd_q</c>'s pass, dy_q and the block's share of dS and dz; its φq and g rows still meet
-/// in shared tiles for dS = φqᵀ g, which reduces over tokens.</item>
+/// <item><c>hh_kv_pass</c>: <c>mma_bwd_kv</c>'s pass, dv = φk dS, and dy_k from dφk = v dSᵀ + dz with dx_k = dy_k W_kᵀ.</item>
+/// <item><c>hh_q_pass</c>: <c>mma_bwd_q</c>'s pass, dy_q with dx_q = dy_q W_qᵀ and the block's share of dS and dz; its φq
+/// and g rows still meet in shared tiles for dS = φqᵀ g, which reduces over tokens.</item>
 /// </list>
+/// Both backward passes store dy as well: dW = xᵀdy reduces over tokens, which <c>hedgehog_dw_bwd</c> does for both maps in
+/// one launch.
 /// </summary>
 internal static class FusedHedgehogWarpSource
 {
@@ -118,11 +120,11 @@ __device__ __forceinline__ void hh_phi_times(const unsigned (&A)[2 * HH_KS][4], 
         }
 }
 
-// Stores acc [16][W] (C fragments, times scale[s] per row) as rows r0 + g + 8s of dst [·][W] below t1, zeros where
-// keep[s] is false.
-template <int W>
+// Stores acc [16][W] (C fragments, times scale[s] per row) as rows r0 + g + 8s, columns c0 .. c0 + W − 1 of dst [·][LD]
+// below t1, zeros where keep[s] is false.
+template <int W, int LD = W>
 __device__ __forceinline__ void warp_store_rows(const float (&acc)[W / 8][4], const float (&scale)[2], const bool (&keep)[2],
-        in_t* __restrict__ dst, int r0, int t1) {
+        in_t* __restrict__ dst, int r0, int t1, int c0 = 0) {
     const int lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
 #pragma unroll
     for (int s = 0; s < 2; ++s) {
@@ -130,9 +132,55 @@ __device__ __forceinline__ void warp_store_rows(const float (&acc)[W / 8][4], co
         if (t < t1) {
 #pragma unroll
             for (int n = 0; n < W / 8; ++n)
-                *(unsigned*)(dst + (size_t)t * W + 8 * n + 2 * q) =
+                *(unsigned*)(dst + (size_t)t * LD + c0 + 8 * n + 2 * q) =
                     stx2(keep[s] ? acc[n][2 * s] * scale[s] : 0.f, keep[s] ? acc[n][2 * s + 1] * scale[s] : 0.f);
         }
+    }
+}
+
+// The projection's backward along this warp's 16 rows, from dy = ∂L/∂(xW) as C fragments [HH_NJ][4] (zeroed where
+// keep[s] is false): dy as rows r0 + g + 8s of dyb [·][F] (for hedgehog_dw_bwd's dW = xᵀdy, which reduces over tokens)
+// and dx = dy Wᵀ as rows of dxb [·][HX] (Wt = W_hᵀ [F][LDX] read transposed), below t1. dy is rounded to x's type
+// once, as stored, and feeds the MMA as A fragments (the C tiles of n-tiles 2kk, 2kk + 1 are A fragment kk); dx is
+// formed four n-tiles at a time, so at most 16 accumulators are live.
+__device__ __forceinline__ void hh_dy_dx_rows(const float (&dy)[HH_NJ][4], const bool (&keep)[2], const u16* Wt,
+        in_t* __restrict__ dyb, in_t* __restrict__ dxb, int r0, int t1) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+    unsigned a[HH_KS][4];
+#pragma unroll
+    for (int kk = 0; kk < HH_KS; ++kk)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            const int j = 2 * kk + (r >> 1), s = r & 1;
+            a[kk][r] = keep[s] ? f2m2<HBF>(dy[j][2 * s], dy[j][2 * s + 1]) : 0u;
+        }
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+        const int t = r0 + g + 8 * s;
+        if (t < t1) {
+#pragma unroll
+            for (int kk = 0; kk < HH_KS; ++kk) {
+                *(unsigned*)(dyb + (size_t)t * HF + 16 * kk + 2 * q) = a[kk][s];
+                *(unsigned*)(dyb + (size_t)t * HF + 16 * kk + 8 + 2 * q) = a[kk][2 + s];
+            }
+        }
+    }
+    constexpr int NG = (HX / 8) % 4 == 0 ? 4 : 2;   // n-tiles of dx per group
+    const float one[2] = {1.f, 1.f};
+#pragma unroll
+    for (int n0 = 0; n0 < HX / 8; n0 += NG) {
+        float dx[NG][4];
+#pragma unroll
+        for (int n = 0; n < NG; ++n) dx[n][0] = dx[n][1] = dx[n][2] = dx[n][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < HH_KS; ++kk)
+#pragma unroll
+            for (int n = 0; n < NG; ++n) {
+                unsigned bb[2];
+                frag_b_t(bb, Wt, LDX, 8 * (n0 + n), 16 * kk);
+                mma16816<HBF>(dx[n], a[kk], bb);
+            }
+        warp_store_rows<8 * NG, HX>(dx, one, keep, dxb, r0, t1, 8 * n0);
     }
 }
 
@@ -169,13 +217,14 @@ __device__ __forceinline__ void hh_out_pass(u16* Xw, const u16* Sh, const u16* S
 }
 
 // mma_bwd_kv's pass over key rows [t0, t1): dv = φk dS, dφk = v dSᵀ + dz and dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) −
-// φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩) (the projection's output gradient, F wide, into dyb [T][F]); both zero at padded keys. dS
+// φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩) (the projection's output gradient, F wide), stored with dx = dy Wᵀ (hh_dy_dx_rows: dyb
+// [T][F], dxb [T][HX]); all zero at padded keys. dS
 // (high, low) [D][LDE] and dzs [D] in shared memory; Xw [NW][16][LDX] and Vw [NW][16][LDE] the warps' x and v rows.
 // dφk is never whole: each 8-column tile goes into u = φ₊ ⊙ dφ₊ − φ₋ ⊙ dφ₋ and the row dots as it leaves the MMA,
 // and dy = u − φ₊⟨φ₊, dφ₊⟩ + φ₋⟨φ₋, dφ₋⟩ at the end (128 registers at two blocks per SM hold no more).
 __device__ __forceinline__ void hh_kv_pass(u16* Xw, u16* Vw, const u16* Dh, const u16* Dl, const float* dzs, const u16* Wt,
-        const in_t* __restrict__ kb, const in_t* __restrict__ vb, in_t* __restrict__ dyb, in_t* __restrict__ dvb,
-        const u8* __restrict__ mask, int b, int t0, int t1, int T) {
+        const in_t* __restrict__ kb, const in_t* __restrict__ vb, in_t* __restrict__ dyb, in_t* __restrict__ dxb,
+        in_t* __restrict__ dvb, const u8* __restrict__ mask, int b, int t0, int t1, int T) {
     const int w = threadIdx.x >> 5, q = threadIdx.x & 3, g = (threadIdx.x & 31) >> 2;
     u16* X = Xw + w * 16 * LDX;
     u16* V = Vw + w * 16 * LDE;
@@ -242,7 +291,7 @@ __device__ __forceinline__ void hh_kv_pass(u16* Xw, u16* Vw, const u16* Dh, cons
                 for (int e = 0; e < 2; ++e)
                     u[j][2 * s + e] += bf2f((u16)(pm >> (16 * e))) * dot[1][s] - bf2f((u16)(pp >> (16 * e))) * dot[0][s];
             }
-        warp_store_rows<HF>(u, one, keep, dyb, r0, t1);
+        hh_dy_dx_rows(u, keep, Wt, dyb, dxb, r0, t1);
         float dv[DV / 8][4];                    // after dy: u, va and dv are never live together
         hh_phi_times(A, Dh, Dl, dv);
         warp_store_rows<DV>(dv, one, keep, dvb, r0, t1);
@@ -268,7 +317,8 @@ __device__ __forceinline__ void hh_p_tile(float (&p)[4], const unsigned (&ga)[DV
 // product, with zero rows past t1). Per warp: φq in registers (hh_warp_phi), b± = ⟨φ±, z±⟩ (den = b₊ + b₋ + en), then
 // P = dO Sᵀ tile by tile into u = φ₊ ⊙ P₊ − φ₋ ⊙ P₋ and a± = ⟨φ±, P±⟩, so that dO·o = (a₊ + a₋)/den needs no saved
 // output, dden = −dO·o/den, dφ = P/den + dden z, ⟨φ±, dφ±⟩ = a±/den + dden b±, and the softmaxes' backward
-// dy = u/den + dden (φ₊ ⊙ z₊ − φ₋ ⊙ z₋) − φ₊ ⟨φ₊, dφ₊⟩ + φ₋ ⟨φ₋, dφ₋⟩ (into dyb [T][F]).
+// dy = u/den + dden (φ₊ ⊙ z₊ − φ₋ ⊙ z₋) − φ₊ ⟨φ₊, dφ₊⟩ + φ₋ ⟨φ₋, dφ₋⟩, stored with dx = dy Wᵀ (hh_dy_dx_rows: dyb [T][F],
+// dxb [T][HX]).
 // φq and g = dO/den (dden in columns DV, DV + 1 as high and low bf16, zeros to DV + 8) go to the block's tiles
 // Qs [16·NW][LDD] and Gs [16·NW][LDE] for dS += φqᵀ g and dz += φqᵀ dden (accS, two barriers per step). Each warp's
 // next x rows (in its own Qs rows where they fit, HH_XQ_FITS, else Xo [NW][16][LDX]) and dO rows (its Gs rows) are
@@ -277,7 +327,7 @@ __device__ __forceinline__ void hh_p_tile(float (&p)[4], const unsigned (&ga)[DV
 #define HH_XQ_FITS (LDX <= LDD)
 __device__ __forceinline__ void hh_q_pass(float (&accS)[TPW(D, DV + 8)][4], u16* Qs, u16* Gs, u16* Xo, const u16* Sh,
         const u16* Sl, const float* zs, const u16* Wt, const in_t* __restrict__ qb, const in_t* __restrict__ gb,
-        in_t* __restrict__ dyb, const u8* __restrict__ mask, int b, float en, int t0, int t1, int T) {
+        in_t* __restrict__ dyb, in_t* __restrict__ dxb, const u8* __restrict__ mask, int b, float en, int t0, int t1, int T) {
     const int w = threadIdx.x >> 5, q = threadIdx.x & 3, g = (threadIdx.x & 31) >> 2;
     u16* Qw = Qs + w * 16 * LDD;
     u16* Gw = Gs + w * 16 * LDE;
@@ -286,7 +336,6 @@ __device__ __forceinline__ void hh_q_pass(float (&accS)[TPW(D, DV + 8)][4], u16*
         warp_fetch_rows<HX>(X, LDX, qb, r, t1, mask, b, T);
         warp_fetch_rows<DV>(Gw, LDE, gb, r, t1, mask, b, T);
     };
-    const float one[2] = {1.f, 1.f};
     fetch(t0 + 16 * w);
     cp_commit();
     for (int base = t0; base < t1; base += 16 * NW) {
@@ -365,7 +414,6 @@ __device__ __forceinline__ void hh_q_pass(float (&accS)[TPW(D, DV + 8)][4], u16*
                     u[j][2 * s + e] = u[j][2 * s + e] * inv[s] + dden[s] * (fp * zs[f + e] - fm * zs[HF + f + e]) - fp * dp[s] + fm * dm[s];
                 }
             }
-        warp_store_rows<HF>(u, one, keep, dyb, r0, t1);
         // g = dO/den into Gs at the A fragments' positions (word r: row g + 8(r & 1), columns 8(r >> 1) + 2q), where each
         // lane overwrites only the dO words it read itself: no warp barrier needed. Then dden.
 #pragma unroll
@@ -388,6 +436,8 @@ __device__ __forceinline__ void hh_q_pass(float (&accS)[TPW(D, DV + 8)][4], u16*
                 *(uint4*)(Gw + (g + 8 * s) * LDE + DV) = cols;
             }
         }
+        // The projection's backward last: u, then dx's accumulators, live only once ga is done with.
+        hh_dy_dx_rows(u, keep, Wt, dyb, dxb, r0, t1);
         __syncthreads();                        // every warp's rows of Qs and Gs are written
         wmm<D, DV + 8, 16 * NW, true, true, true>(Qs, LDD, Gs, nullptr, LDE, accS);
         __syncthreads();                        // the product's reads are done before the next step's copies

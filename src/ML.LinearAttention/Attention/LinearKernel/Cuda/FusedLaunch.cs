@@ -57,6 +57,9 @@ internal static class FusedLaunch
     /// <summary>The kernel arguments, with the Hedgehog weight appended when there is one (the kernels' last parameter).</summary>
     private static long[] Args(Tensor? weight, params long[] args) => weight is null ? args : [.. args, Ptr(weight)];
 
+    /// <summary>A backward kernel's arguments: Hedgehog's build also takes the map weight and its dx buffer last.</summary>
+    private static long[] Args(Tensor? weight, Tensor? dx, params long[] args) => weight is null ? args : [.. args, Ptr(weight), Ptr(dx!)];
+
     /// <summary>Query tiles per block: enough blocks to fill the GPU several times over, few enough to keep atomics rare.</summary>
     private static (int tilesPerBlock, long blocks) Split(FusedModule module, long t, long bh, int tt)
     {
@@ -161,10 +164,14 @@ internal static class FusedLaunch
         return (o, s, z, false);
     }
 
-    /// <summary>Backward: dq, dk, dv from the upstream gradient dO and the forward output o [B, H, T, Dv] (contiguous, q's dtype).</summary>
+    /// <summary>
+    /// Backward: dq, dk, dv from the upstream gradient dO and the forward output o [B, H, T, Dv] (contiguous, q's dtype).
+    /// With Hedgehog's weights, dq and dk are the gradients of the projections' outputs y = xW [B, H, T, F], and the
+    /// kernels also write dx = dy Wᵀ into hhDx (dxq, dxk [B, H, T, HX], q's dtype, contiguous).
+    /// </summary>
     public static (Tensor dq, Tensor dk, Tensor dv) Backward(Tensor q, Tensor k, Tensor v, Tensor? mask, Tensor epsn,
         Tensor s, Tensor z, Tensor o, Tensor dout, FusedFeatureMap map, bool tensorCores, FusedKernels run = FusedKernels.All,
-        HedgehogWeights? hh = null)
+        HedgehogWeights? hh = null, (Tensor Query, Tensor Key)? hhDx = null)
     {
         long b = q.shape[0], h = q.shape[1], t = q.shape[2], dvDim = v.shape[3];
         long d = hh is null ? q.shape[3] : 2 * hh.Key.shape[2];
@@ -179,6 +186,8 @@ internal static class FusedLaunch
         var tiles = module.Tiles;
         if (hh is not null && !(tensorCores && module.Mma is not null))
             throw new InvalidOperationException("Hedgehog's attention kernels exist only as tensor-core kernels.");
+        if (hh is not null && hhDx is null)
+            throw new ArgumentNullException(nameof(hhDx), "Hedgehog's backward kernels write dx: pass the dxq and dxk buffers.");
         if (tensorCores && module.Mma is { } mma)
         {
             (q, k, v, o, dout) = (Aligned(q), Aligned(k), Aligned(v), Aligned(o), Aligned(dout));
@@ -188,14 +197,14 @@ internal static class FusedLaunch
                 int bytes = hh is null ? tiles.MmaBwdQBytes : module.HedgehogQBytes;
                 var (tpb1, blocks1) = MmaSplit(module, mma.BwdQ, bytes, t, b * h);
                 FusedModuleCache.Launch(mma.BwdQ, blocks1, b * h, bytes,
-                    Args(hh?.Query, Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb1, Ptr(dq), Ptr(ds), Ptr(dz)));
+                    Args(hh?.Query, hhDx?.Query, Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb1, Ptr(dq), Ptr(ds), Ptr(dz)));
             }
             if (run.HasFlag(FusedKernels.BackwardKv))
             {
                 int bytes = hh is null ? tiles.MmaBwdKvBytes : module.HedgehogKvBytes;
                 var (tpb2, blocks2) = MmaSplit(module, mma.BwdKv, bytes, t, b * h);
                 FusedModuleCache.Launch(mma.BwdKv, blocks2, b * h, bytes,
-                    Args(hh?.Key, Ptr(k), Ptr(v), Ptr(ds), Ptr(dz), Ptr(mask), t, h, tpb2, Ptr(dk), Ptr(dv)));
+                    Args(hh?.Key, hhDx?.Key, Ptr(k), Ptr(v), Ptr(ds), Ptr(dz), Ptr(mask), t, h, tpb2, Ptr(dk), Ptr(dv)));
             }
             return (dq, dk, dv);
         }

@@ -473,6 +473,7 @@ __device__ __forceinline__ float dphi_tile(float p) {
 #if HH
 #define XD HX
 #define HH_W , const in_t* __restrict__ hw
+#define HH_WB HH_W, in_t* __restrict__ hdx   // backward kernels: also dx = dy Wᵀ [B][H][T][HX]
 // The x tile [MTT][LDX] lives in the φ tile's space (XS_IN, [MTT][LDD]) when it fits (hh_phi_tile's MMAs read all of
 // x before its softmax barrier and it writes φ only after that), else after the exchange. FusedModuleCache.HedgehogBytes
 // counts the same.
@@ -500,6 +501,7 @@ __device__ __forceinline__ void store_rows_raw(u16* dst, int ld, const Rows<C>& 
 #else
 #define XD D
 #define HH_W
+#define HH_WB
 #define MMA_BOUNDS __launch_bounds__(NT)
 #endif
 

@@ -7,7 +7,7 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 /// dv = φk dS over real keys (<c>mma_bwd_kv</c>). g is rounded to bf16 for the MMAs (its range follows 1/den, which
 /// fp16 could not hold at long T); S and dS are bf16 operands (split into high and low parts for fp16 inputs, SPLIT); dO·o, den, dden, dz are fp32.
 /// <para>Built for Hedgehog (HH = 1, <see cref="FusedHedgehogAttention"/>), q and k are x before the projection, and
-/// dq, dk are the gradients of y = xW (F wide): both kernels then run warp by warp (<see cref="FusedHedgehogWarpSource"/>:
+/// dq, dk are the gradients of y = xW (F wide), with dx = dy Wᵀ into the last argument: both kernels then run warp by warp (<see cref="FusedHedgehogWarpSource"/>:
 /// hh_q_pass, hh_kv_pass), computing φ and the softmaxes' backward along each warp's own rows in registers, with
 /// their own shared-memory layouts (FusedModuleCache.HedgehogQBytes, HedgehogKvBytes). The Hedgehog build of
 /// <c>mma_bwd_q</c> does not read the saved output: dO·o = ⟨φq, dO Sᵀ⟩/den from the same bf16 φ and S as the forward.</para>
@@ -21,7 +21,7 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
         const in_t* __restrict__ out,
         const float* __restrict__ S, const float* __restrict__ z, const u8* __restrict__ mask,
         const float* __restrict__ epsn, int T, int H, int tpb, in_t* __restrict__ dq, float* __restrict__ dS,
-        float* __restrict__ dz HH_W) {
+        float* __restrict__ dz HH_WB) {
     extern __shared__ float4 smem4[];
 #if HH
     // Hedgehog: warp by warp (hh_q_pass). FusedModuleCache.HedgehogQBytes must match this layout.
@@ -41,7 +41,7 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
     zero_tiles<D, DV + 8>(accS);
     __syncthreads();
     hh_q_pass(accS, Qs, Gs, Xo, Sh, Sl, zs, Wt, q + (size_t)bh * T * XD, dout + (size_t)bh * T * DV, dq + (size_t)bh * T * HF,
-              mask, b, epsn[b], t0, t1, T);
+              hdx + (size_t)bh * T * HX, mask, b, epsn[b], t0, t1, T);
 #else
     u16* Sh = (u16*)smem4;              // [D][LDE]    S high (B of g·Sᵀ: n = d, k = e)
     u16* Sl = Sh + D * LDE;             // [D][LDE]    S low
@@ -119,7 +119,7 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
 
 extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, const in_t* __restrict__ v,
         const float* __restrict__ dS, const float* __restrict__ dz, const u8* __restrict__ mask, int T, int H, int tpb,
-        in_t* __restrict__ dk, in_t* __restrict__ dv HH_W) {
+        in_t* __restrict__ dk, in_t* __restrict__ dv HH_WB) {
     extern __shared__ float4 smem4[];
 #if HH
     // Hedgehog: warp by warp (hh_kv_pass), no φ tile. FusedModuleCache.HedgehogKvBytes must match this layout.
@@ -136,7 +136,7 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, con
     if (tid < D) dzs[tid] = dz[(size_t)bh * D + tid];
     __syncthreads();
     hh_kv_pass(Xw, Vw, Dh, Dl, dzs, Wt, k + (size_t)bh * T * XD, v + (size_t)bh * T * DV, dk + (size_t)bh * T * HF,
-               dv + (size_t)bh * T * DV, mask, b, t0, t1, T);
+               hdx + (size_t)bh * T * HX, dv + (size_t)bh * T * DV, mask, b, t0, t1, T);
 #else
     u16* Dh = (u16*)smem4;              // [D][LDE]    dS high (B of v·dSᵀ: n = d, k = e; read transposed, B of φk·dS)
     u16* Dl = Dh + D * LDE;             // [D][LDE]    dS low
