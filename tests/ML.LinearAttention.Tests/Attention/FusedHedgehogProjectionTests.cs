@@ -51,6 +51,7 @@ public class FusedHedgehogProjectionTests
 
     [Theory]
     [InlineData(32768, 12, 528, 44)]    // T = 512 × 64 rows per head, one wave of 528 resident blocks: 44 per head
+    [InlineData(32768, 24, 396, 16)]    // both maps (2H = 24) at three blocks per SM: 17 × 24 = 408 would spill past the wave
     [InlineData(100, 12, 528, 2)]       // two tiles per head: at most one block per tile
     [InlineData(1, 1, 528, 1)]
     [InlineData(32768, 1000, 264, 1)]   // more heads than resident blocks: still one per head

@@ -112,13 +112,15 @@ public static class FusedHedgehogProjection
     private const int Tile = 64;
 
     /// <summary>
-    /// Blocks per head (grid x): enough for one full wave of the GPU's resident blocks over the H heads, at most one per
-    /// tile. Each block strides over its head's tiles, so W_h is loaded and dW_h flushed once per block.
+    /// Blocks per head (grid x): as many as fit in one wave of the GPU's resident blocks over the H heads (rounded down: a
+    /// block past the wave would run alone afterwards, with as much work as the others, nearly doubling the time), at
+    /// least one, at most one per tile. Each block strides over its head's tiles, so W_h is loaded and dW_h flushed once
+    /// per block.
     /// </summary>
     internal static int BlocksPerHead(long rowsPerHead, long heads, long residentBlocks)
     {
         long tiles = (rowsPerHead + Tile - 1) / Tile;
-        long perHead = (residentBlocks + heads - 1) / Math.Max(1, heads);
+        long perHead = residentBlocks / Math.Max(1, heads);
         return (int)Math.Max(1, Math.Min(tiles, perHead));
     }
 
