@@ -8,8 +8,6 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 /// n-tiles are one 16-wide A fragment). No shared φ tile and no block barrier: each warp copies its next rows into its
 /// own buffers with cp.async while it computes.
 /// <list type="bullet">
-/// <item><c>hh_state_pass</c>: the whole-head forward's key pass, S = φkᵀ v and z = φkᵀ·1; φk rows meet in a block tile
-/// for that product, which reduces over tokens.</item>
 /// <item><c>hh_out_pass</c>: the whole-head forward's query pass, o = φq S / (φq·z + eps·n).</item>
 /// <item><c>hh_kv_pass</c>: <c>mma_bwd_kv</c>'s pass, dv = φk dS, and dy_k from dφk = v dSᵀ + dz with dx_k = dy_k W_kᵀ.</item>
 /// <item><c>hh_q_pass</c>: <c>mma_bwd_q</c>'s pass, dy_q with dx_q = dy_q W_qᵀ and the block's share of dS and dz; its φq
@@ -48,8 +46,6 @@ __device__ __forceinline__ unsigned in2bf2(unsigned w) {
 // φ = [softmax(xW) | softmax(−xW)] of this warp's 16 rows X [16][LDX] as bf16 A fragments: A[h·HH_KS + kk] covers
 // columns h·F + 16kk .. + 15 (h = 0: φ₊, 1: φ₋); its word r holds n-tile 2kk + r/2 of the half, row g + 8(r & 1),
 // columns 2q, 2q + 1 (hh_phi_word finds it). Rows of zeros (padding) give the uniform softmax: callers mask the rows.
-// BF: bf16 fragments (the products with S, dS and v), else fp16 (the fp16 build's φkᵀv, as its state pass multiplies).
-template <bool BF = true>
 __device__ __forceinline__ void hh_warp_phi(const u16* X, const u16* Wt, unsigned (&A)[2 * HH_KS][4]) {
     unsigned xa[HX / 16][4];
 #pragma unroll
@@ -78,8 +74,8 @@ __device__ __forceinline__ void hh_warp_phi(const u16* X, const u16* Wt, unsigne
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
             const int j = 2 * kk + (r >> 1), s = r & 1;
-            A[kk][r] = f2m2<BF>(y[j][2 * s] * sc[s][0], y[j][2 * s + 1] * sc[s][0]);
-            A[HH_KS + kk][r] = f2m2<BF>(m[j][2 * s] * sc[s][1], m[j][2 * s + 1] * sc[s][1]);
+            A[kk][r] = f2m2<true>(y[j][2 * s] * sc[s][0], y[j][2 * s + 1] * sc[s][0]);
+            A[HH_KS + kk][r] = f2m2<true>(m[j][2 * s] * sc[s][1], m[j][2 * s + 1] * sc[s][1]);
         }
 }
 
@@ -185,50 +181,6 @@ __device__ __forceinline__ void hh_dy_dx_rows(const float (&dy)[HH_NJ][4], const
                 mma16816<HBF>(dx[n], a[kk], bb);
             }
         warp_store_rows<8 * NG, HX>(dx, one, keep, dxb, r0, t1, 8 * n0);
-    }
-}
-
-// The whole-head forward's key pass over rows [t0, t1), 16·NW rows per step (every warp takes part in each step's
-// product, with zero rows past t1): acc_ += φkᵀ [v | 1] (S and z from one MMA, as fwd_state_pass). Per warp: φk of its
-// 16 rows in registers (hh_warp_phi from its x rows, Xw [NW][16][LDX]), stored to its rows of Ks [16·NW][LDD] (zeros
-// where the token is not real); its v rows arrive by cp.async in its rows of Vs [16·NW][LDE], whose columns DV.. hold
-// the column of ones (set by the caller). Two barriers per step, against three per 64 rows in the tile pass (whose
-// softmaxes merge row halves across warps). The next x rows are copied as soon as φ is formed and the next v rows once
-// the product is done, each in its own commit group: both land while the warp computes.
-__device__ __forceinline__ void hh_state_pass(float (&acc_)[TPW(D, DV + 8)][4], u16* Ks, u16* Vs, u16* Xw, const u16* Wt,
-        const in_t* __restrict__ kb, const in_t* __restrict__ vb, const u8* __restrict__ mask, int b, int t0, int t1, int T) {
-    const int w = threadIdx.x >> 5, q = threadIdx.x & 3, g = (threadIdx.x & 31) >> 2;
-    u16* X = Xw + w * 16 * LDX;
-    u16* Kw = Ks + w * 16 * LDD;
-    u16* V = Vs + w * 16 * LDE;
-    warp_fetch_rows<HX>(X, LDX, kb, t0 + 16 * w, t1, mask, b, T);
-    cp_commit();
-    warp_fetch_rows<DV>(V, LDE, vb, t0 + 16 * w, t1, nullptr, b, T);
-    cp_commit();
-    for (int base = t0; base < t1; base += 16 * NW) {
-        const int r0 = base + 16 * w;
-        cp_wait<1>();                           // this step's x rows (its v rows may still be in flight)
-        __syncwarp();
-        unsigned A[2 * HH_KS][4];
-        hh_warp_phi<ST_BF>(X, Wt, A);
-        __syncwarp();                           // every lane is past its reads of X
-        if (base + 16 * NW < t1) warp_fetch_rows<HX>(X, LDX, kb, r0 + 16 * NW, t1, mask, b, T);
-        cp_commit();
-#pragma unroll
-        for (int s = 0; s < 2; ++s) {
-            const bool keep = r0 + g + 8 * s < t1 && real_token(mask, b, r0 + g + 8 * s, T);
-#pragma unroll
-            for (int h = 0; h < 2; ++h)
-#pragma unroll
-                for (int j = 0; j < HH_NJ; ++j)
-                    *(unsigned*)(Kw + (g + 8 * s) * LDD + h * HF + 8 * j + 2 * q) = keep ? hh_phi_word(A, h, j, s) : 0u;
-        }
-        cp_wait<1>();                           // this step's v rows (the next x rows may still be in flight)
-        __syncthreads();                        // every warp's φk and v rows are in place
-        wmm<D, DV + 8, 16 * NW, ST_BF, true, true>(Ks, LDD, Vs, nullptr, LDE, acc_);
-        __syncthreads();                        // the product's reads are done before the next v rows and φk
-        if (base + 16 * NW < t1) warp_fetch_rows<DV>(V, LDE, vb, r0 + 16 * NW, t1, nullptr, b, T);
-        cp_commit();
     }
 }
 
