@@ -101,11 +101,11 @@ public static class FusedHedgehogProjection
     internal static int ForwardBytes(int d, int f) => 2 * (f * (d + 8) + 2 * Tile * (d + 8) + Tile * (2 * f + 8)) + 4 * (2 * Tile * 4);
 
     /// <summary>
-    /// Shared-memory bytes of a backward kernel (must match hh_bwd): two x tiles and two tiles of the incoming gradient;
-    /// from dφ (2F wide) also Wᵀ, dy and the two exchanges.
+    /// Shared-memory bytes of a backward kernel (must match the source): from dφ (hh_bwd), Wᵀ, two x tiles, two dφ tiles
+    /// (2F wide), dy and the two exchanges; from dy (hh_dw), three x tiles and three dy tiles (HDW_STAGES).
     /// </summary>
     internal static int BackwardBytes(int d, int f, bool fromDy = false) => fromDy
-        ? 2 * (2 * Tile * (d + 8) + 2 * Tile * (f + 8))
+        ? 2 * 3 * Tile * ((d + 8) + (f + 8))
         : 2 * (f * (d + 8) + 2 * Tile * (d + 8) + 2 * Tile * (2 * f + 8) + Tile * (f + 8)) + 4 * (2 * Tile * 4 + 2 * Tile * 2);
 
     /// <summary>Rows per tile (MTT in the source).</summary>

@@ -310,22 +310,21 @@ extern "C" __global__ void __launch_bounds__(NT, HFWD_BOUND) hedgehog_proj_fwd(c
 
 // Backward: dx = dy Wᵀ and dW += xᵀ dy; dw [H][HX][F] fp32, zeroed by the caller. Grid as the forward; x and the
 // incoming gradient of the next tile are copied asynchronously meanwhile. hedgehog_proj_bwd takes dφ [·][2F] and forms
-// dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) − φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩) per row (recomputing φ); hedgehog_dw_bwd (FROM_DY) takes dy
-// [·][F] itself and only reduces dW: Hedgehog's attention kernels form dy in their warp passes, where φ is at hand,
-// and dx = dy Wᵀ there too. Both products read their transposed operands (xᵀ, dyᵀ, and W from W_hᵀ) by ldmatrix.trans,
-// and dx goes from the accumulators straight to memory, so a tile takes two barriers and no copies between shared
-// tiles (shared bytes: FusedHedgehogProjection.BackwardBytes).
-template <bool FROM_DY>
+// dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) − φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩) per row (recomputing φ). Both products read their transposed
+// operands (xᵀ, dyᵀ, and W from W_hᵀ) by ldmatrix.trans, and dx goes from the accumulators straight to memory, so a
+// tile takes two barriers and no copies between shared tiles (shared bytes: FusedHedgehogProjection.BackwardBytes).
+// (Hedgehog's attention kernels form dy and dx = dy Wᵀ in their warp passes, where φ is at hand: hedgehog_dw_bwd below
+// then reduces dW alone.)
 __device__ __forceinline__ void hh_bwd(const in_t* __restrict__ x, const in_t* __restrict__ w, const in_t* __restrict__ gin,
         in_t* __restrict__ dx, float* __restrict__ dw, int T, int H, int h, long long N, int stride, unsigned long long M) {
-    constexpr int GC = FROM_DY ? HF : 2 * HF;   // width of the incoming gradient
-    constexpr int LDG = FROM_DY ? LDF : LDP;    // its tiles' row stride
+    constexpr int GC = 2 * HF;              // width of the incoming gradient
+    constexpr int LDG = LDP;                // its tiles' row stride
     extern __shared__ float4 smem4[];
-    u16* Wt = (u16*)smem4;                  // [F][LDX]       W_hᵀ (B of y = xW; read transposed, B of dx = dy Wᵀ; not FROM_DY)
-    u16* Xs = Wt + (FROM_DY ? 0 : HF * LDX);    // [2][MTT][LDX]  x tiles (double buffer)
-    u16* Ds = Xs + 2 * MTT * LDX;           // [2][MTT][LDG]  dy (or dφ) tiles (double buffer)
-    u16* Gs = Ds + 2 * MTT * LDG;           // [MTT][LDF]     dy formed from dφ (hedgehog_proj_bwd only)
-    float* red = (float*)(Gs + (FROM_DY ? 0 : MTT * LDF));  // [2][MTT][4]    softmax halves (hedgehog_proj_bwd only)
+    u16* Wt = (u16*)smem4;                  // [F][LDX]       W_hᵀ (B of y = xW; read transposed, B of dx = dy Wᵀ)
+    u16* Xs = Wt + HF * LDX;                // [2][MTT][LDX]  x tiles (double buffer)
+    u16* Ds = Xs + 2 * MTT * LDX;           // [2][MTT][LDG]  dφ tiles (double buffer)
+    u16* Gs = Ds + 2 * MTT * LDG;           // [MTT][LDF]     dy formed from dφ
+    float* red = (float*)(Gs + MTT * LDF);  // [2][MTT][4]    softmax halves
     float* red2 = red + 2 * MTT * 4;        // [2][MTT][2]    halves of ⟨φ₊, dφ₊⟩, ⟨φ₋, dφ₋⟩
     const int warp = threadIdx.x >> 5, gr = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
     const HRows g{N, M, T, H, h};
@@ -335,7 +334,7 @@ __device__ __forceinline__ void hh_bwd(const in_t* __restrict__ x, const in_t* _
     long long row = hh_my_row(n0, g);
     if (n0 < N) { hh_fetch_row(Xs, LDX, x, HX, row); hh_fetch_row(Ds, LDG, gin, GC, row); }
     cp_commit();
-    if constexpr (!FROM_DY) hh_load_w(w + (size_t)h * HX * HF, Wt, nullptr);
+    hh_load_w(w + (size_t)h * HX * HF, Wt, nullptr);
     float acc_[TPW(HX, HF)][4];             // dW_h, this warp's tiles
     zero_tiles<HX, HF>(acc_);
     for (int buf = 0; n0 < N; n0 += step, buf ^= 1) {
@@ -350,9 +349,7 @@ __device__ __forceinline__ void hh_bwd(const in_t* __restrict__ x, const in_t* _
         __syncthreads();
         const u16* Xb = Xs + buf * MTT * LDX;
         const u16* Db = Ds + buf * MTT * LDG;
-        const u16* Y = Db;                  // dy rows [MTT][ldy]
-        int ldy = LDG;
-        if constexpr (!FROM_DY) {
+        {   // dy from dφ: the softmaxes' backward along each warp's rows, into Gs
         float pp[HNJ][4], pm[HNJ][4];
         hh_project(Xb, Wt, pp);
         hh_softmax(pp, pm, red);
@@ -382,18 +379,16 @@ __device__ __forceinline__ void hh_bwd(const in_t* __restrict__ x, const in_t* _
             }
 #undef DPHI_PAIR
         __syncthreads();
-        Y = Gs;
-        ldy = LDF;
         }
-        wmm<HX, HF, MTT, HBF, true, true>(Xb, LDX, Y, nullptr, ldy, acc_);   // dW += xᵀ dy
-        if constexpr (!FROM_DY) {   // dx = dy Wᵀ: this warp's 16 rows × HX/2 columns, straight to memory.
+        wmm<HX, HF, MTT, HBF, true, true>(Xb, LDX, Gs, nullptr, LDF, acc_);   // dW += xᵀ dy
+        {   // dx = dy Wᵀ: this warp's 16 rows × HX/2 columns, straight to memory.
             float xa[HX / 16][4];
 #pragma unroll
             for (int j = 0; j < HX / 16; ++j) xa[j][0] = xa[j][1] = xa[j][2] = xa[j][3] = 0.f;
 #pragma unroll
             for (int k0 = 0; k0 < HF; k0 += 16) {
                 unsigned a[4];
-                frag_a(a, Y, ldy, m0, k0);
+                frag_a(a, Gs, LDF, m0, k0);
 #pragma unroll
                 for (int j = 0; j < HX / 16; ++j) {
                     unsigned b[2];
@@ -420,7 +415,38 @@ __device__ __forceinline__ void hh_bwd(const in_t* __restrict__ x, const in_t* _
 extern "C" __global__ void __launch_bounds__(NT, HBWD_BOUND) hedgehog_proj_bwd(const in_t* __restrict__ x, const in_t* __restrict__ w,
         const in_t* __restrict__ dphi, in_t* __restrict__ dx, float* __restrict__ dw, int T, int H, long long N, int stride,
         unsigned long long M) {
-    hh_bwd<false>(x, w, dphi, dx, dw, T, H, blockIdx.y, N, stride, M);
+    hh_bwd(x, w, dphi, dx, dw, T, H, blockIdx.y, N, stride, M);
+}
+// dW += xᵀ dy over head h's rows, from x [·][HX] and dy [·][F]: a loop of copies and one small product per tile, so it
+// keeps HDW_STAGES − 1 tiles in flight while it multiplies (double buffered, as hh_bwd, it moved about 2.7 TB/s under
+// Nsight Compute at T = 512), with one barrier per tile: the copy into the buffer that the previous tile's product read
+// starts after that barrier. Shared bytes: FusedHedgehogProjection.BackwardBytes(fromDy: true).
+#define HDW_STAGES 3
+__device__ __forceinline__ void hh_dw(const in_t* __restrict__ x, const in_t* __restrict__ dy, float* __restrict__ dw, int T, int H,
+        int h, long long N, int stride, unsigned long long M) {
+    extern __shared__ float4 smem4[];
+    u16* Xs = (u16*)smem4;                      // [HDW_STAGES][MTT][LDX]  x tiles
+    u16* Ds = Xs + HDW_STAGES * MTT * LDX;      // [HDW_STAGES][MTT][LDF]  dy tiles
+    const HRows g{N, M, T, H, h};
+    const long long step = (long long)stride * MTT;
+    auto fetch = [&](long long n, int buf) {
+        const long long row = hh_my_row(n, g);
+        if (n < N) { hh_fetch_row(Xs + buf * MTT * LDX, LDX, x, HX, row); hh_fetch_row(Ds + buf * MTT * LDF, LDF, dy, HF, row); }
+        cp_commit();
+    };
+    long long n0 = (long long)blockIdx.x * MTT;
+#pragma unroll
+    for (int s = 0; s < HDW_STAGES - 1; ++s) fetch(n0 + s * step, s);
+    float acc_[TPW(HX, HF)][4];                 // dW_h, this warp's tiles
+    zero_tiles<HX, HF>(acc_);
+    for (int buf = 0; n0 < N; n0 += step, buf = buf == HDW_STAGES - 1 ? 0 : buf + 1) {
+        cp_wait<HDW_STAGES - 2>();              // this tile's group is done (the later ones may fly)
+        __syncthreads();                        // its rows are visible, and every warp is past the previous product
+        fetch(n0 + (HDW_STAGES - 1) * step, buf == 0 ? HDW_STAGES - 1 : buf - 1);
+        wmm<HX, HF, MTT, HBF, true, true>(Xs + buf * MTT * LDX, LDX, Ds + buf * MTT * LDF, nullptr, LDF, acc_);
+    }
+    float* dwh = dw + (size_t)h * HX * HF;
+    FOR_TILE_PAIRS(HX, HF, { atomicAdd(dwh + row * HF + col, c0); atomicAdd(dwh + row * HF + col + 1, c1); })
 }
 // dW of two projections in one launch (grid y = 2H: blocks y < H take x0, dy0 into dw0, the rest x1, dy1 into dw1), for
 // the query and key maps of Hedgehog's attention; dx is the attention kernels' own.
@@ -428,7 +454,7 @@ extern "C" __global__ void __launch_bounds__(NT, HDW_BOUND) hedgehog_dw_bwd(cons
         float* __restrict__ dw0, const in_t* __restrict__ x1, const in_t* __restrict__ dy1, float* __restrict__ dw1, int T, int H,
         long long N, int stride, unsigned long long M) {
     const bool second = (int)blockIdx.y >= H;
-    hh_bwd<true>(second ? x1 : x0, nullptr, second ? dy1 : dy0, nullptr, second ? dw1 : dw0, T, H, blockIdx.y % H, N, stride, M);
+    hh_dw(second ? x1 : x0, second ? dy1 : dy0, second ? dw1 : dw0, T, H, blockIdx.y % H, N, stride, M);
 }
 #endif
 """;
