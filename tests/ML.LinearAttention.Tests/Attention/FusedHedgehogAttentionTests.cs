@@ -107,6 +107,17 @@ public class FusedHedgehogAttentionTests
         Assert.True(tiles.MmaMaxBytes + FusedModuleCache.HedgehogBytes(hx, f) <= 227 * 1024, "fits an sm_80/sm_90 block's opt-in shared memory");
     }
 
+    [Theory]
+    [InlineData(1, null)]
+    [InlineData(512, null)]         // two blocks per SM at 64-wide x and v: faster at T = 512
+    [InlineData(2047, null)]
+    [InlineData(2048, 1)]           // one block per SM from 2K tokens per sequence on
+    [InlineData(32768, 1)]
+    public void The_default_build_takes_one_block_per_sm_from_2k_tokens(long t, int? expected)
+    {
+        Assert.Equal(expected, FusedHedgehogAttention.BlocksPerSmFor(t));
+    }
+
     [Fact]
     public void At_hedgehogs_default_width_two_blocks_fit_on_an_sm()
     {

@@ -21,8 +21,8 @@ internal static class HedgehogBench
                 i => FusedLinearAttention.Bidirectional(HedgehogFeatureMap.Map(i[0], i[3]), HedgehogFeatureMap.Map(i[1], i[4]), i[2], null,
                     FusedFeatureMap.Identity, LinearAttentionKernels.DefaultEps, tensorCores: mma));
         // φ computed inside the tensor-core attention kernels from x (FusedHedgehogAttention; what HedgehogMixer routes
-        // bidirectional bf16 calls to), never stored; then the same kernels compiled for one block per SM instead of two
-        // (the default at D = 64, which caps mma_bwd_q at 128 registers).
+        // bidirectional bf16 calls to), never stored; then the same kernels compiled for one block per SM (the default
+        // from 2K tokens per sequence on; below, two, which caps mma_bwd_q at 128 registers at D = 64).
         yield return new KernelBenchCase("bidirectional fused mma, φ inside the attention kernels", false, Make,
             i => FusedHedgehogAttention.Bidirectional(i[0], i[1], i[2], i[3], i[4], null));
         yield return new KernelBenchCase("bidirectional fused mma, φ inside the attention kernels, 1 block/SM", false, Make, i =>

@@ -24,10 +24,24 @@ public static class FusedHedgehogAttention
     public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable(EnableVariable) != "0";
 
     /// <summary>
-    /// Blocks per SM the kernels are compiled for, or null for the default (two where x and v are at most 64 wide, else
-    /// one); read at each forward call, the backward follows its forward. For benchmarks.
+    /// Blocks per SM the kernels are compiled for, or null for the default (<see cref="BlocksPerSmFor"/>); read at each
+    /// forward call, the backward follows its forward. For benchmarks.
     /// </summary>
     internal static int? CompiledBlocksPerSm { get; set; }
+
+    /// <summary>
+    /// Sequence length from which the default build is the one compiled for one block per SM: at 2K tokens and more per
+    /// sequence it measured faster than two blocks per SM (docs/benchmarks/kernels.md, Hedgehog's "…, 1 block/SM" case:
+    /// fwd+bwd 0.690 against 0.718 ms at T = 2048, 0.637 against 0.661 at 32K, 0.701 against 0.658 at 512, commit 930ede9).
+    /// </summary>
+    internal const long OneBlockPerSmFrom = 2048;
+
+    /// <summary>
+    /// Blocks per SM for a forward call at sequence length t: <see cref="CompiledBlocksPerSm"/> when set, else one from
+    /// <see cref="OneBlockPerSmFrom"/> tokens on, else null (the source's default: two where x and v are at most 64 wide,
+    /// one above).
+    /// </summary>
+    internal static int? BlocksPerSmFor(long t) => CompiledBlocksPerSm ?? (t >= OneBlockPerSmFrom ? 1 : null);
 
     /// <summary>Largest feature dim F: φ is 2F wide and the kernels' feature width is at most <see cref="FusedLinearAttention.MaxHeadDim"/>.</summary>
     public const int MaxFeatureDim = FusedLinearAttention.MaxHeadDim / 2;
@@ -116,7 +130,7 @@ internal sealed class FusedHedgehogAttentionFunction : autograd.SingleTensorFunc
         var wk = ((Tensor)vars[4]).contiguous();
         var m = mask?.contiguous();
         var epsn = FusedLaunch.EpsN(m, xq.shape[0], xq.shape[2], eps, xq.device);
-        var blocks = FusedHedgehogAttention.CompiledBlocksPerSm;
+        var blocks = FusedHedgehogAttention.BlocksPerSmFor(xq.shape[2]);
         var (o, s, z, _) = FusedLaunch.Forward(xq, xk, v, m, epsn, FusedFeatureMap.Identity, tensorCores: true, hh: new HedgehogWeights(wq, wk, blocks));
         ctx.save_for_backward(new List<Tensor> { xq, xk, v, wq, wk, s, z, epsn, o.detach(), m! });
         ctx.save_data("blocks", blocks ?? 0);   // 0: the default
