@@ -130,7 +130,7 @@ public class FusedHedgehogAttentionTests
         Assert.True(2 * (kv + 1024) <= 228 * 1024, $"mma_bwd_kv: {kv} bytes per block");
         // dS high and low [128][72], 8 warps × 16 rows of x [72] and of v [72], dz [128] fp32, W_kᵀ [64][72].
         Assert.Equal(2 * (2 * 128 * 72 + 128 * 72 + 128 * 72) + 4 * 128 + 2 * 64 * 72, kv);
-        int q = FusedModuleCache.HedgehogQBytes(tiles, 64, 64, 1);         // mma_bwd_q warp by warp
+        int q = FusedModuleCache.HedgehogQBytes(tiles, 64, 64);         // mma_bwd_q warp by warp
         Assert.True(2 * (q + 1024) <= 228 * 1024, $"mma_bwd_q: {q} bytes per block");
         // S high and low [128][72], the block's φq [128][136] and g [128][72] tiles, z [128] fp32, W_qᵀ [64][72].
         Assert.Equal(2 * (2 * 128 * 72 + 128 * 136 + 128 * 72) + 4 * 128 + 2 * 64 * 72, q);

@@ -321,41 +321,35 @@ __device__ __forceinline__ void hh_p_tile(float (&p)[4], const unsigned (&ga)[DV
 // dxb [T][HX]).
 // φq and g = dO/den (dden in columns DV, DV + 1 as high and low bf16, zeros to DV + 8) go to the block's tiles
 // Qs [16·NW][LDD] and Gs [16·NW][LDE] for dS += φqᵀ g and dz += φqᵀ dden (accS, two barriers per step). Each warp's
-// next dO rows (its Gs rows) are copied with cp.async once the step's dS product is done, and waited for only after φ
-// is formed. Its x rows have their own buffer Xo [NW][16][LDX] where HH_XQ_OWN (bf16 inputs: S's unused low part
-// holds them), and the next ones are copied as soon as φ is formed; else they live in its Qs rows where they fit
-// (HH_XQ_FITS, else Xo) and are copied with the dO rows. φ is read back from Qs, not kept in registers: next to accS
+// next x rows (in its own Qs rows where they fit, HH_XQ_FITS, else Xo [NW][16][LDX]) and dO rows (its Gs rows) are
+// copied with cp.async once the step's dS product is done. φ is read back from Qs, not kept in registers: next to accS
 // (36 registers at F = Dv = 64) the live values must stay near 128.
 #define HH_XQ_FITS (LDX <= LDD)
-#define HH_XQ_OWN (!SPLIT && 16 * NW * LDX <= D * LDE)
 __device__ __forceinline__ void hh_q_pass(float (&accS)[TPW(D, DV + 8)][4], u16* Qs, u16* Gs, u16* Xo, const u16* Sh,
         const u16* Sl, const float* zs, const u16* Wt, const in_t* __restrict__ qb, const in_t* __restrict__ gb,
         in_t* __restrict__ dyb, in_t* __restrict__ dxb, const u8* __restrict__ mask, int b, float en, int t0, int t1, int T) {
     const int w = threadIdx.x >> 5, q = threadIdx.x & 3, g = (threadIdx.x & 31) >> 2;
     u16* Qw = Qs + w * 16 * LDD;
     u16* Gw = Gs + w * 16 * LDE;
-    u16* X = !HH_XQ_OWN && HH_XQ_FITS ? Qw : Xo + w * 16 * LDX;
-    // Two commit groups per step, x rows before dO rows: the x rows are waited for first.
-    warp_fetch_rows<HX>(X, LDX, qb, t0 + 16 * w, t1, mask, b, T);
-    cp_commit();
-    warp_fetch_rows<DV>(Gw, LDE, gb, t0 + 16 * w, t1, mask, b, T);
+    u16* X = HH_XQ_FITS ? Qw : Xo + w * 16 * LDX;
+    auto fetch = [&](int r) {
+        warp_fetch_rows<HX>(X, LDX, qb, r, t1, mask, b, T);
+        warp_fetch_rows<DV>(Gw, LDE, gb, r, t1, mask, b, T);
+    };
+    fetch(t0 + 16 * w);
     cp_commit();
     for (int base = t0; base < t1; base += 16 * NW) {
         const int r0 = base + 16 * w;
         bool keep[2];
 #pragma unroll
         for (int s = 0; s < 2; ++s) keep[s] = r0 + g + 8 * s < t1 && real_token(mask, b, r0 + g + 8 * s, T);
-        cp_wait<1>();                           // this step's x rows (its dO rows may still be in flight)
+        cp_wait<0>();
         __syncwarp();
         float bz[2][2];                         // [h][s]
         {
             unsigned A[2 * HH_KS][4];
             hh_warp_phi(X, Wt, A);
             __syncwarp();                       // every lane is past its reads of X (Qw's rows, where it fits)
-            if (HH_XQ_OWN) {
-                if (r0 + 16 * NW < t1) warp_fetch_rows<HX>(X, LDX, qb, r0 + 16 * NW, t1, mask, b, T);
-                cp_commit();
-            }
             hh_phi_dot(A, zs, bz);
 #pragma unroll
             for (int h = 0; h < 2; ++h)
@@ -373,8 +367,6 @@ __device__ __forceinline__ void hh_q_pass(float (&accS)[TPW(D, DV + 8)][4], u16*
             inv[s] = 1.f / (bz[0][s] + bz[1][s] + en);
         }
         unsigned ga[DV / 16][4];
-        cp_wait<HH_XQ_OWN ? 1 : 0>();           // this step's dO rows (the next x rows may still be in flight)
-        __syncwarp();
 #pragma unroll
         for (int kk = 0; kk < DV / 16; ++kk) {
             frag_a(ga[kk], Gw, LDE, 0, 16 * kk);
@@ -449,11 +441,7 @@ __device__ __forceinline__ void hh_q_pass(float (&accS)[TPW(D, DV + 8)][4], u16*
         __syncthreads();                        // every warp's rows of Qs and Gs are written
         wmm<D, DV + 8, 16 * NW, true, true, true>(Qs, LDD, Gs, nullptr, LDE, accS);
         __syncthreads();                        // the product's reads are done before the next step's copies
-        if (!HH_XQ_OWN) {
-            if (r0 + 16 * NW < t1) warp_fetch_rows<HX>(X, LDX, qb, r0 + 16 * NW, t1, mask, b, T);
-            cp_commit();
-        }
-        if (r0 + 16 * NW < t1) warp_fetch_rows<DV>(Gw, LDE, gb, r0 + 16 * NW, t1, mask, b, T);
+        if (r0 + 16 * NW < t1) fetch(r0 + 16 * NW);
         cp_commit();
     }
 }

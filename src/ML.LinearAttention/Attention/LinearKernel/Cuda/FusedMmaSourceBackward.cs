@@ -31,7 +31,7 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
     u16* Gs = Qs + 16 * NW * LDD;       // [16·NW][LDE]  g, dden high and low in columns DV, DV + 1, zeros
     float* zs = (float*)(Gs + 16 * NW * LDE);   // [D]
     u16* Wt = (u16*)(zs + D);           // [F][LDX]    W_qᵀ
-    u16* Xo = HH_XQ_OWN ? Sl : Wt + HF * LDX;   // [NW][16][LDX]  the warps' x rows: in S's unused low part (HH_XQ_OWN), else after W_qᵀ where they do not fit in Qs (!HH_XQ_FITS)
+    u16* Xo = Wt + HF * LDX;            // [NW][16][LDX]  the warps' x rows where they do not fit in Qs (!HH_XQ_FITS)
     const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x;
     const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
     hh_load_w(hw + (size_t)(bh % H) * HX * HF, Wt, nullptr);

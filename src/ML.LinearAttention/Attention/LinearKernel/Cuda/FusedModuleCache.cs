@@ -110,14 +110,11 @@ internal static unsafe class FusedModuleCache
 
     /// <summary>
     /// Shared memory of Hedgehog's <c>mma_bwd_q</c> (warp by warp, hh_q_pass; must match the source): S high and low,
-    /// the block's φq and g tiles of 8 warps × 16 rows, z, W_qᵀ, then the warps' x rows where they fit neither in S's
-    /// low part (unused for bf16 inputs, HH_XQ_OWN) nor in φq's rows.
+    /// the block's φq and g tiles of 8 warps × 16 rows, z, W_qᵀ, then the warps' x rows where they do not fit in φq's.
     /// </summary>
-    internal static int HedgehogQBytes(Tiling tiles, int hx, int f, int inType)
+    internal static int HedgehogQBytes(Tiling tiles, int hx, int f)
     {
-        int ldd = tiles.D + 8, lde = tiles.Dv + 8, rows = 8 * 16;
-        bool inLow = inType == 1 && rows * (hx + 8) <= tiles.D * lde;
-        int ownX = inLow || hx + 8 <= ldd ? 0 : rows * (hx + 8);
+        int ldd = tiles.D + 8, lde = tiles.Dv + 8, rows = 8 * 16, ownX = hx + 8 <= ldd ? 0 : rows * (hx + 8);
         return 2 * (2 * tiles.D * lde + rows * ldd + rows * lde) + 4 * tiles.D + 2 * f * (hx + 8) + 2 * ownX;
     }
 
@@ -169,7 +166,7 @@ internal static unsafe class FusedModuleCache
             module = new FusedModule(info.Context, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, tiles, info.SmCount)
             {
                 Mma = new MmaKernels(Function("mma_fwd_state", tiles.MmaStateBytes), Function("mma_fwd_out", tiles.MmaOutBytes),
-                    FusedModuleCache.Function(handle, "mma_bwd_q", HedgehogQBytes(tiles, hx, f, inType)),
+                    FusedModuleCache.Function(handle, "mma_bwd_q", HedgehogQBytes(tiles, hx, f)),
                     FusedModuleCache.Function(handle, "mma_bwd_kv", HedgehogKvBytes(tiles, hx, f)))
                 {
                     FwdHead = FusedModuleCache.Function(handle, "mma_fwd_head", HedgehogHeadBytes(tiles, hx, f)),
@@ -177,7 +174,7 @@ internal static unsafe class FusedModuleCache
                 HedgehogBytes = extra,
                 HedgehogHeadBytes = HedgehogHeadBytes(tiles, hx, f),
                 HedgehogKvBytes = HedgehogKvBytes(tiles, hx, f),
-                HedgehogQBytes = HedgehogQBytes(tiles, hx, f, inType),
+                HedgehogQBytes = HedgehogQBytes(tiles, hx, f),
             };
             return HedgehogModules[key] = module;
         }
