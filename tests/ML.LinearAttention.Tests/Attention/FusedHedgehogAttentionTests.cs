@@ -136,9 +136,8 @@ public class FusedHedgehogAttentionTests
         Assert.Equal(2 * (2 * 128 * 72 + 128 * 136 + 128 * 72) + 4 * 128 + 2 * 64 * 72, q);
         int head = FusedModuleCache.HedgehogHeadBytes(tiles, 64, 64);   // the whole-head forward: both maps' weights
         Assert.True(2 * (head + 1024) <= 228 * 1024, $"whole-head forward: {head} bytes per block");
-        // The key pass's φk [128][136], v [128][72] and x [128][72] rows (whose space S high and low and the query pass's
-        // x rows take over), z [128] fp32, both maps' W_hᵀ [64][72].
-        Assert.Equal(2 * 128 * (136 + 72 + 72) + 4 * 128 + 2 * 2 * 64 * 72, head);
+        // The two forward kernels' tiles less fwd_out's φq tile (φq takes φk's space), plus the second map's W_hᵀ.
+        Assert.Equal(tiles.MmaStateBytes + tiles.MmaOutBytes - 2 * 64 * (128 + 8) + extra + 2 * 64 * (64 + 8), head);
     }
 
     [Fact]

@@ -8,8 +8,6 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 /// n-tiles are one 16-wide A fragment). No shared φ tile and no block barrier: each warp copies its next rows into its
 /// own buffers with cp.async while it computes.
 /// <list type="bullet">
-/// <item><c>hh_state_pass</c>: the whole-head forward's key pass, S = φkᵀ v and z = φkᵀ·1; φk rows meet in a block tile
-/// for that product, which reduces over tokens.</item>
 /// <item><c>hh_out_pass</c>: the whole-head forward's query pass, o = φq S / (φq·z + eps·n).</item>
 /// <item><c>hh_kv_pass</c>: <c>mma_bwd_kv</c>'s pass, dv = φk dS, and dy_k from dφk = v dSᵀ + dz with dx_k = dy_k W_kᵀ.</item>
 /// <item><c>hh_q_pass</c>: <c>mma_bwd_q</c>'s pass, dy_q with dx_q = dy_q W_qᵀ and the block's share of dS and dz; its φq
@@ -45,29 +43,24 @@ __device__ __forceinline__ unsigned in2bf2(unsigned w) {
     else return pack2(f2bf(m2f<false>((u16)(w & 0xffffu))), f2bf(m2f<false>((u16)(w >> 16))));
 }
 
-// y = x W for this warp's 16 rows X [16][LDX] (C fragments; W_hᵀ [F][LDX]).
-__device__ __forceinline__ void hh_warp_project(const u16* X, const u16* Wt, float (&y)[HH_NJ][4]) {
-#pragma unroll
-    for (int j = 0; j < HH_NJ; ++j) y[j][0] = y[j][1] = y[j][2] = y[j][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < HX / 16; ++kk) {
-        unsigned xa[4];                         // one k step of x at a time
-        frag_a(xa, X, LDX, 0, 16 * kk);
-#pragma unroll
-        for (int j = 0; j < HH_NJ; ++j) {
-            unsigned bb[2];
-            frag_b(bb, Wt, LDX, 8 * j, 16 * kk);
-            mma16816<HBF>(y[j], xa, bb);
-        }
-    }
-}
-
 // φ = [softmax(xW) | softmax(−xW)] of this warp's 16 rows X [16][LDX] as bf16 A fragments: A[h·HH_KS + kk] covers
 // columns h·F + 16kk .. + 15 (h = 0: φ₊, 1: φ₋); its word r holds n-tile 2kk + r/2 of the half, row g + 8(r & 1),
 // columns 2q, 2q + 1 (hh_phi_word finds it). Rows of zeros (padding) give the uniform softmax: callers mask the rows.
 __device__ __forceinline__ void hh_warp_phi(const u16* X, const u16* Wt, unsigned (&A)[2 * HH_KS][4]) {
+    unsigned xa[HX / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < HX / 16; ++kk) frag_a(xa[kk], X, LDX, 0, 16 * kk);
     float y[HH_NJ][4], m[HH_NJ][4];
-    hh_warp_project(X, Wt, y);
+#pragma unroll
+    for (int j = 0; j < HH_NJ; ++j) y[j][0] = y[j][1] = y[j][2] = y[j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < HX / 16; ++kk)
+#pragma unroll
+        for (int j = 0; j < HH_NJ; ++j) {
+            unsigned bb[2];
+            frag_b(bb, Wt, LDX, 8 * j, 16 * kk);
+            mma16816<HBF>(y[j], xa[kk], bb);
+        }
     // Both softmaxes along rows g and g + 8: a row's F columns lie in this quad, so its sums are whole.
     float hi[2], lo[2], sp[2], sm[2], sc[2][2];     // sc[s][h]: 1 / the row's sum of φ₊, φ₋
     hh_quad_softmax(y, m, hi, lo, sp, sm);
@@ -83,70 +76,6 @@ __device__ __forceinline__ void hh_warp_phi(const u16* X, const u16* Wt, unsigne
             const int j = 2 * kk + (r >> 1), s = r & 1;
             A[kk][r] = f2m2<true>(y[j][2 * s] * sc[s][0], y[j][2 * s + 1] * sc[s][0]);
             A[HH_KS + kk][r] = f2m2<true>(m[j][2 * s] * sc[s][1], m[j][2 * s + 1] * sc[s][1]);
-        }
-}
-
-// One half of φ in place of y = xW (h = 0: softmax(y), 1: softmax(−y)) along rows g, g + 8, then as bf16 pairs in A's
-// layout (A[kk][r]: n-tile 2kk + r/2, row g + 8(r & 1)). The same operations in the same order as hh_quad_softmax and
-// hh_warp_phi, so the same values.
-template <bool BF = true>
-__device__ __forceinline__ void hh_warp_half(float (&y)[HH_NJ][4], int h, unsigned (&A)[HH_KS][4]) {
-    float sc[2];
-#pragma unroll
-    for (int s = 0; s < 2; ++s) {
-        float ext = h == 0 ? -3.402823466e38f : 3.402823466e38f;
-#pragma unroll
-        for (int j = 0; j < HH_NJ; ++j)
-            ext = h == 0 ? fmaxf(ext, fmaxf(y[j][2 * s], y[j][2 * s + 1])) : fminf(ext, fminf(y[j][2 * s], y[j][2 * s + 1]));
-        ext = h == 0 ? group_max(ext, 4) : -group_max(-ext, 4);
-        const float el = ext * HL2E;
-        float sum = 0.f;
-#pragma unroll
-        for (int j = 0; j < HH_NJ; ++j)
-#pragma unroll
-            for (int e = 2 * s; e < 2 * s + 2; ++e) {
-                y[j][e] = h == 0 ? hh_exp2(fmaf(y[j][e], HL2E, -el)) : hh_exp2(fmaf(-y[j][e], HL2E, el));
-                sum += y[j][e];
-            }
-        sc[s] = 1.f / group_sum(sum, 4);
-    }
-#pragma unroll
-    for (int kk = 0; kk < HH_KS; ++kk)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-            const int j = 2 * kk + (r >> 1), s = r & 1;
-            A[kk][r] = f2m2<BF>(y[j][2 * s] * sc[s], y[j][2 * s + 1] * sc[s]);
-        }
-}
-
-// hh_warp_phi for passes that keep a block product's accumulators live (hh_q_pass, hh_state_pass): φ of this warp's
-// rows X into its rows Qw [16][LDD] (which X may share: written only after the last read of X), as bf16 (BF) or fp16
-// pairs, zeros where keep[s] is false, and with DOT bz[h][s] = this lane's part of ⟨φ_h, z_h⟩ (as hh_phi_dot). One half
-// at a time, projecting x twice: 16 registers of packed φ₊ beside y's 32, against y, φ₋'s exponentials and φ's 32 at
-// once in hh_warp_phi.
-template <bool BF, bool DOT>
-__device__ __forceinline__ void hh_warp_phi_rows(const u16* X, const u16* Wt, u16* Qw, const bool (&keep)[2], const float* zs,
-        float (&bz)[2][2]) {
-    const int q = threadIdx.x & 3, g = (threadIdx.x & 31) >> 2;
-    unsigned A[2][HH_KS][4];
-    float y[HH_NJ][4];
-    hh_warp_project(X, Wt, y);
-    hh_warp_half<BF>(y, 0, A[0]);
-    hh_warp_project(X, Wt, y);
-    __syncwarp();                               // every lane is past its reads of X (Qw's rows, where it fits)
-    hh_warp_half<BF>(y, 1, A[1]);
-#pragma unroll
-    for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int s = 0; s < 2; ++s) {
-            bz[h][s] = 0.f;
-#pragma unroll
-            for (int j = 0; j < HH_NJ; ++j) {
-                const unsigned pk = A[h][j >> 1][2 * (j & 1) + s];
-                const int col = h * HF + 8 * j + 2 * q;
-                if (DOT) bz[h][s] = fmaf(bf2f((u16)(pk & 0xffffu)), zs[col], fmaf(bf2f((u16)(pk >> 16)), zs[col + 1], bz[h][s]));
-                *(unsigned*)(Qw + (g + 8 * s) * LDD + col) = keep[s] ? pk : 0u;
-            }
         }
 }
 
@@ -252,44 +181,6 @@ __device__ __forceinline__ void hh_dy_dx_rows(const float (&dy)[HH_NJ][4], const
                 mma16816<HBF>(dx[n], a[kk], bb);
             }
         warp_store_rows<8 * NG, HX>(dx, one, keep, dxb, r0, t1, 8 * n0);
-    }
-}
-
-// The whole-head forward's key pass over rows [t0, t1), 16·NW rows per step (every warp takes part in each step's
-// product, with zero rows past t1): acc_ += φkᵀ [v | 1] (S and z from one MMA, as fwd_state_pass). Per warp: φk of its
-// 16 rows (hh_warp_phi_rows from its x rows, Xw [NW][16][LDX], one half at a time beside acc_), into its rows of Ks [16·NW][LDD] (zeros
-// where the token is not real); its v rows arrive by cp.async in its rows of Vs [16·NW][LDE], whose columns DV.. hold
-// the column of ones (set by the caller). Two barriers per step, against three per 64 rows in the tile pass (whose
-// softmaxes merge row halves across warps). The next x rows are copied as soon as φ is formed and the next v rows once
-// the product is done, each in its own commit group: both land while the warp computes.
-__device__ __forceinline__ void hh_state_pass(float (&acc_)[TPW(D, DV + 8)][4], u16* Ks, u16* Vs, u16* Xw, const u16* Wt,
-        const in_t* __restrict__ kb, const in_t* __restrict__ vb, const u8* __restrict__ mask, int b, int t0, int t1, int T) {
-    const int w = threadIdx.x >> 5, q = threadIdx.x & 3, g = (threadIdx.x & 31) >> 2;
-    u16* X = Xw + w * 16 * LDX;
-    u16* Kw = Ks + w * 16 * LDD;
-    u16* V = Vs + w * 16 * LDE;
-    warp_fetch_rows<HX>(X, LDX, kb, t0 + 16 * w, t1, mask, b, T);
-    cp_commit();
-    warp_fetch_rows<DV>(V, LDE, vb, t0 + 16 * w, t1, nullptr, b, T);
-    cp_commit();
-    for (int base = t0; base < t1; base += 16 * NW) {
-        const int r0 = base + 16 * w;
-        cp_wait<1>();                           // this step's x rows (its v rows may still be in flight)
-        __syncwarp();
-        bool keep[2];
-#pragma unroll
-        for (int s = 0; s < 2; ++s) keep[s] = r0 + g + 8 * s < t1 && real_token(mask, b, r0 + g + 8 * s, T);
-        float unused[2][2];
-        hh_warp_phi_rows<ST_BF, false>(X, Wt, Kw, keep, nullptr, unused);
-        __syncwarp();                           // every lane is past its reads of X
-        if (base + 16 * NW < t1) warp_fetch_rows<HX>(X, LDX, kb, r0 + 16 * NW, t1, mask, b, T);
-        cp_commit();
-        cp_wait<1>();                           // this step's v rows (the next x rows may still be in flight)
-        __syncthreads();                        // every warp's φk and v rows are in place
-        wmm<D, DV + 8, 16 * NW, ST_BF, true, true>(Ks, LDD, Vs, nullptr, LDE, acc_);
-        __syncthreads();                        // the product's reads are done before the next v rows and φk
-        if (base + 16 * NW < t1) warp_fetch_rows<DV>(V, LDE, vb, r0 + 16 * NW, t1, nullptr, b, T);
-        cp_commit();
     }
 }
 
@@ -423,7 +314,7 @@ __device__ __forceinline__ void hh_p_tile(float (&p)[4], const unsigned (&ga)[DV
 }
 
 // mma_bwd_q's pass over query rows [t0, t1), 16·NW rows per step for the block (every warp takes part in each step's dS
-// product, with zero rows past t1). Per warp: φq into its Qs rows (hh_warp_phi_rows), b± = ⟨φ±, z±⟩ (den = b₊ + b₋ + en), then
+// product, with zero rows past t1). Per warp: φq in registers (hh_warp_phi), b± = ⟨φ±, z±⟩ (den = b₊ + b₋ + en), then
 // P = dO Sᵀ tile by tile into u = φ₊ ⊙ P₊ − φ₋ ⊙ P₋ and a± = ⟨φ±, P±⟩, so that dO·o = (a₊ + a₋)/den needs no saved
 // output, dden = −dO·o/den, dφ = P/den + dden z, ⟨φ±, dφ±⟩ = a±/den + dden b±, and the softmaxes' backward
 // dy = u/den + dden (φ₊ ⊙ z₊ − φ₋ ⊙ z₋) − φ₊ ⟨φ₊, dφ₊⟩ + φ₋ ⟨φ₋, dφ₋⟩, stored with dx = dy Wᵀ (hh_dy_dx_rows: dyb [T][F],
@@ -455,7 +346,19 @@ __device__ __forceinline__ void hh_q_pass(float (&accS)[TPW(D, DV + 8)][4], u16*
         cp_wait<0>();
         __syncwarp();
         float bz[2][2];                         // [h][s]
-        hh_warp_phi_rows<true, true>(X, Wt, Qw, keep, zs, bz);
+        {
+            unsigned A[2 * HH_KS][4];
+            hh_warp_phi(X, Wt, A);
+            __syncwarp();                       // every lane is past its reads of X (Qw's rows, where it fits)
+            hh_phi_dot(A, zs, bz);
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+#pragma unroll
+                for (int j = 0; j < HH_NJ; ++j)
+#pragma unroll
+                    for (int s = 0; s < 2; ++s)
+                        *(unsigned*)(Qw + (g + 8 * s) * LDD + h * HF + 8 * j + 2 * q) = keep[s] ? hh_phi_word(A, h, j, s) : 0u;
+        }
         float inv[2];
 #pragma unroll
         for (int s = 0; s < 2; ++s) {

@@ -107,36 +107,36 @@ extern "C" __global__ void MMA_BOUNDS mma_fwd_out(const in_t* __restrict__ q, co
 }
 
 #if HH
+// The query pass's x rows (NW × 16 rows of LDX u16) fit in the whole-head forward's φk and v tiles (free by then).
+#define HH_XW_FITS (MTT * (LDD + LDE) >= NW * 16 * LDX)
 // Hedgehog, a whole head per block (the launcher uses it when the split gives one block per head, as at T = 512): the
-// key pass (hh_state_pass), then S and z go to global memory with plain stores (the backward reads them; one block per
-// head needs no atomics) and straight from the accumulators into shared memory as S high/low (what fwd_out loads), then
-// the query pass (hh_out_pass) — one launch, and no S round trip or atomics in between. Arguments: fwd_state's and
-// fwd_out's, the key map's weight, then the query map's. Both passes run warp by warp; the query pass's S and x rows
-// take the key pass's space (FusedModuleCache.HedgehogHeadBytes must match this layout).
-#define HH_KEY_U16 (16 * NW * (LDD + LDE + LDX))        // key pass: φk rows, v rows, x rows
-#define HH_QUERY_U16 (2 * D * LDE + 16 * NW * LDX)      // query pass: S high and low, x rows
+// key pass, then S and z go to global memory with plain stores (the backward reads them; one block per head needs no
+// atomics) and straight from the accumulators into shared memory as S high/low (what fwd_out loads), then the query
+// pass — one launch, and no S round trip or atomics in between. Arguments: fwd_state's and fwd_out's, the key map's
+// weight, then the query map's. φq's tile Qs reuses φk's (the key pass is over by then).
 extern "C" __global__ void MMA_BOUNDS mma_fwd_head(const in_t* __restrict__ q, const in_t* __restrict__ k,
         const in_t* __restrict__ v, const u8* __restrict__ mask, const float* __restrict__ epsn, int T, int H,
         float* __restrict__ S, float* __restrict__ z, in_t* __restrict__ o, const in_t* __restrict__ wk,
         const in_t* __restrict__ wq) {
     extern __shared__ float4 smem4[];
-    u16* Ks = (u16*)smem4;              // [16·NW][LDD]  φk
-    u16* Vs = Ks + 16 * NW * LDD;       // [16·NW][LDE]  v, the column of ones, zeros
-    u16* Xk = Vs + 16 * NW * LDE;       // [NW][16][LDX] the key pass's x rows
-    u16* Sh = (u16*)smem4;              // [D][LDE]      S high (over the key pass's tiles)
-    u16* Sl = Sh + D * LDE;             // [D][LDE]      S low
-    u16* Xq = Sl + D * LDE;             // [NW][16][LDX] the query pass's x rows
-    float* zs = (float*)((u16*)smem4 + (HH_KEY_U16 > HH_QUERY_U16 ? HH_KEY_U16 : HH_QUERY_U16));   // [D]
-    u16* Wk = (u16*)(zs + D);           // [F][LDX]      W_kᵀ
-    u16* Wq = Wk + HF * LDX;            // [F][LDX]      W_qᵀ
+    u16* Ks = (u16*)smem4;              // [MTT][LDD]  φk; then (with Vs) the query pass's x rows where they fit
+    u16* Vs = Ks + MTT * LDD;           // [MTT][LDE]  v, the column of ones, zeros
+    u16* Sh = Vs + MTT * LDE;           // [D][LDE]    S high
+    u16* Sl = Sh + D * LDE;             // [D][LDE]    S low
+    float* zs = (float*)(Sl + D * LDE);     // [D], then [MTT] unused (the query pass keeps 1/den in registers)
+    u16* Wk = (u16*)(zs + D + MTT);     // [F][LDX]        W_kᵀ
+    u16* Wq = Wk + HF * LDX;            // [F][LDX]        W_qᵀ
+    float* red = (float*)(Wq + HF * LDX);   // [2][MTT][4]
+    u16* own = (u16*)(red + 2 * MTT * 4);   // the key pass's x tile where it does not fit in Ks; then the query pass's x rows where they do not fit in Ks and Vs
+    u16* Xs = HH_XS_FITS ? Ks : own;
+    u16* Xw = HH_XW_FITS ? Ks : own;    // [NW][16][LDX]
     const int bh = blockIdx.y, b = bh / H, h = bh % H;
     hh_load_w(wk + (size_t)h * HX * HF, Wk, nullptr);
     hh_load_w(wq + (size_t)h * HX * HF, Wq, nullptr);
-    for (int i = threadIdx.x; i < 8 * 16 * NW; i += NT) Vs[(i / 8) * LDE + DV + i % 8] = i % 8 == 0 ? (ST_BF ? 0x3f80 : 0x3c00) : 0;
     float acc_[TPW(D, DV + 8)][4];
     zero_tiles<D, DV + 8>(acc_);
-    __syncthreads();                    // W_kᵀ, W_qᵀ and the ones are in place
-    hh_state_pass(acc_, Ks, Vs, Xk, Wk, k + (size_t)bh * T * XD, v + (size_t)bh * T * DV, mask, b, 0, T, T);
+    ones_col(Vs);
+    fwd_state_pass(acc_, Ks, Vs, Xs, Wk, red, k + (size_t)bh * T * XD, v + (size_t)bh * T * DV, mask, b, 0, T, T);
     float* Sb = S + (size_t)bh * D * DV;
     float* zb = z + (size_t)bh * D;
     FOR_TILE_PAIRS(D, DV + 8, {
@@ -149,8 +149,8 @@ extern "C" __global__ void MMA_BOUNDS mma_fwd_head(const in_t* __restrict__ q, c
             if (SPLIT) *(unsigned*)(Sl + row * LDE + col) = pack2(f2bf(c0 - bf2f(h0)), f2bf(c1 - bf2f(h1)));
         } else if (col == DV) { zb[row] = c0; zs[row] = c0; }
     })
-    __syncthreads();                    // S and zs are complete
-    hh_out_pass(Xq, Sh, Sl, zs, Wq, q + (size_t)bh * T * XD, o + (size_t)bh * T * DV, mask, b, epsn[b], 0, T, T);
+    __syncthreads();                    // the key pass's tiles are free, and S and zs are complete
+    hh_out_pass(Xw, Sh, Sl, zs, Wq, q + (size_t)bh * T * XD, o + (size_t)bh * T * DV, mask, b, epsn[b], 0, T, T);
 }
 #endif
 #endif

@@ -85,15 +85,17 @@ internal static unsafe class FusedModuleCache
     }
 
     /// <summary>
-    /// Shared memory of Hedgehog's whole-head forward (<c>mma_fwd_head</c>, must match the source): the key pass's φk, v
-    /// and x rows (8 warps × 16 rows each), whose space the query pass's S high and low and x rows take over, then z and
-    /// both maps' W_hᵀ.
+    /// Shared memory of Hedgehog's whole-head forward (<c>mma_fwd_head</c>, must match the source): φk and v tiles,
+    /// S high and low, z and 1/den, then both maps' W_hᵀ, the exchange and the x tile where it has its own space.
     /// </summary>
     internal static int HedgehogHeadBytes(Tiling tiles, int hx, int f)
     {
-        int rows = 8 * 16, ldd = tiles.D + 8, lde = tiles.Dv + 8, ldx = hx + 8;
-        int keyPass = rows * (ldd + lde + ldx), queryPass = 2 * tiles.D * lde + rows * ldx;
-        return 2 * Math.Max(keyPass, queryPass) + 4 * tiles.D + 2 * 2 * f * ldx;
+        int tile = Tiling.MmaTT, ldd = tiles.D + 8, lde = tiles.Dv + 8;
+        // The query pass's x rows (8 warps × 16 rows) take the φk and v tiles where they fit (HH_XW_FITS), else their own
+        // space after the exchange (sharing it with the key pass's x tile, which is done by then).
+        int rows = 8 * 16 * (hx + 8), keyX = 2 * f >= hx ? 0 : tile * (hx + 8);
+        int queryRows = tile * (ldd + lde) >= rows ? 0 : Math.Max(0, rows - keyX);
+        return 2 * (tile * ldd + tile * lde + 2 * tiles.D * lde + queryRows) + 4 * (tiles.D + tile) + HedgehogBytes(hx, f) + 2 * f * (hx + 8);
     }
 
     /// <summary>
