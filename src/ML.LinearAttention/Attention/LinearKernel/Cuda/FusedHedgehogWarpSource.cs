@@ -56,11 +56,10 @@ __device__ __forceinline__ void hh_warp_phi(const u16* X, const u16* Wt, unsigne
 #pragma unroll
     for (int kk = 0; kk < HX / 16; ++kk)
 #pragma unroll
-        for (int j = 0; j < HH_NJ; j += 2) {
-            unsigned b0[2], b1[2];
-            frag_b2(b0, b1, Wt, LDX, 8 * j, 16 * kk);
-            mma16816<HBF>(y[j], xa[kk], b0);
-            mma16816<HBF>(y[j + 1], xa[kk], b1);
+        for (int j = 0; j < HH_NJ; ++j) {
+            unsigned bb[2];
+            frag_b(bb, Wt, LDX, 8 * j, 16 * kk);
+            mma16816<HBF>(y[j], xa[kk], bb);
         }
     // Both softmaxes along rows g and g + 8: a row's F columns lie in this quad, so its sums are whole.
     float hi[2], lo[2], sp[2], sm[2], sc[2][2];     // sc[s][h]: 1 / the row's sum of φ₊, φ₋
@@ -110,15 +109,13 @@ __device__ __forceinline__ void hh_phi_times(const unsigned (&A)[2 * HH_KS][4], 
 #pragma unroll
     for (int kk = 0; kk < 2 * HH_KS; ++kk)
 #pragma unroll
-        for (int n = 0; n < DV / 8; n += 2) {
-            unsigned b0[2], b1[2];
-            frag_b2_t(b0, b1, Mh, LDE, 8 * n, 16 * kk);
-            mma16816<true>(acc[n], A[kk], b0);
-            mma16816<true>(acc[n + 1], A[kk], b1);
+        for (int n = 0; n < DV / 8; ++n) {
+            unsigned bb[2];
+            frag_b_t(bb, Mh, LDE, 8 * n, 16 * kk);
+            mma16816<true>(acc[n], A[kk], bb);
             if (SPLIT) {
-                frag_b2_t(b0, b1, Ml, LDE, 8 * n, 16 * kk);
-                mma16816<true>(acc[n], A[kk], b0);
-                mma16816<true>(acc[n + 1], A[kk], b1);
+                frag_b_t(bb, Ml, LDE, 8 * n, 16 * kk);
+                mma16816<true>(acc[n], A[kk], bb);
             }
         }
 }
@@ -178,11 +175,10 @@ __device__ __forceinline__ void hh_dy_dx_rows(const float (&dy)[HH_NJ][4], const
 #pragma unroll
         for (int kk = 0; kk < HH_KS; ++kk)
 #pragma unroll
-            for (int n = 0; n < NG; n += 2) {
-                unsigned b0[2], b1[2];
-                frag_b2_t(b0, b1, Wt, LDX, 8 * (n0 + n), 16 * kk);
-                mma16816<HBF>(dx[n], a[kk], b0);
-                mma16816<HBF>(dx[n + 1], a[kk], b1);
+            for (int n = 0; n < NG; ++n) {
+                unsigned bb[2];
+                frag_b_t(bb, Wt, LDX, 8 * (n0 + n), 16 * kk);
+                mma16816<HBF>(dx[n], a[kk], bb);
             }
         warp_store_rows<8 * NG, HX>(dx, one, keep, dxb, r0, t1, 8 * n0);
     }

@@ -175,33 +175,6 @@ template <bool T_>
 __device__ __forceinline__ void frag_a_any(unsigned (&a)[4], const u16* s, int ld, int m0, int k0) {
     if constexpr (T_) frag_a_t(a, s, ld, m0, k0); else frag_a(a, s, ld, m0, k0);
 }
-// B fragments of two adjacent n-tiles (n0.. into b0, n0 + 8.. into b1) at k0.. in one ldmatrix.x4, in frag_b's layout
-// (B stored [N][ld], k contiguous) or, transposed, frag_b_t's ([K][ld], n contiguous): a quarter of frag_b's shared-memory
-// instructions, half of frag_b_t's. The emulator takes the one-tile forms.
-__device__ __forceinline__ void frag_b2(unsigned (&b0)[2], unsigned (&b1)[2], const u16* s, int ld, int n0, int k0) {
-#ifdef MMA_EMULATION
-    frag_b(b0, s, ld, n0, k0);
-    frag_b(b1, s, ld, n0 + 8, k0);
-#else
-    // Matrices (n rows, k columns): (n0, k0), (n0, k0 + 8), (n0 + 8, k0), (n0 + 8, k0 + 8).
-    const int lane = threadIdx.x & 31, i = lane >> 3;
-    const u16* p = s + (n0 + (i >> 1) * 8 + (lane & 7)) * ld + k0 + (i & 1) * 8;
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(b0[0]), "=r"(b0[1]), "=r"(b1[0]), "=r"(b1[1]) : "r"(smem_addr(p)));
-#endif
-}
-__device__ __forceinline__ void frag_b2_t(unsigned (&b0)[2], unsigned (&b1)[2], const u16* s, int ld, int n0, int k0) {
-#ifdef MMA_EMULATION
-    frag_b_t(b0, s, ld, n0, k0);
-    frag_b_t(b1, s, ld, n0 + 8, k0);
-#else
-    // Matrices (k rows, n columns): (k0, n0), (k0 + 8, n0), (k0, n0 + 8), (k0 + 8, n0 + 8).
-    const int lane = threadIdx.x & 31, i = lane >> 3;
-    const u16* p = s + (k0 + (i & 1) * 8 + (lane & 7)) * ld + n0 + (i >> 1) * 8;
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(b0[0]), "=r"(b0[1]), "=r"(b1[0]), "=r"(b1[1]) : "r"(smem_addr(p)));
-#endif
-}
 template <bool T_>
 __device__ __forceinline__ void frag_b_any(unsigned (&b)[2], const u16* s, int ld, int n0, int k0) {
     if constexpr (T_) frag_b_t(b, s, ld, n0, k0); else frag_b(b, s, ld, n0, k0);
