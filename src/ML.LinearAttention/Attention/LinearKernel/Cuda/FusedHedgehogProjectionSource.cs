@@ -43,10 +43,9 @@ internal static class FusedHedgehogProjectionSource
 #endif
 #define HFWD_BOUND (HX * HF <= 64 * 64 ? HFWD_MINB : 1)
 #define HBWD_BOUND (HX * HF <= 64 * 64 ? HBWD_MINB : 1)
-// hedgehog_dw_bwd keeps few values live (dW's accumulators and fragments): four blocks per SM, 64 registers without
-// spills, so that more tiles are in flight.
+// hedgehog_dw_bwd's tiles are half as wide and it keeps fewer values live: three blocks per SM (latency-bound at two).
 #ifndef HDW_MINB
-#define HDW_MINB 4
+#define HDW_MINB 3
 #endif
 #define HDW_BOUND (HX * HF <= 64 * 64 ? HDW_MINB : 1)
 #if NT != 256 || MTT != 64
