@@ -73,7 +73,7 @@ public static class FusedHedgehogProjection
     /// <summary>
     /// Environment variable of a tuning knob: "forward,backward" blocks per SM <c>hedgehog_proj_fwd</c> and
     /// <c>hedgehog_proj_bwd</c> are compiled for at D·F ≤ 64·64 (default 2,2). <c>hedgehog_dw_bwd</c> keeps its own three
-    /// (HDW_MINB in the source: half-width tiles, fewer live values).
+    /// (HDW_MINB in the source: it holds few values).
     /// </summary>
     internal const string BlocksVariable = "ML_LINEARATTENTION_HEDGEHOG_PROJECTION_BLOCKS";
 
@@ -100,13 +100,12 @@ public static class FusedHedgehogProjection
     /// <summary>Shared-memory bytes of the forward kernel (must match the CUDA source): Wᵀ, two x tiles, the φ tile, the softmax exchange.</summary>
     internal static int ForwardBytes(int d, int f) => 2 * (f * (d + 8) + 2 * Tile * (d + 8) + Tile * (2 * f + 8)) + 4 * (2 * Tile * 4);
 
-    /// <summary>
-    /// Shared-memory bytes of a backward kernel (must match the source): from dφ (hh_bwd), Wᵀ, two x tiles, two dφ tiles
-    /// (2F wide), dy and the two exchanges; from dy (hh_dw), three x tiles and three dy tiles (HDW_STAGES).
-    /// </summary>
-    internal static int BackwardBytes(int d, int f, bool fromDy = false) => fromDy
-        ? 2 * 3 * Tile * ((d + 8) + (f + 8))
-        : 2 * (f * (d + 8) + 2 * Tile * (d + 8) + 2 * Tile * (2 * f + 8) + Tile * (f + 8)) + 4 * (2 * Tile * 4 + 2 * Tile * 2);
+    /// <summary>Shared-memory bytes of the backward kernel (must match hh_bwd): Wᵀ, two x tiles, two dφ tiles (2F wide), dy, the two exchanges.</summary>
+    internal static int BackwardBytes(int d, int f)
+        => 2 * (f * (d + 8) + 2 * Tile * (d + 8) + 2 * Tile * (2 * f + 8) + Tile * (f + 8)) + 4 * (2 * Tile * 4 + 2 * Tile * 2);
+
+    /// <summary>Shared-memory bytes of the weight-gradient kernel (must match hh_dw): three x tiles and three dy tiles (HDW_STAGES).</summary>
+    internal static int WeightGradientBytes(int d, int f) => 2 * 3 * Tile * ((d + 8) + (f + 8));
 
     /// <summary>Rows per tile (MTT in the source).</summary>
     private const int Tile = 64;
@@ -137,7 +136,7 @@ public static class FusedHedgehogProjection
             var module = FusedModuleCache.LoadModule(cubin);
             k = (FusedModuleCache.Function(module, "hedgehog_proj_fwd", ForwardBytes(d, f)),
                 FusedModuleCache.Function(module, "hedgehog_proj_bwd", BackwardBytes(d, f)),
-                FusedModuleCache.Function(module, "hedgehog_dw_bwd", BackwardBytes(d, f, fromDy: true)));
+                FusedModuleCache.Function(module, "hedgehog_dw_bwd", WeightGradientBytes(d, f)));
             return Kernels[(device, inType, d, f)] = k;
         }
     }
@@ -196,7 +195,7 @@ public static class FusedHedgehogProjection
         var dw0 = torch.zeros(new[] { h, (long)d, f }, dtype: ScalarType.Float32, device: x0.device);
         var dw1 = torch.zeros_like(dw0);
         var (_, _, weights) = Functions(x0, d, f);
-        int bytes = BackwardBytes(d, f, fromDy: true), grid = Grid(x0, weights, bytes, b * t, 2 * h);
+        int bytes = WeightGradientBytes(d, f), grid = Grid(x0, weights, bytes, b * t, 2 * h);
         FusedModuleCache.Launch(weights, grid, 2 * h, bytes, FusedLaunch.Ptr(x0), FusedLaunch.Ptr(dy0), FusedLaunch.Ptr(dw0),
             FusedLaunch.Ptr(x1), FusedLaunch.Ptr(dy1), FusedLaunch.Ptr(dw1), t, h, b * t, grid, (long)DivisionMultiplier(t));
         return (dw0, dw1);

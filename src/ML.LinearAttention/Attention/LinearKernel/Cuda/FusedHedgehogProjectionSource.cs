@@ -43,7 +43,8 @@ internal static class FusedHedgehogProjectionSource
 #endif
 #define HFWD_BOUND (HX * HF <= 64 * 64 ? HFWD_MINB : 1)
 #define HBWD_BOUND (HX * HF <= 64 * 64 ? HBWD_MINB : 1)
-// hedgehog_dw_bwd's tiles are half as wide and it keeps fewer values live: three blocks per SM (latency-bound at two).
+// hedgehog_dw_bwd keeps few values live (dW's accumulators and two fragments): three blocks per SM (four, at 64
+// registers, measured no faster: commit 9bac76c).
 #ifndef HDW_MINB
 #define HDW_MINB 3
 #endif
@@ -317,13 +318,11 @@ extern "C" __global__ void __launch_bounds__(NT, HFWD_BOUND) hedgehog_proj_fwd(c
 // then reduces dW alone.)
 __device__ __forceinline__ void hh_bwd(const in_t* __restrict__ x, const in_t* __restrict__ w, const in_t* __restrict__ gin,
         in_t* __restrict__ dx, float* __restrict__ dw, int T, int H, int h, long long N, int stride, unsigned long long M) {
-    constexpr int GC = 2 * HF;              // width of the incoming gradient
-    constexpr int LDG = LDP;                // its tiles' row stride
     extern __shared__ float4 smem4[];
     u16* Wt = (u16*)smem4;                  // [F][LDX]       W_hᵀ (B of y = xW; read transposed, B of dx = dy Wᵀ)
     u16* Xs = Wt + HF * LDX;                // [2][MTT][LDX]  x tiles (double buffer)
-    u16* Ds = Xs + 2 * MTT * LDX;           // [2][MTT][LDG]  dφ tiles (double buffer)
-    u16* Gs = Ds + 2 * MTT * LDG;           // [MTT][LDF]     dy formed from dφ
+    u16* Ds = Xs + 2 * MTT * LDX;           // [2][MTT][LDP]  dφ tiles (double buffer)
+    u16* Gs = Ds + 2 * MTT * LDP;           // [MTT][LDF]     dy formed from dφ
     float* red = (float*)(Gs + MTT * LDF);  // [2][MTT][4]    softmax halves
     float* red2 = red + 2 * MTT * 4;        // [2][MTT][2]    halves of ⟨φ₊, dφ₊⟩, ⟨φ₋, dφ₋⟩
     const int warp = threadIdx.x >> 5, gr = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
@@ -332,7 +331,7 @@ __device__ __forceinline__ void hh_bwd(const in_t* __restrict__ x, const in_t* _
     const long long step = (long long)stride * MTT;
     long long n0 = (long long)blockIdx.x * MTT;
     long long row = hh_my_row(n0, g);
-    if (n0 < N) { hh_fetch_row(Xs, LDX, x, HX, row); hh_fetch_row(Ds, LDG, gin, GC, row); }
+    if (n0 < N) { hh_fetch_row(Xs, LDX, x, HX, row); hh_fetch_row(Ds, LDP, gin, 2 * HF, row); }
     cp_commit();
     hh_load_w(w + (size_t)h * HX * HF, Wt, nullptr);
     float acc_[TPW(HX, HF)][4];             // dW_h, this warp's tiles
@@ -342,14 +341,14 @@ __device__ __forceinline__ void hh_bwd(const in_t* __restrict__ x, const in_t* _
         const long long next = hh_my_row(n0 + step, g);
         if (n0 + step < N) {
             hh_fetch_row(Xs + (buf ^ 1) * MTT * LDX, LDX, x, HX, next);
-            hh_fetch_row(Ds + (buf ^ 1) * MTT * LDG, LDG, gin, GC, next);
+            hh_fetch_row(Ds + (buf ^ 1) * MTT * LDP, LDP, gin, 2 * HF, next);
         }
         cp_commit();
         cp_wait<1>();
         __syncthreads();
         const u16* Xb = Xs + buf * MTT * LDX;
-        const u16* Db = Ds + buf * MTT * LDG;
-        {   // dy from dφ: the softmaxes' backward along each warp's rows, into Gs
+        const u16* Db = Ds + buf * MTT * LDP;
+        // dy from dφ: the softmaxes' backward along each warp's rows, into Gs.
         float pp[HNJ][4], pm[HNJ][4];
         hh_project(Xb, Wt, pp);
         hh_softmax(pp, pm, red);
@@ -379,7 +378,6 @@ __device__ __forceinline__ void hh_bwd(const in_t* __restrict__ x, const in_t* _
             }
 #undef DPHI_PAIR
         __syncthreads();
-        }
         wmm<HX, HF, MTT, HBF, true, true>(Xb, LDX, Gs, nullptr, LDF, acc_);   // dW += xᵀ dy
         {   // dx = dy Wᵀ: this warp's 16 rows × HX/2 columns, straight to memory.
             float xa[HX / 16][4];
@@ -418,9 +416,9 @@ extern "C" __global__ void __launch_bounds__(NT, HBWD_BOUND) hedgehog_proj_bwd(c
     hh_bwd(x, w, dphi, dx, dw, T, H, blockIdx.y, N, stride, M);
 }
 // dW += xᵀ dy over head h's rows, from x [·][HX] and dy [·][F]: a loop of copies and one small product per tile, so it
-// keeps HDW_STAGES − 1 tiles in flight while it multiplies (double buffered, as hh_bwd, it moved about 2.7 TB/s under
-// Nsight Compute at T = 512), with one barrier per tile: the copy into the buffer that the previous tile's product read
-// starts after that barrier. Shared bytes: FusedHedgehogProjection.BackwardBytes(fromDy: true).
+// keeps HDW_STAGES − 1 tiles in flight while it multiplies (double buffered, as hh_bwd, it took 74–75 µs under Nsight
+// Compute at T = 512, three stages 72.8), with one barrier per tile: the copy into the buffer that the previous tile's
+// product read starts after that barrier. Shared bytes: FusedHedgehogProjection.WeightGradientBytes.
 #define HDW_STAGES 3
 __device__ __forceinline__ void hh_dw(const in_t* __restrict__ x, const in_t* __restrict__ dy, float* __restrict__ dw, int T, int H,
         int h, long long N, int stride, unsigned long long M) {

@@ -191,7 +191,6 @@ internal static class FusedLaunch
         if (tensorCores && module.Mma is { } mma)
         {
             (q, k, v, o, dout) = (Aligned(q), Aligned(k), Aligned(v), Aligned(o), Aligned(dout));
-            int extra = module.HedgehogBytes;
             if (run.HasFlag(FusedKernels.BackwardQ))
             {
                 int bytes = hh is null ? tiles.MmaBwdQBytes : module.HedgehogQBytes;
