@@ -10,7 +10,7 @@ python3 - "$repo/src/ML.LinearAttention/Attention/LinearKernel/Cuda" "$out/kerne
 import re, sys
 src = ''
 # Hedgehog's map and projection helpers come before the bidirectional kernels, which use them when HH = 1.
-for f in ['FusedKernelSource.cs', 'FusedKernelSourceBackward.cs', 'FusedMmaSource.cs', 'FusedHedgehogMapSource.cs', 'FusedHedgehogProjectionSource.cs', 'FusedHedgehogWarpSource.cs',
+for f in ['FusedKernelSource.cs', 'FusedKernelSourceBackward.cs', 'FusedMmaSource.cs', 'FusedHedgehogMapSource.cs', 'FusedHedgehogProjectionSource.cs', 'FusedHedgehogWarpSource.cs', 'FusedHedgehogWarpSourceBackward.cs',
           'FusedMmaSourceForward.cs', 'FusedMmaSourceBackward.cs', 'FusedCausalSource.cs', 'FusedCausalSourceBackward.cs']:
     src += re.search(r'Source = """\n(.*?)\n"""', open(f'{sys.argv[1]}/{f}').read(), re.S).group(1) + '\n'
 # fp16 conversions without PTX

@@ -126,8 +126,8 @@ internal static unsafe class FusedModuleCache
         => $"#define HH 1\n#define HX {hx}\n#define HF {f}\n"
            + (blocksPerSm is { } n ? HedgehogBlocksDefine(n.ToString()) : HedgehogBlocksDefine(Environment.GetEnvironmentVariable(HedgehogBlocksVariable)))
            + FusedKernelSource.Source + FusedMmaSource.Source + FusedHedgehogMapSource.Source
-           + FusedHedgehogProjectionSource.Source + FusedHedgehogWarpSource.Source + FusedMmaSourceForward.Source
-           + FusedMmaSourceBackward.Source;
+           + FusedHedgehogProjectionSource.Source + FusedHedgehogWarpSource.Source + FusedHedgehogWarpSourceBackward.Source
+           + FusedMmaSourceForward.Source + FusedMmaSourceBackward.Source;
 
     /// <summary>Environment variable of a tuning knob: blocks per SM (1 to 8) Hedgehog's attention kernels are compiled for (default: 2 up to 64-wide x and v, else 1).</summary>
     internal const string HedgehogBlocksVariable = "ML_LINEARATTENTION_HEDGEHOG_ATTENTION_BLOCKS";
