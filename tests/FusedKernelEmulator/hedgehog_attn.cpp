@@ -31,7 +31,9 @@ int main(int argc, char** argv) {
     }
     const u8* mp = useMask ? mask.data() : nullptr;
     const int BH = B * H, tiles = (T + 63) / 64, tpb = min(tiles, max(1, atoi(argv[3]))), blocks = (tiles + tpb - 1) / tpb;
-    std::vector<float> S((size_t)BH * D * DV, 0.f), z((size_t)BH * D, 0.f), dS = S, dz = z;
+    // One block per head: the kernels store S, z, dS and dz outright (put_sum), so the sums start as NaN.
+    const float unset = blocks == 1 ? NAN : 0.f;
+    std::vector<float> S((size_t)BH * D * DV, unset), z((size_t)BH * D, unset), dS = S, dz = z;
     std::vector<in_t> o(nv, 0), dyq(ny, 0), dyk(ny, 0), dv(nv, 0), dxq(nx, 0), dxk(nx, 0);
     std::vector<float> dwq((size_t)H * HX * F, 0.f), dwk = dwq;
     {
@@ -51,7 +53,7 @@ int main(int argc, char** argv) {
         launch(stride, 2 * H, [&] { hedgehog_dw_bwd(Q, dqp, dwqp, K, dkp, dwkp, T, H, N, stride, M); });
     }
     // The whole-head forward (one block per head, its own warp-by-warp passes): S, z and o against the same fp64 values.
-    std::vector<float> S1((size_t)BH * D * DV, 0.f), z1((size_t)BH * D, 0.f);
+    std::vector<float> S1((size_t)BH * D * DV, NAN), z1((size_t)BH * D, NAN);
     std::vector<in_t> o1(nv, 0);
     {
         const in_t *Q = xq.data(), *K = xk.data(), *V = v.data(), *WQ = wq.data(), *WK = wk.data();

@@ -150,7 +150,8 @@ internal sealed class FusedHedgehogAttentionFunction : autograd.SingleTensorFunc
             var (dxq, dxk) = (torch.empty_like(xq), torch.empty_like(xk));
             var (dyq, dyk, dv) = FusedLaunch.Backward(xq, xk, v, mask, epsn, s, z, o, dout, FusedFeatureMap.Identity, tensorCores: true,
                 hh: new HedgehogWeights(wq, wk, (int)ctx.get_data("blocks") is > 0 and var n ? n : null), hhDx: (dxq, dxk));
-            var (dwq, dwk) = FusedHedgehogProjection.WeightGradients(xq, dyq, xk, dyk);
-            return AutogradWrappers.Return(grad_output, dxq, dxk, dv, dwq.to(wq.dtype), dwk.to(wk.dtype));
+            // wq and wk are in x's dtype here (Bidirectional converts them before the call).
+            var (dwq, dwk) = FusedHedgehogProjection.WeightGradients(xq, dyq, xk, dyk, wq.dtype);
+            return AutogradWrappers.Return(grad_output, dxq, dxk, dv, dwq, dwk);
         });
 }

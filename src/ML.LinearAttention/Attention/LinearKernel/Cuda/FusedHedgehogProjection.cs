@@ -183,22 +183,23 @@ public static class FusedHedgehogProjection
     }
 
     /// <summary>
-    /// dW = Σ xᵀ dy [H, D, F] (fp32) of two projections in one launch, from x [B, H, T, D] and the gradient of each
-    /// projection's output, dy [B, H, T, F] (x's dtype): for <see cref="FusedHedgehogAttention"/>, whose kernels take the
-    /// softmaxes' backward and dx = dy Wᵀ themselves.
+    /// dW = Σ xᵀ dy [H, D, F] of two projections in one launch, from x [B, H, T, D] and the gradient of each projection's
+    /// output, dy [B, H, T, F] (x's dtype): for <see cref="FusedHedgehogAttention"/>, whose kernels take the softmaxes'
+    /// backward and dx = dy Wᵀ themselves. Reduced in fp32 into one buffer, then returned in <paramref name="dtype"/>
+    /// (one conversion for both).
     /// </summary>
-    internal static (Tensor dw0, Tensor dw1) WeightGradients(Tensor x0, Tensor dy0, Tensor x1, Tensor dy1)
+    internal static (Tensor dw0, Tensor dw1) WeightGradients(Tensor x0, Tensor dy0, Tensor x1, Tensor dy1, ScalarType dtype)
     {
         long b = x0.shape[0], h = x0.shape[1], t = x0.shape[2];
         int d = (int)x0.shape[3], f = (int)dy0.shape[3];
         (x0, dy0, x1, dy1) = (FusedLaunch.Aligned(x0), FusedLaunch.Aligned(dy0), FusedLaunch.Aligned(x1), FusedLaunch.Aligned(dy1));
-        var dw0 = torch.zeros(new[] { h, (long)d, f }, dtype: ScalarType.Float32, device: x0.device);
-        var dw1 = torch.zeros_like(dw0);
+        var dw = torch.zeros(new[] { 2, h, (long)d, f }, dtype: ScalarType.Float32, device: x0.device);
         var (_, _, weights) = Functions(x0, d, f);
         int bytes = WeightGradientBytes(d, f), grid = Grid(x0, weights, bytes, b * t, 2 * h);
-        FusedModuleCache.Launch(weights, grid, 2 * h, bytes, FusedLaunch.Ptr(x0), FusedLaunch.Ptr(dy0), FusedLaunch.Ptr(dw0),
-            FusedLaunch.Ptr(x1), FusedLaunch.Ptr(dy1), FusedLaunch.Ptr(dw1), t, h, b * t, grid, (long)DivisionMultiplier(t));
-        return (dw0, dw1);
+        FusedModuleCache.Launch(weights, grid, 2 * h, bytes, FusedLaunch.Ptr(x0), FusedLaunch.Ptr(dy0), FusedLaunch.Ptr(dw[0]),
+            FusedLaunch.Ptr(x1), FusedLaunch.Ptr(dy1), FusedLaunch.Ptr(dw[1]), t, h, b * t, grid, (long)DivisionMultiplier(t));
+        var both = dw.to(dtype);
+        return (both[0], both[1]);
     }
 }
 

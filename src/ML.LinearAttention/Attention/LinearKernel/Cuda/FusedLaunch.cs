@@ -119,8 +119,10 @@ internal static class FusedLaunch
         long b = q.shape[0], h = q.shape[1], t = q.shape[2], dv = v.shape[3];
         long d = hh is null ? q.shape[3] : 2 * hh.Key.shape[2];
         var module = hh is null ? Module(q, dv, map) : HedgehogModule(q, dv, hh);
-        var s = torch.zeros(new[] { b, h, d, dv }, dtype: ScalarType.Float32, device: q.device);
-        var z = torch.zeros(new[] { b, h, d }, dtype: ScalarType.Float32, device: q.device);
+        // The tensor-core kernels store S and z outright when each head takes one block (put_sum): no zeros to write.
+        (Tensor s, Tensor z) Sums(bool stored) => stored
+            ? (torch.empty(new[] { b, h, d, dv }, dtype: ScalarType.Float32, device: q.device), torch.empty(new[] { b, h, d }, dtype: ScalarType.Float32, device: q.device))
+            : (torch.zeros(new[] { b, h, d, dv }, dtype: ScalarType.Float32, device: q.device), torch.zeros(new[] { b, h, d }, dtype: ScalarType.Float32, device: q.device));
         var o = torch.empty(new[] { b, h, t, dv }, dtype: q.dtype, device: q.device);
         var tiles = module.Tiles;
         if (hh is not null && !(tensorCores && module.Mma is not null))
@@ -129,19 +131,20 @@ internal static class FusedLaunch
         {
             (q, k, v) = (Aligned(q), Aligned(k), Aligned(v));
             int extra = module.HedgehogBytes;
+            var (tpb1, blocks1) = MmaSplit(module, mma.FwdState, tiles.MmaStateBytes + extra, t, b * h);
             // Hedgehog, when the key pass would take one block per head (T = 512 and 2K at 32K tokens per batch): both
             // passes in one kernel, with no S round trip or atomics between them.
-            if (hh is not null && run == FusedKernels.All && mma.FwdHead != IntPtr.Zero
-                && MmaSplit(module, mma.FwdState, tiles.MmaStateBytes + extra, t, b * h).blocks == 1)
+            if (hh is not null && run == FusedKernels.All && mma.FwdHead != IntPtr.Zero && blocks1 == 1)
             {
+                var (sh, zh) = Sums(stored: true);
                 FusedModuleCache.Launch(mma.FwdHead, 1, b * h, module.HedgehogHeadBytes,
-                    Ptr(q), Ptr(k), Ptr(v), Ptr(mask), Ptr(epsn), t, h, Ptr(s), Ptr(z), Ptr(o), Ptr(hh.Key), Ptr(hh.Query));
-                return (o, s, z, true);
+                    Ptr(q), Ptr(k), Ptr(v), Ptr(mask), Ptr(epsn), t, h, Ptr(sh), Ptr(zh), Ptr(o), Ptr(hh.Key), Ptr(hh.Query));
+                return (o, sh, zh, true);
             }
+            var (s, z) = Sums(stored: blocks1 == 1 && run.HasFlag(FusedKernels.State));
             if (run.HasFlag(FusedKernels.State))
             {
                 int bytes = tiles.MmaStateBytes + extra;
-                var (tpb1, blocks1) = MmaSplit(module, mma.FwdState, bytes, t, b * h);
                 FusedModuleCache.Launch(mma.FwdState, blocks1, b * h, bytes,
                     Args(hh?.Key, Ptr(k), Ptr(v), Ptr(mask), t, h, tpb1, Ptr(s), Ptr(z)));
             }
@@ -154,14 +157,15 @@ internal static class FusedLaunch
             }
             return (o, s, z, true);
         }
+        var (sc, zc) = Sums(stored: false);
         var (tpb, blocks) = Split(module, t, b * h, tiles.TT);
         if (run.HasFlag(FusedKernels.State))
             FusedModuleCache.Launch(module.FwdState, blocks, b * h, tiles.StateBytes,
-                Ptr(k), Ptr(v), Ptr(mask), t, h, tpb, Ptr(s), Ptr(z));
+                Ptr(k), Ptr(v), Ptr(mask), t, h, tpb, Ptr(sc), Ptr(zc));
         if (run.HasFlag(FusedKernels.Out))
             FusedModuleCache.Launch(module.FwdOut, blocks, b * h, tiles.OutBytes,
-                Ptr(q), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb, Ptr(o));
-        return (o, s, z, false);
+                Ptr(q), Ptr(sc), Ptr(zc), Ptr(mask), Ptr(epsn), t, h, tpb, Ptr(o));
+        return (o, sc, zc, false);
     }
 
     /// <summary>
@@ -176,8 +180,9 @@ internal static class FusedLaunch
         long b = q.shape[0], h = q.shape[1], t = q.shape[2], dvDim = v.shape[3];
         long d = hh is null ? q.shape[3] : 2 * hh.Key.shape[2];
         var module = hh is null ? Module(q, dvDim, map) : HedgehogModule(q, dvDim, hh);
-        var ds = torch.zeros(new[] { b, h, d, dvDim }, dtype: ScalarType.Float32, device: q.device);
-        var dz = torch.zeros(new[] { b, h, d }, dtype: ScalarType.Float32, device: q.device);
+        (Tensor ds, Tensor dz) Sums(bool stored) => stored
+            ? (torch.empty(new[] { b, h, d, dvDim }, dtype: ScalarType.Float32, device: q.device), torch.empty(new[] { b, h, d }, dtype: ScalarType.Float32, device: q.device))
+            : (torch.zeros(new[] { b, h, d, dvDim }, dtype: ScalarType.Float32, device: q.device), torch.zeros(new[] { b, h, d }, dtype: ScalarType.Float32, device: q.device));
         // With Hedgehog's weights these are the gradients of the projections' outputs y = xW (F wide), which
         // FusedHedgehogAttention turns into dx and dW.
         var dq = hh is null ? torch.empty_like(q) : torch.empty(new[] { b, h, t, d / 2 }, dtype: q.dtype, device: q.device);
@@ -191,11 +196,13 @@ internal static class FusedLaunch
         if (tensorCores && module.Mma is { } mma)
         {
             (q, k, v, o, dout) = (Aligned(q), Aligned(k), Aligned(v), Aligned(o), Aligned(dout));
+            int qBytes = hh is null ? tiles.MmaBwdQBytes : module.HedgehogQBytes;
+            var (tpb1, blocks1) = MmaSplit(module, mma.BwdQ, qBytes, t, b * h);
+            // mma_bwd_q stores dS and dz outright when each head takes one block (put_sum).
+            var (ds, dz) = Sums(stored: blocks1 == 1 && run.HasFlag(FusedKernels.BackwardQ));
             if (run.HasFlag(FusedKernels.BackwardQ))
             {
-                int bytes = hh is null ? tiles.MmaBwdQBytes : module.HedgehogQBytes;
-                var (tpb1, blocks1) = MmaSplit(module, mma.BwdQ, bytes, t, b * h);
-                FusedModuleCache.Launch(mma.BwdQ, blocks1, b * h, bytes,
+                FusedModuleCache.Launch(mma.BwdQ, blocks1, b * h, qBytes,
                     Args(hh?.Query, hhDx?.Query, Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb1, Ptr(dq), Ptr(ds), Ptr(dz)));
             }
             if (run.HasFlag(FusedKernels.BackwardKv))
@@ -207,13 +214,14 @@ internal static class FusedLaunch
             }
             return (dq, dk, dv);
         }
+        var (dsc, dzc) = Sums(stored: false);
         var (tpb, blocks) = Split(module, t, b * h, tiles.TT);
         if (run.HasFlag(FusedKernels.BackwardQ))
             FusedModuleCache.Launch(module.BwdQ, blocks, b * h, module.Tiles.BwdQBytes,
-                Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb, Ptr(dq), Ptr(ds), Ptr(dz));
+                Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb, Ptr(dq), Ptr(dsc), Ptr(dzc));
         if (run.HasFlag(FusedKernels.BackwardKv))
             FusedModuleCache.Launch(module.BwdKv, blocks, b * h, module.Tiles.BwdKvBytes,
-                Ptr(k), Ptr(v), Ptr(ds), Ptr(dz), Ptr(mask), t, h, tpb, Ptr(dk), Ptr(dv));
+                Ptr(k), Ptr(v), Ptr(dsc), Ptr(dzc), Ptr(mask), t, h, tpb, Ptr(dk), Ptr(dv));
         return (dq, dk, dv);
     }
 }

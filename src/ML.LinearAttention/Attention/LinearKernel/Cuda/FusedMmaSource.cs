@@ -227,6 +227,13 @@ __device__ __forceinline__ void zero_tiles(float (&acc)[TPW(M, N)][4]) {
     for (int j = 0; j < TPW(M, N); ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
 }
 
+// A block's share of a per-head fp32 sum (S, z, dS, dz): stored when the launch gives each head one block (gridDim.x
+// == 1; the host then leaves the buffer unset), else added atomically into the zeros the host wrote.
+__device__ __forceinline__ void put_sum(float* at, float v) {
+    if (gridDim.x == 1) *at = v;
+    else atomicAdd(at, v);
+}
+
 // Calls f(j, row, col, c0, c1) for the two row pairs (row, col..col+1) this lane holds in each of its output tiles.
 #define FOR_TILE_PAIRS(M, N, BODY) { \
     constexpr int MT_ = (M) / 16, TOT_ = MT_ * ((N) / 8); \

@@ -111,8 +111,8 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
     {
         float (&acc_)[TPW(D, DV + 8)][4] = accS;
         FOR_TILE_PAIRS(D, DV + 8, {
-            if (col < DV) { atomicAdd(dSb + row * DV + col, c0); atomicAdd(dSb + row * DV + col + 1, c1); }
-            else if (col == DV) atomicAdd(dzb + row, c0 + c1);
+            if (col < DV) { put_sum(dSb + row * DV + col, c0); put_sum(dSb + row * DV + col + 1, c1); }
+            else if (col == DV) put_sum(dzb + row, c0 + c1);
         })
     }
 }

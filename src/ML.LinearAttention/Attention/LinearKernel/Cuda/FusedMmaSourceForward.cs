@@ -82,8 +82,8 @@ extern "C" __global__ void MMA_BOUNDS mma_fwd_state(const in_t* __restrict__ k, 
     float* Sb = S + (size_t)bh * D * DV;
     float* zb = z + (size_t)bh * D;
     FOR_TILE_PAIRS(D, DV + 8, {
-        if (col < DV) { atomicAdd(Sb + row * DV + col, c0); atomicAdd(Sb + row * DV + col + 1, c1); }
-        else if (col == DV) atomicAdd(zb + row, c0);
+        if (col < DV) { put_sum(Sb + row * DV + col, c0); put_sum(Sb + row * DV + col + 1, c1); }
+        else if (col == DV) put_sum(zb + row, c0);
     })
 }
 
