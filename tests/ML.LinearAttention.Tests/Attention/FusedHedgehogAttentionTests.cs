@@ -118,6 +118,18 @@ public class FusedHedgehogAttentionTests
         Assert.Equal(expected, FusedHedgehogAttention.BlocksPerSmFor(t));
     }
 
+    [Theory]
+    [InlineData(64, 64, 64, 1, true)]     // Hedgehog's default width in bf16: the sums [64][72] fill dS's low half exactly
+    [InlineData(64, 64, 64, 2, false)]    // fp16 splits dS into high and low parts: no space, hedgehog_dw_bwd takes both maps
+    [InlineData(32, 32, 48, 1, true)]
+    [InlineData(64, 16, 32, 1, false)]    // x wider than the space: 64 × 24 sums against 16 × 40
+    public void The_key_maps_weight_gradient_is_reduced_in_the_kernel_where_its_sums_fit(int hx, int f, int dv, int inType, bool expected)
+    {
+        var tiles = FusedModuleCache.Tiling.For(2 * f, dv);
+        Assert.Equal(expected, FusedModuleCache.HedgehogKeyWeightsInKernel(tiles, hx, f, inType));
+        if (expected) Assert.True(hx * (f + 8) * 4 <= 2 * f * (dv + 8) * 2, "the fp32 sums fit in dS's low half");
+    }
+
     [Fact]
     public void At_hedgehogs_default_width_two_blocks_fit_on_an_sm()
     {
@@ -126,10 +138,14 @@ public class FusedHedgehogAttentionTests
         int extra = FusedModuleCache.HedgehogBytes(64, 64);
         foreach (int bytes in new[] { tiles.MmaStateBytes, tiles.MmaOutBytes })
             Assert.True(2 * (bytes + extra + 1024) <= 228 * 1024, $"{bytes + extra} bytes per block");
-        int kv = FusedModuleCache.HedgehogKvBytes(tiles, 64, 64);       // mma_bwd_kv warp by warp: its own layout
-        Assert.True(2 * (kv + 1024) <= 228 * 1024, $"mma_bwd_kv: {kv} bytes per block");
-        // dS high and low [128][72], 8 warps × 16 rows of x [72] and of v [72], dz [128] fp32, W_kᵀ [64][72].
-        Assert.Equal(2 * (2 * 128 * 72 + 128 * 72 + 128 * 72) + 4 * 128 + 2 * 64 * 72, kv);
+        foreach (int inType in new[] { 1, 2 })                           // mma_bwd_kv warp by warp: its own layout
+        {
+            int kv = FusedModuleCache.HedgehogKvBytes(tiles, 64, 64, inType);
+            Assert.True(2 * (kv + 1024) <= 228 * 1024, $"mma_bwd_kv: {kv} bytes per block");
+            // dS high and low [128][72], 8 warps × 16 rows of x [72] and of v [72], dz [128] fp32, W_kᵀ [64][72]; for bf16
+            // also the block's dy rows [128][72], as it reduces dW itself (its fp32 sums take dS's unused low half).
+            Assert.Equal(2 * (2 * 128 * 72 + 128 * 72 + 128 * 72 + (inType == 1 ? 128 * 72 : 0)) + 4 * 128 + 2 * 64 * 72, kv);
+        }
         int q = FusedModuleCache.HedgehogQBytes(tiles, 64, 64);         // mma_bwd_q warp by warp
         Assert.True(2 * (q + 1024) <= 228 * 1024, $"mma_bwd_q: {q} bytes per block");
         // S high and low [128][72], the block's φq [128][136] and g [128][72] tiles, z [128] fp32, W_qᵀ [64][72].

@@ -183,23 +183,22 @@ public static class FusedHedgehogProjection
     }
 
     /// <summary>
-    /// dW = Σ xᵀ dy [H, D, F] of two projections in one launch, from x [B, H, T, D] and the gradient of each projection's
-    /// output, dy [B, H, T, F] (x's dtype): for <see cref="FusedHedgehogAttention"/>, whose kernels take the softmaxes'
-    /// backward and dx = dy Wᵀ themselves. Reduced in fp32 into one buffer, then returned in <paramref name="dtype"/>
-    /// (one conversion for both).
+    /// Adds dW = Σ xᵀ dy [H, D, F] of two projections, in one launch, into dw [2, H, D, F] (fp32, zeros or sums to add to),
+    /// from x [B, H, T, D] and the gradient of each projection's output, dy [B, H, T, F] (x's dtype): for
+    /// <see cref="FusedHedgehogAttention"/>, whose kernels take the softmaxes' backward and dx = dy Wᵀ themselves. dy1
+    /// null: the first projection alone (its attention kernel reduced the second's itself).
     /// </summary>
-    internal static (Tensor dw0, Tensor dw1) WeightGradients(Tensor x0, Tensor dy0, Tensor x1, Tensor dy1, ScalarType dtype)
+    internal static void WeightGradients(Tensor x0, Tensor dy0, Tensor x1, Tensor? dy1, Tensor dw)
     {
         long b = x0.shape[0], h = x0.shape[1], t = x0.shape[2];
         int d = (int)x0.shape[3], f = (int)dy0.shape[3];
-        (x0, dy0, x1, dy1) = (FusedLaunch.Aligned(x0), FusedLaunch.Aligned(dy0), FusedLaunch.Aligned(x1), FusedLaunch.Aligned(dy1));
-        var dw = torch.zeros(new[] { 2, h, (long)d, f }, dtype: ScalarType.Float32, device: x0.device);
+        (x0, dy0, x1) = (FusedLaunch.Aligned(x0), FusedLaunch.Aligned(dy0), FusedLaunch.Aligned(x1));
+        if (dy1 is not null) dy1 = FusedLaunch.Aligned(dy1);
+        long maps = dy1 is null ? 1 : 2;
         var (_, _, weights) = Functions(x0, d, f);
-        int bytes = WeightGradientBytes(d, f), grid = Grid(x0, weights, bytes, b * t, 2 * h);
-        FusedModuleCache.Launch(weights, grid, 2 * h, bytes, FusedLaunch.Ptr(x0), FusedLaunch.Ptr(dy0), FusedLaunch.Ptr(dw[0]),
+        int bytes = WeightGradientBytes(d, f), grid = Grid(x0, weights, bytes, b * t, maps * h);
+        FusedModuleCache.Launch(weights, grid, maps * h, bytes, FusedLaunch.Ptr(x0), FusedLaunch.Ptr(dy0), FusedLaunch.Ptr(dw[0]),
             FusedLaunch.Ptr(x1), FusedLaunch.Ptr(dy1), FusedLaunch.Ptr(dw[1]), t, h, b * t, grid, (long)DivisionMultiplier(t));
-        var both = dw.to(dtype);
-        return (both[0], both[1]);
     }
 }
 

@@ -444,7 +444,7 @@ __device__ __forceinline__ void hh_dw(const in_t* __restrict__ x, const in_t* __
         wmm<HX, HF, MTT, HBF, true, true>(Xs + buf * MTT * LDX, LDX, Ds + buf * MTT * LDF, nullptr, LDF, acc_);
     }
     float* dwh = dw + (size_t)h * HX * HF;
-    FOR_TILE_PAIRS(HX, HF, { atomicAdd(dwh + row * HF + col, c0); atomicAdd(dwh + row * HF + col + 1, c1); })
+    FOR_TILE_PAIRS(HX, HF, { red_add2(dwh + row * HF + col, c0, c1); })   // vector reductions: 70.9 against 72.9 µs (ncu)
 }
 // dW of two projections in one launch (grid y = 2H: blocks y < H take x0, dy0 into dw0, the rest x1, dy1 into dw1), for
 // the query and key maps of Hedgehog's attention; dx is the attention kernels' own.

@@ -23,12 +23,14 @@ __device__ __forceinline__ unsigned in2bf2(unsigned w) {
 }
 
 // The projection's backward along this warp's 16 rows, from dy = ∂L/∂(xW) as C fragments [HH_NJ][4] (zeroed where
-// keep[s] is false): dy as rows r0 + g + 8s of dyb [·][F] (for hedgehog_dw_bwd's dW = xᵀdy, which reduces over tokens)
-// and dx = dy Wᵀ as rows of dxb [·][HX] (Wt = W_hᵀ [F][LDX] read transposed), below t1. dy is rounded to x's type
-// once, as stored, and feeds the MMA as A fragments (the C tiles of n-tiles 2kk, 2kk + 1 are A fragment kk); dx is
-// formed four n-tiles at a time, so at most 16 accumulators are live.
+// keep[s] is false): dy as rows r0 + g + 8s of dyb [·][F] below t1 (for hedgehog_dw_bwd's dW = xᵀdy, which reduces
+// over tokens), or with TILE as rows g + 8s of the warp's tile dyb [16][LDF] in shared memory (every row: the block
+// reduces dW itself), and dx = dy Wᵀ as rows of dxb [·][HX] (Wt = W_hᵀ [F][LDX] read transposed), below t1. dy is
+// rounded to x's type once, as stored, and feeds the MMA as A fragments (the C tiles of n-tiles 2kk, 2kk + 1 are A
+// fragment kk); dx is formed four n-tiles at a time, so at most 16 accumulators are live.
+template <bool TILE = false>
 __device__ __forceinline__ void hh_dy_dx_rows(const float (&dy)[HH_NJ][4], const bool (&keep)[2], const u16* Wt,
-        in_t* __restrict__ dyb, in_t* __restrict__ dxb, int r0, int t1) {
+        u16* __restrict__ dyb, in_t* __restrict__ dxb, int r0, int t1) {
     const int lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
     unsigned a[HH_KS][4];
 #pragma unroll
@@ -41,11 +43,12 @@ __device__ __forceinline__ void hh_dy_dx_rows(const float (&dy)[HH_NJ][4], const
 #pragma unroll
     for (int s = 0; s < 2; ++s) {
         const int t = r0 + g + 8 * s;
-        if (t < t1) {
+        const size_t at = TILE ? (size_t)(g + 8 * s) * LDF : (size_t)t * HF;
+        if (TILE || t < t1) {
 #pragma unroll
             for (int kk = 0; kk < HH_KS; ++kk) {
-                *(unsigned*)(dyb + (size_t)t * HF + 16 * kk + 2 * q) = a[kk][s];
-                *(unsigned*)(dyb + (size_t)t * HF + 16 * kk + 8 + 2 * q) = a[kk][2 + s];
+                *(unsigned*)(dyb + at + 16 * kk + 2 * q) = a[kk][s];
+                *(unsigned*)(dyb + at + 16 * kk + 8 + 2 * q) = a[kk][2 + s];
             }
         }
     }
@@ -69,26 +72,28 @@ __device__ __forceinline__ void hh_dy_dx_rows(const float (&dy)[HH_NJ][4], const
 }
 
 // mma_bwd_kv's pass over key rows [t0, t1): dv = φk dS, dφk = v dSᵀ + dz and dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) −
-// φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩) (the projection's output gradient, F wide), stored with dx = dy Wᵀ (hh_dy_dx_rows: dyb
-// [T][F], dxb [T][HX]); all zero at padded keys. dS
-// (high, low) [D][LDE] and dzs [D] in shared memory; Xw [NW][16][LDX] and Vw [NW][16][LDE] the warps' x and v rows.
-// dφk is never whole: each 8-column tile goes into u = φ₊ ⊙ dφ₊ − φ₋ ⊙ dφ₋ and the row dots as it leaves the MMA,
-// and dy = u − φ₊⟨φ₊, dφ₊⟩ + φ₋⟨φ₋, dφ₋⟩ at the end (128 registers at two blocks per SM hold no more).
+// φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩) (the projection's output gradient, F wide), with dx = dy Wᵀ (hh_dy_dx_rows, dxb [T][HX]); all
+// zero at padded keys. dS (high, low) [D][LDE] and dzs [D] in shared memory; Xw [NW][16][LDX] and Vw [NW][16][LDE] the
+// warps' x and v rows. dφk is never whole: each 8-column tile goes into u = φ₊ ⊙ dφ₊ − φ₋ ⊙ dφ₋ and the row dots as it
+// leaves the MMA, and dy = u − φ₊⟨φ₊, dφ₊⟩ + φ₋⟨φ₋, dφ₋⟩ at the end (128 registers at two blocks per SM hold no more).
+// Without HH_KV_DW each warp runs ahead on its own rows and stores dy (dyb [T][F]) for hedgehog_dw_bwd. With it the
+// warps go 16·NW rows at a time: dy goes to the block's tile DY [16·NW][LDF], and after a barrier each warp adds its
+// tiles of xᵀdy over those rows (x still in Xw: its next rows are fetched only after the product) into the fp32 sums
+// dWs [HX][LDW], which the caller flushes.
 __device__ __forceinline__ void hh_kv_pass(u16* Xw, u16* Vw, const u16* Dh, const u16* Dl, const float* dzs, const u16* Wt,
         const in_t* __restrict__ kb, const in_t* __restrict__ vb, in_t* __restrict__ dyb, in_t* __restrict__ dxb,
-        in_t* __restrict__ dvb, const u8* __restrict__ mask, int b, int t0, int t1, int T) {
+        in_t* __restrict__ dvb, u16* DY, float* dWs, const u8* __restrict__ mask, int b, int t0, int t1, int T) {
     const int w = threadIdx.x >> 5, q = threadIdx.x & 3, g = (threadIdx.x & 31) >> 2;
     u16* X = Xw + w * 16 * LDX;
     u16* V = Vw + w * 16 * LDE;
-    auto fetch = [&](int r) {
-        warp_fetch_rows<HX>(X, LDX, kb, r, t1, mask, b, T);
-        warp_fetch_rows<DV>(V, LDE, vb, r, t1, nullptr, b, T);
-    };
     int r0 = t0 + 16 * w;
-    if (r0 < t1) fetch(r0);
+    // With HH_KV_DW every warp fetches, zeros past t1, so that the block's product sees zero x rows there.
+    if (HH_KV_DW || r0 < t1) warp_fetch_rows<HX>(X, LDX, kb, r0, t1, mask, b, T);
+    if (r0 < t1) warp_fetch_rows<DV>(V, LDE, vb, r0, t1, nullptr, b, T);
     cp_commit();
     const float one[2] = {1.f, 1.f};
-    for (; r0 < t1; r0 += 16 * NW) {
+    for (int base = t0; base < t1; base += 16 * NW, r0 += 16 * NW) {
+        if (!HH_KV_DW && r0 >= t1) break;
         cp_wait<0>();
         __syncwarp();
         unsigned A[2 * HH_KS][4], va[DV / 16][4];
@@ -100,11 +105,14 @@ __device__ __forceinline__ void hh_kv_pass(u16* Xw, u16* Vw, const u16* Dh, cons
             for (int r = 0; r < 4; ++r) va[kk][r] = in2bf2(va[kk][r]);
         }
         __syncwarp();                           // every lane is past its reads of X and V
-        if (r0 + 16 * NW < t1) fetch(r0 + 16 * NW);
+        if (r0 + 16 * NW < t1) {
+            if (!HH_KV_DW) warp_fetch_rows<HX>(X, LDX, kb, r0 + 16 * NW, t1, mask, b, T);
+            warp_fetch_rows<DV>(V, LDE, vb, r0 + 16 * NW, t1, nullptr, b, T);
+        }
         cp_commit();
         bool keep[2];
 #pragma unroll
-        for (int s = 0; s < 2; ++s) keep[s] = real_token(mask, b, r0 + g + 8 * s, T);
+        for (int s = 0; s < 2; ++s) keep[s] = r0 + g + 8 * s < t1 && real_token(mask, b, r0 + g + 8 * s, T);
         float u[HH_NJ][4], dot[2][2] = {{0.f, 0.f}, {0.f, 0.f}};   // dot[h][s]: ⟨φ₊, dφ₊⟩, ⟨φ₋, dφ₋⟩ of row g + 8s
 #pragma unroll
         for (int h = 0; h < 2; ++h)
@@ -143,10 +151,26 @@ __device__ __forceinline__ void hh_kv_pass(u16* Xw, u16* Vw, const u16* Dh, cons
                 for (int e = 0; e < 2; ++e)
                     u[j][2 * s + e] += bf2f((u16)(pm >> (16 * e))) * dot[1][s] - bf2f((u16)(pp >> (16 * e))) * dot[0][s];
             }
-        hh_dy_dx_rows(u, keep, Wt, dyb, dxb, r0, t1);
+        if (HH_KV_DW) hh_dy_dx_rows<true>(u, keep, Wt, DY + w * 16 * LDF, dxb, r0, t1);
+        else hh_dy_dx_rows(u, keep, Wt, dyb, dxb, r0, t1);
         float dv[DV / 8][4];                    // after dy: u, va and dv are never live together
         hh_phi_times(A, Dh, Dl, dv);
         warp_store_rows<DV>(dv, one, keep, dvb, r0, t1);
+#if HH_KV_DW
+        __syncthreads();                        // every warp's dy rows are in DY
+        {
+            float acc_[TPW(HX, HF)][4];
+            zero_tiles<HX, HF>(acc_);
+            wmm<HX, HF, 16 * NW, true, true, true>(Xw, LDX, DY, nullptr, LDF, acc_);
+            FOR_TILE_PAIRS(HX, HF, {            // this warp's own tiles of the sums: no other warp writes them
+                dWs[row * LDW + col] += c0;
+                dWs[row * LDW + col + 1] += c1;
+            })
+        }
+        __syncthreads();                        // the product's reads of Xw and DY are done
+        warp_fetch_rows<HX>(X, LDX, kb, r0 + 16 * NW, t1, mask, b, T);
+        cp_commit();
+#endif
     }
 }
 

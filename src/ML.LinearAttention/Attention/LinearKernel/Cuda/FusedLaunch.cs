@@ -57,8 +57,12 @@ internal static class FusedLaunch
     /// <summary>The kernel arguments, with the Hedgehog weight appended when there is one (the kernels' last parameter).</summary>
     private static long[] Args(Tensor? weight, params long[] args) => weight is null ? args : [.. args, Ptr(weight)];
 
-    /// <summary>A backward kernel's arguments: Hedgehog's build also takes the map weight and its dx buffer last.</summary>
-    private static long[] Args(Tensor? weight, Tensor? dx, params long[] args) => weight is null ? args : [.. args, Ptr(weight), Ptr(dx!)];
+    /// <summary>
+    /// A backward kernel's arguments: Hedgehog's build also takes the map weight, its dx buffer and the fp32 dW sums
+    /// (read by <c>mma_bwd_kv</c> where <see cref="FusedModule.HedgehogKeyWeightsInKernel"/>; 0 for none) last.
+    /// </summary>
+    private static long[] Args(Tensor? weight, Tensor? dx, Tensor? dw, params long[] args)
+        => weight is null ? args : [.. args, Ptr(weight), Ptr(dx!), Ptr(dw)];
 
     /// <summary>Query tiles per block: enough blocks to fill the GPU several times over, few enough to keep atomics rare.</summary>
     private static (int tilesPerBlock, long blocks) Split(FusedModule module, long t, long bh, int tt)
@@ -171,11 +175,13 @@ internal static class FusedLaunch
     /// <summary>
     /// Backward: dq, dk, dv from the upstream gradient dO and the forward output o [B, H, T, Dv] (contiguous, q's dtype).
     /// With Hedgehog's weights, dq and dk are the gradients of the projections' outputs y = xW [B, H, T, F], and the
-    /// kernels also write dx = dy Wᵀ into hhDx (dxq, dxk [B, H, T, HX], q's dtype, contiguous).
+    /// kernels also write dx = dy Wᵀ into hhDx (dxq, dxk [B, H, T, HX], q's dtype, contiguous); where the module's
+    /// <c>mma_bwd_kv</c> reduces the key map's dW itself (<see cref="FusedModule.HedgehogKeyWeightsInKernel"/>) it adds
+    /// it into hhDx's KeyWeights (fp32 [H, HX, F], zeros or sums to add to) and dk comes back null.
     /// </summary>
-    public static (Tensor dq, Tensor dk, Tensor dv) Backward(Tensor q, Tensor k, Tensor v, Tensor? mask, Tensor epsn,
+    public static (Tensor dq, Tensor? dk, Tensor dv) Backward(Tensor q, Tensor k, Tensor v, Tensor? mask, Tensor epsn,
         Tensor s, Tensor z, Tensor o, Tensor dout, FusedFeatureMap map, bool tensorCores, FusedKernels run = FusedKernels.All,
-        HedgehogWeights? hh = null, (Tensor Query, Tensor Key)? hhDx = null)
+        HedgehogWeights? hh = null, (Tensor Query, Tensor Key, Tensor KeyWeights)? hhDx = null)
     {
         long b = q.shape[0], h = q.shape[1], t = q.shape[2], dvDim = v.shape[3];
         long d = hh is null ? q.shape[3] : 2 * hh.Key.shape[2];
@@ -186,7 +192,8 @@ internal static class FusedLaunch
         // With Hedgehog's weights these are the gradients of the projections' outputs y = xW (F wide), which
         // FusedHedgehogAttention turns into dx and dW.
         var dq = hh is null ? torch.empty_like(q) : torch.empty(new[] { b, h, t, d / 2 }, dtype: q.dtype, device: q.device);
-        var dk = hh is null ? torch.empty_like(k) : torch.empty(new[] { b, h, t, d / 2 }, dtype: k.dtype, device: k.device);
+        bool keyWeights = hh is not null && module.HedgehogKeyWeightsInKernel;
+        var dk = hh is null ? torch.empty_like(k) : keyWeights ? null : torch.empty(new[] { b, h, t, d / 2 }, dtype: k.dtype, device: k.device);
         var dv = torch.empty_like(v);
         var tiles = module.Tiles;
         if (hh is not null && !(tensorCores && module.Mma is not null))
@@ -203,14 +210,14 @@ internal static class FusedLaunch
             if (run.HasFlag(FusedKernels.BackwardQ))
             {
                 FusedModuleCache.Launch(mma.BwdQ, blocks1, b * h, qBytes,
-                    Args(hh?.Query, hhDx?.Query, Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb1, Ptr(dq), Ptr(ds), Ptr(dz)));
+                    Args(hh?.Query, hhDx?.Query, null, Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb1, Ptr(dq), Ptr(ds), Ptr(dz)));
             }
             if (run.HasFlag(FusedKernels.BackwardKv))
             {
                 int bytes = hh is null ? tiles.MmaBwdKvBytes : module.HedgehogKvBytes;
                 var (tpb2, blocks2) = MmaSplit(module, mma.BwdKv, bytes, t, b * h);
                 FusedModuleCache.Launch(mma.BwdKv, blocks2, b * h, bytes,
-                    Args(hh?.Key, hhDx?.Key, Ptr(k), Ptr(v), Ptr(ds), Ptr(dz), Ptr(mask), t, h, tpb2, Ptr(dk), Ptr(dv)));
+                    Args(hh?.Key, hhDx?.Key, keyWeights ? hhDx?.KeyWeights : null, Ptr(k), Ptr(v), Ptr(ds), Ptr(dz), Ptr(mask), t, h, tpb2, Ptr(dk), Ptr(dv)));
             }
             return (dq, dk, dv);
         }
@@ -277,6 +284,6 @@ internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction
             var mask = saved.Count > 7 ? saved[7] : null;
             var dout = grad_output.to(q.dtype).contiguous();
             var (dq, dk, dv) = FusedLaunch.Backward(q, k, v, mask, epsn, s, z, o, dout, map, mma, kernels);
-            return AutogradWrappers.Return(grad_output, dq, dk, dv);
+            return AutogradWrappers.Return(grad_output, dq, dk!, dv);   // dk is null only for Hedgehog's weights
         });
 }

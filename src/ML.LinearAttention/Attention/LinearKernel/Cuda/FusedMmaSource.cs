@@ -234,6 +234,22 @@ __device__ __forceinline__ void put_sum(float* at, float v) {
     else atomicAdd(at, v);
 }
 
+// p[0] += a and p[1] += b in global memory (p 8-byte aligned): one vector reduction on sm_90 and newer where the
+// compiler knows it (PTX ISA 8.1, CUDA 12.1), else two atomics.
+#if defined(__CUDACC_VER_MAJOR__) && (__CUDACC_VER_MAJOR__ > 12 || (__CUDACC_VER_MAJOR__ == 12 && __CUDACC_VER_MINOR__ >= 1))
+#define RED_V2_KNOWN 1
+#else
+#define RED_V2_KNOWN 0
+#endif
+__device__ __forceinline__ void red_add2(float* p, float a, float b) {
+#if !defined(MMA_EMULATION) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && RED_V2_KNOWN
+    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" :: "l"(p), "f"(a), "f"(b) : "memory");
+#else
+    atomicAdd(p, a);
+    atomicAdd(p + 1, b);
+#endif
+}
+
 // Calls f(j, row, col, c0, c1) for the two row pairs (row, col..col+1) this lane holds in each of its output tiles.
 #define FOR_TILE_PAIRS(M, N, BODY) { \
     constexpr int MT_ = (M) / 16, TOT_ = MT_ * ((N) / 8); \
@@ -480,7 +496,14 @@ __device__ __forceinline__ float dphi_tile(float p) {
 #if HH
 #define XD HX
 #define HH_W , const in_t* __restrict__ hw
-#define HH_WB HH_W, in_t* __restrict__ hdx   // backward kernels: also dx = dy Wᵀ [B][H][T][HX]
+// Backward kernels: also dx = dy Wᵀ [B][H][T][HX], and fp32 sums of dW = xᵀdy [H][HX][HF] that mma_bwd_kv adds into
+// where HH_KV_DW (unused otherwise, and by mma_bwd_q).
+#define HH_WB HH_W, in_t* __restrict__ hdx, float* __restrict__ hdw
+// mma_bwd_kv reduces the key map's dW = xᵀdy itself (hh_kv_pass, 128 rows at a time, into fp32 sums [HX][LDW] where
+// dS's low half would be: free without SPLIT, that is for bf16 inputs, when they fit), so dy_k never goes to memory
+// and hedgehog_dw_bwd takes the query map alone. FusedModuleCache.HedgehogKeyWeightsInKernel must agree.
+#define LDW (HF + 8)
+#define HH_KV_DW (!SPLIT && HX * LDW <= HF * LDE)
 // The x tile [MTT][LDX] lives in the φ tile's space (XS_IN, [MTT][LDD]) when it fits (hh_phi_tile's MMAs read all of
 // x before its softmax barrier and it writes φ only after that), else after the exchange. FusedModuleCache.HedgehogBytes
 // counts the same.

@@ -124,19 +124,30 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, con
 #if HH
     // Hedgehog: warp by warp (hh_kv_pass), no φ tile. FusedModuleCache.HedgehogKvBytes must match this layout.
     u16* Dh = (u16*)smem4;              // [D][LDE]    dS high (B of v·dSᵀ; read transposed, B of φk·dS)
-    u16* Dl = Dh + D * LDE;             // [D][LDE]    dS low
+    u16* Dl = Dh + D * LDE;             // [D][LDE]    dS low; with HH_KV_DW (no low half) the fp32 sums of dW [HX][LDW]
     u16* Xw = Dl + D * LDE;             // [NW][16][LDX]  each warp's x rows
     u16* Vw = Xw + NW * 16 * LDX;       // [NW][16][LDE]  each warp's v rows
     float* dzs = (float*)(Vw + NW * 16 * LDE);  // [D]
     u16* Wt = (u16*)(dzs + D);          // [F][LDX]    W_kᵀ
+    u16* DY = Wt + HF * LDX;            // [16·NW][LDF]  with HH_KV_DW: the step's dy rows
+    float* dWs = (float*)Dl;
     const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x;
     const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
     hh_load_w(hw + (size_t)(bh % H) * HX * HF, Wt, nullptr);
     load_split(dS + (size_t)bh * D * DV, Dh, Dl, LDE, false);
     if (tid < D) dzs[tid] = dz[(size_t)bh * D + tid];
+    if (HH_KV_DW) for (int i = tid; i < HX * LDW; i += NT) dWs[i] = 0.f;
     __syncthreads();
     hh_kv_pass(Xw, Vw, Dh, Dl, dzs, Wt, k + (size_t)bh * T * XD, v + (size_t)bh * T * DV, dk + (size_t)bh * T * HF,
-               hdx + (size_t)bh * T * HX, dv + (size_t)bh * T * DV, mask, b, t0, t1, T);
+               hdx + (size_t)bh * T * HX, dv + (size_t)bh * T * DV, DY, dWs, mask, b, t0, t1, T);
+#if HH_KV_DW
+    // The block's sums into head h's dW (the last step's barrier ordered every warp's additions before these reads).
+    float* dwh = hdw + (size_t)(bh % H) * HX * HF;
+    for (int i = tid; i < HX * HF / 2; i += NT) {
+        const int r = 2 * i / HF, c = 2 * i % HF;
+        red_add2(dwh + r * HF + c, dWs[r * LDW + c], dWs[r * LDW + c + 1]);
+    }
+#endif
 #else
     u16* Dh = (u16*)smem4;              // [D][LDE]    dS high (B of v·dSᵀ: n = d, k = e; read transposed, B of φk·dS)
     u16* Dl = Dh + D * LDE;             // [D][LDE]    dS low

@@ -24,6 +24,9 @@ internal sealed record FusedModule(IntPtr Context, IntPtr FwdState, IntPtr FwdOu
     /// <summary>Shared-memory bytes of a Hedgehog module's <c>mma_bwd_kv</c> (warp by warp, its own layout); 0 elsewhere.</summary>
     public int HedgehogKvBytes { get; init; }
 
+    /// <summary>Whether Hedgehog's <c>mma_bwd_kv</c> adds the key map's dW into its last argument itself (and stores no dy_k).</summary>
+    public bool HedgehogKeyWeightsInKernel { get; init; }
+
     /// <summary>Shared-memory bytes of a Hedgehog module's <c>mma_bwd_q</c> (warp by warp, its own layout); 0 elsewhere.</summary>
     public int HedgehogQBytes { get; init; }
 }
@@ -99,13 +102,21 @@ internal static unsafe class FusedModuleCache
     }
 
     /// <summary>
-    /// Shared memory of Hedgehog's <c>mma_bwd_kv</c> (warp by warp, hh_kv_pass; must match the source): dS high and low,
-    /// each warp's 16 x rows and 16 v rows, dz, then W_kᵀ.
+    /// Whether Hedgehog's <c>mma_bwd_kv</c> reduces the key map's dW = xᵀdy itself (HH_KV_DW in the source, which must
+    /// agree): for bf16 inputs (no low half of dS), where the fp32 sums [HX][F + 8] fit in that half's space.
     /// </summary>
-    internal static int HedgehogKvBytes(Tiling tiles, int hx, int f)
+    internal static bool HedgehogKeyWeightsInKernel(Tiling tiles, int hx, int f, int inType)
+        => inType == 1 && hx * (f + 8) <= f * (tiles.Dv + 8);
+
+    /// <summary>
+    /// Shared memory of Hedgehog's <c>mma_bwd_kv</c> (warp by warp, hh_kv_pass; must match the source): dS high and low,
+    /// each warp's 16 x rows and 16 v rows, dz, W_kᵀ, then the block's dy rows [128][F + 8] where it reduces dW itself.
+    /// </summary>
+    internal static int HedgehogKvBytes(Tiling tiles, int hx, int f, int inType)
     {
         int lde = tiles.Dv + 8, warpRows = 8 * 16;
-        return 2 * (2 * tiles.D * lde + warpRows * (hx + 8) + warpRows * lde) + 4 * tiles.D + 2 * f * (hx + 8);
+        int dy = HedgehogKeyWeightsInKernel(tiles, hx, f, inType) ? warpRows * (f + 8) : 0;
+        return 2 * (2 * tiles.D * lde + warpRows * (hx + 8) + warpRows * lde + dy) + 4 * tiles.D + 2 * f * (hx + 8);
     }
 
     /// <summary>
@@ -167,13 +178,14 @@ internal static unsafe class FusedModuleCache
             {
                 Mma = new MmaKernels(Function("mma_fwd_state", tiles.MmaStateBytes), Function("mma_fwd_out", tiles.MmaOutBytes),
                     FusedModuleCache.Function(handle, "mma_bwd_q", HedgehogQBytes(tiles, hx, f)),
-                    FusedModuleCache.Function(handle, "mma_bwd_kv", HedgehogKvBytes(tiles, hx, f)))
+                    FusedModuleCache.Function(handle, "mma_bwd_kv", HedgehogKvBytes(tiles, hx, f, inType)))
                 {
                     FwdHead = FusedModuleCache.Function(handle, "mma_fwd_head", HedgehogHeadBytes(tiles, hx, f)),
                 },
                 HedgehogBytes = extra,
                 HedgehogHeadBytes = HedgehogHeadBytes(tiles, hx, f),
-                HedgehogKvBytes = HedgehogKvBytes(tiles, hx, f),
+                HedgehogKvBytes = HedgehogKvBytes(tiles, hx, f, inType),
+                HedgehogKeyWeightsInKernel = HedgehogKeyWeightsInKernel(tiles, hx, f, inType),
                 HedgehogQBytes = HedgehogQBytes(tiles, hx, f),
             };
             return HedgehogModules[key] = module;
