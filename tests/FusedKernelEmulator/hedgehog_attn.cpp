@@ -35,18 +35,19 @@ int main(int argc, char** argv) {
     const float unset = blocks == 1 ? NAN : 0.f;
     std::vector<float> S((size_t)BH * D * DV, unset), z((size_t)BH * D, unset), dS = S, dz = z;
     std::vector<in_t> o(nv, 0), dyq(ny, 0), dyk(ny, 0), dv(nv, 0), dxq(nx, 0), dxk(nx, 0);
-    std::vector<float> dwq((size_t)H * HX * F, 0.f), dwk = dwq;
+    // The dW sums of both maps [2][H][HX][F], as the host allocates them: unset (NaN here), mma_bwd_q zeroes them.
+    std::vector<float> dw((size_t)2 * H * HX * F, NAN);
     {
         const in_t *Q = xq.data(), *K = xk.data(), *V = v.data(), *G = dO.data(), *WQ = wq.data(), *WK = wk.data();
         float *Sp = S.data(), *zp = z.data(), *dSp = dS.data(), *dzp = dz.data();
         in_t *op = o.data(), *dqp = dyq.data(), *dkp = dyk.data(), *dvp = dv.data(), *dxqp = dxq.data(), *dxkp = dxk.data();
-        float *dwqp = dwq.data(), *dwkp = dwk.data();
+        float *dwqp = dw.data(), *dwkp = dw.data() + (size_t)H * HX * F;
         const float* en = epsn.data();
         launch(blocks, BH, [&] { mma_fwd_state(K, V, mp, T, H, tpb, Sp, zp, WK); });
         launch(blocks, BH, [&] { mma_fwd_out(Q, Sp, zp, mp, en, T, H, tpb, op, WQ); });
-        launch(blocks, BH, [&] { mma_bwd_q(Q, G, op, Sp, zp, mp, en, T, H, tpb, dqp, dSp, dzp, WQ, dxqp, nullptr); });
-        // With HH_KV_DW (bf16 where the sums fit) mma_bwd_kv adds the key map's dW into dwk itself and stores no dy_k.
-        launch(blocks, BH, [&] { mma_bwd_kv(K, V, dSp, dzp, mp, T, H, tpb, dkp, dvp, WK, dxkp, dwkp); });
+        launch(blocks, BH, [&] { mma_bwd_q(Q, G, op, Sp, zp, mp, en, T, H, tpb, dqp, dSp, dzp, WQ, dxqp, dwqp); });
+        // With HH_KV_DW (bf16 where the sums fit) mma_bwd_kv adds the key map's dW into its sums itself and stores no dy_k.
+        launch(blocks, BH, [&] { mma_bwd_kv(K, V, dSp, dzp, mp, T, H, tpb, dkp, dvp, WK, dxkp, dwqp); });
         // dW of both maps in one launch (grid y = 2H; H, the query map alone, with HH_KV_DW), two blocks per head striding
         // over the tiles when there are several.
         const long long N = (long long)B * T;
@@ -180,6 +181,7 @@ int main(int argc, char** argv) {
         worst = max(worst, own ? rel * 100 : rel);
         printf("  %-4s max|ref| %.3e  max diff %.3e  rel %.2e\n", n, mx, d, rel);
     };
+    const std::vector<float> dwq(dw.begin(), dw.begin() + (size_t)H * HX * F), dwk(dw.begin() + (size_t)H * HX * F, dw.end());
     cmpw("dwq", rdwq, dwq, true); cmpw("dwk", rdwk, dwk, !HH_KV_DW);
     // S and z as stored for the backward, by the two kernels (atomics) and by the whole-head kernel (plain stores).
     auto cmpf = [&](const char* n, const std::vector<double>& ref, const std::vector<float>& got) {

@@ -123,6 +123,7 @@ public class FusedHedgehogAttentionTests
     [InlineData(64, 64, 64, 2, false)]    // fp16 splits dS into high and low parts: no space, hedgehog_dw_bwd takes both maps
     [InlineData(32, 32, 48, 1, true)]
     [InlineData(64, 16, 32, 1, false)]    // x wider than the space: 64 × 24 sums against 16 × 40
+    [InlineData(16, 32, 16, 1, false)]    // the sums fit (16 × 40 ≤ 32 × 24), dy (32 wide) not in the v rows (16 wide)
     public void The_key_maps_weight_gradient_is_reduced_in_the_kernel_where_its_sums_fit(int hx, int f, int dv, int inType, bool expected)
     {
         var tiles = FusedModuleCache.Tiling.For(2 * f, dv);
@@ -143,7 +144,7 @@ public class FusedHedgehogAttentionTests
             int kv = FusedModuleCache.HedgehogKvBytes(tiles, 64, 64, inType);
             Assert.True(2 * (kv + 1024) <= 228 * 1024, $"mma_bwd_kv: {kv} bytes per block");
             // dS high and low [128][72], 8 warps × 16 rows of x [72] and of v [72], dz [128] fp32, W_kᵀ [64][72]; for bf16
-            // also the block's dy rows [128][72], as it reduces dW itself (its fp32 sums take dS's unused low half).
+            // a second buffer of x rows, as it reduces dW itself (its fp32 sums take dS's unused low half, dy the v rows).
             Assert.Equal(2 * (2 * 128 * 72 + 128 * 72 + 128 * 72 + (inType == 1 ? 128 * 72 : 0)) + 4 * 128 + 2 * 64 * 72, kv);
         }
         int q = FusedModuleCache.HedgehogQBytes(tiles, 64, 64);         // mma_bwd_q warp by warp

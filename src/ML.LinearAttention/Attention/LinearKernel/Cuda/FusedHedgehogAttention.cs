@@ -149,9 +149,10 @@ internal sealed class FusedHedgehogAttentionFunction : autograd.SingleTensorFunc
             // passes) and dx = dy Wᵀ; dW = xᵀdy, a reduction over tokens, is one more launch for the query map, and for
             // the key map too unless mma_bwd_kv adds it into the sums itself (bf16).
             var (dxq, dxk) = (torch.empty_like(xq), torch.empty_like(xk));
-            var dw = torch.zeros(new[] { 2, wq.shape[0], wq.shape[1], wq.shape[2] }, dtype: ScalarType.Float32, device: xq.device);
+            // The dW sums of both maps: mma_bwd_q zeroes them, so they start unset.
+            var dw = torch.empty(new[] { 2, wq.shape[0], wq.shape[1], wq.shape[2] }, dtype: ScalarType.Float32, device: xq.device);
             var (dyq, dyk, dv) = FusedLaunch.Backward(xq, xk, v, mask, epsn, s, z, o, dout, FusedFeatureMap.Identity, tensorCores: true,
-                hh: new HedgehogWeights(wq, wk, (int)ctx.get_data("blocks") is > 0 and var n ? n : null), hhDx: (dxq, dxk, dw[1]));
+                hh: new HedgehogWeights(wq, wk, (int)ctx.get_data("blocks") is > 0 and var n ? n : null), hhDx: (dxq, dxk, dw));
             FusedHedgehogProjection.WeightGradients(xq, dyq, xk, dyk, dw);
             // wq and wk are in x's dtype here (Bidirectional converts them before the call): one conversion for both.
             var both = dw.to(wq.dtype);

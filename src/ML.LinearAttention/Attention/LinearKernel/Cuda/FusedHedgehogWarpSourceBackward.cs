@@ -24,13 +24,14 @@ __device__ __forceinline__ unsigned in2bf2(unsigned w) {
 
 // The projection's backward along this warp's 16 rows, from dy = ∂L/∂(xW) as C fragments [HH_NJ][4] (zeroed where
 // keep[s] is false): dy as rows r0 + g + 8s of dyb [·][F] below t1 (for hedgehog_dw_bwd's dW = xᵀdy, which reduces
-// over tokens), or with TILE as rows g + 8s of the warp's tile dyb [16][LDF] in shared memory (every row: the block
-// reduces dW itself), and dx = dy Wᵀ as rows of dxb [·][HX] (Wt = W_hᵀ [F][LDX] read transposed), below t1. dy is
-// rounded to x's type once, as stored, and feeds the MMA as A fragments (the C tiles of n-tiles 2kk, 2kk + 1 are A
+// over tokens), or with TILE_LD as rows g + 8s of the warp's tile dyb [16][TILE_LD] in shared memory (every row: the
+// block reduces dW itself), and dx = dy Wᵀ as rows of dxb [·][HX] (Wt = W_hᵀ [F][LDX] read transposed), below t1. dy
+// is rounded to x's type once, as stored, and feeds the MMA as A fragments (the C tiles of n-tiles 2kk, 2kk + 1 are A
 // fragment kk); dx is formed four n-tiles at a time, so at most 16 accumulators are live.
-template <bool TILE = false>
+template <int TILE_LD = 0>
 __device__ __forceinline__ void hh_dy_dx_rows(const float (&dy)[HH_NJ][4], const bool (&keep)[2], const u16* Wt,
         u16* __restrict__ dyb, in_t* __restrict__ dxb, int r0, int t1) {
+    constexpr bool TILE = TILE_LD > 0;
     const int lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
     unsigned a[HH_KS][4];
 #pragma unroll
@@ -43,7 +44,7 @@ __device__ __forceinline__ void hh_dy_dx_rows(const float (&dy)[HH_NJ][4], const
 #pragma unroll
     for (int s = 0; s < 2; ++s) {
         const int t = r0 + g + 8 * s;
-        const size_t at = TILE ? (size_t)(g + 8 * s) * LDF : (size_t)t * HF;
+        const size_t at = TILE ? (size_t)(g + 8 * s) * TILE_LD : (size_t)t * HF;
         if (TILE || t < t1) {
 #pragma unroll
             for (int kk = 0; kk < HH_KS; ++kk) {
@@ -77,12 +78,13 @@ __device__ __forceinline__ void hh_dy_dx_rows(const float (&dy)[HH_NJ][4], const
 // warps' x and v rows. dφk is never whole: each 8-column tile goes into u = φ₊ ⊙ dφ₊ − φ₋ ⊙ dφ₋ and the row dots as it
 // leaves the MMA, and dy = u − φ₊⟨φ₊, dφ₊⟩ + φ₋⟨φ₋, dφ₋⟩ at the end (128 registers at two blocks per SM hold no more).
 // Without HH_KV_DW each warp runs ahead on its own rows and stores dy (dyb [T][F]) for hedgehog_dw_bwd. With it the
-// warps go 16·NW rows at a time: dy goes to the block's tile DY [16·NW][LDF], and after a barrier each warp adds its
-// tiles of xᵀdy over those rows (x still in Xw: its next rows are fetched only after the product) into the fp32 sums
-// dWs [HX][LDW], which the caller flushes.
+// warps go 16·NW rows at a time with x double buffered (Xw [2][NW][16][LDX]): dy goes to the warp's v rows, read
+// already, and after a barrier each warp adds its tiles of xᵀdy over the block's rows into the fp32 sums dWs
+// [HX][LDW], which the caller flushes; the next x rows are fetched into the other buffer early, the next v rows only
+// after the product.
 __device__ __forceinline__ void hh_kv_pass(u16* Xw, u16* Vw, const u16* Dh, const u16* Dl, const float* dzs, const u16* Wt,
         const in_t* __restrict__ kb, const in_t* __restrict__ vb, in_t* __restrict__ dyb, in_t* __restrict__ dxb,
-        in_t* __restrict__ dvb, u16* DY, float* dWs, const u8* __restrict__ mask, int b, int t0, int t1, int T) {
+        in_t* __restrict__ dvb, float* dWs, const u8* __restrict__ mask, int b, int t0, int t1, int T) {
     const int w = threadIdx.x >> 5, q = threadIdx.x & 3, g = (threadIdx.x & 31) >> 2;
     u16* X = Xw + w * 16 * LDX;
     u16* V = Vw + w * 16 * LDE;
@@ -92,12 +94,12 @@ __device__ __forceinline__ void hh_kv_pass(u16* Xw, u16* Vw, const u16* Dh, cons
     if (r0 < t1) warp_fetch_rows<DV>(V, LDE, vb, r0, t1, nullptr, b, T);
     cp_commit();
     const float one[2] = {1.f, 1.f};
-    for (int base = t0; base < t1; base += 16 * NW, r0 += 16 * NW) {
+    for (int base = t0, buf = 0; base < t1; base += 16 * NW, r0 += 16 * NW, buf ^= 1) {
         if (!HH_KV_DW && r0 >= t1) break;
         cp_wait<0>();
         __syncwarp();
         unsigned A[2 * HH_KS][4], va[DV / 16][4];
-        hh_warp_phi(X, Wt, A);
+        hh_warp_phi(HH_KV_DW ? X + buf * NW * 16 * LDX : X, Wt, A);
 #pragma unroll
         for (int kk = 0; kk < DV / 16; ++kk) {
             frag_a(va[kk], V, LDE, 0, 16 * kk);
@@ -105,8 +107,10 @@ __device__ __forceinline__ void hh_kv_pass(u16* Xw, u16* Vw, const u16* Dh, cons
             for (int r = 0; r < 4; ++r) va[kk][r] = in2bf2(va[kk][r]);
         }
         __syncwarp();                           // every lane is past its reads of X and V
-        if (r0 + 16 * NW < t1) {
-            if (!HH_KV_DW) warp_fetch_rows<HX>(X, LDX, kb, r0 + 16 * NW, t1, mask, b, T);
+        if (HH_KV_DW) {
+            if (base + 16 * NW < t1) warp_fetch_rows<HX>(X + (buf ^ 1) * NW * 16 * LDX, LDX, kb, r0 + 16 * NW, t1, mask, b, T);
+        } else if (r0 + 16 * NW < t1) {
+            warp_fetch_rows<HX>(X, LDX, kb, r0 + 16 * NW, t1, mask, b, T);
             warp_fetch_rows<DV>(V, LDE, vb, r0 + 16 * NW, t1, nullptr, b, T);
         }
         cp_commit();
@@ -151,24 +155,24 @@ __device__ __forceinline__ void hh_kv_pass(u16* Xw, u16* Vw, const u16* Dh, cons
                 for (int e = 0; e < 2; ++e)
                     u[j][2 * s + e] += bf2f((u16)(pm >> (16 * e))) * dot[1][s] - bf2f((u16)(pp >> (16 * e))) * dot[0][s];
             }
-        if (HH_KV_DW) hh_dy_dx_rows<true>(u, keep, Wt, DY + w * 16 * LDF, dxb, r0, t1);
+        if (HH_KV_DW) hh_dy_dx_rows<LDE>(u, keep, Wt, V, dxb, r0, t1);
         else hh_dy_dx_rows(u, keep, Wt, dyb, dxb, r0, t1);
         float dv[DV / 8][4];                    // after dy: u, va and dv are never live together
         hh_phi_times(A, Dh, Dl, dv);
         warp_store_rows<DV>(dv, one, keep, dvb, r0, t1);
 #if HH_KV_DW
-        __syncthreads();                        // every warp's dy rows are in DY
+        __syncthreads();                        // every warp's dy rows are in Vw
         {
             float acc_[TPW(HX, HF)][4];
             zero_tiles<HX, HF>(acc_);
-            wmm<HX, HF, 16 * NW, true, true, true>(Xw, LDX, DY, nullptr, LDF, acc_);
+            wmm<HX, HF, 16 * NW, true, true, true>(Xw + buf * NW * 16 * LDX, LDX, Vw, nullptr, LDE, acc_);
             FOR_TILE_PAIRS(HX, HF, {            // this warp's own tiles of the sums: no other warp writes them
                 dWs[row * LDW + col] += c0;
                 dWs[row * LDW + col + 1] += c1;
             })
         }
-        __syncthreads();                        // the product's reads of Xw and DY are done
-        warp_fetch_rows<HX>(X, LDX, kb, r0 + 16 * NW, t1, mask, b, T);
+        __syncthreads();                        // the product's reads of this x buffer and of Vw are done
+        if (r0 + 16 * NW < t1) warp_fetch_rows<DV>(V, LDE, vb, r0 + 16 * NW, t1, nullptr, b, T);
         cp_commit();
 #endif
     }

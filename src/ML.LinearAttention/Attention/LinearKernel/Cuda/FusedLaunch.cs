@@ -58,8 +58,9 @@ internal static class FusedLaunch
     private static long[] Args(Tensor? weight, params long[] args) => weight is null ? args : [.. args, Ptr(weight)];
 
     /// <summary>
-    /// A backward kernel's arguments: Hedgehog's build also takes the map weight, its dx buffer and the fp32 dW sums
-    /// (read by <c>mma_bwd_kv</c> where <see cref="FusedModule.HedgehogKeyWeightsInKernel"/>; 0 for none) last.
+    /// A backward kernel's arguments: Hedgehog's build also takes the map weight, its dx buffer and the fp32 dW sums of
+    /// both maps [2, H, HX, F] (zeroed by <c>mma_bwd_q</c>, added into by <c>mma_bwd_kv</c> where
+    /// <see cref="FusedModule.HedgehogKeyWeightsInKernel"/>) last.
     /// </summary>
     private static long[] Args(Tensor? weight, Tensor? dx, Tensor? dw, params long[] args)
         => weight is null ? args : [.. args, Ptr(weight), Ptr(dx!), Ptr(dw)];
@@ -175,13 +176,14 @@ internal static class FusedLaunch
     /// <summary>
     /// Backward: dq, dk, dv from the upstream gradient dO and the forward output o [B, H, T, Dv] (contiguous, q's dtype).
     /// With Hedgehog's weights, dq and dk are the gradients of the projections' outputs y = xW [B, H, T, F], and the
-    /// kernels also write dx = dy Wᵀ into hhDx (dxq, dxk [B, H, T, HX], q's dtype, contiguous); where the module's
+    /// kernels also write dx = dy Wᵀ into hhDx (dxq, dxk [B, H, T, HX], q's dtype, contiguous). mma_bwd_q zeroes hhDx's
+    /// Weights (fp32 [2, H, HX, F], contiguous, unset: the dW sums of the query and key maps); where the module's
     /// <c>mma_bwd_kv</c> reduces the key map's dW itself (<see cref="FusedModule.HedgehogKeyWeightsInKernel"/>) it adds
-    /// it into hhDx's KeyWeights (fp32 [H, HX, F], zeros or sums to add to) and dk comes back null.
+    /// it into Weights[1] and dk comes back null.
     /// </summary>
     public static (Tensor dq, Tensor? dk, Tensor dv) Backward(Tensor q, Tensor k, Tensor v, Tensor? mask, Tensor epsn,
         Tensor s, Tensor z, Tensor o, Tensor dout, FusedFeatureMap map, bool tensorCores, FusedKernels run = FusedKernels.All,
-        HedgehogWeights? hh = null, (Tensor Query, Tensor Key, Tensor KeyWeights)? hhDx = null)
+        HedgehogWeights? hh = null, (Tensor Query, Tensor Key, Tensor Weights)? hhDx = null)
     {
         long b = q.shape[0], h = q.shape[1], t = q.shape[2], dvDim = v.shape[3];
         long d = hh is null ? q.shape[3] : 2 * hh.Key.shape[2];
@@ -210,14 +212,14 @@ internal static class FusedLaunch
             if (run.HasFlag(FusedKernels.BackwardQ))
             {
                 FusedModuleCache.Launch(mma.BwdQ, blocks1, b * h, qBytes,
-                    Args(hh?.Query, hhDx?.Query, null, Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb1, Ptr(dq), Ptr(ds), Ptr(dz)));
+                    Args(hh?.Query, hhDx?.Query, hhDx?.Weights, Ptr(q), Ptr(dout), Ptr(o), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb1, Ptr(dq), Ptr(ds), Ptr(dz)));
             }
             if (run.HasFlag(FusedKernels.BackwardKv))
             {
                 int bytes = hh is null ? tiles.MmaBwdKvBytes : module.HedgehogKvBytes;
                 var (tpb2, blocks2) = MmaSplit(module, mma.BwdKv, bytes, t, b * h);
                 FusedModuleCache.Launch(mma.BwdKv, blocks2, b * h, bytes,
-                    Args(hh?.Key, hhDx?.Key, keyWeights ? hhDx?.KeyWeights : null, Ptr(k), Ptr(v), Ptr(ds), Ptr(dz), Ptr(mask), t, h, tpb2, Ptr(dk), Ptr(dv)));
+                    Args(hh?.Key, hhDx?.Key, hhDx?.Weights, Ptr(k), Ptr(v), Ptr(ds), Ptr(dz), Ptr(mask), t, h, tpb2, Ptr(dk), Ptr(dv)));
             }
             return (dq, dk, dv);
         }

@@ -496,14 +496,16 @@ __device__ __forceinline__ float dphi_tile(float p) {
 #if HH
 #define XD HX
 #define HH_W , const in_t* __restrict__ hw
-// Backward kernels: also dx = dy Wᵀ [B][H][T][HX], and fp32 sums of dW = xᵀdy [H][HX][HF] that mma_bwd_kv adds into
-// where HH_KV_DW (unused otherwise, and by mma_bwd_q).
+// Backward kernels: also dx = dy Wᵀ [B][H][T][HX], and the fp32 sums of both maps' dW = xᵀdy [2][H][HX][HF] (query's,
+// key's): mma_bwd_q zeroes them (the host leaves them unset), mma_bwd_kv adds the key map's where HH_KV_DW, and
+// hedgehog_dw_bwd the rest after them.
 #define HH_WB HH_W, in_t* __restrict__ hdx, float* __restrict__ hdw
 // mma_bwd_kv reduces the key map's dW = xᵀdy itself (hh_kv_pass, 128 rows at a time, into fp32 sums [HX][LDW] where
-// dS's low half would be: free without SPLIT, that is for bf16 inputs, when they fit), so dy_k never goes to memory
-// and hedgehog_dw_bwd takes the query map alone. FusedModuleCache.HedgehogKeyWeightsInKernel must agree.
+// dS's low half would be: free without SPLIT, that is for bf16 inputs, when they fit; dy in the v rows' space, which
+// F ≤ DV lets it take), so dy_k never goes to memory and hedgehog_dw_bwd takes the query map alone.
+// FusedModuleCache.HedgehogKeyWeightsInKernel must agree.
 #define LDW (HF + 8)
-#define HH_KV_DW (!SPLIT && HX * LDW <= HF * LDE)
+#define HH_KV_DW (!SPLIT && HF <= DV && HX * LDW <= HF * LDE)
 // The x tile [MTT][LDX] lives in the φ tile's space (XS_IN, [MTT][LDD]) when it fits (hh_phi_tile's MMAs read all of
 // x before its softmax barrier and it writes φ only after that), else after the exchange. FusedModuleCache.HedgehogBytes
 // counts the same.

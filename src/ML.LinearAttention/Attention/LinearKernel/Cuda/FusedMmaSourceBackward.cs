@@ -35,6 +35,8 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, cons
     const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x;
     const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
     hh_load_w(hw + (size_t)(bh % H) * HX * HF, Wt, nullptr);
+    if (blockIdx.x == 0 && bh < H)      // head bh's first block of batch row 0 zeroes its dW sums of both maps
+        for (int i = tid; i < HX * HF; i += NT) hdw[(size_t)bh * HX * HF + i] = hdw[((size_t)H + bh) * HX * HF + i] = 0.f;
     load_split(S + (size_t)bh * D * DV, Sh, Sl, LDE, false);
     if (tid < D) zs[tid] = z[(size_t)bh * D + tid];
     float accS[TPW(D, DV + 8)][4];
@@ -125,11 +127,10 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, con
     // Hedgehog: warp by warp (hh_kv_pass), no φ tile. FusedModuleCache.HedgehogKvBytes must match this layout.
     u16* Dh = (u16*)smem4;              // [D][LDE]    dS high (B of v·dSᵀ; read transposed, B of φk·dS)
     u16* Dl = Dh + D * LDE;             // [D][LDE]    dS low; with HH_KV_DW (no low half) the fp32 sums of dW [HX][LDW]
-    u16* Xw = Dl + D * LDE;             // [NW][16][LDX]  each warp's x rows
-    u16* Vw = Xw + NW * 16 * LDX;       // [NW][16][LDE]  each warp's v rows
+    u16* Xw = Dl + D * LDE;             // [NW][16][LDX]  each warp's x rows; with HH_KV_DW two such buffers
+    u16* Vw = Xw + (HH_KV_DW ? 2 : 1) * NW * 16 * LDX;    // [NW][16][LDE]  each warp's v rows, with HH_KV_DW then its dy
     float* dzs = (float*)(Vw + NW * 16 * LDE);  // [D]
     u16* Wt = (u16*)(dzs + D);          // [F][LDX]    W_kᵀ
-    u16* DY = Wt + HF * LDX;            // [16·NW][LDF]  with HH_KV_DW: the step's dy rows
     float* dWs = (float*)Dl;
     const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x;
     const int t0 = blockIdx.x * tpb * MTT, t1 = min(T, t0 + tpb * MTT);
@@ -139,10 +140,10 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, con
     if (HH_KV_DW) for (int i = tid; i < HX * LDW; i += NT) dWs[i] = 0.f;
     __syncthreads();
     hh_kv_pass(Xw, Vw, Dh, Dl, dzs, Wt, k + (size_t)bh * T * XD, v + (size_t)bh * T * DV, dk + (size_t)bh * T * HF,
-               hdx + (size_t)bh * T * HX, dv + (size_t)bh * T * DV, DY, dWs, mask, b, t0, t1, T);
+               hdx + (size_t)bh * T * HX, dv + (size_t)bh * T * DV, dWs, mask, b, t0, t1, T);
 #if HH_KV_DW
     // The block's sums into head h's dW (the last step's barrier ordered every warp's additions before these reads).
-    float* dwh = hdw + (size_t)(bh % H) * HX * HF;
+    float* dwh = hdw + ((size_t)H + bh % H) * HX * HF;   // the key map's sums
     for (int i = tid; i < HX * HF / 2; i += NT) {
         const int r = 2 * i / HF, c = 2 * i % HF;
         red_add2(dwh + r * HF + c, dWs[r * LDW + c], dWs[r * LDW + c + 1]);

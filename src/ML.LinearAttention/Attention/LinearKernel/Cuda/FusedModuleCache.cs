@@ -103,20 +103,20 @@ internal static unsafe class FusedModuleCache
 
     /// <summary>
     /// Whether Hedgehog's <c>mma_bwd_kv</c> reduces the key map's dW = xᵀdy itself (HH_KV_DW in the source, which must
-    /// agree): for bf16 inputs (no low half of dS), where the fp32 sums [HX][F + 8] fit in that half's space.
+    /// agree): for bf16 inputs (no low half of dS), where the fp32 sums [HX][F + 8] fit in that half's space and dy
+    /// (F wide) in the v rows' (F ≤ Dv).
     /// </summary>
     internal static bool HedgehogKeyWeightsInKernel(Tiling tiles, int hx, int f, int inType)
-        => inType == 1 && hx * (f + 8) <= f * (tiles.Dv + 8);
+        => inType == 1 && f <= tiles.Dv && hx * (f + 8) <= f * (tiles.Dv + 8);
 
     /// <summary>
     /// Shared memory of Hedgehog's <c>mma_bwd_kv</c> (warp by warp, hh_kv_pass; must match the source): dS high and low,
-    /// each warp's 16 x rows and 16 v rows, dz, W_kᵀ, then the block's dy rows [128][F + 8] where it reduces dW itself.
+    /// each warp's 16 x rows (twice, double buffered, where it reduces dW itself) and 16 v rows, dz, then W_kᵀ.
     /// </summary>
     internal static int HedgehogKvBytes(Tiling tiles, int hx, int f, int inType)
     {
-        int lde = tiles.Dv + 8, warpRows = 8 * 16;
-        int dy = HedgehogKeyWeightsInKernel(tiles, hx, f, inType) ? warpRows * (f + 8) : 0;
-        return 2 * (2 * tiles.D * lde + warpRows * (hx + 8) + warpRows * lde + dy) + 4 * tiles.D + 2 * f * (hx + 8);
+        int lde = tiles.Dv + 8, warpRows = 8 * 16, xBuffers = HedgehogKeyWeightsInKernel(tiles, hx, f, inType) ? 2 : 1;
+        return 2 * (2 * tiles.D * lde + xBuffers * warpRows * (hx + 8) + warpRows * lde) + 4 * tiles.D + 2 * f * (hx + 8);
     }
 
     /// <summary>
