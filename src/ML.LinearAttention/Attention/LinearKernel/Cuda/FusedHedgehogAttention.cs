@@ -129,9 +129,9 @@ internal sealed class FusedHedgehogAttentionFunction : autograd.SingleTensorFunc
         var wq = ((Tensor)vars[3]).contiguous();
         var wk = ((Tensor)vars[4]).contiguous();
         var m = mask?.contiguous();
-        var epsn = FusedLaunch.EpsN(m, xq.shape[0], xq.shape[2], eps, xq.device);
         var blocks = FusedHedgehogAttention.BlocksPerSmFor(xq.shape[2]);
-        var (o, s, z, _) = FusedLaunch.Forward(xq, xk, v, m, epsn, FusedFeatureMap.Identity, tensorCores: true, hh: new HedgehogWeights(wq, wk, blocks));
+        var (o, s, z, epsn, _) = FusedLaunch.Forward(xq, xk, v, m, null, FusedFeatureMap.Identity, tensorCores: true,
+            hh: new HedgehogWeights(wq, wk, blocks), eps: eps);
         ctx.save_for_backward(new List<Tensor> { xq, xk, v, wq, wk, s, z, epsn, o.detach(), m! });
         ctx.save_data("blocks", blocks ?? 0);   // 0: the default
         return o;

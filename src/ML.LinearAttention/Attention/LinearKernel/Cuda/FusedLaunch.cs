@@ -115,11 +115,14 @@ internal static class FusedLaunch
         : mask.sum(1, type: ScalarType.Float32).clamp_min(1) * eps;
 
     /// <summary>
-    /// Forward: returns o [B, H, T, Dv], the fp32 state S [B, H, D, Dv] and key sum z [B, H, D], and whether the
-    /// tensor-core kernels ran (asked for by <paramref name="tensorCores"/> and compiled for this module).
+    /// Forward: returns o [B, H, T, Dv], the fp32 state S [B, H, D, Dv] and key sum z [B, H, D], eps·n per batch row
+    /// [B] (<paramref name="epsn"/>, or when that is null counted for <paramref name="eps"/>: by Hedgehog's whole-head
+    /// kernel where it runs, else <see cref="EpsN"/>), and whether the tensor-core kernels ran (asked for by
+    /// <paramref name="tensorCores"/> and compiled for this module).
     /// </summary>
-    public static (Tensor o, Tensor s, Tensor z, bool mma) Forward(Tensor q, Tensor k, Tensor v, Tensor? mask, Tensor epsn,
-        FusedFeatureMap map, bool tensorCores, FusedKernels run = FusedKernels.All, HedgehogWeights? hh = null)
+    public static (Tensor o, Tensor s, Tensor z, Tensor epsn, bool mma) Forward(Tensor q, Tensor k, Tensor v, Tensor? mask,
+        Tensor? epsn, FusedFeatureMap map, bool tensorCores, FusedKernels run = FusedKernels.All, HedgehogWeights? hh = null,
+        double eps = LinearAttentionKernels.DefaultEps)
     {
         long b = q.shape[0], h = q.shape[1], t = q.shape[2], dv = v.shape[3];
         long d = hh is null ? q.shape[3] : 2 * hh.Key.shape[2];
@@ -142,10 +145,14 @@ internal static class FusedLaunch
             if (hh is not null && run == FusedKernels.All && mma.FwdHead != IntPtr.Zero && blocks1 == 1)
             {
                 var (sh, zh) = Sums(stored: true);
-                FusedModuleCache.Launch(mma.FwdHead, 1, b * h, module.HedgehogHeadBytes,
-                    Ptr(q), Ptr(k), Ptr(v), Ptr(mask), Ptr(epsn), t, h, Ptr(sh), Ptr(zh), Ptr(o), Ptr(hh.Key), Ptr(hh.Query));
-                return (o, sh, zh, true);
+                // Without a given epsn the kernel counts it (eps > 0) into a fresh buffer: one launch fewer.
+                float countEps = epsn is null ? (float)eps : 0f;
+                epsn ??= torch.empty(new[] { b }, dtype: ScalarType.Float32, device: q.device);
+                FusedModuleCache.Launch(mma.FwdHead, 1, b * h, module.HedgehogHeadBytes, Ptr(q), Ptr(k), Ptr(v), Ptr(mask),
+                    Ptr(epsn), BitConverter.SingleToInt32Bits(countEps), t, h, Ptr(sh), Ptr(zh), Ptr(o), Ptr(hh.Key), Ptr(hh.Query));
+                return (o, sh, zh, epsn, true);
             }
+            epsn ??= EpsN(mask, b, t, eps, q.device);
             var (s, z) = Sums(stored: blocks1 == 1 && run.HasFlag(FusedKernels.State));
             if (run.HasFlag(FusedKernels.State))
             {
@@ -160,8 +167,9 @@ internal static class FusedLaunch
                 FusedModuleCache.Launch(mma.FwdOut, blocks2, b * h, bytes,
                     Args(hh?.Query, Ptr(q), Ptr(s), Ptr(z), Ptr(mask), Ptr(epsn), t, h, tpb2, Ptr(o)));
             }
-            return (o, s, z, true);
+            return (o, s, z, epsn, true);
         }
+        epsn ??= EpsN(mask, b, t, eps, q.device);
         var (sc, zc) = Sums(stored: false);
         var (tpb, blocks) = Split(module, t, b * h, tiles.TT);
         if (run.HasFlag(FusedKernels.State))
@@ -170,7 +178,7 @@ internal static class FusedLaunch
         if (run.HasFlag(FusedKernels.Out))
             FusedModuleCache.Launch(module.FwdOut, blocks, b * h, tiles.OutBytes,
                 Ptr(q), Ptr(sc), Ptr(zc), Ptr(mask), Ptr(epsn), t, h, tpb, Ptr(o));
-        return (o, sc, zc, false);
+        return (o, sc, zc, epsn, false);
     }
 
     /// <summary>
@@ -265,8 +273,7 @@ internal sealed class FusedBidirectionalFunction : autograd.SingleTensorFunction
         var k = ((Tensor)vars[1]).contiguous();
         var v = ((Tensor)vars[2]).contiguous();
         var m = mask?.contiguous();
-        var epsn = FusedLaunch.EpsN(m, q.shape[0], q.shape[2], eps, q.device);
-        var (o, s, z, mma) = FusedLaunch.Forward(q, k, v, m, epsn, map, tensorCores, kernels);
+        var (o, s, z, epsn, mma) = FusedLaunch.Forward(q, k, v, m, null, map, tensorCores, kernels, eps: eps);
         // o detached: saving the output itself would tie it to its own graph node.
         ctx.save_for_backward(new List<Tensor> { q, k, v, s, z, epsn, o.detach(), m! });
         ctx.save_data("map", map);

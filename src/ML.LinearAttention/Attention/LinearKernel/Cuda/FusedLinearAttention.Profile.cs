@@ -27,7 +27,7 @@ public static partial class FusedLinearAttention
         using var scope = NewDisposeScope();
         (q, k, v) = (q.detach().contiguous(), k.detach().contiguous(), v.detach().contiguous());
         var epsn = FusedLaunch.EpsN(null, q.shape[0], q.shape[2], LinearAttentionKernels.DefaultEps, q.device);
-        var (o, s, z, _) = FusedLaunch.Forward(q, k, v, null, epsn, featureMap, tensorCores);
+        var (o, s, z, _, _) = FusedLaunch.Forward(q, k, v, null, epsn, featureMap, tensorCores);
         var dout = torch.ones_like(o);
         var parts = new List<(string, GpuTiming)>();
         void Time(string part, Action step)

@@ -112,10 +112,11 @@ extern "C" __global__ void MMA_BOUNDS mma_fwd_out(const in_t* __restrict__ q, co
 // Hedgehog, a whole head per block (the launcher uses it when the split gives one block per head, as at T = 512): the
 // key pass, then S and z go to global memory with plain stores (the backward reads them; one block per head needs no
 // atomics) and straight from the accumulators into shared memory as S high/low (what fwd_out loads), then the query
-// pass — one launch, and no S round trip or atomics in between. Arguments: fwd_state's and fwd_out's, the key map's
-// weight, then the query map's. φq's tile Qs reuses φk's (the key pass is over by then).
+// pass — one launch, and no S round trip or atomics in between. Arguments: fwd_state's and fwd_out's, except that with
+// eps > 0 it counts eps·n per batch row itself and writes epsn [B] for the backward (eps ≤ 0: epsn is given), then the
+// key map's weight and the query map's. φq's tile Qs reuses φk's (the key pass is over by then).
 extern "C" __global__ void MMA_BOUNDS mma_fwd_head(const in_t* __restrict__ q, const in_t* __restrict__ k,
-        const in_t* __restrict__ v, const u8* __restrict__ mask, const float* __restrict__ epsn, int T, int H,
+        const in_t* __restrict__ v, const u8* __restrict__ mask, float* __restrict__ epsn, float eps, int T, int H,
         float* __restrict__ S, float* __restrict__ z, in_t* __restrict__ o, const in_t* __restrict__ wk,
         const in_t* __restrict__ wq) {
     extern __shared__ float4 smem4[];
@@ -131,6 +132,14 @@ extern "C" __global__ void MMA_BOUNDS mma_fwd_head(const in_t* __restrict__ q, c
     u16* Xs = HH_XS_FITS ? Ks : own;
     u16* Xw = HH_XW_FITS ? Ks : own;    // [NW][16][LDX]
     const int bh = blockIdx.y, b = bh / H, h = bh % H;
+    // eps·n of batch row b (n = its real tokens, at least 1), counted here instead of by a launch of the host's; each
+    // row's first head stores it for the backward. The warps' counts meet in zs's [MTT] part, which the passes leave.
+    {
+        float n = 0.f;
+        for (int t = threadIdx.x; t < T; t += NT) n += real_token(mask, b, t, T) ? 1.f : 0.f;
+        n = group_sum(n, 32);
+        if ((threadIdx.x & 31) == 0) zs[D + (threadIdx.x >> 5)] = n;
+    }
     hh_load_w(wk + (size_t)h * HX * HF, Wk, nullptr);
     hh_load_w(wq + (size_t)h * HX * HF, Wq, nullptr);
     float acc_[TPW(D, DV + 8)][4];
@@ -150,7 +159,12 @@ extern "C" __global__ void MMA_BOUNDS mma_fwd_head(const in_t* __restrict__ q, c
         } else if (col == DV) { zb[row] = c0; zs[row] = c0; }
     })
     __syncthreads();                    // the key pass's tiles are free, and S and zs are complete
-    hh_out_pass(Xw, Sh, Sl, zs, Wq, q + (size_t)bh * T * XD, o + (size_t)bh * T * DV, mask, b, epsn[b], 0, T, T);
+    float en = 0.f;                     // (the counts were written before the key pass's first barrier)
+#pragma unroll
+    for (int i = 0; i < NW; ++i) en += zs[D + i];
+    en = eps > 0.f ? eps * fmaxf(en, 1.f) : epsn[b];
+    if (eps > 0.f && h == 0 && threadIdx.x == 0) epsn[b] = en;
+    hh_out_pass(Xw, Sh, Sl, zs, Wq, q + (size_t)bh * T * XD, o + (size_t)bh * T * DV, mask, b, en, 0, T, T);
 }
 #endif
 #endif
