@@ -11,7 +11,8 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel;
 /// result as <see cref="FusedLinearAttention.Bidirectional(Tensor, Tensor, Tensor, Tensor?, FusedFeatureMap, double)"/>
 /// on <see cref="FusedHedgehogProjection.Apply(Tensor, Tensor)"/>'s features with the identity map. The backward
 /// kernels recompute φ, take the softmaxes' backward along each warp's rows and return dx = dy Wᵀ with dy = ∂L/∂(xW)
-/// (F wide, half of dφ's width); one projection kernel reduces dW = xᵀdy for both maps.
+/// (F wide, half of dφ's width); for bf16 <c>mma_bwd_kv</c> also reduces the key map's dW = xᵀdy, and one projection
+/// kernel reduces the rest (the query map's; for fp16 both).
 /// <para>Shapes: xq, xk [B, H, T, HX] (q and k split into heads, before the map), v [B, H, T, Dv], wq, wk [H, HX, F],
 /// keyPaddingMask [B, T] bool (true = real token) or null; result [B, H, T, Dv] in x's dtype, zero at padded rows.</para>
 /// </summary>
@@ -111,9 +112,9 @@ public static class FusedHedgehogAttention
 }
 
 /// <summary>
-/// Autograd wrapper of Hedgehog's attention kernels: forward saves x, the weights, the fp32 state and the output;
-/// backward runs the two backward kernels (which recompute φ and return dx and dy = ∂L/∂(xW)), then one launch of the
-/// projection's weight-gradient kernel for dW of both sides.
+/// Autograd wrapper of Hedgehog's attention kernels: forward saves x, the weights, the fp32 state, eps·n and the
+/// output; backward runs the two backward kernels (which recompute φ and return dx, and dy = ∂L/∂(xW) or, for the
+/// key map in bf16, its dW), then one launch of the projection's weight-gradient kernel for the rest of dW.
 /// </summary>
 internal sealed class FusedHedgehogAttentionFunction : autograd.SingleTensorFunction<FusedHedgehogAttentionFunction>
 {

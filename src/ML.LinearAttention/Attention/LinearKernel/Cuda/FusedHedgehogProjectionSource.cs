@@ -315,7 +315,7 @@ extern "C" __global__ void __launch_bounds__(NT, HFWD_BOUND) hedgehog_proj_fwd(c
 // operands (xᵀ, dyᵀ, and W from W_hᵀ) by ldmatrix.trans, and dx goes from the accumulators straight to memory, so a
 // tile takes two barriers and no copies between shared tiles (shared bytes: FusedHedgehogProjection.BackwardBytes).
 // (Hedgehog's attention kernels form dy and dx = dy Wᵀ in their warp passes, where φ is at hand: hedgehog_dw_bwd below
-// then reduces dW alone.)
+// then reduces dW alone, for the query map only where mma_bwd_kv reduces the key map's.)
 __device__ __forceinline__ void hh_bwd(const in_t* __restrict__ x, const in_t* __restrict__ w, const in_t* __restrict__ gin,
         in_t* __restrict__ dx, float* __restrict__ dw, int T, int H, int h, long long N, int stride, unsigned long long M) {
     extern __shared__ float4 smem4[];

@@ -8,8 +8,8 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 /// <item><c>hh_q_pass</c>: <c>mma_bwd_q</c>'s pass, dy_q with dx_q = dy_q W_qᵀ and the block's share of dS and dz; its φq
 /// and g rows still meet in shared tiles for dS = φqᵀ g, which reduces over tokens.</item>
 /// </list>
-/// Both passes store dy as well: dW = xᵀdy reduces over tokens, which <c>hedgehog_dw_bwd</c> does for both maps in one
-/// launch.
+/// dW = xᵀdy reduces over tokens: <c>hh_q_pass</c> stores dy for <c>hedgehog_dw_bwd</c>; <c>hh_kv_pass</c> reduces the
+/// key map's dW itself where HH_KV_DW (bf16), else stores dy too.
 /// </summary>
 internal static class FusedHedgehogWarpSourceBackward
 {

@@ -7,7 +7,8 @@ namespace Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
 /// dv = φk dS over real keys (<c>mma_bwd_kv</c>). g is rounded to bf16 for the MMAs (its range follows 1/den, which
 /// fp16 could not hold at long T); S and dS are bf16 operands (split into high and low parts for fp16 inputs, SPLIT); dO·o, den, dden, dz are fp32.
 /// <para>Built for Hedgehog (HH = 1, <see cref="FusedHedgehogAttention"/>), q and k are x before the projection, and
-/// dq, dk are the gradients of y = xW (F wide), with dx = dy Wᵀ into the last argument: both kernels then run warp by warp (<see cref="FusedHedgehogWarpSourceBackward"/>:
+/// dq, dk are the gradients of y = xW (F wide), with dx = dy Wᵀ and the fp32 dW sums as the last arguments (HH_WB: <c>mma_bwd_q</c>
+/// zeroes the sums, <c>mma_bwd_kv</c> adds the key map's where HH_KV_DW and then stores no dk): both kernels run warp by warp (<see cref="FusedHedgehogWarpSourceBackward"/>:
 /// hh_q_pass, hh_kv_pass), computing φ and the softmaxes' backward along each warp's own rows in registers, with
 /// their own shared-memory layouts (FusedModuleCache.HedgehogQBytes, HedgehogKvBytes). The Hedgehog build of
 /// <c>mma_bwd_q</c> does not read the saved output: dO·o = ⟨φq, dO Sᵀ⟩/den from the same bf16 φ and S as the forward.</para>
