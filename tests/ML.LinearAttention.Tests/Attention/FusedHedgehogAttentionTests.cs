@@ -118,6 +118,25 @@ public class FusedHedgehogAttentionTests
         Assert.Equal(expected, FusedHedgehogAttention.BlocksPerSmFor(t));
     }
 
+    [Fact]
+    public void The_backward_launcher_refuses_a_partial_hedgehog_call_before_any_kernel()
+    {
+        using var scope = NewDisposeScope();
+        var x = torch.zeros(1, 2, 8, 16, dtype: ScalarType.BFloat16);
+        var w = torch.zeros(2, 16, 16, dtype: ScalarType.BFloat16);
+        var sums = torch.zeros(1, 2, 32, 16);
+        var hh = new HedgehogWeights(w, w);
+        (Tensor, Tensor, Tensor) dx = (torch.zeros_like(x), torch.zeros_like(x), torch.zeros(2, 2, 16, 16));
+        // The query kernel zeroes the dW sums that the key kernel adds into: one without the other would leave them unset.
+        var partial = Assert.Throws<ArgumentException>(() => FusedLaunch.Backward(x, x, x, null, torch.ones(1), sums, sums[.., .., .., 0], x, x,
+            FusedFeatureMap.Identity, tensorCores: true, FusedKernels.BackwardKv, hh, dx));
+        Assert.Equal("run", partial.ParamName);
+        Assert.Contains("FusedKernels.All", partial.Message);
+        var noDx = Assert.Throws<ArgumentNullException>(() => FusedLaunch.Backward(x, x, x, null, torch.ones(1), sums, sums[.., .., .., 0], x, x,
+            FusedFeatureMap.Identity, tensorCores: true, hh: hh));
+        Assert.Equal("hhDx", noDx.ParamName);
+    }
+
     [Theory]
     [InlineData(64, 64, 64, 1, true)]     // Hedgehog's default width in bf16: the sums [64][72] fill dS's low half exactly
     [InlineData(64, 64, 64, 2, false)]    // fp16 splits dS into high and low parts: no space, hedgehog_dw_bwd takes both maps

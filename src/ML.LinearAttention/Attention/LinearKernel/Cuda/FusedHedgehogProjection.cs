@@ -192,8 +192,8 @@ public static class FusedHedgehogProjection
     {
         long b = x0.shape[0], h = x0.shape[1], t = x0.shape[2];
         int d = (int)x0.shape[3], f = (int)dy0.shape[3];
-        (x0, dy0, x1) = (FusedLaunch.Aligned(x0), FusedLaunch.Aligned(dy0), FusedLaunch.Aligned(x1));
-        if (dy1 is not null) dy1 = FusedLaunch.Aligned(dy1);
+        (x0, dy0) = (FusedLaunch.Aligned(x0), FusedLaunch.Aligned(dy0));
+        if (dy1 is not null) (x1, dy1) = (FusedLaunch.Aligned(x1), FusedLaunch.Aligned(dy1));   // else unread
         long maps = dy1 is null ? 1 : 2;
         var (_, _, weights) = Functions(x0, d, f);
         int bytes = WeightGradientBytes(d, f), grid = Grid(x0, weights, bytes, b * t, maps * h);

@@ -109,6 +109,18 @@ internal static class FusedLaunch
     /// <summary>x, or a fresh copy when its data is not 16-byte aligned (the tensor-core kernels load 8 halves at a time).</summary>
     internal static Tensor Aligned(Tensor x) => (Ptr(x) & 15) == 0 ? x : x.clone();
 
+    /// <summary>
+    /// fp32 per-head sums [B, H, D, Dv] and [B, H, D] (S and z, or dS and dz): unset where the kernel stores them outright
+    /// (one block per head, put_sum), else zeros for its atomics.
+    /// </summary>
+    private static (Tensor sums, Tensor rowSums) StateSums(long b, long h, long d, long dv, Device device, bool stored)
+    {
+        Tensor Make(long[] shape) => stored
+            ? torch.empty(shape, dtype: ScalarType.Float32, device: device)
+            : torch.zeros(shape, dtype: ScalarType.Float32, device: device);
+        return (Make(new[] { b, h, d, dv }), Make(new[] { b, h, d }));
+    }
+
     /// <summary>eps·max(1, real tokens) per batch row, fp32 [B].</summary>
     public static Tensor EpsN(Tensor? mask, long b, long t, double eps, Device device) => mask is null
         ? torch.full(new[] { b }, eps * t, dtype: ScalarType.Float32, device: device)
@@ -128,9 +140,7 @@ internal static class FusedLaunch
         long d = hh is null ? q.shape[3] : 2 * hh.Key.shape[2];
         var module = hh is null ? Module(q, dv, map) : HedgehogModule(q, dv, hh);
         // The tensor-core kernels store S and z outright when each head takes one block (put_sum): no zeros to write.
-        (Tensor s, Tensor z) Sums(bool stored) => stored
-            ? (torch.empty(new[] { b, h, d, dv }, dtype: ScalarType.Float32, device: q.device), torch.empty(new[] { b, h, d }, dtype: ScalarType.Float32, device: q.device))
-            : (torch.zeros(new[] { b, h, d, dv }, dtype: ScalarType.Float32, device: q.device), torch.zeros(new[] { b, h, d }, dtype: ScalarType.Float32, device: q.device));
+        (Tensor s, Tensor z) Sums(bool stored) => StateSums(b, h, d, dv, q.device, stored);
         var o = torch.empty(new[] { b, h, t, dv }, dtype: q.dtype, device: q.device);
         var tiles = module.Tiles;
         if (hh is not null && !(tensorCores && module.Mma is not null))
@@ -193,12 +203,14 @@ internal static class FusedLaunch
         Tensor s, Tensor z, Tensor o, Tensor dout, FusedFeatureMap map, bool tensorCores, FusedKernels run = FusedKernels.All,
         HedgehogWeights? hh = null, (Tensor Query, Tensor Key, Tensor Weights)? hhDx = null)
     {
+        if (hh is not null && hhDx is null)
+            throw new ArgumentNullException(nameof(hhDx), "Hedgehog's backward kernels write dx: pass the dxq and dxk buffers.");
+        if (hh is not null && run != FusedKernels.All)
+            throw new ArgumentException("Hedgehog's backward kernels run together (mma_bwd_q zeroes the dW sums that mma_bwd_kv adds into): pass FusedKernels.All.", nameof(run));
         long b = q.shape[0], h = q.shape[1], t = q.shape[2], dvDim = v.shape[3];
         long d = hh is null ? q.shape[3] : 2 * hh.Key.shape[2];
         var module = hh is null ? Module(q, dvDim, map) : HedgehogModule(q, dvDim, hh);
-        (Tensor ds, Tensor dz) Sums(bool stored) => stored
-            ? (torch.empty(new[] { b, h, d, dvDim }, dtype: ScalarType.Float32, device: q.device), torch.empty(new[] { b, h, d }, dtype: ScalarType.Float32, device: q.device))
-            : (torch.zeros(new[] { b, h, d, dvDim }, dtype: ScalarType.Float32, device: q.device), torch.zeros(new[] { b, h, d }, dtype: ScalarType.Float32, device: q.device));
+        (Tensor ds, Tensor dz) Sums(bool stored) => StateSums(b, h, d, dvDim, q.device, stored);
         // With Hedgehog's weights these are the gradients of the projections' outputs y = xW (F wide), which
         // FusedHedgehogAttention turns into dx and dW.
         var dq = hh is null ? torch.empty_like(q) : torch.empty(new[] { b, h, t, d / 2 }, dtype: q.dtype, device: q.device);
@@ -208,8 +220,6 @@ internal static class FusedLaunch
         var tiles = module.Tiles;
         if (hh is not null && !(tensorCores && module.Mma is not null))
             throw new InvalidOperationException("Hedgehog's attention kernels exist only as tensor-core kernels.");
-        if (hh is not null && hhDx is null)
-            throw new ArgumentNullException(nameof(hhDx), "Hedgehog's backward kernels write dx: pass the dxq and dxk buffers.");
         if (tensorCores && module.Mma is { } mma)
         {
             (q, k, v, o, dout) = (Aligned(q), Aligned(k), Aligned(v), Aligned(o), Aligned(dout));
