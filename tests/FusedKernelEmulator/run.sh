@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# CPU emulation of the fused CUDA kernels (no GPU): compiles the CUDA C of src/.../LinearKernel/Cuda/*Source*.cs with g++
+# CPU emulation of the fused CUDA kernels (no GPU): compiles the CUDA C of src/.../Kernels/Cuda/*Source*.cs with g++
 # (one std::thread per CUDA thread, mma.sync emulated from the PTX ISA fragment layouts) and compares the tensor-core
 # kernels against the CUDA-core ones (GPU-verified) on the same bf16/fp16 inputs: S, z, o, dS, dz, dq, dk, dv.
 # The causal tensor-core kernels (FusedCausalSource*.cs) are compared with an fp64 evaluation of the causal formulas
 # (causal.cpp: o, dq, dk, dv), Hedgehog's feature map kernels (FusedHedgehogMapSource.cs) with an fp64 softmax (hedgehog_map.cpp), its projection + map kernels (FusedHedgehogProjectionSource.cs) with an fp64 evaluation of φ, dx and dW (hedgehog_proj.cpp, also the dW-only kernel on two given (x, dy) pairs), and its attention kernels (HH = 1) with an fp64 evaluation of o, dv, the projection outputs' gradients dy, dx = dy Wᵀ and dW (hedgehog_attn.cpp). Needs g++ >= 12 (C++20 <barrier>, _Float16) and python3. Usage: tests/FusedKernelEmulator/run.sh [quick]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"; repo="$here/../.."; out="${TMPDIR:-/tmp}/fused-kernel-emulator"; mkdir -p "$out"
-python3 - "$repo/src/ML.LinearAttention/Attention/LinearKernel/Cuda" "$out/kernels.inc" <<'PY'
+python3 - "$repo/src/ML.LinearAttention.Torch/Attention/Kernels/Cuda" "$out/kernels.inc" <<'PY'
 import re, sys
 src = ''
 # Hedgehog's map and projection helpers come before the bidirectional kernels, which use them when HH = 1.

@@ -1,7 +1,7 @@
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Attention.Hybrid;
 using Microsoft.ML.LinearAttention.Encoder;
-using KernelOptions = Microsoft.ML.LinearAttention.Attention.LinearKernel.LinearAttentionOptions;
+using KernelOptions = Microsoft.ML.LinearAttention.Attention.PlainLinear.LinearMixerOptions;
 
 namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 

@@ -1,8 +1,10 @@
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Attention.Hedgehog;
-using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using Microsoft.ML.LinearAttention.Attention.Kernels;
+using Microsoft.ML.LinearAttention.Attention.PlainLinear;
 using TorchSharp;
 using static TorchSharp.torch;
+using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 
 namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 
@@ -31,7 +33,7 @@ public static class FusedCausalVerification
                 $"causal {path,-8} {map,-8} {FusedKernelVerification.Short(dtype),-4} B={b} T={t,4} D={d} Dv={dv} {(b > 1 ? "padded" : "      ")}",
                 pass, fusedErr, torchErr, ref cases, ref failures, ref worst);
         }
-        var mixer = new LinearMixer(new MixerConfig(128, 2, Causal: true), new LinearAttentionOptions { FeatureMap = "relu" }).to(device).to(ScalarType.BFloat16);
+        var mixer = new LinearMixer(new MixerConfig(128, 2, Causal: true), new LinearMixerOptions { FeatureMap = "relu" }).to(device).to(ScalarType.BFloat16);
         bool before = FusedLinearAttention.CausalEnabled;
         // MixerCheck toggles FusedLinearAttention.Enabled: "on" takes the causal kernels, "off" the TorchSharp ops.
         FusedLinearAttention.CausalEnabled = true;

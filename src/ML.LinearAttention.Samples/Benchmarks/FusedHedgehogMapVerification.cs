@@ -1,8 +1,9 @@
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Attention.Hedgehog;
-using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using Microsoft.ML.LinearAttention.Attention.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
+using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 
 namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 

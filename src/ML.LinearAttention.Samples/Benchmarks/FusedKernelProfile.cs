@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
-using Microsoft.ML.LinearAttention.Attention.LinearKernel;
-using Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
+using Microsoft.ML.LinearAttention.Attention.Kernels;
+using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 using TorchSharp;
 using static TorchSharp.torch;
 using Microsoft.ML.LinearAttention.Samples.Reporting;

@@ -1,9 +1,11 @@
 using System.Globalization;
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Attention.Hedgehog;
-using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using Microsoft.ML.LinearAttention.Attention.PlainLinear;
 using TorchSharp;
 using static TorchSharp.torch;
+using Microsoft.ML.LinearAttention.Attention.Kernels;
+using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 
 namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 
@@ -83,10 +85,10 @@ public static class FusedKernelVerification
     private static IEnumerable<(string, TokenMixer, ScalarType)> Mixers(Device device)
     {
         var config = new MixerConfig(128, 2);
-        yield return ("linear relu", new LinearMixer(config, new LinearAttentionOptions { FeatureMap = "relu" }).to(device), ScalarType.Float32);
-        yield return ("linear elu", new LinearMixer(config, new LinearAttentionOptions { FeatureMap = "elu" }).to(device), ScalarType.Float32);
+        yield return ("linear relu", new LinearMixer(config, new LinearMixerOptions { FeatureMap = "relu" }).to(device), ScalarType.Float32);
+        yield return ("linear elu", new LinearMixer(config, new LinearMixerOptions { FeatureMap = "elu" }).to(device), ScalarType.Float32);
         // bf16 mixers (head dim 64): the tensor-core kernels when the switch is on.
-        yield return ("linear relu", new LinearMixer(config, new LinearAttentionOptions { FeatureMap = "relu" }).to(device).to(ScalarType.BFloat16), ScalarType.BFloat16);
+        yield return ("linear relu", new LinearMixer(config, new LinearMixerOptions { FeatureMap = "relu" }).to(device).to(ScalarType.BFloat16), ScalarType.BFloat16);
         yield return ("hedgehog", new HedgehogMixer(config, new HedgehogOptions { UseFusedKernel = true }).to(device).to(ScalarType.BFloat16), ScalarType.BFloat16);
     }
 

@@ -5,7 +5,7 @@ using Microsoft.ML.LinearAttention.Attention.SimpleGla;
 using Microsoft.ML.LinearAttention.Attention.SlidingWindow;
 using Microsoft.ML.LinearAttention.Attention.Softmax;
 using Microsoft.ML.LinearAttention.Encoder;
-using KernelOptions = Microsoft.ML.LinearAttention.Attention.LinearKernel.LinearAttentionOptions;
+using KernelOptions = Microsoft.ML.LinearAttention.Attention.PlainLinear.LinearMixerOptions;
 
 namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 

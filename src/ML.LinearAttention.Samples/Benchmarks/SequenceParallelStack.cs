@@ -1,5 +1,5 @@
 using Microsoft.ML.LinearAttention.Attention;
-using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using Microsoft.ML.LinearAttention.Attention.PlainLinear;
 using Microsoft.ML.LinearAttention.Distributed;
 using Microsoft.ML.LinearAttention.Encoder;
 using TorchSharp;
@@ -28,7 +28,7 @@ internal sealed class SequenceParallelStack : nn.Module<Tensor, Tensor?, Tensor>
     {
         _collectives = collectives;
         embedding = nn.Embedding(vocabulary, hidden);
-        var options = new LinearAttentionOptions { FeatureMap = "relu" };
+        var options = new LinearMixerOptions { FeatureMap = "relu" };
         blocks = nn.ModuleList(Enumerable.Range(0, layers).Select(i =>
         {
             var mixer = new SequenceParallelLinearMixer(new MixerConfig(hidden, heads, LayerIndex: i, NumLayers: layers), options, collectives);

@@ -6,6 +6,7 @@ using Microsoft.ML.LinearAttention;
 using Microsoft.ML.LinearAttention.Estimators;
 using Microsoft.ML.LinearAttention.SampleData;
 using Microsoft.ML.Runtime;
+using Microsoft.ML.LinearAttention.Training;
 
 namespace Microsoft.ML.LinearAttention.Samples.Demos;
 

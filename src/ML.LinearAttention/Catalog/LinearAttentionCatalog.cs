@@ -1,5 +1,5 @@
 using Microsoft.ML.LinearAttention.Estimators;
-using Microsoft.ML.LinearAttention.Persistence;
+using Microsoft.ML.LinearAttention.Runtime;
 using Microsoft.ML.Runtime;
 
 namespace Microsoft.ML.LinearAttention;

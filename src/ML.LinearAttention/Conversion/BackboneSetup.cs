@@ -3,6 +3,7 @@ using Microsoft.ML.LinearAttention.Estimators;
 using Microsoft.ML.LinearAttention.Pretrained;
 using Microsoft.ML.LinearAttention.Tokenization;
 using Microsoft.ML.LinearAttention.Training;
+using Microsoft.ML.LinearAttention.Data;
 
 namespace Microsoft.ML.LinearAttention.Conversion;
 

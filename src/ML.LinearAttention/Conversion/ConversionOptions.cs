@@ -54,6 +54,13 @@ public sealed class ConversionOptions
     /// <summary>Options of <see cref="FineTuning"/> (null = the method's defaults; LoRA's are LoLCATs').</summary>
     public FineTuningOptions? FineTuningOptions;
 
+    /// <summary>The layers of <paramref name="config"/> these options convert (see <see cref="SoftmaxConversion.Plan"/>).</summary>
+    internal IReadOnlyList<ConvertedLayer> PlanFor(Encoder.EncoderConfig config)
+    {
+        Validate();
+        return SoftmaxConversion.Plan(config, Attention, AttentionOptions, Layers, HybridPlan);
+    }
+
     internal void Validate()
     {
         if (FineTuning is not null) FineTuningRegistry.Check(FineTuning, FineTuningOptions);

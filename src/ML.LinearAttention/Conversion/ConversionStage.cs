@@ -4,6 +4,7 @@ using Microsoft.ML.LinearAttention.FineTuning;
 using Microsoft.ML.LinearAttention.Tokenization;
 using Microsoft.ML.LinearAttention.Training;
 using static TorchSharp.torch;
+using Microsoft.ML.LinearAttention.Data;
 
 namespace Microsoft.ML.LinearAttention.Conversion;
 
@@ -20,7 +21,7 @@ internal static class ConversionStage
         var c = o.Conversion!;
         if (tokenizer is null || columns.TextColumns.Count == 0)
             throw new ArgumentException("Conversion (attention transfer) reads text: it needs text columns, not a numeric sequence.");
-        var plan = SoftmaxConversion.Plan(softmax.Config, c);
+        var plan = c.PlanFor(softmax.Config);
         var converted = SoftmaxConversion.Convert(softmax, plan, out var fresh);
         try
         {

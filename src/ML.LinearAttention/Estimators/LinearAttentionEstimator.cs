@@ -3,12 +3,13 @@ using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Conversion;
 using Microsoft.ML.LinearAttention.Encoder;
 using Microsoft.ML.LinearAttention.FineTuning;
-using Microsoft.ML.LinearAttention.Persistence;
+using Microsoft.ML.LinearAttention.Runtime;
 using Microsoft.ML.LinearAttention.Tokenization;
 using Microsoft.ML.LinearAttention.Training;
 using Microsoft.ML.Runtime;
 using TorchSharp;
 using static Microsoft.ML.SchemaShape.Column;
+using Microsoft.ML.LinearAttention.Data;
 
 namespace Microsoft.ML.LinearAttention.Estimators;
 
@@ -59,7 +60,7 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
         var stats = DataStatistics.Compute(input, columns, token);
         if (stats.Rows == 0)
             throw new InvalidOperationException($"The training data has no row with a label in column '{columns.LabelColumn}' (missing keys and NaN labels are skipped).");
-        Resilience.TrainingDataChecks.Check(stats, columns, input.Schema, log);
+        TrainingDataChecks.Check(stats, columns, input.Schema, log);
 
         var config = new EncoderConfig
         {

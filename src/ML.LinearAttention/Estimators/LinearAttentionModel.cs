@@ -1,5 +1,6 @@
-using Microsoft.ML.LinearAttention.Persistence;
+using Microsoft.ML.LinearAttention.Runtime;
 using Microsoft.ML.Runtime;
+using Microsoft.ML.LinearAttention.Data;
 
 namespace Microsoft.ML.LinearAttention.Estimators;
 
@@ -33,18 +34,18 @@ public static class LinearAttentionModel
     /// <summary>
     /// Registers the loader, then loads a model saved with <c>mlContext.Model.Save</c>. A missing, damaged or foreign file,
     /// or a model saved by a newer ML.LinearAttention, gives an error naming the problem and the fix
-    /// (<see cref="Resilience.ModelFormatException"/>, or <see cref="FileNotFoundException"/>).
+    /// (<see cref="ModelFormatException"/>, or <see cref="FileNotFoundException"/>).
     /// </summary>
     public static ITransformer Load(MLContext mlContext, string path, out DataViewSchema inputSchema)
     {
         Register(mlContext);
-        return Resilience.ModelFiles.Load(mlContext, path, out inputSchema);
+        return ModelFiles.Load(mlContext, path, out inputSchema);
     }
 
     /// <summary>Registers the loader, then loads a model from a seekable stream (same checks and errors as the path overload).</summary>
     public static ITransformer Load(MLContext mlContext, Stream stream, out DataViewSchema inputSchema)
     {
         Register(mlContext);
-        return Resilience.ModelFiles.Load(mlContext, stream, "The model stream", out inputSchema);
+        return ModelFiles.Load(mlContext, stream, "The model stream", out inputSchema);
     }
 }

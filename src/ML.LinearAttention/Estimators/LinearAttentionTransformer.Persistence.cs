@@ -1,9 +1,10 @@
 using Microsoft.ML.LinearAttention.Encoder;
-using Microsoft.ML.LinearAttention.Persistence;
+using Microsoft.ML.LinearAttention.Runtime;
 using Microsoft.ML.LinearAttention.Tokenization;
 using Microsoft.ML.LinearAttention.Training;
 using Microsoft.ML.Runtime;
 using TorchSharp;
+using Microsoft.ML.LinearAttention.Data;
 
 namespace Microsoft.ML.LinearAttention.Estimators;
 
@@ -81,7 +82,7 @@ public abstract partial class LinearAttentionTransformer : ICanSaveModel
     {
         ArgumentNullException.ThrowIfNull(env);
         ArgumentNullException.ThrowIfNull(ctx);
-        Resilience.ModelFiles.CheckFormatVersion(MLNetBridge.ModelVersions(ctx), FormatVersion);
+        ModelFiles.CheckFormatVersion(MLNetBridge.ModelVersions(ctx), FormatVersion);
         var r = MLNetBridge.BeginLoad(ctx, Version);
         byte task = r.ReadByte();
         string configJson = r.ReadString();

@@ -6,6 +6,7 @@ using Microsoft.ML.LinearAttention.Training;
 using Microsoft.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
+using Microsoft.ML.LinearAttention.Data;
 
 namespace Microsoft.ML.LinearAttention.Estimators;
 
@@ -176,7 +177,7 @@ public abstract partial class LinearAttentionTransformer : ITransformer, IDispos
     {
         TorchRuntime.EnsureLoaded();
         if (cpuThreads is not null) TorchRuntime.SetCpuThreads(cpuThreads); // null leaves the process's setting alone
-        return DevicePolicy.Resolve(Persistence.MLNetBridge.GpuDeviceId(env), Persistence.MLNetBridge.FallbackToCpu(env), TorchCudaProbe.Instance,
+        return DevicePolicy.Resolve(MLNetBridge.GpuDeviceId(env), MLNetBridge.FallbackToCpu(env), TorchCudaProbe.Instance,
             w => EnvLog.Warning(env, "DevicePolicy", w));
     }
 }

@@ -1,6 +1,7 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.LinearAttention.Training;
 using static Microsoft.ML.SchemaShape.Column;
+using Microsoft.ML.LinearAttention.Data;
 
 namespace Microsoft.ML.LinearAttention.Estimators;
 
@@ -55,7 +56,7 @@ internal static class SchemaChecks
                 Need.FloatLabel => type == NumberDataViewType.Single || type == NumberDataViewType.Double,
                 Need.FloatOrVector => type == NumberDataViewType.Single || type is VectorDataViewType { ItemType: var it, IsKnownSize: true } && it == NumberDataViewType.Single,
                 Need.FloatVector => type is VectorDataViewType v && v.ItemType == NumberDataViewType.Single,
-                Need.Image => Vision.ImageDecoder.IsImageType(type),
+                Need.Image => ImageDecoder.IsImageType(type),
                 _ => false,
             };
             if (!ok) throw WrongType(name, role, need, type.ToString() ?? type.GetType().Name);
@@ -76,7 +77,7 @@ internal static class SchemaChecks
                 Need.FloatLabel => col.Kind == VectorKind.Scalar && !col.IsKey && (col.ItemType == NumberDataViewType.Single || col.ItemType == NumberDataViewType.Double),
                 Need.FloatOrVector => !col.IsKey && col.ItemType == NumberDataViewType.Single && col.Kind != VectorKind.VariableVector,
                 Need.FloatVector => !col.IsKey && col.ItemType == NumberDataViewType.Single && col.Kind != VectorKind.Scalar,
-                Need.Image => !col.IsKey && (col.Kind == VectorKind.Scalar ? Vision.ImageDecoder.IsImageType(col.ItemType) : col.ItemType == NumberDataViewType.Byte),
+                Need.Image => !col.IsKey && (col.Kind == VectorKind.Scalar ? ImageDecoder.IsImageType(col.ItemType) : col.ItemType == NumberDataViewType.Byte),
                 _ => false,
             };
             if (!ok) throw WrongType(name, role, need, Describe(col));

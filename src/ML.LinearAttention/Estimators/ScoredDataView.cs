@@ -1,5 +1,6 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.LinearAttention.Training;
+using Microsoft.ML.LinearAttention.Data;
 
 namespace Microsoft.ML.LinearAttention.Estimators;
 

@@ -4,6 +4,7 @@ using Microsoft.ML.LinearAttention.Tokenization;
 using Microsoft.ML.LinearAttention.Training;
 using Microsoft.ML.Runtime;
 using static TorchSharp.torch;
+using Microsoft.ML.LinearAttention.Data;
 
 namespace Microsoft.ML.LinearAttention.Estimators;
 

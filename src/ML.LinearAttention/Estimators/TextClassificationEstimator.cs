@@ -1,11 +1,12 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.LinearAttention.Encoder;
-using Microsoft.ML.LinearAttention.Persistence;
+using Microsoft.ML.LinearAttention.Runtime;
 using Microsoft.ML.LinearAttention.Tokenization;
 using Microsoft.ML.LinearAttention.Training;
 using Microsoft.ML.Runtime;
 using TorchSharp;
 using static Microsoft.ML.SchemaShape.Column;
+using Microsoft.ML.LinearAttention.Data;
 
 namespace Microsoft.ML.LinearAttention.Estimators;
 

@@ -3,6 +3,7 @@ using Microsoft.ML.LinearAttention.Estimators;
 using Microsoft.ML.LinearAttention.Training;
 using Microsoft.ML.Runtime;
 using static TorchSharp.torch;
+using Microsoft.ML.LinearAttention.Data;
 
 namespace Microsoft.ML.LinearAttention.Vision;
 

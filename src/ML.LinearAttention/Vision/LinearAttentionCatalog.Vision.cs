@@ -1,4 +1,4 @@
-using Microsoft.ML.LinearAttention.Persistence;
+using Microsoft.ML.LinearAttention.Runtime;
 using Microsoft.ML.LinearAttention.Vision;
 
 namespace Microsoft.ML.LinearAttention;

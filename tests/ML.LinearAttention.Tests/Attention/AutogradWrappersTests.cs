@@ -1,4 +1,4 @@
-using Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
+using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;

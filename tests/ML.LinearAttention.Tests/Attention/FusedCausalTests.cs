@@ -1,9 +1,10 @@
-using Microsoft.ML.LinearAttention.Attention.LinearKernel;
-using Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
+using Microsoft.ML.LinearAttention.Attention.PlainLinear;
+using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 using Microsoft.ML.LinearAttention.Tests.Infrastructure;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;
+using Microsoft.ML.LinearAttention.Attention.Kernels;
 
 namespace Microsoft.ML.LinearAttention.Tests.Attention;
 
@@ -56,7 +57,7 @@ public class FusedCausalTests
     public void Causal_mixer_with_the_switch_on_matches_the_switch_off_on_the_cpu()
     {
         Torch.Seed();
-        var mixer = new LinearMixer(new Microsoft.ML.LinearAttention.Attention.MixerConfig(16, 2, Causal: true), new LinearAttentionOptions { FeatureMap = "relu" });
+        var mixer = new LinearMixer(new Microsoft.ML.LinearAttention.Attention.MixerConfig(16, 2, Causal: true), new LinearMixerOptions { FeatureMap = "relu" });
         var x = torch.randn(2, 9, 16);
         var mask = KernelAssert.LengthMask(new long[] { 9, 4 });
         bool before = FusedLinearAttention.CausalEnabled;

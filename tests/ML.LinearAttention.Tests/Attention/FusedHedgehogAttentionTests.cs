@@ -1,7 +1,7 @@
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Attention.Hedgehog;
-using Microsoft.ML.LinearAttention.Attention.LinearKernel;
-using Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
+using Microsoft.ML.LinearAttention.Attention.Kernels;
+using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;

@@ -1,7 +1,8 @@
-using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using Microsoft.ML.LinearAttention.Attention.Kernels;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;
+using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 
 namespace Microsoft.ML.LinearAttention.Tests.Attention;
 

@@ -1,5 +1,5 @@
-using Microsoft.ML.LinearAttention.Attention.LinearKernel;
-using Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
+using Microsoft.ML.LinearAttention.Attention.Kernels;
+using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 using Microsoft.ML.LinearAttention.Tests.Infrastructure;
 using TorchSharp;
 using Xunit;

@@ -1,4 +1,4 @@
-using Microsoft.ML.LinearAttention.Attention.LinearKernel.Cuda;
+using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 using Xunit;
 
 namespace Microsoft.ML.LinearAttention.Tests.Attention;

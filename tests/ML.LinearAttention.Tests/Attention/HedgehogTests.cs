@@ -1,6 +1,6 @@
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Attention.Hedgehog;
-using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using Microsoft.ML.LinearAttention.Attention.Kernels;
 using Microsoft.ML.LinearAttention.Tests.Infrastructure;
 using TorchSharp;
 using Xunit;

@@ -1,7 +1,7 @@
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Attention.HiLo;
 using Microsoft.ML.LinearAttention.Attention.L2Vit;
-using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using Microsoft.ML.LinearAttention.Attention.Kernels;
 using Microsoft.ML.LinearAttention.Attention.VisionKit;
 using Microsoft.ML.LinearAttention.Tests.Infrastructure;
 using TorchSharp;

@@ -1,5 +1,6 @@
 using Microsoft.ML.LinearAttention.Attention;
-using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using Microsoft.ML.LinearAttention.Attention.Kernels;
+using Microsoft.ML.LinearAttention.Attention.PlainLinear;
 using Microsoft.ML.LinearAttention.Tests.Infrastructure;
 using TorchSharp;
 using Xunit;
@@ -91,7 +92,7 @@ public class LearnableFeatureMapTests
         Torch.Seed();
         foreach (bool causal in new[] { false, true })
         {
-            var options = new LinearAttentionOptions { FeatureMap = map, TieFeatureMaps = tie, Normalize = map != "elementwise_product", FeatureDim = map == "t2r" ? 12 : 0 };
+            var options = new LinearMixerOptions { FeatureMap = map, TieFeatureMaps = tie, Normalize = map != "elementwise_product", FeatureDim = map == "t2r" ? 12 : 0 };
             using var mixer = (LinearMixer)MixerRegistry.Create("linear", new MixerConfig(16, 2, causal), options);
             var mapParameters = mixer.named_parameters().Where(p => p.name.Contains("_map.")).ToList();
             Assert.Equal(expectedMapParameters, mapParameters.Count);
@@ -107,7 +108,7 @@ public class LearnableFeatureMapTests
     [Fact]
     public void New_linear_options_round_trip_through_json()
     {
-        var options = new LinearAttentionOptions { FeatureMap = "t2r", FeatureDim = 12, TieFeatureMaps = true, DpfpNu = 2 };
+        var options = new LinearMixerOptions { FeatureMap = "t2r", FeatureDim = 12, TieFeatureMaps = true, DpfpNu = 2 };
         Assert.Equal(options, MixerRegistry.DeserializeOptions("linear", MixerRegistry.SerializeOptions(options)));
     }
 
@@ -115,11 +116,11 @@ public class LearnableFeatureMapTests
     public void Negative_maps_require_the_unnormalized_form_and_unknown_names_are_listed()
     {
         var config = new MixerConfig(16, 2);
-        var ex = Assert.Throws<ArgumentException>(() => new LinearMixer(config, new LinearAttentionOptions { FeatureMap = "elementwise_product" }));
+        var ex = Assert.Throws<ArgumentException>(() => new LinearMixer(config, new LinearMixerOptions { FeatureMap = "elementwise_product" }));
         Assert.Contains("Normalize = false", ex.Message);
-        var ex2 = Assert.Throws<ArgumentException>(() => new LinearMixer(config, new LinearAttentionOptions { FeatureMap = "taylor" }));
+        var ex2 = Assert.Throws<ArgumentException>(() => new LinearMixer(config, new LinearMixerOptions { FeatureMap = "taylor" }));
         Assert.Contains("dpfp", ex2.Message);
-        Assert.Throws<ArgumentOutOfRangeException>(() => new LinearMixer(config, new LinearAttentionOptions { FeatureMap = "dpfp", DpfpNu = 16 }));
-        Assert.Throws<ArgumentOutOfRangeException>(() => new LinearMixer(config, new LinearAttentionOptions { FeatureMap = "t2r", FeatureDim = -1 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new LinearMixer(config, new LinearMixerOptions { FeatureMap = "dpfp", DpfpNu = 16 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new LinearMixer(config, new LinearMixerOptions { FeatureMap = "t2r", FeatureDim = -1 }));
     }
 }

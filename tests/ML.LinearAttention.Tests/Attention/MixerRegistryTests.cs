@@ -1,6 +1,6 @@
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Attention.Hedgehog;
-using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using Microsoft.ML.LinearAttention.Attention.PlainLinear;
 using Microsoft.ML.LinearAttention.Tests.Infrastructure;
 using TorchSharp;
 using Xunit;
@@ -65,13 +65,13 @@ public class MixerRegistryTests
     public void Wrong_options_type_is_named()
     {
         var ex = Assert.Throws<ArgumentException>(() => MixerRegistry.Create("linear", new MixerConfig(8, 2), new HedgehogOptions()));
-        Assert.Contains("LinearAttentionOptions", ex.Message);
+        Assert.Contains("LinearMixerOptions", ex.Message);
     }
 
     [Fact]
     public void Options_round_trip_through_json()
     {
-        var options = new LinearAttentionOptions { FeatureMap = "relu", Normalize = false, ChunkSize = 32 };
+        var options = new LinearMixerOptions { FeatureMap = "relu", Normalize = false, ChunkSize = 32 };
         var json = MixerRegistry.SerializeOptions(options);
         Assert.Equal(options, MixerRegistry.DeserializeOptions("linear", json));
     }

@@ -4,7 +4,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Attention.GatedDeltaNet;
-using KernelOptions = Microsoft.ML.LinearAttention.Attention.LinearKernel.LinearAttentionOptions;
+using KernelOptions = Microsoft.ML.LinearAttention.Attention.PlainLinear.LinearMixerOptions;
 using Microsoft.ML.LinearAttention.Encoder;
 using Microsoft.ML.LinearAttention.Samples.Benchmarks;
 using Microsoft.ML.LinearAttention.Tests.Infrastructure;

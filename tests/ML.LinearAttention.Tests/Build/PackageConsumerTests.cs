@@ -22,7 +22,8 @@ public class PackageConsumerTests
         try
         {
             string version = "0.0.0-test" + DateTime.UtcNow.ToString("yyyyMMddHHmmss");
-            Dotnet(repo, $"pack src/ML.LinearAttention/ML.LinearAttention.csproj -c Release -o \"{feed}\" -p:PackageVersion={version}");
+            foreach (var project in new[] { "src/ML.LinearAttention.Torch/ML.LinearAttention.Torch.csproj", "src/ML.LinearAttention/ML.LinearAttention.csproj" })
+                Dotnet(repo, $"pack {project} -c Release -o \"{feed}\" -p:PackageVersion={version}");
 
             File.WriteAllText(Path.Combine(app, "app.csproj"), $"""
                 <Project Sdk="Microsoft.NET.Sdk">

@@ -51,7 +51,7 @@ public sealed class ConversionTests(ITestOutputHelper output)
             // Feature dimension 16 > head dimension 4 (as LoLCATs' 64 > some heads): Kaiming-initialised maps with room to fit.
             AttentionOptions = mechanism == "lolcats" ? new LolcatsOptions { Window = 2, FeatureDim = 16 } : new HedgehogOptions { FeatureDim = 16 },
         };
-        var plan = SoftmaxConversion.Plan(softmax.Config, options);
+        var plan = options.PlanFor(softmax.Config);
         Assert.Equal(new[] { 0, 1 }, plan.Select(p => p.Layer));
         using var converted = SoftmaxConversion.Convert(softmax, plan, out var fresh);
         var expectedFresh = mechanism == "lolcats"
@@ -88,22 +88,22 @@ public sealed class ConversionTests(ITestOutputHelper output)
     public void Plans_pick_layers_by_index_or_hybrid_plan_and_reject_what_cannot_convert()
     {
         var config = new EncoderConfig { VocabularySize = 24, NumLayers = 4, ModelDim = 8, NumHeads = 2, Mixer = "softmax", Outputs = 2 };
-        Assert.Equal(new[] { 0, 3 }, SoftmaxConversion.Plan(config, new ConversionOptions { Layers = new[] { -1, 0 } }).Select(p => p.Layer));
-        Assert.Equal(new[] { 0, 1, 2 }, SoftmaxConversion.Plan(config, new ConversionOptions { HybridPlan = "softmax@-1" }).Select(p => p.Layer));
-        var mixed = SoftmaxConversion.Plan(config, new ConversionOptions { HybridPlan = "3:1;lolcats@0" });
+        Assert.Equal(new[] { 0, 3 }, (new ConversionOptions { Layers = new[] { -1, 0 } }).PlanFor(config).Select(p => p.Layer));
+        Assert.Equal(new[] { 0, 1, 2 }, (new ConversionOptions { HybridPlan = "softmax@-1" }).PlanFor(config).Select(p => p.Layer));
+        var mixed = (new ConversionOptions { HybridPlan = "3:1;lolcats@0" }).PlanFor(config);
         Assert.Equal(new[] { (0, "lolcats"), (1, "hedgehog"), (2, "hedgehog") }, mixed.Select(p => (p.Layer, p.Name)));
         var converted = SoftmaxConversion.ConvertedConfig(config, mixed);
         Assert.Equal(new[] { "lolcats", "hedgehog", "hedgehog", "softmax" }, converted.Layers!.Select(l => l.Name));
         Assert.Equal(converted, EncoderConfig.FromJson(converted.ToJson()) with { Layers = converted.Layers });
 
         Assert.Contains("either Layers or HybridPlan", Assert.Throws<ArgumentException>(() =>
-            SoftmaxConversion.Plan(config, new ConversionOptions { Layers = new[] { 0 }, HybridPlan = "softmax@1" })).Message);
-        Assert.Contains("does not exist", Assert.Throws<ArgumentOutOfRangeException>(() => SoftmaxConversion.Plan(config, new ConversionOptions { Layers = new[] { 4 } })).Message);
+            (new ConversionOptions { Layers = new[] { 0 }, HybridPlan = "softmax@1" }).PlanFor(config)).Message);
+        Assert.Contains("does not exist", Assert.Throws<ArgumentOutOfRangeException>(() => (new ConversionOptions { Layers = new[] { 4 } }).PlanFor(config)).Message);
         var linear = config with { Mixer = "linear" };
-        Assert.Contains("not softmax", Assert.Throws<ArgumentException>(() => SoftmaxConversion.Plan(linear, new ConversionOptions { Layers = new[] { 1 } })).Message);
-        Assert.Contains("no softmax layer", Assert.Throws<ArgumentException>(() => SoftmaxConversion.Plan(linear, new ConversionOptions())).Message);
-        Assert.Contains("Unknown attention mechanism", Assert.Throws<ArgumentException>(() => SoftmaxConversion.Plan(config, new ConversionOptions { Attention = "nope" })).Message);
-        Assert.Contains("TransferSteps", Assert.Throws<ArgumentOutOfRangeException>(() => SoftmaxConversion.Plan(config, new ConversionOptions { TransferSteps = -1 })).Message);
+        Assert.Contains("not softmax", Assert.Throws<ArgumentException>(() => (new ConversionOptions { Layers = new[] { 1 } }).PlanFor(linear)).Message);
+        Assert.Contains("no softmax layer", Assert.Throws<ArgumentException>(() => (new ConversionOptions()).PlanFor(linear)).Message);
+        Assert.Contains("Unknown attention mechanism", Assert.Throws<ArgumentException>(() => (new ConversionOptions { Attention = "nope" }).PlanFor(config)).Message);
+        Assert.Contains("TransferSteps", Assert.Throws<ArgumentOutOfRangeException>(() => (new ConversionOptions { TransferSteps = -1 }).PlanFor(config)).Message);
     }
 
     [Fact]
@@ -111,7 +111,7 @@ public sealed class ConversionTests(ITestOutputHelper output)
     {
         Torch.Seed();
         using var softmax = BertEncoderTests.Load(TinyBert.Checkpoint());
-        var plan = SoftmaxConversion.Plan(softmax.Config, new ConversionOptions { Attention = "linear", AttentionOptions = new global::Microsoft.ML.LinearAttention.Attention.LinearKernel.LinearAttentionOptions { OutputNorm = false } });
+        var plan = (new ConversionOptions { Attention = "linear", AttentionOptions = new global::Microsoft.ML.LinearAttention.Attention.PlainLinear.LinearMixerOptions { OutputNorm = false } }).PlanFor(softmax.Config);
         using var converted = SoftmaxConversion.Convert(softmax, plan, out var fresh);
         // elu+1 linear attention has no new parameters: stage 1 is skipped and says so.
         var log = new ListLog();
@@ -119,7 +119,7 @@ public sealed class ConversionTests(ITestOutputHelper output)
         Assert.Equal(0, AttentionTransfer.Run(softmax, converted, plan, fresh, () => Rows(8, 1), Settings(5), CPU, log).Steps);
         Assert.Contains("no new parameters", log.Lines.Single());
 
-        var lolPlan = SoftmaxConversion.Plan(softmax.Config, new ConversionOptions { Attention = "lolcats" });
+        var lolPlan = (new ConversionOptions { Attention = "lolcats" }).PlanFor(softmax.Config);
         using var lol = SoftmaxConversion.Convert(softmax, lolPlan, out var lolFresh);
         var e = Assert.Throws<ArgumentException>(() => AttentionTransfer.Run(softmax, lol, lolPlan, lolFresh, () => Rows(8, 1), Settings(5, 1000, 1), CPU, new ListLog()));
         Assert.Contains("hedgehog", e.Message);

@@ -1,4 +1,4 @@
-using Microsoft.ML.LinearAttention.Attention.LinearKernel;
+using Microsoft.ML.LinearAttention.Attention.Kernels;
 using Microsoft.ML.LinearAttention.Distributed;
 using Microsoft.ML.LinearAttention.Tests.Infrastructure;
 using TorchSharp;

@@ -1,6 +1,6 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.LinearAttention.Estimators;
-using Microsoft.ML.LinearAttention.Resilience;
+
 using Microsoft.ML.LinearAttention.Tests.Text;
 using Microsoft.ML.LinearAttention.Training;
 using Xunit;

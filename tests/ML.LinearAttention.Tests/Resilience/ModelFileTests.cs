@@ -1,10 +1,11 @@
 using System.IO.Compression;
 using System.Text;
 using Microsoft.ML.LinearAttention.Estimators;
-using Microsoft.ML.LinearAttention.Resilience;
+
 using Microsoft.ML.LinearAttention.Tests.Text;
 using Xunit;
 using Xunit.Abstractions;
+using Microsoft.ML.LinearAttention.Data;
 
 namespace Microsoft.ML.LinearAttention.Tests.Resilience;
 

@@ -1,6 +1,6 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.LinearAttention.Estimators;
-using Microsoft.ML.LinearAttention.Persistence;
+using Microsoft.ML.LinearAttention.Runtime;
 using Microsoft.ML.LinearAttention.SampleData;
 using Microsoft.ML.LinearAttention.Tokenization;
 using Microsoft.ML.LinearAttention.Training;

@@ -1,7 +1,7 @@
 using System.Reflection;
 using Microsoft.ML.Data;
 using Microsoft.ML.LinearAttention.Estimators;
-using Microsoft.ML.LinearAttention.Persistence;
+using Microsoft.ML.LinearAttention.Runtime;
 using Microsoft.ML.Runtime;
 using Microsoft.ML.SearchSpace;
 using Xunit;

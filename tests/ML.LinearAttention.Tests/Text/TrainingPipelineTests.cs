@@ -5,6 +5,7 @@ using Microsoft.ML.LinearAttention.Training;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;
+using Microsoft.ML.LinearAttention.Data;
 
 namespace Microsoft.ML.LinearAttention.Tests.Text;
 

@@ -5,6 +5,7 @@ using Microsoft.ML.LinearAttention.Training;
 using Microsoft.ML.LinearAttention.Vision;
 using Xunit;
 using Xunit.Abstractions;
+using Microsoft.ML.LinearAttention.Runtime;
 
 namespace Microsoft.ML.LinearAttention.Tests.Vision;
 
@@ -154,7 +155,7 @@ public sealed class ImageClassificationTests(ITestOutputHelper output)
         Assert.Contains("Key<UInt32>", label.Message);
 
         // GetOutputSchema (pipeline construction) checks the same before any data is read.
-        var shape = Persistence.MLNetBridge.ShapeOf(keyed.Schema);
+        var shape = MLNetBridge.ShapeOf(keyed.Schema);
         var shapeError = Assert.Throws<ArgumentOutOfRangeException>(() => ml.Transforms.LinearAttention.ImageClassification("Key", "Image", options: TinyDigits()).GetOutputSchema(shape));
         Assert.Contains("String", shapeError.Message);
     }

@@ -60,7 +60,7 @@ public static class ImageData
     public static List<FlowerImageRow> Decoded112(IEnumerable<FlowerRow> rows)
         => rows.Select(r =>
         {
-            var rgb = LinearAttention.Vision.ImageDecoder.Decode(File.ReadAllBytes(Path.Combine(FlowersFolder, r.Path)),
+            var rgb = LinearAttention.Data.ImageDecoder.Decode(File.ReadAllBytes(Path.Combine(FlowersFolder, r.Path)),
                 new LinearAttention.Vision.ImageGeometry(112, 112, LinearAttention.Vision.ImageResizeMode.CenterCrop));
             var bgra = new byte[112 * 112 * 4];
             for (int i = 0; i < 112 * 112; i++) { bgra[4 * i] = rgb[3 * i + 2]; bgra[4 * i + 1] = rgb[3 * i + 1]; bgra[4 * i + 2] = rgb[3 * i]; bgra[4 * i + 3] = 255; }

@@ -8,6 +8,7 @@ using TorchSharp;
 using Xunit;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
+using Microsoft.ML.LinearAttention.Data;
 
 namespace Microsoft.ML.LinearAttention.Tests.Vision;
 

@@ -4,6 +4,7 @@ using Microsoft.ML.LinearAttention.Vision;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;
+using Microsoft.ML.LinearAttention.Data;
 
 namespace Microsoft.ML.LinearAttention.Tests.Vision;
 
