@@ -2,6 +2,7 @@ using System.Globalization;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.LinearAttention.Estimators;
+using Microsoft.ML.LinearAttention.Persistence;
 
 // usage: ML.LinearAttention.ModelHost <model.zip> <rows.tsv: Text<TAB>Sentiment, no header> <out.txt>
 // Writes one line per row: the PredictedLabel key and the Score floats as raw bits (hex), then one line from a

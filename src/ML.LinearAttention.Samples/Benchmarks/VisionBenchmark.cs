@@ -10,6 +10,7 @@ using Microsoft.ML.LinearAttention.Vision;
 using TorchSharp;
 using static TorchSharp.torch;
 using Microsoft.ML.LinearAttention.Samples.Reporting;
+using Microsoft.ML.LinearAttention.Training;
 
 namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 

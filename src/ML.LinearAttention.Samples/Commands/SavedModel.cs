@@ -1,6 +1,7 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.LinearAttention.Estimators;
 using Microsoft.ML.LinearAttention.Samples.Reporting;
+using Microsoft.ML.LinearAttention.Persistence;
 
 namespace Microsoft.ML.LinearAttention.Samples.Commands;
 

@@ -7,6 +7,7 @@ using Microsoft.ML.LinearAttention.Estimators;
 using Microsoft.ML.LinearAttention.SampleData;
 using Microsoft.ML.Runtime;
 using Microsoft.ML.LinearAttention.Training;
+using Microsoft.ML.LinearAttention.Persistence;
 
 namespace Microsoft.ML.LinearAttention.Samples.Demos;
 

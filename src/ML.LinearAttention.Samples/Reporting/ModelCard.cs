@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.ML.LinearAttention.Estimators;
+using Microsoft.ML.LinearAttention.Persistence;
 
 namespace Microsoft.ML.LinearAttention.Samples.Reporting;
 

@@ -1,7 +1,6 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
 using System.Text;
-using Microsoft.ML.LinearAttention.Data;
 
 namespace Microsoft.ML.LinearAttention.Samples.Reporting;
 

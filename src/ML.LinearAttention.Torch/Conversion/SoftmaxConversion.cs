@@ -3,6 +3,7 @@ using Microsoft.ML.LinearAttention.Attention.Hybrid;
 using Microsoft.ML.LinearAttention.Encoder;
 using TorchSharp;
 using static TorchSharp.torch;
+using Microsoft.ML.LinearAttention.FineTuning;
 
 namespace Microsoft.ML.LinearAttention.Conversion;
 
@@ -108,7 +109,7 @@ public static class SoftmaxConversion
     {
         ArgumentNullException.ThrowIfNull(softmax);
         var device = softmax.parameters().First().device;
-        var student = new SequenceModel(ConvertedConfig(softmax.Config, plan));
+        var student = FineTuningRegistry.CreateModel(ConvertedConfig(softmax.Config, plan));
         try
         {
             student.to(device);

@@ -11,15 +11,6 @@ namespace Microsoft.ML.LinearAttention.Distributed;
 /// </summary>
 public static class DataParallel
 {
-    /// <summary>The log of ranks other than 0 (only rank 0 reports).</summary>
-    internal static readonly Training.ITrainingLog SilentLog = new Silent();
-
-    private sealed class Silent : Training.ITrainingLog
-    {
-        public void Info(string message) { }
-        public void Warning(string message) { }
-    }
-
     /// <summary>Copies rank <paramref name="root"/>'s parameters and buffers to every rank (before training starts).</summary>
     public static void BroadcastState(nn.Module model, ICollectives collectives, int root = 0)
     {

@@ -1,7 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.ML.LinearAttention.Attention;
-using Microsoft.ML.LinearAttention.FineTuning;
 
 namespace Microsoft.ML.LinearAttention.Encoder;
 
@@ -72,8 +71,13 @@ public sealed record EncoderConfig
     public int SideFeatures { get; init; }
     /// <summary>Outputs of the head: classes for classification, 1 for regression.</summary>
     public int Outputs { get; init; } = 2;
-    /// <summary>The fine-tuning method the model was set up with when it changes the model's structure (null = full fine-tuning); see <see cref="FineTuningRegistry"/>.</summary>
-    public FineTuningSpec? FineTuning { get; init; }
+    /// <summary>
+    /// Records that code wrapping the model from outside keeps with its configuration, by name (the fine-tuning
+    /// catalog keeps "FineTuning" here, so a saved model rebuilds the same adapters). The encoder saves and loads them
+    /// but never reads them; in the JSON they sit at the top level beside the encoder's own fields.
+    /// </summary>
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Extensions { get; init; }
 
     // ---- BERT-compatible layout (Architecture = BertPostNorm; see docs/pretrained-and-conversion.md) ----
     /// <summary>Block layout: the library's pre-norm encoder (default) or BERT's post-norm one (pretrained checkpoints).</summary>

@@ -1,5 +1,4 @@
 using Microsoft.ML.LinearAttention.Attention;
-using Microsoft.ML.LinearAttention.FineTuning;
 using Microsoft.ML.LinearAttention.Training;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -93,10 +92,10 @@ public sealed class SequenceModel : TrainableModel
         target_std = torch.ones(1);
         InitWeights();
         RegisterComponents();
-        if (config.FineTuning is not null) FineTuningRegistry.Restore(this, config.FineTuning); // same structure as when saved
     }
 
-    /// <summary>The configuration this model was built from (the fine-tuning catalog records its method here).</summary>
+    /// <summary>The configuration this model was built from (code wrapping the model records itself in its
+    /// <see cref="EncoderConfig.Extensions"/>).</summary>
     public EncoderConfig Config { get; internal set; }
 
     /// <summary>
@@ -105,7 +104,7 @@ public sealed class SequenceModel : TrainableModel
     /// forward pass of compute for activation memory that no longer grows with the layers' intermediate tensors; for
     /// the longest inputs. See <see cref="BlockCheckpoint"/>.
     /// </summary>
-    public bool CheckpointActivations { get; set; }
+    public override bool CheckpointActivations { get; set; }
 
     private Tensor RunBlock(nn.Module<Tensor, Tensor?, Tensor> block, Tensor x, Tensor? mask)
         => CheckpointActivations && training && is_grad_enabled() && x.requires_grad
@@ -115,17 +114,39 @@ public sealed class SequenceModel : TrainableModel
     private Exception? _checkpointFailure;
 
     /// <summary>Rethrows (once) an exception of a checkpointed block's backward recomputation; call after backward().</summary>
-    public void ThrowIfCheckpointFailed()
+    public override void ThrowIfCheckpointFailed()
     {
         var e = Interlocked.Exchange(ref _checkpointFailure, null);
         if (e is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e).Throw();
     }
 
     /// <inheritdoc/>
-    public override TrainableModel CreateSibling() => new SequenceModel(Config);
+    public override TrainableModel CreateSibling()
+    {
+        var sibling = new SequenceModel(Config);
+        foreach (var change in _structureChanges) change(sibling);
+        return sibling;
+    }
+
+    private readonly List<Action<SequenceModel>> _structureChanges = new();
+
+    /// <summary>
+    /// Applies a change of structure made from outside the encoder (the fine-tuning catalog's adapters, heads and
+    /// recalibration modules) and remembers it, so that <see cref="CreateSibling"/> builds a model with the same
+    /// parameters. The encoder never looks inside the change.
+    /// </summary>
+    public void ChangeStructure(Action<SequenceModel> change)
+    {
+        ArgumentNullException.ThrowIfNull(change);
+        change(this);
+        _structureChanges.Add(change);
+    }
 
     /// <inheritdoc/>
     public override string ConfigurationJson => Config.ToJson();
+
+    /// <inheritdoc/>
+    public override bool SupportsResumableCheckpoints => true;
 
     /// <inheritdoc/>
     public override string Describe() => $"{Config.ModelDim} hidden, {Config.NumLayers} layers, {Config.Outputs} outputs";

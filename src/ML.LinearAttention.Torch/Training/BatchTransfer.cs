@@ -1,4 +1,3 @@
-using Microsoft.ML.LinearAttention.Encoder;
 using TorchSharp;
 using static TorchSharp.torch;
 

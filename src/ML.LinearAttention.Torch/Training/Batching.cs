@@ -1,4 +1,3 @@
-using Microsoft.ML.LinearAttention.Encoder;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.LinearAttention.Training;

@@ -1,4 +1,3 @@
-using Microsoft.ML.LinearAttention.Encoder;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

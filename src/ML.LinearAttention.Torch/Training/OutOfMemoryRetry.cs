@@ -1,5 +1,3 @@
-using Microsoft.ML.LinearAttention.Encoder;
-using Microsoft.ML.LinearAttention.Training;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.LinearAttention.Training;

@@ -1,13 +1,12 @@
-using Microsoft.ML.LinearAttention.Encoder;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.LinearAttention.Training;
 
 /// <summary>
-/// A network that <see cref="ModelTrainer"/> trains and the estimators' transformers serve: the text/sequence
-/// <see cref="SequenceModel"/> and the image <c>Vision.VisionModel</c>. Its configuration JSON and its state
-/// dictionary are the whole saved model.
+/// A network that <see cref="ModelTrainer"/> trains and the estimators' transformers serve (the text/sequence
+/// <c>Encoder.SequenceModel</c> and the image <c>Vision.VisionModel</c> derive from it). The trainer knows models only
+/// through this contract. Its configuration JSON and its state dictionary are the whole saved model.
 /// </summary>
 public abstract class TrainableModel : nn.Module
 {
@@ -30,4 +29,18 @@ public abstract class TrainableModel : nn.Module
 
     /// <summary>A few words on the sizes, for error messages (e.g. "128 hidden, 2 layers, 3 outputs").</summary>
     public abstract string Describe();
+
+    /// <summary>
+    /// Activation checkpointing while training (a run-time switch the trainer sets from
+    /// <see cref="TrainingSettings.ActivationCheckpointing"/>, not saved with the model). Models without blocks to
+    /// recompute ignore it.
+    /// </summary>
+    public virtual bool CheckpointActivations { get; set; }
+
+    /// <summary>Rethrows (once) an exception raised while recomputing checkpointed activations in backward(); the
+    /// trainer calls it after every backward().</summary>
+    public virtual void ThrowIfCheckpointFailed() { }
+
+    /// <summary>True when the trainer may write and resume <see cref="TrainingCheckpoints"/> for this model.</summary>
+    public virtual bool SupportsResumableCheckpoints => false;
 }

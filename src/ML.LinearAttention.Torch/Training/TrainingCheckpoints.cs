@@ -1,7 +1,5 @@
 using System.Security.Cryptography;
 using System.Text;
-using Microsoft.ML.LinearAttention.Encoder;
-using Microsoft.ML.LinearAttention.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -49,9 +47,9 @@ internal sealed class TrainingCheckpoints
     }
 
     /// <summary>The fingerprint of a run: what must not change between a checkpoint and its resume.</summary>
-    public static string Fingerprint(EncoderConfig config, TrainingSettings s, long trainRows)
+    public static string Fingerprint(TrainableModel model, TrainingSettings s, long trainRows)
     {
-        var text = $"{config.ToJson()}|rows={trainRows}|batch={s.BatchSize}|tokens={s.MaxBatchTokens}|epochs={s.MaxEpochs}|steps={s.MaxSteps}|lr={s.LearningRate:R}|" +
+        var text = $"{model.ConfigurationJson}|rows={trainRows}|batch={s.BatchSize}|tokens={s.MaxBatchTokens}|epochs={s.MaxEpochs}|steps={s.MaxSteps}|lr={s.LearningRate:R}|" +
                    $"wd={s.WeightDecay:R}|warmup={s.WarmupRatio:R}|decay={s.Decay}|final={s.FinalLearningRateRatio:R}|clip={s.MaxGradientNorm:R}|" +
                    $"accum={s.GradientAccumulationSteps}|buffer={s.ShuffleBufferRows}|seed={s.Seed}|precision={s.Precision}";
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
@@ -68,7 +66,7 @@ internal sealed class TrainingCheckpoints
     public static int EpochSeed(int seed, int epoch) => unchecked(seed * 1_000_003 + epoch * 7_919);
 
     /// <summary>Writes a checkpoint atomically and removes all but the newest two.</summary>
-    public void Save(CheckpointState state, SequenceModel model, AdamW optimizer, Dictionary<string, Tensor>? bestWeights)
+    public void Save(CheckpointState state, TrainableModel model, AdamW optimizer, Dictionary<string, Tensor>? bestWeights)
     {
         var final = Path.Combine(_directory, $"{Prefix}{state.Step:D10}-{(state.EpochComplete ? "e" : "s")}{Extension}");
         var temp = final + ".tmp-" + Guid.NewGuid().ToString("N");
@@ -110,7 +108,7 @@ internal sealed class TrainingCheckpoints
     /// Restores the newest readable checkpoint into <paramref name="model"/> and <paramref name="optimizer"/>; null when
     /// the directory holds none. A checkpoint of another run (different fingerprint) is an error, never silently used.
     /// </summary>
-    public CheckpointState? TryResume(SequenceModel model, AdamW optimizer, out Dictionary<string, Tensor>? bestWeights)
+    public CheckpointState? TryResume(TrainableModel model, AdamW optimizer, out Dictionary<string, Tensor>? bestWeights)
     {
         bestWeights = null;
         foreach (var file in Files())
@@ -133,7 +131,7 @@ internal sealed class TrainingCheckpoints
         return null;
     }
 
-    private CheckpointState Read(string file, SequenceModel model, AdamW optimizer, out Dictionary<string, Tensor>? bestWeights)
+    private CheckpointState Read(string file, TrainableModel model, AdamW optimizer, out Dictionary<string, Tensor>? bestWeights)
     {
         bestWeights = null;
         using var stream = File.OpenRead(file);
@@ -180,7 +178,7 @@ internal sealed class TrainingCheckpoints
         foreach (var f in Files()) TryDelete(f);
     }
 
-    private static Dictionary<string, Tensor> Clone(SequenceModel model)
+    private static Dictionary<string, Tensor> Clone(TrainableModel model)
     {
         using var _ = torch.no_grad();
         return model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());

@@ -48,7 +48,7 @@ public sealed record TrainingSettings
     /// <summary>fp32, or bf16 mixed precision (Auto: on CUDA only).</summary>
     public TrainingPrecision Precision { get; init; } = TrainingPrecision.Auto;
     /// <summary>Recompute each block's activations in the backward pass instead of storing them (less memory, about one
-    /// extra forward pass of compute); see <see cref="Encoder.SequenceModel.CheckpointActivations"/>.</summary>
+    /// extra forward pass of compute); see <see cref="TrainableModel.CheckpointActivations"/>.</summary>
     public bool ActivationCheckpointing { get; init; }
     public IProgress<TrainingProgress>? Progress { get; init; }
     /// <summary>What <see cref="Example.Length"/> counts, for the throughput in the log ("tokens"; "images" for images).</summary>
@@ -61,7 +61,7 @@ public sealed record TrainingSettings
     /// <summary>Multi-GPU data-parallel training (null = one device); see <see cref="Microsoft.ML.LinearAttention.Distributed.DistributedOptions"/>.</summary>
     public Distributed.DistributedOptions? Distributed { get; init; }
     /// <summary>Test hook: called with the batch of each forward pass before it runs (fault injection).</summary>
-    internal Action<Encoder.ModelBatch>? FaultInjection { get; init; }
+    internal Action<ModelBatch>? FaultInjection { get; init; }
 
     internal void Validate()
     {

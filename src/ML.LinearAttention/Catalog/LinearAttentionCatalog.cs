@@ -1,4 +1,5 @@
 using Microsoft.ML.LinearAttention.Estimators;
+using Microsoft.ML.LinearAttention.Persistence;
 using Microsoft.ML.LinearAttention.Runtime;
 using Microsoft.ML.Runtime;
 
@@ -12,7 +13,11 @@ public sealed partial class LinearAttentionCatalog
 {
     private readonly IHostEnvironment _env;
 
-    internal LinearAttentionCatalog(IHostEnvironment env) => _env = env;
+    internal LinearAttentionCatalog(IHostEnvironment env)
+    {
+        _env = env;
+        LinearAttentionModel.Register(env.ComponentCatalog); // every estimator comes from here, so Model.Load works in the same MLContext
+    }
 
     /// <summary>Text classification on one or more text columns (+ optional numeric side features).</summary>
     /// <param name="labelColumnName">Key&lt;UInt32&gt; label (MapValueToKey first).</param>

@@ -1,5 +1,4 @@
 using Microsoft.ML.Data;
-using Microsoft.ML.LinearAttention.Estimators;
 using Microsoft.ML.LinearAttention.Training;
 
 namespace Microsoft.ML.LinearAttention.Data;

@@ -27,7 +27,6 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
     {
         Env = env ?? throw new ArgumentNullException(nameof(env));
         Options = options ?? throw new ArgumentNullException(nameof(options));
-        LinearAttentionModel.Register(env.ComponentCatalog);
     }
 
     private protected abstract string TaskName { get; }

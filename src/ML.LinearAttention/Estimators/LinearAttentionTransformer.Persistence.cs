@@ -12,14 +12,14 @@ public abstract partial class LinearAttentionTransformer : ICanSaveModel
 {
     internal const string LoaderSignature = "LinearAttnTransformer"; // ML.NET allows at most 24 characters
     internal const string UserName = "ML.LinearAttention transformer";
-    private const byte ClassificationTask = 1;
-    private const byte RegressionTask = 2;
-    private const byte ImageClassificationTask = 3;
+    internal const byte ClassificationTask = 1;
+    internal const byte RegressionTask = 2;
+    internal const byte ImageClassificationTask = 3;
 
     /// <summary>The model format this build writes (and the newest it reads).</summary>
     internal const uint FormatVersion = 0x00010001; // initial format
 
-    private static object Version => MLNetBridge.VersionInfo(
+    internal static object Version => MLNetBridge.VersionInfo(
         modelSignature: "LINATTNT",
         verWrittenCur: FormatVersion,
         verReadableCur: FormatVersion,
@@ -74,64 +74,11 @@ public abstract partial class LinearAttentionTransformer : ICanSaveModel
     /// <summary>Task-specific part of the main stream.</summary>
     private protected abstract void WriteTask(BinaryWriter w);
 
-    /// <summary>
-    /// Called by ML.NET's ComponentCatalog when it loads a model saved by this library (registered by
-    /// <see cref="LinearAttentionModel.Register(MLContext)"/>); <paramref name="ctx"/> is ML.NET's ModelLoadContext.
-    /// </summary>
-    public static LinearAttentionTransformer Create(IHostEnvironment env, object ctx)
-    {
-        ArgumentNullException.ThrowIfNull(env);
-        ArgumentNullException.ThrowIfNull(ctx);
-        ModelFiles.CheckFormatVersion(MLNetBridge.ModelVersions(ctx), FormatVersion);
-        var r = MLNetBridge.BeginLoad(ctx, Version);
-        byte task = r.ReadByte();
-        string configJson = r.ReadString();
-        var texts = Enumerable.Range(0, r.ReadInt32()).Select(_ => r.ReadString()).ToArray();
-        var sequence = ReadOptional(r);
-        int features = r.ReadInt32();
-        var side = ReadOptional(r);
-        var columns = new InputColumns
-        {
-            TextColumns = texts, SequenceColumn = sequence, SequenceFeatures = features, SideFeaturesColumn = side,
-            LabelColumn = r.ReadString(), LabelKind = (LabelKind)r.ReadInt32(),
-        };
-        string score = r.ReadString();
-        int maxLength = r.ReadInt32();
-        int inferenceBatch = r.ReadInt32();
-        var tokenizer = r.ReadBoolean() ? TextTokenizer.Read(r) : null;
-        int pad = r.ReadInt32(), numeric = r.ReadInt32(), sideLength = r.ReadInt32();
-        var fill = Enumerable.Range(0, r.ReadInt32()).Select(_ => r.ReadSingle()).ToArray();
-        var spec = new CollateSpec(columns.LabelKind, pad, numeric, sideLength, fill.Length > 0 ? fill : null);
-
-        var device = ResolveDevice(env, cpuThreads: null);
-        TrainableModel model = task == ImageClassificationTask
-            ? new Vision.VisionModel(Vision.VisionConfig.FromJson(configJson))
-            : new SequenceModel(EncoderConfig.FromJson(configJson));
-        try
-        {
-            if (!MLNetBridge.TryLoadBinaryStream(ctx, "Weights", w => model.load(w, strict: true)))
-                throw new InvalidDataException("The saved ML.LinearAttention model has no 'Weights' entry; the file is damaged.");
-            model.to(device);
-            return task switch
-            {
-                ClassificationTask => TextClassificationTransformer.Read(r, env, (SequenceModel)model, tokenizer, columns, maxLength, spec, inferenceBatch, device, score),
-                RegressionTask => new SequenceRegressionTransformer(env, (SequenceModel)model, tokenizer, columns, maxLength, spec, inferenceBatch, device, score),
-                ImageClassificationTask => Vision.ImageClassificationTransformer.Read(r, env, (Vision.VisionModel)model, columns, spec, inferenceBatch, device, score),
-                _ => throw new InvalidDataException($"Unknown task code {task} in the saved ML.LinearAttention model."),
-            };
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
-    }
-
     private static void WriteOptional(BinaryWriter w, string? s)
     {
         w.Write(s is not null);
         if (s is not null) w.Write(s);
     }
 
-    private static string? ReadOptional(BinaryReader r) => r.ReadBoolean() ? r.ReadString() : null;
+    internal static string? ReadOptional(BinaryReader r) => r.ReadBoolean() ? r.ReadString() : null;
 }

@@ -30,7 +30,6 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
     {
         _env = env ?? throw new ArgumentNullException(nameof(env));
         _options = options ?? throw new ArgumentNullException(nameof(options));
-        LinearAttentionModel.Register(env.ComponentCatalog);
     }
 
     private InputColumns Columns() => new()

@@ -9,6 +9,7 @@ using TorchSharp;
 using Xunit;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
+using Microsoft.ML.LinearAttention.Training;
 
 namespace Microsoft.ML.LinearAttention.Tests.Conversion;
 

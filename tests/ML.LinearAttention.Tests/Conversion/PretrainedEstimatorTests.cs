@@ -6,6 +6,7 @@ using Microsoft.ML.LinearAttention.Tests.Pretrained;
 using Microsoft.ML.LinearAttention.Tests.Text;
 using Xunit;
 using Xunit.Abstractions;
+using Microsoft.ML.LinearAttention.Persistence;
 
 namespace Microsoft.ML.LinearAttention.Tests.Conversion;
 

@@ -8,6 +8,7 @@ using TorchSharp;
 using Xunit;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
+using Microsoft.ML.LinearAttention.Persistence;
 
 namespace Microsoft.ML.LinearAttention.Tests.FineTuning;
 
@@ -106,7 +107,7 @@ public sealed class FineTuningEstimatorTests(BaseWeightsFixture fixture, ITestOu
             if (ShouldChange(method, key)) { Assert.True(moved, $"{method}: {key} should have trained"); changed++; }
             else { Assert.False(moved, $"{method}: {key} should be frozen"); frozen++; }
         }
-        output.WriteLine($"{method}: {changed} base tensors trained, {frozen} frozen; fine-tuning spec {transformer.Configuration.FineTuning}");
+        output.WriteLine($"{method}: {changed} base tensors trained, {frozen} frozen; fine-tuning spec {FineTuningRegistry.SpecOf(transformer.Configuration)}");
         if (method is "linear_probe" or "moment_probing" or "psrp") Assert.Contains(fitted.Keys, k => k.StartsWith("probe_head.", StringComparison.Ordinal));
         if (method == "lora") Assert.DoesNotContain(fitted.Keys, k => k.Contains("lora_")); // merged after training
 

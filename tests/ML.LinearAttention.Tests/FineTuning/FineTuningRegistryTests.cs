@@ -76,7 +76,7 @@ public sealed class FineTuningRegistryTests
             {
                 case "full":
                     Assert.Equal(summary.TotalParameters, summary.TrainableParameters);
-                    Assert.Null(model.Config.FineTuning); // full fine-tuning leaves the saved configuration as before
+                    Assert.Null(FineTuningRegistry.SpecOf(model.Config)); // full fine-tuning leaves the saved configuration as before
                     break;
                 case "freeze_layers":
                     Assert.False(Trains("token_embedding.weight"));
@@ -123,7 +123,7 @@ public sealed class FineTuningRegistryTests
             var expected = TinyModels.Eval(model, batch);
             var json = model.Config.ToJson();
             Assert.Contains(method, json);
-            using var rebuilt = new SequenceModel(EncoderConfig.FromJson(json));
+            using var rebuilt = FineTuningRegistry.CreateModel(EncoderConfig.FromJson(json));
             rebuilt.load_state_dict(model.state_dict(), strict: true);
             KernelAssert.Close(TinyModels.Eval(rebuilt, batch), expected, 0, 0, method + " rebuilt from its configuration");
         }
@@ -141,9 +141,9 @@ public sealed class FineTuningRegistryTests
         var before = TinyModels.Eval(model, batch);
         Assert.Contains("merged into 8", FineTuningRegistry.Finish(model));
         Assert.Empty(LoraLayers.Layers(model));
-        Assert.True(model.Config.FineTuning!.Finished);
+        Assert.True(FineTuningRegistry.SpecOf(model.Config)!.Finished);
         KernelAssert.Close(TinyModels.Eval(model, batch), before, 1e-5, 1e-4, "merged");
-        using var rebuilt = new SequenceModel(model.Config);
+        using var rebuilt = FineTuningRegistry.CreateModel(model.Config);
         rebuilt.load_state_dict(model.state_dict(), strict: true); // plain structure: no adapters to rebuild
         Assert.Null(FineTuningRegistry.Finish(model));
     }

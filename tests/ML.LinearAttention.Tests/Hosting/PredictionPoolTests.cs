@@ -4,6 +4,7 @@ using Microsoft.ML.LinearAttention.Hosting;
 using Microsoft.ML.LinearAttention.Tests.Resilience;
 using Microsoft.ML.LinearAttention.Tests.Text;
 using Xunit;
+using Microsoft.ML.LinearAttention.Persistence;
 
 namespace Microsoft.ML.LinearAttention.Tests.Hosting;
 

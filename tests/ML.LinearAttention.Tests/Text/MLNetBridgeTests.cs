@@ -5,6 +5,7 @@ using Microsoft.ML.LinearAttention.Runtime;
 using Microsoft.ML.Runtime;
 using Microsoft.ML.SearchSpace;
 using Xunit;
+using Microsoft.ML.LinearAttention.Persistence;
 
 namespace Microsoft.ML.LinearAttention.Tests.Text;
 

@@ -4,6 +4,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.LinearAttention.Estimators;
 using Xunit;
 using Xunit.Abstractions;
+using Microsoft.ML.LinearAttention.Persistence;
 
 namespace Microsoft.ML.LinearAttention.Tests.Text;
 

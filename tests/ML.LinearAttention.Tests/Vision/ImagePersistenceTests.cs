@@ -4,6 +4,7 @@ using Microsoft.ML.LinearAttention.Tests.Text;
 using Microsoft.ML.LinearAttention.Vision;
 using Xunit;
 using Xunit.Abstractions;
+using Microsoft.ML.LinearAttention.Persistence;
 
 namespace Microsoft.ML.LinearAttention.Tests.Vision;
 

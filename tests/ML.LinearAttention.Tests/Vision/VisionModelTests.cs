@@ -5,6 +5,7 @@ using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;
 using Microsoft.ML.LinearAttention.Data;
+using Microsoft.ML.LinearAttention.Training;
 
 namespace Microsoft.ML.LinearAttention.Tests.Vision;
 

@@ -109,11 +109,11 @@ public static class FineTuningRegistry
         Check(method, options);
         var info = Get(method);
         options ??= DefaultOptions(info.Name);
-        if (model.Config.FineTuning is { } existing)
+        if (SpecOf(model.Config) is { } existing)
             throw new InvalidOperationException($"This model is already set up for fine-tuning with '{existing.Method}'; build a fresh model to use '{info.Name}'.");
         info.Validate(options, model.Config);
         var device = model.parameters().FirstOrDefault()?.device;
-        info.Restructure(model, options, false);
+        model.ChangeStructure(m => info.Restructure(m, options, false));
         if (device is not null) ModuleDevice.MoveAllTo(model, device); // new adapters and heads join the model's device
         long trainable = 0, total = 0;
         foreach (var p in ModelParameter.All(model))
@@ -124,8 +124,19 @@ public static class FineTuningRegistry
             if (trains) trainable += p.Parameter.numel();
         }
         if (trainable == 0) throw new InvalidOperationException($"Fine-tuning method '{info.Name}' with these options leaves no parameter to train.");
-        if (!IsFull(info.Name)) model.Config = model.Config with { FineTuning = new FineTuningSpec(info.Name, SerializeOptions(options)) };
+        if (!IsFull(info.Name)) model.Config = WithSpec(model.Config, new FineTuningSpec(info.Name, SerializeOptions(options)));
         return new FineTuningSummary(info.Name, trainable, total, info.Describe(model, options) ?? "");
+    }
+
+    /// <summary>
+    /// A model built from a saved <paramref name="config"/>, with the structure of the fine-tuning method recorded in it
+    /// (before its saved weights are loaded). Use it wherever a configuration may come from a fine-tuned model.
+    /// </summary>
+    public static SequenceModel CreateModel(EncoderConfig config)
+    {
+        var model = new SequenceModel(config);
+        if (SpecOf(config) is { } spec) Restore(model, spec);
+        return model;
     }
 
     /// <summary>Rebuilds the structure recorded in <paramref name="spec"/> on a freshly built model (before its saved weights are loaded).</summary>
@@ -133,24 +144,41 @@ public static class FineTuningRegistry
     {
         var info = Get(spec.Method);
         var options = spec.OptionsJson is null ? DefaultOptions(info.Name) : DeserializeOptions(info.Name, spec.OptionsJson);
-        info.Restructure(model, options, spec.Finished);
+        model.ChangeStructure(m => info.Restructure(m, options, spec.Finished));
+    }
+
+    private const string ExtensionName = "FineTuning";
+
+    /// <summary>The fine-tuning method recorded in <paramref name="config"/> (null = none, i.e. full fine-tuning).</summary>
+    public static FineTuningSpec? SpecOf(EncoderConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return config.Extensions?.TryGetValue(ExtensionName, out var e) == true && e.ValueKind == JsonValueKind.Object
+            ? e.Deserialize<FineTuningSpec>() : null;
+    }
+
+    private static EncoderConfig WithSpec(EncoderConfig config, FineTuningSpec spec)
+    {
+        var extensions = config.Extensions is null ? new Dictionary<string, JsonElement>() : new Dictionary<string, JsonElement>(config.Extensions);
+        extensions[ExtensionName] = JsonSerializer.SerializeToElement(spec);
+        return config with { Extensions = extensions };
     }
 
     /// <summary>Ends fine-tuning after training (e.g. folds LoRA into the weights); returns a line for the log, or null.</summary>
     public static string? Finish(SequenceModel model)
     {
         ArgumentNullException.ThrowIfNull(model);
-        if (model.Config.FineTuning is not { Finished: false } spec) return null;
+        if (SpecOf(model.Config) is not { Finished: false } spec) return null;
         var info = Get(spec.Method);
         var options = spec.OptionsJson is null ? DefaultOptions(info.Name) : DeserializeOptions(info.Name, spec.OptionsJson);
         var line = info.Finish(model, options);
-        model.Config = model.Config with { FineTuning = spec with { Finished = true } };
+        model.Config = WithSpec(model.Config, spec with { Finished = true });
         return line;
     }
 
     /// <summary>The options a model was set up with (null when it was not, i.e. full fine-tuning).</summary>
     public static FineTuningOptions? OptionsOf(EncoderConfig config)
-        => config.FineTuning is not { } spec ? null
+        => SpecOf(config) is not { } spec ? null
          : spec.OptionsJson is null ? DefaultOptions(spec.Method) : DeserializeOptions(spec.Method, spec.OptionsJson);
 
     // Full fine-tuning changes nothing, so it leaves no trace in the configuration (saved models stay as before).

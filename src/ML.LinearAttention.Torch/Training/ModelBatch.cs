@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.LinearAttention.Encoder;
+namespace Microsoft.ML.LinearAttention.Training;
 
 /// <summary>
 /// One padded batch on the model's device. Token input: <see cref="Tokens"/> [B, T] int64 (+ <see cref="Segments"/>);

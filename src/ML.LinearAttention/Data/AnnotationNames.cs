@@ -1,4 +1,4 @@
-namespace Microsoft.ML.LinearAttention.Estimators;
+namespace Microsoft.ML.LinearAttention.Data;
 
 /// <summary>ML.NET's annotation names and values (AnnotationUtils is not public); the strings are ML.NET's own.</summary>
 internal static class AnnotationNames

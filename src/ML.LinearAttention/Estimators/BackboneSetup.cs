@@ -4,8 +4,9 @@ using Microsoft.ML.LinearAttention.Pretrained;
 using Microsoft.ML.LinearAttention.Tokenization;
 using Microsoft.ML.LinearAttention.Training;
 using Microsoft.ML.LinearAttention.Data;
+using Microsoft.ML.LinearAttention.Conversion;
 
-namespace Microsoft.ML.LinearAttention.Conversion;
+namespace Microsoft.ML.LinearAttention.Estimators;
 
 /// <summary>
 /// The estimators' <c>PretrainedBackbone</c>: the checkpoint fixes the architecture, every size and the tokenizer; an

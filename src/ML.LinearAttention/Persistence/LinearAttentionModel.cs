@@ -1,8 +1,9 @@
 using Microsoft.ML.LinearAttention.Runtime;
+using Microsoft.ML.LinearAttention.Estimators;
 using Microsoft.ML.Runtime;
 using Microsoft.ML.LinearAttention.Data;
 
-namespace Microsoft.ML.LinearAttention.Estimators;
+namespace Microsoft.ML.LinearAttention.Persistence;
 
 /// <summary>
 /// Model-file helpers. ML.NET finds the loader of a saved component in the MLContext's ComponentCatalog; this
@@ -27,7 +28,7 @@ public static class LinearAttentionModel
     public static void Register(ComponentCatalog catalog)
     {
         ArgumentNullException.ThrowIfNull(catalog);
-        var create = typeof(LinearAttentionTransformer).GetMethod(nameof(LinearAttentionTransformer.Create))!;
+        var create = typeof(ModelLoader).GetMethod(nameof(ModelLoader.Create))!;
         MLNetBridge.RegisterLoader(catalog, typeof(LinearAttentionTransformer), LinearAttentionTransformer.LoaderSignature, LinearAttentionTransformer.UserName, create);
     }
 

@@ -5,8 +5,9 @@ using Microsoft.ML.LinearAttention.Tokenization;
 using Microsoft.ML.LinearAttention.Training;
 using static TorchSharp.torch;
 using Microsoft.ML.LinearAttention.Data;
+using Microsoft.ML.LinearAttention.Conversion;
 
-namespace Microsoft.ML.LinearAttention.Conversion;
+namespace Microsoft.ML.LinearAttention.Estimators;
 
 /// <summary>The conversion inside the estimators' Fit: plan, module surgery, stage 1, and the stage-2 hand-over.</summary>
 internal static class ConversionStage

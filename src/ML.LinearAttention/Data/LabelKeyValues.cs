@@ -1,6 +1,6 @@
 using Microsoft.ML.Data;
 
-namespace Microsoft.ML.LinearAttention.Estimators;
+namespace Microsoft.ML.LinearAttention.Data;
 
 /// <summary>
 /// The KeyValues annotation of a key label (class names), kept with the model so that PredictedLabel carries the

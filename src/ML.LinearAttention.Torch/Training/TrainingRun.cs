@@ -1,0 +1,258 @@
+using System.Diagnostics;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Training;
+
+/// <summary>
+/// One call of <see cref="ModelTrainer.Train"/>, as named steps over the run's state: set up the optimizer and the
+/// schedule, resume from a checkpoint, then per epoch train the batches, step the optimizer, validate, checkpoint and
+/// decide on early stopping, and finally restore the best weights.
+/// </summary>
+internal sealed class TrainingRun : IDisposable
+{
+    private readonly TrainableModel _model;
+    private readonly CollateSpec _spec;
+    private readonly Func<IEnumerable<Example>> _trainRows;
+    private readonly long _trainRowCount;
+    private readonly Func<IEnumerable<Example>>? _validationRows;
+    private readonly TrainingSettings _s;
+    private readonly Device _device;
+    private readonly ITrainingLog _log;
+    private readonly Func<bool>? _hostCanceled;
+    private readonly Distributed.DistributedOptions? _dist;
+    private readonly Stopwatch _sw = Stopwatch.StartNew();
+    private readonly Stopwatch _tokenClock = new();
+    private readonly bool _cuda;
+    private readonly bool _higherIsBetter;
+
+    private AdamW _optimizer = null!;
+    private List<Parameter> _parameters = null!;
+    private long _totalSteps, _warmup;
+    private MixedPrecision? _mp;
+    private TrainableModel _runner = null!;
+    private TrainingCheckpoints? _checkpoints;
+    private OutOfMemoryRetry _oom = null!;
+    private Random _rng = null!;
+
+    private long _step, _tokensSeen;
+    private double _lastLoss = double.NaN;
+    private int _lossCount;
+    private Tensor? _lossSum; // on the device, fp64: read back (one synchronisation) only when reported
+    private double? _best;
+    private int? _bestEpoch;
+    private int _badEpochs;
+    private bool _stoppedEarly;
+    private Dictionary<string, Tensor>? _bestWeights;
+    private int _epoch, _firstEpoch = 1;
+    private long _skipBatches;
+
+    public TrainingRun(TrainableModel model, CollateSpec spec, Func<IEnumerable<Example>> trainRows, long trainRowCount,
+        Func<IEnumerable<Example>>? validationRows, TrainingSettings s, Device device, ITrainingLog log, Func<bool>? hostCanceled)
+    {
+        (_model, _spec, _trainRows, _trainRowCount, _validationRows, _s, _device, _hostCanceled) = (model, spec, trainRows, trainRowCount, validationRows, s, device, hostCanceled);
+        _dist = s.Distributed;
+        _log = _dist is not null && _dist.Collectives.Rank != 0 ? TrainingLog.Silent : log;   // only rank 0 logs
+        _cuda = device.type == DeviceType.CUDA;
+        _higherIsBetter = spec.Labels == LabelKind.Key;
+    }
+
+    private int WorldSize => _dist?.Collectives.WorldSize ?? 1;
+
+    public TrainingReport Run()
+    {
+        if (_dist is not null) Distributed.DataParallel.BroadcastState(_model, _dist.Collectives); // identical starting weights
+        SetUp();
+        _tokenClock.Start();
+        ResumeFromCheckpoint();
+        try
+        {
+            for (_epoch = _firstEpoch; !_stoppedEarly && _epoch <= _s.MaxEpochs && (_s.MaxSteps <= 0 || _step < _s.MaxSteps); _epoch++)
+            {
+                TrainEpoch();
+                double? metric = Validate();
+                ModelTrainer.Report(_log, _s, _epoch, _step, _totalSteps, _lastLoss, _optimizer, _tokensSeen, _tokenClock, _sw, metric, endOfEpoch: true,
+                    metricName: _higherIsBetter ? "validation accuracy" : "validation RMSE");
+                _checkpoints?.Save(new CheckpointState(_epoch, true, 0, _step, _tokensSeen, _best, _bestEpoch, _badEpochs), _model, _optimizer, _bestWeights);
+                if (ShouldStopEarly()) break;
+            }
+            RestoreBestWeights();
+            _checkpoints?.DeleteAll(); // the run is complete: nothing left to resume
+        }
+        finally
+        {
+            _lossSum?.Dispose();
+            ModelTrainer.DisposeAll(_bestWeights);
+            _model.eval();
+        }
+        return new TrainingReport(Math.Min(_epoch, _s.MaxEpochs), _step, _lastLoss, _best, _bestEpoch, _stoppedEarly, _sw.Elapsed);
+    }
+
+    private void CheckCancel()
+    {
+        var token = _s.CancellationToken;
+        if (token.IsCancellationRequested) throw new OperationCanceledException("Training was cancelled through the CancellationToken in the options.", token);
+        if (_hostCanceled?.Invoke() == true) throw new OperationCanceledException("Training was cancelled through MLContext (CancelExecution).");
+    }
+
+    /// <summary>The optimizer over the trainable parameters (the fine-tuning catalog freezes the rest), the schedule's
+    /// length, mixed precision and the checkpoint directory.</summary>
+    private void SetUp()
+    {
+        var named = _model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        if (named.Count == 0) throw new InvalidOperationException("The model has no trainable parameter (every parameter has requires_grad = false).");
+        static bool Decays((string name, Parameter parameter) p) => p.parameter.dim() >= 2 && !p.name.Contains("embedding");
+        var decay = named.Where(Decays).Select(p => p.parameter).ToList();
+        var noDecay = named.Where(p => !Decays(p)).Select(p => p.parameter).ToList();
+        var groups = new List<AdamW.ParamGroup>();
+        if (decay.Count > 0) groups.Add(new AdamW.ParamGroup(decay, lr: _s.LearningRate, weight_decay: _s.WeightDecay));
+        if (noDecay.Count > 0) groups.Add(new AdamW.ParamGroup(noDecay, lr: _s.LearningRate, weight_decay: 0));
+        _optimizer = torch.optim.AdamW(groups, lr: _s.LearningRate, weight_decay: _s.WeightDecay);
+        _parameters = named.Select(p => p.parameter).ToList();
+
+        long batchesPerEpoch = Math.Max(1, (_trainRowCount + _s.BatchSize - 1) / _s.BatchSize / WorldSize);
+        long stepsPerEpoch = Math.Max(1, (batchesPerEpoch + _s.GradientAccumulationSteps - 1) / _s.GradientAccumulationSteps);
+        _totalSteps = stepsPerEpoch * _s.MaxEpochs;
+        if (_s.MaxSteps > 0) _totalSteps = Math.Min(_totalSteps, _s.MaxSteps);
+        _warmup = (long)Math.Round(_totalSteps * _s.WarmupRatio);
+        bool mixed = _s.Precision == TrainingPrecision.BFloat16 || (_s.Precision == TrainingPrecision.Auto && _cuda);
+        _mp = mixed ? new MixedPrecision(_model, _device) : null;
+        _runner = _mp?.Model ?? _model;
+        _runner.CheckpointActivations = _s.ActivationCheckpointing;
+        if (_dist is not null) _log.Info($"Data parallel over {WorldSize} ranks ({_dist.Collectives.GetType().Name}): each rank trains on every {WorldSize}-th batch; gradients are averaged before clipping.");
+        _log.Info($"Training: {_trainRowCount:N0} rows, batch {_s.BatchSize} × {_s.GradientAccumulationSteps} accumulation, up to {_s.MaxEpochs} epoch(s) / {_totalSteps:N0} optimizer steps " +
+                  $"(warm-up {_warmup}, {_s.Decay} decay), AdamW lr {_s.LearningRate:G3} wd {_s.WeightDecay:G3}, device {_device}, {(mixed ? "bf16 mixed precision" : "fp32")}, seed {_s.Seed}.");
+        _rng = new Random(_s.Seed);
+        if (_s.CheckpointDirectory is not null && !_model.SupportsResumableCheckpoints)
+            throw new NotSupportedException("Training checkpoints (CheckpointDirectory) are available for the text and sequence estimators only.");
+        _checkpoints = _s.CheckpointDirectory is null ? null
+            : new TrainingCheckpoints(_s.CheckpointDirectory, TrainingCheckpoints.Fingerprint(_model, _s, _trainRowCount), _log);
+        _oom = new OutOfMemoryRetry(_log);
+    }
+
+    /// <summary>Continues where the last run of the same fingerprint stopped; each epoch then shuffles with its own seed.</summary>
+    private void ResumeFromCheckpoint()
+    {
+        if (_checkpoints?.TryResume(_model, _optimizer, out _bestWeights) is not { } resumed) return;
+        _mp?.SyncWeights();
+        _step = resumed.Step; _tokensSeen = resumed.TokensSeen;
+        _best = resumed.Best; _bestEpoch = resumed.BestEpoch; _badEpochs = resumed.BadEpochs;
+        _firstEpoch = resumed.EpochComplete ? resumed.Epoch + 1 : resumed.Epoch;
+        _skipBatches = resumed.EpochComplete ? 0 : resumed.BatchesDoneInEpoch;
+        _stoppedEarly = resumed.EpochComplete && _validationRows is not null && _s.EarlyStoppingPatience > 0 && _badEpochs >= _s.EarlyStoppingPatience;
+    }
+
+    private void TrainEpoch()
+    {
+        _model.train();
+        _runner.train();
+        _optimizer.zero_grad();
+        int pending = 0;
+        long batchesDone = 0;
+        var epochRng = _checkpoints is null ? _rng : new Random(TrainingCheckpoints.EpochSeed(_s.Seed, _epoch));
+        foreach (var hostBatch in ModelTrainer.HostBatches(_trainRows(), _spec, _s, epochRng, pin: _cuda && BatchTransfer.UsePinnedMemory, _dist?.Collectives))
+        {
+            if (batchesDone < _skipBatches) { batchesDone++; hostBatch.Dispose(); continue; } // consumed before the checkpoint we resumed from
+            CheckCancel();
+            TrainBatch(hostBatch, ref pending);
+            batchesDone++;
+            pending++;
+            if (pending < _s.GradientAccumulationSteps) continue;
+            OptimizerStep();
+            pending = 0;
+            if (_checkpoints is not null && _s.CheckpointEverySteps > 0 && _step % _s.CheckpointEverySteps == 0)
+                _checkpoints.Save(new CheckpointState(_epoch, false, batchesDone, _step, _tokensSeen, _best, _bestEpoch, _badEpochs), _model, _optimizer, _bestWeights);
+            if (_s.LogEverySteps > 0 && _step % _s.LogEverySteps == 0)
+            {
+                _lastLoss = TakeLoss();
+                ModelTrainer.Report(_log, _s, _epoch, _step, _totalSteps, _lastLoss, _optimizer, _tokensSeen, _tokenClock, _sw, null);
+            }
+            if (_s.MaxSteps > 0 && _step >= _s.MaxSteps) break;
+        }
+        if (pending > 0) { CheckCancel(); OptimizerStep(); }
+        _skipBatches = 0;
+        if (_lossCount > 0) _lastLoss = TakeLoss();
+    }
+
+    /// <summary>Forward and backward of one batch (split in pieces after an out-of-memory error); its loss stays on the device.</summary>
+    private void TrainBatch(ModelBatch hostBatch, ref int pending)
+    {
+        using var scope = NewDisposeScope();
+        using var batch = BatchTransfer.ToDevice(hostBatch, _device, nonBlocking: _cuda && BatchTransfer.UsePinnedMemory);
+        if (!ReferenceEquals(batch, hostBatch)) hostBatch.Dispose();
+        Tensor? batchLoss = null; // this batch's loss (weighted over pieces after an out-of-memory split)
+        int dropped = pending;
+        _oom.Run(batch, (piece, weight) =>
+        {
+            _s.FaultInjection?.Invoke(piece);
+            var loss = ModelTrainer.Loss(_runner, piece, _spec.Labels);
+            (loss * (weight / _s.GradientAccumulationSteps)).backward();
+            _runner.ThrowIfCheckpointFailed();
+            _mp?.MoveGradients();
+            var detached = loss.detach().to(ScalarType.Float64) * weight;
+            batchLoss = (batchLoss is null ? detached : batchLoss + detached).MoveToOuterDisposeScope(); // out of the piece's scope
+        }, () =>
+        {
+            // The failed attempt's partial gradients (and those of earlier batches of this accumulation group) are dropped.
+            _optimizer.zero_grad(); _runner.zero_grad();
+            batchLoss = null; dropped = 0;
+        });
+        pending = dropped;
+        if (_lossSum is null) _lossSum = batchLoss!.clone().DetachFromDisposeScope();
+        else _lossSum.add_(batchLoss!);
+        _lossCount++;
+        _tokensSeen += batch.RealTokens;
+    }
+
+    private void OptimizerStep()
+    {
+        ModelTrainer.OptimizerStep(_optimizer, _parameters, _s, ref _step, _totalSteps, _warmup, _dist);
+        _mp?.SyncWeights();
+    }
+
+    private double TakeLoss()
+    {
+        double mean = _lossSum is null || _lossCount == 0 ? double.NaN : _lossSum.item<double>() / _lossCount;
+        _lossSum?.Dispose(); _lossSum = null; _lossCount = 0;
+        return mean;
+    }
+
+    /// <summary>The epoch's validation metric (null without validation rows); keeps a copy of the best weights.</summary>
+    private double? Validate()
+    {
+        if (_validationRows is null) return null;
+        CheckCancel();
+        double metric = ModelTrainer.Evaluate(_model, _spec, _validationRows(), _s.BatchSize, _s.MaxBatchTokens, _device, CheckCancel);
+        bool improved = _best is null || (_higherIsBetter ? metric > _best : metric < _best);
+        if (improved)
+        {
+            _best = metric; _bestEpoch = _epoch; _badEpochs = 0;
+            ModelTrainer.DisposeAll(_bestWeights);
+            _bestWeights = ModelTrainer.Snapshot(_model);
+        }
+        else _badEpochs++;
+        return metric;
+    }
+
+    private bool ShouldStopEarly()
+    {
+        if (_validationRows is null || _s.EarlyStoppingPatience <= 0 || _badEpochs < _s.EarlyStoppingPatience) return false;
+        _log.Info($"Early stopping after epoch {_epoch}: no validation improvement for {_badEpochs} epoch(s); best {_best:G4} at epoch {_bestEpoch}.");
+        _stoppedEarly = true;
+        return true;
+    }
+
+    private void RestoreBestWeights()
+    {
+        if (_bestWeights is null) return;
+        using (torch.no_grad()) _model.load_state_dict(_bestWeights, strict: true);
+        _log.Info($"Restored the weights of epoch {_bestEpoch} (best validation {(_higherIsBetter ? "accuracy" : "RMSE")} {_best:G4}).");
+    }
+
+    public void Dispose()
+    {
+        _optimizer?.Dispose();
+        _mp?.Dispose();
+    }
+}
