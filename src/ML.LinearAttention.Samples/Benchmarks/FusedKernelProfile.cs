@@ -10,7 +10,8 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 
 /// <summary>
 /// `bench kernels --profile-fused`: GPU milliseconds of each fused bidirectional kernel (FusedLinearAttention.Profile)
-/// at the benchmark's token budget and lengths, written to fused-profile.md: where the fused fwd+bwd time goes.
+/// at the benchmark's token budget and lengths, written to fused-profile.md (artifacts/benchmarks/ unless --out says
+/// otherwise): where the fused fwd+bwd time goes.
 /// </summary>
 internal static class FusedKernelProfile
 {

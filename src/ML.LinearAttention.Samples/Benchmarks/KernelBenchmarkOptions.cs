@@ -3,6 +3,9 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 /// <summary>Command-line options of `bench kernels`.</summary>
 public sealed record KernelBenchmarkOptions
 {
+    /// <summary>Where `--profile-fused` writes without `--out`: a diagnostic, not one of the tables in docs/benchmarks.</summary>
+    public static readonly string ProfileOutputDirectory = Path.Combine("artifacts", "benchmarks");
+
     public string OutputDirectory { get; init; } = Path.Combine("docs", "benchmarks");
     public long TokensPerBatch { get; init; } = 32768;
     public long[] Lengths { get; init; } = { 512, 2048, 8192, 32768 };
@@ -27,12 +30,14 @@ public sealed record KernelBenchmarkOptions
     public static KernelBenchmarkOptions Parse(string[] args)
     {
         var o = new KernelBenchmarkOptions { CommandLine = "bench kernels " + string.Join(' ', args) };
+        bool outGiven = false;
         for (int i = 0; i < args.Length; i++)
         {
             string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option {args[i]} needs a value.");
             long[] Longs(string v) => v.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(s =>
                 long.TryParse(s, out var n) && n > 0 ? n : throw new ArgumentException($"'{s}' is not a positive integer (in '{v}').")).ToArray();
             long Long(string v) => Longs(v).Single();
+            outGiven |= args[i] == "--out";
             o = args[i] switch
             {
                 "--out" => o with { OutputDirectory = Value() },
@@ -53,6 +58,6 @@ public sealed record KernelBenchmarkOptions
                 _ => throw new ArgumentException($"Unknown option '{args[i]}' for bench kernels."),
             };
         }
-        return o;
+        return o.ProfileFused && !outGiven ? o with { OutputDirectory = ProfileOutputDirectory } : o;
     }
 }

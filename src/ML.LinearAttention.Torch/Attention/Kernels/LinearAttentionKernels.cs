@@ -22,8 +22,8 @@ public static partial class LinearAttentionKernels
     /// <summary>
     /// Fast bidirectional form, O(T·Dk·Dv): one [Dk, Dv] state and one key sum per head; numerator and denominator
     /// are separate products with q (slicing one wider product costs more in the backward pass than it saves; a
-    /// hand-written backward through TorchSharp's autograd.Function measured 2.3× slower on an H200 at T = 512,
-    /// B = 64: its managed callbacks cost more than the passes it saves).
+    /// hand-written backward through TorchSharp's autograd.Function was slower on the GPU: its managed callbacks cost
+    /// more than the passes it saves).
     /// Long sequences build the state from 1024-token partial products (more parallel work for the GPU than one long
     /// reduction), summed in fp32.
     /// </summary>
@@ -97,7 +97,7 @@ public static partial class LinearAttentionKernels
     {
         Heads.CheckQkv(q, k, v, keyPaddingMask);
         if (chunk <= 0) throw new ArgumentOutOfRangeException(nameof(chunk), chunk, "Chunk size must be positive.");
-        // The folded form measured ~7 % faster fwd+bwd on an H200 (bf16, T = 512…32K); this one stays for the unnormalized case.
+        // The folded form is faster fwd+bwd on the GPU at every length `bench kernels` times; this one stays for the unnormalized case.
         if (normalize) return CausalFoldedNormalizer(q, k, v, keyPaddingMask, eps, chunk);
         using var scope = NewDisposeScope();
         var dtype = q.dtype;
