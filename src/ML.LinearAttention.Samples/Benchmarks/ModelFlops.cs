@@ -1,11 +1,5 @@
 using Microsoft.ML.LinearAttention.Attention;
-using Microsoft.ML.LinearAttention.Attention.GatedDeltaNet;
-using Microsoft.ML.LinearAttention.Attention.Hedgehog;
-using Microsoft.ML.LinearAttention.Attention.SimpleGla;
-using Microsoft.ML.LinearAttention.Attention.SlidingWindow;
-using Microsoft.ML.LinearAttention.Attention.Softmax;
 using Microsoft.ML.LinearAttention.Encoder;
-using KernelOptions = Microsoft.ML.LinearAttention.Attention.PlainLinear.LinearMixerOptions;
 
 namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 
@@ -18,73 +12,19 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 /// </code>
 /// N = weight-matrix parameters applied to every token (projections, FFN, short convolutions, feature-map weights,
 /// the head; embeddings excluded: they are lookups). A = forward FLOPs per token of the layer's attention kernel,
-/// everything between the projections; with H heads, head size D (Dk, Dv for expanded keys/values), chunk c:
-/// <list type="bullet">
-/// <item>softmax: 4·T·D·H (scores QKᵀ and the weighted sum PV, non-causal); window w: 4·min(T, 2w+1)·D·H.</item>
-/// <item>linear (feature size F, F = D for relu/elu/identity): 4·F·D·H for the state KᵀV and the read-out Q·S,
-/// + 4·F·H for the normaliser. Learned feature maps (t2r, hedgehog's [H, D, F'] weights) are matrices applied to every
-/// token, so they are counted in N.</item>
-/// <item>hedgehog: F' = FeatureDim (D by default), F = 2·F' ([softmax(xW), softmax(−xW)]); as linear.</item>
-/// <item>simple_gla (two chunkwise scans): 2 · [2·c·(Dk + Dv) + 4·Dk·Dv] · H.</item>
-/// <item>gated_deltanet (two chunkwise WY scans): 2 · [6·c·Dk + 4·c·Dv + c²/3 + 6·Dk·Dv] · H
-/// (KKᵀ, W, QKᵀ; U and the intra-chunk output; the triangular solve; W·S, Q·S and the state update).</item>
-/// <item>any other mechanism: 0 (its MFU then counts the projections and FFN only; marked in the tables).</item>
-/// </list>
+/// everything between the projections, as the mechanism declares it in its registry entry
+/// (<see cref="MixerInfo.AttentionFlops"/>, written next to its benchmark cases in its folder). A mechanism registered
+/// without a formula counts 0 (its MFU then counts the projections and FFN only; marked in the tables).
 /// </summary>
 public static class ModelFlops
 {
-    /// <summary>Forward FLOPs per token of one layer's attention kernel; <paramref name="known"/> is false when no formula exists.</summary>
-    public static double AttentionForwardPerToken(string mechanism, MixerOptions? options, long t, int heads, int headDim, out bool known)
+    /// <summary>Forward FLOPs per token of one layer's attention kernel; <paramref name="known"/> is false when the mechanism declares no formula.</summary>
+    public static double AttentionForwardPerToken(string mechanism, MixerOptions? options, long t, int heads, int headDim, out bool known,
+        int layerIndex = 0, int numLayers = 1)
     {
-        known = true;
-        double h = heads, d = headDim;
-        switch (mechanism)
-        {
-            case "softmax":
-            {
-                int window = (options as SoftmaxOptions)?.Window ?? 0;
-                double keys = window > 0 ? Math.Min(t, 2L * window + 1) : t;
-                return 4 * keys * d * h;
-            }
-            case "swa":
-            {
-                int window = (options as SlidingWindowOptions)?.Window ?? new SlidingWindowOptions().Window;
-                return 4 * Math.Min(t, 2L * window + 1) * d * h;
-            }
-            case "linear":
-            {
-                var o = options as KernelOptions ?? new KernelOptions();
-                string map = o.FeatureMap.ToLowerInvariant();
-                double f = map switch
-                {
-                    "dpfp" => 2 * d * o.DpfpNu,
-                    "t2r" => o.FeatureDim > 0 ? o.FeatureDim : d,
-                    _ => d,
-                };
-                return 4 * f * d * h + (o.Normalize ? 4 * f * h : 0);
-            }
-            case "hedgehog":
-            {
-                var o = options as HedgehogOptions ?? new HedgehogOptions();
-                double half = o.FeatureDim > 0 ? o.FeatureDim : d, f = 2 * half;
-                return 4 * f * d * h + 4 * f * h;
-            }
-            case "simple_gla":
-            {
-                var o = options as SimpleGlaOptions ?? new SimpleGlaOptions();
-                double dk = d * o.ExpandK, dv = d * o.ExpandV, c = o.ChunkSize;
-                return 2 * (2 * c * (dk + dv) + 4 * dk * dv) * h;
-            }
-            case "gated_deltanet":
-            {
-                var o = options as GatedDeltaNetOptions ?? new GatedDeltaNetOptions();
-                double dk = d * o.ExpandK, dv = d * o.ExpandV, c = o.ChunkSize;
-                return 2 * (6 * c * dk + 4 * c * dv + c * c / 3 + 6 * dk * dv) * h;
-            }
-            default:
-                known = false;
-                return 0;
-        }
+        var flops = MixerRegistry.Get(mechanism).AttentionFlops;
+        known = flops is not null;
+        return flops?.Invoke(new FlopShape(t, heads, headDim, layerIndex, numLayers), options) ?? 0;
     }
 
     /// <summary>
@@ -95,9 +35,10 @@ public static class ModelFlops
     {
         double attention = 0;
         allKnown = true;
-        foreach (var layer in layers)
+        var all = layers.ToList();
+        for (int i = 0; i < all.Count; i++)
         {
-            attention += AttentionForwardPerToken(layer.Name, layer.Options, t, heads, headDim, out bool known);
+            attention += AttentionForwardPerToken(all[i].Name, all[i].Options, t, heads, headDim, out bool known, i, all.Count);
             allKnown &= known;
         }
         return 6.0 * matrixParameters + 3.0 * attention;

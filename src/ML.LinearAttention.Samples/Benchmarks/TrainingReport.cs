@@ -65,7 +65,8 @@ internal static class TrainingReport
                       "short convolutions, learned feature maps, head; embeddings excluded). A = forward FLOPs per token of a layer's attention " +
                       "kernel (H heads, head size D, chunk c): softmax 4·T·D·H; linear 4·F·D·H + 4·F·H (F = D for relu); hedgehog the same with " +
                       "F = 2·D; simple_gla 2·[2c(Dk+Dv) + 4·Dk·Dv]·H; gated_deltanet 2·[6c·Dk + 4c·Dv + c²/3 + 6·Dk·Dv]·H. Recomputation " +
-                      "(checkpointing, flash attention's backward) is not counted. Source: src/ML.LinearAttention.Samples/Benchmarks/ModelFlops.cs.");
+                      "(checkpointing, flash attention's backward) is not counted. Every mechanism declares its A in its registry line " +
+                      "(Flops in src/ML.LinearAttention.Torch/Attention/<Mechanism>/<Mechanism>Bench.cs); ModelFlops.cs sums them.");
         md.AppendLine();
          md.AppendLine("| mechanism | " + string.Join(" | ", lengths.Select(t => "T=" + L(t))) + " |\n|---|" + string.Concat(lengths.Select(_ => "---:|")));
         foreach (var g in points.GroupBy(p => p.Mechanism))

@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Attention.GatedDeltaNet;
+using Microsoft.ML.LinearAttention.Attention.L2Vit;
 using KernelOptions = Microsoft.ML.LinearAttention.Attention.PlainLinear.LinearMixerOptions;
 using Microsoft.ML.LinearAttention.Encoder;
 using Microsoft.ML.LinearAttention.Samples.Benchmarks;
@@ -173,8 +174,11 @@ public sealed class BenchmarkCommandTests
         Assert.Equal(4.0 * 32 * 16 * 4 + 4 * 32 * 4, Attention("hedgehog"));                // F = 2·D
         Assert.Equal(2 * (2.0 * 64 * 32 + 4 * 16 * 16) * 4, Attention("simple_gla"));        // c = 64, Dk = Dv = 16
         Assert.Equal(2 * (6.0 * 64 * 16 + 4 * 64 * 32 + 64.0 * 64 / 3 + 6 * 16 * 32) * 4, Attention("gated_deltanet", new GatedDeltaNetOptions()), 6);
-        Assert.Equal(0, ModelFlops.AttentionForwardPerToken("mala", null, t, h, d, out bool known));
-        Assert.False(known);
+        Assert.Equal(4.0 * 16 * 16 * 4 + 4 * 16 * 4, Attention("mala"));                    // elu+1, F = D; LePE is a parameter
+        Assert.Equal(4.0 * 49 * 16 * 4, Attention("l2vit", new L2VitOptions { Role = L2VitRole.Local }));  // 7×7 windows
+        Assert.Equal(8.0 * 49 * 16 * 4, Attention("agent"));                                 // gather and broadcast through 49 agents
+        Assert.Equal(0, ModelFlops.AttentionForwardPerToken("van", null, t, h, d, out bool known)); // convolutions only: all in N
+        Assert.True(known);
 
         // 2 softmax layers, C = 64, FFN 4×: per block 4C² (q, k, v, o) + 8C² (FFN); head C² + 2C.
         var config = new EncoderConfig { VocabularySize = 100, ModelDim = 64, NumHeads = 4, NumLayers = 2, Mixer = "softmax", Outputs = 2 };

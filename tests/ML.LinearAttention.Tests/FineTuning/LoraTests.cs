@@ -124,10 +124,13 @@ public sealed class LoraTests : IDisposable
         Assert.Contains("blocks.0.ffn_in", none.Message);
         Assert.Throws<ArgumentOutOfRangeException>(() => LoraLayers.Apply(model, new LoraOptions { Rank = 0 }));
 
+        // GLA's output gate is a Linear field (not a declared projection), so it cannot be wrapped; its declared
+        // projections and the FFN can.
         using var gla = new SequenceModel(TinyModels.Config("gla", layers: 1));
-        var sealedError = Assert.Throws<ArgumentException>(() => LoraLayers.Apply(gla, new LoraOptions()));
+        var sealedError = Assert.Throws<ArgumentException>(() => LoraLayers.Apply(gla, new LoraOptions { Targets = new[] { "g_proj" } }));
         Assert.Contains("cannot wrap", sealedError.Message);
-        // The FFN of the same model can still be adapted.
+        Assert.Equal(new[] { "blocks.0.mixer.q_proj", "blocks.0.mixer.k_proj", "blocks.0.mixer.v_proj", "blocks.0.mixer.o_proj" },
+            LoraLayers.Apply(gla, new LoraOptions()).Wrapped);
         Assert.Equal(2, LoraLayers.Apply(gla, new LoraOptions { Targets = new[] { "ffn_in", "ffn_out" } }).Wrapped.Count);
     }
 

@@ -15,4 +15,8 @@ internal static class AgentBench
             return AgentKernels.Bidirectional(i[0], i[1], i[2], agents, valid, null, null, null);
         });
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Agents gather from the keys (AKᵀ, then ·V) and broadcast to the queries (QAᵀ, then ·V_A): 8·n·D per head.</summary>
+    internal static double Flops(FlopShape s, AgentOptions o)
+        => 8.0 * o.NumAgents * s.HeadDim * s.Heads;
 }

@@ -27,12 +27,15 @@ public sealed record AgentOptions : MixerOptions
 public sealed class AgentMixer : TokenMixer
 {
     private const int TableSize = 7;
-    private readonly Linear qkv;
-    private readonly Linear proj;
+    private readonly nn.Module<Tensor, Tensor> qkv;
+    private readonly nn.Module<Tensor, Tensor> proj;
     private readonly Parameter? an_bias;
     private readonly Parameter? na_bias;
     private readonly DepthwiseConv? dwc;
     private readonly AgentOptions _options;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "qkv", "proj" };
 
     public AgentMixer(MixerConfig config, AgentOptions options) : base(nameof(AgentMixer), config)
     {

@@ -40,17 +40,21 @@ public sealed record BasedOptions : MixerOptions
 /// </summary>
 public sealed class BasedMixer : TokenMixer
 {
-    private readonly Linear q_proj;
-    private readonly Linear k_proj;
-    private readonly Linear v_proj;
-    private readonly Linear o_proj;
-    private readonly Linear? swa_q_proj;
-    private readonly Linear? swa_k_proj;
+    private readonly nn.Module<Tensor, Tensor> q_proj;
+    private readonly nn.Module<Tensor, Tensor> k_proj;
+    private readonly nn.Module<Tensor, Tensor> v_proj;
+    private readonly nn.Module<Tensor, Tensor> o_proj;
+    private readonly nn.Module<Tensor, Tensor>? swa_q_proj;
+    private readonly nn.Module<Tensor, Tensor>? swa_k_proj;
     private readonly int _featureDim;
     private readonly int _window;
     private readonly int _chunk;
 
     /// <summary>Taylor linear attention alone ("taylor").</summary>
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets
+        => new (nn.Module<Tensor, Tensor>? Layer, string Name)[] { (q_proj, "q_proj"), (k_proj, "k_proj"), (v_proj, "v_proj"), (o_proj, "o_proj"), (swa_q_proj, "swa_q_proj"), (swa_k_proj, "swa_k_proj") }.Where(p => p.Layer is not null).Select(p => p.Name).ToArray();
     public BasedMixer(MixerConfig config, TaylorOptions options)
         : this(config, new BasedOptions { FeatureDim = options.FeatureDim, Window = 0, ChunkSize = options.ChunkSize }, nameof(BasedMixer))
     {

@@ -15,6 +15,44 @@ public sealed record MixerInfo(string Name, string Description, Type OptionsType
 
     /// <summary>Kernel-level benchmark cases of the mechanism (fast kernel only, no projections), or null.</summary>
     public Func<KernelBenchShape, IEnumerable<KernelBenchCase>>? BenchCases { get; init; }
+
+    /// <summary>
+    /// Forward FLOPs per token of the mechanism's attention kernel (everything between its projections, encoder form),
+    /// for options of its type or null (its defaults); null when the mechanism declares none. See <see cref="FlopShape"/>.
+    /// </summary>
+    public Func<FlopShape, MixerOptions?, double>? AttentionFlops { get; init; }
+}
+
+/// <summary>
+/// Sizes at which a mechanism counts its attention FLOPs (<see cref="MixerInfo.AttentionFlops"/>), by the PaLM /
+/// Megatron convention: a multiply-add is 2 FLOPs, elementwise work is ignored, and weight matrices applied to every
+/// token (projections, convolutions, learned feature maps) are not counted here: they are parameters, counted as 2·N.
+/// </summary>
+/// <param name="T">Tokens per sequence.</param>
+/// <param name="Heads">Heads H of the layer.</param>
+/// <param name="HeadDim">Head size D = C / H.</param>
+/// <param name="LayerIndex">0-based layer index (mechanisms that alternate by depth read it).</param>
+/// <param name="NumLayers">Layers of the encoder.</param>
+public sealed record FlopShape(long T, int Heads, int HeadDim, int LayerIndex = 0, int NumLayers = 1)
+{
+    /// <summary>Hidden size C = H·D.</summary>
+    public long ModelDim => (long)Heads * HeadDim;
+
+    /// <summary>Keys a query sees under a window of <paramref name="window"/> each side (bidirectional band), capped at T.</summary>
+    public double BandKeys(int window) => Math.Min(T, 2L * window + 1);
+
+    /// <summary>
+    /// Normalised linear attention with feature size <paramref name="features"/> and values of <paramref name="valueDim"/>:
+    /// the state φ(K)ᵀV and the read-out φ(Q)·S (4·F·Dv), plus the normaliser (4·F) when <paramref name="normalized"/>; per head.
+    /// </summary>
+    public static double LinearKernel(double features, double valueDim, bool normalized = true)
+        => 4 * features * valueDim + (normalized ? 4 * features : 0);
+
+    /// <summary>Chunkwise scan with decays (GLA family), one direction, per head: intra-chunk scores and output, state read and update.</summary>
+    public static double DecayScan(double chunk, double keyDim, double valueDim) => 2 * chunk * (keyDim + valueDim) + 4 * keyDim * valueDim;
+
+    /// <summary>Chunkwise WY delta-rule scan, one direction, per head: KKᵀ, W, QKᵀ; U and the intra-chunk output; the triangular solve; W·S, Q·S and the update.</summary>
+    public static double DeltaScan(double chunk, double keyDim, double valueDim) => 6 * chunk * keyDim + 4 * chunk * valueDim + chunk * chunk / 3 + 6 * keyDim * valueDim;
 }
 
 /// <summary>Sizes of one kernel benchmark point: q/k/v are [B, H, T, D] in <paramref name="DType"/> on <paramref name="Device"/>.</summary>
@@ -41,7 +79,8 @@ public static class MixerRegistry
 
     /// <summary>Adds a mechanism. Names are unique (case-insensitive).</summary>
     public static void Register<TOptions>(string name, string description, bool bidirectional, bool causal,
-        Func<MixerConfig, TOptions, TokenMixer> factory, Func<KernelBenchShape, IEnumerable<KernelBenchCase>>? benchCases = null)
+        Func<MixerConfig, TOptions, TokenMixer> factory, Func<KernelBenchShape, IEnumerable<KernelBenchCase>>? benchCases = null,
+        Func<FlopShape, TOptions, double>? flops = null)
         where TOptions : MixerOptions, new()
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
@@ -50,6 +89,7 @@ public static class MixerRegistry
         {
             Factory = (config, options) => factory(config, (TOptions)options),
             BenchCases = benchCases,
+            AttentionFlops = flops is null ? null : (shape, options) => flops(shape, options is null ? new TOptions() : (TOptions)options),
         };
         if (!Entries.TryAdd(name, info))
             throw new InvalidOperationException($"A token mixer named '{name}' is already registered.");

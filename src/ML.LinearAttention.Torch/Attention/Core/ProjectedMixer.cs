@@ -32,6 +32,11 @@ public abstract class ProjectedMixer : TokenMixer
     /// <inheritdoc/>
     public override bool SupportsQueryKeyTransform => true;
 
+    private static readonly string[] Projections = { "q_proj", "k_proj", "v_proj", "o_proj" };
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets => Projections;
+
     /// <summary>q, k, v: [B, H, T, D]; mask [B, T] bool or null → [B, H, T, D].</summary>
     protected abstract Tensor MixHeads(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask);
 

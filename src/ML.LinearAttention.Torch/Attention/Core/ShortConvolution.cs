@@ -50,7 +50,7 @@ public sealed class ShortConvolution : nn.Module<Tensor, Tensor?, Tensor>
     /// proj(x), then the convolution when there is one (with its SiLU), else SiLU when <paramref name="siluWithoutConv"/>
     /// (fla's q/k/v path). x [B, T, C]; mask [B, T] bool or null (null when x is already zeroed at padded positions).
     /// </summary>
-    internal static Tensor Project(Linear proj, ShortConvolution? conv, Tensor x, Tensor? keyPaddingMask, bool siluWithoutConv)
+    internal static Tensor Project(nn.Module<Tensor, Tensor> proj, ShortConvolution? conv, Tensor x, Tensor? keyPaddingMask, bool siluWithoutConv)
     {
         var y = proj.forward(x);
         if (conv is not null) return conv.forward(y, keyPaddingMask);

@@ -34,6 +34,13 @@ public abstract class TokenMixer : nn.Module<Tensor, Tensor?, Tensor>
 
     /// <summary>True when this mixer applies <see cref="QueryKeyTransform"/> (projected q/k mixers do).</summary>
     public virtual bool SupportsQueryKeyTransform => false;
+
+    /// <summary>
+    /// Names (relative to this mixer) of the linear projections LoRA adapts by default: the q/k/v/output projections or
+    /// their fused forms, not gates. Each is held in a field typed <c>nn.Module&lt;Tensor, Tensor&gt;</c> so that a
+    /// wrapper can take its place (TorchSharp's <c>Linear</c> is sealed). Empty for a mixer without projections.
+    /// </summary>
+    public virtual IReadOnlyList<string> LoraTargets => Array.Empty<string>();
 }
 
 /// <summary>Sizes of a mixer and where it sits in the encoder.</summary>

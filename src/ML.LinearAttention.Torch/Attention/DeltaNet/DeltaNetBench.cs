@@ -17,4 +17,8 @@ internal static class DeltaNetBench
         yield return new KernelBenchCase("bidirectional chunk64", false, Make,
             i => DeltaNetKernels.Bidirectional(DeltaRule.L2Normalize(i[0]), DeltaRule.L2Normalize(i[1]), i[2], torch.sigmoid(i[3]), torch.sigmoid(i[4]), null));
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Two chunkwise WY delta-rule scans on Dk = D·ExpandK, Dv = D·ExpandV.</summary>
+    internal static double Flops(FlopShape s, DeltaNetOptions o)
+        => 2 * FlopShape.DeltaScan(o.ChunkSize, s.HeadDim * o.ExpandK, s.HeadDim * o.ExpandV) * s.Heads;
 }

@@ -43,9 +43,9 @@ public sealed class DeltaNetMixer : TokenMixer
 {
     private static readonly string[] Activations = { "silu", "relu", "elu", "identity" };
 
-    private readonly Linear q_proj;
-    private readonly Linear k_proj;
-    private readonly Linear v_proj;
+    private readonly nn.Module<Tensor, Tensor> q_proj;
+    private readonly nn.Module<Tensor, Tensor> k_proj;
+    private readonly nn.Module<Tensor, Tensor> v_proj;
     private readonly Linear? b_proj;
     private readonly Linear? b_proj_rev;
     private readonly ShortConvolution? q_conv1d;
@@ -54,8 +54,11 @@ public sealed class DeltaNetMixer : TokenMixer
     private readonly Linear? g_proj;
     private readonly GatedRmsNorm? o_norm_gated;
     private readonly RmsNorm? o_norm;
-    private readonly Linear o_proj;
+    private readonly nn.Module<Tensor, Tensor> o_proj;
     private readonly DeltaNetOptions _options;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "q_proj", "k_proj", "v_proj", "o_proj" };
 
     public DeltaNetMixer(MixerConfig config, DeltaNetOptions options) : base(nameof(DeltaNetMixer), config)
     {

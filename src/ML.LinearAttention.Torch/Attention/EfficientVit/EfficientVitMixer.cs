@@ -27,11 +27,14 @@ public sealed record EfficientVitOptions : MixerOptions
 /// </summary>
 public sealed class EfficientVitMixer : TokenMixer
 {
-    private readonly Linear qkv;
-    private readonly Linear proj;
+    private readonly nn.Module<Tensor, Tensor> qkv;
+    private readonly nn.Module<Tensor, Tensor> proj;
     private readonly DepthwiseConv? aggregate_dw;
     private readonly Conv1d? aggregate_pw;
     private readonly EfficientVitOptions _options;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "qkv", "proj" };
 
     public EfficientVitMixer(MixerConfig config, EfficientVitOptions options) : base(nameof(EfficientVitMixer), config)
     {

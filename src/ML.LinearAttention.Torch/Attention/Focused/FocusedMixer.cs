@@ -27,13 +27,16 @@ public sealed record FocusedOptions : MixerOptions
 /// </summary>
 public sealed class FocusedMixer : TokenMixer
 {
-    private readonly Linear q_proj;
-    private readonly Linear kv_proj;
-    private readonly Linear proj;
+    private readonly nn.Module<Tensor, Tensor> q_proj;
+    private readonly nn.Module<Tensor, Tensor> kv_proj;
+    private readonly nn.Module<Tensor, Tensor> proj;
     private readonly Parameter scale;
     private readonly Parameter? positional_encoding;
     private readonly DepthwiseConv? dwc;
     private readonly FocusedOptions _options;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "q_proj", "kv_proj", "proj" };
 
     public FocusedMixer(MixerConfig config, FocusedOptions options) : base(nameof(FocusedMixer), config)
     {

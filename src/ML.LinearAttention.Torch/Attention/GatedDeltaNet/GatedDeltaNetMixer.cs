@@ -40,9 +40,9 @@ public sealed record GatedDeltaNetOptions : MixerOptions
 /// </summary>
 public sealed class GatedDeltaNetMixer : TokenMixer
 {
-    private readonly Linear q_proj;
-    private readonly Linear k_proj;
-    private readonly Linear v_proj;
+    private readonly nn.Module<Tensor, Tensor> q_proj;
+    private readonly nn.Module<Tensor, Tensor> k_proj;
+    private readonly nn.Module<Tensor, Tensor> v_proj;
     private readonly Linear a_proj;
     private readonly Linear b_proj;
     private readonly Parameter A_log;
@@ -57,8 +57,11 @@ public sealed class GatedDeltaNetMixer : TokenMixer
     private readonly Linear? g_proj;
     private readonly GatedRmsNorm? o_norm_gated;
     private readonly RmsNorm? o_norm;
-    private readonly Linear o_proj;
+    private readonly nn.Module<Tensor, Tensor> o_proj;
     private readonly GatedDeltaNetOptions _options;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "q_proj", "k_proj", "v_proj", "o_proj" };
 
     public GatedDeltaNetMixer(MixerConfig config, GatedDeltaNetOptions options) : base(nameof(GatedDeltaNetMixer), config)
     {

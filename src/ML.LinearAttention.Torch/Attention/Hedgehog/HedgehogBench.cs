@@ -63,4 +63,8 @@ internal static class HedgehogBench
         try { return run(); }
         finally { (FusedHedgehogProjection.Enabled, FusedHedgehogMap.Enabled) = (projectionBefore, mapBefore); }
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Linear attention on [softmax(xW), softmax(−xW)]: F = 2·FeatureDim (D by default); the maps' weights are parameters.</summary>
+    internal static double Flops(FlopShape s, HedgehogOptions o)
+        => FlopShape.LinearKernel(2.0 * (o.FeatureDim > 0 ? o.FeatureDim : s.HeadDim), s.HeadDim) * s.Heads;
 }

@@ -24,13 +24,17 @@ public sealed record HiLoOptions : MixerOptions
 /// </summary>
 public sealed class HiLoMixer : TokenMixer
 {
-    private readonly Linear? h_qkv;
-    private readonly Linear? h_proj;
-    private readonly Linear? l_q;
-    private readonly Linear? l_kv;
+    private readonly nn.Module<Tensor, Tensor>? h_qkv;
+    private readonly nn.Module<Tensor, Tensor>? h_proj;
+    private readonly nn.Module<Tensor, Tensor>? l_q;
+    private readonly nn.Module<Tensor, Tensor>? l_kv;
     private readonly Linear? l_proj;
     private readonly int _hiHeads, _loHeads, _window;
     private readonly double _scale;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets
+        => new (nn.Module<Tensor, Tensor>? Layer, string Name)[] { (h_qkv, "h_qkv"), (h_proj, "h_proj"), (l_q, "l_q"), (l_kv, "l_kv") }.Where(p => p.Layer is not null).Select(p => p.Name).ToArray();
 
     public HiLoMixer(MixerConfig config, HiLoOptions options) : base(nameof(HiLoMixer), config)
     {

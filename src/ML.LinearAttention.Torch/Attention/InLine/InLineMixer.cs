@@ -24,11 +24,14 @@ public sealed record InLineOptions : MixerOptions
 /// </summary>
 public sealed class InLineMixer : TokenMixer
 {
-    private readonly Linear qkv;
-    private readonly Linear proj;
+    private readonly nn.Module<Tensor, Tensor> qkv;
+    private readonly nn.Module<Tensor, Tensor> proj;
     private readonly Conv1d? residual_in;
     private readonly Conv1d? residual_out;
     private readonly InLineOptions _options;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "qkv", "proj" };
 
     public InLineMixer(MixerConfig config, InLineOptions options) : base(nameof(InLineMixer), config)
     {

@@ -25,4 +25,8 @@ internal static class KdaBench
             i => KdaKernels.Bidirectional(DeltaRule.L2Normalize(i[0]), DeltaRule.L2Normalize(i[1]), i[2],
                 torch.sigmoid(i[3]), Gate(i, 4), torch.sigmoid(i[5]), Gate(i, 6), null));
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Two chunkwise WY delta-rule scans (per-channel decays) on Dk = D·ExpandK, Dv = D·ExpandV.</summary>
+    internal static double Flops(FlopShape s, KdaOptions o)
+        => 2 * FlopShape.DeltaScan(o.ChunkSize, s.HeadDim * o.ExpandK, s.HeadDim * o.ExpandV) * s.Heads;
 }

@@ -40,9 +40,9 @@ public sealed record KdaOptions : MixerOptions
 /// </summary>
 public sealed class KdaMixer : TokenMixer
 {
-    private readonly Linear q_proj;
-    private readonly Linear k_proj;
-    private readonly Linear v_proj;
+    private readonly nn.Module<Tensor, Tensor> q_proj;
+    private readonly nn.Module<Tensor, Tensor> k_proj;
+    private readonly nn.Module<Tensor, Tensor> v_proj;
     private readonly Sequential f_proj;
     private readonly Linear b_proj;
     private readonly Parameter A_log;
@@ -56,8 +56,11 @@ public sealed class KdaMixer : TokenMixer
     private readonly ShortConvolution? v_conv1d;
     private readonly Sequential g_proj;
     private readonly GatedRmsNorm o_norm;
-    private readonly Linear o_proj;
+    private readonly nn.Module<Tensor, Tensor> o_proj;
     private readonly KdaOptions _options;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "q_proj", "k_proj", "v_proj", "o_proj" };
 
     public KdaMixer(MixerConfig config, KdaOptions options) : base(nameof(KdaMixer), config)
     {

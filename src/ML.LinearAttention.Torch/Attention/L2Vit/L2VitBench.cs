@@ -20,4 +20,11 @@ internal static class L2VitBench
             i => LinearAttentionKernels.Bidirectional(nn.functional.relu(i[0]), nn.functional.relu(i[1]), i[2], null));
         yield return new KernelBenchCase("local window 7", false, Make, i => HiLoKernels.LocalWindow(i[0], i[1], i[2], null, null, 7));
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Local layers: softmax in WindowSize² windows; global layers: normalised ReLU linear attention, F = D (alternating by layer: odd layers global).</summary>
+    internal static double Flops(FlopShape s, L2VitOptions o)
+    {
+        bool global = o.Role == L2VitRole.Global || (o.Role == L2VitRole.Alternate && s.LayerIndex % 2 == 1);
+        return (global ? FlopShape.LinearKernel(s.HeadDim, s.HeadDim) : 4 * Math.Min(s.T, (long)o.WindowSize * o.WindowSize) * s.HeadDim) * s.Heads;
+    }
 }

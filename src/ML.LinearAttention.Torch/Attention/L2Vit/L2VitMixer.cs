@@ -42,11 +42,14 @@ public sealed record L2VitOptions : MixerOptions
 /// </summary>
 public sealed class L2VitMixer : TokenMixer
 {
-    private readonly Linear qkv;
-    private readonly Linear proj;
+    private readonly nn.Module<Tensor, Tensor> qkv;
+    private readonly nn.Module<Tensor, Tensor> proj;
     private readonly DepthwiseConv? lcm1;
     private readonly DepthwiseConv? lcm2;
     private readonly L2VitOptions _options;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "qkv", "proj" };
 
     public L2VitMixer(MixerConfig config, L2VitOptions options) : base(nameof(L2VitMixer), config)
     {

@@ -17,4 +17,8 @@ internal static class LigerBench
         yield return new KernelBenchCase("gla causal chunk64", true, Make,
             i => Decay.DecayKernels.Causal(LigerKernels.FeatureMap(i[0]), LigerKernels.FeatureMap(i[1]), i[2], LigerKernels.Gate(i[1]), null, scale: 1.0));
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Window softmax over the band plus two GLA scans with D-sized keys and values.</summary>
+    internal static double Flops(FlopShape s, LigerOptions o)
+        => (4 * s.BandKeys(o.Window) * s.HeadDim + 2 * FlopShape.DecayScan(o.ChunkSize, s.HeadDim, s.HeadDim)) * s.Heads;
 }

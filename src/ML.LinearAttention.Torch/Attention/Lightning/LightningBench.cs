@@ -13,4 +13,8 @@ internal static class LightningBench
         yield return new KernelBenchCase("causal chunk64", true, Make, i => LightningKernels.Causal(i[0], i[1], i[2], slopes, null));
         yield return new KernelBenchCase("bidirectional chunk64", false, Make, i => LightningKernels.Bidirectional(i[0], i[1], i[2], slopes, null));
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Chunkwise decayed linear attention in both directions (the symmetric decay), Dk = Dv = D.</summary>
+    internal static double Flops(FlopShape s, LightningOptions o)
+        => 2 * FlopShape.DecayScan(o.ChunkSize, s.HeadDim, s.HeadDim) * s.Heads;
 }

@@ -23,15 +23,18 @@ public sealed record LightningOptions : MixerOptions
 /// </summary>
 public sealed class LightningMixer : TokenMixer
 {
-    private readonly Linear q_proj;
-    private readonly Linear k_proj;
-    private readonly Linear v_proj;
-    private readonly Linear o_proj;
+    private readonly nn.Module<Tensor, Tensor> q_proj;
+    private readonly nn.Module<Tensor, Tensor> k_proj;
+    private readonly nn.Module<Tensor, Tensor> v_proj;
+    private readonly nn.Module<Tensor, Tensor> o_proj;
     private readonly LayerNorm norm;
     private readonly Sequential output_gate;
     private readonly float[] _slopes;
     private readonly string _slopesKey;
     private readonly int _chunk;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "q_proj", "k_proj", "v_proj", "o_proj" };
 
     public LightningMixer(MixerConfig config, LightningOptions options) : base(nameof(LightningMixer), config)
     {

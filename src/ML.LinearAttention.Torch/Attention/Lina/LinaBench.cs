@@ -18,4 +18,8 @@ internal static class LinaBench
         yield return new KernelBenchCase("kv-gated bidirectional fp32", false, Make,
             i => LinaKernels.Bidirectional(Phi(i[0]), Phi(i[1]), i[2], i[3], i[4], null));
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Division-normalised ReLU linear attention, F = D; the KV gate and the input conv are elementwise or parameters.</summary>
+    internal static double Flops(FlopShape s, LinaOptions o)
+        => FlopShape.LinearKernel(s.HeadDim, s.HeadDim) * s.Heads;
 }

@@ -27,12 +27,15 @@ public sealed record LinaOptions : MixerOptions
 /// </summary>
 public sealed class LinaMixer : TokenMixer
 {
-    private readonly Linear qkv;
-    private readonly Linear proj;
+    private readonly nn.Module<Tensor, Tensor> qkv;
+    private readonly nn.Module<Tensor, Tensor> proj;
     private readonly Parameter? key_gate;
     private readonly Parameter? value_gate;
     private readonly DepthwiseConv? dw_conv;
     private readonly LinaOptions _options;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "qkv", "proj" };
 
     public LinaMixer(MixerConfig config, LinaOptions options) : base(nameof(LinaMixer), config)
     {

@@ -15,4 +15,8 @@ internal static class LolcatsBench
         yield return new KernelBenchCase("window 64 + hedgehog bidirectional", false, Make, i => Run(i, false));
         yield return new KernelBenchCase("window 64 + hedgehog causal", true, Make, i => Run(i, true));
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Window softmax (QKᵀ, PV over the band) plus Hedgehog linear attention on F = 2·FeatureDim.</summary>
+    internal static double Flops(FlopShape s, LolcatsOptions o)
+        => (4 * s.BandKeys(o.Window) * s.HeadDim + FlopShape.LinearKernel(2.0 * o.FeatureDim, s.HeadDim)) * s.Heads;
 }

@@ -19,4 +19,8 @@ internal static class MalaBench
             return MalaKernels.Bidirectional(Phi(i[0]), Phi(i[1]), i[2], null, cos, sin);
         });
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Normalised elu+1 linear attention, F = D (the RoPE numerator reuses the same state size); LePE is a parameter.</summary>
+    internal static double Flops(FlopShape s, MalaOptions o)
+        => FlopShape.LinearKernel(s.HeadDim, s.HeadDim) * s.Heads;
 }

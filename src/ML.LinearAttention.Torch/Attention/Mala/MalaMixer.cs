@@ -24,10 +24,13 @@ public sealed record MalaOptions : MixerOptions
 /// </summary>
 public sealed class MalaMixer : TokenMixer
 {
-    private readonly Linear qkvo;
-    private readonly Linear proj;
+    private readonly nn.Module<Tensor, Tensor> qkvo;
+    private readonly nn.Module<Tensor, Tensor> proj;
     private readonly DepthwiseConv? lepe;
     private readonly MalaOptions _options;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "qkvo", "proj" };
 
     public MalaMixer(MixerConfig config, MalaOptions options) : base(nameof(MalaMixer), config)
     {

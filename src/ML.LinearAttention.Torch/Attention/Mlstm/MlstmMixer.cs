@@ -39,7 +39,7 @@ public sealed record MlstmOptions : MixerOptions
 /// </summary>
 public sealed class MlstmMixer : TokenMixer
 {
-    private readonly Linear proj_up;
+    private readonly nn.Module<Tensor, Tensor> proj_up;
     private readonly GroupedLinear q_proj;
     private readonly GroupedLinear k_proj;
     private readonly GroupedLinear v_proj;
@@ -49,9 +49,12 @@ public sealed class MlstmMixer : TokenMixer
     private readonly Linear? fgate_bwd;
     private readonly Parameter o_norm_weight;
     private readonly Parameter learnable_skip;
-    private readonly Linear proj_down;
+    private readonly nn.Module<Tensor, Tensor> proj_down;
     private readonly MlstmOptions _options;
     private readonly int _inner;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "proj_up", "proj_down" };
 
     public MlstmMixer(MixerConfig config, MlstmOptions options) : base(nameof(MlstmMixer), config)
     {

@@ -33,4 +33,8 @@ internal static class MomBench
             i => MomKernels.Bidirectional(DeltaRule.L2Normalize(i[0]), DeltaRule.L2Normalize(i[1]), i[2], torch.sigmoid(i[3]), Gate(i, 4),
                 torch.sigmoid(i[5]), Gate(i, 6), MomKernels.Route(i[7], TopK, null), null));
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Each token runs in its TopK memories: two Gated DeltaNet scans each, Dk = D·ExpandK, Dv = Dk·ExpandV.</summary>
+    internal static double Flops(FlopShape s, MomOptions o)
+        => 2 * o.TopK * FlopShape.DeltaScan(o.ChunkSize, s.HeadDim * o.ExpandK, s.HeadDim * o.ExpandK * o.ExpandV) * s.Heads;
 }

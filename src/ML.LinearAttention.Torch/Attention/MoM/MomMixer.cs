@@ -42,7 +42,7 @@ public sealed record MomOptions : MixerOptions
 public sealed class MomMixer : TokenMixer
 {
     private readonly Linear gate;
-    private readonly Linear q_proj;
+    private readonly nn.Module<Tensor, Tensor> q_proj;
     private readonly Linear k_proj;
     private readonly Linear v_proj;
     private readonly Linear b_proj;
@@ -59,10 +59,13 @@ public sealed class MomMixer : TokenMixer
     private readonly Linear? g_proj;
     private readonly GatedRmsNorm? o_norm_gated;
     private readonly RmsNorm? o_norm;
-    private readonly Linear o_proj;
+    private readonly nn.Module<Tensor, Tensor> o_proj;
     private readonly MomOptions _options;
     private readonly int _keyDim;
     private readonly int _valueDim;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "q_proj", "o_proj" };
 
     public MomMixer(MixerConfig config, MomOptions options) : base(nameof(MomMixer), config)
     {
@@ -83,7 +86,7 @@ public sealed class MomMixer : TokenMixer
         var (aLog, dt) = DeltaMixing.Mamba2Init(h);
         A_log = new Parameter(aLog);
         dt_bias = new Parameter(dt);
-        var linears = new List<Linear> { gate, q_proj, k_proj, v_proj, b_proj, a_proj };
+        var linears = new List<Linear> { gate, (Linear)q_proj, k_proj, v_proj, b_proj, a_proj };
         if (!config.Causal)
         {
             b_proj_rev = nn.Linear(c, m * h, hasBias: false);
@@ -110,7 +113,7 @@ public sealed class MomMixer : TokenMixer
             o_norm = new RmsNorm(_valueDim / h, options.NormEps);
         }
         o_proj = nn.Linear(_valueDim, c, hasBias: false);
-        linears.Add(o_proj);
+        linears.Add((Linear)o_proj);
         using (torch.no_grad())
             foreach (var linear in linears)
             {

@@ -16,4 +16,8 @@ internal static class NaLaFormerBench
             return NaLaFormerKernels.Bidirectional(i[0], i[1], i[2], null, cos, sin);
         });
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Normalised linear attention on the sign-split maps, F = 2·D.</summary>
+    internal static double Flops(FlopShape s, NaLaFormerOptions o)
+        => FlopShape.LinearKernel(2.0 * s.HeadDim, s.HeadDim) * s.Heads;
 }

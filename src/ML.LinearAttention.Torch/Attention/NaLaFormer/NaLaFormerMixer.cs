@@ -22,11 +22,14 @@ public sealed record NaLaFormerOptions : MixerOptions
 /// </summary>
 public sealed class NaLaFormerMixer : TokenMixer
 {
-    private readonly Linear qkvg;
-    private readonly Linear out_proj;
+    private readonly nn.Module<Tensor, Tensor> qkvg;
+    private readonly nn.Module<Tensor, Tensor> out_proj;
     private readonly LayerNorm ln;
     private readonly DepthwiseConv? lepe;
     private readonly NaLaFormerOptions _options;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "qkvg", "out_proj" };
 
     public NaLaFormerMixer(MixerConfig config, NaLaFormerOptions options) : base(nameof(NaLaFormerMixer), config)
     {

@@ -13,4 +13,11 @@ internal static class PerformerBench
         yield return new KernelBenchCase($"favor+ m={m} bidirectional", false, Make, i => PerformerKernels.Attention(i[0], i[1], i[2], i[3], null));
         yield return new KernelBenchCase($"favor+ m={m} causal chunk64", true, Make, i => PerformerKernels.Attention(i[0], i[1], i[2], i[3], null, causal: true));
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Random-feature maps of q and k (D → m, fixed features, not parameters) plus normalised linear attention on m features.</summary>
+    internal static double Flops(FlopShape s, PerformerOptions o)
+    {
+        double m = o.NumFeatures > 0 ? o.NumFeatures : PerformerKernels.DefaultNumFeatures(s.HeadDim);
+        return (2 * 2 * s.HeadDim * m + FlopShape.LinearKernel(m, s.HeadDim)) * s.Heads;
+    }
 }

@@ -45,4 +45,16 @@ internal static class LinearBench
         yield return new KernelBenchCase("dpfp causal chunk64", true, Make,
             i => LinearAttentionKernels.Causal(FeatureMapKernels.Dpfp(i[0]), FeatureMapKernels.Dpfp(i[1]), i[2], null));
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Linear attention on the feature size of the map (dpfp 2·D·ν, t2r FeatureDim, else D); learned maps are parameters.</summary>
+    internal static double Flops(FlopShape s, LinearMixerOptions o)
+    {
+        double f = o.FeatureMap.ToLowerInvariant() switch
+        {
+            "dpfp" => 2.0 * s.HeadDim * o.DpfpNu,
+            "t2r" => o.FeatureDim > 0 ? o.FeatureDim : s.HeadDim,
+            _ => s.HeadDim,
+        };
+        return FlopShape.LinearKernel(f, s.HeadDim, o.Normalize) * s.Heads;
+    }
 }

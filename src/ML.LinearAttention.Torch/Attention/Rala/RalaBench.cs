@@ -17,4 +17,8 @@ internal static class RalaBench
             return RalaKernels.Bidirectional(Phi(i[0]), Phi(i[1]), i[2], null, cos, sin);
         });
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Normalised elu+1 linear attention, F = D, plus the query-guided key weights (mean query · every key).</summary>
+    internal static double Flops(FlopShape s, RalaOptions o)
+        => (FlopShape.LinearKernel(s.HeadDim, s.HeadDim) + 2.0 * s.HeadDim) * s.Heads;
 }

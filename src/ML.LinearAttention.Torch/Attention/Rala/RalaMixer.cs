@@ -23,10 +23,13 @@ public sealed record RalaOptions : MixerOptions
 /// </summary>
 public sealed class RalaMixer : TokenMixer
 {
-    private readonly Linear qkvo;
-    private readonly Linear proj;
+    private readonly nn.Module<Tensor, Tensor> qkvo;
+    private readonly nn.Module<Tensor, Tensor> proj;
     private readonly DepthwiseConv? lepe;
     private readonly RalaOptions _options;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "qkvo", "proj" };
 
     public RalaMixer(MixerConfig config, RalaOptions options) : base(nameof(RalaMixer), config)
     {

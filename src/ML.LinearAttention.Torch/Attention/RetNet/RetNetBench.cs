@@ -12,4 +12,8 @@ internal static class RetNetBench
         yield return new KernelBenchCase("causal chunk64", true, Make, i => RetNetKernels.Causal(i[0], i[1], i[2], null));
         yield return new KernelBenchCase("bidirectional chunk64", false, Make, i => RetNetKernels.Bidirectional(i[0], i[1], i[2], null));
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Two chunkwise retention scans (forward and reversed) on Dk = D·ExpandK, Dv = D·ExpandV.</summary>
+    internal static double Flops(FlopShape s, RetNetOptions o)
+        => 2 * FlopShape.DecayScan(o.ChunkSize, s.HeadDim * o.ExpandK, s.HeadDim * o.ExpandV) * s.Heads;
 }

@@ -36,16 +36,19 @@ public sealed record RetNetOptions : MixerOptions
 /// </summary>
 public sealed class RetNetMixer : TokenMixer
 {
-    private readonly Linear q_proj;
-    private readonly Linear k_proj;
-    private readonly Linear v_proj;
+    private readonly nn.Module<Tensor, Tensor> q_proj;
+    private readonly nn.Module<Tensor, Tensor> k_proj;
+    private readonly nn.Module<Tensor, Tensor> v_proj;
     private readonly Linear? g_proj;
-    private readonly Linear o_proj;
+    private readonly nn.Module<Tensor, Tensor> o_proj;
     private readonly ShortConvolution? q_conv;
     private readonly ShortConvolution? k_conv;
     private readonly ShortConvolution? v_conv;
     private readonly RmsNorm g_norm;
     private readonly RetNetOptions _options;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "q_proj", "k_proj", "v_proj", "o_proj" };
 
     public RetNetMixer(MixerConfig config, RetNetOptions options) : base(nameof(RetNetMixer), config)
     {

@@ -14,4 +14,8 @@ internal static class SimpleGlaBench
         yield return new KernelBenchCase("bidirectional chunk64", false, Make,
             i => SimpleGlaKernels.Bidirectional(i[0], i[1], i[2], SimpleGlaKernels.Gate(i[3]), SimpleGlaKernels.Gate(i[4]), null));
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Two chunkwise scans with their own gates on Dk = D·ExpandK, Dv = D·ExpandV.</summary>
+    internal static double Flops(FlopShape s, SimpleGlaOptions o)
+        => 2 * FlopShape.DecayScan(o.ChunkSize, s.HeadDim * o.ExpandK, s.HeadDim * o.ExpandV) * s.Heads;
 }

@@ -34,18 +34,21 @@ public sealed record SimpleGlaOptions : MixerOptions
 /// </summary>
 public sealed class SimpleGlaMixer : TokenMixer
 {
-    private readonly Linear q_proj;
-    private readonly Linear k_proj;
-    private readonly Linear v_proj;
+    private readonly nn.Module<Tensor, Tensor> q_proj;
+    private readonly nn.Module<Tensor, Tensor> k_proj;
+    private readonly nn.Module<Tensor, Tensor> v_proj;
     private readonly Linear g_proj;
     private readonly Linear gk_proj;
     private readonly Linear? gk_proj_bwd;
-    private readonly Linear o_proj;
+    private readonly nn.Module<Tensor, Tensor> o_proj;
     private readonly ShortConvolution? q_conv;
     private readonly ShortConvolution? k_conv;
     private readonly ShortConvolution? v_conv;
     private readonly RmsNorm g_norm;
     private readonly SimpleGlaOptions _options;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "q_proj", "k_proj", "v_proj", "o_proj" };
 
     public SimpleGlaMixer(MixerConfig config, SimpleGlaOptions options) : base(nameof(SimpleGlaMixer), config)
     {

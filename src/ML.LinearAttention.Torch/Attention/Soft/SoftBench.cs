@@ -17,4 +17,12 @@ internal static class SoftBench
             return SoftKernels.Attention(i[0], landmarks, i[1], valid, null);
         });
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Nyström with m landmarks: κ(q̃, L) (shared by the tied keys), κ(L, q̃)ᵀV and the read-out, 6·m·D per token; κ(L, L), the Newton–Schulz steps and NS·(κᵀV) once per sequence.</summary>
+    internal static double Flops(FlopShape s, SoftOptions o)
+    {
+        double m = o.NumLandmarks, d = s.HeadDim;
+        double perSequence = 2 * m * m * d + o.NewtonIterations * 2 * (2 * m * m * m) + 2 * m * m * d;
+        return (6 * m * d + perSequence / s.T) * s.Heads;
+    }
 }

@@ -28,13 +28,16 @@ public sealed record SoftOptions : MixerOptions
 /// </summary>
 public sealed class SoftMixer : TokenMixer
 {
-    private readonly Linear q_proj;
-    private readonly Linear v_proj;
-    private readonly Linear proj;
+    private readonly nn.Module<Tensor, Tensor> q_proj;
+    private readonly nn.Module<Tensor, Tensor> v_proj;
+    private readonly nn.Module<Tensor, Tensor> proj;
     private readonly Linear landmark_proj;
     private readonly LayerNorm landmark_norm;
     private readonly DepthwiseConv? conv;
     private readonly SoftOptions _options;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "q_proj", "v_proj", "proj" };
 
     public SoftMixer(MixerConfig config, SoftOptions options) : base(nameof(SoftMixer), config)
     {

@@ -14,4 +14,8 @@ internal static class SoftmaxBench
         if (s.T > 512)
             yield return new KernelBenchCase("swa 512 (masked sdpa)", false, Make, i => SoftmaxKernels.Attention(i[0], i[1], i[2], null, window: 512));
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): QKᵀ and PV over every key, or over the band of Window keys each side.</summary>
+    internal static double Flops(FlopShape s, SoftmaxOptions o)
+        => 4 * (o.Window > 0 ? s.BandKeys(o.Window) : s.T) * s.HeadDim * s.Heads;
 }

@@ -14,4 +14,8 @@ internal static class SqaBench
         yield return new KernelBenchCase($"sdpa Hq={hq} Hkv={hkv}", false, Make, i => SoftmaxKernels.Attention(i[0], i[1], i[2], null));
         yield return new KernelBenchCase($"sdpa causal Hq={hq} Hkv={hkv}", true, Make, i => SoftmaxKernels.Attention(i[0], i[1], i[2], null, causal: true));
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Softmax attention of the Hq query heads (each over all keys, or the band of Window keys).</summary>
+    internal static double Flops(FlopShape s, SqaOptions o)
+        => 4 * (o.Window > 0 ? s.BandKeys(o.Window) : s.T) * s.HeadDim * o.Resolve(s.Heads).QueryHeads;
 }

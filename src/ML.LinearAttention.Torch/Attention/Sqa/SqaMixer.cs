@@ -61,11 +61,14 @@ public sealed record SqaOptions : MixerOptions
 /// </summary>
 public sealed class SqaMixer : TokenMixer
 {
-    private readonly Linear q_proj;
-    private readonly Linear k_proj;
-    private readonly Linear v_proj;
-    private readonly Linear o_proj;
+    private readonly nn.Module<Tensor, Tensor> q_proj;
+    private readonly nn.Module<Tensor, Tensor> k_proj;
+    private readonly nn.Module<Tensor, Tensor> v_proj;
+    private readonly nn.Module<Tensor, Tensor> o_proj;
     private readonly int _window;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "q_proj", "k_proj", "v_proj", "o_proj" };
 
     public SqaMixer(MixerConfig config, SqaOptions options) : base(nameof(SqaMixer), config)
     {

@@ -19,4 +19,8 @@ internal static class VanBench
         };
         yield return new KernelBenchCase("lka 5x5 + 7x7 d3", false, Make, i => VanKernels.LargeKernel(i[0], i[1], i[2], i[3], i[4], 3, null, null));
     }
+
+    /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): None: no token-token products; its depthwise and 1×1 convolutions are parameters (counted as 2·N).</summary>
+    internal static double Flops(FlopShape s, VanOptions o)
+        => 0;
 }

@@ -26,14 +26,17 @@ public sealed record VanOptions : MixerOptions
 /// </summary>
 public sealed class VanMixer : TokenMixer
 {
-    private readonly Linear proj_1;
+    private readonly nn.Module<Tensor, Tensor> proj_1;
     private readonly Parameter conv0_weight;
     private readonly Parameter conv0_bias;
     private readonly Parameter conv_spatial_weight;
     private readonly Parameter conv_spatial_bias;
     private readonly Linear conv1;
-    private readonly Linear proj_2;
+    private readonly nn.Module<Tensor, Tensor> proj_2;
     private readonly VanOptions _options;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "proj_1", "proj_2" };
 
     public VanMixer(MixerConfig config, VanOptions options) : base(nameof(VanMixer), config)
     {

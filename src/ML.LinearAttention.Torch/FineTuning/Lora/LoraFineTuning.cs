@@ -32,7 +32,8 @@ public sealed class LoraFineTuning : FineTuningMethod<LoraOptions>
     public override string? Describe(SequenceModel model, LoraOptions options)
     {
         var layers = LoraLayers.Layers(model);
-        var skipped = model.named_modules().Where(m => m.module is TorchSharp.Modules.Linear && options.IsTarget(m.name)).Select(m => m.name).ToList();
+        var isTarget = LoraLayers.Targets(model, options);
+        var skipped = model.named_modules().Where(m => m.module is TorchSharp.Modules.Linear && isTarget(m.name)).Select(m => m.name).ToList();
         return $"LoRA r {options.Rank}, α {options.Alpha:G4} on {layers.Count} layer(s) ({string.Join(", ", layers.Take(4).Select(l => l.Name))}{(layers.Count > 4 ? ", …" : "")})" +
                (skipped.Count > 0 ? $"; {skipped.Count} matching layer(s) held in fields typed Linear could not be wrapped ({string.Join(", ", skipped.Take(3))}{(skipped.Count > 3 ? ", …" : "")})" : "");
     }

@@ -1,5 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using Microsoft.ML.LinearAttention.Attention;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.LinearAttention.FineTuning.Lora;
@@ -13,8 +14,8 @@ public sealed record LoraApplyResult(IReadOnlyList<string> Wrapped, IReadOnlyLis
 /// LoRA on any TorchSharp module tree: wrap the targeted <see cref="Linear"/> layers, merge and unmerge the updates,
 /// fold them in for good, and save or load the adapters alone (<see cref="LoraAdapterFile"/>).
 /// <para>A layer can be wrapped when the field that holds it is declared as <c>nn.Module&lt;Tensor, Tensor&gt;</c>
-/// (TorchSharp's <c>Linear</c> is sealed): the q/k/v/o projections of every <c>ProjectedMixer</c> mechanism (linear,
-/// hedgehog, softmax, lolcats, liger, performer, transnormer, swa) and every encoder block's <c>ffn_in</c>/<c>ffn_out</c>.</para>
+/// (TorchSharp's <c>Linear</c> is sealed): the projections every mechanism declares (<c>TokenMixer.LoraTargets</c>,
+/// the default targets) and every encoder block's <c>ffn_in</c>/<c>ffn_out</c>.</para>
 /// </summary>
 public static class LoraLayers
 {
@@ -28,8 +29,9 @@ public static class LoraLayers
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        var candidates = model.named_modules().Where(m => m.module is Linear && m.name.Length > 0 && options.IsTarget(m.name)).Select(m => m.name).ToList();
-        var existing = Layers(model).Select(l => l.Name).Where(options.IsTarget).ToList();
+        var isTarget = Targets(model, options);
+        var candidates = model.named_modules().Where(m => m.module is Linear && m.name.Length > 0 && isTarget(m.name)).Select(m => m.name).ToList();
+        var existing = Layers(model).Select(l => l.Name).Where(isTarget).ToList();
         if (existing.Count > 0)
             throw new InvalidOperationException($"LoRA is already applied to {string.Join(", ", existing.Take(4))}{(existing.Count > 4 ? ", …" : "")}; apply it once per model.");
         var wrapped = new List<string>();
@@ -44,13 +46,31 @@ public static class LoraLayers
         if (wrapped.Count == 0)
         {
             var linears = model.named_modules().Where(m => m.module is Linear && m.name.Length > 0).Select(m => m.name).ToList();
-            string what = options.TargetPattern is { Length: > 0 } p ? $"pattern '{p}'" : $"targets {string.Join(", ", options.Targets)}";
+            string what = options.TargetPattern is { Length: > 0 } p ? $"pattern '{p}'"
+                : options.Targets is { } t ? $"targets {string.Join(", ", t)}" : "(the mechanisms' declared projections)";
             throw new ArgumentException(notAdaptable.Count > 0
-                ? $"LoRA {what} matched only layers it cannot wrap ({string.Join(", ", notAdaptable.Take(6))}): this mechanism keeps its projections in fields typed Linear. " +
-                  "Mechanisms built on ProjectedMixer (linear, hedgehog, softmax, lolcats, liger, performer, transnormer, swa) and the FFN layers (ffn_in, ffn_out) can be adapted."
+                ? $"LoRA {what} matched only layers it cannot wrap ({string.Join(", ", notAdaptable.Take(6))}): they are held in fields typed Linear. " +
+                  "The projections each mechanism declares (the default targets) and the FFN layers (ffn_in, ffn_out) can be adapted."
                 : $"LoRA {what} matched no linear layer. Linear layers of this model: {string.Join(", ", linears.Take(12))}{(linears.Count > 12 ? ", …" : "")}.");
         }
         return new LoraApplyResult(wrapped, notAdaptable);
+    }
+
+    /// <summary>
+    /// Which full module names LoRA adapts: the explicit <see cref="LoraOptions.Targets"/> / pattern, else the
+    /// projections each token mixer of <paramref name="model"/> declares (<see cref="TokenMixer.LoraTargets"/>).
+    /// </summary>
+    public static Func<string, bool> Targets(nn.Module model, LoraOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.HasExplicitTargets) return options.IsTarget;
+        var declared = new HashSet<string>(StringComparer.Ordinal);
+        if (model is TokenMixer self) declared.UnionWith(self.LoraTargets);   // named_modules() leaves the root out
+        foreach (var (name, module) in model.named_modules())
+            if (module is TokenMixer mixer)
+                foreach (var target in mixer.LoraTargets) declared.Add(name.Length > 0 ? name + "." + target : target);
+        return declared.Contains;
     }
 
     /// <summary>Every LoRA layer of <paramref name="model"/> with its full name.</summary>

@@ -11,9 +11,11 @@ public sealed record LoraOptions : FineTuningOptions
 {
     /// <summary>
     /// Module names to adapt: a module matches when its full name (e.g. <c>blocks.0.mixer.q_proj</c>) equals a target
-    /// or ends with "." + target. Default q_proj, k_proj, v_proj, o_proj (LoLCATs); add ffn_in, ffn_out for the FFNs.
+    /// or ends with "." + target. Null (default): the projections every mechanism declares
+    /// (<c>TokenMixer.LoraTargets</c>: q_proj, k_proj, v_proj, o_proj of the ProjectedMixer family, as LoLCATs, and
+    /// each other mechanism's own, e.g. qkv and proj); list them with ffn_in, ffn_out to adapt the FFNs as well.
     /// </summary>
-    public string[] Targets { get; init; } = { "q_proj", "k_proj", "v_proj", "o_proj" };
+    public string[]? Targets { get; init; }
     /// <summary>Optional regular expression on the full module name; when set it replaces <see cref="Targets"/>.</summary>
     public string? TargetPattern { get; init; }
     /// <summary>Rank r of the update.</summary>
@@ -35,11 +37,14 @@ public sealed record LoraOptions : FineTuningOptions
     /// <summary>The factor α / r.</summary>
     public double Scale => Alpha / Rank;
 
-    /// <summary>True when the module named <paramref name="fullName"/> is a target.</summary>
+    /// <summary>True when <see cref="Targets"/> or <see cref="TargetPattern"/> names the layers (else the mechanisms' declared projections are meant).</summary>
+    public bool HasExplicitTargets => TargetPattern is { Length: > 0 } || Targets is not null;
+
+    /// <summary>True when the module named <paramref name="fullName"/> is an explicit target (<see cref="HasExplicitTargets"/>).</summary>
     public bool IsTarget(string fullName)
     {
         if (TargetPattern is { Length: > 0 } pattern) return Regex.IsMatch(fullName, "^(?:" + pattern + ")$");
-        foreach (var t in Targets)
+        foreach (var t in Targets ?? Array.Empty<string>())
             if (fullName == t || fullName.EndsWith("." + t, StringComparison.Ordinal)) return true;
         return false;
     }
@@ -55,7 +60,7 @@ public sealed record LoraOptions : FineTuningOptions
             try { _ = new Regex(p); }
             catch (ArgumentException e) { throw new ArgumentException($"LoRA TargetPattern '{p}' is not a valid regular expression: {e.Message}", nameof(TargetPattern), e); }
         }
-        else if (Targets is not { Length: > 0 } || Targets.Any(string.IsNullOrWhiteSpace))
+        else if (Targets is not null && (Targets.Length == 0 || Targets.Any(string.IsNullOrWhiteSpace)))
             throw new ArgumentException("LoRA needs at least one target module name (e.g. q_proj, v_proj) or a TargetPattern.", nameof(Targets));
     }
 }
