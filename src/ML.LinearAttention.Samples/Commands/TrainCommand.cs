@@ -54,7 +54,55 @@ public static class TrainCommand
     {
         var total = Stopwatch.StartNew();
         var cl = new CommandLine(command, args, "verbose");
-        bool convert = command == "convert";
+        var input = ParseArguments(cl);
+        var ml = new MLContext(input.Seed);
+        var (task, reason) = ChooseTask(ml, input);
+        bool classify = task == TaskKind.Classification;
+        var monitor = StartMonitor(ml, output, input, classify);
+        var options = command == "convert" ? ConvertOptions(cl, classify, input.Seed) : Options(cl, classify, input.Seed);
+        options.Progress = new Fanout(monitor, observer);
+        options.CancellationToken = cancellation;
+        cl.RejectUnknown();
+        output.WriteLine($"Task: {reason}.");
+
+        var load = Stopwatch.StartNew();
+        var sets = LoadData(ml, cl, input, classify);
+        var (pipeline, trainView, evaluationView) = BuildPipeline(ml, input, sets, options, classify);
+        double loadSeconds = load.Elapsed.TotalSeconds;
+
+        output.WriteLine($"Training on {input.Data.Path}: text {string.Join(", ", input.Text)}{(input.Features.Length > 0 ? $"; features {string.Join(", ", input.Features)}" : "")}; label {input.Label}.");
+        var fit = Stopwatch.StartNew();
+        var model = Fit(pipeline, trainView, monitor);
+        double trainSeconds = fit.Elapsed.TotalSeconds;
+
+        try
+        {
+            var core = ((IEnumerable<ITransformer>)model).OfType<LinearAttentionTransformer>().Single();
+            var evaluate = Stopwatch.StartNew();
+            var card = NewCard(input, options, reason, sets, classify);
+            var pending = Evaluate(ml, model, core, evaluationView, card, input, sets, classify); // PNGs, written only after the model is saved
+            double evaluateSeconds = evaluate.Elapsed.TotalSeconds;
+
+            DescribeDataAndTraining(card, ml, core, input, sets, trainView);
+            pending.Insert(0, DrawTrainingCurves(card, monitor, input.ModelPath, classify));
+
+            cancellation.ThrowIfCancellationRequested();
+            var (json, md) = Save(ml, model, sets.Train.Schema, card, pending, input.ModelPath, loadSeconds, trainSeconds, evaluateSeconds, total);
+            WriteSummary(output, card, core.TrainingReport!, trainSeconds, input.ModelPath, json, md, pending);
+            return 0;
+        }
+        finally
+        {
+            (model as IDisposable)?.Dispose();
+        }
+    }
+
+    /// <summary>The data file and the columns' roles, each column checked against the file's header.</summary>
+    private sealed record Arguments(TabularData Data, string[] Text, string[] Features, string Label, string ModelPath, string? ValidationFile,
+        double ValidationFraction, string RequestedTask, int Seed, ProgressMode Mode, bool Verbose);
+
+    private static Arguments ParseArguments(CommandLine cl)
+    {
         var data = TabularData.Open(cl.Required("data", "the CSV or TSV file to train on"), cl.String("separator"));
         var text = cl.List("text");
         if (text.Length == 0) throw new ArgumentException("'train' needs --text with at least one text column (comma-separated for several).");
@@ -70,163 +118,176 @@ public static class TrainCommand
         foreach (var c in text.Concat(features).Append(label)) data.IndexOf(c);
         var overlap = text.Intersect(features).Concat(text.Where(t => t == label)).Concat(features.Where(f => f == label)).FirstOrDefault();
         if (overlap is not null) throw new ArgumentException($"Column '{overlap}' has two roles; each column is text, a feature or the label.");
+        return new Arguments(data, text, features, label, modelPath, validationFile, validationFraction, requestedTask, seed, mode, verbose);
+    }
 
-        var ml = new MLContext(seed);
-        var (task, reason) = requestedTask switch
-        {
-            "auto" => data.InferTask(ml, label),
-            "classification" => (TaskKind.Classification, "--task classification"),
-            "regression" => (TaskKind.Regression, "--task regression"),
-            _ => throw new ArgumentException($"--task {requestedTask}: use auto, classification or regression."),
-        };
-        bool classify = task == TaskKind.Classification;
-        string metricName = classify ? "val acc" : "val RMSE";
-        var monitor = new TrainingMonitor(output, mode, metricName);
+    private static (TaskKind Task, string Reason) ChooseTask(MLContext ml, Arguments input) => input.RequestedTask switch
+    {
+        "auto" => input.Data.InferTask(ml, input.Label),
+        "classification" => (TaskKind.Classification, "--task classification"),
+        "regression" => (TaskKind.Regression, "--task regression"),
+        _ => throw new ArgumentException($"--task {input.RequestedTask}: use auto, classification or regression."),
+    };
+
+    /// <summary>The progress display; the library's warnings (and with --verbose its info lines) print through it.</summary>
+    private static TrainingMonitor StartMonitor(MLContext ml, TextWriter output, Arguments input, bool classify)
+    {
+        var monitor = new TrainingMonitor(output, input.Mode, classify ? "val acc" : "val RMSE");
         ml.Log += (_, e) =>
         {
             if (!e.Source.StartsWith("LinearAttention", StringComparison.Ordinal)) return;
             if (e.Kind is ChannelMessageKind.Warning or ChannelMessageKind.Error) monitor.WriteLine("  warning: " + e.RawMessage);
-            else if (verbose && e.Kind == ChannelMessageKind.Info) monitor.WriteLine("  " + e.RawMessage);
+            else if (input.Verbose && e.Kind == ChannelMessageKind.Info) monitor.WriteLine("  " + e.RawMessage);
         };
+        return monitor;
+    }
 
-        var options = convert ? ConvertOptions(cl, classify, seed) : Options(cl, classify, seed);
-        options.Progress = new Fanout(monitor, observer);
-        options.CancellationToken = cancellation;
-        cl.RejectUnknown();
-        output.WriteLine($"Task: {reason}.");
+    /// <summary>The training rows and the rows the metrics are measured on (the training rows themselves when none are held out).</summary>
+    private sealed record DataSets(IDataView Train, IDataView Validation, string ValidationSource)
+    {
+        public bool HasValidation => !ReferenceEquals(Validation, Train);
+    }
 
+    private static DataSets LoadData(MLContext ml, CommandLine cl, Arguments input, bool classify)
+    {
         // Columns as typed: text as String, features as Single (empty → NaN), label as String (classification) or Single.
-        var columns = text.Select(t => (t, DataKind.String)).Concat(features.Select(f => (f, DataKind.Single)))
-            .Append((label, classify ? DataKind.String : DataKind.Single)).ToList();
-        var load = Stopwatch.StartNew();
-        var all = data.Load(ml, columns);
-        IDataView train = all, validation;
-        string validationSource;
-        if (validationFile is not null)
+        var columns = input.Text.Select(t => (t, DataKind.String)).Concat(input.Features.Select(f => (f, DataKind.Single)))
+            .Append((input.Label, classify ? DataKind.String : DataKind.Single)).ToList();
+        var all = input.Data.Load(ml, columns);
+        if (input.ValidationFile is not null)
+            return new DataSets(all, TabularData.Open(input.ValidationFile, cl.String("separator")).Load(ml, columns), Path.GetFileName(input.ValidationFile));
+        if (input.ValidationFraction > 0)
         {
-            validation = TabularData.Open(validationFile, cl.String("separator")).Load(ml, columns);
-            validationSource = Path.GetFileName(validationFile);
+            if (input.ValidationFraction >= 1) throw new ArgumentException("--validation-fraction must lie in [0, 1).");
+            var split = ml.Data.TrainTestSplit(all, input.ValidationFraction, seed: input.Seed);
+            return new DataSets(split.TrainSet, split.TestSet, $"{(input.ValidationFraction * 100).ToString("0.#", CultureInfo.InvariantCulture)}% held out, seed {input.Seed}");
         }
-        else if (validationFraction > 0)
-        {
-            if (validationFraction >= 1) throw new ArgumentException("--validation-fraction must lie in [0, 1).");
-            var split = ml.Data.TrainTestSplit(all, validationFraction, seed: seed);
-            (train, validation) = (split.TrainSet, split.TestSet);
-            validationSource = $"{(validationFraction * 100).ToString("0.#", CultureInfo.InvariantCulture)}% held out, seed {seed}";
-        }
-        else
-        {
-            validation = train;
-            validationSource = "none: metrics are on the training data";
-        }
-        bool hasValidation = !ReferenceEquals(validation, train);
+        return new DataSets(all, all, "none: metrics are on the training data");
+    }
 
-        // Training-only steps (the label key) stay out of the saved model; Concatenate of the features goes into it.
-        ITransformer? labelKey = classify ? ml.Transforms.Conversion.MapValueToKey("Label", label).Fit(train) : null;
+    /// <summary>
+    /// The pipeline to fit and the views it trains and is evaluated on. Training-only steps (the label key) stay out of
+    /// the saved model; Concatenate of the features goes into it.
+    /// </summary>
+    private static (IEstimator<ITransformer> Pipeline, IDataView TrainView, IDataView EvaluationView) BuildPipeline(
+        MLContext ml, Arguments input, DataSets sets, LinearAttentionOptions options, bool classify)
+    {
+        var features = input.Features;
+        ITransformer? labelKey = classify ? ml.Transforms.Conversion.MapValueToKey("Label", input.Label).Fit(sets.Train) : null;
         IDataView Prepare(IDataView d) => labelKey?.Transform(d) ?? d;
-        var trainView = Prepare(train);
+        var trainView = Prepare(sets.Train);
         IEstimator<ITransformer> pipeline = features.Length > 0 ? ml.Transforms.Concatenate("Features", features) : new EstimatorChain<ITransformer>();
-        if (hasValidation)
-            options.ValidationSet = features.Length > 0 ? ml.Transforms.Concatenate("Features", features).Fit(trainView).Transform(Prepare(validation)) : Prepare(validation);
+        if (sets.HasValidation)
+            options.ValidationSet = features.Length > 0 ? ml.Transforms.Concatenate("Features", features).Fit(trainView).Transform(Prepare(sets.Validation)) : Prepare(sets.Validation);
         options.FeatureColumnName = features.Length > 0 ? "Features" : null;
         pipeline = classify
             ? pipeline.Append(ml.Transforms.LinearAttention.TextClassification((TextClassificationOptions)options))
                 .Append(ml.Transforms.Conversion.MapKeyToValue("Predicted", "PredictedLabel"))
             : pipeline.Append(ml.Transforms.LinearAttention.SequenceRegression((SequenceRegressionOptions)options));
-        double loadSeconds = load.Elapsed.TotalSeconds;
+        return (pipeline, trainView, sets.HasValidation ? Prepare(sets.Validation) : trainView);
+    }
 
-        output.WriteLine($"Training on {data.Path}: text {string.Join(", ", text)}{(features.Length > 0 ? $"; features {string.Join(", ", features)}" : "")}; label {label}.");
-        var fit = Stopwatch.StartNew();
-        ITransformer model;
-        try { model = pipeline.Fit(trainView); }
+    private static ITransformer Fit(IEstimator<ITransformer> pipeline, IDataView trainView, TrainingMonitor monitor)
+    {
+        try { return pipeline.Fit(trainView); }
         finally { monitor.Finish(); }
-        double trainSeconds = fit.Elapsed.TotalSeconds;
+    }
 
-        var pending = new List<(string Path, byte[] Bytes)>(); // PNGs, written only after the model is saved
-        try
+    private static ModelCard NewCard(Arguments input, LinearAttentionOptions options, string reason, DataSets sets, bool classify) => new()
+    {
+        Model = Path.GetFileName(input.ModelPath),
+        Task = classify ? "Text classification" : "Text regression",
+        TaskReason = reason,
+        Options = ModelCard.DescribeOptions(options),
+        MetricsOn = sets.HasValidation ? $"validation data, {sets.ValidationSource}" : "training data (no validation data)",
+    };
+
+    /// <summary>Puts the metrics on the card; returns the charts to write (the confusion matrix, for classification).</summary>
+    private static List<(string Path, byte[] Bytes)> Evaluate(MLContext ml, ITransformer model, LinearAttentionTransformer core, IDataView evaluationView,
+        ModelCard card, Arguments input, DataSets sets, bool classify)
+    {
+        var pending = new List<(string Path, byte[] Bytes)>();
+        var scored = model.Transform(evaluationView);
+        if (classify)
         {
-            var core = ((IEnumerable<ITransformer>)model).OfType<LinearAttentionTransformer>().Single();
-            var evaluate = Stopwatch.StartNew();
-            var scored = model.Transform(hasValidation ? Prepare(validation) : trainView);
-            var card = new ModelCard
+            var m = ml.MulticlassClassification.Evaluate(scored, "Label", "Score", "PredictedLabel");
+            card.Metrics["MicroAccuracy"] = m.MicroAccuracy;
+            card.Metrics["MacroAccuracy"] = m.MacroAccuracy;
+            card.Metrics["LogLoss"] = m.LogLoss;
+            var classes = ((TextClassificationTransformer)core).ClassNames?.ToArray() ?? Enumerable.Range(1, ((TextClassificationTransformer)core).ClassCount).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray();
+            card.Data.Classes = classes;
+            for (int i = 0; i < classes.Length && i < m.PerClassLogLoss.Count; i++)
             {
-                Model = Path.GetFileName(modelPath),
-                Task = classify ? "Text classification" : "Text regression",
-                TaskReason = reason,
-                Options = ModelCard.DescribeOptions(options),
-                MetricsOn = hasValidation ? $"validation data, {validationSource}" : "training data (no validation data)",
-            };
-            string? confusion = null;
-            if (classify)
-            {
-                var m = ml.MulticlassClassification.Evaluate(scored, "Label", "Score", "PredictedLabel");
-                card.Metrics["MicroAccuracy"] = m.MicroAccuracy;
-                card.Metrics["MacroAccuracy"] = m.MacroAccuracy;
-                card.Metrics["LogLoss"] = m.LogLoss;
-                var classes = ((TextClassificationTransformer)core).ClassNames?.ToArray() ?? Enumerable.Range(1, ((TextClassificationTransformer)core).ClassCount).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray();
-                card.Data.Classes = classes;
-                for (int i = 0; i < classes.Length && i < m.PerClassLogLoss.Count; i++)
-                {
-                    double row = m.ConfusionMatrix.Counts[i].Sum();
-                    if (row > 0) card.Metrics[$"Recall[{classes[i]}]"] = m.ConfusionMatrix.Counts[i][i] / row;
-                }
-                confusion = Stem(modelPath) + ".confusion.png";
-                var png = Charts.ConfusionMatrix(classes, m.ConfusionMatrix.Counts, $"CONFUSION MATRIX - {(hasValidation ? "VALIDATION" : "TRAINING")} DATA");
-                card.Files["confusion matrix"] = Path.GetFileName(confusion);
-                pending.Add((confusion, png));
+                double row = m.ConfusionMatrix.Counts[i].Sum();
+                if (row > 0) card.Metrics[$"Recall[{classes[i]}]"] = m.ConfusionMatrix.Counts[i][i] / row;
             }
-            else
-            {
-                var m = ml.Regression.Evaluate(scored, label, "Score");
-                card.Metrics["RMSE"] = m.RootMeanSquaredError;
-                card.Metrics["MAE"] = m.MeanAbsoluteError;
-                card.Metrics["RSquared"] = m.RSquared;
-            }
-            double evaluateSeconds = evaluate.Elapsed.TotalSeconds;
-
-            var report = core.TrainingReport!;
-            card.Data = new ModelCard.CardData
-            {
-                Path = data.Path, Separator = data.Separator == '\t' ? "tab" : data.Separator.ToString(), TextColumns = text, FeatureColumns = features,
-                LabelColumn = label, TrainRows = Count(trainView), ValidationRows = hasValidation ? Count(validation) : 0, ValidationSource = validationSource,
-                Classes = card.Data.Classes,
-            };
-            card.Training = new ModelCard.CardTraining
-            {
-                Epochs = report.Epochs, Steps = report.Steps, FinalTrainLoss = report.FinalTrainLoss, BestValidationMetric = report.BestValidationMetric,
-                BestEpoch = report.BestEpoch, StoppedEarly = report.StoppedEarly, Parameters = core.ParameterCount,
-                Device = ml.GpuDeviceId is { } g ? $"cuda:{g}" : "cpu",
-            };
-            var curves = Stem(modelPath) + ".curves.png";
-            card.Files["training curves"] = Path.GetFileName(curves);
-            pending.Insert(0, (curves, Charts.TrainingCurves(monitor.Loss, monitor.Validation, classify ? "accuracy" : "RMSE", $"TRAINING - {Path.GetFileName(modelPath).ToUpperInvariant()}")));
-
-            cancellation.ThrowIfCancellationRequested();
-            var save = Stopwatch.StartNew();
-            AtomicFile.Write(modelPath, temp => ml.Model.Save(model, train.Schema, temp));
-            card.TimingsSeconds["load data"] = loadSeconds;
-            card.TimingsSeconds["train"] = trainSeconds;
-            card.TimingsSeconds["evaluate"] = evaluateSeconds;
-            card.TimingsSeconds["save"] = save.Elapsed.TotalSeconds;
-            card.TimingsSeconds["total"] = total.Elapsed.TotalSeconds;
-            foreach (var (path, bytes) in pending) AtomicFile.WriteAllBytes(path, bytes);
-            var (json, md) = ModelCard.PathsFor(modelPath);
-            AtomicFile.WriteAllText(json, card.ToJson());
-            AtomicFile.WriteAllText(md, card.ToMarkdown());
-
-            output.WriteLine();
-            output.WriteLine($"| {card.MetricsOn,-40} | value |");
-            output.WriteLine($"| {new string('-', 40)} | ----: |");
-            foreach (var (k, v) in card.Metrics) output.WriteLine($"| {k,-40} | {v.ToString("F3", CultureInfo.InvariantCulture),5} |");
-            output.WriteLine();
-            output.WriteLine($"{report.Epochs} epoch(s), {report.Steps} steps in {trainSeconds:F0} s{(report.StoppedEarly ? " (stopped early)" : "")}.");
-            output.WriteLine($"Saved {modelPath}, {Path.GetFileName(json)}, {Path.GetFileName(md)}, {string.Join(", ", pending.Select(p => Path.GetFileName(p.Path)))}.");
-            return 0;
+            var confusion = Stem(input.ModelPath) + ".confusion.png";
+            var png = Charts.ConfusionMatrix(classes, m.ConfusionMatrix.Counts, $"CONFUSION MATRIX - {(sets.HasValidation ? "VALIDATION" : "TRAINING")} DATA");
+            card.Files["confusion matrix"] = Path.GetFileName(confusion);
+            pending.Add((confusion, png));
         }
-        finally
+        else
         {
-            (model as IDisposable)?.Dispose();
+            var m = ml.Regression.Evaluate(scored, input.Label, "Score");
+            card.Metrics["RMSE"] = m.RootMeanSquaredError;
+            card.Metrics["MAE"] = m.MeanAbsoluteError;
+            card.Metrics["RSquared"] = m.RSquared;
         }
+        return pending;
+    }
+
+    private static void DescribeDataAndTraining(ModelCard card, MLContext ml, LinearAttentionTransformer core, Arguments input, DataSets sets, IDataView trainView)
+    {
+        var report = core.TrainingReport!;
+        card.Data = new ModelCard.CardData
+        {
+            Path = input.Data.Path, Separator = input.Data.Separator == '\t' ? "tab" : input.Data.Separator.ToString(), TextColumns = input.Text, FeatureColumns = input.Features,
+            LabelColumn = input.Label, TrainRows = Count(trainView), ValidationRows = sets.HasValidation ? Count(sets.Validation) : 0, ValidationSource = sets.ValidationSource,
+            Classes = card.Data.Classes,
+        };
+        card.Training = new ModelCard.CardTraining
+        {
+            Epochs = report.Epochs, Steps = report.Steps, FinalTrainLoss = report.FinalTrainLoss, BestValidationMetric = report.BestValidationMetric,
+            BestEpoch = report.BestEpoch, StoppedEarly = report.StoppedEarly, Parameters = core.ParameterCount,
+            Device = ml.GpuDeviceId is { } g ? $"cuda:{g}" : "cpu",
+        };
+    }
+
+    private static (string Path, byte[] Bytes) DrawTrainingCurves(ModelCard card, TrainingMonitor monitor, string modelPath, bool classify)
+    {
+        var curves = Stem(modelPath) + ".curves.png";
+        card.Files["training curves"] = Path.GetFileName(curves);
+        return (curves, Charts.TrainingCurves(monitor.Loss, monitor.Validation, classify ? "accuracy" : "RMSE", $"TRAINING - {Path.GetFileName(modelPath).ToUpperInvariant()}"));
+    }
+
+    /// <summary>Saves the model first, then the charts and the card: none of them is left without its model.</summary>
+    private static (string Json, string Markdown) Save(MLContext ml, ITransformer model, DataViewSchema schema, ModelCard card, List<(string Path, byte[] Bytes)> pending,
+        string modelPath, double loadSeconds, double trainSeconds, double evaluateSeconds, Stopwatch total)
+    {
+        var save = Stopwatch.StartNew();
+        AtomicFile.Write(modelPath, temp => ml.Model.Save(model, schema, temp));
+        card.TimingsSeconds["load data"] = loadSeconds;
+        card.TimingsSeconds["train"] = trainSeconds;
+        card.TimingsSeconds["evaluate"] = evaluateSeconds;
+        card.TimingsSeconds["save"] = save.Elapsed.TotalSeconds;
+        card.TimingsSeconds["total"] = total.Elapsed.TotalSeconds;
+        foreach (var (path, bytes) in pending) AtomicFile.WriteAllBytes(path, bytes);
+        var (json, md) = ModelCard.PathsFor(modelPath);
+        AtomicFile.WriteAllText(json, card.ToJson());
+        AtomicFile.WriteAllText(md, card.ToMarkdown());
+        return (json, md);
+    }
+
+    private static void WriteSummary(TextWriter output, ModelCard card, TrainingReport report, double trainSeconds, string modelPath, string json, string md,
+        List<(string Path, byte[] Bytes)> pending)
+    {
+        output.WriteLine();
+        output.WriteLine($"| {card.MetricsOn,-40} | value |");
+        output.WriteLine($"| {new string('-', 40)} | ----: |");
+        foreach (var (k, v) in card.Metrics) output.WriteLine($"| {k,-40} | {v.ToString("F3", CultureInfo.InvariantCulture),5} |");
+        output.WriteLine();
+        output.WriteLine($"{report.Epochs} epoch(s), {report.Steps} steps in {trainSeconds:F0} s{(report.StoppedEarly ? " (stopped early)" : "")}.");
+        output.WriteLine($"Saved {modelPath}, {Path.GetFileName(json)}, {Path.GetFileName(md)}, {string.Join(", ", pending.Select(p => Path.GetFileName(p.Path)))}.");
     }
 
     private static string Stem(string modelPath) => Path.Combine(Path.GetDirectoryName(modelPath)!, Path.GetFileNameWithoutExtension(modelPath));

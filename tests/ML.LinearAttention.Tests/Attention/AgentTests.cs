@@ -21,7 +21,7 @@ public class AgentTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Fast_matches_naive_including_pooling_and_biases(long[] lengths, int n, int side, ScalarType dtype)
+    public void FastMatchesNaiveIncludingPoolingAndBiases(long[] lengths, int n, int side, ScalarType dtype)
     {
         Torch.Seed();
         long t = lengths.Max();
@@ -48,7 +48,7 @@ public class AgentTests
     [InlineData(13)]
     [InlineData(4)]
     [InlineData(7)]
-    public void Bias_resize_matches_linear_interpolation(long length)
+    public void BiasResizeMatchesLinearInterpolation(long length)
     {
         Torch.Seed();
         var table = torch.randn(3, 7);
@@ -63,7 +63,7 @@ public class AgentTests
     }
 
     [Fact]
-    public void Mixer_respects_padding_and_trains_on_a_grid()
+    public void MixerRespectsPaddingAndTrainsOnAGrid()
     {
         Torch.Seed();
         using var mixer = new AgentMixer(new MixerConfig(16, 2), new AgentOptions { NumAgents = 4 });

@@ -8,7 +8,7 @@ namespace Microsoft.ML.LinearAttention.Tests.Attention;
 public sealed class AutogradWrappersTests
 {
     [Fact]
-    public void Returned_gradients_outlive_their_scope_until_the_next_call_and_the_upstream_wrapper_is_released()
+    public void ReturnedGradientsOutliveTheirScopeUntilTheNextCallAndTheUpstreamWrapperIsReleased()
     {
         AutogradWrappers.ReleaseReturned();
         var upstream = torch.ones(3);

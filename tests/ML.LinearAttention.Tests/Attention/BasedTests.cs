@@ -10,7 +10,7 @@ namespace Microsoft.ML.LinearAttention.Tests.Attention;
 public class BasedTests
 {
     [Fact]
-    public void Taylor_map_reproduces_the_second_order_expansion_of_exp()
+    public void TaylorMapReproducesTheSecondOrderExpansionOfExp()
     {
         Torch.Seed();
         var q = torch.randn(2, 3, 16);
@@ -51,7 +51,7 @@ public class BasedTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Taylor_linear_matches_naive_outputs_and_gradients(long[] lengths, bool causal, ScalarType dtype, int chunk)
+    public void TaylorLinearMatchesNaiveOutputsAndGradients(long[] lengths, bool causal, ScalarType dtype, int chunk)
     {
         var x = Inputs(lengths, dtype);
         var mask = KernelAssert.LengthMask(lengths);
@@ -63,7 +63,7 @@ public class BasedTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Based_linear_plus_window_matches_naive_outputs_and_gradients(long[] lengths, bool causal, ScalarType dtype, int chunk)
+    public void BasedLinearPlusWindowMatchesNaiveOutputsAndGradients(long[] lengths, bool causal, ScalarType dtype, int chunk)
     {
         var x = Inputs(lengths, dtype);
         var mask = KernelAssert.LengthMask(lengths);
@@ -74,7 +74,7 @@ public class BasedTests
     }
 
     [Fact]
-    public void Taylor_mixer_projects_to_the_feature_dim_and_based_adds_a_window_branch()
+    public void TaylorMixerProjectsToTheFeatureDimAndBasedAddsAWindowBranch()
     {
         Torch.Seed();
         using var taylor = (BasedMixer)MixerRegistry.Create("taylor", new MixerConfig(32, 4));

@@ -54,7 +54,7 @@ public class DecayKernelTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Causal_chunked_matches_recurrent_outputs_and_gradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, bool perChannel)
+    public void CausalChunkedMatchesRecurrentOutputsAndGradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, bool perChannel)
     {
         var x = Inputs(lengths, h, dk, dv, dtype, perChannel);
         x[4].requires_grad_(false);
@@ -71,7 +71,7 @@ public class DecayKernelTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Bidirectional_matches_naive_outputs_and_gradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, bool perChannel)
+    public void BidirectionalMatchesNaiveOutputsAndGradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, bool perChannel)
     {
         var x = Inputs(lengths, h, dk, dv, dtype, perChannel);
         var mask = KernelAssert.LengthMask(lengths);
@@ -85,7 +85,7 @@ public class DecayKernelTests
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public void Bidirectional_is_forward_scan_plus_reversed_scan_minus_diagonal(bool perChannel)
+    public void BidirectionalIsForwardScanPlusReversedScanMinusDiagonal(bool perChannel)
     {
         var x = Inputs(new long[] { 23 }, 2, 4, 3, ScalarType.Float32, perChannel);
         var (q, k, v, gf, gb) = (x[0], x[1], x[2], Log(x[3]), Log(x[4]));
@@ -99,7 +99,7 @@ public class DecayKernelTests
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public void Padded_tail_changes_nothing_and_reverse_scan_starts_at_last_real_token(bool perChannel)
+    public void PaddedTailChangesNothingAndReverseScanStartsAtLastRealToken(bool perChannel)
     {
         var x = Inputs(new long[] { 30 }, 2, 4, 4, ScalarType.Float32, perChannel);
         var (q, k, v, gf, gb) = (x[0].detach(), x[1].detach(), x[2].detach(), Log(x[3]).detach(), Log(x[4]).detach());
@@ -121,7 +121,7 @@ public class DecayKernelTests
     }
 
     [Fact]
-    public void Very_strong_gates_stay_finite_and_exact()
+    public void VeryStrongGatesStayFiniteAndExact()
     {
         // logsigmoid of N(0, 8²) pre-activations: per-step log decays down to about −30, so cumulative decays within a
         // chunk reach −1000s; every exponent the fast kernel takes must stay ≤ 0.
@@ -137,7 +137,7 @@ public class DecayKernelTests
     }
 
     [Fact]
-    public void Chunk_scan_equals_sequential_recurrence()
+    public void ChunkScanEqualsSequentialRecurrence()
     {
         Torch.Seed();
         var u = torch.randn(new long[] { 1, 2, 13, 3, 2 });
@@ -149,7 +149,7 @@ public class DecayKernelTests
     }
 
     [Fact]
-    public void Bad_gate_shapes_are_named()
+    public void BadGateShapesAreNamed()
     {
         var q = torch.zeros(2, 2, 5, 4);
         var ex = Assert.Throws<ArgumentException>(() => DecayKernels.Causal(q, q, q, torch.zeros(2, 2, 4), null));

@@ -13,22 +13,22 @@ public class DeltaNetTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Causal_chunked_matches_recurrent_outputs_and_gradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, int chunk)
+    public void CausalChunkedMatchesRecurrentOutputsAndGradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, int chunk)
         => DeltaTestInputs.CheckAgainstNaive(lengths, h, dk, dv, dtype, chunk, DecayKind.None, bidirectional: false);
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Bidirectional_matches_recurrent_outputs_and_gradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, int chunk)
+    public void BidirectionalMatchesRecurrentOutputsAndGradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, int chunk)
         => DeltaTestInputs.CheckAgainstNaive(lengths, h, dk, dv, dtype, chunk, DecayKind.None, bidirectional: true);
 
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public void Padding_touches_no_state_and_rows_match_their_true_length(bool bidirectional)
+    public void PaddingTouchesNoStateAndRowsMatchTheirTrueLength(bool bidirectional)
         => DeltaTestInputs.CheckPadding(DecayKind.None, bidirectional);
 
     [Fact]
-    public void Public_kernels_are_the_delta_rule_without_decay()
+    public void PublicKernelsAreTheDeltaRuleWithoutDecay()
     {
         var x = DeltaTestInputs.Make(new long[] { 19, 12 }, 2, 4, 4, ScalarType.Float32, DecayKind.None, bidirectional: true);
         var mask = KernelAssert.LengthMask(19, 12);
@@ -43,7 +43,7 @@ public class DeltaNetTests
     }
 
     [Fact]
-    public void Bidirectional_counts_the_current_token_once_and_reverses_from_the_last_real_token()
+    public void BidirectionalCountsTheCurrentTokenOnceAndReversesFromTheLastRealToken()
     {
         var x = DeltaTestInputs.Make(new long[] { 13, 13 }, 2, 4, 4, ScalarType.Float32, DecayKind.None, bidirectional: true).Select(t => t.detach()).ToArray();
         var mask = KernelAssert.LengthMask(13, 5);
@@ -59,7 +59,7 @@ public class DeltaNetTests
     }
 
     [Fact]
-    public void Beta_one_and_orthonormal_keys_store_values_exactly()
+    public void BetaOneAndOrthonormalKeysStoreValuesExactly()
     {
         // With β = 1 the delta rule overwrites: after writing v to an orthonormal key, reading that key returns v.
         Torch.Seed();
@@ -75,7 +75,7 @@ public class DeltaNetTests
     }
 
     [Fact]
-    public void Bad_inputs_are_reported_with_their_shapes()
+    public void BadInputsAreReportedWithTheirShapes()
     {
         var q = torch.zeros(2, 2, 5, 4);
         var ex = Assert.Throws<ArgumentException>(() => DeltaNetKernels.Causal(q, q, q, torch.zeros(2, 2, 4), null));
@@ -86,11 +86,11 @@ public class DeltaNetTests
     }
 
     [Fact]
-    public void Mixer_ignores_padding_and_matches_unpadded_rows()
+    public void MixerIgnoresPaddingAndMatchesUnpaddedRows()
         => DeltaTestInputs.CheckMixerPadding("deltanet");
 
     [Fact]
-    public void Mixer_variants_build_run_and_train()
+    public void MixerVariantsBuildRunAndTrain()
     {
         var variants = new[]
         {
@@ -111,7 +111,7 @@ public class DeltaNetTests
     }
 
     [Fact]
-    public void Mixer_options_are_validated_and_round_trip()
+    public void MixerOptionsAreValidatedAndRoundTrip()
     {
         var ex = Assert.Throws<ArgumentException>(() => new DeltaNetMixer(new MixerConfig(16, 2), new DeltaNetOptions { QkActivation = "gelu" }));
         Assert.Contains("QkActivation 'gelu'", ex.Message);

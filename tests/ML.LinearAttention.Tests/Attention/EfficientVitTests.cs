@@ -18,7 +18,7 @@ public class EfficientVitTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Fast_matches_naive_outputs_and_gradients(long[] lengths, ScalarType dtype)
+    public void FastMatchesNaiveOutputsAndGradients(long[] lengths, ScalarType dtype)
     {
         Torch.Seed();
         var mask = KernelAssert.LengthMask(lengths);
@@ -30,7 +30,7 @@ public class EfficientVitTests
     }
 
     [Fact]
-    public void Mixer_respects_padding_and_its_multi_scale_branch_trains_on_a_grid()
+    public void MixerRespectsPaddingAndItsMultiScaleBranchTrainsOnAGrid()
     {
         Torch.Seed();
         using var mixer = new EfficientVitMixer(new MixerConfig(16, 2), new EfficientVitOptions());

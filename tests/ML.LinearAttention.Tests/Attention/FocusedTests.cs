@@ -20,7 +20,7 @@ public class FocusedTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Fast_matches_naive_including_the_learned_scale(long[] lengths, double p, ScalarType dtype)
+    public void FastMatchesNaiveIncludingTheLearnedScale(long[] lengths, double p, ScalarType dtype)
     {
         Torch.Seed();
         var mask = KernelAssert.LengthMask(lengths);
@@ -33,7 +33,7 @@ public class FocusedTests
     }
 
     [Fact]
-    public void Focused_map_keeps_the_norm_and_sharpens_the_direction()
+    public void FocusedMapKeepsTheNormAndSharpensTheDirection()
     {
         Torch.Seed();
         var x = torch.randn(1, 2, 5, 4);
@@ -49,7 +49,7 @@ public class FocusedTests
     }
 
     [Fact]
-    public void Mixer_respects_padding_and_trains_on_a_grid()
+    public void MixerRespectsPaddingAndTrainsOnAGrid()
     {
         Torch.Seed();
         using var mixer = new FocusedMixer(new MixerConfig(16, 2), new FocusedOptions());

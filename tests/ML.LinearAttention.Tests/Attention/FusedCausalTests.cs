@@ -27,7 +27,7 @@ public class FusedCausalTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Causal_entry_matches_naive_outputs_and_gradients(long[] lengths, int h, int d, int dv, ScalarType dtype, FusedFeatureMap map)
+    public void CausalEntryMatchesNaiveOutputsAndGradients(long[] lengths, int h, int d, int dv, ScalarType dtype, FusedFeatureMap map)
     {
         Torch.Seed();
         var (x, mask) = KernelAssert.FusedInputs(lengths, h, d, dv, dtype, nonNegative: map == FusedFeatureMap.Identity);
@@ -38,7 +38,7 @@ public class FusedCausalTests
     }
 
     [Fact]
-    public void Causal_routing_is_off_by_default_and_never_on_the_cpu()
+    public void CausalRoutingIsOffByDefaultAndNeverOnTheCpu()
     {
         bool expected = Environment.GetEnvironmentVariable(FusedLinearAttention.CausalEnableVariable) != "0";
         Assert.Equal(expected, FusedLinearAttention.CausalEnabled);
@@ -54,7 +54,7 @@ public class FusedCausalTests
     }
 
     [Fact]
-    public void Causal_mixer_with_the_switch_on_matches_the_switch_off_on_the_cpu()
+    public void CausalMixerWithTheSwitchOnMatchesTheSwitchOffOnTheCpu()
     {
         Torch.Seed();
         var mixer = new LinearMixer(new Microsoft.ML.LinearAttention.Attention.MixerConfig(16, 2, Causal: true), new LinearMixerOptions { FeatureMap = "relu" });
@@ -73,7 +73,7 @@ public class FusedCausalTests
     }
 
     [Fact]
-    public void Causal_kernels_fit_an_h200_block()
+    public void CausalKernelsFitAnH200Block()
     {
         const int h200 = 227 * 1024;
         foreach (var (d, dv) in new[] { (64, 64), (32, 48), (16, 128), (128, 64), (128, 128) })

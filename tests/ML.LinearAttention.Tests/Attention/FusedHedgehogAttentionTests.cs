@@ -20,7 +20,7 @@ public class FusedHedgehogAttentionTests
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public void On_the_cpu_it_matches_the_naive_twins_with_every_gradient(bool padded)
+    public void OnTheCpuItMatchesTheNaiveTwinsWithEveryGradient(bool padded)
     {
         torch.manual_seed(5);
         long b = 3, h = 2, t = 7, hx = 16, f = 8, dv = 12;
@@ -50,7 +50,7 @@ public class FusedHedgehogAttentionTests
     }
 
     [Fact]
-    public void Mismatched_shapes_are_refused_with_the_shapes()
+    public void MismatchedShapesAreRefusedWithTheShapes()
     {
         var x = torch.zeros(1, 2, 4, 16);
         var v = torch.zeros(1, 2, 4, 16);
@@ -62,7 +62,7 @@ public class FusedHedgehogAttentionTests
     }
 
     [Fact]
-    public void Disagreeing_inputs_are_refused_before_any_kernel()
+    public void DisagreeingInputsAreRefusedBeforeAnyKernel()
     {
         var x = torch.zeros(2, 2, 4, 16);
         var v = torch.zeros(2, 2, 4, 8);
@@ -79,7 +79,7 @@ public class FusedHedgehogAttentionTests
     }
 
     [Fact]
-    public void It_says_why_it_does_not_run()
+    public void ItSaysWhyItDoesNotRun()
     {
         var x = torch.zeros(1, 2, 4, 64, dtype: ScalarType.BFloat16);
         var w = torch.zeros(2, 64, 64, dtype: ScalarType.BFloat16);
@@ -99,7 +99,7 @@ public class FusedHedgehogAttentionTests
     [InlineData(128, 64, 0)]
     [InlineData(64, 16, 1)]      // φ (32 wide) narrower than x: the x tile gets its own space
     [InlineData(64, 32, 0)]
-    public void The_x_tile_shares_the_phi_tile_only_where_it_fits(int hx, int f, int ownTile)
+    public void TheXTileSharesThePhiTileOnlyWhereItFits(int hx, int f, int ownTile)
     {
         int baseBytes = 2 * f * (hx + 8) + 4 * 2 * 64 * 4;
         Assert.Equal(baseBytes + ownTile * 2 * 64 * (hx + 8), FusedModuleCache.HedgehogBytes(hx, f));
@@ -113,13 +113,13 @@ public class FusedHedgehogAttentionTests
     [InlineData(2047, null)]
     [InlineData(2048, 1)]           // one block per SM from 2K tokens per sequence on
     [InlineData(32768, 1)]
-    public void The_default_build_takes_one_block_per_sm_from_2k_tokens(long t, int? expected)
+    public void TheDefaultBuildTakesOneBlockPerSmFrom2KTokens(long t, int? expected)
     {
         Assert.Equal(expected, FusedHedgehogAttention.BlocksPerSmFor(t));
     }
 
     [Fact]
-    public void The_backward_launcher_refuses_a_partial_hedgehog_call_before_any_kernel()
+    public void TheBackwardLauncherRefusesAPartialHedgehogCallBeforeAnyKernel()
     {
         using var scope = NewDisposeScope();
         var x = torch.zeros(1, 2, 8, 16, dtype: ScalarType.BFloat16);
@@ -143,7 +143,7 @@ public class FusedHedgehogAttentionTests
     [InlineData(32, 32, 48, 1, true)]
     [InlineData(64, 16, 32, 1, false)]    // x wider than the space: 64 × 24 sums against 16 × 40
     [InlineData(16, 32, 16, 1, false)]    // the sums fit (16 × 40 ≤ 32 × 24), dy (32 wide) not in the v rows (16 wide)
-    public void The_key_maps_weight_gradient_is_reduced_in_the_kernel_where_its_sums_fit(int hx, int f, int dv, int inType, bool expected)
+    public void TheKeyMapsWeightGradientIsReducedInTheKernelWhereItsSumsFit(int hx, int f, int dv, int inType, bool expected)
     {
         var tiles = FusedModuleCache.Tiling.For(2 * f, dv);
         Assert.Equal(expected, FusedModuleCache.HedgehogKeyWeightsInKernel(tiles, hx, f, inType));
@@ -151,7 +151,7 @@ public class FusedHedgehogAttentionTests
     }
 
     [Fact]
-    public void At_hedgehogs_default_width_two_blocks_fit_on_an_sm()
+    public void AtHedgehogsDefaultWidthTwoBlocksFitOnAnSm()
     {
         // 228 KB of shared memory per SM on sm_80 and sm_90, 1 KB reserved per block.
         var tiles = FusedModuleCache.Tiling.For(128, 64);
@@ -177,7 +177,7 @@ public class FusedHedgehogAttentionTests
     }
 
     [Fact]
-    public void A_malformed_blocks_knob_is_an_error_naming_the_variable()
+    public void AMalformedBlocksKnobIsAnErrorNamingTheVariable()
     {
         Assert.Equal("", FusedModuleCache.HedgehogBlocksDefine(null));
         Assert.Equal("#define HH_MINB 1\n", FusedModuleCache.HedgehogBlocksDefine("1"));
@@ -189,7 +189,7 @@ public class FusedHedgehogAttentionTests
     }
 
     [Fact]
-    public void The_mixer_keeps_its_cpu_path()
+    public void TheMixerKeepsItsCpuPath()
     {
         torch.manual_seed(2);
         var mixer = new HedgehogMixer(new MixerConfig(32, 2), new HedgehogOptions { UseFusedKernel = true });

@@ -14,7 +14,7 @@ namespace Microsoft.ML.LinearAttention.Tests.Attention;
 public class FusedHedgehogMapTests
 {
     [Fact]
-    public void On_the_cpu_it_is_the_softmax_of_both_halves()
+    public void OnTheCpuItIsTheSoftmaxOfBothHalves()
     {
         var y = torch.randn(2, 3, 5, 7, dtype: ScalarType.Float64);
         var phi = FusedHedgehogMap.Apply(y);
@@ -27,7 +27,7 @@ public class FusedHedgehogMapTests
     }
 
     [Fact]
-    public void A_scalar_is_refused_with_the_reason()
+    public void AScalarIsRefusedWithTheReason()
     {
         var e = Assert.Throws<ArgumentException>(() => FusedHedgehogMap.Apply(torch.tensor(1.0)));
         Assert.Contains("at least one dimension", e.Message);
@@ -42,13 +42,13 @@ public class FusedHedgehogMapTests
     [InlineData(100, 2, 0)]     // not a multiple of eight
     [InlineData(48, 2, 0)]      // six lanes: not a power of two
     [InlineData(0, 2, 0)]
-    public void Vector_kernels_take_rows_of_a_power_of_two_of_16_byte_lanes(long features, int elementSize, int lanes)
+    public void VectorKernelsTakeRowsOfAPowerOfTwoOf16ByteLanes(long features, int elementSize, int lanes)
     {
         Assert.Equal(lanes, FusedHedgehogMap.VectorLanes(features, elementSize));
     }
 
     [Fact]
-    public void Vector_blocks_cover_every_row()
+    public void VectorBlocksCoverEveryRow()
     {
         Assert.Equal(1, FusedHedgehogMap.VectorBlocks(32, 8));      // 32 rows × 8 lanes = one 256-thread block
         Assert.Equal(2, FusedHedgehogMap.VectorBlocks(33, 8));

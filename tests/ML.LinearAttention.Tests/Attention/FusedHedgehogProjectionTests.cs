@@ -15,7 +15,7 @@ namespace Microsoft.ML.LinearAttention.Tests.Attention;
 public class FusedHedgehogProjectionTests
 {
     [Fact]
-    public void On_the_cpu_it_is_the_naive_map_with_gradients()   // the naive twin computes in fp32
+    public void OnTheCpuItIsTheNaiveMapWithGradients()   // the naive twin computes in fp32
     {
         torch.manual_seed(3);
         var x = torch.randn(2, 3, 5, 16, dtype: ScalarType.Float64).requires_grad_(true);
@@ -35,7 +35,7 @@ public class FusedHedgehogProjectionTests
     [InlineData(new long[] { 2, 3, 5, 16 }, new long[] { 2, 16, 8 })]   // heads differ
     [InlineData(new long[] { 2, 3, 5, 16 }, new long[] { 3, 12, 8 })]   // head dims differ
     [InlineData(new long[] { 3, 5, 16 }, new long[] { 3, 16, 8 })]      // x not split into heads
-    public void Mismatched_shapes_are_refused_with_both_shapes(long[] xShape, long[] wShape)
+    public void MismatchedShapesAreRefusedWithBothShapes(long[] xShape, long[] wShape)
     {
         var e = Assert.Throws<ArgumentException>(() => FusedHedgehogProjection.Apply(torch.zeros(xShape), torch.zeros(wShape)));
         Assert.Contains($"x [{string.Join(", ", xShape)}]", e.Message);
@@ -44,7 +44,7 @@ public class FusedHedgehogProjectionTests
     }
 
     [Fact]
-    public void It_says_why_it_does_not_run()
+    public void ItSaysWhyItDoesNotRun()
     {
         var x = torch.zeros(1, 2, 4, 64, dtype: ScalarType.BFloat16);
         Assert.Contains("CUDA", FusedHedgehogProjection.UnavailableReason(x, torch.zeros(2, 64, 64, dtype: ScalarType.BFloat16)));
@@ -56,13 +56,13 @@ public class FusedHedgehogProjectionTests
     [InlineData(100, 12, 528, 2)]       // two tiles per head: at most one block per tile
     [InlineData(1, 1, 528, 1)]
     [InlineData(32768, 1000, 264, 1)]   // more heads than resident blocks: still one per head
-    public void Blocks_per_head_fill_one_wave_and_never_exceed_the_tiles(long rowsPerHead, long heads, long resident, int expected)
+    public void BlocksPerHeadFillOneWaveAndNeverExceedTheTiles(long rowsPerHead, long heads, long resident, int expected)
     {
         Assert.Equal(expected, FusedHedgehogProjection.BlocksPerHead(rowsPerHead, heads, resident));
     }
 
     [Fact]
-    public void Shared_memory_fits_the_default_limit_at_hedgehogs_default_width()
+    public void SharedMemoryFitsTheDefaultLimitAtHedgehogsDefaultWidth()
     {
         Assert.True(FusedHedgehogProjection.ForwardBytes(64, 64) <= 48 * 1024, "the forward runs without the opt-in at D = F = 64");
         Assert.True(FusedHedgehogProjection.BackwardBytes(FusedHedgehogProjection.MaxDim, FusedHedgehogProjection.MaxDim) <= 227 * 1024,
@@ -76,7 +76,7 @@ public class FusedHedgehogProjectionTests
     [InlineData("3", null, null)]
     [InlineData("a,b", null, null)]
     [InlineData(null, null, null)]
-    public void The_blocks_knob_takes_two_small_counts(string? value, int? forward, int? backward)
+    public void TheBlocksKnobTakesTwoSmallCounts(string? value, int? forward, int? backward)
     {
         var parsed = FusedHedgehogProjection.ParseBlocks(value);
         Assert.Equal(forward, parsed?.Forward);
@@ -91,7 +91,7 @@ public class FusedHedgehogProjectionTests
     [InlineData(4097)]
     [InlineData(65536)]
     [InlineData(2147483647)]
-    public void The_row_split_multiplier_divides_every_32_bit_row_index(long t)
+    public void TheRowSplitMultiplierDividesEvery32BitRowIndex(long t)
     {
         ulong m = FusedHedgehogProjection.DivisionMultiplier(t);
         var rng = new Random((int)(t % int.MaxValue));
@@ -103,7 +103,7 @@ public class FusedHedgehogProjectionTests
     }
 
     [Fact]
-    public void A_malformed_blocks_knob_is_an_error_naming_the_variable()
+    public void AMalformedBlocksKnobIsAnErrorNamingTheVariable()
     {
         Assert.Equal("", FusedHedgehogProjection.BlocksDefinesFor(null));
         Assert.Equal("#define HFWD_MINB 3\n#define HBWD_MINB 2\n", FusedHedgehogProjection.BlocksDefinesFor("3,2"));

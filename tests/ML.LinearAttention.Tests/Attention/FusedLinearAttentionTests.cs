@@ -27,7 +27,7 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Fused_entry_matches_naive_outputs_and_gradients(long[] lengths, int h, int d, int dv, ScalarType dtype, FusedFeatureMap map)
+    public void FusedEntryMatchesNaiveOutputsAndGradients(long[] lengths, int h, int d, int dv, ScalarType dtype, FusedFeatureMap map)
     {
         Torch.Seed();
         var (x, mask) = KernelAssert.FusedInputs(lengths, h, d, dv, dtype, nonNegative: map == FusedFeatureMap.Identity);
@@ -38,7 +38,7 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void Unavailable_on_cpu_with_a_reason()
+    public void UnavailableOnCpuWithAReason()
     {
         Assert.False(FusedLinearAttention.IsAvailable(torch.CPU));
         Assert.Contains("CUDA", FusedLinearAttention.UnavailableReason(torch.CPU));
@@ -47,7 +47,7 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void Gpu_timer_and_profile_refuse_the_cpu_with_the_reason()
+    public void GpuTimerAndProfileRefuseTheCpuWithTheReason()
     {
         var timer = Assert.Throws<InvalidOperationException>(() => GpuTimer.Measure(torch.CPU, () => { }, 3));
         Assert.Contains("CUDA", timer.Message);
@@ -58,7 +58,7 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void Bad_inputs_give_clear_errors()
+    public void BadInputsGiveClearErrors()
     {
         var q = torch.rand(1, 2, 5, 4);
         var v = torch.rand(1, 2, 5, 3);
@@ -73,7 +73,7 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void Tiling_fits_an_h200_block_for_head_dims_up_to_128()
+    public void TilingFitsAnH200BlockForHeadDimsUpTo128()
     {
         foreach (var (d, dv) in new[] { (64, 64), (32, 48), (128, 128), (16, 128), (128, 8) })
         {
@@ -88,7 +88,7 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
     [InlineData(512, 12, 528, 12, 43)]   // T = 32K, 12 heads: one wave of 516 blocks
     [InlineData(1, 5, 528, 1, 1)]        // one tile per head
     [InlineData(3, 1, 4, 1, 3)]          // few heads, many slots: one tile per block
-    public void Tensor_core_split_minimizes_waves_times_tiles(long tiles, long bh, long slots, int tilesPerBlock, long blocksPerHead)
+    public void TensorCoreSplitMinimizesWavesTimesTiles(long tiles, long bh, long slots, int tilesPerBlock, long blocksPerHead)
     {
         var (tpb, blocks) = FusedLaunch.MmaSplit(tiles, bh, slots);
         Assert.Equal((tilesPerBlock, blocksPerHead), (tpb, blocks));
@@ -100,7 +100,7 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
     /// where they apply: bf16/fp16 with D, Dv multiples of 16; the causal kernels; Hedgehog's feature-map kernels, its projection + map kernels and its attention kernels); needs NVRTC, no GPU. Prints ptxas' register and spill counts.
     /// </summary>
     [Fact]
-    public void Cuda_source_compiles_with_nvrtc_when_available()
+    public void CudaSourceCompilesWithNvrtcWhenAvailable()
     {
         if (Environment.GetEnvironmentVariable(CudaLibraries.NvrtcOverrideVariable) is not { Length: > 0 })
         {
@@ -196,7 +196,7 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void Tensor_cores_apply_to_16_bit_inputs_with_head_dims_multiple_of_16()
+    public void TensorCoresApplyTo16BitInputsWithHeadDimsMultipleOf16()
     {
         Tensor T(long d, ScalarType dtype) => torch.zeros(1, 1, 4, d, dtype: dtype);
         Assert.True(FusedLinearAttention.TensorCoresApply(T(64, ScalarType.BFloat16), T(64, ScalarType.BFloat16)));

@@ -14,22 +14,22 @@ public class GatedDeltaNetTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Causal_chunked_matches_recurrent_outputs_and_gradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, int chunk)
+    public void CausalChunkedMatchesRecurrentOutputsAndGradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, int chunk)
         => DeltaTestInputs.CheckAgainstNaive(lengths, h, dk, dv, dtype, chunk, DecayKind.Scalar, bidirectional: false);
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Bidirectional_matches_recurrent_outputs_and_gradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, int chunk)
+    public void BidirectionalMatchesRecurrentOutputsAndGradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, int chunk)
         => DeltaTestInputs.CheckAgainstNaive(lengths, h, dk, dv, dtype, chunk, DecayKind.Scalar, bidirectional: true);
 
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public void Padding_touches_no_state_and_rows_match_their_true_length(bool bidirectional)
+    public void PaddingTouchesNoStateAndRowsMatchTheirTrueLength(bool bidirectional)
         => DeltaTestInputs.CheckPadding(DecayKind.Scalar, bidirectional);
 
     [Fact]
-    public void Public_kernels_match_their_naive_twins_and_reject_per_channel_gates()
+    public void PublicKernelsMatchTheirNaiveTwinsAndRejectPerChannelGates()
     {
         var x = DeltaTestInputs.Make(new long[] { 21, 13 }, 2, 4, 4, ScalarType.Float32, DecayKind.Scalar, bidirectional: true);
         var mask = KernelAssert.LengthMask(21, 13);
@@ -46,7 +46,7 @@ public class GatedDeltaNetTests
     }
 
     [Fact]
-    public void Strong_decays_stay_finite_and_forget()
+    public void StrongDecaysStayFiniteAndForget()
     {
         // g = −60 per token: exp(g) underflows to 0, and the chunked form never evaluates a positive exponent.
         var x = DeltaTestInputs.Make(new long[] { 40 }, 1, 4, 4, ScalarType.Float32, DecayKind.Scalar, bidirectional: false);
@@ -60,7 +60,7 @@ public class GatedDeltaNetTests
     }
 
     [Fact]
-    public void Mamba2_gate_is_non_positive_and_matches_its_formula()
+    public void Mamba2GateIsNonPositiveAndMatchesItsFormula()
     {
         Torch.Seed();
         var a = torch.randn(2, 5, 3) * 10;
@@ -71,11 +71,11 @@ public class GatedDeltaNetTests
     }
 
     [Fact]
-    public void Mixer_ignores_padding_and_matches_unpadded_rows()
+    public void MixerIgnoresPaddingAndMatchesUnpaddedRows()
         => DeltaTestInputs.CheckMixerPadding("gated_deltanet");
 
     [Fact]
-    public void Mixer_variants_build_run_and_train()
+    public void MixerVariantsBuildRunAndTrain()
     {
         var variants = new[]
         {

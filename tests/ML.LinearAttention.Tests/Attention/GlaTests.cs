@@ -12,7 +12,7 @@ public class GlaTests
     [InlineData(new long[] { 50, 33, 1 }, ScalarType.Float32, 16.0)]
     [InlineData(new long[] { 37 }, ScalarType.Float32, 1.0)]
     [InlineData(new long[] { 41, 20 }, ScalarType.BFloat16, 16.0)]
-    public void Kernels_match_their_naive_twins_including_gate_gradients(long[] lengths, ScalarType dtype, double normalizer)
+    public void KernelsMatchTheirNaiveTwinsIncludingGateGradients(long[] lengths, ScalarType dtype, double normalizer)
     {
         Tensor G(Tensor pre) => GlaKernels.Gate(pre, normalizer);
         DecayKernelTests.GatedKernelsMatchNaive(lengths, dtype, perChannel: true, "gla",
@@ -23,7 +23,7 @@ public class GlaTests
     }
 
     [Fact]
-    public void Gate_clamps_and_checks_its_shape()
+    public void GateClampsAndChecksItsShape()
     {
         var pre = torch.tensor(new[] { -100f, 0f });
         KernelAssert.Close(GlaKernels.Gate(pre, 1.0, clampMin: -5), torch.tensor(new[] { -5f, (float)Math.Log(0.5) }), 1e-6, 1e-6, "clamped gate");
@@ -33,5 +33,5 @@ public class GlaTests
     }
 
     [Fact]
-    public void Mixer_is_causal_or_bidirectional_and_ignores_padding() => DecayMixerAssert.CausalityAndPadding("gla");
+    public void MixerIsCausalOrBidirectionalAndIgnoresPadding() => DecayMixerAssert.CausalityAndPadding("gla");
 }

@@ -7,17 +7,17 @@ namespace Microsoft.ML.LinearAttention.Tests.Attention;
 public class GpuTimerTests
 {
     [Fact]
-    public void Runs_enqueued_within_the_hold_leave_no_gaps()
+    public void RunsEnqueuedWithinTheHoldLeaveNoGaps()
         // relu fused mma, T = 512: every run enqueued well within the hold, so the GPU never waited for the host.
         => Assert.False(GpuTimer.LeftGaps(hostMs: 25, holdMs: 50, tailMs: 50, gpuMs: 25, repetitions: 50));
 
     [Fact]
-    public void A_host_held_up_by_a_full_launch_queue_leaves_no_gaps()
+    public void AHostHeldUpByAFullLaunchQueueLeavesNoGaps()
         // transnormer: the host was slower than the GPU only because it waited on a full queue; runs were still queued at the end.
         => Assert.False(GpuTimer.LeftGaps(hostMs: 320, holdMs: 50, tailMs: 30, gpuMs: 81, repetitions: 50));
 
     [Fact]
-    public void A_host_slower_than_the_gpu_or_a_synchronizing_step_leaves_gaps()
+    public void AHostSlowerThanTheGpuOrASynchronizingStepLeavesGaps()
     {
         // deltanet, T = 32768: the host needed several times the GPU's time per run; the queue ran dry before the end.
         Assert.True(GpuTimer.LeftGaps(hostMs: 1470, holdMs: 1225, tailMs: 20, gpuMs: 371, repetitions: 3));

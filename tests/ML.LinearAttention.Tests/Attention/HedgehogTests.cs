@@ -18,7 +18,7 @@ public class HedgehogTests
     [InlineData(new long[] { 29 }, true, ScalarType.Float32)]
     [InlineData(new long[] { 41, 20 }, false, ScalarType.BFloat16)]
     [InlineData(new long[] { 41, 20 }, true, ScalarType.BFloat16)]
-    public void Fast_matches_naive_including_feature_map_weight_gradients(long[] lengths, bool causal, ScalarType dtype)
+    public void FastMatchesNaiveIncludingFeatureMapWeightGradients(long[] lengths, bool causal, ScalarType dtype)
     {
         Torch.Seed();
         long b = lengths.Length, t = lengths.Max();
@@ -43,7 +43,7 @@ public class HedgehogTests
     [InlineData(5, ScalarType.Float32)]
     [InlineData(8, ScalarType.BFloat16)]
     [InlineData(5, ScalarType.BFloat16)]
-    public void Feature_map_matches_its_naive_per_head_twin_outputs_and_gradients(int featureDim, ScalarType dtype)
+    public void FeatureMapMatchesItsNaivePerHeadTwinOutputsAndGradients(int featureDim, ScalarType dtype)
     {
         Torch.Seed();
         var x = KernelAssert.Random(new long[] { 2, 3, 7, 8 }, dtype);
@@ -55,7 +55,7 @@ public class HedgehogTests
     }
 
     [Fact]
-    public void Feature_map_is_a_positive_distribution_per_half()
+    public void FeatureMapIsAPositiveDistributionPerHalf()
     {
         Torch.Seed();
         var phi = HedgehogFeatureMap.Map(torch.randn(1, 2, 5, 4), torch.randn(2, 4, 3));
@@ -65,7 +65,7 @@ public class HedgehogTests
     }
 
     [Fact]
-    public void Identity_initialised_map_when_feature_dim_is_head_dim()
+    public void IdentityInitialisedMapWhenFeatureDimIsHeadDim()
     {
         var map = new HedgehogFeatureMap(3, 4, 4);
         KernelAssert.Close(map.Weight[1], torch.eye(4), 0, 0, "identity init");

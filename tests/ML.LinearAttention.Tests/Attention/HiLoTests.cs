@@ -22,7 +22,7 @@ public class HiLoTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Fast_matches_naive_for_both_halves(long[] lengths, int[]? grid, int window, ScalarType dtype)
+    public void FastMatchesNaiveForBothHalves(long[] lengths, int[]? grid, int window, ScalarType dtype)
     {
         Torch.Seed();
         long b = lengths.Length, t = lengths.Max();
@@ -42,7 +42,7 @@ public class HiLoTests
     }
 
     [Fact]
-    public void Windows_follow_the_grid_and_window_one_is_plain_attention()
+    public void WindowsFollowTheGridAndWindowOneIsPlainAttention()
     {
         // 4 × 4 grid, s = 2: four 2 × 2 windows in row-major order
         Assert.Equal(new[] { 0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 3, 3, 2, 2, 3, 3 }, HiLoKernels.WindowIds(16, (4, 4), 2));
@@ -58,7 +58,7 @@ public class HiLoTests
     }
 
     [Fact]
-    public void Mixer_splits_heads_respects_padding_and_trains_on_a_grid()
+    public void MixerSplitsHeadsRespectsPaddingAndTrainsOnAGrid()
     {
         Torch.Seed();
         using var mixer = new HiLoMixer(new MixerConfig(16, 4), new HiLoOptions());

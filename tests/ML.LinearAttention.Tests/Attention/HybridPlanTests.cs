@@ -31,11 +31,11 @@ public class HybridPlanTests
     [InlineData(" 3 : 1 ; SWA : 64 @ 1 ", 4, "- W64 - S")]
     [InlineData("none", 3, "- - -")]
     [InlineData("", 2, "- -")]
-    public void Parses_ratios_lists_and_windows(string spec, int layers, string expected)
+    public void ParsesRatiosListsAndWindows(string spec, int layers, string expected)
         => Assert.Equal(expected, Layout(HybridPlan.Parse(spec), layers));
 
     [Fact]
-    public void Ratio_puts_softmax_last_in_each_group_zero_based()
+    public void RatioPutsSoftmaxLastInEachGroupZeroBased()
     {
         var softmax = HybridPlan.Ratio(3, 1).Resolve(8, "linear").Where(l => l.Name == "softmax").Select(l => l.LayerIndex);
         Assert.Equal(new[] { 3, 7 }, softmax);
@@ -46,7 +46,7 @@ public class HybridPlanTests
     [InlineData("SWA:512@0,2", "swa:512@0,2")]
     [InlineData("swa{\"Window\":512,\"BlockSize\":64}@1", "swa:512@1")]
     [InlineData("None", "none")]
-    public void Formats_canonically(string spec, string canonical)
+    public void FormatsCanonically(string spec, string canonical)
     {
         var plan = HybridPlan.Parse(spec);
         Assert.Equal(canonical, plan.ToString());
@@ -54,7 +54,7 @@ public class HybridPlanTests
     }
 
     [Fact]
-    public void Programmatic_plans_round_trip_through_text_including_custom_options()
+    public void ProgrammaticPlansRoundTripThroughTextIncludingCustomOptions()
     {
         var plan = HybridPlan.Ratio(3, 1)
             .ThenSlidingWindowAt(512, 0)
@@ -73,7 +73,7 @@ public class HybridPlanTests
     }
 
     [Fact]
-    public void Json_options_select_a_mechanism_with_settings()
+    public void JsonOptionsSelectAMechanismWithSettings()
     {
         var layer = HybridPlan.Parse("hedgehog{\"FeatureDim\":32}@1").Resolve(3, "linear")[1];
         Assert.Equal("hedgehog", layer.Name);
@@ -95,7 +95,7 @@ public class HybridPlanTests
     [InlineData("linear:5@1", "only swa takes a ':window' argument")]
     [InlineData("every fourth", "is neither a ratio")]
     [InlineData("@1", "names no mechanism")]
-    public void Bad_text_is_rejected_quoting_it_with_examples(string spec, string problem)
+    public void BadTextIsRejectedQuotingItWithExamples(string spec, string problem)
     {
         var ex = Assert.Throws<FormatException>(() => HybridPlan.Parse(spec));
         Assert.Contains($"Invalid hybrid plan '{spec}'", ex.Message);
@@ -106,7 +106,7 @@ public class HybridPlanTests
     }
 
     [Fact]
-    public void Layers_outside_the_encoder_are_named_when_resolving()
+    public void LayersOutsideTheEncoderAreNamedWhenResolving()
     {
         var plan = HybridPlan.Parse("3:1;softmax@12");
         var ex = Assert.Throws<ArgumentOutOfRangeException>(() => plan.Resolve(12, "hedgehog"));
@@ -117,7 +117,7 @@ public class HybridPlanTests
     }
 
     [Fact]
-    public void Creates_the_mixer_of_each_layer()
+    public void CreatesTheMixerOfEachLayer()
     {
         var plan = HybridPlan.Parse("3:1;swa:8@0");
         using var first = plan.CreateMixer(new MixerConfig(16, 2, LayerIndex: 0, NumLayers: 4), "hedgehog");

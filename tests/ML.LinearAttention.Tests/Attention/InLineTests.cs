@@ -20,7 +20,7 @@ public class InLineTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Fast_matches_naive_outputs_and_gradients(long[] lengths, string map, ScalarType dtype)
+    public void FastMatchesNaiveOutputsAndGradients(long[] lengths, string map, ScalarType dtype)
     {
         Torch.Seed();
         var mask = KernelAssert.LengthMask(lengths);
@@ -32,7 +32,7 @@ public class InLineTests
     }
 
     [Fact]
-    public void Weights_sum_to_one_even_with_negative_features()
+    public void WeightsSumToOneEvenWithNegativeFeatures()
     {
         Torch.Seed();
         var mask = KernelAssert.LengthMask(10, 3);
@@ -41,7 +41,7 @@ public class InLineTests
     }
 
     [Fact]
-    public void Mixer_respects_padding_and_its_local_residual_trains_in_1d_and_2d()
+    public void MixerRespectsPaddingAndItsLocalResidualTrainsIn1DAnd2D()
     {
         Torch.Seed();
         using var mixer = new InLineMixer(new MixerConfig(16, 2), new InLineOptions());
@@ -53,7 +53,7 @@ public class InLineTests
     }
 
     [Fact]
-    public void Bad_options_are_reported()
+    public void BadOptionsAreReported()
     {
         var ex = Assert.Throws<ArgumentException>(() => new InLineMixer(new MixerConfig(16, 2), new InLineOptions { FeatureMap = "softmax" }));
         Assert.Contains("identity", ex.Message);

@@ -13,22 +13,22 @@ public class KdaTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Causal_chunked_matches_recurrent_outputs_and_gradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, int chunk)
+    public void CausalChunkedMatchesRecurrentOutputsAndGradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, int chunk)
         => DeltaTestInputs.CheckAgainstNaive(lengths, h, dk, dv, dtype, chunk, DecayKind.Channel, bidirectional: false);
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Bidirectional_matches_recurrent_outputs_and_gradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, int chunk)
+    public void BidirectionalMatchesRecurrentOutputsAndGradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, int chunk)
         => DeltaTestInputs.CheckAgainstNaive(lengths, h, dk, dv, dtype, chunk, DecayKind.Channel, bidirectional: true);
 
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public void Padding_touches_no_state_and_rows_match_their_true_length(bool bidirectional)
+    public void PaddingTouchesNoStateAndRowsMatchTheirTrueLength(bool bidirectional)
         => DeltaTestInputs.CheckPadding(DecayKind.Channel, bidirectional);
 
     [Fact]
-    public void Public_kernels_match_their_naive_twins_and_reject_scalar_gates()
+    public void PublicKernelsMatchTheirNaiveTwinsAndRejectScalarGates()
     {
         var x = DeltaTestInputs.Make(new long[] { 21, 13 }, 2, 4, 4, ScalarType.Float32, DecayKind.Channel, bidirectional: true);
         var mask = KernelAssert.LengthMask(21, 13);
@@ -45,7 +45,7 @@ public class KdaTests
     }
 
     [Fact]
-    public void Very_strong_per_channel_decays_stay_finite()
+    public void VeryStrongPerChannelDecaysStayFinite()
     {
         // Per-channel log-decays down to −80 per token: e^{−G} would overflow fp32 within a chunk; the sub-chunk
         // reference points keep every exponent ≤ 0. Compared with the recurrence (which never exponentiates a sum).
@@ -59,7 +59,7 @@ public class KdaTests
     }
 
     [Fact]
-    public void Gate_matches_fla_formulas()
+    public void GateMatchesFlaFormulas()
     {
         Torch.Seed();
         var raw = torch.randn(2, 3, 5, 4) * 5;
@@ -74,11 +74,11 @@ public class KdaTests
     }
 
     [Fact]
-    public void Mixer_ignores_padding_and_matches_unpadded_rows()
+    public void MixerIgnoresPaddingAndMatchesUnpaddedRows()
         => DeltaTestInputs.CheckMixerPadding("kda");
 
     [Fact]
-    public void Mixer_variants_build_run_and_train()
+    public void MixerVariantsBuildRunAndTrain()
     {
         var variants = new[]
         {

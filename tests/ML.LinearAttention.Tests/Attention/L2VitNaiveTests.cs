@@ -41,7 +41,7 @@ public class L2VitNaiveTests
 
     [Theory]
     [MemberData(nameof(MixerCases))]
-    public void Mixer_matches_a_naive_recomputation_from_its_parameters(L2VitRole role, long[] lengths, int[]? grid, int window,
+    public void MixerMatchesANaiveRecomputationFromItsParameters(L2VitRole role, long[] lengths, int[]? grid, int window,
         int concentration, bool qkvBias, ScalarType dtype)
     {
         Torch.Seed();
@@ -70,7 +70,7 @@ public class L2VitNaiveTests
     /// <summary>The two kernel calls of the mixer, on raw q/k/v (ReLU inside for LGA), against the quadratic forms.</summary>
     [Theory]
     [MemberData(nameof(KernelCases))]
-    public void Global_and_local_kernel_calls_match_their_quadratic_forms(long[] lengths, int[]? grid, int window, ScalarType dtype)
+    public void GlobalAndLocalKernelCallsMatchTheirQuadraticForms(long[] lengths, int[]? grid, int window, ScalarType dtype)
     {
         Torch.Seed();
         (int, int)? g = grid is null ? null : (grid[0], grid[1]);
@@ -92,7 +92,7 @@ public class L2VitNaiveTests
     [InlineData(new long[] { 9, 5 }, 0, 0, 3, ScalarType.Float32)]
     [InlineData(new long[] { 13, 9 }, 3, 4, 3, ScalarType.Float32)]
     [InlineData(new long[] { 10, 6 }, 3, 3, 5, ScalarType.BFloat16)]
-    public void Concentration_convolution_matches_an_explicit_sum_over_taps(long[] lengths, int gh, int gw, int kernel, ScalarType dtype)
+    public void ConcentrationConvolutionMatchesAnExplicitSumOverTaps(long[] lengths, int gh, int gw, int kernel, ScalarType dtype)
     {
         Torch.Seed();
         (int, int)? g = gh == 0 ? null : (gh, gw);

@@ -11,7 +11,7 @@ namespace Microsoft.ML.LinearAttention.Tests.Attention;
 public class L2VitTests
 {
     [Fact]
-    public void Layers_alternate_local_and_global_unless_the_role_is_fixed()
+    public void LayersAlternateLocalAndGlobalUnlessTheRoleIsFixed()
     {
         var roles = Enumerable.Range(0, 4).Select(i => new L2VitMixer(new MixerConfig(16, 2, LayerIndex: i, NumLayers: 4), new L2VitOptions()).IsGlobal);
         Assert.Equal(new[] { false, true, false, true }, roles);
@@ -24,7 +24,7 @@ public class L2VitTests
     [Theory]
     [InlineData(L2VitRole.Local)]
     [InlineData(L2VitRole.Global)]
-    public void Mixer_respects_padding_and_trains_on_a_grid(L2VitRole role)
+    public void MixerRespectsPaddingAndTrainsOnAGrid(L2VitRole role)
     {
         Torch.Seed();
         using var mixer = new L2VitMixer(new MixerConfig(16, 2), new L2VitOptions { Role = role, WindowSize = 2, ConcentrationKernel = 3 });
@@ -33,7 +33,7 @@ public class L2VitTests
     }
 
     [Fact]
-    public void Local_windows_are_independent_of_each_other()
+    public void LocalWindowsAreIndependentOfEachOther()
     {
         Torch.Seed();
         using var mixer = new L2VitMixer(new MixerConfig(8, 2), new L2VitOptions { Role = L2VitRole.Local, WindowSize = 2 });

@@ -25,7 +25,7 @@ public class LearnableFeatureMapTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Fast_matches_naive_including_feature_map_weight_gradients(string map, long[] lengths, bool causal, ScalarType dtype)
+    public void FastMatchesNaiveIncludingFeatureMapWeightGradients(string map, long[] lengths, bool causal, ScalarType dtype)
     {
         Torch.Seed();
         long b = lengths.Length, t = lengths.Max();
@@ -71,7 +71,7 @@ public class LearnableFeatureMapTests
     }
 
     [Fact]
-    public void Dpfp_has_2_d_nu_non_negative_features_and_matches_the_roll_definition()
+    public void DpfpHas2DNuNonNegativeFeaturesAndMatchesTheRollDefinition()
     {
         Torch.Seed();
         var x = torch.randn(2, 3, 5, 4);
@@ -87,7 +87,7 @@ public class LearnableFeatureMapTests
     [InlineData("t2r", true, 1)]
     [InlineData("elementwise_product", false, 8)]
     [InlineData("dpfp", false, 0)]
-    public void Linear_mixer_trains_the_feature_map_weights(string map, bool tie, int expectedMapParameters)
+    public void LinearMixerTrainsTheFeatureMapWeights(string map, bool tie, int expectedMapParameters)
     {
         Torch.Seed();
         foreach (bool causal in new[] { false, true })
@@ -106,14 +106,14 @@ public class LearnableFeatureMapTests
     }
 
     [Fact]
-    public void New_linear_options_round_trip_through_json()
+    public void NewLinearOptionsRoundTripThroughJson()
     {
         var options = new LinearMixerOptions { FeatureMap = "t2r", FeatureDim = 12, TieFeatureMaps = true, DpfpNu = 2 };
         Assert.Equal(options, MixerRegistry.DeserializeOptions("linear", MixerRegistry.SerializeOptions(options)));
     }
 
     [Fact]
-    public void Negative_maps_require_the_unnormalized_form_and_unknown_names_are_listed()
+    public void NegativeMapsRequireTheUnnormalizedFormAndUnknownNamesAreListed()
     {
         var config = new MixerConfig(16, 2);
         var ex = Assert.Throws<ArgumentException>(() => new LinearMixer(config, new LinearMixerOptions { FeatureMap = "elementwise_product" }));

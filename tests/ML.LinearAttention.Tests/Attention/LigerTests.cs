@@ -38,7 +38,7 @@ public class LigerTests
 
     [Theory]
     [MemberData(nameof(GlaCases))]
-    public void Shared_gla_kernel_with_ligers_gates_matches_an_independent_naive_twin(long[] lengths, bool causal, int chunk, ScalarType dtype)
+    public void SharedGlaKernelWithLigersGatesMatchesAnIndependentNaiveTwin(long[] lengths, bool causal, int chunk, ScalarType dtype)
     {
         var x = GlaInputs(lengths, dtype);
         var mask = KernelAssert.LengthMask(lengths);
@@ -51,7 +51,7 @@ public class LigerTests
     }
 
     [Fact]
-    public void Bidirectional_gla_ignores_a_padded_tail()
+    public void BidirectionalGlaIgnoresAPaddedTail()
     {
         Torch.Seed();
         var x = GlaInputs(new long[] { 12 }, ScalarType.Float32).Select(t => t.detach()).ToArray();
@@ -78,7 +78,7 @@ public class LigerTests
 
     [Theory]
     [MemberData(nameof(LigerCases))]
-    public void Liger_attention_matches_naive_with_gates_from_keys(long[] lengths, bool causal, int window, ScalarType dtype)
+    public void LigerAttentionMatchesNaiveWithGatesFromKeys(long[] lengths, bool causal, int window, ScalarType dtype)
     {
         Torch.Seed();
         long b = lengths.Length, t = lengths.Max();
@@ -102,7 +102,7 @@ public class LigerTests
     }
 
     [Fact]
-    public void Rotary_scores_depend_only_on_the_offset()
+    public void RotaryScoresDependOnlyOnTheOffset()
     {
         Torch.Seed();
         var q = torch.randn(1, 1, 1, 8).expand(1, 1, 10, 8);
@@ -113,7 +113,7 @@ public class LigerTests
     }
 
     [Fact]
-    public void Mixer_adds_no_parameters_and_validates_options()
+    public void MixerAddsNoParametersAndValidatesOptions()
     {
         using var mixer = MixerRegistry.Create("liger", new MixerConfig(32, 4, Causal: true));
         Assert.Equal(4, mixer.parameters().Count());

@@ -10,7 +10,7 @@ namespace Microsoft.ML.LinearAttention.Tests.Attention;
 public class LightningTests
 {
     [Fact]
-    public void Slopes_follow_alibi_including_non_powers_of_two()
+    public void SlopesFollowAlibiIncludingNonPowersOfTwo()
     {
         Assert.Equal(new[] { 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 0.00390625 }, LightningKernels.Slopes(8));
         Assert.Equal(new[] { 0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125 }, LightningKernels.Slopes(6));
@@ -23,7 +23,7 @@ public class LightningTests
     [InlineData(new long[] { 50, 33, 1 }, ScalarType.Float32)]
     [InlineData(new long[] { 37 }, ScalarType.Float32)]
     [InlineData(new long[] { 41, 20 }, ScalarType.BFloat16)]
-    public void Kernels_match_their_naive_twins(long[] lengths, ScalarType dtype)
+    public void KernelsMatchTheirNaiveTwins(long[] lengths, ScalarType dtype)
     {
         Torch.Seed();
         long b = lengths.Length, t = lengths.Max();
@@ -46,7 +46,7 @@ public class LightningTests
     }
 
     [Fact]
-    public void Causal_kernel_equals_reference_mask_form()
+    public void CausalKernelEqualsReferenceMaskForm()
     {
         Torch.Seed();
         var q = torch.randn(1, 2, 9, 4);
@@ -61,7 +61,7 @@ public class LightningTests
     }
 
     [Fact]
-    public void Mixer_slopes_weaken_with_depth_and_mixer_is_causal_or_bidirectional()
+    public void MixerSlopesWeakenWithDepthAndMixerIsCausalOrBidirectional()
     {
         using var first = new LightningMixer(new MixerConfig(32, 4, LayerIndex: 0, NumLayers: 3), new LightningOptions());
         using var deepest = new LightningMixer(new MixerConfig(32, 4, LayerIndex: 2, NumLayers: 3), new LightningOptions());

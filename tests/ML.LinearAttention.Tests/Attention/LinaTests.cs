@@ -22,7 +22,7 @@ public class LinaTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Fast_matches_naive_including_gate_gradients(long[] lengths, bool gated, ScalarType dtype)
+    public void FastMatchesNaiveIncludingGateGradients(long[] lengths, bool gated, ScalarType dtype)
     {
         Torch.Seed();
         long t = lengths.Max();
@@ -39,7 +39,7 @@ public class LinaTests
     }
 
     [Fact]
-    public void A_zero_gate_removes_a_token_from_memory()
+    public void AZeroGateRemovesATokenFromMemory()
     {
         Torch.Seed();
         var q = Phi(torch.randn(1, 1, 6, 4));
@@ -54,7 +54,7 @@ public class LinaTests
     }
 
     [Fact]
-    public void Mixer_respects_padding_trains_on_a_grid_and_refuses_sequences_past_the_gate()
+    public void MixerRespectsPaddingTrainsOnAGridAndRefusesSequencesPastTheGate()
     {
         Torch.Seed();
         using var mixer = new LinaMixer(new MixerConfig(16, 2), new LinaOptions { MaxLength = 20 });

@@ -29,7 +29,7 @@ public class LinearKernelTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Bidirectional_matches_naive_outputs_and_gradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, bool normalize)
+    public void BidirectionalMatchesNaiveOutputsAndGradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, bool normalize)
     {
         var x = Inputs(lengths, h, dk, dv, dtype);
         var mask = KernelAssert.LengthMask(lengths);
@@ -41,7 +41,7 @@ public class LinearKernelTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Causal_chunked_matches_naive_outputs_and_gradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, bool normalize)
+    public void CausalChunkedMatchesNaiveOutputsAndGradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, bool normalize)
     {
         var x = Inputs(lengths, h, dk, dv, dtype);
         var mask = KernelAssert.LengthMask(lengths);
@@ -56,7 +56,7 @@ public class LinearKernelTests
 
     [Theory]
     [MemberData(nameof(NormalizedCases))]
-    public void Causal_folded_normalizer_matches_naive_outputs_and_gradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, bool normalize)
+    public void CausalFoldedNormalizerMatchesNaiveOutputsAndGradients(long[] lengths, int h, int dk, int dv, ScalarType dtype, bool normalize)
     {
         Assert.True(normalize); // the folded form is the normalized one
         var x = Inputs(lengths, h, dk, dv, dtype);
@@ -69,7 +69,7 @@ public class LinearKernelTests
     }
 
     [Fact]
-    public void Long_sequences_use_blocked_state_and_still_match_naive()
+    public void LongSequencesUseBlockedStateAndStillMatchNaive()
     {
         // T > 2048 takes the 1024-token partial-product path of the state, with a remainder block.
         var x = Inputs(new long[] { 2300, 2100 }, 1, 4, 4, ScalarType.Float32);
@@ -81,7 +81,7 @@ public class LinearKernelTests
     }
 
     [Fact]
-    public void Causal_recurrent_agrees_with_naive()
+    public void CausalRecurrentAgreesWithNaive()
     {
         var x = Inputs(new long[] { 19, 11 }, 2, 4, 3, ScalarType.Float32);
         var mask = KernelAssert.LengthMask(19, 11);
@@ -92,7 +92,7 @@ public class LinearKernelTests
     }
 
     [Fact]
-    public void Padded_keys_contribute_nothing()
+    public void PaddedKeysContributeNothing()
     {
         Torch.Seed();
         var q = nn.functional.relu(torch.randn(1, 2, 10, 4));
@@ -112,7 +112,7 @@ public class LinearKernelTests
     }
 
     [Fact]
-    public void Bad_shapes_are_reported_with_the_actual_shapes()
+    public void BadShapesAreReportedWithTheActualShapes()
     {
         var q = torch.zeros(2, 2, 5, 4);
         var ex = Assert.Throws<ArgumentException>(() => LinearAttentionKernels.Bidirectional(q, torch.zeros(2, 2, 6, 4), torch.zeros(2, 2, 5, 4), null));

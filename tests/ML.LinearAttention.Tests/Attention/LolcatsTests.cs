@@ -42,7 +42,7 @@ public class LolcatsTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Fast_matches_naive_including_feature_map_and_window_factor_gradients(long[] lengths, bool causal, bool terraced, int window, bool affine, ScalarType dtype)
+    public void FastMatchesNaiveIncludingFeatureMapAndWindowFactorGradients(long[] lengths, bool causal, bool terraced, int window, bool affine, ScalarType dtype)
     {
         var x = Inputs(lengths, dtype);
         var mask = KernelAssert.LengthMask(lengths);
@@ -61,7 +61,7 @@ public class LolcatsTests
     }
 
     [Fact]
-    public void Window_covering_every_key_with_no_linear_weight_is_softmax_attention()
+    public void WindowCoveringEveryKeyWithNoLinearWeightIsSoftmaxAttention()
     {
         Torch.Seed();
         var q = torch.randn(2, 2, 11, 8);
@@ -76,7 +76,7 @@ public class LolcatsTests
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public void Gradients_stay_finite_when_block_padding_rows_see_only_padded_keys(bool causal)
+    public void GradientsStayFiniteWhenBlockPaddingRowsSeeOnlyPaddedKeys(bool causal)
     {
         // T = 13 is padded to 16 with W = 4; in row 1 (length 9) the extra rows' windows hold only padded keys, and
         // zero features there give them no linear terms either: they must not produce 0/0.
@@ -94,7 +94,7 @@ public class LolcatsTests
     }
 
     [Fact]
-    public void Mixer_trains_feature_maps_and_window_factors_initialised_to_one_tenth()
+    public void MixerTrainsFeatureMapsAndWindowFactorsInitialisedToOneTenth()
     {
         Torch.Seed();
         using var mixer = (LolcatsMixer)MixerRegistry.Create("lolcats", new MixerConfig(32, 4, Causal: true), new LolcatsOptions { Window = 4, FeatureDim = 6 });

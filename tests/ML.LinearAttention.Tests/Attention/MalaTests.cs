@@ -21,7 +21,7 @@ public class MalaTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Fast_matches_naive_outputs_and_gradients(long[] lengths, bool rope, ScalarType dtype)
+    public void FastMatchesNaiveOutputsAndGradients(long[] lengths, bool rope, ScalarType dtype)
         => RopeKernelAssert.SameOutputsAndGradients(lengths, rope, dtype,
             (q, k, v, m, c, s) => MalaKernels.Bidirectional(Phi(q), Phi(k), v, m, c, s),
             (q, k, v, m, c, s) => MalaKernels.BidirectionalNaive(Phi(q), Phi(k), v, m, c, s), "mala");
@@ -29,7 +29,7 @@ public class MalaTests
     private static Tensor Phi(Tensor x) => nn.functional.elu(x, 1.0) + 1;
 
     [Fact]
-    public void Weights_sum_to_one_so_constant_values_pass_through()
+    public void WeightsSumToOneSoConstantValuesPassThrough()
     {
         Torch.Seed();
         var mask = KernelAssert.LengthMask(9, 4);
@@ -41,7 +41,7 @@ public class MalaTests
     }
 
     [Fact]
-    public void Mixer_respects_padding_in_text_and_trains_on_a_grid()
+    public void MixerRespectsPaddingInTextAndTrainsOnAGrid()
     {
         Torch.Seed();
         using var mixer = new MalaMixer(new MixerConfig(16, 2), new MalaOptions());
@@ -52,7 +52,7 @@ public class MalaTests
     }
 
     [Fact]
-    public void Bad_options_are_reported()
+    public void BadOptionsAreReported()
     {
         var ex = Assert.Throws<ArgumentOutOfRangeException>(() => new MalaMixer(new MixerConfig(16, 2), new MalaOptions { LepeKernel = 4 }));
         Assert.Contains("LepeKernel", ex.Message);

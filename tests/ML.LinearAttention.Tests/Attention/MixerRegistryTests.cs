@@ -14,7 +14,7 @@ public class MixerRegistryTests
 
     [Theory]
     [MemberData(nameof(Mechanisms))]
-    public void Every_mechanism_builds_runs_and_trains_in_each_supported_direction(string name)
+    public void EveryMechanismBuildsRunsAndTrainsInEachSupportedDirection(string name)
     {
         Torch.Seed();
         var info = MixerRegistry.Get(name);
@@ -36,7 +36,7 @@ public class MixerRegistryTests
 
     [Theory]
     [MemberData(nameof(Mechanisms))]
-    public void Every_benchmark_case_runs_forward_and_backward_on_cpu(string name)
+    public void EveryBenchmarkCaseRunsForwardAndBackwardOnCpu(string name)
     {
         Torch.Seed();
         var info = MixerRegistry.Get(name);
@@ -54,7 +54,7 @@ public class MixerRegistryTests
     }
 
     [Fact]
-    public void Unknown_name_lists_the_known_ones()
+    public void UnknownNameListsTheKnownOnes()
     {
         var ex = Assert.Throws<ArgumentException>(() => MixerRegistry.Create("softmaxx", new MixerConfig(8, 2)));
         Assert.Contains("Unknown attention mechanism 'softmaxx'", ex.Message);
@@ -62,14 +62,14 @@ public class MixerRegistryTests
     }
 
     [Fact]
-    public void Wrong_options_type_is_named()
+    public void WrongOptionsTypeIsNamed()
     {
         var ex = Assert.Throws<ArgumentException>(() => MixerRegistry.Create("linear", new MixerConfig(8, 2), new HedgehogOptions()));
         Assert.Contains("LinearMixerOptions", ex.Message);
     }
 
     [Fact]
-    public void Options_round_trip_through_json()
+    public void OptionsRoundTripThroughJson()
     {
         var options = new LinearMixerOptions { FeatureMap = "relu", Normalize = false, ChunkSize = 32 };
         var json = MixerRegistry.SerializeOptions(options);
@@ -77,7 +77,7 @@ public class MixerRegistryTests
     }
 
     [Fact]
-    public void Heads_must_divide_the_hidden_size()
+    public void HeadsMustDivideTheHiddenSize()
     {
         var ex = Assert.Throws<ArgumentException>(() => MixerRegistry.Create("softmax", new MixerConfig(30, 4)));
         Assert.Contains("not divisible", ex.Message);

@@ -33,7 +33,7 @@ public class MlstmTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Causal_chunked_matches_recurrent_including_gate_gradients(long[] lengths, ScalarType dtype, MlstmForgetGate gate)
+    public void CausalChunkedMatchesRecurrentIncludingGateGradients(long[] lengths, ScalarType dtype, MlstmForgetGate gate)
     {
         // The exponential forget gate gets pre-activations around −0.5 (f ≈ 0.6, sometimes above 1).
         var x = Inputs(lengths, dtype, forgetShift: gate == MlstmForgetGate.Sigmoid ? 2.0 : -0.5).Take(5).ToArray();
@@ -48,7 +48,7 @@ public class MlstmTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Bidirectional_matches_naive_including_gate_gradients(long[] lengths, ScalarType dtype, MlstmForgetGate gate)
+    public void BidirectionalMatchesNaiveIncludingGateGradients(long[] lengths, ScalarType dtype, MlstmForgetGate gate)
     {
         var x = Inputs(lengths, dtype, forgetShift: gate == MlstmForgetGate.Sigmoid ? 2.0 : -0.5);
         if (gate == MlstmForgetGate.Exponential)
@@ -64,7 +64,7 @@ public class MlstmTests
     }
 
     [Fact]
-    public void Bidirectional_with_a_closed_backward_gate_is_the_causal_mlstm()
+    public void BidirectionalWithAClosedBackwardGateIsTheCausalMlstm()
     {
         var x = Inputs(new long[] { 29, 17 }, ScalarType.Float32);
         var mask = KernelAssert.LengthMask(29, 17);
@@ -75,7 +75,7 @@ public class MlstmTests
     }
 
     [Fact]
-    public void Large_input_gates_and_growing_forget_gates_stay_finite_and_exact()
+    public void LargeInputGatesAndGrowingForgetGatesStayFiniteAndExact()
     {
         // Input gates up to ±30 and exponential forget gates with log f up to about +1: raw weights reach e^60; the
         // max state keeps every exponent ≤ 0.
@@ -89,7 +89,7 @@ public class MlstmTests
     }
 
     [Fact]
-    public void Mixer_is_causal_or_bidirectional_and_ignores_padding()
+    public void MixerIsCausalOrBidirectionalAndIgnoresPadding()
     {
         DecayMixerAssert.CausalityAndPadding("mlstm");
         using var mixer = new MlstmMixer(new MixerConfig(32, 4), new MlstmOptions());
@@ -99,7 +99,7 @@ public class MlstmTests
     }
 
     [Fact]
-    public void Options_round_trip_through_json()
+    public void OptionsRoundTripThroughJson()
     {
         var mlstm = new MlstmOptions { ForgetGate = MlstmForgetGate.Exponential, ProjFactor = 1.5, ChunkSize = 32 };
         Assert.Equal(mlstm, MixerRegistry.DeserializeOptions("mlstm", MixerRegistry.SerializeOptions(mlstm)));

@@ -43,7 +43,7 @@ public class MomTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Causal_matches_per_memory_recurrences_outputs_and_gradients(long[] lengths, int m, int topK, ScalarType dtype, int chunk)
+    public void CausalMatchesPerMemoryRecurrencesOutputsAndGradients(long[] lengths, int m, int topK, ScalarType dtype, int chunk)
     {
         var x = Inputs(lengths, m, topK, 2, 4, 4, dtype, bidirectional: false);
         var mask = KernelAssert.LengthMask(lengths);
@@ -55,7 +55,7 @@ public class MomTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Bidirectional_matches_per_memory_recurrences_outputs_and_gradients(long[] lengths, int m, int topK, ScalarType dtype, int chunk)
+    public void BidirectionalMatchesPerMemoryRecurrencesOutputsAndGradients(long[] lengths, int m, int topK, ScalarType dtype, int chunk)
     {
         var x = Inputs(lengths, m, topK, 2, 4, 4, dtype, bidirectional: true);
         var mask = KernelAssert.LengthMask(lengths);
@@ -68,7 +68,7 @@ public class MomTests
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public void Tokens_touch_only_their_routed_memories(bool bidirectional)
+    public void TokensTouchOnlyTheirRoutedMemories(bool bidirectional)
     {
         var x = Inputs(new long[] { 29, 17 }, 4, 2, 2, 4, 4, ScalarType.Float32, bidirectional).Select(t => t.detach()).ToArray();
         var mask = KernelAssert.LengthMask(29, 17);
@@ -88,7 +88,7 @@ public class MomTests
     }
 
     [Fact]
-    public void One_memory_with_top_1_is_gated_deltanet()
+    public void OneMemoryWithTop1IsGatedDeltaNet()
     {
         var x = Inputs(new long[] { 26, 11 }, 1, 1, 2, 4, 4, ScalarType.Float32, bidirectional: true).Select(t => t.detach()).ToArray();
         var mask = KernelAssert.LengthMask(26, 11);
@@ -98,7 +98,7 @@ public class MomTests
     }
 
     [Fact]
-    public void Router_keeps_top_k_renormalised_weights_and_zeroes_padding()
+    public void RouterKeepsTopKRenormalisedWeightsAndZeroesPadding()
     {
         Torch.Seed();
         var mask = KernelAssert.LengthMask(7, 4);
@@ -110,11 +110,11 @@ public class MomTests
     }
 
     [Fact]
-    public void Mixer_ignores_padding_and_matches_unpadded_rows()
+    public void MixerIgnoresPaddingAndMatchesUnpaddedRows()
         => DeltaTestInputs.CheckMixerPadding("mom", new MomOptions { NumMemories = 3 });
 
     [Fact]
-    public void Mixer_variants_build_run_and_train_and_validate()
+    public void MixerVariantsBuildRunAndTrainAndValidate()
     {
         foreach (var options in new[] { new MomOptions { UseOutputGate = false, TopK = 1, NumMemories = 2 }, new MomOptions { UseShortConv = false, ChunkSize = 8 } })
             foreach (bool causal in new[] { true, false })
@@ -133,7 +133,7 @@ public class MomTests
     }
 
     [Fact]
-    public void Bad_shapes_are_reported()
+    public void BadShapesAreReported()
     {
         var q = torch.zeros(1, 2, 5, 4);
         var ex = Assert.Throws<ArgumentException>(() => MomKernels.Causal(q, torch.zeros(new long[] { 1, 3, 2, 5, 4 }), torch.zeros(new long[] { 1, 3, 2, 5, 4 }), torch.zeros(1, 3, 2, 5), null, torch.zeros(1, 5, 2), null));

@@ -21,13 +21,13 @@ public class NaLaFormerTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Fast_matches_naive_outputs_and_gradients(long[] lengths, bool rope, ScalarType dtype)
+    public void FastMatchesNaiveOutputsAndGradients(long[] lengths, bool rope, ScalarType dtype)
         => RopeKernelAssert.SameOutputsAndGradients(lengths, rope, dtype,
             (q, k, v, m, c, s) => NaLaFormerKernels.Bidirectional(q, k, v, m, c, s),
             (q, k, v, m, c, s) => NaLaFormerKernels.BidirectionalNaive(q, k, v, m, c, s), "nalaformer");
 
     [Fact]
-    public void Larger_query_norm_gives_a_spikier_distribution()
+    public void LargerQueryNormGivesASpikierDistribution()
     {
         Torch.Seed();
         // Same direction, growing norm: the implied attention weights get lower entropy.
@@ -45,7 +45,7 @@ public class NaLaFormerTests
     }
 
     [Fact]
-    public void Mixer_respects_padding_and_trains_on_a_grid()
+    public void MixerRespectsPaddingAndTrainsOnAGrid()
     {
         Torch.Seed();
         using var mixer = new NaLaFormerMixer(new MixerConfig(16, 2), new NaLaFormerOptions());

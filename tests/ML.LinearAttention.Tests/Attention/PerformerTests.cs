@@ -18,7 +18,7 @@ public class PerformerTests
     [InlineData(new long[] { 29 }, true, ScalarType.Float32)]
     [InlineData(new long[] { 33, 17 }, false, ScalarType.BFloat16)]
     [InlineData(new long[] { 33, 17 }, true, ScalarType.BFloat16)]
-    public void Fast_matches_naive_outputs_and_gradients(long[] lengths, bool causal, ScalarType dtype)
+    public void FastMatchesNaiveOutputsAndGradients(long[] lengths, bool causal, ScalarType dtype)
     {
         Torch.Seed();
         var mask = KernelAssert.LengthMask(lengths);
@@ -31,7 +31,7 @@ public class PerformerTests
     }
 
     [Fact]
-    public void Random_matrix_has_orthogonal_blocks_and_chi_or_fixed_norms()
+    public void RandomMatrixHasOrthogonalBlocksAndChiOrFixedNorms()
     {
         using var g = new Generator(7);
         var w = PerformerKernels.OrthogonalRandomMatrix(10, 4, generator: g);
@@ -55,7 +55,7 @@ public class PerformerTests
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public void Many_features_approximate_softmax_attention(bool causal)
+    public void ManyFeaturesApproximateSoftmaxAttention(bool causal)
     {
         using var g = new Generator(11);
         var q = torch.randn(new long[] { 2, 1, 24, 4 }, generator: g) * 0.7;
@@ -70,7 +70,7 @@ public class PerformerTests
     }
 
     [Fact]
-    public void Padding_garbage_and_other_rows_do_not_change_a_row()
+    public void PaddingGarbageAndOtherRowsDoNotChangeARow()
     {
         Torch.Seed();
         var w = PerformerKernels.OrthogonalRandomMatrix(16, 4);
@@ -89,7 +89,7 @@ public class PerformerTests
     }
 
     [Fact]
-    public void Features_are_a_redrawable_seeded_buffer()
+    public void FeaturesAreARedrawableSeededBuffer()
     {
         Torch.Seed();
         var config = new MixerConfig(16, 2);
@@ -116,14 +116,14 @@ public class PerformerTests
     }
 
     [Fact]
-    public void Options_round_trip_through_json()
+    public void OptionsRoundTripThroughJson()
     {
         var options = new PerformerOptions { NumFeatures = 32, FixedNorm = true, RedrawInterval = 0, Seed = 3, FeatureEps = 1e-6, ChunkSize = 32 };
         Assert.Equal(options, MixerRegistry.DeserializeOptions("performer", MixerRegistry.SerializeOptions(options)));
     }
 
     [Fact]
-    public void Bad_options_and_projection_shapes_are_explained()
+    public void BadOptionsAndProjectionShapesAreExplained()
     {
         var config = new MixerConfig(16, 2);
         Assert.Throws<ArgumentOutOfRangeException>(() => new PerformerMixer(config, new PerformerOptions { NumFeatures = -1 }));

@@ -23,7 +23,7 @@ public class RalaTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Fast_matches_naive_outputs_and_gradients(long[] lengths, bool rope, ScalarType dtype)
+    public void FastMatchesNaiveOutputsAndGradients(long[] lengths, bool rope, ScalarType dtype)
         => RopeKernelAssert.SameOutputsAndGradients(lengths, rope, dtype,
             (q, k, v, m, c, s) => RalaKernels.Bidirectional(Phi(q), Phi(k), v, m, c, s),
             (q, k, v, m, c, s) => RalaKernels.BidirectionalNaive(Phi(q), Phi(k), v, m, c, s), "rala");
@@ -31,7 +31,7 @@ public class RalaTests
     [Theory]
     [InlineData(ScalarType.Float32)]
     [InlineData(ScalarType.BFloat16)]
-    public void Decoupled_kernel_matches_naive(ScalarType dtype)
+    public void DecoupledKernelMatchesNaive(ScalarType dtype)
     {
         Torch.Seed();
         var mask = KernelAssert.LengthMask(29, 14);
@@ -46,7 +46,7 @@ public class RalaTests
     }
 
     [Fact]
-    public void Mixer_respects_padding_and_trains_on_a_grid()
+    public void MixerRespectsPaddingAndTrainsOnAGrid()
     {
         Torch.Seed();
         using var mixer = new RalaMixer(new MixerConfig(16, 2), new RalaOptions());

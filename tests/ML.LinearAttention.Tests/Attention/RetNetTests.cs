@@ -9,7 +9,7 @@ namespace Microsoft.ML.LinearAttention.Tests.Attention;
 public class RetNetTests
 {
     [Fact]
-    public void Decays_are_one_minus_two_to_minus_five_minus_h()
+    public void DecaysAreOneMinusTwoToMinusFiveMinusH()
     {
         var g = RetNetKernels.LogDecays(4);
         var expected = torch.tensor(new[] { 1 - 1 / 32.0, 1 - 1 / 64.0, 1 - 1 / 128.0, 1 - 1 / 256.0 }).log().to(ScalarType.Float32);
@@ -20,7 +20,7 @@ public class RetNetTests
     [InlineData(new long[] { 50, 33, 1 }, ScalarType.Float32)]
     [InlineData(new long[] { 37 }, ScalarType.Float32)]
     [InlineData(new long[] { 41, 20 }, ScalarType.BFloat16)]
-    public void Kernels_match_their_naive_twins(long[] lengths, ScalarType dtype)
+    public void KernelsMatchTheirNaiveTwins(long[] lengths, ScalarType dtype)
     {
         Torch.Seed();
         long b = lengths.Length, t = lengths.Max();
@@ -41,7 +41,7 @@ public class RetNetTests
     }
 
     [Fact]
-    public void Bidirectional_mask_is_symmetric_gamma_power_distance()
+    public void BidirectionalMaskIsSymmetricGammaPowerDistance()
     {
         Torch.Seed();
         // With one-hot keys and q = k the weight of key s at query t is γ^|t−s| (times q·k = 1 on the diagonal only).
@@ -55,10 +55,10 @@ public class RetNetTests
     }
 
     [Fact]
-    public void Mixer_is_causal_or_bidirectional_and_ignores_padding() => DecayMixerAssert.CausalityAndPadding("retnet");
+    public void MixerIsCausalOrBidirectionalAndIgnoresPadding() => DecayMixerAssert.CausalityAndPadding("retnet");
 
     [Fact]
-    public void Mixer_options_are_checked()
+    public void MixerOptionsAreChecked()
     {
         var ex = Assert.Throws<ArgumentException>(() => new RetNetMixer(new Microsoft.ML.LinearAttention.Attention.MixerConfig(32, 4), new RetNetOptions { ExpandK = 0.3 }));
         Assert.Contains("ExpandK", ex.Message);

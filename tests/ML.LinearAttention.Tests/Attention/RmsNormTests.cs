@@ -26,7 +26,7 @@ public class RmsNormTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Module_matches_the_formula(long[] shape, double scale, double eps, ScalarType dtype)
+    public void ModuleMatchesTheFormula(long[] shape, double scale, double eps, ScalarType dtype)
     {
         Torch.Seed();
         using var norm = new RmsNorm(shape[^1], eps);
@@ -41,7 +41,7 @@ public class RmsNormTests
     [Theory]
     [InlineData(ScalarType.Float32)]
     [InlineData(ScalarType.BFloat16)]
-    public void Functional_without_weight_and_Normalize_over_heads_match_the_formula(ScalarType dtype)
+    public void FunctionalWithoutWeightAndNormalizeOverHeadsMatchTheFormula(ScalarType dtype)
     {
         Torch.Seed();
         var x = KernelAssert.Random(new long[] { 2, 3, 5, 4 }, dtype);                     // [B, H, T, D]
@@ -57,7 +57,7 @@ public class RmsNormTests
     [InlineData("sigmoid", ScalarType.Float32)]
     [InlineData("swish", ScalarType.BFloat16)]
     [InlineData("sigmoid", ScalarType.BFloat16)]
-    public void Gated_variant_matches_the_formula(string activation, ScalarType dtype)
+    public void GatedVariantMatchesTheFormula(string activation, ScalarType dtype)
     {
         Torch.Seed();
         const long d = 6;
@@ -79,7 +79,7 @@ public class RmsNormTests
     }
 
     [Fact]
-    public void Zero_input_gives_zero_output_and_finite_gradients()
+    public void ZeroInputGivesZeroOutputAndFiniteGradients()
     {
         Torch.Seed();
         using var norm = new RmsNorm(4);

@@ -27,7 +27,7 @@ public class ShortConvolutionTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Module_matches_an_explicit_loop_over_time(long[] lengths, int kernelSize, bool causal, bool useBias, bool silu, ScalarType dtype)
+    public void ModuleMatchesAnExplicitLoopOverTime(long[] lengths, int kernelSize, bool causal, bool useBias, bool silu, ScalarType dtype)
     {
         Torch.Seed();
         const long c = 6;
@@ -46,7 +46,7 @@ public class ShortConvolutionTests
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
-    public void Padded_garbage_never_reaches_real_tokens(bool causal)
+    public void PaddedGarbageNeverReachesRealTokens(bool causal)
     {
         Torch.Seed();
         using var conv = new ShortConvolution(4, 3, causal, useBias: true);
@@ -70,7 +70,7 @@ public class ShortConvolutionTests
     }
 
     [Fact]
-    public void A_causal_kernel_reads_only_the_last_K_tokens()
+    public void ACausalKernelReadsOnlyTheLastKTokens()
     {
         Torch.Seed();
         using var conv = new ShortConvolution(3, 4, useBias: true);
@@ -83,7 +83,7 @@ public class ShortConvolutionTests
     }
 
     [Fact]
-    public void Parameters_follow_fla_layout_and_the_size_is_validated()
+    public void ParametersFollowFlaLayoutAndTheSizeIsValidated()
     {
         Torch.Seed();
         using var conv = new ShortConvolution(5, 4, useBias: true);
@@ -98,7 +98,7 @@ public class ShortConvolutionTests
     }
 
     [Fact]
-    public void Project_convolves_the_projection_or_applies_SiLU_alone()
+    public void ProjectConvolvesTheProjectionOrAppliesSiLUAlone()
     {
         Torch.Seed();
         using var proj = nn.Linear(4, 6);

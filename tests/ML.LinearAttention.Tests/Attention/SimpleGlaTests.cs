@@ -12,7 +12,7 @@ public class SimpleGlaTests
     [InlineData(new long[] { 50, 33, 1 }, ScalarType.Float32, 16.0)]
     [InlineData(new long[] { 37 }, ScalarType.Float32, 1.0)]
     [InlineData(new long[] { 41, 20 }, ScalarType.BFloat16, 16.0)]
-    public void Kernels_match_their_naive_twins_including_gate_gradients(long[] lengths, ScalarType dtype, double normalizer)
+    public void KernelsMatchTheirNaiveTwinsIncludingGateGradients(long[] lengths, ScalarType dtype, double normalizer)
     {
         Tensor G(Tensor pre) => SimpleGlaKernels.Gate(pre, normalizer);
         DecayKernelTests.GatedKernelsMatchNaive(lengths, dtype, perChannel: false, "simple_gla",
@@ -23,7 +23,7 @@ public class SimpleGlaTests
     }
 
     [Fact]
-    public void Gate_is_logsigmoid_over_normalizer()
+    public void GateIsLogsigmoidOverNormalizer()
     {
         var pre = torch.tensor(new[] { -3f, 0f, 4f });
         KernelAssert.Close(SimpleGlaKernels.Gate(pre), nn.functional.logsigmoid(pre) / 16, 1e-7, 1e-6, "gate");
@@ -31,5 +31,5 @@ public class SimpleGlaTests
     }
 
     [Fact]
-    public void Mixer_is_causal_or_bidirectional_and_ignores_padding() => DecayMixerAssert.CausalityAndPadding("simple_gla");
+    public void MixerIsCausalOrBidirectionalAndIgnoresPadding() => DecayMixerAssert.CausalityAndPadding("simple_gla");
 }

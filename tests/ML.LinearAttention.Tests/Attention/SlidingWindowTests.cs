@@ -24,7 +24,7 @@ public class SlidingWindowTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Banded_matches_dense_naive_outputs_and_gradients(long[] lengths, bool causal, int window, int block, ScalarType dtype)
+    public void BandedMatchesDenseNaiveOutputsAndGradients(long[] lengths, bool causal, int window, int block, ScalarType dtype)
     {
         Torch.Seed();
         var mask = KernelAssert.LengthMask(lengths);
@@ -36,7 +36,7 @@ public class SlidingWindowTests
     }
 
     [Fact]
-    public void Grouped_query_heads_and_no_mask_match_naive()
+    public void GroupedQueryHeadsAndNoMaskMatchNaive()
     {
         Torch.Seed();
         var q = KernelAssert.Random(new long[] { 2, 4, 21, 8 }, ScalarType.Float32);
@@ -51,7 +51,7 @@ public class SlidingWindowTests
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public void Swa_mixer_equals_the_softmax_mixer_with_the_same_window(bool causal)
+    public void SwaMixerEqualsTheSoftmaxMixerWithTheSameWindow(bool causal)
     {
         Torch.Seed();
         var config = new MixerConfig(16, 2, causal);
@@ -65,7 +65,7 @@ public class SlidingWindowTests
     }
 
     [Fact]
-    public void Bad_window_is_rejected_with_the_rule()
+    public void BadWindowIsRejectedWithTheRule()
     {
         var x = torch.zeros(1, 1, 4, 2);
         var ex = Assert.Throws<ArgumentOutOfRangeException>(() => SlidingWindowKernels.Attention(x, x, x, null, 0));

@@ -20,7 +20,7 @@ public class SoftTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Fast_matches_the_eigenvalue_naive_twin_outputs_and_gradients(long[] lengths, int m, ScalarType dtype)
+    public void FastMatchesTheEigenvalueNaiveTwinOutputsAndGradients(long[] lengths, int m, ScalarType dtype)
     {
         Torch.Seed();
         long b = lengths.Length, t = lengths.Max();
@@ -35,7 +35,7 @@ public class SoftTests
     }
 
     [Fact]
-    public void Landmarks_pooled_on_a_padded_grid_match_the_naive_path()
+    public void LandmarksPooledOnAPaddedGridMatchTheNaivePath()
     {
         Torch.Seed();
         // 1 class token + 4×4 grid; the second image is padded after 10 tokens, so some 2×2 cells are empty.
@@ -58,7 +58,7 @@ public class SoftTests
     }
 
     [Fact]
-    public void Newton_schulz_converges_to_the_inverse_of_a_well_conditioned_kernel()
+    public void NewtonSchulzConvergesToTheInverseOfAWellConditionedKernel()
     {
         Torch.Seed();
         var l = torch.randn(1, 1, 6, 4) * 3;                           // far-apart landmarks: κ(L, L) ≈ I
@@ -69,7 +69,7 @@ public class SoftTests
     }
 
     [Fact]
-    public void Mixer_respects_padding_and_trains_on_a_grid()
+    public void MixerRespectsPaddingAndTrainsOnAGrid()
     {
         Torch.Seed();
         using var mixer = new SoftMixer(new MixerConfig(16, 2), new SoftOptions { NumLandmarks = 4 });

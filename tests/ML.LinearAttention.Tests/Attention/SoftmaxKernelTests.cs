@@ -18,7 +18,7 @@ public class SoftmaxKernelTests
     [InlineData(new long[] { 17 }, true, 5, ScalarType.Float32)]
     [InlineData(new long[] { 23, 9, 1 }, false, 0, ScalarType.BFloat16)]
     [InlineData(new long[] { 23, 9, 1 }, true, 4, ScalarType.BFloat16)]
-    public void Sdpa_matches_naive_with_padding(long[] lengths, bool causal, int window, ScalarType dtype)
+    public void SdpaMatchesNaiveWithPadding(long[] lengths, bool causal, int window, ScalarType dtype)
     {
         Torch.Seed();
         long b = lengths.Length, t = lengths.Max();
@@ -33,7 +33,7 @@ public class SoftmaxKernelTests
     }
 
     [Fact]
-    public void Grouped_query_heads_match_naive()
+    public void GroupedQueryHeadsMatchNaive()
     {
         Torch.Seed();
         var q = KernelAssert.Random(new long[] { 2, 4, 11, 8 }, ScalarType.Float32);
@@ -46,7 +46,7 @@ public class SoftmaxKernelTests
     }
 
     [Fact]
-    public void No_mask_equals_full_length_mask()
+    public void NoMaskEqualsFullLengthMask()
     {
         Torch.Seed();
         var q = torch.randn(2, 2, 9, 8);

@@ -17,7 +17,7 @@ public class SqaTests
     [InlineData(2, 2, new long[] { 29 }, true, 5, ScalarType.Float32)]
     [InlineData(4, 2, new long[] { 33, 17 }, false, 0, ScalarType.BFloat16)]
     [InlineData(2, 1, new long[] { 33, 17 }, true, 0, ScalarType.BFloat16)]
-    public void Grouped_sdpa_matches_naive_with_padding(int hq, int hkv, long[] lengths, bool causal, int window, ScalarType dtype)
+    public void GroupedSdpaMatchesNaiveWithPadding(int hq, int hkv, long[] lengths, bool causal, int window, ScalarType dtype)
     {
         Torch.Seed();
         long b = lengths.Length, t = lengths.Max();
@@ -41,11 +41,11 @@ public class SqaTests
     [InlineData(4, "sqa", 2, 1)]
     [InlineData(1, "sqa", 1, 1)]
     [InlineData(2, "xsqa", 1, 1)]
-    public void Default_head_counts_follow_the_paper_variants(int heads, string variant, int hq, int hkv)
+    public void DefaultHeadCountsFollowThePaperVariants(int heads, string variant, int hq, int hkv)
         => Assert.Equal((hq, hkv), new SqaOptions { Variant = variant }.Resolve(heads));
 
     [Fact]
-    public void Mixer_projects_to_fewer_heads_and_equals_the_naive_computation()
+    public void MixerProjectsToFewerHeadsAndEqualsTheNaiveComputation()
     {
         Torch.Seed();
         foreach (bool causal in new[] { false, true })
@@ -68,14 +68,14 @@ public class SqaTests
     }
 
     [Fact]
-    public void Options_round_trip_through_json()
+    public void OptionsRoundTripThroughJson()
     {
         var options = new SqaOptions { Variant = "xsqa", QueryHeads = 4, KeyValueHeads = 2, Window = 16 };
         Assert.Equal(options, MixerRegistry.DeserializeOptions("sqa", MixerRegistry.SerializeOptions(options)));
     }
 
     [Fact]
-    public void Bad_head_counts_are_explained()
+    public void BadHeadCountsAreExplained()
     {
         var config = new MixerConfig(32, 8);
         var ex = Assert.Throws<ArgumentException>(() => new SqaMixer(config, new SqaOptions { QueryHeads = 4, KeyValueHeads = 3 }));

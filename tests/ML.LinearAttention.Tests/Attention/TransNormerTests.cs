@@ -18,7 +18,7 @@ public class TransNormerTests
     [InlineData("elu", new long[] { 41, 8 }, false, true, true, ScalarType.Float32)]
     [InlineData("1+elu", new long[] { 33, 17 }, false, true, false, ScalarType.BFloat16)]
     [InlineData("1+elu", new long[] { 33, 17 }, true, false, false, ScalarType.BFloat16)]
-    public void Fast_matches_naive_outputs_and_gradients(string map, long[] lengths, bool causal, bool weight, bool perHead, ScalarType dtype)
+    public void FastMatchesNaiveOutputsAndGradients(string map, long[] lengths, bool causal, bool weight, bool perHead, ScalarType dtype)
     {
         Torch.Seed();
         long b = lengths.Length, t = lengths.Max();
@@ -40,7 +40,7 @@ public class TransNormerTests
     }
 
     [Fact]
-    public void Output_has_unit_rms_per_token_and_no_denominator()
+    public void OutputHasUnitRmsPerTokenAndNoDenominator()
     {
         Torch.Seed();
         var q = TransNormerKernels.FeatureMap("1+elu", torch.randn(1, 2, 6, 4));
@@ -55,7 +55,7 @@ public class TransNormerTests
     }
 
     [Fact]
-    public void Plain_elu_is_the_t1_map_and_unknown_options_are_listed()
+    public void PlainEluIsTheT1MapAndUnknownOptionsAreListed()
     {
         var x = torch.tensor(new float[] { -1f, 0f, 2f });
         KernelAssert.Close(TransNormerKernels.FeatureMap("elu", x), nn.functional.elu(x, 1.0), 0, 0, "plain elu");
@@ -65,7 +65,7 @@ public class TransNormerTests
     }
 
     [Fact]
-    public void Options_round_trip_through_json()
+    public void OptionsRoundTripThroughJson()
     {
         var options = new TransNormerOptions { FeatureMap = "elu", OutputNorm = "rmsnorm", NormPerHead = true, NormEps = 1e-6, ChunkSize = 32 };
         Assert.Equal(options, MixerRegistry.DeserializeOptions("transnormer", MixerRegistry.SerializeOptions(options)));
@@ -75,7 +75,7 @@ public class TransNormerTests
     [InlineData("srmsnorm", false, 0)]
     [InlineData("rmsnorm", false, 16)]
     [InlineData("rmsnorm", true, 4)]
-    public void Mixer_norm_weight_shapes_and_training(string norm, bool perHead, int weightSize)
+    public void MixerNormWeightShapesAndTraining(string norm, bool perHead, int weightSize)
     {
         Torch.Seed();
         using var mixer = MixerRegistry.Create("transnormer", new MixerConfig(16, 4, Causal: true), new TransNormerOptions { OutputNorm = norm, NormPerHead = perHead });

@@ -21,7 +21,7 @@ public class VanTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Fast_matches_naive_including_the_kernels(long[] lengths, int[]? grid, int dilation, ScalarType dtype)
+    public void FastMatchesNaiveIncludingTheKernels(long[] lengths, int[]? grid, int dilation, ScalarType dtype)
     {
         Torch.Seed();
         long b = lengths.Length, t = lengths.Max(), c = 6;
@@ -39,7 +39,7 @@ public class VanTests
     }
 
     [Fact]
-    public void Reference_kernels_decompose_a_21_kernel_into_a_23_by_23_field()
+    public void ReferenceKernelsDecomposeA21KernelIntoA23By23Field()
     {
         var x = torch.zeros(1, 41 * 41, 1);
         x[0, 20 * 41 + 20, 0] = 1;                                                       // one pixel in the middle
@@ -51,7 +51,7 @@ public class VanTests
     }
 
     [Fact]
-    public void Mixer_respects_padding_and_trains_on_a_grid()
+    public void MixerRespectsPaddingAndTrainsOnAGrid()
     {
         Torch.Seed();
         using var mixer = new VanMixer(new MixerConfig(16, 2), new VanOptions());

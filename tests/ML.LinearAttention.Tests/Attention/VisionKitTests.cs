@@ -13,7 +13,7 @@ public class VisionKitTests
     [InlineData(true, ScalarType.Float32)]
     [InlineData(false, ScalarType.BFloat16)]
     [InlineData(true, ScalarType.BFloat16)]
-    public void Depthwise_conv_matches_naive_in_1d_and_2d(bool onGrid, ScalarType dtype)
+    public void DepthwiseConvMatchesNaiveIn1DAnd2D(bool onGrid, ScalarType dtype)
     {
         Torch.Seed();
         // Grid 4×5 plus one class token = 21 tokens; the second row is padded after 17 tokens.
@@ -32,7 +32,7 @@ public class VisionKitTests
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public void Per_sample_conv_matches_naive(bool onGrid)
+    public void PerSampleConvMatchesNaive(bool onGrid)
     {
         Torch.Seed();
         (int, int)? grid = onGrid ? (3, 3) : null;
@@ -47,7 +47,7 @@ public class VisionKitTests
     }
 
     [Fact]
-    public void Padded_tokens_never_reach_real_tokens_through_the_conv()
+    public void PaddedTokensNeverReachRealTokensThroughTheConv()
     {
         Torch.Seed();
         var mask = KernelAssert.LengthMask(7, 4);
@@ -62,14 +62,14 @@ public class VisionKitTests
     }
 
     [Fact]
-    public void Grid_that_does_not_fit_is_reported()
+    public void GridThatDoesNotFitIsReported()
     {
         var ex = Assert.Throws<ArgumentException>(() => LocalConv.Depthwise(torch.zeros(1, 8, 2), torch.zeros(2, 1, 3, 3), null, null, (3, 3)));
         Assert.Contains("3×3", ex.Message);
     }
 
     [Fact]
-    public void Rope_scores_depend_on_relative_position_only()
+    public void RopeScoresDependOnRelativePositionOnly()
     {
         Torch.Seed();
         var (cos, sin) = Rope.Tables(12, 8, null, torch.CPU);
@@ -90,7 +90,7 @@ public class VisionKitTests
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public void Adaptive_pool_uses_real_tokens_only_and_matches_naive(bool onGrid)
+    public void AdaptivePoolUsesRealTokensOnlyAndMatchesNaive(bool onGrid)
     {
         Torch.Seed();
         (int, int)? grid = onGrid ? (4, 6) : null;

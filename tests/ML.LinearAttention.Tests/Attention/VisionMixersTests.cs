@@ -23,7 +23,7 @@ public class VisionMixersTests
 
     [Theory]
     [MemberData(nameof(Names))]
-    public void Runs_and_trains_in_bf16_on_text_and_on_a_grid(string name)
+    public void RunsAndTrainsInBf16OnTextAndOnAGrid(string name)
     {
         Torch.Seed();
         using var mixer = MixerRegistry.Create(name, new MixerConfig(32, 4));
@@ -43,7 +43,7 @@ public class VisionMixersTests
 
     [Theory]
     [MemberData(nameof(Names))]
-    public void Causal_is_refused_and_bad_input_is_named(string name)
+    public void CausalIsRefusedAndBadInputIsNamed(string name)
     {
         var ex = Assert.Throws<ArgumentException>(() => MixerRegistry.Create(name, new MixerConfig(16, 2, Causal: true)));
         Assert.Contains("no causal form", ex.Message);
@@ -55,7 +55,7 @@ public class VisionMixersTests
     }
 
     [Fact]
-    public void Non_default_options_round_trip_through_json()
+    public void NonDefaultOptionsRoundTripThroughJson()
     {
         var all = new (string Name, MixerOptions Options)[]
         {

@@ -20,7 +20,7 @@ public class ElfVersionNeedPatcherTests
     }
 
     [Fact]
-    public void Pristine_library_needs_the_version_strongly_and_only_for_the_marker()
+    public void PristineLibraryNeedsTheVersionStronglyAndOnlyForTheMarker()
     {
         var bytes = File.ReadAllBytes(PristineLibTorchSharp());
         var need = Assert.Single(ElfVersionNeedPatcher.ReadVersionNeeds(bytes), n => n.Name == Version);
@@ -30,7 +30,7 @@ public class ElfVersionNeedPatcherTests
     }
 
     [Fact]
-    public void Patching_a_copy_changes_exactly_one_flag_bit_and_is_idempotent()
+    public void PatchingACopyChangesExactlyOneFlagBitAndIsIdempotent()
     {
         string copy = Path.Combine(Path.GetTempPath(), $"libLibTorchSharp-{Guid.NewGuid():N}.so");
         File.Copy(PristineLibTorchSharp(), copy);
@@ -59,7 +59,7 @@ public class ElfVersionNeedPatcherTests
     }
 
     [Fact]
-    public void Refuses_when_real_symbols_bind_to_the_version()
+    public void RefusesWhenRealSymbolsBindToTheVersion()
     {
         var bytes = File.ReadAllBytes(PristineLibTorchSharp());
         var original = (byte[])bytes.Clone();
@@ -71,21 +71,21 @@ public class ElfVersionNeedPatcherTests
     }
 
     [Fact]
-    public void A_version_the_file_does_not_ask_for_is_not_needed()
+    public void AVersionTheFileDoesNotAskForIsNotNeeded()
     {
         var bytes = File.ReadAllBytes(PristineLibTorchSharp());
         Assert.Equal(VersionNeedPatchResult.NotNeeded, ElfVersionNeedPatcher.WeakenVersionNeed(bytes, "GLIBCXX_9.9.99", Marker, out _));
     }
 
     [Fact]
-    public void Non_elf_input_gets_a_clear_error()
+    public void NonElfInputGetsAClearError()
     {
         var ex = Assert.Throws<InvalidDataException>(() => ElfVersionNeedPatcher.ReadVersionNeeds(new byte[128]));
         Assert.Contains("not an ELF file", ex.Message);
     }
 
     [Fact]
-    public void Reads_the_versions_the_system_libstdcxx_defines()
+    public void ReadsTheVersionsTheSystemLibstdcxxDefines()
     {
         if (!OperatingSystem.IsLinux()) return;
         string? lib = ElfVersionNeedPatcher.FindSystemLibStdCxx(null);

@@ -11,7 +11,7 @@ namespace Microsoft.ML.LinearAttention.Tests.Build;
 public class PackageConsumerTests
 {
     [Fact]
-    public void A_consumer_of_the_package_gets_a_loadable_torchsharp()
+    public void AConsumerOfThePackageGetsALoadableTorchSharp()
     {
         if (!OperatingSystem.IsLinux()) return;
         string repo = RepoRoot();

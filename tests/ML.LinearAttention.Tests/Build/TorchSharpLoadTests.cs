@@ -10,14 +10,14 @@ namespace Microsoft.ML.LinearAttention.Tests.Build;
 public class TorchSharpLoadTests
 {
     [Fact]
-    public void Libtorch_loads_and_reports_its_version()
+    public void LibtorchLoadsAndReportsItsVersion()
     {
         TorchRuntime.EnsureLoaded();
         Assert.StartsWith("2.10", torch.__version__);
     }
 
     [Fact]
-    public void The_loaded_native_library_is_the_output_copy_and_patched_only_where_needed()
+    public void TheLoadedNativeLibraryIsTheOutputCopyAndPatchedOnlyWhereNeeded()
     {
         if (!OperatingSystem.IsLinux()) return;
         TorchRuntime.EnsureLoaded();
@@ -37,7 +37,7 @@ public class TorchSharpLoadTests
     }
 
     [Fact]
-    public void Tiny_forward_and_backward_on_cpu()
+    public void TinyForwardAndBackwardOnCpu()
     {
         torch.random.manual_seed(7);
         var layer = nn.Linear(8, 3);

@@ -34,7 +34,7 @@ public sealed class BertEncoderTests(ITestOutputHelper output)
     };
 
     [Fact]
-    public void Tiny_bert_hidden_states_match_the_reference_with_padding_and_token_types()
+    public void TinyBertHiddenStatesMatchTheReferenceWithPaddingAndTokenTypes()
     {
         Torch.Seed();
         using var _ = no_grad();
@@ -57,7 +57,7 @@ public sealed class BertEncoderTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void Mixers_without_q_k_v_o_projections_cannot_take_bert_weights()
+    public void MixersWithoutQKVOProjectionsCannotTakeBertWeights()
     {
         var checkpoint = TinyBert.Checkpoint();
         var config = BertEncoderWeights.ConfigFor(checkpoint.Config, 0, new EncoderConfig { Outputs = 2 }) with
@@ -73,7 +73,7 @@ public sealed class BertEncoderTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void MiniLM_in_our_encoder_matches_the_reference_and_onnx_runtime_on_real_sentences()
+    public void MiniLMInOurEncoderMatchesTheReferenceAndOnnxRuntimeOnRealSentences()
     {
         Torch.Seed();
         var texts = Pretrained.SharedData.Sst2Sentences(100);

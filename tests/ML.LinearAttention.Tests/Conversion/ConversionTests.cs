@@ -41,7 +41,7 @@ public sealed class ConversionTests(ITestOutputHelper output)
     [InlineData("hedgehog", 1000.0, 0.0)]
     [InlineData("hedgehog", 0.0, 1.0)]
     [InlineData("lolcats", 1000.0, 0.0)]
-    public void Stage_1_reduces_the_attention_transfer_loss_and_trains_only_the_new_parameters(string mechanism, double mse, double ce)
+    public void Stage1ReducesTheAttentionTransferLossAndTrainsOnlyTheNewParameters(string mechanism, double mse, double ce)
     {
         Torch.Seed();
         using var softmax = BertEncoderTests.Load(TinyBert.Checkpoint());
@@ -85,7 +85,7 @@ public sealed class ConversionTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void Plans_pick_layers_by_index_or_hybrid_plan_and_reject_what_cannot_convert()
+    public void PlansPickLayersByIndexOrHybridPlanAndRejectWhatCannotConvert()
     {
         var config = new EncoderConfig { VocabularySize = 24, NumLayers = 4, ModelDim = 8, NumHeads = 2, Mixer = "softmax", Outputs = 2 };
         Assert.Equal(new[] { 0, 3 }, (new ConversionOptions { Layers = new[] { -1, 0 } }).PlanFor(config).Select(p => p.Layer));
@@ -107,7 +107,7 @@ public sealed class ConversionTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void Attention_cross_entropy_needs_hedgehog_feature_maps()
+    public void AttentionCrossEntropyNeedsHedgehogFeatureMaps()
     {
         Torch.Seed();
         using var softmax = BertEncoderTests.Load(TinyBert.Checkpoint());

@@ -40,7 +40,7 @@ public sealed class PretrainedEstimatorTests(ITestOutputHelper output) : IDispos
     };
 
     [Fact]
-    public void Converted_backbone_trains_in_two_stages_and_round_trips_through_save_and_load()
+    public void ConvertedBackboneTrainsInTwoStagesAndRoundTripsThroughSaveAndLoad()
     {
         var folder = TinyBert.WriteHuggingFaceFolder(Path.Combine(_dir, "tiny-bert"));
         var ml = new MLContext(seed: 1);
@@ -82,7 +82,7 @@ public sealed class PretrainedEstimatorTests(ITestOutputHelper output) : IDispos
     }
 
     [Fact]
-    public void Options_that_contradict_the_backbone_fail_before_training()
+    public void OptionsThatContradictTheBackboneFailBeforeTraining()
     {
         var folder = TinyBert.WriteHuggingFaceFolder(Path.Combine(_dir, "tiny-bert"));
         var ml = new MLContext(seed: 1);
@@ -112,7 +112,7 @@ public sealed class PretrainedEstimatorTests(ITestOutputHelper output) : IDispos
     [Theory]
     [InlineData("psrp")]
     [InlineData("lora")]
-    public void Catalog_methods_reach_the_bert_layout_blocks(string method)
+    public void CatalogMethodsReachTheBertLayoutBlocks(string method)
     {
         // MP+ recalibrates every PostNormBlock's FFN branch; LoRA wraps its FFN layers as well as q/k/v/o.
         var folder = TinyBert.WriteHuggingFaceFolder(Path.Combine(_dir, "tiny-bert"));

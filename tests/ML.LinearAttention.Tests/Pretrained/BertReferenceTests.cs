@@ -9,7 +9,7 @@ namespace Microsoft.ML.LinearAttention.Tests.Pretrained;
 public class BertReferenceTests
 {
     [Fact]
-    public void Padding_does_not_change_real_token_states()
+    public void PaddingDoesNotChangeRealTokenStates()
     {
         Torch.Seed();
         using var _ = torch.no_grad();
@@ -32,7 +32,7 @@ public class BertReferenceTests
     }
 
     [Fact]
-    public void Too_long_or_out_of_vocabulary_inputs_fail_clearly()
+    public void TooLongOrOutOfVocabularyInputsFailClearly()
     {
         using var model = new BertReference(TinyBert.Checkpoint());
         var tooLong = zeros(1, TinyBert.Config.MaxPositions + 1, dtype: ScalarType.Int64);
@@ -42,7 +42,7 @@ public class BertReferenceTests
     }
 
     [Fact]
-    public void WordPiece_adds_specials_truncates_and_pads()
+    public void WordPieceAddsSpecialsTruncatesAndPads()
     {
         var wp = BertWordPiece.Create(TinyBert.Checkpoint());
         var batch = wp.Encode(new[] { "The cats sat", "A dog is very very very good and not bad", "" }, maxLength: 8);

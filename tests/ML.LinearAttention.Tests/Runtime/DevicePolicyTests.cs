@@ -17,7 +17,7 @@ public class DevicePolicyTests
     private static readonly FakeProbe TwoGpus = new() { IsAvailable = true, DeviceCount = 2, CudaLibtorchPresent = true };
 
     [Fact]
-    public void Null_gpu_id_means_cpu_even_when_cuda_exists()
+    public void NullGpuIdMeansCpuEvenWhenCudaExists()
     {
         var warnings = new List<string>();
         var device = DevicePolicy.Resolve(null, fallbackToCpu: false, TwoGpus, warnings.Add);
@@ -26,7 +26,7 @@ public class DevicePolicyTests
     }
 
     [Fact]
-    public void Gpu_id_with_cuda_honours_the_index()
+    public void GpuIdWithCudaHonoursTheIndex()
     {
         var device = DevicePolicy.Resolve(1, fallbackToCpu: false, TwoGpus, _ => { });
         Assert.Equal(DeviceType.CUDA, device.type);
@@ -34,7 +34,7 @@ public class DevicePolicyTests
     }
 
     [Fact]
-    public void Gpu_id_without_cuda_and_no_fallback_throws_naming_the_missing_package()
+    public void GpuIdWithoutCudaAndNoFallbackThrowsNamingTheMissingPackage()
     {
         var ex = Assert.Throws<InvalidOperationException>(() => DevicePolicy.Resolve(0, fallbackToCpu: false, NoCuda, _ => { }));
         Assert.Contains("FallbackToCpu is false", ex.Message);
@@ -43,7 +43,7 @@ public class DevicePolicyTests
     }
 
     [Fact]
-    public void Cuda_build_without_a_usable_gpu_points_at_the_driver()
+    public void CudaBuildWithoutAUsableGpuPointsAtTheDriver()
     {
         var probe = new FakeProbe { IsAvailable = false, CudaLibtorchPresent = true };
         var ex = Assert.Throws<InvalidOperationException>(() => DevicePolicy.Resolve(0, fallbackToCpu: false, probe, _ => { }));
@@ -51,7 +51,7 @@ public class DevicePolicyTests
     }
 
     [Fact]
-    public void Gpu_id_without_cuda_with_fallback_uses_cpu_and_warns()
+    public void GpuIdWithoutCudaWithFallbackUsesCpuAndWarns()
     {
         var warnings = new List<string>();
         var device = DevicePolicy.Resolve(0, fallbackToCpu: true, NoCuda, warnings.Add);
@@ -61,7 +61,7 @@ public class DevicePolicyTests
     }
 
     [Fact]
-    public void Gpu_index_beyond_the_visible_devices_is_an_error_or_a_warned_fallback()
+    public void GpuIndexBeyondTheVisibleDevicesIsAnErrorOrAWarnedFallback()
     {
         var ex = Assert.Throws<InvalidOperationException>(() => DevicePolicy.Resolve(5, fallbackToCpu: false, TwoGpus, _ => { }));
         Assert.Contains("only 2 CUDA device(s)", ex.Message);
@@ -71,13 +71,13 @@ public class DevicePolicyTests
     }
 
     [Fact]
-    public void Negative_gpu_id_is_rejected()
+    public void NegativeGpuIdIsRejected()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => DevicePolicy.Resolve(-1, fallbackToCpu: true, TwoGpus, _ => { }));
     }
 
     [Fact]
-    public void Real_mlcontext_on_the_cpu_backend()
+    public void RealMLContextOnTheCpuBackend()
     {
         var ml = new MLContext(seed: 1);
         Assert.Equal(DeviceType.CPU, DevicePolicy.Resolve(ml).type);
@@ -99,7 +99,7 @@ public class DevicePolicyTests
     }
 
     [Fact]
-    public void Cpu_threads_default_to_all_cores_and_are_configurable()
+    public void CpuThreadsDefaultToAllCoresAndAreConfigurable()
     {
         TorchRuntime.SetCpuThreads(1);
         Assert.Equal(1, torch.get_num_threads());

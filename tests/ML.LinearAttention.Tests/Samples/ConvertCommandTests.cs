@@ -12,7 +12,7 @@ public sealed class ConvertCommandTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     [Fact]
-    public void Convert_trains_a_converted_pretrained_encoder_and_saves_a_loadable_model()
+    public void ConvertTrainsAConvertedPretrainedEncoderAndSavesALoadableModel()
     {
         var train = TicketFiles.Write(Path.Combine(_dir, "train.csv"), SupportTickets.Generate(48, seed: 3));
         var model = Path.Combine(_dir, "converted.zip");
@@ -30,7 +30,7 @@ public sealed class ConvertCommandTests : IDisposable
     }
 
     [Fact]
-    public void Convert_rejects_options_that_the_checkpoint_fixes()
+    public void ConvertRejectsOptionsThatTheCheckpointFixes()
     {
         var train = TicketFiles.Write(Path.Combine(_dir, "train.csv"), SupportTickets.Generate(8, seed: 3));
         var ex = Assert.ThrowsAny<ArgumentException>(() => TrainCommand.RunConvert(new[]

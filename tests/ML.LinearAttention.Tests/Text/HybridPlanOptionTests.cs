@@ -8,7 +8,7 @@ namespace Microsoft.ML.LinearAttention.Tests.Text;
 public sealed class HybridPlanOptionTests
 {
     [Fact]
-    public void Three_to_one_puts_softmax_on_every_fourth_layer()
+    public void ThreeToOnePutsSoftmaxOnEveryFourthLayer()
     {
         var o = new TextClassificationOptions { Attention = "hedgehog", NumberOfLayers = 8, HybridPlan = "3:1" };
         var layers = LinearAttentionEstimator<TextClassificationTransformer>.ResolveLayerPlan(o)!;
@@ -18,14 +18,14 @@ public sealed class HybridPlanOptionTests
     }
 
     [Fact]
-    public void None_or_null_leaves_every_layer_to_the_attention_option()
+    public void NoneOrNullLeavesEveryLayerToTheAttentionOption()
     {
         Assert.Null(LinearAttentionEstimator<TextClassificationTransformer>.ResolveLayerPlan(new TextClassificationOptions { HybridPlan = "none" }));
         Assert.Null(LinearAttentionEstimator<TextClassificationTransformer>.ResolveLayerPlan(new TextClassificationOptions()));
     }
 
     [Fact]
-    public void Bad_plans_and_conflicting_options_are_named()
+    public void BadPlansAndConflictingOptionsAreNamed()
     {
         var bad = Assert.ThrowsAny<ArgumentException>(() => LinearAttentionEstimator<TextClassificationTransformer>.ResolveLayerPlan(
             new TextClassificationOptions { HybridPlan = "3:x" }));
@@ -37,7 +37,7 @@ public sealed class HybridPlanOptionTests
     }
 
     [Fact]
-    public void A_hybrid_encoder_trains_through_the_estimator()
+    public void AHybridEncoderTrainsThroughTheEstimator()
     {
         var ml = new MLContext(seed: 1);
         var rows = Enumerable.Range(0, 64).Select(i => new Row { Text = i % 2 == 0 ? "great product works well" : "broken refund please", Label = i % 2 == 0 ? "pos" : "neg" });
