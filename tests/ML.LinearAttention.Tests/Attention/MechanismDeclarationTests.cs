@@ -18,7 +18,7 @@ public class MechanismDeclarationTests
 
     [Theory]
     [MemberData(nameof(Mechanisms))]
-    public void Every_mechanism_declares_its_attention_flops(string name)
+    public void EveryMechanismDeclaresItsAttentionFlops(string name)
     {
         var info = MixerRegistry.Get(name);
         Assert.True(info.AttentionFlops is not null, $"{name}: the registry line has no FLOP formula (pass flops: XBench.Flops).");
@@ -33,7 +33,7 @@ public class MechanismDeclarationTests
 
     [Theory]
     [MemberData(nameof(Mechanisms))]
-    public void Every_mechanism_with_projections_declares_lora_targets_that_lora_wraps(string name)
+    public void EveryMechanismWithProjectionsDeclaresLoraTargetsThatLoraWraps(string name)
     {
         Torch.Seed();
         var info = MixerRegistry.Get(name);

@@ -20,7 +20,7 @@ public class AttentionChoiceTests
 
     [Theory]
     [MemberData(nameof(OptionTypes))]
-    public void Attention_choices_are_registered_bidirectional_mechanisms(Type optionsType)
+    public void AttentionChoicesAreRegisteredBidirectionalMechanisms(Type optionsType)
     {
         var attention = Choices(optionsType, "Attention");
         Assert.NotEmpty(attention);
@@ -35,7 +35,7 @@ public class AttentionChoiceTests
 
     [Theory]
     [MemberData(nameof(OptionTypes))]
-    public void Hybrid_plan_choices_name_registered_bidirectional_mechanisms(Type optionsType)
+    public void HybridPlanChoicesNameRegisteredBidirectionalMechanisms(Type optionsType)
     {
         foreach (var spec in Choices(optionsType, "HybridPlan").Where(s => s != "none"))
             foreach (var layer in HybridPlan.Parse(spec).Resolve(4, "linear"))
