@@ -58,9 +58,9 @@ internal static class HedgehogBench
 
     private static Tensor WithKernels(bool projection, bool map, Func<Tensor> run)
     {
-        var (projectionBefore, mapBefore) = (FusedHedgehogProjection.Enabled, FusedHedgehogMap.Enabled);
-        (FusedHedgehogProjection.Enabled, FusedHedgehogMap.Enabled) = (projection, map);
+        var before = FusedKernelOptions.Current;
+        FusedKernelOptions.Current = before with { HedgehogProjectionEnabled = projection, HedgehogMapEnabled = map };
         try { return run(); }
-        finally { (FusedHedgehogProjection.Enabled, FusedHedgehogMap.Enabled) = (projectionBefore, mapBefore); }
+        finally { FusedKernelOptions.Current = before; }
     }
 }

@@ -34,9 +34,6 @@ internal static unsafe class FusedCausalLaunch
         public int Max => Math.Max(Math.Max(State, Out), Math.Max(BwdState, Bwd));
     }
 
-    /// <summary>The CUDA C of the causal module.</summary>
-    internal static string FullSource => FusedKernelSource.Source + FusedMmaSource.Source + FusedCausalSource.Source + FusedCausalSourceBackward.Source;
-
     private static readonly object Gate = new();
     private static readonly Dictionary<(int, int, int, int, int), CausalModule> Modules = new();
 
@@ -58,7 +55,7 @@ internal static unsafe class FusedCausalLaunch
             var info = FusedModuleCache.Device(device);
             CudaLibraries.Check(CudaLibraries.cuCtxSetCurrent(info.Context), "cuCtxSetCurrent");
             var cubin = FusedModuleCache.Compile($"sm_{info.Major}{info.Minor}", FusedModuleCache.Tiling.For(d, dv), inType, map,
-                mma: true, verbose: false, out _, FullSource);
+                mma: true, verbose: false, out _, CudaSources.CausalLinearAttention);
             var handle = FusedModuleCache.LoadModule(cubin);
             IntPtr Function(string name, int sharedBytes) => FusedModuleCache.Function(handle, name, sharedBytes);
             var s = new Sizes(d, dv);
