@@ -59,7 +59,7 @@ public class CudaSourcesTests
         foreach (var (name, kernels) in expected)
         {
             var text = Text(CudaSources.Module(name));
-            Assert.All(kernels, k => Assert.Matches(@"__global__ void [^\n]*\b" + k + @"\(", text));
+            Assert.All(kernels, k => Assert.Matches(@"extern ""C"" \w+ void [^\n]*\b" + k + @"\(", text));
         }
     }
 }

@@ -10,9 +10,8 @@ internal sealed record CausalModule(IntPtr Context, IntPtr State, IntPtr Scan, I
     FusedCausalLaunch.Sizes Bytes);
 
 /// <summary>
-/// Module cache, buffers and launches of the causal tensor-core kernels (<see cref="FusedCausalSource"/>,
-/// <see cref="FusedCausalSourceBackward"/>): compiled with NVRTC into their own module (with the helpers of
-/// <see cref="FusedKernelSource"/> and <see cref="FusedMmaSource"/>, MMA = 1), launched on the legacy default stream.
+/// Module cache, buffers and launches of the causal tensor-core kernels (causal_linear_attention.cu): compiled with
+/// NVRTC into their own module (kernels.json's causal_linear_attention, MMA = 1), launched on the legacy default stream.
 /// </summary>
 internal static unsafe class FusedCausalLaunch
 {

@@ -60,8 +60,8 @@ public static partial class FusedLinearAttention
 
     /// <summary>
     /// Shortest sequence the mixers route to the CUDA-core kernels (inputs the tensor-core kernels take go at any length).
-    /// In the kernel benchmark (docs/benchmarks/kernels.md) the tensor-core kernels beat the TorchSharp ops at every length from 512 to 32K; the CUDA-core ones only from about
-    /// 8K on. Direct calls of <see cref="Bidirectional(Tensor, Tensor, Tensor, Tensor?, FusedFeatureMap, double)"/> ignore it.
+    /// In the kernel benchmark (docs/benchmarks/kernels.md) the tensor-core kernels beat the TorchSharp ops at every
+    /// length from 512 to 32K; the CUDA-core ones only from about 8K on. Direct calls of <see cref="Bidirectional(Tensor, Tensor, Tensor, Tensor?, FusedFeatureMap, double)"/> ignore it.
     /// </summary>
     public static int MinimumLength { get; set; } = 4096;
 
