@@ -225,7 +225,7 @@ __device__ __forceinline__ void hh_row_sums(float (&a)[2], float (&b)[2], float*
 }
 
 #if HH
-// Hedgehog's attention kernels (FusedMmaSource* with HH = 1) compute φ in their tile loaders from the raw x tile
+// Hedgehog's attention kernels (linear_attention_mma_*.cuh with HH = 1) compute φ in their tile loaders from the raw x tile
 // Xs [MTT][LDX] (x's type), so φ never goes to memory: φ = [φ₊ | φ₋] (2F = D columns) into the rows of dst
 // (dst[r·ld + c]) in type BF, and zero for rows whose token is not real (padding or t ≥ T: their x rows were fetched as
 // zeros, whose softmax is not). Synchronizes the block once (hh_softmax); the caller syncs before reading dst.

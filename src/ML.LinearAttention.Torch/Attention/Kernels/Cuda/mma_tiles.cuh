@@ -209,7 +209,7 @@ __device__ __forceinline__ float dphi_tile(float p) {
 #endif
 
 // Hedgehog's attention kernels (HH = 1, FMAP = 0): q and k are x before Hedgehog's projection (XD = HX wide), the
-// loaders map each x tile to φ with hh_phi_tile (FusedHedgehogProjectionSource, compiled between these helpers and the
+// loaders map each x tile to φ with hh_phi_tile (hedgehog_projection_helpers.cuh, included between these helpers and the
 // kernels), the projection weight hw [H][HX][HF] comes as each kernel's last argument, and D = 2F is φ's width.
 // HH_SMEM carves W_hᵀ, the x tile and the softmax exchange after a kernel's own shared memory and loads W_hᵀ.
 #if HH
