@@ -1,4 +1,4 @@
-// CPU emulation of the fused CAUSAL tensor-core kernels (see run.sh): the kernels of FusedCausalSource*.cs run with one
+// CPU emulation of the fused CAUSAL tensor-core kernels (see run.sh): the kernels of causal_linear_attention.cu run with one
 // std::thread per CUDA thread and are compared with a straightforward fp64 evaluation of the causal formulas on the
 // same (16-bit) inputs: o and dq, dk, dv. Arguments: B T [eps]. Reuses emulator.cpp's CUDA emulation.
 #define main bidirectional_main

@@ -1,4 +1,4 @@
-// CPU emulation of Hedgehog's attention kernels (the tensor-core kernels of FusedMmaSource* built with HH = 1, see
+// CPU emulation of Hedgehog's attention kernels (the tensor-core kernels of linear_attention_mma_*.cuh built with HH = 1, see
 // run.sh): φ = [softmax(xW_h), softmax(−xW_h)] computed in the tile loaders from x, never stored. Compared with an fp64
 // evaluation on the same 16-bit inputs: o, S and z (two kernels, and the whole-head mma_fwd_head), and the gradients the kernels
 // return: dv, and for q and k the gradient of the projection's output y = xW (F wide),

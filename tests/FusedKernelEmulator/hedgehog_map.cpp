@@ -1,4 +1,4 @@
-// CPU emulation of the fused Hedgehog feature map kernels (FusedHedgehogMapSource.cs, see run.sh) against an fp64
+// CPU emulation of the fused Hedgehog feature map kernels (hedgehog_map.cuh, see run.sh) against an fp64
 // evaluation on the same 16-bit inputs: φ = [softmax(y), softmax(−y)] and dy from (φ, dφ). Arguments: rows F.
 // Reuses emulator.cpp's CUDA emulation (one std::thread per CUDA thread, warp shuffles).
 #define main bidirectional_main

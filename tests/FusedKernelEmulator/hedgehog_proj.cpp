@@ -1,4 +1,4 @@
-// CPU emulation of Hedgehog's fused projection + feature map kernels (FusedHedgehogProjectionSource.cs, see run.sh)
+// CPU emulation of Hedgehog's fused projection + feature map kernels (hedgehog_projection.cuh, see run.sh)
 // against an fp64 evaluation on the same 16-bit inputs: φ = [softmax(xW_h), softmax(−xW_h)], and from dφ: dx and dW;
 // and hedgehog_dw_bwd: dW of two (x, dy) pairs in one launch.
 // D (head dim) and DV (= F) are the build's macros, H = 2. Arguments: B T blocks-per-head (0: one per tile).

@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
-# CPU emulation of the fused CUDA kernels (no GPU): compiles the CUDA C of src/.../Kernels/Cuda/*Source*.cs with g++
+# CPU emulation of the fused CUDA kernels (no GPU): compiles the CUDA C of src/.../Kernels/Cuda (the modules of kernels.json) with g++
 # (one std::thread per CUDA thread, mma.sync emulated from the PTX ISA fragment layouts) and compares the tensor-core
 # kernels against the CUDA-core ones (GPU-verified) on the same bf16/fp16 inputs: S, z, o, dS, dz, dq, dk, dv.
-# The causal tensor-core kernels (FusedCausalSource*.cs) are compared with an fp64 evaluation of the causal formulas
-# (causal.cpp: o, dq, dk, dv), Hedgehog's feature map kernels (FusedHedgehogMapSource.cs) with an fp64 softmax (hedgehog_map.cpp), its projection + map kernels (FusedHedgehogProjectionSource.cs) with an fp64 evaluation of φ, dx and dW (hedgehog_proj.cpp, also the dW-only kernel on two given (x, dy) pairs), and its attention kernels (HH = 1) with an fp64 evaluation of o, dv, the projection outputs' gradients dy, dx = dy Wᵀ and dW (hedgehog_attn.cpp). Needs g++ >= 12 (C++20 <barrier>, _Float16) and python3. Usage: tests/FusedKernelEmulator/run.sh [quick]
+# The causal tensor-core kernels (causal_linear_attention.cu) are compared with an fp64 evaluation of the causal formulas
+# (causal.cpp: o, dq, dk, dv), Hedgehog's feature map kernels (hedgehog_map.cuh) with an fp64 softmax (hedgehog_map.cpp), its projection + map kernels (hedgehog_projection.cuh) with an fp64 evaluation of φ, dx and dW (hedgehog_proj.cpp, also the dW-only kernel on two given (x, dy) pairs), and its attention kernels (HH = 1) with an fp64 evaluation of o, dv, the projection outputs' gradients dy, dx = dy Wᵀ and dW (hedgehog_attn.cpp). Needs g++ >= 12 (C++20 <barrier>, _Float16) and python3. Usage: tests/FusedKernelEmulator/run.sh [quick]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"; repo="$here/../.."; out="${TMPDIR:-/tmp}/fused-kernel-emulator"; mkdir -p "$out"
-python3 - "$repo/src/ML.LinearAttention.Torch/Attention/Kernels/Cuda" "$out/kernels.inc" <<'PY'
-import re, sys
-src = ''
-# Hedgehog's map and projection helpers come before the bidirectional kernels, which use them when HH = 1.
-for f in ['FusedKernelSource.cs', 'FusedKernelSourceBackward.cs', 'FusedMmaSource.cs', 'FusedHedgehogMapSource.cs', 'FusedHedgehogProjectionSource.cs', 'FusedHedgehogWarpSource.cs', 'FusedHedgehogWarpSourceBackward.cs',
-          'FusedMmaSourceForward.cs', 'FusedMmaSourceBackward.cs', 'FusedCausalSource.cs', 'FusedCausalSourceBackward.cs']:
-    src += re.search(r'Source = """\n(.*?)\n"""', open(f'{sys.argv[1]}/{f}').read(), re.S).group(1) + '\n'
-# fp16 conversions without PTX
-src = src.replace('__device__ __forceinline__ float ldx(in_t x) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x)); return f; }',
-                  '__device__ __forceinline__ float ldx(in_t x) { _Float16 h; memcpy(&h, &x, 2); return (float)h; }')
-src = src.replace('__device__ __forceinline__ in_t stx(float f) { u16 h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }',
-                  '__device__ __forceinline__ in_t stx(float f) { _Float16 h = (_Float16)f; u16 x; memcpy(&x, &h, 2); return x; }')
-assert 'asm("cvt' not in src.split('#if MMA')[0]
-open(sys.argv[2], 'w').write(src)
+python3 - "$repo/src/ML.LinearAttention.Torch/Attention/Kernels/Cuda" "$out" <<'PY'
+import json, os, sys
+cuda, out = sys.argv[1], sys.argv[2]
+manifest = json.load(open(f'{cuda}/kernels.json'))
+# Every module's root and headers, copied beside kernels.inc; the include guards keep each header once in the
+# emulator's single translation unit, which includes the roots in the manifest's order.
+files = {f for m in manifest['modules'] for f in [m['source']] + m['headers']}
+os.makedirs(f'{out}/cuda', exist_ok=True)
+for f in files:
+    src = open(f'{cuda}/{f}').read()
+    if f == 'common.cuh':
+        # fp16 conversions without PTX
+        src = src.replace('__device__ __forceinline__ float ldx(in_t x) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x)); return f; }',
+                          '__device__ __forceinline__ float ldx(in_t x) { _Float16 h; memcpy(&h, &x, 2); return (float)h; }')
+        src = src.replace('__device__ __forceinline__ in_t stx(float f) { u16 h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }',
+                          '__device__ __forceinline__ in_t stx(float f) { _Float16 h = (_Float16)f; u16 x; memcpy(&x, &h, 2); return x; }')
+        assert 'asm("cvt' not in src
+    open(f'{out}/cuda/{f}', 'w').write(src)
+open(f'{out}/kernels.inc', 'w').write(''.join(f'#include "cuda/{m["source"]}"\n' for m in manifest['modules']))
 PY
 # D DV IN_T(1 bf16, 2 fp16) FMAP(0 identity, 1 relu, 2 elu+1)
 configs=("64 64 1 1" "64 64 2 2" "32 48 1 2" "32 48 2 0" "128 128 1 2" "16 128 2 1")
@@ -46,7 +51,7 @@ for c in "${configs[@]}"; do
     "$exe" $args | tail -1 | sed "s/^/causal D=$d Dv=$dv in=$in map=$fmap B,T=${args// /,}: /" || status=1
   done
 done
-# Hedgehog's feature map kernels (FusedHedgehogMapSource.cs) against fp64: rows F. The vector kernels at F = 8 … 256
+# Hedgehog's feature map kernels (hedgehog_map.cuh) against fp64: rows F. The vector kernels at F = 8 … 256
 # (one to 32 lanes per row, rows not filling the last block); the generic ones at F = 100 and 1.
 for in in 0 1 2; do
   exe="$out/hedgehog_map_$in"
@@ -56,7 +61,7 @@ for in in 0 1 2; do
     "$exe" $args | tail -1 | sed "s/^/hedgehog map in=$in rows,F=${args// /,}: /" || status=1
   done
 done
-# Hedgehog's projection + map kernels (FusedHedgehogProjectionSource.cs) against fp64: D F dtype, then B T blocks-per-head
+# Hedgehog's projection + map kernels (hedgehog_projection.cuh) against fp64: D F dtype, then B T blocks-per-head
 # (one row, rows not filling a tile, tiles across batch rows, blocks striding over several tiles, T = 1).
 for c in "64 64 1" "64 64 2" "32 48 1" "128 128 1" "16 32 2"; do
   read -r d f in <<<"$c"
@@ -67,7 +72,7 @@ for c in "64 64 1" "64 64 2" "32 48 1" "128 128 1" "16 32 2"; do
     "$exe" $args | tail -1 | sed "s/^/hedgehog projection D=$d F=$f in=$in B,T,blocks=${args// /,}: /" || status=1
   done
 done
-# Hedgehog's attention kernels (FusedMmaSource* with HH = 1: φ from x inside the loaders) against fp64: HX F DV dtype,
+# Hedgehog's attention kernels (linear_attention_mma_*.cuh with HH = 1: φ from x inside the loaders) against fp64: HX F DV dtype,
 # then B T tiles-per-block (one token, padded rows across tiles, several blocks per head).
 for c in "64 64 64 1" "64 64 64 2" "32 32 48 1" "16 16 32 2" "64 16 32 1" "128 64 128 2"; do
   read -r hx f dv in <<<"$c"

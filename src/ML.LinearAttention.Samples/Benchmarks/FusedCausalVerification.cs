@@ -14,7 +14,7 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 /// maps relu / elu / identity, bf16 and fp16, T ∈ {1, 37, 512, 1000}, B 1 and 3 (padded), (D, Dv) ∈ {(64, 64), (32, 48)};
 /// the TorchSharp chunk form's error is printed beside it. Then LinearMixer (relu, causal, bf16) and HedgehogMixer
 /// (causal, bf16: the kernels at D = 128, Dv = 64) with the fused causal path on vs off
-/// (<see cref="FusedLinearAttention.CausalEnabled"/> forced on for the "on" pass).
+/// (<see cref="FusedKernelOptions.CausalEnabled"/> forced on for the "on" pass).
 /// </summary>
 public static class FusedCausalVerification
 {
@@ -34,9 +34,9 @@ public static class FusedCausalVerification
                 pass, fusedErr, torchErr, ref cases, ref failures, ref worst);
         }
         var mixer = new LinearMixer(new MixerConfig(128, 2, Causal: true), new LinearMixerOptions { FeatureMap = "relu" }).to(device).to(ScalarType.BFloat16);
-        bool before = FusedLinearAttention.CausalEnabled;
-        // MixerCheck toggles FusedLinearAttention.Enabled: "on" takes the causal kernels, "off" the TorchSharp ops.
-        FusedLinearAttention.CausalEnabled = true;
+        var before = FusedKernelOptions.Current;
+        // MixerCheck toggles FusedKernelOptions.Enabled: "on" takes the causal kernels, "off" the TorchSharp ops.
+        FusedKernelOptions.Current = before with { CausalEnabled = true };
         // Hedgehog: φ is 2·D wide, so its causal kernels run at D = 128, Dv = 64.
         var hedgehog = new HedgehogMixer(new MixerConfig(128, 2, Causal: true), new HedgehogOptions { UseFusedKernel = true }).to(device).to(ScalarType.BFloat16);
         try
@@ -44,7 +44,7 @@ public static class FusedCausalVerification
             FusedKernelVerification.RecordMixerCheck(log, "linear relu causal (mma): fused on vs off", () => FusedKernelVerification.MixerCheck(mixer, device, ScalarType.BFloat16), ref cases, ref failures);
             FusedKernelVerification.RecordMixerCheck(log, "hedgehog causal (mma): fused on vs off", () => FusedKernelVerification.MixerCheck(hedgehog, device, ScalarType.BFloat16), ref cases, ref failures);
         }
-        finally { FusedLinearAttention.CausalEnabled = before; }
+        finally { FusedKernelOptions.Current = before; }
     }
 
     private static (bool pass, double fused, double torch, string path) Check(Device device, ScalarType dtype, FusedFeatureMap map, long b, long t, long d, long dv)

@@ -45,7 +45,7 @@ public static class FusedHedgehogAttentionVerification
     }
 
     internal static IDisposable AttentionKernels(bool on)
-        => FusedKernelVerification.Switch(on, () => FusedHedgehogAttention.Enabled, v => FusedHedgehogAttention.Enabled = v);
+        => FusedKernelVerification.Switch(o => o with { HedgehogAttentionEnabled = on });
 
     private static (double fused, double other) Check(Device device, ScalarType dtype, long b, long h, long t, long hx, long f, long dv)
     {

@@ -32,7 +32,7 @@ public static class FusedHedgehogMapVerification
                 () => FusedKernelVerification.MixerCheck(mixer, device, ScalarType.BFloat16, MapKernels), ref cases, ref failures);
     }
 
-    private static IDisposable MapKernels(bool on) => FusedKernelVerification.Switch(on, () => FusedHedgehogMap.Enabled, v => FusedHedgehogMap.Enabled = v);
+    private static IDisposable MapKernels(bool on) => FusedKernelVerification.Switch(o => o with { HedgehogMapEnabled = on });
 
     private static (double fused, double torch) Check(Device device, ScalarType dtype, long[] shape)
     {

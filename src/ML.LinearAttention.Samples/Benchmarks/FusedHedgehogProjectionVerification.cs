@@ -37,7 +37,7 @@ public static class FusedHedgehogProjectionVerification
     }
 
     internal static IDisposable ProjectionKernels(bool on)
-        => FusedKernelVerification.Switch(on, () => FusedHedgehogProjection.Enabled, v => FusedHedgehogProjection.Enabled = v);
+        => FusedKernelVerification.Switch(o => o with { HedgehogProjectionEnabled = on });
 
     private static (double fused, double torch) Check(Device device, ScalarType dtype, long b, long h, long t, long d, long f)
     {

@@ -9,7 +9,7 @@ using Microsoft.ML.LinearAttention.Samples.Reporting;
 namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 
 /// <summary>
-/// `bench kernels --profile-fused`: GPU milliseconds of each fused bidirectional kernel (FusedLinearAttention.Profile)
+/// `bench kernels --profile-fused`: GPU milliseconds of each fused bidirectional kernel (FusedLinearAttentionProfile)
 /// at the benchmark's token budget and lengths, written to fused-profile.md (artifacts/benchmarks/ unless --out says
 /// otherwise): where the fused fwd+bwd time goes.
 /// </summary>
@@ -30,7 +30,7 @@ internal static class FusedKernelProfile
             var k = torch.randn(new[] { b, options.Heads, t, options.HeadDim }, dtype: dtype, device: device);
             var v = torch.randn(new[] { b, options.Heads, t, options.HeadDim }, dtype: dtype, device: device);
             string variant = $"{map.ToString().ToLowerInvariant()} {(mma ? "tensor-core" : "CUDA-core")}";
-            foreach (var (part, timing) in FusedLinearAttention.Profile(q, k, v, map, mma))
+            foreach (var (part, timing) in FusedLinearAttentionProfile.Run(q, k, v, map, mma))
             {
                 rows.Add((variant, part, t, timing));
                 log.WriteLine($"{variant,-20} {part,-18} T={t,6}  GPU {timing.GpuMilliseconds:F4} ms  host {timing.HostMilliseconds:F4} ms{(timing.HostBound ? "  (host-bound)" : "")}");

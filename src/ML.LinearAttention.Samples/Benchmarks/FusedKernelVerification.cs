@@ -14,7 +14,7 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 /// weights, fp32, on fp32 copies of the same inputs): outputs and q, k, v gradients for every feature map, dtype,
 /// odd and tile-sized lengths, batch 1 (no mask) and 3 (padding), D = Dv = 64, D = 32 / Dv = 48 and D = 64 / Dv = 40 (not a
 /// multiple of 16: the tensor-core request falls back to CUDA cores), bf16 and fp16 on both the CUDA-core and the
-/// tensor-core kernels (<see cref="FusedLinearAttention.UseTensorCores"/>). The TorchSharp
+/// tensor-core kernels (<see cref="FusedKernelOptions.UseTensorCores"/>). The TorchSharp
 /// fast form's error against the same naive result is printed beside it as the yardstick. Exit code 1 on failure,
 /// 2 when the fused kernels are unavailable on CUDA. Then LinearMixer (relu, elu) and HedgehogMixer with the fused path
 /// on and off (fp32; and bf16 on both kernel families). Then the causal kernels (<see cref="FusedCausalVerification"/>)
@@ -36,7 +36,7 @@ public static class FusedKernelVerification
         }
         int failures = 0, cases = 0;
         double worst = 0;
-        bool tensorCoresBefore = FusedLinearAttention.UseTensorCores;
+        var optionsBefore = FusedKernelOptions.Current;
         try
         {
             foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16, ScalarType.Float16 })
@@ -47,7 +47,7 @@ public static class FusedKernelVerification
             foreach (long b in new long[] { 1, 3 })
             {
                 // Path: CUDA cores, or tensor cores (bf16/fp16 with D, Dv multiples of 16; Dv = 40 checks the fallback).
-                FusedLinearAttention.UseTensorCores = mma;
+                FusedKernelOptions.Current = FusedKernelOptions.Current with { UseTensorCores = mma };
                 string path = !mma ? "cuda" : d % 16 == 0 && dv % 16 == 0 ? "mma " : "mma→cuda";
                 var (pass, fusedErr, torchErr) = Check(device, dtype, map, b, t, d, dv);
                 RecordCase(log, $"{path,-8} {map,-8} {Short(dtype),-4} B={b} T={t,4} D={d} Dv={dv} {(b > 1 ? "padded" : "      ")}",
@@ -58,7 +58,7 @@ public static class FusedKernelVerification
             {
                 if (mma && dtype == ScalarType.Float32) continue;   // fp32 never takes the tensor cores
                 if (!mma && name == "hedgehog") continue;            // Hedgehog routes to the fused kernels only on tensor cores
-                FusedLinearAttention.UseTensorCores = mma;
+                FusedKernelOptions.Current = FusedKernelOptions.Current with { UseTensorCores = mma };
                 double err;
                 try { err = MixerCheck(mixer, device, dtype); }
                 catch (Exception e) when (dtype != ScalarType.Float32)
@@ -73,7 +73,7 @@ public static class FusedKernelVerification
                 log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{(pass ? "PASS" : "FAIL")}  mixer {name} ({(mma ? "mma" : "cuda")}): fused on vs off, {Short(dtype)}, B=3 T=37 padded, max err of output and input gradient {err:E2}"));
             }
         }
-        finally { FusedLinearAttention.UseTensorCores = tensorCoresBefore; }
+        finally { FusedKernelOptions.Current = optionsBefore; }
         FusedCausalVerification.Run(device, log, ref cases, ref failures, ref worst);
         FusedHedgehogMapVerification.Run(device, log, ref cases, ref failures, ref worst);
         FusedHedgehogProjectionVerification.Run(device, log, ref cases, ref failures, ref worst);
@@ -94,7 +94,7 @@ public static class FusedKernelVerification
 
     /// <summary>
     /// The mixer with the fused path on and off (same weights): output and input-gradient difference. <paramref name="route"/>
-    /// switches the path (default: <see cref="FusedLinearAttention.Enabled"/>, short inputs included) and restores it.
+    /// switches the path (default: <see cref="FusedKernelOptions.Enabled"/>, short inputs included) and restores it.
     /// </summary>
     internal static double MixerCheck(TokenMixer mixer, Device device, ScalarType dtype, Func<bool, IDisposable>? route = null)
     {
@@ -120,11 +120,11 @@ public static class FusedKernelVerification
 
     private static IDisposable FusedAttentionRoute(bool fused)
     {
-        bool before = FusedLinearAttention.Enabled;
+        var before = FusedKernelOptions.Current;
         int minimum = FusedLinearAttention.MinimumLength;
-        FusedLinearAttention.Enabled = fused;
+        FusedKernelOptions.Current = before with { Enabled = fused };
         FusedLinearAttention.MinimumLength = 0; // route this short input through the fused path too
-        return new Restore(() => { FusedLinearAttention.Enabled = before; FusedLinearAttention.MinimumLength = minimum; });
+        return new Restore(() => { FusedKernelOptions.Current = before; FusedLinearAttention.MinimumLength = minimum; });
     }
 
     /// <summary>Undoes a switch when disposed.</summary>
@@ -133,12 +133,12 @@ public static class FusedKernelVerification
         public void Dispose() => undo();
     }
 
-    /// <summary>Sets a process-wide switch to <paramref name="on"/> until the result is disposed.</summary>
-    internal static IDisposable Switch(bool on, Func<bool> get, Action<bool> set)
+    /// <summary>Applies <paramref name="change"/> to the process-wide kernel switches until the result is disposed.</summary>
+    internal static IDisposable Switch(Func<FusedKernelOptions, FusedKernelOptions> change)
     {
-        bool before = get();
-        set(on);
-        return new Restore(() => set(before));
+        var before = FusedKernelOptions.Current;
+        FusedKernelOptions.Current = change(before);
+        return new Restore(() => FusedKernelOptions.Current = before);
     }
 
     /// <summary>Runs a mixer on-vs-off check (bf16 bound 5e-2; a failure to run or NaN fails) and logs it.</summary>

@@ -41,16 +41,16 @@ public class FusedCausalTests
     public void CausalRoutingIsOffByDefaultAndNeverOnTheCpu()
     {
         bool expected = Environment.GetEnvironmentVariable(FusedLinearAttention.CausalEnableVariable) != "0";
-        Assert.Equal(expected, FusedLinearAttention.CausalEnabled);
+        Assert.Equal(expected, new FusedKernelOptions().CausalEnabled);
         var q = torch.zeros(1, 1, 8, 64, dtype: ScalarType.BFloat16);
-        bool before = FusedLinearAttention.CausalEnabled;
+        var before = FusedKernelOptions.Current;
         try
         {
-            FusedLinearAttention.CausalEnabled = true;
+            FusedKernelOptions.Current = before with { CausalEnabled = true };
             Assert.False(FusedLinearAttention.ShouldUseCausal(q, q));   // CPU
             Assert.NotNull(FusedLinearAttention.CausalReason(q, q, q, null));
         }
-        finally { FusedLinearAttention.CausalEnabled = before; }
+        finally { FusedKernelOptions.Current = before; }
     }
 
     [Fact]
@@ -60,16 +60,16 @@ public class FusedCausalTests
         var mixer = new LinearMixer(new Microsoft.ML.LinearAttention.Attention.MixerConfig(16, 2, Causal: true), new LinearMixerOptions { FeatureMap = "relu" });
         var x = torch.randn(2, 9, 16);
         var mask = KernelAssert.LengthMask(new long[] { 9, 4 });
-        bool before = FusedLinearAttention.CausalEnabled;
+        var before = FusedKernelOptions.Current;
         try
         {
-            FusedLinearAttention.CausalEnabled = true;
+            FusedKernelOptions.Current = before with { CausalEnabled = true };
             using var on = mixer.forward(x, mask);
-            FusedLinearAttention.CausalEnabled = false;
+            FusedKernelOptions.Current = before with { CausalEnabled = false };
             using var off = mixer.forward(x, mask);
             Assert.True(on.allclose(off));
         }
-        finally { FusedLinearAttention.CausalEnabled = before; }
+        finally { FusedKernelOptions.Current = before; }
     }
 
     [Fact]

@@ -84,13 +84,13 @@ public class FusedHedgehogAttentionTests
         var x = torch.zeros(1, 2, 4, 64, dtype: ScalarType.BFloat16);
         var w = torch.zeros(2, 64, 64, dtype: ScalarType.BFloat16);
         Assert.Contains("CUDA", FusedHedgehogAttention.UnavailableReason(x, x, x, w, w, null));
-        bool before = FusedHedgehogAttention.Enabled;
+        var before = FusedKernelOptions.Current;
         try
         {
-            FusedHedgehogAttention.Enabled = false;
+            FusedKernelOptions.Current = before with { HedgehogAttentionEnabled = false };
             Assert.Contains(FusedHedgehogAttention.EnableVariable, FusedHedgehogAttention.UnavailableReason(x, x, x, w, w, null));
         }
-        finally { FusedHedgehogAttention.Enabled = before; }
+        finally { FusedKernelOptions.Current = before; }
     }
 
     [Theory]
@@ -179,13 +179,25 @@ public class FusedHedgehogAttentionTests
     [Fact]
     public void AMalformedBlocksKnobIsAnErrorNamingTheVariable()
     {
-        Assert.Equal("", FusedModuleCache.HedgehogBlocksDefine(null));
-        Assert.Equal("#define HH_MINB 1\n", FusedModuleCache.HedgehogBlocksDefine("1"));
+        Assert.Null(FusedKernelOptions.ParseAttentionBlocks(null));
+        Assert.Equal(1, FusedKernelOptions.ParseAttentionBlocks("1"));
         foreach (var bad in new[] { "0", "9", "two" })
         {
-            var e = Assert.Throws<InvalidOperationException>(() => FusedModuleCache.HedgehogBlocksDefine(bad));
-            Assert.Contains(FusedModuleCache.HedgehogBlocksVariable, e.Message);
+            var e = Assert.Throws<InvalidOperationException>(() => FusedKernelOptions.ParseAttentionBlocks(bad));
+            Assert.Contains(FusedKernelOptions.HedgehogAttentionBlocksVariable, e.Message);
         }
+        Assert.Throws<ArgumentOutOfRangeException>(() => new FusedKernelOptions { HedgehogAttentionBlocksPerSm = 9 });
+        // The knob reaches the compiler as HH_MINB; an explicit build choice (benchmarks) wins over it.
+        var before = FusedKernelOptions.Current;
+        try
+        {
+            FusedKernelOptions.Current = before with { HedgehogAttentionBlocksPerSm = 3 };
+            Assert.Equal(new[] { "HX=64", "HF=32", "HH_MINB=3" }, FusedModuleCache.HedgehogDefines(64, 32));
+            Assert.Equal(new[] { "HX=64", "HF=32", "HH_MINB=1" }, FusedModuleCache.HedgehogDefines(64, 32, blocksPerSm: 1));
+            FusedKernelOptions.Current = before with { HedgehogAttentionBlocksPerSm = null };
+            Assert.Equal(new[] { "HX=64", "HF=32" }, FusedModuleCache.HedgehogDefines(64, 32));
+        }
+        finally { FusedKernelOptions.Current = before; }
     }
 
     [Fact]

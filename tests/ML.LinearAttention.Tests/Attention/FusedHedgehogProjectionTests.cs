@@ -78,7 +78,7 @@ public class FusedHedgehogProjectionTests
     [InlineData(null, null, null)]
     public void TheBlocksKnobTakesTwoSmallCounts(string? value, int? forward, int? backward)
     {
-        var parsed = FusedHedgehogProjection.ParseBlocks(value);
+        var parsed = FusedKernelOptions.ParseProjectionBlocks(value);
         Assert.Equal(forward, parsed?.Forward);
         Assert.Equal(backward, parsed?.Backward);
     }
@@ -105,10 +105,11 @@ public class FusedHedgehogProjectionTests
     [Fact]
     public void AMalformedBlocksKnobIsAnErrorNamingTheVariable()
     {
-        Assert.Equal("", FusedHedgehogProjection.BlocksDefinesFor(null));
-        Assert.Equal("#define HFWD_MINB 3\n#define HBWD_MINB 2\n", FusedHedgehogProjection.BlocksDefinesFor("3,2"));
-        var e = Assert.Throws<InvalidOperationException>(() => FusedHedgehogProjection.BlocksDefinesFor("9"));
-        Assert.Contains(FusedHedgehogProjection.BlocksVariable, e.Message);
+        Assert.Null(FusedKernelOptions.ParseProjectionBlocksVariable(null));
+        Assert.Empty(FusedHedgehogProjection.BlocksDefines(FusedKernelOptions.ParseProjectionBlocksVariable(" ")));
+        Assert.Equal(new[] { "HFWD_MINB=3", "HBWD_MINB=2" }, FusedHedgehogProjection.BlocksDefines(FusedKernelOptions.ParseProjectionBlocksVariable("3,2")));
+        var e = Assert.Throws<InvalidOperationException>(() => FusedKernelOptions.ParseProjectionBlocksVariable("9"));
+        Assert.Contains(FusedKernelOptions.HedgehogProjectionBlocksVariable, e.Message);
         Assert.Contains("'2,2'", e.Message);
     }
 }

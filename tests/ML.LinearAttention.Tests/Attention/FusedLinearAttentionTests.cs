@@ -1,5 +1,6 @@
 using Microsoft.ML.LinearAttention.Attention.Kernels;
 using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
+using Microsoft.ML.LinearAttention.Samples.Benchmarks;
 using Microsoft.ML.LinearAttention.Tests.Infrastructure;
 using TorchSharp;
 using Xunit;
@@ -53,7 +54,7 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
         Assert.Contains("CUDA", timer.Message);
         Assert.Throws<ArgumentOutOfRangeException>(() => GpuTimer.Measure(torch.CPU, () => { }, 0));
         var q = torch.zeros(1, 1, 4, 16);
-        var profile = Assert.Throws<InvalidOperationException>(() => FusedLinearAttention.Profile(q, q, q, FusedFeatureMap.Relu));
+        var profile = Assert.Throws<InvalidOperationException>(() => FusedLinearAttentionProfile.Run(q, q, q, FusedFeatureMap.Relu));
         Assert.Contains("CUDA", profile.Message);
     }
 
@@ -127,7 +128,7 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
             spills.AddRange(MmaSpills(log).Select(l => $"D={d} Dv={dv} in={inType}: {l}"));
             if (!mma) continue;
             // The causal tensor-core kernels: their own module (FusedCausalLaunch), same shapes.
-            var causal = FusedModuleCache.Compile("sm_90", tiles, inType, map, mma: true, verbose: true, out var causalLog, FusedCausalLaunch.FullSource);
+            var causal = FusedModuleCache.Compile("sm_90", tiles, inType, map, mma: true, verbose: true, out var causalLog, CudaSources.CausalLinearAttention);
             output.WriteLine($"causal D={d} Dv={dv} in={inType} {map}: {causal.Length} bytes, shared bytes {new FusedCausalLaunch.Sizes(d, dv).Max}\n{causalLog}");
             Assert.NotEmpty(causal);
             spills.AddRange(MmaSpills(causalLog).Select(l => $"causal D={d} Dv={dv} in={inType}: {l}"));
@@ -137,7 +138,7 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
         foreach (int inType in new[] { 0, 1, 2 })
         {
             var cubin = FusedModuleCache.Compile("sm_90", FusedModuleCache.Tiling.For(16, 16), inType, FusedFeatureMap.Identity,
-                mma: false, verbose: true, out var log, FusedHedgehogMap.FullSource);
+                mma: false, verbose: true, out var log, CudaSources.HedgehogMap);
             output.WriteLine($"hedgehog map in={inType}: {cubin.Length} bytes\n{log}");
             Assert.NotEmpty(cubin);
         }
@@ -145,7 +146,7 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
         foreach (var (d, f, inType) in new[] { (64, 64, 1), (64, 64, 2), (32, 48, 1), (128, 128, 1), (16, 32, 2) })
         {
             var cubin = FusedModuleCache.Compile("sm_90", FusedModuleCache.Tiling.For(d, f), inType, FusedFeatureMap.Identity,
-                mma: true, verbose: true, out var log, FusedHedgehogProjection.FullSource);
+                mma: true, verbose: true, out var log, CudaSources.HedgehogProjection);
             output.WriteLine($"hedgehog projection D={d} F={f} in={inType}: {cubin.Length} bytes, shared bytes {FusedHedgehogProjection.ForwardBytes(d, f)} / {FusedHedgehogProjection.BackwardBytes(d, f)}\n{log}");
             Assert.NotEmpty(cubin);
             spills.AddRange(MmaSpills(log).Select(l => $"hedgehog projection D={d} F={f} in={inType}: {l}"));
@@ -155,7 +156,7 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
         {
             var tiles = FusedModuleCache.Tiling.For(2 * f, dv);
             var cubin = FusedModuleCache.Compile("sm_90", tiles, inType, FusedFeatureMap.Identity, mma: true, verbose: true, out var log,
-                FusedModuleCache.HedgehogSource(hx, f));
+                CudaSources.HedgehogAttention, FusedModuleCache.HedgehogDefines(hx, f));
             int extra = FusedModuleCache.HedgehogBytes(hx, f);
             output.WriteLine($"hedgehog attention HX={hx} F={f} Dv={dv} in={inType}: {cubin.Length} bytes, shared bytes up to {tiles.MmaMaxBytes + extra}\n{log}");
             Assert.NotEmpty(cubin);
@@ -204,13 +205,13 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
         Assert.False(FusedLinearAttention.TensorCoresApply(T(64, ScalarType.Float32), T(64, ScalarType.Float32)));
         Assert.False(FusedLinearAttention.TensorCoresApply(T(64, ScalarType.BFloat16), T(40, ScalarType.BFloat16)));
         Assert.False(FusedLinearAttention.TensorCoresApply(T(256, ScalarType.BFloat16), T(64, ScalarType.BFloat16)));
-        bool before = FusedLinearAttention.UseTensorCores;
+        var before = FusedKernelOptions.Current;
         try
         {
-            FusedLinearAttention.UseTensorCores = false;
+            FusedKernelOptions.Current = before with { UseTensorCores = false };
             Assert.False(FusedLinearAttention.TensorCoresApply(T(64, ScalarType.BFloat16), T(64, ScalarType.BFloat16)));
         }
-        finally { FusedLinearAttention.UseTensorCores = before; }
+        finally { FusedKernelOptions.Current = before; }
         Assert.True(FusedModuleCache.Tiling.For(64, 64).MmaEligible(1, 9));
         Assert.True(FusedModuleCache.Tiling.For(32, 48).MmaEligible(2, 8));
         Assert.False(FusedModuleCache.Tiling.For(64, 40).MmaEligible(1, 9));   // Dv not a multiple of 16: CUDA cores

@@ -58,10 +58,10 @@ internal static class HedgehogBench
 
     private static Tensor WithKernels(bool projection, bool map, Func<Tensor> run)
     {
-        var (projectionBefore, mapBefore) = (FusedHedgehogProjection.Enabled, FusedHedgehogMap.Enabled);
-        (FusedHedgehogProjection.Enabled, FusedHedgehogMap.Enabled) = (projection, map);
+        var before = FusedKernelOptions.Current;
+        FusedKernelOptions.Current = before with { HedgehogProjectionEnabled = projection, HedgehogMapEnabled = map };
         try { return run(); }
-        finally { (FusedHedgehogProjection.Enabled, FusedHedgehogMap.Enabled) = (projectionBefore, mapBefore); }
+        finally { FusedKernelOptions.Current = before; }
     }
 
     /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Linear attention on [softmax(xW), softmax(−xW)]: F = 2·FeatureDim (D by default); the maps' weights are parameters.</summary>

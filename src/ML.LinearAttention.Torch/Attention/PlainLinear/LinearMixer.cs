@@ -70,7 +70,7 @@ public sealed class LinearMixer : ProjectedMixer
             var fused = FusedLinearAttention.Bidirectional(q, k, v, keyPaddingMask, map);
             return out_norm is null ? fused : out_norm.forward(fused);
         }
-        // Causal fused kernels: only when switched on (FusedLinearAttention.CausalEnabled) and the tensor cores apply.
+        // Causal fused kernels: only when switched on (FusedKernelOptions.Current.CausalEnabled) and the tensor cores apply.
         if (Config.Causal && _options.Normalize && _options.UseFusedKernel && _fusedMap is { } cmap && FusedLinearAttention.ShouldUseCausal(q, v))
         {
             var fused = FusedLinearAttention.Causal(q, k, v, keyPaddingMask, cmap);

@@ -10,9 +10,8 @@ internal sealed record CausalModule(IntPtr Context, IntPtr State, IntPtr Scan, I
     FusedCausalLaunch.Sizes Bytes);
 
 /// <summary>
-/// Module cache, buffers and launches of the causal tensor-core kernels (<see cref="FusedCausalSource"/>,
-/// <see cref="FusedCausalSourceBackward"/>): compiled with NVRTC into their own module (with the helpers of
-/// <see cref="FusedKernelSource"/> and <see cref="FusedMmaSource"/>, MMA = 1), launched on the legacy default stream.
+/// Module cache, buffers and launches of the causal tensor-core kernels (causal_linear_attention.cu): compiled with
+/// NVRTC into their own module (kernels.json's causal_linear_attention, MMA = 1), launched on the legacy default stream.
 /// </summary>
 internal static unsafe class FusedCausalLaunch
 {
@@ -33,9 +32,6 @@ internal static unsafe class FusedCausalLaunch
         public int Bwd => 2 * (Xq + Chunk * Ldd + 2 * D * Ldt2 + 2 * Chunk * Lde + Dv * Ldt2 + 4 * Chunk * Ldt2 + Xn) + 4 * (D + 2 * Chunk);
         public int Max => Math.Max(Math.Max(State, Out), Math.Max(BwdState, Bwd));
     }
-
-    /// <summary>The CUDA C of the causal module.</summary>
-    internal static string FullSource => FusedKernelSource.Source + FusedMmaSource.Source + FusedCausalSource.Source + FusedCausalSourceBackward.Source;
 
     private static readonly object Gate = new();
     private static readonly Dictionary<(int, int, int, int, int), CausalModule> Modules = new();
@@ -58,7 +54,7 @@ internal static unsafe class FusedCausalLaunch
             var info = FusedModuleCache.Device(device);
             CudaLibraries.Check(CudaLibraries.cuCtxSetCurrent(info.Context), "cuCtxSetCurrent");
             var cubin = FusedModuleCache.Compile($"sm_{info.Major}{info.Minor}", FusedModuleCache.Tiling.For(d, dv), inType, map,
-                mma: true, verbose: false, out _, FullSource);
+                mma: true, verbose: false, out _, CudaSources.CausalLinearAttention);
             var handle = FusedModuleCache.LoadModule(cubin);
             IntPtr Function(string name, int sharedBytes) => FusedModuleCache.Function(handle, name, sharedBytes);
             var s = new Sizes(d, dv);

@@ -19,11 +19,8 @@ namespace Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 /// </summary>
 public static class FusedHedgehogAttention
 {
-    /// <summary>Environment variable that switches these kernels off ("0") for <see cref="Enabled"/>'s default.</summary>
+    /// <summary>Environment variable that switches these kernels off ("0"): <see cref="FusedKernelOptions.HedgehogAttentionEnabled"/>'s default.</summary>
     public const string EnableVariable = "ML_LINEARATTENTION_FUSED_HEDGEHOG_ATTENTION";
-
-    /// <summary>Whether <see cref="Bidirectional"/> runs the kernels when they apply (on unless <see cref="EnableVariable"/> is "0").</summary>
-    public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable(EnableVariable) != "0";
 
     /// <summary>
     /// Blocks per SM the kernels are compiled for, or null for the default (<see cref="BlocksPerSmFor"/>); read at each
@@ -33,8 +30,8 @@ public static class FusedHedgehogAttention
 
     /// <summary>
     /// Sequence length from which the default build is the one compiled for one block per SM: at 2K tokens and more per
-    /// sequence it measured faster than two blocks per SM (docs/benchmarks/kernels.md, Hedgehog's "…, 1 block/SM" case:
-    /// fwd+bwd 0.690 against 0.718 ms at T = 2048, 0.637 against 0.661 at 32K, 0.701 against 0.658 at 512, commit 930ede9).
+    /// sequence it measured faster than two blocks per SM, below that slower (docs/benchmarks/kernels.md, Hedgehog's
+    /// "…, 1 block/SM" case).
     /// </summary>
     internal const long OneBlockPerSmFrom = 2048;
 
@@ -52,8 +49,8 @@ public static class FusedHedgehogAttention
     public static string? UnavailableReason(Tensor xq, Tensor xk, Tensor v, Tensor wq, Tensor wk, Tensor? keyPaddingMask)
     {
         Check(xq, xk, v, wq, wk, keyPaddingMask, LinearAttentionKernels.DefaultEps);
-        if (!Enabled) return $"switched off ({EnableVariable}=0 or FusedHedgehogAttention.Enabled = false).";
-        if (!FusedLinearAttention.UseTensorCores) return $"the tensor-core kernels are switched off ({FusedLinearAttention.TensorCoreVariable}=0).";
+        if (!FusedKernelOptions.Current.HedgehogAttentionEnabled) return $"switched off ({EnableVariable}=0 or FusedKernelOptions.Current.HedgehogAttentionEnabled = false).";
+        if (!FusedKernelOptions.Current.UseTensorCores) return $"the tensor-core kernels are switched off ({FusedLinearAttention.TensorCoreVariable}=0).";
         if (FusedLinearAttention.FusedReason(xq, xk, v, keyPaddingMask) is { } reason) return reason;
         if (xq.dtype is not (ScalarType.BFloat16 or ScalarType.Float16)) return $"dtype {xq.dtype} is not bf16 or fp16 (the kernels use tensor cores).";
         long hx = xq.shape[3], f = wq.shape[2], dv = v.shape[3];

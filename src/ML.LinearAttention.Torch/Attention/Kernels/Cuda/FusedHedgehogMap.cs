@@ -6,20 +6,13 @@ namespace Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 
 /// <summary>
 /// Hedgehog's feature map φ(y) = [softmax(y), softmax(−y)] over the last dimension as one CUDA kernel each way
-/// (<see cref="FusedHedgehogMapSource"/>), differentiable in y. Shapes: y [..., F] → [..., 2F]. Elsewhere (CPU, other
+/// (hedgehog_map.cuh), differentiable in y. Shapes: y [..., F] → [..., 2F]. Elsewhere (CPU, other
 /// dtypes, switched off) it is <see cref="Reference"/>, the libtorch form.
 /// </summary>
 public static class FusedHedgehogMap
 {
-    /// <summary>Environment variable that switches the kernels off ("0") for <see cref="Enabled"/>'s default.</summary>
+    /// <summary>Environment variable that switches the kernels off ("0"): <see cref="FusedKernelOptions.HedgehogMapEnabled"/>'s default.</summary>
     public const string EnableVariable = "ML_LINEARATTENTION_FUSED_HEDGEHOG_MAP";
-
-    /// <summary>
-    /// Whether <see cref="Apply(Tensor)"/> (and so Hedgehog's feature map) runs the kernels on CUDA: on by default (checked and
-    /// timed on an H200: docs/fused-kernels.md), off when <see cref="EnableVariable"/> is "0".
-    /// `bench kernels --verify-fused` runs them whatever this says.
-    /// </summary>
-    public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable(EnableVariable) != "0";
 
     /// <summary>Null when <see cref="Apply(Tensor)"/> would run the kernels on <paramref name="y"/>, else why not.</summary>
     public static string? UnavailableReason(Tensor y)
@@ -31,8 +24,8 @@ public static class FusedHedgehogMap
         return null;
     }
 
-    /// <summary>φ(y) [..., 2F] from y [..., F]: the kernels when <see cref="Enabled"/> and available, else <see cref="Reference"/>.</summary>
-    public static Tensor Apply(Tensor y) => Apply(y, Enabled);
+    /// <summary>φ(y) [..., 2F] from y [..., F]: the kernels when <see cref="FusedKernelOptions.HedgehogMapEnabled"/> and available, else <see cref="Reference"/>.</summary>
+    public static Tensor Apply(Tensor y) => Apply(y, FusedKernelOptions.Current.HedgehogMapEnabled);
 
     /// <summary>As <see cref="Apply(Tensor)"/>, with the switch given (the verification runs the kernels regardless).</summary>
     internal static Tensor Apply(Tensor y, bool fused)
@@ -65,16 +58,13 @@ public static class FusedHedgehogMap
         {
             if (Kernels.TryGetValue((device, inType), out var f)) return f;
             var cubin = FusedModuleCache.Compile($"sm_{info.Major}{info.Minor}", FusedModuleCache.Tiling.For(16, 16), inType, FusedFeatureMap.Identity,
-                mma: false, verbose: false, out _, FullSource);
+                mma: false, verbose: false, out _, CudaSources.HedgehogMap);
             var module = FusedModuleCache.LoadModule(cubin);
             f = new MapKernels(FusedModuleCache.Function(module, "hedgehog_map_fwd", 0), FusedModuleCache.Function(module, "hedgehog_map_bwd", 0),
                 FusedModuleCache.Function(module, "hedgehog_map_fwd_vec", 0), FusedModuleCache.Function(module, "hedgehog_map_bwd_vec", 0));
             return Kernels[(device, inType)] = f;
         }
     }
-
-    /// <summary>The compiled source: the fused kernels' prelude and kernels (for in_t, ldx, stx), then the map's.</summary>
-    internal static string FullSource => FusedKernelSource.Source + "\n" + FusedHedgehogMapSource.Source;
 
     /// <summary>Threads per block of both kernel forms.</summary>
     private const int Threads = 256;

@@ -6,21 +6,14 @@ namespace Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 
 /// <summary>
 /// Hedgehog's feature map with its projection, φ = [softmax(x W_h), softmax(−x W_h)], as one tensor-core CUDA kernel
-/// each way (<see cref="FusedHedgehogProjectionSource"/>), differentiable in x and W. Shapes: x [B, H, T, D],
+/// each way (hedgehog_projection.cuh), differentiable in x and W. Shapes: x [B, H, T, D],
 /// w [H, D, F] → [B, H, T, 2F]. Elsewhere (CPU, fp32, other shapes, switched off) the projection is a libtorch matmul
 /// followed by <see cref="FusedHedgehogMap"/>.
 /// </summary>
 public static class FusedHedgehogProjection
 {
-    /// <summary>Environment variable that switches the kernels off ("0") for <see cref="Enabled"/>'s default.</summary>
+    /// <summary>Environment variable that switches the kernels off ("0"): <see cref="FusedKernelOptions.HedgehogProjectionEnabled"/>'s default.</summary>
     public const string EnableVariable = "ML_LINEARATTENTION_FUSED_HEDGEHOG_PROJECTION";
-
-    /// <summary>
-    /// Whether <see cref="Apply(Tensor, Tensor)"/> (and so Hedgehog's feature map) runs the projection and the map as one kernel on CUDA:
-    /// on by default, off when <see cref="EnableVariable"/> is "0". `bench kernels --verify-fused` runs them whatever
-    /// this says.
-    /// </summary>
-    public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable(EnableVariable) != "0";
 
     /// <summary>Largest head dim D and feature dim F the kernels take (their tiles live in shared memory and registers).</summary>
     public const int MaxDim = 128;
@@ -44,8 +37,8 @@ public static class FusedHedgehogProjection
         return null;
     }
 
-    /// <summary>φ(x W) [B, H, T, 2F]: the kernels when <see cref="Enabled"/> and available, else the matmul and <see cref="FusedHedgehogMap"/>.</summary>
-    public static Tensor Apply(Tensor x, Tensor w) => Apply(x, w, Enabled);
+    /// <summary>φ(x W) [B, H, T, 2F]: the kernels when <see cref="FusedKernelOptions.HedgehogProjectionEnabled"/> and available, else the matmul and <see cref="FusedHedgehogMap"/>.</summary>
+    public static Tensor Apply(Tensor x, Tensor w) => Apply(x, w, FusedKernelOptions.Current.HedgehogProjectionEnabled);
 
     /// <summary>As <see cref="Apply(Tensor, Tensor)"/>, with the switch given (the verification runs the kernels regardless).</summary>
     internal static Tensor Apply(Tensor x, Tensor w, bool fused)
@@ -67,35 +60,9 @@ public static class FusedHedgehogProjection
     private static readonly object Gate = new();
     private static readonly Dictionary<(int Device, int InType, int D, int F), (IntPtr Forward, IntPtr Backward, IntPtr WeightGradients)> Kernels = new();
 
-    /// <summary>The compiled source: the fused kernels' prelude and tensor-core helpers, the map's group reductions, then these kernels.</summary>
-    internal static string FullSource => BlocksDefines + FusedKernelSource.Source + FusedMmaSource.Source + FusedHedgehogMapSource.Source + FusedHedgehogProjectionSource.Source;
-
-    /// <summary>
-    /// Environment variable of a tuning knob: "forward,backward" blocks per SM <c>hedgehog_proj_fwd</c> and
-    /// <c>hedgehog_proj_bwd</c> are compiled for at D·F ≤ 64·64 (default 2,2). <c>hedgehog_dw_bwd</c> keeps its own three
-    /// (HDW_MINB in the source: it holds few values).
-    /// </summary>
-    internal const string BlocksVariable = "ML_LINEARATTENTION_HEDGEHOG_PROJECTION_BLOCKS";
-
-    /// <summary>HFWD_MINB and HBWD_MINB from <see cref="BlocksVariable"/> ("3,2"), or nothing when it is unset (the source's defaults).</summary>
-    internal static string BlocksDefines => BlocksDefinesFor(Environment.GetEnvironmentVariable(BlocksVariable));
-
-    internal static string BlocksDefinesFor(string? value)
-    {
-        if (string.IsNullOrWhiteSpace(value)) return "";
-        var b = ParseBlocks(value) ?? throw new InvalidOperationException(
-            $"{BlocksVariable} = '{value}' is not 'forward,backward' blocks per SM, each 1 to 8 (e.g. '2,2'); fix or unset it.");
-        return $"#define HFWD_MINB {b.Forward}\n#define HBWD_MINB {b.Backward}\n";
-    }
-
-    /// <summary>"f,b" with 1 ≤ f, b ≤ 8, else null.</summary>
-    internal static (int Forward, int Backward)? ParseBlocks(string? value)
-    {
-        var parts = value?.Split(',');
-        return parts is { Length: 2 } && int.TryParse(parts[0], out int f) && int.TryParse(parts[1], out int b) && f is >= 1 and <= 8 && b is >= 1 and <= 8
-            ? (f, b)
-            : null;
-    }
+    /// <summary>HFWD_MINB and HBWD_MINB as -D defines for <paramref name="blocks"/>, or none (the source's defaults).</summary>
+    internal static string[] BlocksDefines((int Forward, int Backward)? blocks)
+        => blocks is { } b ? [$"HFWD_MINB={b.Forward}", $"HBWD_MINB={b.Backward}"] : [];
 
     /// <summary>Shared-memory bytes of the forward kernel (must match the CUDA source): Wᵀ, two x tiles, the φ tile, the softmax exchange.</summary>
     internal static int ForwardBytes(int d, int f) => 2 * (f * (d + 8) + 2 * Tile * (d + 8) + Tile * (2 * f + 8)) + 4 * (2 * Tile * 4);
@@ -132,7 +99,7 @@ public static class FusedHedgehogProjection
         {
             if (Kernels.TryGetValue((device, inType, d, f), out var k)) return k;
             var cubin = FusedModuleCache.Compile($"sm_{info.Major}{info.Minor}", FusedModuleCache.Tiling.For(d, f), inType, FusedFeatureMap.Identity,
-                mma: true, verbose: false, out _, FullSource);
+                mma: true, verbose: false, out _, CudaSources.HedgehogProjection, BlocksDefines(FusedKernelOptions.Current.HedgehogProjectionBlocksPerSm));
             var module = FusedModuleCache.LoadModule(cubin);
             k = (FusedModuleCache.Function(module, "hedgehog_proj_fwd", ForwardBytes(d, f)),
                 FusedModuleCache.Function(module, "hedgehog_proj_bwd", BackwardBytes(d, f)),

@@ -7,31 +7,22 @@ namespace Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 
 public static partial class FusedLinearAttention
 {
-    /// <summary>Environment variable that turns the mixers' routing to the fused CAUSAL kernels off when set to "0".</summary>
+    /// <summary>Environment variable that turns the mixers' routing to the fused CAUSAL kernels off when set to "0" (<see cref="FusedKernelOptions.CausalEnabled"/>'s default).</summary>
     public const string CausalEnableVariable = "ML_LINEARATTENTION_FUSED_CAUSAL";
 
     /// <summary>
-    /// Whether <c>LinearMixer</c> (causal, normalized, relu/elu) and <c>HedgehogMixer</c> (causal) route to
-    /// <see cref="Causal"/> when its tensor-core kernels take the inputs. Default on (off when
-    /// <see cref="CausalEnableVariable"/> = "0"): on an H200 the kernels pass every causal verification case
-    /// (docs/benchmarks/fused-verification.md) and run about twice as fast as the chunked ops; direct calls of
-    /// <see cref="Causal"/> ignore it.
-    /// </summary>
-    public static bool CausalEnabled { get; set; } = Environment.GetEnvironmentVariable(CausalEnableVariable) != "0";
-
-    /// <summary>
-    /// True when mixers should route a causal call with these inputs to <see cref="Causal"/>: <see cref="CausalEnabled"/>,
-    /// <see cref="Enabled"/>, on CUDA, and the tensor-core kernels apply (the call itself still falls back if needed).
+    /// True when mixers should route a causal call with these inputs to <see cref="Causal"/>: <see cref="FusedKernelOptions.CausalEnabled"/>,
+    /// <see cref="FusedKernelOptions.Enabled"/>, on CUDA, and the tensor-core kernels apply (the call itself still falls back if needed).
     /// </summary>
     public static bool ShouldUseCausal(Tensor q, Tensor v)
-        => CausalEnabled && Enabled && q.device.type == DeviceType.CUDA && TensorCoresApply(q, v);
+        => FusedKernelOptions.Current is { CausalEnabled: true, Enabled: true } && q.device.type == DeviceType.CUDA && TensorCoresApply(q, v);
 
     /// <summary>
     /// Causal normalized linear attention, o_t = Σ_{s≤t} a_ts v_s / (Σ_{s≤t} a_ts + eps·(t+1)), a_ts = φ(q_t)·φ(k_s)
     /// over real keys s, zero rows at padded positions, any T; as fused tensor-core CUDA kernels (chunk 64, fp32 prefix
     /// states, three kernels forward and three backward) for bf16/fp16 inputs with D and Dv multiples of 16 up to 128
     /// on sm_80 or newer (when the device's shared memory holds the backward kernel's tiles). Otherwise (CPU, fp32,
-    /// other head dims, NVRTC missing, <see cref="Enabled"/> or <see cref="UseTensorCores"/> off) it runs
+    /// other head dims, NVRTC missing, <see cref="FusedKernelOptions.Enabled"/> or <see cref="FusedKernelOptions.UseTensorCores"/> off) it runs
     /// <see cref="LinearAttentionKernels.Causal"/> on φ(q), φ(k): same semantics. Differentiable in q, k and v.
     /// </summary>
     /// <param name="q">Raw queries [B, H, T, D].</param>
@@ -61,7 +52,7 @@ public static partial class FusedLinearAttention
     public static string? CausalReason(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask)
     {
         if (FusedReason(q, k, v, keyPaddingMask) is { } reason) return reason;
-        if (!TensorCoresApply(q, v)) return "the causal fused kernels run on tensor cores only: bf16/fp16, D and Dv multiples of 16 up to 128, UseTensorCores on.";
+        if (!TensorCoresApply(q, v)) return "the causal fused kernels run on tensor cores only: bf16/fp16, D and Dv multiples of 16 up to 128, FusedKernelOptions.Current.UseTensorCores on.";
         return FusedCausalLaunch.DeviceReason(q.device_index < 0 ? 0 : q.device_index, (int)q.shape[3], (int)v.shape[3]);
     }
 }

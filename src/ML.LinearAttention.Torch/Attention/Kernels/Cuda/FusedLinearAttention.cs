@@ -27,24 +27,14 @@ public enum FusedFeatureMap
 /// </summary>
 public static partial class FusedLinearAttention
 {
-    /// <summary>Environment variable that turns the fused path off process-wide when set to "0".</summary>
+    /// <summary>Environment variable that turns the fused path off process-wide when set to "0" (<see cref="FusedKernelOptions.Enabled"/>'s default).</summary>
     public const string EnableVariable = "ML_LINEARATTENTION_FUSED";
 
     /// <summary>Largest head dimension (D and Dv) the fused kernels take; larger ones use the TorchSharp path.</summary>
     public const int MaxHeadDim = 128;
 
-    /// <summary>Process-wide switch (default on unless <see cref="EnableVariable"/> = "0"); mixers also have their own option.</summary>
-    public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable(EnableVariable) != "0";
-
-    /// <summary>Environment variable that turns the tensor-core kernels off process-wide when set to "0".</summary>
+    /// <summary>Environment variable that turns the tensor-core kernels off process-wide when set to "0" (<see cref="FusedKernelOptions.UseTensorCores"/>'s default).</summary>
     public const string TensorCoreVariable = "ML_LINEARATTENTION_FUSED_MMA";
-
-    /// <summary>
-    /// Process-wide switch of the tensor-core (mma.sync) kernels, default on unless <see cref="TensorCoreVariable"/> =
-    /// "0". They run for bf16 and fp16 inputs with D and Dv multiples of 16 on sm_80 or newer; fp32 inputs and other
-    /// shapes always take the CUDA-core fused kernels. Read at each forward call; the backward pass follows its forward.
-    /// </summary>
-    public static bool UseTensorCores { get; set; } = Environment.GetEnvironmentVariable(TensorCoreVariable) != "0";
 
     private static int _reported;
 
@@ -70,18 +60,17 @@ public static partial class FusedLinearAttention
 
     /// <summary>
     /// Shortest sequence the mixers route to the CUDA-core kernels (inputs the tensor-core kernels take go at any length).
-    /// Measured on an H200 (bf16, 32,768 tokens per batch, fwd+bwd, relu map; docs/benchmarks/kernels.md): the
-    /// tensor-core kernels beat the TorchSharp ops at every length from 512 to 32K; the CUDA-core ones only from about
-    /// 8K on. Direct calls of <see cref="Bidirectional(Tensor, Tensor, Tensor, Tensor?, FusedFeatureMap, double)"/> ignore it.
+    /// In the kernel benchmark (docs/benchmarks/kernels.md) the tensor-core kernels beat the TorchSharp ops at every
+    /// length from 512 to 32K; the CUDA-core ones only from about 8K on. Direct calls of <see cref="Bidirectional(Tensor, Tensor, Tensor, Tensor?, FusedFeatureMap, double)"/> ignore it.
     /// </summary>
     public static int MinimumLength { get; set; } = 4096;
 
     /// <summary>
-    /// True when the tensor-core kernels would take these inputs: <see cref="UseTensorCores"/>, bf16 or fp16, D and Dv
+    /// True when the tensor-core kernels would take these inputs: <see cref="FusedKernelOptions.UseTensorCores"/>, bf16 or fp16, D and Dv
     /// multiples of 16 up to 128 (the GPU must also be sm_80 or newer, which the launch checks).
     /// </summary>
     public static bool TensorCoresApply(Tensor q, Tensor v)
-        => UseTensorCores && q.dtype is ScalarType.BFloat16 or ScalarType.Float16
+        => FusedKernelOptions.Current.UseTensorCores && q.dtype is ScalarType.BFloat16 or ScalarType.Float16
            && q.shape[^1] % 16 == 0 && v.shape[^1] % 16 == 0 && q.shape[^1] <= MaxHeadDim && v.shape[^1] <= MaxHeadDim;
 
     /// <summary>
@@ -89,7 +78,7 @@ public static partial class FusedLinearAttention
     /// apply or T ≥ <see cref="MinimumLength"/> (the call itself still falls back if needed).
     /// </summary>
     public static bool ShouldUse(Tensor q, Tensor v)
-        => Enabled && q.device.type == DeviceType.CUDA && (TensorCoresApply(q, v) || q.shape[^2] >= MinimumLength);
+        => FusedKernelOptions.Current.Enabled && q.device.type == DeviceType.CUDA && (TensorCoresApply(q, v) || q.shape[^2] >= MinimumLength);
 
     /// <summary>
     /// o_i = Σ_j a_ij v_j / (Σ_j a_ij + eps·n), a_ij = φ(q_i)·φ(k_j) over real keys j, n = real tokens of the row (at
@@ -102,7 +91,7 @@ public static partial class FusedLinearAttention
     /// <param name="featureMap">φ, applied inside the kernel; <see cref="FusedFeatureMap.Identity"/> when the caller already applied it (it must be non-negative).</param>
     /// <param name="eps">Normalizer epsilon (per token, so eps·n in the sum form).</param>
     public static Tensor Bidirectional(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask, FusedFeatureMap featureMap, double eps = LinearAttentionKernels.DefaultEps)
-        => Bidirectional(q, k, v, keyPaddingMask, featureMap, eps, UseTensorCores);
+        => Bidirectional(q, k, v, keyPaddingMask, featureMap, eps, FusedKernelOptions.Current.UseTensorCores);
 
     /// <summary>As the public overload, with the tensor-core choice given (benchmarks time both fused variants).</summary>
     internal static Tensor Bidirectional(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask, FusedFeatureMap featureMap, double eps, bool tensorCores)
@@ -110,7 +99,7 @@ public static partial class FusedLinearAttention
         Check(q, k, v, keyPaddingMask, featureMap, eps);
         var reason = FusedReason(q, k, v, keyPaddingMask);
         if (reason is null) return FusedBidirectionalFunction.Run(q, k, v, keyPaddingMask, featureMap, eps, tensorCores);
-        if (q.device.type == DeviceType.CUDA && Enabled && CudaLibraries.EnsureLoaded() is { } missing && Interlocked.Exchange(ref _reported, 1) == 0)
+        if (q.device.type == DeviceType.CUDA && FusedKernelOptions.Current.Enabled && CudaLibraries.EnsureLoaded() is { } missing && Interlocked.Exchange(ref _reported, 1) == 0)
             Console.Error.WriteLine("ML.LinearAttention: fused linear attention kernels are unavailable, using the TorchSharp path: " + missing);
         return Reference(q, k, v, keyPaddingMask, featureMap, eps);
     }
@@ -141,7 +130,7 @@ public static partial class FusedLinearAttention
         _ => x,
     };
 
-    private static void Check(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask, FusedFeatureMap featureMap, double eps)
+    internal static void Check(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask, FusedFeatureMap featureMap, double eps)
     {
         ArgumentNullException.ThrowIfNull(q);
         ArgumentNullException.ThrowIfNull(k);
@@ -160,7 +149,7 @@ public static partial class FusedLinearAttention
     /// <summary>Null when the fused kernels take these inputs, else why not.</summary>
     internal static string? FusedReason(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask)
     {
-        if (!Enabled) return $"disabled ({EnableVariable}=0 or FusedLinearAttention.Enabled = false).";
+        if (!FusedKernelOptions.Current.Enabled) return $"disabled ({EnableVariable}=0 or FusedKernelOptions.Current.Enabled = false).";
         if (UnavailableReason(q.device) is { } reason) return reason;
         if (!Same(k, q) || !Same(v, q) || (keyPaddingMask is not null && !Same(keyPaddingMask, q)))
             return "q, k, v and the mask are on different devices.";

@@ -8,7 +8,7 @@ namespace Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 internal sealed record FusedModule(IntPtr Context, IntPtr FwdState, IntPtr FwdOut, IntPtr BwdQ, IntPtr BwdKv,
     FusedModuleCache.Tiling Tiles, int SmCount)
 {
-    /// <summary>The tensor-core kernels (<see cref="FusedMmaSource"/>), or null when this module has none.</summary>
+    /// <summary>The tensor-core kernels (linear_attention_mma_*.cuh), or null when this module has none.</summary>
     public MmaKernels? Mma { get; init; }
 
     /// <summary>
@@ -39,7 +39,8 @@ internal sealed record MmaKernels(IntPtr FwdState, IntPtr FwdOut, IntPtr BwdQ, I
 }
 
 /// <summary>
-/// Compiles <see cref="FusedKernelSource"/> with NVRTC once per process per (device, D, Dv, dtype, feature map), for
+/// Compiles the CUDA modules of kernels.json (<see cref="CudaSources"/>) with NVRTC, the bidirectional one once per
+/// process per (device, D, Dv, dtype, feature map), for
 /// the device's own architecture (sm_XY from its compute capability), loads it into the device's primary context
 /// (the one libtorch uses) and launches kernels on the legacy default stream, which orders them with libtorch's work.
 /// </summary>
@@ -54,11 +55,11 @@ internal static unsafe class FusedModuleCache
         public int BwdKvBytes => 4 * (D * PDV + Dv * PD + D * LDT + Dv * LDT + D);
         public int MaxBytes => Math.Max(Math.Max(StateBytes, OutBytes), Math.Max(BwdQBytes, BwdKvBytes));
 
-        /// <summary>Token tile of the tensor-core kernels (MTT in <see cref="FusedMmaSource"/>).</summary>
+        /// <summary>Token tile of the tensor-core kernels (MTT in mma_common.cuh).</summary>
         public const int MmaTT = 64;
         private int Ldd => D + 8;
         private int Lde => Dv + 8;
-        // Shared-memory bytes of the tensor-core kernels (16-bit tiles; must match FusedMmaSource*).
+        // Shared-memory bytes of the tensor-core kernels (16-bit tiles; must match linear_attention_mma_*.cuh).
         public int MmaStateBytes => 2 * (MmaTT * Ldd + MmaTT * Lde);
         public int MmaOutBytes => 2 * (2 * D * Lde + MmaTT * Ldd) + 4 * (D + MmaTT);
         public int MmaBwdQBytes => 2 * (2 * D * Lde + MmaTT * Ldd + MmaTT * Lde) + 4 * (D + 3 * MmaTT);
@@ -76,7 +77,7 @@ internal static unsafe class FusedModuleCache
     }
 
     /// <summary>
-    /// Shared memory the Hedgehog loaders add to each tensor-core kernel (HH_SMEM in <see cref="FusedMmaSource"/>):
+    /// Shared memory the Hedgehog loaders add to each tensor-core kernel (HH_SMEM in mma_tiles.cuh):
     /// W_hᵀ [F][HX + 8] as 16-bit values, the softmax exchange [2][64][4] fp32, and the x tile [64][HX + 8] unless it
     /// fits in the φ tile's space (HH_XS_FITS: φ's rows [64][2F + 8] hold it).
     /// </summary>
@@ -129,28 +130,17 @@ internal static unsafe class FusedModuleCache
         return 2 * (2 * tiles.D * lde + rows * ldd + rows * lde) + 4 * tiles.D + 2 * f * (hx + 8) + 2 * ownX;
     }
 
-    /// <summary>The source of a Hedgehog module: the bidirectional kernels after the map's and the projection's helpers.</summary>
+    /// <summary>
+    /// The -D defines of a Hedgehog attention module beyond the manifest's HH = 1: x's width, the feature dim, and the
+    /// blocks per SM to compile for (HH_MINB) when given or set in <see cref="FusedKernelOptions.HedgehogAttentionBlocksPerSm"/>.
+    /// </summary>
     /// <param name="hx">x's width.</param>
     /// <param name="f">The feature dim F.</param>
-    /// <param name="blocksPerSm">Blocks per SM to compile for (HH_MINB), or null for the knob's value or the source's default.</param>
-    internal static string HedgehogSource(int hx, int f, int? blocksPerSm = null)
-        => $"#define HH 1\n#define HX {hx}\n#define HF {f}\n"
-           + (blocksPerSm is { } n ? HedgehogBlocksDefine(n.ToString()) : HedgehogBlocksDefine(Environment.GetEnvironmentVariable(HedgehogBlocksVariable)))
-           + FusedKernelSource.Source + FusedMmaSource.Source + FusedHedgehogMapSource.Source
-           + FusedHedgehogProjectionSource.Source + FusedHedgehogWarpSource.Source + FusedHedgehogWarpSourceBackward.Source
-           + FusedMmaSourceForward.Source + FusedMmaSourceBackward.Source;
-
-    /// <summary>Environment variable of a tuning knob: blocks per SM (1 to 8) Hedgehog's attention kernels are compiled for (default: 2 up to 64-wide x and v, else 1).</summary>
-    internal const string HedgehogBlocksVariable = "ML_LINEARATTENTION_HEDGEHOG_ATTENTION_BLOCKS";
-
-    /// <summary>HH_MINB from the knob's value, nothing when unset; an error naming the variable when malformed.</summary>
-    internal static string HedgehogBlocksDefine(string? value)
-    {
-        if (string.IsNullOrWhiteSpace(value)) return "";
-        if (!int.TryParse(value, out int blocks) || blocks is < 1 or > 8)
-            throw new InvalidOperationException($"{HedgehogBlocksVariable} = '{value}' is not a number of blocks per SM from 1 to 8; fix or unset it.");
-        return $"#define HH_MINB {blocks}\n";
-    }
+    /// <param name="blocksPerSm">Blocks per SM to compile for, or null for the options' value or the source's default.</param>
+    internal static string[] HedgehogDefines(int hx, int f, int? blocksPerSm = null)
+        => (blocksPerSm ?? FusedKernelOptions.Current.HedgehogAttentionBlocksPerSm) is { } n
+            ? [$"HX={hx}", $"HF={f}", $"HH_MINB={n}"]
+            : [$"HX={hx}", $"HF={f}"];
 
     private static readonly Dictionary<(int, int, int, int, int, int?), FusedModule> HedgehogModules = new();
 
@@ -171,7 +161,7 @@ internal static unsafe class FusedModuleCache
             var tiles = Tiling.For(2 * f, dv);
             int extra = HedgehogBytes(hx, f);
             var cubin = Compile($"sm_{info.Major}{info.Minor}", tiles, inType, FusedFeatureMap.Identity, mma: true, verbose: false, out _,
-                HedgehogSource(hx, f, blocksPerSm));
+                CudaSources.HedgehogAttention, HedgehogDefines(hx, f, blocksPerSm));
             var handle = LoadModule(cubin);
             IntPtr Function(string name, int sharedBytes) => FusedModuleCache.Function(handle, name, sharedBytes + extra);
             module = new FusedModule(info.Context, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, tiles, info.SmCount)
@@ -286,9 +276,6 @@ internal static unsafe class FusedModuleCache
         }
     }
 
-    /// <summary>The CUDA-core kernels, then the tensor-core ones (compiled only with -DMMA=1).</summary>
-    internal static string FullSource => FusedKernelSource.Source + FusedMmaSource.Source + FusedMmaSourceForward.Source + FusedMmaSourceBackward.Source;
-
     /// <summary>NVRTC options: architecture and the shape/dtype/feature-map macros of the source.</summary>
     internal static string[] Options(string arch, Tiling t, int inType, FusedFeatureMap map, bool mma, bool verbose)
     {
@@ -304,27 +291,49 @@ internal static unsafe class FusedModuleCache
         return options.ToArray();
     }
 
-    /// <summary>Compiles the source (<paramref name="fullSource"/>, default <see cref="FullSource"/>) to a CUBIN for <paramref name="arch"/> (sm_XY); throws with NVRTC's log on failure.</summary>
+    /// <summary>
+    /// Compiles the kernels.json module <paramref name="module"/> (default: the bidirectional kernels) to a CUBIN for
+    /// <paramref name="arch"/> (sm_XY), with the shape options, the manifest's defines and <paramref name="defines"/>
+    /// (NAME=VALUE) as -D options; throws with NVRTC's log on failure.
+    /// </summary>
     internal static byte[] Compile(string arch, Tiling tiles, int inType, FusedFeatureMap map, bool mma, bool verbose, out string log,
-        string? fullSource = null)
+        string module = CudaSources.LinearAttention, IEnumerable<string>? defines = null)
     {
-        var source = Encoding.UTF8.GetBytes((fullSource ?? FullSource) + "\0");
-        var name = Encoding.ASCII.GetBytes("fused_linear_attention.cu\0");
-        var options = Options(arch, tiles, inType, map, mma, verbose).Select(o => Marshal.StringToHGlobalAnsi(o)).ToArray();
+        var source = CudaSources.Module(module);
+        var options = Options(arch, tiles, inType, map, mma, verbose).Concat(source.Defines.Concat(defines ?? []).Select(d => "-D" + d)).ToArray();
+        return CompileProgram(source.SourceName, source.Source, source.Headers, options,
+            $"compilation of the CUDA module {module} ({arch}, D={tiles.D}, Dv={tiles.Dv})", out log);
+    }
+
+    /// <summary>
+    /// Compiles one NVRTC program: <paramref name="source"/> named <paramref name="name"/>, with <paramref name="headers"/>
+    /// given as named sources for its #include lines (nvrtcCreateProgram's headers and includeNames), to a CUBIN.
+    /// </summary>
+    internal static byte[] CompileProgram(string name, string source, IReadOnlyList<(string Name, string Text)> headers, string[] options,
+        string what, out string log)
+    {
+        var strings = new List<IntPtr>();
+        IntPtr Ansi(string text) { var p = Marshal.StringToCoTaskMemUTF8(text); strings.Add(p); return p; }
         IntPtr program = IntPtr.Zero;
         try
         {
-            fixed (byte* src = source)
-            fixed (byte* n = name)
-                CudaLibraries.CheckNvrtc(CudaLibraries.nvrtcCreateProgram(&program, src, n, 0, null, null), "nvrtcCreateProgram");
+            var src = Ansi(source);
+            var programName = Ansi(name);
+            var headerTexts = headers.Select(h => Ansi(h.Text)).ToArray();
+            var includeNames = headers.Select(h => Ansi(h.Name)).ToArray();
+            var opts = options.Select(Ansi).ToArray();
+            fixed (IntPtr* texts = headerTexts)
+            fixed (IntPtr* names = includeNames)
+                CudaLibraries.CheckNvrtc(CudaLibraries.nvrtcCreateProgram(&program, (byte*)src, (byte*)programName, headers.Count,
+                    headers.Count == 0 ? null : (byte**)texts, headers.Count == 0 ? null : (byte**)names), "nvrtcCreateProgram");
             int result;
-            fixed (IntPtr* opts = options) result = CudaLibraries.nvrtcCompileProgram(program, options.Length, (byte**)opts);
+            fixed (IntPtr* o = opts) result = CudaLibraries.nvrtcCompileProgram(program, opts.Length, (byte**)o);
             nuint logSize;
             CudaLibraries.nvrtcGetProgramLogSize(program, &logSize);
             var logBytes = new byte[(int)logSize + 1];
             fixed (byte* l = logBytes) CudaLibraries.nvrtcGetProgramLog(program, l);
             log = Encoding.UTF8.GetString(logBytes).TrimEnd('\0');
-            CudaLibraries.CheckNvrtc(result, $"compilation of the fused linear attention kernels ({arch}, D={tiles.D}, Dv={tiles.Dv})", log);
+            CudaLibraries.CheckNvrtc(result, what, log);
             nuint size;
             CudaLibraries.CheckNvrtc(CudaLibraries.nvrtcGetCUBINSize(program, &size), "nvrtcGetCUBINSize");
             var cubin = new byte[(int)size];
@@ -334,7 +343,7 @@ internal static unsafe class FusedModuleCache
         finally
         {
             if (program != IntPtr.Zero) CudaLibraries.nvrtcDestroyProgram(&program);
-            foreach (var o in options) Marshal.FreeHGlobal(o);
+            foreach (var p in strings) Marshal.FreeCoTaskMem(p);
         }
     }
 

@@ -1,22 +1,15 @@
-namespace Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
-
-/// <summary>
-/// Tensor-core backward kernels (appended after <see cref="FusedMmaSource.Source"/>, same MMA guard and helpers), with
-/// the same arguments and results as <c>bwd_q</c> and <c>bwd_kv</c>: g = dO/den, dden = −(dO·o)/den,
-/// dq = (g Sᵀ + dden zᵀ)·φ'(q), dS += φqᵀ g, dz += φqᵀ dden (<c>mma_bwd_q</c>); dk = (v dSᵀ + dz)·φ'(k) and
-/// dv = φk dS over real keys (<c>mma_bwd_kv</c>). g is rounded to bf16 for the MMAs (its range follows 1/den, which
-/// fp16 could not hold at long T); S and dS are bf16 operands (split into high and low parts for fp16 inputs, SPLIT); dO·o, den, dden, dz are fp32.
-/// <para>Built for Hedgehog (HH = 1, <see cref="FusedHedgehogAttention"/>), q and k are x before the projection, and
-/// dq, dk are the gradients of y = xW (F wide), with dx = dy Wᵀ and the fp32 dW sums as the last arguments (HH_WB: <c>mma_bwd_q</c>
-/// zeroes the sums, <c>mma_bwd_kv</c> adds the key map's where HH_KV_DW and then stores no dk): both kernels run warp by warp (<see cref="FusedHedgehogWarpSourceBackward"/>:
-/// hh_q_pass, hh_kv_pass), computing φ and the softmaxes' backward along each warp's own rows in registers, with
-/// their own shared-memory layouts (FusedModuleCache.HedgehogQBytes, HedgehogKvBytes). The Hedgehog build of
-/// <c>mma_bwd_q</c> does not read the saved output: dO·o = ⟨φq, dO Sᵀ⟩/den from the same bf16 φ and S as the forward.</para>
-/// </summary>
-internal static class FusedMmaSourceBackward
-{
-    public const string Source = """
-
+// Tensor-core backward kernels of bidirectional linear attention (MMA = 1), same arguments and results as bwd_q and
+// bwd_kv: g = dO/den, dden = −(dO·o)/den, dq = (g Sᵀ + dden zᵀ)·φ'(q), dS += φqᵀ g, dz += φqᵀ dden (mma_bwd_q);
+// dk = (v dSᵀ + dz)·φ'(k), dv = φk dS over real keys (mma_bwd_kv). g is a bf16 operand; S and dS are bf16 (split
+// for fp16 inputs); dO·o, den, dden, dz stay fp32. Built for Hedgehog (HH = 1) both run warp by warp
+// (hh_q_pass, hh_kv_pass in hedgehog_warp_backward.cuh) and return dx = dy Wᵀ with the fp32 dW sums as their last
+// arguments (HH_WB); mma_bwd_q zeroes the sums, mma_bwd_kv adds the key map's where HH_KV_DW.
+#ifndef LA_LINEAR_ATTENTION_MMA_BACKWARD_CUH
+#define LA_LINEAR_ATTENTION_MMA_BACKWARD_CUH
+#include "mma_tiles.cuh"
+#if HH
+#include "hedgehog_warp_backward.cuh"
+#endif
 #if MMA
 extern "C" __global__ void MMA_BOUNDS mma_bwd_q(const in_t* __restrict__ q, const in_t* __restrict__ dout,
         const in_t* __restrict__ out,
@@ -204,5 +197,4 @@ extern "C" __global__ void MMA_BOUNDS mma_bwd_kv(const in_t* __restrict__ k, con
 #endif
 }
 #endif
-""";
-}
+#endif

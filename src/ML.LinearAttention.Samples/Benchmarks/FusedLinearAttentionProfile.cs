@@ -3,9 +3,10 @@ using TorchSharp;
 using static TorchSharp.torch;
 using Microsoft.ML.LinearAttention.Attention.Kernels;
 
-namespace Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
+namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 
-public static partial class FusedLinearAttention
+/// <summary>The fused bidirectional kernels timed one by one (`bench kernels --profile-fused`).</summary>
+internal static class FusedLinearAttentionProfile
 {
     /// <summary>
     /// GPU time of each fused kernel on these inputs, and of the whole differentiable call, measured with
@@ -20,11 +21,11 @@ public static partial class FusedLinearAttention
     /// <param name="featureMap">φ applied inside the kernels.</param>
     /// <param name="tensorCores">Time the tensor-core kernels (where they apply) or the CUDA-core ones.</param>
     /// <param name="repetitions">Runs per part.</param>
-    public static IReadOnlyList<(string Part, GpuTiming Timing)> Profile(Tensor q, Tensor k, Tensor v, FusedFeatureMap featureMap,
+    public static IReadOnlyList<(string Part, GpuTiming Timing)> Run(Tensor q, Tensor k, Tensor v, FusedFeatureMap featureMap,
         bool tensorCores = true, int repetitions = 20)
     {
-        Check(q, k, v, null, featureMap, LinearAttentionKernels.DefaultEps);
-        if (FusedReason(q, k, v, null) is { } reason) throw new InvalidOperationException("The fused kernels cannot run on these inputs: " + reason);
+        FusedLinearAttention.Check(q, k, v, null, featureMap, LinearAttentionKernels.DefaultEps);
+        if (FusedLinearAttention.FusedReason(q, k, v, null) is { } reason) throw new InvalidOperationException("The fused kernels cannot run on these inputs: " + reason);
         using var scope = NewDisposeScope();
         (q, k, v) = (q.detach().contiguous(), k.detach().contiguous(), v.detach().contiguous());
         var epsn = FusedLaunch.EpsN(null, q.shape[0], q.shape[2], LinearAttentionKernels.DefaultEps, q.device);
@@ -45,7 +46,7 @@ public static partial class FusedLinearAttention
         var (lq, lk, lv) = (q.requires_grad_(true), k.requires_grad_(true), v.requires_grad_(true));
         Time("autograd fwd+bwd", () =>
         {
-            var output = Bidirectional(lq, lk, lv, null, featureMap, LinearAttentionKernels.DefaultEps, tensorCores);
+            var output = FusedLinearAttention.Bidirectional(lq, lk, lv, null, featureMap, LinearAttentionKernels.DefaultEps, tensorCores);
             torch.autograd.grad(new[] { output }, new[] { lq, lk, lv }, new[] { dout });
         });
         // The same call with no kernel launched: its host column is the autograd path's own overhead (checks, buffers,

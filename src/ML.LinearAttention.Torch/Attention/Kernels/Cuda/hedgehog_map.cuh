@@ -1,19 +1,11 @@
-namespace Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
-
-/// <summary>
-/// CUDA C of Hedgehog's feature map φ(y) = [softmax(y), softmax(−y)] over the last dimension (F) and its backward,
-/// compiled after <see cref="FusedKernelSource.Source"/> (which supplies in_t, ldx and stx for IN_T), fp32 math.
-/// Shapes: y [rows, F] → φ [rows, 2F]; backward: φ, dφ [rows, 2F] → dy [rows, F] with
-/// dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) − φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩).
-/// <para>Two forms. The vector kernels (<c>_vec</c>) take F = L·V with V = 16 / sizeof(in_t) and L a power of two up to
-/// 32 (bf16: F ∈ {8, 16, …, 256}; Hedgehog's default F = D = 64 gives L = 8): a group of L lanes shares a row, each
-/// lane holding V features in registers from one 16-byte load, so a row is read once and a warp has 32 / L rows in
-/// flight (memory-bound kernels need the bytes in flight). The generic kernels take any F: one warp per row, reading
-/// the row once per pass (three passes forward).</para>
-/// </summary>
-internal static class FusedHedgehogMapSource
-{
-    public const string Source = """
+// Hedgehog's feature map φ(y) = [softmax(y), softmax(−y)] over the last dimension (F) and its backward
+// dy = φ₊ ⊙ (dφ₊ − ⟨φ₊, dφ₊⟩) − φ₋ ⊙ (dφ₋ − ⟨φ₋, dφ₋⟩), fp32 math; y [rows, F] → φ [rows, 2F].
+// The vector kernels (_vec) take F = L·V with V = 16 / sizeof(in_t) and L a power of two up to 32: a group of L
+// lanes shares a row, V features per lane from one 16-byte load, so a warp has 32 / L rows in flight. The generic
+// kernels take any F, one warp per row. group_max and group_sum are also used by the projection kernels.
+#ifndef LA_HEDGEHOG_MAP_CUH
+#define LA_HEDGEHOG_MAP_CUH
+#include "common.cuh"
 // Max and sum over a group of L lanes (L a power of two up to 32; 32 = the whole warp).
 __device__ __forceinline__ float group_max(float x, int L) {
     for (int m = L >> 1; m > 0; m >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, m));
@@ -117,5 +109,4 @@ extern "C" __global__ void __launch_bounds__(NT) hedgehog_map_bwd(const in_t* __
     for (int j = lane; j < F; j += 32)
         dr[j] = stx(ldx(pr[j]) * (ldx(gr[j]) - sp) - ldx(pr[F + j]) * (ldx(gr[F + j]) - sm));
 }
-""";
-}
+#endif

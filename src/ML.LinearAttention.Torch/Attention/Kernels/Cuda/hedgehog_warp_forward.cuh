@@ -1,21 +1,11 @@
-namespace Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
-
-/// <summary>
-/// Hedgehog's warp-by-warp passes and their helpers (HH = 1; compiled after <see cref="FusedHedgehogProjectionSource"/>,
-/// before <see cref="FusedHedgehogWarpSourceBackward"/> and the attention kernels that call them). Each warp owns 16 token rows per step: it projects its x rows by MMA, takes both
-/// softmaxes along its rows in registers (a row's F columns lie in one quad of lanes, so no exchange between warps),
-/// and feeds φ to the next MMA as A fragments, as flash attention feeds P to PV (the C tiles of two adjacent 8-column
-/// n-tiles are one 16-wide A fragment). No shared φ tile and no block barrier: each warp copies its next rows into its
-/// own buffers with cp.async while it computes.
-/// <list type="bullet">
-/// <item><c>hh_out_pass</c>: the whole-head forward's query pass, o = φq S / (φq·z + eps·n).</item>
-/// </list>
-/// The backward passes follow in <see cref="FusedHedgehogWarpSourceBackward"/>.
-/// </summary>
-internal static class FusedHedgehogWarpSource
-{
-    public const string Source = """
-
+// Hedgehog's warp-by-warp forward pass (MMA = 1, HH = 1): each warp owns 16 token rows per step, projects its x
+// rows by MMA, takes both softmaxes along its rows in registers (a row's F columns lie in one quad of lanes) and
+// feeds φ to the next MMA as A fragments, as flash attention feeds P to PV. No shared φ tile and no block barrier;
+// each warp copies its next rows into its own buffers with cp.async. hh_out_pass is mma_fwd_head's query pass,
+// o = φq S / (φq·z + eps·n).
+#ifndef LA_HEDGEHOG_WARP_FORWARD_CUH
+#define LA_HEDGEHOG_WARP_FORWARD_CUH
+#include "hedgehog_projection_helpers.cuh"
 #if MMA && HH
 #define HH_KS (HF / 16)         // φ₊'s 16-wide k steps; φ₋'s follow: φ as A fragments [2·HH_KS][4]
 #define HH_NJ (HF / 8)          // 8-column n-tiles of y (and of each half of φ)
@@ -161,5 +151,4 @@ __device__ __forceinline__ void hh_out_pass(u16* Xw, const u16* Sh, const u16* S
 }
 
 #endif
-""";
-}
+#endif

@@ -1,15 +1,98 @@
-namespace Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
+// CUDA-core (fp32 math) kernels of bidirectional normalized linear attention, o = φq S / (φq·z + eps·n) with
+// S = Σ φkᵀv and z = Σ φk over real keys: fwd_state, fwd_out, then the backward bwd_q (g = dO/den,
+// dden = −(dO·o)/den, dφq = g Sᵀ + dden zᵀ, dS = Σ φqᵀ g, dz = Σ φq dden) and bwd_kv (dφk = dS v + dz, dv = φk dS).
+// Products are C[m][n] = Σ_k A[k][m]·B[k][n] on fp32 shared-memory tiles (mm), work split over (T-chunk, b·h),
+// per-head sums reduced with fp32 atomics. Every module carries them (the launchers of the other modules do not
+// call them); they are the reference the emulator compares the tensor-core kernels with.
+#ifndef LA_LINEAR_ATTENTION_CUDA_CORE_CUH
+#define LA_LINEAR_ATTENTION_CUDA_CORE_CUH
+#include "common.cuh"
+// Pass 1 of the forward: S += Σ_t φ(k_t)ᵀ v_t, z += Σ_t φ(k_t) over real keys of this block's chunk.
+extern "C" __global__ void __launch_bounds__(NT) fwd_state(const in_t* __restrict__ k, const in_t* __restrict__ v,
+        const u8* __restrict__ mask, int T, int H, int tpb, float* __restrict__ S, float* __restrict__ z) {
+    extern __shared__ float4 smem4[];
+    float* Ks = (float*)smem4;          // [TT][PD]
+    float* Vs = Ks + TT * PD;           // [TT][PDV]
+    const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x;
+    const int t0 = blockIdx.x * tpb * TT, t1 = min(T, t0 + tpb * TT);
+    const in_t* kb = k + (size_t)bh * T * D;
+    const in_t* vb = v + (size_t)bh * T * DV;
+    float acc[RD][RDV];
+    zero<D, DV>(acc);
+    float zacc = 0.f;
+    for (int ts = t0; ts < t1; ts += TT) {
+        __syncthreads();
+        for (int i = tid; i < TT * D; i += NT) {
+            int r = i / D, c = i % D, t = ts + r;
+            Ks[r * PD + c] = real_token(mask, b, t, T) ? phi(ldx(kb[(size_t)t * D + c])) : 0.f;
+        }
+        for (int i = tid; i < TT * DV; i += NT) {
+            int r = i / DV, c = i % DV, t = ts + r;
+            Vs[r * PDV + c] = t < T ? ldx(vb[(size_t)t * DV + c]) : 0.f;
+        }
+        __syncthreads();
+        mm<D, DV, TT>(Ks, PD, Vs, PDV, acc);
+        if (tid < D)
+            for (int r = 0; r < TT; ++r) zacc += Ks[r * PD + tid];
+    }
+    const int tx = tid & 15, ty = tid >> 4;
+    float* Sb = S + (size_t)bh * D * DV;
+#pragma unroll
+    for (int r = 0; r < RD; ++r)
+#pragma unroll
+        for (int c = 0; c < RDV; ++c) {
+            int m = ty * RD + r, n = tx * RDV + c;
+            if (m < D && n < DV) atomicAdd(Sb + m * DV + n, acc[r][c]);
+        }
+    if (tid < D) atomicAdd(z + (size_t)bh * D + tid, zacc);
+}
 
-/// <summary>
-/// Backward kernels (appended to <see cref="FusedKernelSource.Source"/>). With o = num/den, num = φq S,
-/// den = φq·z + eps·n: g = dO/den, dden = −(dO·o)/den, dφq = g Sᵀ + dden zᵀ, dS = Σ φqᵀ g, dz = Σ φq dden
-/// (<c>bwd_q</c>, over query tiles, reading the saved output o for dO·o, reducing dS and dz with atomics); then dφk = dS v + dz and dv = φk dS over real
-/// keys (<c>bwd_kv</c>). Padded query rows have dO = 0 (their output is forced to zero).
-/// </summary>
-internal static class FusedKernelSourceBackward
-{
-    public const string Source = """
-
+// Pass 2 of the forward: o_t = φ(q_t) S / (φ(q_t)·z + eps·n), zero at padded rows.
+extern "C" __global__ void __launch_bounds__(NT) fwd_out(const in_t* __restrict__ q, const float* __restrict__ S,
+        const float* __restrict__ z, const u8* __restrict__ mask, const float* __restrict__ epsn, int T, int H, int tpb,
+        in_t* __restrict__ o) {
+    extern __shared__ float4 smem4[];
+    float* Ss = (float*)smem4;          // [D][PDV]
+    float* QT = Ss + D * PDV;           // [D][LDT]
+    float* zs = QT + D * LDT;           // [D]
+    float* den = zs + D;                // [TT]
+    const int bh = blockIdx.y, b = bh / H, tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+    const int t0 = blockIdx.x * tpb * TT, t1 = min(T, t0 + tpb * TT);
+    for (int i = tid; i < D * DV; i += NT) Ss[(i / DV) * PDV + i % DV] = S[(size_t)bh * D * DV + i];
+    if (tid < D) zs[tid] = z[(size_t)bh * D + tid];
+    const float en = epsn[b];
+    const in_t* qb = q + (size_t)bh * T * D;
+    in_t* ob = o + (size_t)bh * T * DV;
+    for (int ts = t0; ts < t1; ts += TT) {
+        __syncthreads();
+        for (int i = tid; i < TT * D; i += NT) {
+            int r = i / D, c = i % D, t = ts + r;
+            QT[c * LDT + r] = real_token(mask, b, t, T) ? phi(ldx(qb[(size_t)t * D + c])) : 0.f;
+        }
+        __syncthreads();
+        if (tid < TT) {
+            float d = 0.f;
+            for (int i = 0; i < D; ++i) d = fmaf(QT[i * LDT + tid], zs[i], d);
+            den[tid] = d + en;
+        }
+        float acc[RTT][RDV];
+        zero<TT, DV>(acc);
+        mm<TT, DV, D>(QT, LDT, Ss, PDV, acc);
+        __syncthreads();
+#pragma unroll
+        for (int r = 0; r < RTT; ++r) {
+            int m = ty * RTT + r, t = ts + m;
+            if (m >= TT || t >= T) continue;
+            bool real = real_token(mask, b, t, T);
+            float inv = 1.f / den[m];
+#pragma unroll
+            for (int c = 0; c < RDV; ++c) {
+                int n = tx * RDV + c;
+                if (n < DV) ob[(size_t)t * DV + n] = stx(real ? acc[r][c] * inv : 0.f);
+            }
+        }
+    }
+}
 extern "C" __global__ void __launch_bounds__(NT) bwd_q(const in_t* __restrict__ q, const in_t* __restrict__ dout,
         const in_t* __restrict__ out,
         const float* __restrict__ S, const float* __restrict__ z, const u8* __restrict__ mask,
@@ -172,5 +255,4 @@ extern "C" __global__ void __launch_bounds__(NT) bwd_kv(const in_t* __restrict__
         }
     }
 }
-""";
-}
+#endif

@@ -2,7 +2,9 @@ using System.Diagnostics;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
+using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
+
+namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 
 /// <summary>GPU milliseconds per run of a piece of work, and the host's milliseconds to enqueue it.</summary>
 /// <param name="GpuMilliseconds">Device time per run between two CUDA events, with the host's launch overhead hidden.</param>
@@ -10,7 +12,7 @@ namespace Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 /// <param name="HostBound">True when the host could not stay ahead of the GPU (it synchronized, or enqueued more slowly
 /// than the GPU ran), so <paramref name="GpuMilliseconds"/> includes idle gaps.</param>
 /// <remarks><paramref name="HostMilliseconds"/> includes waits on a full launch queue, which hide no GPU time.</remarks>
-public sealed record GpuTiming(double GpuMilliseconds, double HostMilliseconds, bool HostBound);
+internal sealed record GpuTiming(double GpuMilliseconds, double HostMilliseconds, bool HostBound);
 
 /// <summary>
 /// Measures GPU time the way CUTLASS's profiler and nvbench do: a spin kernel holds the legacy default stream while the
@@ -18,16 +20,8 @@ public sealed record GpuTiming(double GpuMilliseconds, double HostMilliseconds, 
 /// launch overhead (which TorchSharp's managed autograd functions add and a training loop overlaps with other layers'
 /// GPU work). Work must run on the legacy default stream (TorchSharp's, and the fused kernels').
 /// </summary>
-public static unsafe class GpuTimer
+internal static unsafe class GpuTimer
 {
-    private const string SpinSource = """
-extern "C" __global__ void spin(long long nanoseconds) {
-    unsigned long long start, now;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
-    do { asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now)); } while ((long long)(now - start) < nanoseconds);
-}
-""";
-
     private static readonly Dictionary<int, IntPtr> Spins = new();
     private static readonly object Gate = new();
 
@@ -100,6 +94,15 @@ extern "C" __global__ void spin(long long nanoseconds) {
     internal static bool LeftGaps(double hostMs, double holdMs, double tailMs, double gpuMs, int repetitions) =>
         hostMs > 0.8 * holdMs && tailMs < 2 * gpuMs / repetitions;
 
+    /// <summary>The spin kernel's CUDA C (gpu_timer_spin.cu, embedded in this assembly).</summary>
+    private static string SpinSource()
+    {
+        using var stream = typeof(GpuTimer).Assembly.GetManifestResourceStream("ML.LinearAttention.Samples.gpu_timer_spin.cu")
+            ?? throw new InvalidOperationException("gpu_timer_spin.cu is not embedded in the samples assembly.");
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    }
+
     private static IntPtr Spin(int ordinal)
     {
         lock (Gate)
@@ -107,8 +110,8 @@ extern "C" __global__ void spin(long long nanoseconds) {
             if (Spins.TryGetValue(ordinal, out var f)) return f;
             var info = FusedModuleCache.Device(ordinal);
             FusedModuleCache.MakeCurrent(info.Context);
-            var cubin = FusedModuleCache.Compile($"sm_{info.Major}{info.Minor}", FusedModuleCache.Tiling.For(16, 16), 0, FusedFeatureMap.Identity,
-                mma: false, verbose: false, out _, SpinSource);
+            var cubin = FusedModuleCache.CompileProgram("gpu_timer_spin.cu", SpinSource(), [],
+                [$"--gpu-architecture=sm_{info.Major}{info.Minor}", "--std=c++17"], "compilation of GpuTimer's spin kernel", out _);
             f = FusedModuleCache.LoadFunction(cubin, "spin", 0);
             Spins[ordinal] = f;
             return f;

@@ -1,15 +1,14 @@
-namespace Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
-
-/// <summary>
-/// Tensor-core forward kernels (appended after <see cref="FusedMmaSource.Source"/>, same MMA guard and helpers), with
-/// the same arguments and results as <c>fwd_state</c> and <c>fwd_out</c>: S = φkᵀ v and z = φkᵀ·1 over real keys from one
-/// MMA (a column of ones after v), then o = φq S / (φq·z + eps·n). Each loop fetches the next token tile into registers
-/// before the current tile's MMAs. Built for Hedgehog (HH = 1), the loaders compute φ from x with hh_phi_tile.
-/// </summary>
-internal static class FusedMmaSourceForward
-{
-    public const string Source = """
-
+// Tensor-core forward kernels of bidirectional linear attention (MMA = 1), same arguments and results as fwd_state
+// and fwd_out: S = φkᵀv and z = φkᵀ·1 over real keys in one MMA (a column of ones after v), then
+// o = φq S / (φq·z + eps·n). Each loop fetches the next token tile into registers before the current tile's MMAs.
+// Built for Hedgehog (HH = 1) the loaders compute φ from x (hh_phi_tile), and mma_fwd_head runs the key pass and
+// the query pass (hh_out_pass) in one block per head.
+#ifndef LA_LINEAR_ATTENTION_MMA_FORWARD_CUH
+#define LA_LINEAR_ATTENTION_MMA_FORWARD_CUH
+#include "mma_tiles.cuh"
+#if HH
+#include "hedgehog_warp_forward.cuh"
+#endif
 #if MMA
 // Hedgehog builds pass W_hᵀ, the x tile and the softmax exchange to the loaders; other builds pass nulls.
 #if HH
@@ -168,5 +167,4 @@ extern "C" __global__ void MMA_BOUNDS mma_fwd_head(const in_t* __restrict__ q, c
 }
 #endif
 #endif
-""";
-}
+#endif

@@ -1,7 +1,7 @@
-using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
+using Microsoft.ML.LinearAttention.Samples.Benchmarks;
 using Xunit;
 
-namespace Microsoft.ML.LinearAttention.Tests.Attention;
+namespace Microsoft.ML.LinearAttention.Tests.Benchmarks;
 
 /// <summary>GpuTimer's rule for a timing with idle gaps, on the figures the H200 gave (the timer itself needs a GPU).</summary>
 public class GpuTimerTests

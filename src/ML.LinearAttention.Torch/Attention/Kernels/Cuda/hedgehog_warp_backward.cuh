@@ -1,20 +1,10 @@
-namespace Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
-
-/// <summary>
-/// Hedgehog's warp-by-warp backward passes (HH = 1; compiled after <see cref="FusedHedgehogWarpSource"/>, whose helpers
-/// they use, before the backward kernels that call them).
-/// <list type="bullet">
-/// <item><c>hh_kv_pass</c>: <c>mma_bwd_kv</c>'s pass, dv = φk dS, and dy_k from dφk = v dSᵀ + dz with dx_k = dy_k W_kᵀ.</item>
-/// <item><c>hh_q_pass</c>: <c>mma_bwd_q</c>'s pass, dy_q with dx_q = dy_q W_qᵀ and the block's share of dS and dz; its φq
-/// and g rows still meet in shared tiles for dS = φqᵀ g, which reduces over tokens.</item>
-/// </list>
-/// dW = xᵀdy reduces over tokens: <c>hh_q_pass</c> stores dy for <c>hedgehog_dw_bwd</c>; <c>hh_kv_pass</c> reduces the
-/// key map's dW itself where HH_KV_DW (bf16), else stores dy too.
-/// </summary>
-internal static class FusedHedgehogWarpSourceBackward
-{
-    public const string Source = """
-
+// Hedgehog's warp-by-warp backward passes (MMA = 1, HH = 1): hh_kv_pass (mma_bwd_kv: dv = φk dS, dy_k from
+// dφk = v dSᵀ + dz, dx_k = dy_k W_kᵀ, and where HH_KV_DW the key map's dW = xᵀdy reduced in the kernel) and
+// hh_q_pass (mma_bwd_q: dy_q, dx_q = dy_q W_qᵀ and the block's share of dS and dz; φq and g meet in shared tiles
+// for dS = φqᵀ g, which reduces over tokens). hedgehog_dw_bwd reduces the dW the passes leave as stored dy.
+#ifndef LA_HEDGEHOG_WARP_BACKWARD_CUH
+#define LA_HEDGEHOG_WARP_BACKWARD_CUH
+#include "hedgehog_warp_forward.cuh"
 #if MMA && HH
 // Two input-type values as a bf16 pair (the products with S and dS are bf16 MMAs): as is for bf16 inputs.
 __device__ __forceinline__ unsigned in2bf2(unsigned w) {
@@ -326,5 +316,4 @@ __device__ __forceinline__ void hh_q_pass(float (&accS)[TPW(D, DV + 8)][4], u16*
     }
 }
 #endif
-""";
-}
+#endif
