@@ -15,7 +15,7 @@ public class CudaSourcesTests
         => Regex.Matches(text, @"^\s*#\s*include\s+""([^""]+)""", RegexOptions.Multiline).Select(m => m.Groups[1].Value);
 
     [Fact]
-    public void Each_module_lists_exactly_the_headers_its_source_reaches()
+    public void EachModuleListsExactlyTheHeadersItsSourceReaches()
     {
         Assert.Equal(new[] { CudaSources.LinearAttention, CudaSources.CausalLinearAttention, CudaSources.HedgehogMap,
             CudaSources.HedgehogProjection, CudaSources.HedgehogAttention }.Order(), CudaSources.All.Keys.Order());
@@ -32,7 +32,7 @@ public class CudaSourcesTests
     }
 
     [Fact]
-    public void Every_embedded_cuda_file_belongs_to_a_module()
+    public void EveryEmbeddedCudaFileBelongsToAModule()
     {
         var named = CudaSources.All.Values.SelectMany(m => m.Headers.Select(h => h.Name).Append(m.SourceName)).ToHashSet();
         var embedded = CudaSources.EmbeddedFiles().ToList();
@@ -45,7 +45,7 @@ public class CudaSourcesTests
     }
 
     [Fact]
-    public void The_kernels_each_module_launches_are_in_its_sources()
+    public void TheKernelsEachModuleLaunchesAreInItsSources()
     {
         static string Text(CudaModuleSource m) => m.Source + string.Concat(m.Headers.Select(h => h.Text));
         var expected = new Dictionary<string, string[]>
