@@ -14,7 +14,17 @@ namespace Microsoft.ML.LinearAttention.Training;
 public sealed record CollateSpec(LabelKind Labels, int PadId, int NumericFeatures, int SideLength, float[]? SideFill);
 
 /// <summary>Outcome of a training run.</summary>
-public sealed record TrainingReport(int Epochs, long Steps, double FinalTrainLoss, double? BestValidationMetric, int? BestEpoch, bool StoppedEarly, TimeSpan Elapsed);
+/// <remarks><see cref="Elapsed"/> is this process's time; after a resume, <see cref="ResumedFromStep"/> and
+/// <see cref="TokensBeforeResume"/> say what earlier processes had trained.</remarks>
+public sealed record TrainingReport(int Epochs, long Steps, double FinalTrainLoss, double? BestValidationMetric, int? BestEpoch, bool StoppedEarly, TimeSpan Elapsed)
+{
+    /// <summary>Optimizer step of the checkpoint this run resumed from; null when it started afresh.</summary>
+    public long? ResumedFromStep { get; init; }
+    /// <summary>Real tokens (or images) trained on over the whole run, the resumed part included.</summary>
+    public long TokensSeen { get; init; }
+    /// <summary>Of <see cref="TokensSeen"/>, those trained before the checkpoint this run resumed from (0 for a fresh run).</summary>
+    public long TokensBeforeResume { get; init; }
+}
 
 /// <summary>
 /// The training loop: AdamW with decoupled weight decay (none on norms, biases and embeddings' padding), warm-up then
@@ -118,15 +128,28 @@ public static class ModelTrainer
         weights.Clear();
     }
 
-    internal static void Report(ITrainingLog log, TrainingSettings s, int epoch, long step, long totalSteps, double loss, AdamW optimizer,
-        long tokensSeen, Stopwatch tokenClock, Stopwatch sw, double? metric, bool endOfEpoch = false, string metricName = "")
+    /// <summary>Where a run stands when it reports progress.</summary>
+    /// <param name="ResumedFromStep">Step of the checkpoint this process resumed from (null = a fresh run).</param>
+    /// <param name="TokensBeforeResume">Tokens trained by earlier processes, before that checkpoint.</param>
+    /// <param name="TrainingTime">Time this process has spent training (the throughput's clock).</param>
+    /// <param name="Elapsed">Time since this process began the run (the ETA's clock).</param>
+    internal readonly record struct ProgressPoint(int Epoch, long Step, long TotalSteps, double Loss, long TokensSeen, long? ResumedFromStep,
+        long TokensBeforeResume, TimeSpan TrainingTime, TimeSpan Elapsed, double? Metric);
+
+    internal static void Report(ITrainingLog log, TrainingSettings s, ProgressPoint p, AdamW optimizer, bool endOfEpoch, string metricName)
     {
         double lr = optimizer.ParamGroups.First().LearningRate;
-        double tps = tokensSeen / Math.Max(1e-9, tokenClock.Elapsed.TotalSeconds);
-        var eta = step > 0 ? TimeSpan.FromSeconds(sw.Elapsed.TotalSeconds / step * Math.Max(0, totalSteps - step)) : TimeSpan.Zero;
-        string head = endOfEpoch ? $"Epoch {epoch}/{s.MaxEpochs} done:" : $"Epoch {epoch}/{s.MaxEpochs}";
-        string m = metric is null ? "" : $", {metricName} {metric:G4}";
-        log.Info($"{head} step {step}/{totalSteps}, loss {loss:F4}{m}, lr {lr:G3}, {tps:N0} {s.ThroughputUnit}/s, ETA {eta:hh\\:mm\\:ss}.");
-        s.Progress?.Report(new TrainingProgress(epoch, step, totalSteps, loss, lr, tps, eta, metric));
+        // Only what this process trained counts: after a resume, the checkpoint's tokens and steps took no time here.
+        long tokensHere = p.TokensSeen - p.TokensBeforeResume;
+        long stepsHere = p.Step - (p.ResumedFromStep ?? 0);
+        double tps = tokensHere / Math.Max(1e-9, p.TrainingTime.TotalSeconds);
+        var eta = stepsHere > 0 ? TimeSpan.FromSeconds(p.Elapsed.TotalSeconds / stepsHere * Math.Max(0, p.TotalSteps - p.Step)) : TimeSpan.Zero;
+        string head = endOfEpoch ? $"Epoch {p.Epoch}/{s.MaxEpochs} done:" : $"Epoch {p.Epoch}/{s.MaxEpochs}";
+        string m = p.Metric is null ? "" : $", {metricName} {p.Metric:G4}";
+        log.Info($"{head} step {p.Step}/{p.TotalSteps}, loss {p.Loss:F4}{m}, lr {lr:G3}, {tps:N0} {s.ThroughputUnit}/s, ETA {eta:hh\\:mm\\:ss}.");
+        s.Progress?.Report(new TrainingProgress(p.Epoch, p.Step, p.TotalSteps, p.Loss, lr, tps, eta, p.Metric)
+        {
+            ResumedFromStep = p.ResumedFromStep, TokensSeen = p.TokensSeen, TokensBeforeResume = p.TokensBeforeResume, TrainingTime = p.TrainingTime,
+        });
     }
 }

@@ -116,7 +116,8 @@ internal sealed class TrainingCheckpoints
             try
             {
                 var state = Read(file, model, optimizer, out bestWeights);
-                _log.Info($"Resuming from checkpoint {file}: step {state.Step}, epoch {state.Epoch}{(state.EpochComplete ? " (complete)" : $", {state.BatchesDoneInEpoch} batch(es) done")}.");
+                _log.Info($"Resuming from step {state.Step} (epoch {state.Epoch}{(state.EpochComplete ? " complete" : $", {state.BatchesDoneInEpoch} batch(es) done")}, " +
+                          $"{state.TokensSeen:N0} tokens trained before) of checkpoint {file}.");
                 return state;
             }
             catch (CheckpointMismatchException)

@@ -34,9 +34,10 @@ internal sealed class TrainingRun : IDisposable
     private TrainableModel _runner = null!;
     private TrainingCheckpoints? _checkpoints;
     private OutOfMemoryRetry _oom = null!;
-    private Random _rng = null!;
 
     private long _step, _tokensSeen;
+    private long _resumedStep, _resumedTokens; // what earlier processes trained: excluded from this run's throughput and ETA
+    private bool _resumed;
     private double _lastLoss = double.NaN;
     private int _lossCount;
     private Tensor? _lossSum; // on the device, fp64: read back (one synchronisation) only when reported
@@ -72,8 +73,7 @@ internal sealed class TrainingRun : IDisposable
             {
                 TrainEpoch();
                 double? metric = Validate();
-                ModelTrainer.Report(_log, _s, _epoch, _step, _totalSteps, _lastLoss, _optimizer, _tokensSeen, _tokenClock, _sw, metric, endOfEpoch: true,
-                    metricName: _higherIsBetter ? "validation accuracy" : "validation RMSE");
+                Report(metric, endOfEpoch: true);
                 _checkpoints?.Save(new CheckpointState(_epoch, true, 0, _step, _tokensSeen, _best, _bestEpoch, _badEpochs), _model, _optimizer, _bestWeights);
                 if (ShouldStopEarly()) break;
             }
@@ -86,7 +86,10 @@ internal sealed class TrainingRun : IDisposable
             ModelTrainer.DisposeAll(_bestWeights);
             _model.eval();
         }
-        return new TrainingReport(Math.Min(_epoch, _s.MaxEpochs), _step, _lastLoss, _best, _bestEpoch, _stoppedEarly, _sw.Elapsed);
+        return new TrainingReport(Math.Min(_epoch, _s.MaxEpochs), _step, _lastLoss, _best, _bestEpoch, _stoppedEarly, _sw.Elapsed)
+        {
+            ResumedFromStep = _resumed ? _resumedStep : null, TokensSeen = _tokensSeen, TokensBeforeResume = _resumedTokens,
+        };
     }
 
     private void CheckCancel()
@@ -123,7 +126,6 @@ internal sealed class TrainingRun : IDisposable
         if (_dist is not null) _log.Info($"Data parallel over {WorldSize} ranks ({_dist.Collectives.GetType().Name}): each rank trains on every {WorldSize}-th batch; gradients are averaged before clipping.");
         _log.Info($"Training: {_trainRowCount:N0} rows, batch {_s.BatchSize} × {_s.GradientAccumulationSteps} accumulation, up to {_s.MaxEpochs} epoch(s) / {_totalSteps:N0} optimizer steps " +
                   $"(warm-up {_warmup}, {_s.Decay} decay), AdamW lr {_s.LearningRate:G3} wd {_s.WeightDecay:G3}, device {_device}, {(mixed ? "bf16 mixed precision" : "fp32")}, seed {_s.Seed}.");
-        _rng = new Random(_s.Seed);
         if (_s.CheckpointDirectory is not null && !_model.SupportsResumableCheckpoints)
             throw new NotSupportedException("Training checkpoints (CheckpointDirectory) are available for the text and sequence estimators only.");
         _checkpoints = _s.CheckpointDirectory is null ? null
@@ -137,6 +139,7 @@ internal sealed class TrainingRun : IDisposable
         if (_checkpoints?.TryResume(_model, _optimizer, out _bestWeights) is not { } resumed) return;
         _mp?.SyncWeights();
         _step = resumed.Step; _tokensSeen = resumed.TokensSeen;
+        (_resumed, _resumedStep, _resumedTokens) = (true, resumed.Step, resumed.TokensSeen);
         _best = resumed.Best; _bestEpoch = resumed.BestEpoch; _badEpochs = resumed.BadEpochs;
         _firstEpoch = resumed.EpochComplete ? resumed.Epoch + 1 : resumed.Epoch;
         _skipBatches = resumed.EpochComplete ? 0 : resumed.BatchesDoneInEpoch;
@@ -150,7 +153,9 @@ internal sealed class TrainingRun : IDisposable
         _optimizer.zero_grad();
         int pending = 0;
         long batchesDone = 0;
-        var epochRng = _checkpoints is null ? _rng : new Random(TrainingCheckpoints.EpochSeed(_s.Seed, _epoch));
+        // Each epoch shuffles with its own seed, with or without checkpoints: a resumed epoch then sees the same batches,
+        // and turning checkpoints on does not change the model.
+        var epochRng = new Random(TrainingCheckpoints.EpochSeed(_s.Seed, _epoch));
         foreach (var hostBatch in ModelTrainer.HostBatches(_trainRows(), _spec, _s, epochRng, pin: _cuda && BatchTransfer.UsePinnedMemory, _dist?.Collectives))
         {
             if (batchesDone < _skipBatches) { batchesDone++; hostBatch.Dispose(); continue; } // consumed before the checkpoint we resumed from
@@ -166,7 +171,7 @@ internal sealed class TrainingRun : IDisposable
             if (_s.LogEverySteps > 0 && _step % _s.LogEverySteps == 0)
             {
                 _lastLoss = TakeLoss();
-                ModelTrainer.Report(_log, _s, _epoch, _step, _totalSteps, _lastLoss, _optimizer, _tokensSeen, _tokenClock, _sw, null);
+                Report(null);
             }
             if (_s.MaxSteps > 0 && _step >= _s.MaxSteps) break;
         }
@@ -210,6 +215,10 @@ internal sealed class TrainingRun : IDisposable
         ModelTrainer.OptimizerStep(_optimizer, _parameters, _s, ref _step, _totalSteps, _warmup, _dist);
         _mp?.SyncWeights();
     }
+
+    private void Report(double? metric, bool endOfEpoch = false)
+        => ModelTrainer.Report(_log, _s, new ModelTrainer.ProgressPoint(_epoch, _step, _totalSteps, _lastLoss, _tokensSeen, _resumed ? _resumedStep : null, _resumedTokens,
+                _tokenClock.Elapsed, _sw.Elapsed, metric), _optimizer, endOfEpoch, _higherIsBetter ? "validation accuracy" : "validation RMSE");
 
     private double TakeLoss()
     {

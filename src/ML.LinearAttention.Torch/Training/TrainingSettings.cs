@@ -17,10 +17,22 @@ public enum LearningRateDecay
 /// <param name="TotalSteps">Planned optimizer steps.</param>
 /// <param name="Loss">Mean training loss since the last report.</param>
 /// <param name="LearningRate">Current learning rate.</param>
-/// <param name="TokensPerSecond">Real (unpadded) tokens processed per second.</param>
+/// <param name="TokensPerSecond">Real (unpadded) tokens processed per second by this process (after a resume, the
+/// checkpoint's tokens are not counted).</param>
 /// <param name="Eta">Estimated time left.</param>
 /// <param name="ValidationMetric">Validation accuracy (classification) or RMSE (regression) at the end of an epoch, else null.</param>
-public sealed record TrainingProgress(int Epoch, long Step, long TotalSteps, double Loss, double LearningRate, double TokensPerSecond, TimeSpan Eta, double? ValidationMetric);
+public sealed record TrainingProgress(int Epoch, long Step, long TotalSteps, double Loss, double LearningRate, double TokensPerSecond, TimeSpan Eta, double? ValidationMetric)
+{
+    /// <summary>Optimizer step of the checkpoint this run resumed from; null when it started afresh. A caller that
+    /// keeps curves or history should keep the earlier run's points up to this step.</summary>
+    public long? ResumedFromStep { get; init; }
+    /// <summary>Real tokens (or images) trained on so far, the resumed part included.</summary>
+    public long TokensSeen { get; init; }
+    /// <summary>Of <see cref="TokensSeen"/>, those trained before the checkpoint this run resumed from.</summary>
+    public long TokensBeforeResume { get; init; }
+    /// <summary>Time this process has spent training (the clock of <see cref="TokensPerSecond"/>).</summary>
+    public TimeSpan TrainingTime { get; init; }
+}
 
 /// <summary>Hyper-parameters of one training run (the estimators fill them from their options).</summary>
 public sealed record TrainingSettings

@@ -15,7 +15,7 @@ public sealed class CheckpointTests(ITestOutputHelper output) : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    internal static TextClassificationOptions Options(string checkpoints, int everySteps = 3)
+    internal static TextClassificationOptions Options(string? checkpoints, int everySteps = 3)
     {
         var o = TextClassificationTests.Tiny();
         o.ModelDimension = 16;
