@@ -41,14 +41,27 @@ public static class TorchRuntime
         if (torch.get_num_threads() != wanted) torch.set_num_threads(wanted);
     }
 
-    internal static string DescribeLoadFailure(Exception e)
+    /// <summary>The MSBuild line an application that references the library's project (not its package) adds to get
+    /// the build step that fixes TorchSharp's native library; NuGet applies buildTransitive/ to package references only.</summary>
+    internal const string BuildImportLine =
+        "<Import Project=\"<your ML.LinearAttention checkout>/src/ML.LinearAttention.Torch/buildTransitive/ML.LinearAttention.Torch.targets\" />";
+
+    internal static string DescribeLoadFailure(Exception e) => DescribeLoadFailure(e, NativeLoadError(TorchSharpNativeCandidates()));
+
+    /// <param name="e">What TorchSharp threw.</param>
+    /// <param name="nativeLoadError">The dynamic loader's own error for libLibTorchSharp.so, if loading it fails:
+    /// TorchSharp reports any failure there as a missing libtorch package, which hides the GLIBCXX cause.</param>
+    internal static string DescribeLoadFailure(Exception e, string? nativeLoadError)
     {
-        string all = e.ToString();
+        string all = e + "\n" + nativeLoadError;
         if (all.Contains("GLIBCXX_", StringComparison.Ordinal))
             return "TorchSharp's native library (libLibTorchSharp.so) could not load because the system libstdc++ lacks a version it asks for " +
-                   "(\"version `GLIBCXX_3.4.32' not found\"). ML.LinearAttention's build step fixes the copy in your output folder: rebuild the " +
-                   "application with `dotnet build` (or `dotnet publish`) so that step runs, and make sure MLLinearAttentionPatchTorchSharp is not set " +
-                   "to false. If the app was copied from another machine, build or publish it on this one.";
+                   "(\"version `GLIBCXX_3.4.32' not found\"); a message about a missing libtorch package reference names the wrong cause. " +
+                   "ML.LinearAttention's build step fixes the copy in your output folder. A NuGet package reference to ML.LinearAttention runs it " +
+                   "on every build; a ProjectReference does not (NuGet's buildTransitive/ applies to packages only): add " + BuildImportLine +
+                   " to the application's .csproj (or its Directory.Build.targets) and rebuild with `dotnet build` or `dotnet publish`. " +
+                   "MLLinearAttentionPatchTorchSharp must not be set to false, and an app copied from another machine must be built or " +
+                   "published on this one." + (nativeLoadError is null ? "" : " Loader details: " + nativeLoadError.ReplaceLineEndings(" "));
         if (all.Contains("doesn't contain a reference to libtorch", StringComparison.Ordinal) || all.Contains("LibTorchSharp", StringComparison.Ordinal))
             return "libtorch could not be loaded. The application must reference a libtorch backend: add the NuGet package TorchSharp-cpu " +
                    "(CPU) or TorchSharp-cuda-linux (NVIDIA GPU, from nuget.org), or, for an external PyTorch install, put its torch/lib " +
@@ -56,9 +69,31 @@ public static class TorchRuntime
         return "TorchSharp failed to initialise: " + FirstLine(e);
     }
 
-    private static string FirstLine(Exception e)
+    /// <summary>Where an application's build puts libLibTorchSharp.so (Linux only; TorchSharp loads one of these).</summary>
+    internal static IEnumerable<string> TorchSharpNativeCandidates()
     {
-        var message = e.InnerException?.Message ?? e.Message;
+        if (!OperatingSystem.IsLinux()) return [];
+        var dir = AppContext.BaseDirectory;
+        return new[] { "", "runtimes/linux-x64/native", "runtimes/linux-arm64/native", "cpu" }
+            .Select(sub => Path.Combine(dir, sub, "libLibTorchSharp.so")).Where(File.Exists);
+    }
+
+    /// <summary>The dynamic loader's message for the first of <paramref name="paths"/> that fails to load; null when none fails.
+    /// Only called after TorchSharp failed, so a library that does load here was not the problem.</summary>
+    internal static string? NativeLoadError(IEnumerable<string> paths)
+    {
+        foreach (var path in paths)
+        {
+            try { NativeLibrary.Load(path); }
+            catch (Exception e) when (e is DllNotFoundException or BadImageFormatException) { return e.Message; }
+        }
+        return null;
+    }
+
+    private static string FirstLine(Exception e) => FirstLine(e.InnerException?.Message ?? e.Message);
+
+    private static string FirstLine(string message)
+    {
         int newline = message.IndexOf('\n');
         return newline < 0 ? message : message[..newline];
     }
