@@ -126,7 +126,7 @@ public static class ModelTrainer
         var eta = step > 0 ? TimeSpan.FromSeconds(sw.Elapsed.TotalSeconds / step * Math.Max(0, totalSteps - step)) : TimeSpan.Zero;
         string head = endOfEpoch ? $"Epoch {epoch}/{s.MaxEpochs} done:" : $"Epoch {epoch}/{s.MaxEpochs}";
         string m = metric is null ? "" : $", {metricName} {metric:G4}";
-        log.Info($"{head} step {step}/{totalSteps}, loss {loss:F4}{m}, lr {lr:G3}, {tps:N0} {s.ThroughputUnit}/s, ETA {eta:hh\\:mm\\:ss}.");
+        log.Info($"{head} step {step}/{totalSteps}, loss {loss:F4}{m}, lr {lr:0.###e+00}, {tps:N0} {s.ThroughputUnit}/s, ETA {eta:hh\\:mm\\:ss}.");
         s.Progress?.Report(new TrainingProgress(epoch, step, totalSteps, loss, lr, tps, eta, metric));
     }
 }
