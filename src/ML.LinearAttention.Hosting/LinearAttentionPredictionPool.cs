@@ -119,6 +119,23 @@ public sealed class LinearAttentionPredictionPool<TIn, TOut> : IDisposable where
         });
     }
 
+    /// <summary>
+    /// Input rows cut to the model's MaxSequenceLength since the pool started (all versions, Predict and PredictBatch): their
+    /// scores saw only part of the input. The cuts are also logged as warnings (per PredictBatch call; for Predict the first
+    /// cut row, then every tenfold count).
+    /// </summary>
+    public long TruncatedRows => Interlocked.Read(ref _truncatedRows);
+
+    /// <summary>Tokens (or steps) dropped from the rows counted by <see cref="TruncatedRows"/>.</summary>
+    public long TruncatedTokens => Interlocked.Read(ref _truncatedTokens);
+    private long _truncatedRows, _truncatedTokens;
+
+    private void CountTruncation(object? sender, InputsTruncatedEventArgs e)
+    {
+        Interlocked.Add(ref _truncatedRows, e.Rows);
+        Interlocked.Add(ref _truncatedTokens, e.Tokens);
+    }
+
     /// <summary>Prediction calls retried after TorchSharp's Scalar finalizer race (see <see cref="WithScalarRaceRetry{T}"/>).</summary>
     public long ScalarRaceRetries => Interlocked.Read(ref _scalarRaceRetries);
     private long _scalarRaceRetries;
@@ -225,15 +242,18 @@ public sealed class LinearAttentionPredictionPool<TIn, TOut> : IDisposable where
         // Read the whole file once: a file replaced while we read it can then not mix two versions.
         var bytes = File.ReadAllBytes(ModelPath);
         using var stream = new MemoryStream(bytes, writable: false);
-        var model = LinearAttentionModel.Load(_ml, stream, out var schema);
+        var model = LinearAttentionModel.Load(_ml, stream, $"'{ModelPath}'", out var schema);
         try
         {
             var definition = _options.InputSchemaDefinition ?? InputDefinition(schema);
-            var engineOptions = new PredictionEngineOptions { OwnsTransformer = false, InputSchemaDefinition = definition };
+            CheckOutputFits(model, definition);
+            // IgnoreMissingColumns = false: a TOut member without a column fails instead of staying at its default value.
+            var engineOptions = new PredictionEngineOptions { OwnsTransformer = false, InputSchemaDefinition = definition, IgnoreMissingColumns = false };
             var policy = new EnginePolicy(() => _ml.Model.CreatePredictionEngine<TIn, TOut>(model, engineOptions));
             var engines = new DefaultObjectPoolProvider { MaximumRetained = Math.Max(1, _options.MaximumRetainedEngines) }.Create(policy);
             var g = new Generation(version, model, schema, definition, engines);
             g.Engines.Return(g.Engines.Get()); // create one engine now: a model that does not fit TIn/TOut fails here, not on the first request
+            foreach (var t in LinearAttentionModel.TransformersIn(model)) t.InputsTruncated += CountTruncation;
             return g;
         }
         catch
@@ -241,6 +261,25 @@ public sealed class LinearAttentionPredictionPool<TIn, TOut> : IDisposable where
             (model as IDisposable)?.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Every column <typeparamref name="TOut"/> reads must be produced by the model: ML.NET's engine would otherwise leave
+    /// the member at its default value (a typo in the output class, or a model of another pipeline, serves empty answers).
+    /// </summary>
+    private void CheckOutputFits(ITransformer model, SchemaDefinition inputDefinition)
+    {
+        var input = _ml.Data.LoadFromEnumerable(Array.Empty<TIn>(), inputDefinition).Schema;
+        var output = model.GetOutputSchema(input);
+        var missing = SchemaDefinition.Create(typeof(TOut), SchemaDefinition.Direction.Write)
+            .Where(c => output.GetColumnOrNull(c.ColumnName) is null).ToList();
+        if (missing.Count == 0) return;
+        var members = string.Join(", ", missing.Select(c => c.MemberName == c.ColumnName ? $"'{c.MemberName}'" : $"'{c.MemberName}' (column '{c.ColumnName}')"));
+        var produced = string.Join(", ", output.Where(c => !c.IsHidden).Select(c => c.Name).Distinct());
+        throw new InvalidOperationException(
+            $"The model '{ModelPath}' has no column for {typeof(TOut).Name} {(missing.Count > 1 ? "members" : "member")} {members}, which would " +
+            $"stay at {(missing.Count > 1 ? "their" : "its")} default value: the model's columns are {produced}. Rename the member, or name its column with [ColumnName(\"...\")], to one of those; or serve a model " +
+            "whose pipeline writes that column (e.g. append MapKeyToValue(\"Predicted\", \"PredictedLabel\") for class names).");
     }
 
     // The input class's schema with the vector sizes the model was saved with (as ML.NET's engine does for a loaded schema).

@@ -146,7 +146,7 @@ public static class ModelTrainer
         var eta = stepsHere > 0 ? TimeSpan.FromSeconds(p.Elapsed.TotalSeconds / stepsHere * Math.Max(0, p.TotalSteps - p.Step)) : TimeSpan.Zero;
         string head = endOfEpoch ? $"Epoch {p.Epoch}/{s.MaxEpochs} done:" : $"Epoch {p.Epoch}/{s.MaxEpochs}";
         string m = p.Metric is null ? "" : $", {metricName} {p.Metric:G4}";
-        log.Info($"{head} step {p.Step}/{p.TotalSteps}, loss {p.Loss:F4}{m}, lr {lr:G3}, {tps:N0} {s.ThroughputUnit}/s, ETA {eta:hh\\:mm\\:ss}.");
+        log.Info($"{head} step {p.Step}/{p.TotalSteps}, loss {p.Loss:F4}{m}, lr {lr:0.###e+00}, {tps:N0} {s.ThroughputUnit}/s, ETA {eta:hh\\:mm\\:ss}.");
         s.Progress?.Report(new TrainingProgress(p.Epoch, p.Step, p.TotalSteps, p.Loss, lr, tps, eta, p.Metric)
         {
             ResumedFromStep = p.ResumedFromStep, TokensSeen = p.TokensSeen, TokensBeforeResume = p.TokensBeforeResume, TrainingTime = p.TrainingTime,

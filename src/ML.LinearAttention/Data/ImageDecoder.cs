@@ -46,7 +46,7 @@ public static class ImageDecoder
                 return Decode(buffer.DenseValues().ToArray(), geometry, $"row {row.Position} of column '{column.Name}'");
             };
         }
-        throw new ArgumentOutOfRangeException(nameof(column), $"The image column '{column.Name}' has type {column.Type}; expected an Image (MLImage) or a vector of Byte.");
+        throw new ArgumentOutOfRangeException($"The image column '{column.Name}' has type {column.Type}; expected an Image (MLImage) or a vector of Byte.", (Exception?)null);
     }
 
     /// <summary>Decodes encoded image bytes and resizes them.</summary>

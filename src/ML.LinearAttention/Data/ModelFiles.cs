@@ -1,5 +1,6 @@
 using System.IO.Compression;
 using System.Reflection;
+using Microsoft.ML.LinearAttention.Runtime;
 
 namespace Microsoft.ML.LinearAttention.Data;
 
@@ -51,7 +52,10 @@ internal static class ModelFiles
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             for (var x = e; x is not null; x = x.InnerException)
+            {
                 if (x is ModelFormatException known) throw new ModelFormatException($"{name}: {known.Message}", known);
+                if (x is DeviceUnavailableException device) throw new DeviceUnavailableException($"{name}: {device.Message}", device);
+            }
             var cause = e;
             while (cause is TargetInvocationException or AggregateException && cause.InnerException is not null) cause = cause.InnerException;
             throw new ModelFormatException(

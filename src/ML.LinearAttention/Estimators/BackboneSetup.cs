@@ -64,9 +64,16 @@ internal sealed class BackboneSetup
         }
         var tokenizer = PretrainedBackbones.Tokenizer(checkpoint, o.Tokenizer.LowerCase);
         log.Info($"Pretrained backbone '{o.PretrainedBackbone}' ({checkpoint.Source}): {b.NumLayers} layers, hidden {b.HiddenSize}, {b.NumHeads} heads, " +
-                 $"FFN {b.IntermediateSize}, {b.MaxPositions} positions, tokenizer {tokenizer}, MaxSequenceLength {o.MaxSequenceLength}.");
+                 $"FFN {b.IntermediateSize}, {b.MaxPositions} positions, tokenizer {DescribeTokenizer(tokenizer, o.PretrainedBackbone!)}, MaxSequenceLength {o.MaxSequenceLength}.");
         return new BackboneSetup(checkpoint, tokenizer);
     }
+
+    /// <summary>
+    /// The backbone's tokenizer for the log: its own vocabulary (the tokenizer's text would call a vocabulary identical to
+    /// bert-base-uncased's "embedded", as if the backbone's had been replaced).
+    /// </summary>
+    internal static string DescribeTokenizer(TextTokenizer tokenizer, string backbone)
+        => $"{tokenizer.Kind} ({backbone}'s own vocabulary, {tokenizer.VocabularySize:N0} ids)";
 
     /// <summary>The task's configuration with the backbone's architecture and sizes (softmax in every layer).</summary>
     public EncoderConfig Configure(EncoderConfig task) => BertEncoderWeights.ConfigFor(Checkpoint.Config, Tokenizer.PadId, task);

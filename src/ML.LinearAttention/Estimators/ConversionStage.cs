@@ -68,13 +68,13 @@ internal static class ConversionStage
     {
         var c = o.Conversion!;
         string estimator = string.IsNullOrWhiteSpace(o.FineTuning) ? "full" : o.FineTuning;
-        bool estimatorSet = !string.Equals(estimator, "full", StringComparison.OrdinalIgnoreCase) || o.FineTuningOptions is not null;
+        bool estimatorSet = !string.IsNullOrWhiteSpace(o.FineTuning) || o.FineTuningOptions is not null;
         if (c.FineTuning is not null && estimatorSet && !string.Equals(estimator, c.FineTuning, StringComparison.OrdinalIgnoreCase))
             throw new ArgumentException($"Two stage-2 fine-tuning methods: the estimator's FineTuning = '{estimator}' and Conversion.FineTuning = '{c.FineTuning}'. " +
-                                        "Set Conversion.FineTuning = null to use the estimator's, or leave the estimator's at \"full\".");
+                                        "Set Conversion.FineTuning = null to use the estimator's, or leave the estimator's FineTuning unset (null).");
         var (method, options) = c.FineTuning is null ? (estimator, o.FineTuningOptions) : (c.FineTuning, c.FineTuningOptions ?? (estimatorSet ? o.FineTuningOptions : null));
         log?.Info($"Stage 2/2 (fine-tuning on the labelled task): method '{method}'{(options is null ? " with its defaults" : "")}, " +
-                 $"{o.MaxEpochs} epoch(s){(o.MaxSteps > 0 ? $" / at most {o.MaxSteps} steps" : "")}, lr {o.LearningRate:G3}.");
+                 $"{o.MaxEpochs} epoch(s){(o.MaxSteps > 0 ? $" / at most {o.MaxSteps} steps" : "")}, lr {o.LearningRate:0.###e+00}.");
         return (method, options);
     }
 

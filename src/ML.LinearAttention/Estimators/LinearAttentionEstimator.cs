@@ -45,7 +45,7 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
         SchemaChecks.Check(input.Schema, columns, withLabel: true);
         if (o.ValidationSet is not null) SchemaChecks.Check(o.ValidationSet.Schema, columns, withLabel: true);
         if (o.MaxSequenceLength is < 8 or > 131072)
-            throw new ArgumentOutOfRangeException(nameof(o.MaxSequenceLength), o.MaxSequenceLength, "MaxSequenceLength must lie in 8..131072.");
+            throw new ArgumentOutOfRangeException($"MaxSequenceLength must lie in 8..131072 (it is {o.MaxSequenceLength}).", (Exception?)null);
         FineTuningRegistry.Check(string.IsNullOrWhiteSpace(o.FineTuning) ? "full" : o.FineTuning, o.FineTuningOptions);
         var token = o.CancellationToken;
         token.ThrowIfCancellationRequested();
@@ -102,11 +102,15 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
                 (fineTuning, fineTuningOptions) = ConversionStage.StageTwoMethod(o, log);
             }
             // Fine-tuning catalog: after every step that loads or replaces weights, before the optimizer (which takes only trainable parameters).
-            log.Info(FineTuningRegistry.Apply(model, fineTuning, fineTuningOptions).ToString());
+            var applied = FineTuningRegistry.Apply(model, fineTuning, fineTuningOptions);
+            // Nothing pretrained to fine-tune: "Fine-tuning 'full'" would misdescribe training a fresh network.
+            bool fromScratch = backbone is null && o.InitialWeightsFile is null && o.Conversion is null && applied.Method == "full";
+            log.Info(fromScratch ? $"Training from scratch: all {applied.TotalParameters:N0} parameters trainable." : applied.ToString());
             var spec = new CollateSpec(columns.LabelKind, config.PadId, config.NumericFeatures, stats.SideLength, stats.SideMean);
-            log.Info($"{TaskName}: {config.NumLayers} × {(config.Layers is { Count: > 0 } ? "hybrid plan" : config.Mixer)} blocks, hidden {config.ModelDim}, " +
+            log.Info($"{TaskName}: {DescribeBlocks(config)}, hidden {config.ModelDim}, " +
                      $"{config.NumHeads} heads, {config.Position} positions, {config.Pooling} pooling, {model.parameters().Sum(p => p.numel()):N0} parameters" +
-                     (tokenizer is null ? $", numeric input of {config.NumericFeatures} feature(s) per step." : $", tokenizer {tokenizer}, MaxSequenceLength {o.MaxSequenceLength}."));
+                     (tokenizer is null ? $", numeric input of {config.NumericFeatures} feature(s) per step."
+                         : $", tokenizer {(backbone is null ? tokenizer.ToString() : BackboneSetup.DescribeTokenizer(tokenizer, o.PretrainedBackbone!))}, MaxSequenceLength {o.MaxSequenceLength}."));
 
             var readers = new List<ExampleReader>();
             IEnumerable<Example> Rows(IDataView data, bool track)
@@ -130,6 +134,16 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
             model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>"6 × hedgehog blocks" when every layer has one mechanism (a plan or a conversion can give that too), else the plan's layers in order.</summary>
+    internal static string DescribeBlocks(EncoderConfig config)
+    {
+        if (config.Layers is not { Count: > 0 } layers) return $"{config.NumLayers} × {config.Mixer} blocks";
+        var names = layers.Select(l => l.Name).ToList();
+        return names.Distinct(StringComparer.OrdinalIgnoreCase).Count() == 1
+            ? $"{names.Count} × {names[0]} blocks"
+            : $"{names.Count} blocks, hybrid plan {string.Join(", ", names)}";
     }
 
     private static void ReportTruncation(ITrainingLog log, ExampleReader? reader, int maxLength)
@@ -167,7 +181,7 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
             throw new ArgumentException($"Both HybridPlan ('{o.HybridPlan}') and LayerPlan are set; set one of them (HybridPlan for a text layout such as \"3:1\", LayerPlan for an explicit list).");
         Attention.Hybrid.HybridPlan plan;
         try { plan = Attention.Hybrid.HybridPlan.Parse(o.HybridPlan); }
-        catch (FormatException e) { throw new ArgumentException($"Option HybridPlan: {e.Message}", nameof(o.HybridPlan), e); }
+        catch (FormatException e) { throw new ArgumentException($"Option HybridPlan: {e.Message}", e); }
         if (plan.IsNone) return null;
         return plan.Resolve(o.NumberOfLayers, o.Attention, o.AttentionOptions).Select(m => new LayerMixer(m.Name, m.Options)).ToList();
     }

@@ -71,11 +71,13 @@ public abstract class LinearAttentionOptions
 
     // ---- fine-tuning (docs/fine-tuning.md) ----
     /// <summary>
-    /// How much of the network trains (FineTuningRegistry): "full" (default), "freeze_layers", "linear_probe", "bitfit",
+    /// How much of the network trains (FineTuningRegistry): "full", "freeze_layers", "linear_probe", "bitfit",
     /// "lora", "moment_probing" or "psrp" (MP+). Applied after <see cref="InitialWeightsFile"/> is loaded; the trainable
-    /// and total parameter counts go to the log.
+    /// and total parameter counts go to the log. Null (the default) trains every parameter, as "full" does, but leaves the
+    /// choice open: with a <see cref="Conversion"/>, stage 2 then uses the conversion's method, while "full" set here is
+    /// an explicit choice that contradicts a different <c>Conversion.FineTuning</c>.
     /// </summary>
-    public string FineTuning = "full";
+    public string? FineTuning;
     /// <summary>Options of <see cref="FineTuning"/> (null = the method's defaults), e.g. <c>new LoraOptions { Rank = 16 }</c>.</summary>
     public FineTuningOptions? FineTuningOptions;
 

@@ -42,7 +42,8 @@ public abstract partial class LinearAttentionTransformer : ITransformer, IDispos
     internal TrainableModel Model { get; }
     internal TextTokenizer? Tokenizer { get; }
     internal InputColumns Columns { get; }
-    internal int MaxSequenceLength { get; }
+    /// <summary>Longest input (tokens, or steps of a numeric sequence) the model scores; longer rows are cut to it.</summary>
+    public int MaxSequenceLength { get; }
     internal CollateSpec Spec { get; }
     internal int InferenceBatchSize { get; }
     internal Device Device { get; }
@@ -57,6 +58,30 @@ public abstract partial class LinearAttentionTransformer : ITransformer, IDispos
 
     /// <summary>What training did (null for a loaded model).</summary>
     public TrainingReport? TrainingReport { get; internal set; }
+
+    /// <summary>
+    /// Rows cut to <see cref="MaxSequenceLength"/> while scoring with this transformer (Transform and PredictionEngine, all
+    /// threads, since it was created or loaded): their scores saw only part of the input. A tool that scores a file can
+    /// read it before and after to report how many rows were cut.
+    /// </summary>
+    public long TruncatedRows => Interlocked.Read(ref _truncatedRows);
+
+    /// <summary>Tokens (or steps) dropped from the rows counted by <see cref="TruncatedRows"/>.</summary>
+    public long TruncatedTokens => Interlocked.Read(ref _truncatedTokens);
+    private long _truncatedRows, _truncatedTokens;
+
+    /// <summary>Raised when scored rows were cut to <see cref="MaxSequenceLength"/> (on the scoring thread).</summary>
+    public event EventHandler<InputsTruncatedEventArgs>? InputsTruncated;
+
+    /// <summary>Counts rows cut while scoring; returns the total of cut rows so far.</summary>
+    internal long CountTruncation(long rows, long tokens)
+    {
+        if (rows <= 0) return TruncatedRows;
+        long total = Interlocked.Add(ref _truncatedRows, rows);
+        Interlocked.Add(ref _truncatedTokens, tokens);
+        InputsTruncated?.Invoke(this, new InputsTruncatedEventArgs(rows, tokens, MaxSequenceLength));
+        return total;
+    }
 
     /// <summary>Trainable parameters of the network.</summary>
     public long ParameterCount => Model.parameters().Sum(p => p.numel());
@@ -181,6 +206,12 @@ public abstract partial class LinearAttentionTransformer : ITransformer, IDispos
             w => EnvLog.Warning(env, "DevicePolicy", w));
     }
 }
+
+/// <summary>Rows cut to the model's MaxSequenceLength during one scoring call.</summary>
+/// <param name="Rows">Rows cut.</param>
+/// <param name="Tokens">Tokens (or steps) dropped from them.</param>
+/// <param name="MaxSequenceLength">The model's limit.</param>
+public sealed record InputsTruncatedEventArgs(long Rows, long Tokens, int MaxSequenceLength);
 
 /// <summary>Writes into MLContext.Log from an environment (catalog extensions get no MLContext).</summary>
 internal sealed class EnvLog(IHostEnvironment env, string component) : ITrainingLog

@@ -35,11 +35,11 @@ internal static class SchemaChecks
     }
 
     private static Exception Missing(string name, string role, Need need, IEnumerable<string> available)
-        => new ArgumentOutOfRangeException("inputSchema", $"The {role} column '{name}' was not found in the input data; expected a column of type {Expected(need)}. " +
-                                                           $"Available columns: {string.Join(", ", available.Distinct())}.");
+        => new ArgumentOutOfRangeException($"The {role} column '{name}' was not found in the input data; expected a column of type {Expected(need)}. " +
+                                           $"Available columns: {string.Join(", ", available.Distinct())}.", (Exception?)null); // no " (Parameter …)" suffix
 
     private static Exception WrongType(string name, string role, Need need, string actual)
-        => new ArgumentOutOfRangeException("inputSchema", $"The {role} column '{name}' has type {actual}, but {Expected(need)} is expected.");
+        => new ArgumentOutOfRangeException($"The {role} column '{name}' has type {actual}, but {Expected(need)} is expected.", (Exception?)null);
 
     /// <summary>Checks a data schema.</summary>
     public static void Check(DataViewSchema schema, InputColumns columns, bool withLabel)

@@ -88,7 +88,18 @@ internal sealed class ScoredDataView : IDataView
             var rows = new List<Example>(_view._parent.InferenceBatchSize);
             while (rows.Count < _view._parent.InferenceBatchSize && _lookahead!.MoveNext()) rows.Add(_read!()!);
             if (rows.Count == 0) return;
+            CountTruncation();
             foreach (var r in _view._parent.Predict(rows)) _pending.Enqueue(r);
+        }
+
+        private long _countedRows, _countedTokens;
+
+        // Counted per batch, so the transformer's counters and its InputsTruncated event follow the scoring as it goes.
+        private void CountTruncation()
+        {
+            long rows = _reader!.TruncatedRows, tokens = _reader.TruncatedTokens;
+            _view._parent.CountTruncation(rows - _countedRows, tokens - _countedTokens);
+            (_countedRows, _countedTokens) = (rows, tokens);
         }
 
         public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
@@ -150,6 +161,7 @@ internal sealed class ScoringRowMapper : IRowToRowMapper
         private readonly ScoringRowMapper _mapper;
         private readonly DataViewRow _input;
         private readonly HashSet<int> _active;
+        private readonly Lazy<ExampleReader> _reader;
         private readonly Lazy<Func<Example?>> _read;
         private long _cachedPosition = long.MinValue;
         private float[] _cached = Array.Empty<float>();
@@ -159,7 +171,8 @@ internal sealed class ScoringRowMapper : IRowToRowMapper
             _mapper = mapper;
             _input = input;
             _active = active;
-            _read = new(() => new ExampleReader(mapper._parent.Columns, mapper._parent.Tokenizer, mapper._parent.MaxSequenceLength).Bind(input, withLabel: false));
+            _reader = new(() => new ExampleReader(mapper._parent.Columns, mapper._parent.Tokenizer, mapper._parent.MaxSequenceLength));
+            _read = new(() => _reader.Value.Bind(input, withLabel: false));
         }
 
         public override DataViewSchema Schema => _mapper.OutputSchema;
@@ -172,10 +185,33 @@ internal sealed class ScoringRowMapper : IRowToRowMapper
         {
             if (_cachedPosition != _input.Position || _input.Position < 0)
             {
-                _cached = _mapper._parent.Predict(new[] { _read.Value()! })[0];
+                var reader = _reader.Value;
+                long before = reader.TruncatedTokens;
+                var example = _read.Value()!;
+                if (reader.TruncatedTokens > before) ReportTruncation(reader.TruncatedTokens - before);
+                _cached = _mapper._parent.Predict(new[] { example })[0];
                 _cachedPosition = _input.Position;
             }
             return _cached;
+        }
+
+        // One engine predicts one row per call, so a warning per cut row could flood a server's log: the first cut row is
+        // reported, then the 10th, 100th, ... (the transformer's counters and InputsTruncated event count every one).
+        private void ReportTruncation(long tokens)
+        {
+            var parent = _mapper._parent;
+            long total = parent.CountTruncation(1, tokens);
+            if (!IsPowerOfTen(total)) return;
+            EnvLog.Warning(parent.Environment, "Predict",
+                $"An input row was longer than MaxSequenceLength = {parent.MaxSequenceLength:N0} and was cut ({tokens:N0} tokens dropped); " +
+                $"{total:N0} row(s) scored by this model have been cut so far ({parent.TruncatedTokens:N0} tokens; further cuts are reported at " +
+                "every tenfold count). Its score saw only part of the input: train with a larger MaxSequenceLength (up to 131,072) to score such rows whole.");
+        }
+
+        private static bool IsPowerOfTen(long n)
+        {
+            while (n >= 10 && n % 10 == 0) n /= 10;
+            return n == 1;
         }
 
         public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)

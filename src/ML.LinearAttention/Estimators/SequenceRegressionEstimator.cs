@@ -25,7 +25,7 @@ public sealed class SequenceRegressionEstimator : LinearAttentionEstimator<Seque
         if (options.SequenceColumnName is not null && options.TextColumnNames is { Length: > 0 })
             throw new ArgumentException("SequenceRegression reads either text columns or a numeric sequence column, not both; set TextColumnNames or SequenceColumnName.");
         if (options.SequenceFeatureCount <= 0)
-            throw new ArgumentOutOfRangeException(nameof(options.SequenceFeatureCount), options.SequenceFeatureCount, "SequenceFeatureCount must be at least 1.");
+            throw new ArgumentOutOfRangeException($"SequenceFeatureCount must be at least 1 (it is {options.SequenceFeatureCount}).", (Exception?)null);
     }
 
     private protected override string TaskName => "SequenceRegression";

@@ -37,8 +37,8 @@ public sealed class TextClassificationEstimator : LinearAttentionEstimator<TextC
     {
         var count = (int)((KeyDataViewType)schema[_options.LabelColumnName].Type).Count;
         if (count < 2)
-            throw new ArgumentOutOfRangeException("input", $"The label column '{_options.LabelColumnName}' has {count} class(es); classification needs at least 2. " +
-                "The training data holds a single label value: check the label column, and the filter or split that produced this data.");
+            throw new ArgumentOutOfRangeException($"The label column '{_options.LabelColumnName}' has {count} class(es); classification needs at least 2. " +
+                "The training data holds a single label value: check the label column, and the filter or split that produced this data.", (Exception?)null);
         return count;
     }
 

@@ -28,8 +28,11 @@ public static class LinearAttentionModel
     public static void Register(ComponentCatalog catalog)
     {
         ArgumentNullException.ThrowIfNull(catalog);
-        var create = typeof(ModelLoader).GetMethod(nameof(ModelLoader.Create))!;
+        // Unwrapped: ML.NET calls the loader through MethodInfo.Invoke, which would hand mlContext.Model.Load's caller a bare
+        // TargetInvocationException instead of the loader's own error.
+        var create = MLNetBridge.Unwrapping(typeof(ModelLoader).GetMethod(nameof(ModelLoader.Create))!);
         MLNetBridge.RegisterLoader(catalog, typeof(LinearAttentionTransformer), LinearAttentionTransformer.LoaderSignature, LinearAttentionTransformer.UserName, create);
+        MLNetBridge.UnwrapChainLoader(catalog);
     }
 
     /// <summary>
@@ -45,8 +48,29 @@ public static class LinearAttentionModel
 
     /// <summary>Registers the loader, then loads a model from a seekable stream (same checks and errors as the path overload).</summary>
     public static ITransformer Load(MLContext mlContext, Stream stream, out DataViewSchema inputSchema)
+        => Load(mlContext, stream, "The model stream", out inputSchema);
+
+    /// <summary>
+    /// Loads a model from a seekable stream read from <paramref name="source"/> (e.g. the file's path, quoted): errors name
+    /// it instead of "The model stream".
+    /// </summary>
+    public static ITransformer Load(MLContext mlContext, Stream stream, string source, out DataViewSchema inputSchema)
     {
+        ArgumentException.ThrowIfNullOrWhiteSpace(source);
         Register(mlContext);
-        return ModelFiles.Load(mlContext, stream, "The model stream", out inputSchema);
+        return ModelFiles.Load(mlContext, stream, source, out inputSchema);
+    }
+
+    /// <summary>
+    /// The ML.LinearAttention transformers in a model: the model itself, or those inside a (nested) TransformerChain,
+    /// e.g. to read <see cref="LinearAttentionTransformer.TruncatedRows"/> after scoring.
+    /// </summary>
+    public static IEnumerable<LinearAttentionTransformer> TransformersIn(ITransformer model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (model is LinearAttentionTransformer t) yield return t;
+        else if (model is IEnumerable<ITransformer> chain)
+            foreach (var inner in chain)
+                foreach (var found in TransformersIn(inner)) yield return found;
     }
 }

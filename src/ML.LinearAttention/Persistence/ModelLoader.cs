@@ -27,6 +27,21 @@ internal static class ModelLoader
     {
         ArgumentNullException.ThrowIfNull(env);
         ArgumentNullException.ThrowIfNull(ctx);
+        try
+        {
+            return Read(env, ctx);
+        }
+        catch (Exception e) when (e is not (ModelFormatException or DeviceUnavailableException or OutOfMemoryException or OperationCanceledException))
+        {
+            // A plain mlContext.Model.Load shows this message as it is (LinearAttentionModel.Load adds the file's name).
+            throw new ModelFormatException(
+                $"The ML.LinearAttention model in this file could not be read: {e.Message.Trim().TrimEnd('.')}. If the model uses an attention mechanism " +
+                "or a fine-tuning method that another library registers, register it before loading; otherwise the file is damaged: save the model again.", e);
+        }
+    }
+
+    private static LinearAttentionTransformer Read(IHostEnvironment env, object ctx)
+    {
         ModelFiles.CheckFormatVersion(MLNetBridge.ModelVersions(ctx), LinearAttentionTransformer.FormatVersion);
         var r = MLNetBridge.BeginLoad(ctx, LinearAttentionTransformer.Version);
         byte task = r.ReadByte();
@@ -48,7 +63,7 @@ internal static class ModelLoader
         var fill = Enumerable.Range(0, r.ReadInt32()).Select(_ => r.ReadSingle()).ToArray();
         var spec = new CollateSpec(columns.LabelKind, pad, numeric, sideLength, fill.Length > 0 ? fill : null);
 
-        var device = LinearAttentionTransformer.ResolveDevice(env, cpuThreads: null);
+        var device = Device(env);
         TrainableModel model = task == LinearAttentionTransformer.ImageClassificationTask
             ? new VisionModel(VisionConfig.FromJson(configJson))
             : FineTuningRegistry.CreateModel(EncoderConfig.FromJson(configJson));
@@ -56,7 +71,12 @@ internal static class ModelLoader
         {
             if (!MLNetBridge.TryLoadBinaryStream(ctx, "Weights", w => model.load(w, strict: true)))
                 throw new InvalidDataException("The saved ML.LinearAttention model has no 'Weights' entry; the file is damaged.");
-            model.to(device);
+            try { model.to(device); }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                throw new DeviceUnavailableException($"The model was read but could not be moved to {device}: {e.Message.Trim()} Check that device " +
+                                                     "(nvidia-smi, CUDA_VISIBLE_DEVICES, its free memory), or load on the CPU (MLContext.GpuDeviceId = null).", e);
+            }
             return task switch
             {
                 LinearAttentionTransformer.ClassificationTask => TextClassificationTransformer.Read(r, env, (SequenceModel)model, tokenizer, columns, maxLength, spec, inferenceBatch, device, score),
@@ -69,6 +89,18 @@ internal static class ModelLoader
         {
             model.Dispose();
             throw;
+        }
+    }
+
+    // The device comes from the MLContext, not the file: a failure here (no CUDA, a GPU index out of range, libtorch
+    // missing) must not be reported as a damaged model.
+    private static torch.Device Device(IHostEnvironment env)
+    {
+        try { return LinearAttentionTransformer.ResolveDevice(env, cpuThreads: null); }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            throw new DeviceUnavailableException($"The model cannot be loaded on the device this MLContext asks for: {e.Message.Trim()} The model " +
+                                                 "file is not at fault; to load it on the CPU, set MLContext.GpuDeviceId = null or FallbackToCpu = true.", e);
         }
     }
 

@@ -82,3 +82,9 @@ public static class DevicePolicy
             : "the application runs on a CPU-only libtorch (package TorchSharp-cpu). Reference TorchSharp-cuda-linux 0.107.0 from nuget.org " +
               "(in this repository: build with -p:TorchBackend=cuda), or build with -p:TorchBackend=external and put a CUDA PyTorch's torch/lib on LD_LIBRARY_PATH.";
 }
+
+/// <summary>
+/// The device an MLContext asks for (<c>GpuDeviceId</c>, <c>FallbackToCpu</c>) cannot be used on this machine, e.g. a model
+/// loaded for a GPU on a machine without CUDA. The file is fine: change the settings or the machine, not the model.
+/// </summary>
+public sealed class DeviceUnavailableException(string message, Exception? inner = null) : InvalidOperationException(message, inner);

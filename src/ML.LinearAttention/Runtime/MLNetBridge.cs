@@ -161,6 +161,55 @@ internal static class MLNetBridge
         }
     }
 
+    /// <summary>
+    /// <paramref name="method"/> as a MethodInfo whose Invoke lets the method's own exception through instead of wrapping it in
+    /// a TargetInvocationException: ML.NET's ComponentCatalog calls loaders through MethodInfo.Invoke, so without this the
+    /// caller of <c>mlContext.Model.Load</c> gets "Exception has been thrown by the target of an invocation".
+    /// </summary>
+    public static MethodInfo Unwrapping(MethodInfo method)
+        => method as UnwrappingMethod ?? new UnwrappingMethod(method ?? throw new ArgumentNullException(nameof(method)));
+
+    /// <summary>
+    /// Makes the loader of ML.NET's TransformerChain (which holds every pipeline's transformers) rethrow its components'
+    /// errors unwrapped too, so a model saved as a chain surfaces our loader's message. Idempotent.
+    /// </summary>
+    public static void UnwrapChainLoader(ComponentCatalog catalog)
+    {
+        lock (RegisterGate)
+        {
+            // ML.NET registers the chain's assembly only when a load reaches it; registering it now (public, idempotent)
+            // lets the chain's loader be found here first.
+            catalog.RegisterAssembly(typeof(TransformerChain<>).Assembly);
+            var sig = CoreType("Microsoft.ML.SignatureLoadModel");
+            var find = typeof(ComponentCatalog).GetMethod("GetLoadableClassInfo", Any, new[] { typeof(string), typeof(Type) }) ?? throw Broken("ComponentCatalog.GetLoadableClassInfo(string, Type)");
+            var info = find.Invoke(catalog, new object[] { "TransformerChain", sig }) ?? throw Broken("the TransformerChain loader in the ComponentCatalog");
+            var field = info.GetType().GetField("<CreateMethod>k__BackingField", Any) ?? throw Broken("LoadableClassInfo.CreateMethod");
+            if (field.GetValue(info) is MethodInfo create and not UnwrappingMethod) field.SetValue(info, new UnwrappingMethod(create));
+        }
+    }
+
+    private sealed class UnwrappingMethod(MethodInfo inner) : MethodInfo
+    {
+        public override object? Invoke(object? obj, BindingFlags invokeAttr, Binder? binder, object?[]? parameters, System.Globalization.CultureInfo? culture)
+            => inner.Invoke(obj, invokeAttr | BindingFlags.DoNotWrapExceptions, binder, parameters, culture);
+
+        public override MethodAttributes Attributes => inner.Attributes;
+        public override RuntimeMethodHandle MethodHandle => inner.MethodHandle;
+        public override Type? DeclaringType => inner.DeclaringType;
+        public override string Name => inner.Name;
+        public override Type? ReflectedType => inner.ReflectedType;
+        public override Type ReturnType => inner.ReturnType;
+        public override ParameterInfo ReturnParameter => inner.ReturnParameter;
+        public override ICustomAttributeProvider ReturnTypeCustomAttributes => inner.ReturnTypeCustomAttributes;
+        public override MethodInfo GetBaseDefinition() => inner.GetBaseDefinition();
+        public override object[] GetCustomAttributes(bool inherit) => inner.GetCustomAttributes(inherit);
+        public override object[] GetCustomAttributes(Type attributeType, bool inherit) => inner.GetCustomAttributes(attributeType, inherit);
+        public override bool IsDefined(Type attributeType, bool inherit) => inner.IsDefined(attributeType, inherit);
+        public override MethodImplAttributes GetMethodImplementationFlags() => inner.GetMethodImplementationFlags();
+        public override ParameterInfo[] GetParameters() => inner.GetParameters();
+        public override string ToString() => inner.ToString() ?? Name;
+    }
+
     private static object? InvokeUnwrapped(MethodInfo m, object? target, object?[] args)
     {
         try { return m.Invoke(target, args); }
