@@ -11,5 +11,6 @@ builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat =
 builder.Services.AddSingleton(_ => new CommandRunner(Console.Out, Console.Error));
 using var host = builder.Build();
 var runner = host.Services.GetRequiredService<CommandRunner>();
-using var interrupt = new InterruptSignal(host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping, Console.Error);
-return await runner.RunAsync(args, interrupt.Token);
+var stopping = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;
+using var interrupt = CommandRunner.StopsOnCancellation(args) ? new InterruptSignal(stopping, Console.Error) : null;
+return await runner.RunAsync(args, interrupt?.Token ?? stopping);

@@ -70,6 +70,18 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
               --mechanism NAME --length T --batch ROWS --steps N --layers L --hidden C --heads H --commit C --machine M
         """ + "\n" + string.Join("\n", TrainCommand.Usage, TrainCommand.ConvertUsage, EvaluateCommand.Usage, PredictCommand.Usage, ServeCommand.Usage, ExportBackboneCommand.Usage);
 
+    /// <summary>
+    /// Whether the command stops cleanly on cancellation (training after its current batch, the server after its
+    /// requests). Only these take Ctrl+C over (<see cref="InterruptSignal"/>); for the others Ctrl+C ends the process
+    /// at once, as it always did, rather than being acknowledged and then ignored.
+    /// </summary>
+    public static bool StopsOnCancellation(string[] args) => args.Length > 0 && args[0].ToLowerInvariant() switch
+    {
+        "train" or "convert" or "serve" => true,
+        "demo" => args.Length > 1 && args[1] == "attention",
+        _ => false,
+    };
+
     public async Task<int> RunAsync(string[] args, CancellationToken cancellation)
     {
         string command = args.Length == 0 ? "demo" : args[0].ToLowerInvariant();

@@ -3,8 +3,9 @@ using System.Runtime.InteropServices;
 namespace Microsoft.ML.LinearAttention.Samples.Commands;
 
 /// <summary>
-/// Ctrl+C (SIGINT) as a cancellation: the first one cancels <see cref="Token"/>, so training stops after the current
-/// batch and the command says what it kept; a second one ends the process at once, as Ctrl+C normally does. The host is
+/// Ctrl+C (SIGINT) as a cancellation, for commands that honour it (<see cref="CommandRunner.StopsOnCancellation"/>):
+/// the first one cancels <see cref="Token"/>, so training stops after the current batch and the command says what it
+/// kept; a second one ends the process at once, as Ctrl+C normally does. The host is
 /// built but never started, so its console lifetime does not handle the signal: without this, Ctrl+C killed the process
 /// with nothing written and nothing said.
 /// </summary>
@@ -22,7 +23,7 @@ public sealed class InterruptSignal : IDisposable
         {
             if (_cts.IsCancellationRequested) return; // the second Ctrl+C: the default action ends the process
             context.Cancel = true;
-            error.WriteLine("Ctrl+C: stopping after the current batch (Ctrl+C again to stop at once, keeping nothing more).");
+            error.WriteLine("Ctrl+C: stopping cleanly (training stops after the current batch); Ctrl+C again stops at once, keeping nothing more.");
             _cts.Cancel();
         });
     }

@@ -55,7 +55,7 @@ public sealed class InterruptTests(ITestOutputHelper output) : IDisposable
         long newest = last / 2 * 2;
         Assert.Contains($"kept the checkpoint of step {newest} in {P("checkpoints")}", message);
         Assert.Contains("run the same command again to resume", message);
-        Assert.Contains(stderr, l => l.StartsWith("Ctrl+C: stopping after the current batch", StringComparison.Ordinal));
+        Assert.Contains(stderr, l => l.StartsWith("Ctrl+C: stopping cleanly (training stops after the current batch)", StringComparison.Ordinal));
         Assert.DoesNotContain(stderr, l => l.Contains("fail:") || l.Contains("   at "));
 
         Assert.False(File.Exists(P("model.zip")));
