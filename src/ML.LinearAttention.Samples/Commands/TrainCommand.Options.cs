@@ -80,6 +80,9 @@ public static partial class TrainCommand
         foreach (var c in text.Concat(features).Append(label)) data.IndexOf(c);
         var overlap = text.Intersect(features).Concat(text.Where(t => t == label)).Concat(features.Where(f => f == label)).FirstOrDefault();
         if (overlap is not null) throw new ArgumentException($"Column '{overlap}' has two roles; each column is text, a feature or the label.");
+        // The label keeps its name through training (so messages name it); the model's outputs must not hide it.
+        if (label is "Score" or "PredictedLabel" or "Predicted" || (features.Length > 0 && label == "Features"))
+            throw new ArgumentException($"The label column is named '{label}', a column the model writes itself; rename it in the header of '{data.Path}' (e.g. '{label}Label').");
         return new Arguments(data, text, features, label, modelPath, validationFile, validationFraction, requestedTask, seed, mode, logEvery, verbose);
     }
 

@@ -125,4 +125,13 @@ public sealed class CliInputTests : IDisposable
         Assert.Contains("leave a missing value empty", mixed.Message);
         Assert.False(File.Exists(P("m.zip")));
     }
+
+    [Fact]
+    public void ALabelNamedLikeAModelOutputIsRefused()
+    {
+        var data = P("s.csv");
+        File.WriteAllLines(data, new[] { "Title,Score", "a,High", "b,Low" });
+        var e = Assert.Throws<ArgumentException>(() => TrainCommand.Run(new[] { "--data", data, "--text", "Title", "--label", "Score", "--progress", "none" }, TextWriter.Null, default));
+        Assert.Contains("The label column is named 'Score', a column the model writes itself; rename it", e.Message);
+    }
 }
