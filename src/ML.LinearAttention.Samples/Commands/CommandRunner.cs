@@ -1,13 +1,17 @@
-using Microsoft.Extensions.Logging;
 using Microsoft.ML.LinearAttention.Samples.Benchmarks;
 using Microsoft.ML.LinearAttention.Samples.Demos;
+using Microsoft.ML.LinearAttention.Training;
 
 namespace Microsoft.ML.LinearAttention.Samples.Commands;
 
-/// <summary>Dispatches the command line to a sample or benchmark.</summary>
-public sealed class CommandRunner(ILogger<CommandRunner> logger)
+/// <summary>
+/// Dispatches the command line to a sample or benchmark. Errors of the user's input (bad options, files, columns) are
+/// one plain line on <paramref name="error"/> and exit code 2; an interrupted command says what it kept and exits 130.
+/// </summary>
+public sealed class CommandRunner(TextWriter output, TextWriter error)
 {
-    private static readonly string Usage = """
+    /// <summary>The help text: the built-in commands, then each command's own usage block.</summary>
+    public static readonly string Usage = """
         usage: ML.LinearAttention.Samples [command] [options]
           demo                     (default) the text classifier end to end on built-in synthetic support tickets, offline:
                                    train, evaluate next to an ML.NET baseline, save, load, predict
@@ -64,7 +68,19 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
           bench oom [options]      fault check on a GPU: batches far larger than the GPU holds must be split by the trainer's
                                    out-of-memory retry and training must finish; writes docs/benchmarks/oom.md (needs CUDA)
               --mechanism NAME --length T --batch ROWS --steps N --layers L --hidden C --heads H --commit C --machine M
-        """ + "\n" + TrainCommand.Usage + TrainCommand.ConvertUsage + EvaluateCommand.Usage + PredictCommand.Usage + ServeCommand.Usage + ExportBackboneCommand.Usage;
+        """ + "\n" + string.Join("\n", TrainCommand.Usage, TrainCommand.ConvertUsage, EvaluateCommand.Usage, PredictCommand.Usage, ServeCommand.Usage, ExportBackboneCommand.Usage);
+
+    /// <summary>
+    /// Whether the command stops cleanly on cancellation (training after its current batch, the server after its
+    /// requests). Only these take Ctrl+C over (<see cref="InterruptSignal"/>); for the others Ctrl+C ends the process
+    /// at once, as it always did, rather than being acknowledged and then ignored.
+    /// </summary>
+    public static bool StopsOnCancellation(string[] args) => args.Length > 0 && args[0].ToLowerInvariant() switch
+    {
+        "train" or "convert" or "serve" => true,
+        "demo" => args.Length > 1 && args[1] == "attention",
+        _ => false,
+    };
 
     public async Task<int> RunAsync(string[] args, CancellationToken cancellation)
     {
@@ -74,64 +90,55 @@ public sealed class CommandRunner(ILogger<CommandRunner> logger)
             switch (command)
             {
                 case "demo" when args.Length > 1 && args[1] == "attention":
-                    AttentionDemo.Run(Console.Out, cancellation);
+                    AttentionDemo.Run(output, cancellation);
                     return 0;
                 case "demo":
-                    TextDemo.Run(Console.Out);
+                    TextDemo.Run(output);
                     return 0;
                 case "bench" when args.Length > 1 && args[1] == "training":
-                    return await Task.Run(() => TrainingBenchmark.Run(TrainingBenchmarkOptions.Parse("training", args.Skip(2).ToArray()), Console.Out), cancellation);
+                    return await Task.Run(() => TrainingBenchmark.Run(TrainingBenchmarkOptions.Parse("training", args.Skip(2).ToArray()), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "inference":
-                    return await Task.Run(() => InferenceBenchmark.Run(TrainingBenchmarkOptions.Parse("inference", args.Skip(2).ToArray(), InferenceBenchmark.Defaults), Console.Out), cancellation);
+                    return await Task.Run(() => InferenceBenchmark.Run(TrainingBenchmarkOptions.Parse("inference", args.Skip(2).ToArray(), InferenceBenchmark.Defaults), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "kernels":
-                    return await Task.Run(() => KernelBenchmark.Run(KernelBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
+                    return await Task.Run(() => KernelBenchmark.Run(KernelBenchmarkOptions.Parse(args.Skip(2).ToArray()), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "quality":
-                    return await Task.Run(() => QualityBenchmark.Run(QualityBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
+                    return await Task.Run(() => QualityBenchmark.Run(QualityBenchmarkOptions.Parse(args.Skip(2).ToArray()), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "multigpu":
-                    return await Task.Run(() => MultiGpuBenchmark.Run(MultiGpuOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
+                    return await Task.Run(() => MultiGpuBenchmark.Run(MultiGpuOptions.Parse(args.Skip(2).ToArray()), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "oom":
-                    return await Task.Run(() => OutOfMemoryCheck.Run(OutOfMemoryCheckOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
+                    return await Task.Run(() => OutOfMemoryCheck.Run(OutOfMemoryCheckOptions.Parse(args.Skip(2).ToArray()), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "vision":
-                    return await Task.Run(() => VisionBenchmark.Run(VisionBenchmarkOptions.Parse(args.Skip(2).ToArray()), Console.Out), cancellation);
+                    return await Task.Run(() => VisionBenchmark.Run(VisionBenchmarkOptions.Parse(args.Skip(2).ToArray()), output), cancellation);
                 case "train":
-                    return await Task.Run(() => TrainCommand.Run(args.Skip(1).ToArray(), Console.Out, cancellation), cancellation);
+                    return await Task.Run(() => TrainCommand.Run(args.Skip(1).ToArray(), output, cancellation), CancellationToken.None);
                 case "convert":
-                    return await Task.Run(() => TrainCommand.RunConvert(args.Skip(1).ToArray(), Console.Out, cancellation), cancellation);
+                    return await Task.Run(() => TrainCommand.RunConvert(args.Skip(1).ToArray(), output, cancellation), CancellationToken.None);
                 case "evaluate":
-                    return EvaluateCommand.Run(args.Skip(1).ToArray(), Console.Out);
+                    return EvaluateCommand.Run(args.Skip(1).ToArray(), output);
                 case "predict":
-                    return PredictCommand.Run(args.Skip(1).ToArray(), Console.Out);
+                    return PredictCommand.Run(args.Skip(1).ToArray(), output);
                 case "serve":
-                    return await ServeCommand.RunAsync(args.Skip(1).ToArray(), Console.Out, cancellation);
+                    return await ServeCommand.RunAsync(args.Skip(1).ToArray(), output, cancellation);
                 case "export-backbone":
-                    return ExportBackboneCommand.Run(args.Skip(1).ToList(), Console.Out);
+                    return ExportBackboneCommand.Run(args.Skip(1).ToList(), output);
                 case "--help" or "-h" or "help":
-                    Console.WriteLine(Usage);
+                    output.WriteLine(Usage);
                     return 0;
                 default:
-                    Console.Error.WriteLine($"Unknown command '{string.Join(' ', args)}'.");
-                    Console.Error.WriteLine(Usage);
+                    error.WriteLine($"error: unknown command '{string.Join(' ', args)}'; the commands are listed below.");
+                    error.WriteLine(Usage);
                     return 2;
             }
         }
-        catch (ArgumentException e)
+        // The user's input or files: one plain line naming the problem (the messages name the fix), no log prefix or stack.
+        catch (Exception e) when (e is ArgumentException or FormatException or IOException or UnauthorizedAccessException or CheckpointMismatchException)
         {
-            logger.LogError("{Message}", e.Message);
+            error.WriteLine("error: " + e.Message.ReplaceLineEndings(" "));
             return 2;
         }
-        catch (FormatException e) // a damaged or foreign model file (ModelFormatException)
+        catch (OperationCanceledException e) when (cancellation.IsCancellationRequested)
         {
-            logger.LogError("{Message}", e.Message);
-            return 2;
-        }
-        catch (IOException e)
-        {
-            logger.LogError("{Message}", e.Message);
-            return 2;
-        }
-        catch (OperationCanceledException)
-        {
-            logger.LogWarning("Cancelled.");
+            error.WriteLine(e is TrainingStoppedException ? e.Message : "Stopped (Ctrl+C).");
             return 130;
         }
     }

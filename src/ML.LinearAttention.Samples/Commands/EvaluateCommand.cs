@@ -20,9 +20,9 @@ public static class EvaluateCommand
         using var saved = SavedModel.Load(ml, cl);
         var data = TabularData.Open(cl.Required("data", "labelled CSV or TSV"), cl.String("separator"));
         var confusionPath = cl.String("confusion") ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(cl.String("model")!))!,
-            $"{Path.GetFileNameWithoutExtension(cl.String("model")!)}.{Path.GetFileNameWithoutExtension(data.Path)}.confusion.png");
+            $"{Path.GetFileNameWithoutExtension(cl.String("model")!)}.{data.Stem}.confusion.png");
         cl.RejectUnknown();
-        var view = data.Load(ml, saved.Columns(data, withLabel: true));
+        var view = data.Load(ml, saved.Columns(ml, data, withLabel: true));
         var inv = CultureInfo.InvariantCulture;
         output.WriteLine($"Evaluating {Path.GetFileName(cl.String("model"))} on {data.Path}:");
         output.WriteLine("| metric | value |");

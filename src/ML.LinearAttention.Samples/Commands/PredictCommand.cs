@@ -20,9 +20,9 @@ public static class PredictCommand
         using var saved = SavedModel.Load(ml, cl);
         var data = TabularData.Open(cl.Required("data", "CSV or TSV to score"), cl.String("separator"));
         var ext = data.Separator == '\t' ? ".tsv" : ".csv";
-        var outPath = Path.GetFullPath(cl.String("out") ?? Path.Combine(Path.GetDirectoryName(data.Path)!, Path.GetFileNameWithoutExtension(data.Path) + ".predictions" + ext));
+        var outPath = Path.GetFullPath(cl.String("out") ?? Path.Combine(Path.GetDirectoryName(data.Path)!, data.Stem + ".predictions" + ext));
         cl.RejectUnknown();
-        var columns = saved.Columns(data, withLabel: false);
+        var columns = saved.Columns(ml, data, withLabel: false);
         var scored = saved.Model.Transform(data.Load(ml, columns));
 
         long rows = 0;

@@ -40,7 +40,7 @@ public sealed class SavedModel : IDisposable
     }
 
     /// <summary>The input columns to read from <paramref name="data"/> (plus the label when <paramref name="withLabel"/>).</summary>
-    public List<(string Name, DataKind Kind)> Columns(TabularData data, bool withLabel)
+    public List<(string Name, DataKind Kind)> Columns(MLContext ml, TabularData data, bool withLabel)
     {
         var columns = Text.Select(t => (t, DataKind.String)).Concat(Features.Select(f => (f, DataKind.Single))).ToList();
         if (withLabel)
@@ -50,6 +50,7 @@ public sealed class SavedModel : IDisposable
             columns.Add((Label, Classify ? DataKind.String : DataKind.Single));
         }
         foreach (var (name, _) in columns) data.IndexOf(name);
+        foreach (var f in Features) data.RequireNumbers(ml, f, "a feature column of the model");
         return columns;
     }
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.IO.Compression;
 using System.Text;
 using Microsoft.ML.Data;
 
@@ -33,16 +34,24 @@ public sealed class TabularData
     /// <summary>Column names from the header row.</summary>
     public IReadOnlyList<string> Header { get; }
 
+    /// <summary>True when the file is gzip-compressed (read through a GZipStream, never unpacked on disk).</summary>
+    public bool Compressed { get; private init; }
+
+    /// <summary>The file name without its extensions (`.gz` and `.csv`/`.tsv`): the stem of files written next to it.</summary>
+    public string Stem => System.IO.Path.GetFileNameWithoutExtension(Compressed ? System.IO.Path.GetFileNameWithoutExtension(Path) : Path);
+
     /// <summary>Opens <paramref name="path"/>: reads its header and picks the separator (<paramref name="separator"/>: auto, comma, tab, semicolon).</summary>
     public static TabularData Open(string path, string? separator = null)
     {
         var full = System.IO.Path.GetFullPath(path);
         if (!File.Exists(full)) throw new ArgumentException($"The data file '{full}' does not exist.");
-        using var reader = new StreamReader(full, Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
-        var first = reader.ReadLine() ?? throw new ArgumentException($"The data file '{full}' is empty; it needs a header row naming the columns.");
+        bool compressed = IsGzip(full);
+        string first;
+        using (var reader = OpenText(full, compressed))
+            first = ReadHeader(reader, full, compressed);
         char sep = separator?.ToLowerInvariant() switch
         {
-            null or "auto" => Sniff(full, first),
+            null or "auto" => Sniff(compressed ? full[..^System.IO.Path.GetExtension(full).Length] : full, first),
             "comma" or "," => ',',
             "tab" or "\\t" or "\t" => '\t',
             "semicolon" or ";" => ';',
@@ -51,7 +60,34 @@ public sealed class TabularData
         var header = SplitLine(first, sep).Select(h => h.Trim()).ToList();
         var duplicate = header.GroupBy(h => h, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw new ArgumentException($"The header of '{full}' names column '{duplicate.Key}' twice; column names must be unique.");
-        return new TabularData(full, sep, header);
+        return new TabularData(full, sep, header) { Compressed = compressed };
+    }
+
+    private static bool IsGzip(string path)
+    {
+        Span<byte> magic = stackalloc byte[2];
+        using var f = File.OpenRead(path);
+        return f.Read(magic) == 2 && magic[0] == 0x1F && magic[1] == 0x8B;
+    }
+
+    private static StreamReader OpenText(string path, bool compressed)
+    {
+        Stream stream = File.OpenRead(path);
+        if (compressed) stream = new GZipStream(stream, CompressionMode.Decompress);
+        return new StreamReader(stream, Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
+    }
+
+    /// <summary>The header row; a binary file (another compression, a spreadsheet) is an error, not a header of control characters.</summary>
+    private static string ReadHeader(StreamReader reader, string path, bool compressed)
+    {
+        string? first;
+        try { first = reader.ReadLine(); }
+        catch (InvalidDataException e) { throw new ArgumentException($"'{path}' starts like a gzip file but cannot be decompressed ({e.Message}); it may be damaged or incomplete."); }
+        if (first is null) throw new ArgumentException($"The data file '{path}' is empty; it needs a header row naming the columns.");
+        if (first.Any(c => char.IsControl(c) && c != '\t'))
+            throw new ArgumentException($"'{path}' is not a text file{(compressed ? " (after gzip decompression)" : "")}: its first line holds control characters. " +
+                                        "Give a CSV/TSV file (plain, or compressed with gzip as .csv.gz/.tsv.gz); unpack other archives (.zip, .bz2, .xz) or export spreadsheets as CSV first.");
+        return first;
     }
 
     private static char Sniff(string path, string headerLine)
@@ -109,7 +145,49 @@ public sealed class TabularData
             TrimWhitespace = false,
             MissingRealsAsNaNs = true,
         });
-        return loader.Load(Path);
+        return loader.Load(new Source(this));
+    }
+
+    /// <summary>The file as ML.NET reads it: through a GZipStream when compressed, so `.csv.gz` needs no unpacking.</summary>
+    private sealed class Source(TabularData data) : IMultiStreamSource
+    {
+        public int Count => 1;
+        public string GetPathOrNull(int index) => data.Path;
+        public Stream Open(int index) => data.Compressed ? new GZipStream(File.OpenRead(data.Path), CompressionMode.Decompress) : File.OpenRead(data.Path);
+        public TextReader OpenTextReader(int index) => OpenText(data.Path, data.Compressed);
+    }
+
+    /// <summary>
+    /// Throws unless every non-empty value of <paramref name="column"/> is a number. ML.NET reads a text value of a
+    /// numeric column as NaN, so a text column given as numeric features would train on nothing but missing values.
+    /// </summary>
+    public void RequireNumbers(MLContext ml, string column, string option)
+    {
+        var view = Load(ml, new[] { (column, DataKind.String) });
+        long row = 0, numbers = 0, other = 0;
+        var examples = new List<string>();
+        using (var cursor = view.GetRowCursor(view.Schema))
+        {
+            var get = cursor.GetGetter<ReadOnlyMemory<char>>(view.Schema[column]);
+            ReadOnlyMemory<char> v = default;
+            while (cursor.MoveNext())
+            {
+                get(ref v);
+                row++;
+                var s = v.ToString().Trim();
+                if (s.Length == 0 || s == "?") continue; // missing: ML.NET reads both as NaN, replaced by the training mean
+                if (float.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out _)) { numbers++; continue; }
+                other++;
+                if (examples.Count < 3) examples.Add($"row {row:N0}: '{(s.Length > 40 ? s[..40] + "…" : s)}'");
+            }
+        }
+        if (other == 0) return;
+        string seen = string.Join(", ", examples);
+        if (numbers == 0)
+            throw new ArgumentException($"Column '{column}' of '{Path}' holds text, not numbers ({seen}); {option} takes numeric columns only. " +
+                                        "Give a text column to --text instead.");
+        throw new ArgumentException($"Column '{column}' of '{Path}' ({option}) holds numbers, but {other:N0} value(s) are not numbers ({seen}). " +
+                                    "Correct them, or leave a missing value empty (it becomes the training mean).");
     }
 
     /// <summary>The label kind of <paramref name="labelColumn"/> and the reason, from up to 100,000 values.</summary>

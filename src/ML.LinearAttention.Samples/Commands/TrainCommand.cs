@@ -13,23 +13,8 @@ namespace Microsoft.ML.LinearAttention.Samples.Commands;
 /// numeric features, label); the label decides the task (text → classification, numbers → regression). Writes the model,
 /// a model card (JSON + markdown), training curves and, for classification, a confusion matrix (PNG) next to it.
 /// </summary>
-public static class TrainCommand
+public static partial class TrainCommand
 {
-    public const string Usage = """
-          train --data FILE --text COL[,COL] --label COL [options]
-                                   train on your CSV/TSV (header row required); writes MODEL, MODEL.card.json/.md, MODEL.curves.png
-                                   and (classification) MODEL.confusion.png
-              --features COL[,COL] numeric columns fused into the head (missing values → training mean)
-              --task auto|classification|regression   (default auto: text labels → classification, numbers → regression)
-              --model FILE         output model (default model.zip)
-              --validation FILE    validation file; else --validation-fraction of the data (default 0.1, 0 = none)
-              --epochs N --dim N --layers N --heads N --attention NAME --batch N --lr X --max-length N --dropout X
-              --patience N         epochs without validation improvement before stopping (default 2)
-              --seed N --threads N (libtorch CPU threads, default 1: fastest for small models)
-              --checkpoint-dir DIR --checkpoint-every N   resumable checkpoints (a rerun resumes after a crash)
-              --separator auto|comma|tab|semicolon  --progress auto|bar|lines|none  --verbose
-        """;
-
     /// <summary>Runs the command; <paramref name="observer"/> also receives every progress report (tests).</summary>
     public static int Run(IReadOnlyList<string> args, TextWriter output, CancellationToken cancellation, IProgress<TrainingProgress>? observer = null)
         => Run("train", args, output, cancellation, observer);
@@ -41,14 +26,6 @@ public static class TrainCommand
     /// </summary>
     public static int RunConvert(IReadOnlyList<string> args, TextWriter output, CancellationToken cancellation, IProgress<TrainingProgress>? observer = null)
         => Run("convert", args, output, cancellation, observer);
-
-    public const string ConvertUsage = """
-          convert --data FILE --text COLS --label COL [train's options]  a pretrained softmax encoder converted to linear
-              --pretrained NAME|FOLDER  all-MiniLM-L6-v2 (default), snowflake-arctic-embed-xs, a Hugging Face folder or .onnx
-              --to MECHANISM       the linear mechanism replacing softmax (default hedgehog)
-              --hybrid PLAN        keep some softmax layers, e.g. "softmax@-1" (default: convert every layer)
-              --transfer-steps N   attention-transfer steps of stage 1 (default 200)
-        """;
 
     private static int Run(string command, IReadOnlyList<string> args, TextWriter output, CancellationToken cancellation, IProgress<TrainingProgress>? observer)
     {
@@ -72,7 +49,7 @@ public static class TrainCommand
 
         output.WriteLine($"Training on {input.Data.Path}: text {string.Join(", ", input.Text)}{(input.Features.Length > 0 ? $"; features {string.Join(", ", input.Features)}" : "")}; label {input.Label}.");
         var fit = Stopwatch.StartNew();
-        var model = Fit(pipeline, trainView, monitor);
+        var model = Fit(pipeline, trainView, monitor, options, cancellation);
         double trainSeconds = fit.Elapsed.TotalSeconds;
 
         try
@@ -83,42 +60,19 @@ public static class TrainCommand
             var pending = Evaluate(ml, model, core, evaluationView, card, input, sets, classify); // PNGs, written only after the model is saved
             double evaluateSeconds = evaluate.Elapsed.TotalSeconds;
 
-            DescribeDataAndTraining(card, ml, core, input, sets, trainView);
+            DescribeDataAndTraining(card, ml, core, input, sets, trainView, options.MaxEpochs);
             pending.Insert(0, DrawTrainingCurves(card, monitor, input.ModelPath, classify));
 
-            cancellation.ThrowIfCancellationRequested();
+            // A Ctrl+C after training finished does not throw the finished model away: it is saved in full.
             var (json, md) = Save(ml, model, sets.Train.Schema, card, pending, input.ModelPath, loadSeconds, trainSeconds, evaluateSeconds, total);
-            WriteSummary(output, card, core.TrainingReport!, trainSeconds, input.ModelPath, json, md, pending);
+            WriteSummary(output, card, trainSeconds, input.ModelPath, json, md, pending);
+            if (cancellation.IsCancellationRequested) output.WriteLine("Ctrl+C came after training had finished: the model and its files were written in full.");
             return 0;
         }
         finally
         {
             (model as IDisposable)?.Dispose();
         }
-    }
-
-    /// <summary>The data file and the columns' roles, each column checked against the file's header.</summary>
-    private sealed record Arguments(TabularData Data, string[] Text, string[] Features, string Label, string ModelPath, string? ValidationFile,
-        double ValidationFraction, string RequestedTask, int Seed, ProgressMode Mode, bool Verbose);
-
-    private static Arguments ParseArguments(CommandLine cl)
-    {
-        var data = TabularData.Open(cl.Required("data", "the CSV or TSV file to train on"), cl.String("separator"));
-        var text = cl.List("text");
-        if (text.Length == 0) throw new ArgumentException("'train' needs --text with at least one text column (comma-separated for several).");
-        var features = cl.List("features");
-        var label = cl.Required("label", "the column to predict");
-        var modelPath = Path.GetFullPath(cl.String("model", "model.zip")!);
-        var validationFile = cl.String("validation");
-        double validationFraction = cl.Double("validation-fraction", validationFile is null ? 0.1 : 0);
-        var requestedTask = cl.String("task", "auto")!.ToLowerInvariant();
-        int seed = cl.Int("seed", 1);
-        var mode = TrainingMonitor.Choose(cl.String("progress"));
-        bool verbose = cl.Flag("verbose");
-        foreach (var c in text.Concat(features).Append(label)) data.IndexOf(c);
-        var overlap = text.Intersect(features).Concat(text.Where(t => t == label)).Concat(features.Where(f => f == label)).FirstOrDefault();
-        if (overlap is not null) throw new ArgumentException($"Column '{overlap}' has two roles; each column is text, a feature or the label.");
-        return new Arguments(data, text, features, label, modelPath, validationFile, validationFraction, requestedTask, seed, mode, verbose);
     }
 
     private static (TaskKind Task, string Reason) ChooseTask(MLContext ml, Arguments input) => input.RequestedTask switch
@@ -132,7 +86,7 @@ public static class TrainCommand
     /// <summary>The progress display; the library's warnings (and with --verbose its info lines) print through it.</summary>
     private static TrainingMonitor StartMonitor(MLContext ml, TextWriter output, Arguments input, bool classify)
     {
-        var monitor = new TrainingMonitor(output, input.Mode, classify ? "val acc" : "val RMSE");
+        var monitor = new TrainingMonitor(output, input.Mode, classify ? "val acc" : "val RMSE", input.LogEvery);
         ml.Log += (_, e) =>
         {
             if (!e.Source.StartsWith("LinearAttention", StringComparison.Ordinal)) return;
@@ -153,9 +107,14 @@ public static class TrainCommand
         // Columns as typed: text as String, features as Single (empty → NaN), label as String (classification) or Single.
         var columns = input.Text.Select(t => (t, DataKind.String)).Concat(input.Features.Select(f => (f, DataKind.Single)))
             .Append((input.Label, classify ? DataKind.String : DataKind.Single)).ToList();
+        foreach (var f in input.Features) input.Data.RequireNumbers(ml, f, "--features");
         var all = input.Data.Load(ml, columns);
         if (input.ValidationFile is not null)
-            return new DataSets(all, TabularData.Open(input.ValidationFile, cl.String("separator")).Load(ml, columns), Path.GetFileName(input.ValidationFile));
+        {
+            var validation = TabularData.Open(input.ValidationFile, cl.String("separator"));
+            foreach (var f in input.Features) validation.RequireNumbers(ml, f, "--features");
+            return new DataSets(all, validation.Load(ml, columns), Path.GetFileName(input.ValidationFile));
+        }
         if (input.ValidationFraction > 0)
         {
             if (input.ValidationFraction >= 1) throw new ArgumentException("--validation-fraction must lie in [0, 1).");
@@ -167,13 +126,14 @@ public static class TrainCommand
 
     /// <summary>
     /// The pipeline to fit and the views it trains and is evaluated on. Training-only steps (the label key) stay out of
-    /// the saved model; Concatenate of the features goes into it.
+    /// the saved model; Concatenate of the features goes into it. The label is keyed in place, under the user's column name,
+    /// so the library's messages (rows without a label, missing classes) name the column the user knows.
     /// </summary>
     private static (IEstimator<ITransformer> Pipeline, IDataView TrainView, IDataView EvaluationView) BuildPipeline(
         MLContext ml, Arguments input, DataSets sets, LinearAttentionOptions options, bool classify)
     {
         var features = input.Features;
-        ITransformer? labelKey = classify ? ml.Transforms.Conversion.MapValueToKey("Label", input.Label).Fit(sets.Train) : null;
+        ITransformer? labelKey = classify ? ml.Transforms.Conversion.MapValueToKey(input.Label, input.Label).Fit(sets.Train) : null;
         IDataView Prepare(IDataView d) => labelKey?.Transform(d) ?? d;
         var trainView = Prepare(sets.Train);
         IEstimator<ITransformer> pipeline = features.Length > 0 ? ml.Transforms.Concatenate("Features", features) : new EstimatorChain<ITransformer>();
@@ -187,9 +147,14 @@ public static class TrainCommand
         return (pipeline, trainView, sets.HasValidation ? Prepare(sets.Validation) : trainView);
     }
 
-    private static ITransformer Fit(IEstimator<ITransformer> pipeline, IDataView trainView, TrainingMonitor monitor)
+    private static ITransformer Fit(IEstimator<ITransformer> pipeline, IDataView trainView, TrainingMonitor monitor, LinearAttentionOptions options, CancellationToken cancellation)
     {
         try { return pipeline.Fit(trainView); }
+        catch (OperationCanceledException e) when (cancellation.IsCancellationRequested)
+        {
+            monitor.Finish();
+            throw Stopped(monitor, options, e);
+        }
         finally { monitor.Finish(); }
     }
 
@@ -210,7 +175,7 @@ public static class TrainCommand
         var scored = model.Transform(evaluationView);
         if (classify)
         {
-            var m = ml.MulticlassClassification.Evaluate(scored, "Label", "Score", "PredictedLabel");
+            var m = ml.MulticlassClassification.Evaluate(scored, input.Label, "Score", "PredictedLabel");
             card.Metrics["MicroAccuracy"] = m.MicroAccuracy;
             card.Metrics["MacroAccuracy"] = m.MacroAccuracy;
             card.Metrics["LogLoss"] = m.LogLoss;
@@ -236,7 +201,7 @@ public static class TrainCommand
         return pending;
     }
 
-    private static void DescribeDataAndTraining(ModelCard card, MLContext ml, LinearAttentionTransformer core, Arguments input, DataSets sets, IDataView trainView)
+    private static void DescribeDataAndTraining(ModelCard card, MLContext ml, LinearAttentionTransformer core, Arguments input, DataSets sets, IDataView trainView, int maxEpochs)
     {
         var report = core.TrainingReport!;
         card.Data = new ModelCard.CardData
@@ -248,7 +213,8 @@ public static class TrainCommand
         card.Training = new ModelCard.CardTraining
         {
             Epochs = report.Epochs, Steps = report.Steps, FinalTrainLoss = report.FinalTrainLoss, BestValidationMetric = report.BestValidationMetric,
-            BestEpoch = report.BestEpoch, StoppedEarly = report.StoppedEarly, Parameters = core.ParameterCount,
+            // The trainer flags a run whose patience ran out in its last epoch too; every epoch ran, so it did not stop early.
+            BestEpoch = report.BestEpoch, StoppedEarly = report.StoppedEarly && report.Epochs < maxEpochs, Parameters = core.ParameterCount,
             Device = ml.GpuDeviceId is { } g ? $"cuda:{g}" : "cpu",
         };
     }
@@ -278,7 +244,7 @@ public static class TrainCommand
         return (json, md);
     }
 
-    private static void WriteSummary(TextWriter output, ModelCard card, TrainingReport report, double trainSeconds, string modelPath, string json, string md,
+    private static void WriteSummary(TextWriter output, ModelCard card, double trainSeconds, string modelPath, string json, string md,
         List<(string Path, byte[] Bytes)> pending)
     {
         output.WriteLine();
@@ -286,7 +252,8 @@ public static class TrainCommand
         output.WriteLine($"| {new string('-', 40)} | ----: |");
         foreach (var (k, v) in card.Metrics) output.WriteLine($"| {k,-40} | {v.ToString("F3", CultureInfo.InvariantCulture),5} |");
         output.WriteLine();
-        output.WriteLine($"{report.Epochs} epoch(s), {report.Steps} steps in {trainSeconds:F0} s{(report.StoppedEarly ? " (stopped early)" : "")}.");
+        var t = card.Training;
+        output.WriteLine($"{t.Epochs} epoch(s), {t.Steps} steps in {trainSeconds:F0} s{(t.StoppedEarly ? $" (stopped early: no validation improvement after epoch {t.BestEpoch})" : "")}.");
         output.WriteLine($"Saved {modelPath}, {Path.GetFileName(json)}, {Path.GetFileName(md)}, {string.Join(", ", pending.Select(p => Path.GetFileName(p.Path)))}.");
     }
 
@@ -298,60 +265,5 @@ public static class TrainCommand
         long n = 0;
         while (cursor.MoveNext()) n++;
         return n;
-    }
-
-    /// <summary>Options of `convert`: sizes, positions and tokenizer come from the checkpoint, so they are not set here.</summary>
-    private static LinearAttentionOptions ConvertOptions(CommandLine cl, bool classify, int seed)
-    {
-        LinearAttentionOptions o = classify ? new TextClassificationOptions { LabelColumnName = "Label" } : new SequenceRegressionOptions();
-        o.TextColumnNames = cl.List("text");
-        if (!classify) o.LabelColumnName = cl.String("label")!;
-        o.PretrainedBackbone = cl.String("pretrained", "all-MiniLM-L6-v2");
-        o.Conversion = new Microsoft.ML.LinearAttention.Conversion.ConversionOptions
-        {
-            Attention = cl.String("to", "hedgehog")!,
-            HybridPlan = cl.String("hybrid"),
-            TransferSteps = cl.Int("transfer-steps", 200),
-        };
-        o.MaxEpochs = cl.Int("epochs", 3);
-        o.BatchSize = cl.Int("batch", 16);
-        o.LearningRate = cl.Double("lr", 5e-4);
-        o.EarlyStoppingPatience = cl.Int("patience", 2);
-        o.Seed = seed;
-        o.CpuThreads = cl.Int("threads", 1);
-        o.LogEverySteps = 1;
-        return o;
-    }
-
-    private static LinearAttentionOptions Options(CommandLine cl, bool classify, int seed)
-    {
-        LinearAttentionOptions o = classify ? new TextClassificationOptions { LabelColumnName = "Label" } : new SequenceRegressionOptions();
-        o.TextColumnNames = cl.List("text");
-        if (!classify) o.LabelColumnName = cl.String("label")!;
-        o.MaxEpochs = cl.Int("epochs", 3);
-        o.ModelDimension = cl.Int("dim", 64);
-        o.NumberOfLayers = cl.Int("layers", 2);
-        o.NumberOfHeads = cl.Int("heads", 4);
-        o.Attention = cl.String("attention", "linear")!;
-        o.BatchSize = cl.Int("batch", 32);
-        o.LearningRate = cl.Double("lr", classify ? 2e-3 : 1e-3);
-        o.MaxSequenceLength = cl.Int("max-length", 512);
-        o.Dropout = cl.Double("dropout", 0.1);
-        o.EarlyStoppingPatience = cl.Int("patience", 2);
-        o.Seed = seed;
-        o.CpuThreads = cl.Int("threads", 1);
-        o.LogEverySteps = 1; // every step reaches the progress bar and the loss curve
-        o.CheckpointDirectory = cl.String("checkpoint-dir");
-        o.CheckpointEverySteps = cl.Int("checkpoint-every", 200);
-        return o;
-    }
-
-    private sealed class Fanout(IProgress<TrainingProgress> first, IProgress<TrainingProgress>? second) : IProgress<TrainingProgress>
-    {
-        public void Report(TrainingProgress value)
-        {
-            first.Report(value);
-            second?.Report(value);
-        }
     }
 }

@@ -9,7 +9,7 @@ public enum ProgressMode
 {
     /// <summary>A bar redrawn in place (interactive terminals).</summary>
     Bar,
-    /// <summary>One line per report (logs, CI, other programs reading the output).</summary>
+    /// <summary>A line every N steps and at each epoch's end (logs, CI, other programs reading the output).</summary>
     Lines,
     /// <summary>A line every 10% and at the end of each epoch (redirected output).</summary>
     Milestones,
@@ -19,14 +19,20 @@ public enum ProgressMode
 
 /// <summary>
 /// The training IProgress callback of the samples: draws a progress bar (epoch, step, loss, validation metric, learning
-/// rate, tokens/s, ETA) and records the loss and validation curves for the PNG chart.
+/// rate, tokens/s, ETA) and records the loss and validation curves for the PNG chart. Every step is recorded; in
+/// <see cref="ProgressMode.Lines"/> a line is printed every <paramref name="logEvery"/> steps (default 1% of the run,
+/// at least 10) and at each epoch's end, so a long run does not print one line per step.
 /// </summary>
-public sealed class TrainingMonitor(TextWriter output, ProgressMode mode, string metricName) : IProgress<TrainingProgress>
+public sealed class TrainingMonitor(TextWriter output, ProgressMode mode, string metricName, int? logEvery = null) : IProgress<TrainingProgress>
 {
     private readonly object _gate = new();
     private readonly Stopwatch _redraw = Stopwatch.StartNew();
     private int _lastMilestone = -1;
     private int _barWidth;
+    private long _lastLine = -1;
+
+    /// <summary>Steps between two lines of <see cref="ProgressMode.Lines"/>.</summary>
+    public long LinesEvery(long totalSteps) => logEvery ?? Math.Max(10, (totalSteps + 99) / 100);
 
     /// <summary>(step, mean loss since the previous report).</summary>
     public List<(double Step, double Loss)> Loss { get; } = new();
@@ -56,8 +62,10 @@ public sealed class TrainingMonitor(TextWriter output, ProgressMode mode, string
             int percent = p.TotalSteps > 0 ? (int)Math.Min(100, p.Step * 100 / p.TotalSteps) : 0;
             switch (mode)
             {
-                case ProgressMode.Lines:
+                case ProgressMode.Lines when epochEnd || p.Step == p.TotalSteps || p.Step % LinesEvery(p.TotalSteps) == 0:
+                    if (p.Step == _lastLine && p.ValidationMetric is null) break; // an epoch's end without a metric repeats the step's line
                     output.WriteLine(Describe(p));
+                    _lastLine = p.Step;
                     break;
                 case ProgressMode.Milestones when percent / 10 > _lastMilestone || epochEnd:
                     _lastMilestone = percent / 10;

@@ -20,10 +20,11 @@ public sealed class ConvertCommandTests : IDisposable
         Assert.Equal(0, TrainCommand.RunConvert(new[]
         {
             "--data", train, "--text", "Title,Body", "--label", "Priority", "--model", model, "--epochs", "1", "--batch", "16",
-            "--transfer-steps", "2", "--progress", "none", "--verbose",
+            "--transfer-steps", "2", "--progress", "none", "--verbose", "--max-length", "64", "--dropout", "0.05",
         }, log, default));
         Assert.True(File.Exists(model), log.ToString());
         Assert.Contains("Attention transfer", log.ToString());
+        Assert.Contains("MaxSequenceLength 64", log.ToString()); // train's --max-length, promised by convert's help, reaches the estimator
 
         var evaluate = new StringWriter();
         Assert.Equal(0, EvaluateCommand.Run(new[] { "--data", train, "--model", model }, evaluate));
@@ -37,6 +38,6 @@ public sealed class ConvertCommandTests : IDisposable
         {
             "--data", train, "--text", "Title", "--label", "Priority", "--dim", "64", "--progress", "none",
         }, TextWriter.Null, default));
-        Assert.Contains("dim", ex.Message);
+        Assert.Contains("--dim 64 does not apply to 'convert': the pretrained checkpoint fixes the encoder's sizes", ex.Message);
     }
 }

@@ -107,8 +107,10 @@ public sealed class SampleCommandTests(ITestOutputHelper output) : IDisposable
         var train = TicketFiles.Write(P("tickets.csv"), SupportTickets.Generate(200, seed: 5));
         using var cts = new CancellationTokenSource();
         var args = TicketFiles.TinyTrainArgs(train, P("out/model.zip"));
-        Assert.ThrowsAny<OperationCanceledException>(() => TrainCommand.Run(args, TextWriter.Null, cts.Token,
+        var e = Assert.Throws<TrainingStoppedException>(() => TrainCommand.Run(args, TextWriter.Null, cts.Token,
             new CheckpointTests.SyncProgress<TrainingProgress>(p => { if (p.Step == 3) cts.Cancel(); })));
+        Assert.StartsWith("Stopped at step 3/", e.Message); // after the batch in progress, saying that nothing was kept
+        Assert.Contains("no model was written; nothing was kept (give --checkpoint-dir DIR", e.Message);
         Assert.Equal(new[] { "tickets.csv" }, Directory.EnumerateFileSystemEntries(_dir, "*", SearchOption.AllDirectories).Select(Path.GetFileName));
     }
 }

@@ -82,7 +82,7 @@ public sealed class ServeAndCrashTests(ITestOutputHelper output) : IDisposable
         var args = TicketFiles.TinyTrainArgs(data, P("model.zip"));
         args[args.IndexOf("--epochs") + 1] = "6";
         args[args.IndexOf("--progress") + 1] = "lines";
-        args.AddRange(new[] { "--checkpoint-dir", P("checkpoints"), "--checkpoint-every", interval.ToString() });
+        args.AddRange(new[] { "--log-every", "1", "--checkpoint-dir", P("checkpoints"), "--checkpoint-every", interval.ToString() });
 
         // 1. The samples program trains in its own process; it is killed (SIGKILL) between two checkpoints.
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
