@@ -1,7 +1,7 @@
 namespace Microsoft.ML.LinearAttention.Vision;
 
 /// <summary>
-/// Finds the pretrained ResNet18 of the NuGet package <c>Microsoft.ML.DnnImageFeaturizer.ResNet18</c> (0.23.1). The
+/// Finds the pretrained ResNet18 of the NuGet package <c>Microsoft.ML.DnnImageFeaturizer.ResNet18</c> (0.24.0). The
 /// library does not depend on that 64 MB package: an application that wants the pretrained stem references it, and
 /// the package's build step copies <c>ResNet18.onnx</c> and its preprocessing graph <c>ResNetPreprocess.onnx</c> into
 /// <c>DnnImageModels/ResNet18Onnx/</c> and <c>DnnImageModels/ResNetPrepOnnx/</c> of the output folder.
@@ -46,7 +46,7 @@ public static class PretrainedImageModels
         }
         throw new FileNotFoundException(
             $"The pretrained ResNet18 stem needs {ResNet18RelativePath} in the application's output folder ({AppContext.BaseDirectory}), which is not there. " +
-            $"Reference the NuGet package {ResNet18Package} 0.23.1 from the application (its build step copies the model into the output folder) " +
+            $"Reference the NuGet package {ResNet18Package} 0.24.0 from the application (its build step copies the model into the output folder) " +
             "and rebuild, or set ImageClassificationOptions.PretrainedModelPath to the ResNet18.onnx file.");
     }
 

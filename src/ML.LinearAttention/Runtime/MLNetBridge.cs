@@ -8,7 +8,7 @@ namespace Microsoft.ML.LinearAttention.Runtime;
 /// The ONE place that touches ML.NET internals, by reflection, so that a third-party transformer behaves like ML.NET's
 /// own: catalog environments, the device/seed/cancel flags of an environment, <see cref="SchemaShape.Column"/>
 /// construction, and <c>mlContext.Model.Save/Load</c> (ModelSaveContext members, VersionInfo, ModelLoadContext and a
-/// loader registered at run time in the <see cref="ComponentCatalog"/>). Pinned to Microsoft.ML 5.0.x by
+/// loader registered at run time in the <see cref="ComponentCatalog"/>). Pinned to Microsoft.ML 6.0.x by
 /// <c>MLNetBridgeTests</c>; every member fails with a message naming the ML.NET member it could not find.
 /// </summary>
 internal static class MLNetBridge
@@ -17,7 +17,7 @@ internal static class MLNetBridge
     private static readonly Assembly Core = typeof(ModelSaveContext).Assembly;           // Microsoft.ML.Core
 
     /// <summary>The Microsoft.ML version this bridge was written and tested against.</summary>
-    public const string PinnedMLNetVersion = "5.0";
+    public const string PinnedMLNetVersion = "6.0";
 
     /// <summary>The product version of the loaded Microsoft.ML (its assembly version is always 1.0.0.0).</summary>
     public static string LoadedMLNetVersion

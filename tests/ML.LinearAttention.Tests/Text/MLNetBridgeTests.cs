@@ -16,7 +16,7 @@ namespace Microsoft.ML.LinearAttention.Tests.Text;
 public sealed class MLNetBridgeTests
 {
     [Fact]
-    public void BridgeIsPinnedToMicrosoftML50()
+    public void BridgeIsPinnedToMicrosoftML60()
     {
         var version = MLNetBridge.LoadedMLNetVersion;
         Assert.True(version.StartsWith(MLNetBridge.PinnedMLNetVersion + ".", StringComparison.Ordinal),
@@ -48,7 +48,16 @@ public sealed class MLNetBridgeTests
         var find = typeof(ComponentCatalog).GetMethod("GetLoadableClassInfo", BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public, null,
             new[] { typeof(string), typeof(Type) }, null)!;
         var sig = typeof(ModelSaveContext).Assembly.GetType("Microsoft.ML.SignatureLoadModel")!;
-        Assert.NotNull(find.Invoke(ml.ComponentCatalog, new object[] { LinearAttentionTransformer.LoaderSignature, sig }));
+        var info = find.Invoke(ml.ComponentCatalog, new object[] { LinearAttentionTransformer.LoaderSignature, sig });
+        Assert.NotNull(info);
+        // LoadableClassInfo's constructor takes its arguments by position: the loader must land in CreateMethod, and the
+        // chain's loader must be the unwrapping one.
+        var createOf = (object i) => (MethodInfo)i.GetType().GetProperty("CreateMethod")!.GetValue(i)!;
+        Assert.Equal(nameof(ModelLoader.Create), createOf(info!).Name);
+        Assert.Equal(typeof(ModelLoader), createOf(info!).DeclaringType);
+        Assert.Same(MLNetBridge.Unwrapping(createOf(info!)), createOf(info!));
+        var chain = find.Invoke(ml.ComponentCatalog, new object[] { "TransformerChain", sig })!;
+        Assert.Same(MLNetBridge.Unwrapping(createOf(chain)), createOf(chain));
     }
 
     [Fact]

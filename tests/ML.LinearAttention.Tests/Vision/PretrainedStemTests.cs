@@ -100,7 +100,7 @@ public sealed class PretrainedStemTests(ITestOutputHelper output)
             var e2 = Assert.Throws<FileNotFoundException>(() => PretrainedImageModels.LocateResNet18(Path.Combine(dir, "ResNet18.onnx")));
             Assert.Contains(PretrainedImageModels.ResNet18Package, e2.Message);
             var e3 = Assert.Throws<FileNotFoundException>(() => PretrainedImageModels.LocateResNet18(null, new[] { dir }));
-            Assert.Contains($"Reference the NuGet package {PretrainedImageModels.ResNet18Package} 0.23.1", e3.Message);
+            Assert.Contains($"Reference the NuGet package {PretrainedImageModels.ResNet18Package} 0.24.0", e3.Message);
         }
         finally { Directory.Delete(dir, true); }
     }
