@@ -24,6 +24,7 @@ public static class EvaluateCommand
         cl.RejectUnknown();
         var view = data.Load(ml, saved.Columns(ml, data, withLabel: true));
         var inv = CultureInfo.InvariantCulture;
+        var truncation = TruncationSummary.Start(saved.Model);
         output.WriteLine($"Evaluating {Path.GetFileName(cl.String("model"))} on {data.Path}:");
         output.WriteLine("| metric | value |");
         output.WriteLine("| --- | ---: |");
@@ -55,7 +56,16 @@ public static class EvaluateCommand
             output.WriteLine($"| MAE | {m.MeanAbsoluteError.ToString("F4", inv)} |");
             output.WriteLine($"| RSquared | {m.RSquared.ToString("F4", inv)} |");
         }
+        if (truncation.Line(CountRows(view)) is { } cut) output.WriteLine(cut);
         return 0;
+    }
+
+    private static long CountRows(IDataView view)
+    {
+        using var cursor = view.GetRowCursor(Array.Empty<DataViewSchema.Column>());
+        long n = 0;
+        while (cursor.MoveNext()) n++;
+        return n;
     }
 
     private sealed class ClassName

@@ -23,6 +23,7 @@ public static class PredictCommand
         var outPath = Path.GetFullPath(cl.String("out") ?? Path.Combine(Path.GetDirectoryName(data.Path)!, data.Stem + ".predictions" + ext));
         cl.RejectUnknown();
         var columns = saved.Columns(ml, data, withLabel: false);
+        var truncation = TruncationSummary.Start(saved.Model);
         var scored = saved.Model.Transform(data.Load(ml, columns));
 
         long rows = 0;
@@ -61,6 +62,7 @@ public static class PredictCommand
             }
         });
         output.WriteLine($"Wrote {rows:N0} prediction(s) to {outPath}.");
+        if (truncation.Line(rows) is { } cut) output.WriteLine(cut);
         return 0;
     }
 
