@@ -35,7 +35,7 @@ public static partial class TrainCommand
         var ml = new MLContext(input.Seed);
         var (task, reason) = ChooseTask(ml, input);
         bool classify = task == TaskKind.Classification;
-        var monitor = StartMonitor(ml, output, input, classify);
+        var monitor = StartMonitor(ml, output, input, classify, cl.String("checkpoint-dir"));
         var options = command == "convert" ? ConvertOptions(cl, classify, input.Seed) : Options(cl, classify, input.Seed);
         options.Progress = new Fanout(monitor, observer);
         options.CancellationToken = cancellation;
@@ -60,11 +60,12 @@ public static partial class TrainCommand
             var pending = Evaluate(ml, model, core, evaluationView, card, input, sets, classify); // PNGs, written only after the model is saved
             double evaluateSeconds = evaluate.Elapsed.TotalSeconds;
 
-            DescribeDataAndTraining(card, ml, core, input, sets, trainView, options.MaxEpochs);
+            DescribeDataAndTraining(card, ml, core, input, sets, trainView, options.MaxEpochs, monitor);
             pending.Insert(0, DrawTrainingCurves(card, monitor, input.ModelPath, classify));
 
             // A Ctrl+C after training finished does not throw the finished model away: it is saved in full.
             var (json, md) = Save(ml, model, sets.Train.Schema, card, pending, input.ModelPath, loadSeconds, trainSeconds, evaluateSeconds, total);
+            monitor.History?.Delete(); // the model is saved: nothing is left to resume
             WriteSummary(output, card, trainSeconds, input.ModelPath, json, md, pending);
             if (cancellation.IsCancellationRequested) output.WriteLine("Ctrl+C came after training had finished: the model and its files were written in full.");
             return 0;
@@ -83,10 +84,14 @@ public static partial class TrainCommand
         _ => throw new ArgumentException($"--task {input.RequestedTask}: use auto, classification or regression."),
     };
 
-    /// <summary>The progress display; the library's warnings (and with --verbose its info lines) print through it.</summary>
-    private static TrainingMonitor StartMonitor(MLContext ml, TextWriter output, Arguments input, bool classify)
+    /// <summary>The progress display; the library's warnings (and with --verbose its info lines) print through it. With
+    /// checkpoints on, it keeps its points in the checkpoint directory, so a resumed run draws the whole curve.</summary>
+    private static TrainingMonitor StartMonitor(MLContext ml, TextWriter output, Arguments input, bool classify, string? checkpointDirectory)
     {
-        var monitor = new TrainingMonitor(output, input.Mode, classify ? "val acc" : "val RMSE", input.LogEvery);
+        var monitor = new TrainingMonitor(output, input.Mode, classify ? "val acc" : "val RMSE", input.LogEvery)
+        {
+            History = checkpointDirectory is null ? null : new TrainingHistory(Path.Combine(Path.GetFullPath(checkpointDirectory), TrainingHistory.FileName)),
+        };
         ml.Log += (_, e) =>
         {
             if (!e.Source.StartsWith("LinearAttention", StringComparison.Ordinal)) return;
@@ -201,7 +206,8 @@ public static partial class TrainCommand
         return pending;
     }
 
-    private static void DescribeDataAndTraining(ModelCard card, MLContext ml, LinearAttentionTransformer core, Arguments input, DataSets sets, IDataView trainView, int maxEpochs)
+    private static void DescribeDataAndTraining(ModelCard card, MLContext ml, LinearAttentionTransformer core, Arguments input, DataSets sets, IDataView trainView, int maxEpochs,
+        TrainingMonitor monitor)
     {
         var report = core.TrainingReport!;
         card.Data = new ModelCard.CardData
@@ -216,6 +222,8 @@ public static partial class TrainCommand
             // The trainer flags a run whose patience ran out in its last epoch too; every epoch ran, so it did not stop early.
             BestEpoch = report.BestEpoch, StoppedEarly = report.StoppedEarly && report.Epochs < maxEpochs, Parameters = core.ParameterCount,
             Device = ml.GpuDeviceId is { } g ? $"cuda:{g}" : "cpu",
+            ResumedFromStep = report.ResumedFromStep,
+            ValidationHistory = monitor.Validation.Select(v => new ModelCard.EpochMetric((int)v.Epoch, v.Metric)).ToArray(),
         };
     }
 
@@ -253,7 +261,7 @@ public static partial class TrainCommand
         foreach (var (k, v) in card.Metrics) output.WriteLine($"| {k,-40} | {v.ToString("F3", CultureInfo.InvariantCulture),5} |");
         output.WriteLine();
         var t = card.Training;
-        output.WriteLine($"{t.Epochs} epoch(s), {t.Steps} steps in {trainSeconds:F0} s{(t.StoppedEarly ? $" (stopped early: no validation improvement after epoch {t.BestEpoch})" : "")}.");
+        output.WriteLine($"{t.Epochs} epoch(s), {t.Steps} steps in {trainSeconds:F0} s{(t.ResumedFromStep is { } r ? $" (this process; resumed from step {r})" : "")}{(t.StoppedEarly ? $" (stopped early: no validation improvement after epoch {t.BestEpoch})" : "")}.");
         output.WriteLine($"Saved {modelPath}, {Path.GetFileName(json)}, {Path.GetFileName(md)}, {string.Join(", ", pending.Select(p => Path.GetFileName(p.Path)))}.");
     }
 

@@ -51,7 +51,14 @@ public sealed class ModelCard
         public bool StoppedEarly { get; set; }
         public long Parameters { get; set; }
         public string Device { get; set; } = "cpu";
+        /// <summary>The checkpoint step a resumed run started from (null: one uninterrupted run).</summary>
+        public long? ResumedFromStep { get; set; }
+        /// <summary>The validation metric at the end of each epoch, the epochs before a resume included.</summary>
+        public EpochMetric[] ValidationHistory { get; set; } = Array.Empty<EpochMetric>();
     }
+
+    /// <summary>One epoch's validation metric.</summary>
+    public sealed record EpochMetric(int Epoch, double Metric);
 
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
@@ -128,8 +135,16 @@ public sealed class ModelCard
         sb.AppendLine();
         sb.AppendLine($"{Training.Epochs} epoch(s), {Training.Steps.ToString("N0", inv)} steps, final training loss {Training.FinalTrainLoss.ToString("F4", inv)}" +
                       (Training.BestValidationMetric is { } b ? $", best validation {b.ToString("F4", inv)} at epoch {Training.BestEpoch}" : "") +
-                      (Training.StoppedEarly ? ", stopped early" : "") + $"; {Training.Parameters.ToString("N0", inv)} parameters on {Training.Device}.");
+                      (Training.StoppedEarly ? ", stopped early" : "") + $"; {Training.Parameters.ToString("N0", inv)} parameters on {Training.Device}" +
+                      (Training.ResumedFromStep is { } r ? $"; resumed from the checkpoint of step {r.ToString("N0", inv)}" : "") + ".");
         sb.AppendLine();
+        if (Training.ValidationHistory.Length > 0)
+        {
+            sb.AppendLine("| epoch | validation |");
+            sb.AppendLine("| ---: | ---: |");
+            foreach (var v in Training.ValidationHistory) sb.AppendLine($"| {v.Epoch} | {v.Metric.ToString("F4", inv)} |");
+            sb.AppendLine();
+        }
         sb.AppendLine("| timing | seconds |");
         sb.AppendLine("| --- | ---: |");
         foreach (var (k, v) in TimingsSeconds) sb.AppendLine($"| {k} | {v.ToString("F1", inv)} |");
