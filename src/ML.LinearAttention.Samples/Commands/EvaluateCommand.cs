@@ -11,13 +11,14 @@ public static class EvaluateCommand
           evaluate --model FILE --data FILE [--confusion FILE.png] [--separator ...]
                                    metrics of a model saved by 'train' on labelled data (columns from its model card,
                                    or --text/--features/--label); classification also writes a confusion matrix PNG
-        """;
+        """ + "\n" + ImageScoring.EvaluateUsage;
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
     {
         var cl = new CommandLine("evaluate", args);
         var ml = new MLContext(1);
         using var saved = SavedModel.Load(ml, cl);
+        if (saved.IsImage) return ImageScoring.Evaluate(ml, saved, cl, output);
         var data = TabularData.Open(cl.Required("data", "labelled CSV or TSV"), cl.String("separator"));
         var confusionPath = cl.String("confusion") ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(cl.String("model")!))!,
             $"{Path.GetFileNameWithoutExtension(cl.String("model")!)}.{data.Stem}.confusion.png");

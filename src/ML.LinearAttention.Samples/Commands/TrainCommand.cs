@@ -29,6 +29,8 @@ public static partial class TrainCommand
 
     private static int Run(string command, IReadOnlyList<string> args, TextWriter output, CancellationToken cancellation, IProgress<TrainingProgress>? observer)
     {
+        if (command == "train" && args.Any(a => a is "--images" or "--image" || a.StartsWith("--images=", StringComparison.Ordinal) || a.StartsWith("--image=", StringComparison.Ordinal)))
+            return ImageTrainCommand.Run(args, output, cancellation, observer);
         var total = Stopwatch.StartNew();
         var cl = new CommandLine(command, args, "verbose");
         var input = ParseArguments(cl);
@@ -87,8 +89,11 @@ public static partial class TrainCommand
     /// <summary>The progress display; the library's warnings (and with --verbose its info lines) print through it. With
     /// checkpoints on, it keeps its points in the checkpoint directory, so a resumed run draws the whole curve.</summary>
     private static TrainingMonitor StartMonitor(MLContext ml, TextWriter output, Arguments input, bool classify, string? checkpointDirectory)
+        => StartMonitor(ml, output, input.Mode, input.LogEvery, input.Verbose, classify ? "val acc" : "val RMSE", checkpointDirectory);
+
+    internal static TrainingMonitor StartMonitor(MLContext ml, TextWriter output, ProgressMode mode, int? logEvery, bool verbose, string metric, string? checkpointDirectory)
     {
-        var monitor = new TrainingMonitor(output, input.Mode, classify ? "val acc" : "val RMSE", input.LogEvery)
+        var monitor = new TrainingMonitor(output, mode, metric, logEvery)
         {
             History = checkpointDirectory is null ? null : new TrainingHistory(Path.Combine(Path.GetFullPath(checkpointDirectory), TrainingHistory.FileName)),
         };
@@ -96,7 +101,7 @@ public static partial class TrainCommand
         {
             if (!e.Source.StartsWith("LinearAttention", StringComparison.Ordinal)) return;
             if (e.Kind is ChannelMessageKind.Warning or ChannelMessageKind.Error) monitor.WriteLine("  warning: " + e.RawMessage);
-            else if (input.Verbose && e.Kind == ChannelMessageKind.Info) monitor.WriteLine("  " + e.RawMessage);
+            else if (verbose && e.Kind == ChannelMessageKind.Info) monitor.WriteLine("  " + e.RawMessage);
         };
         return monitor;
     }
@@ -227,7 +232,7 @@ public static partial class TrainCommand
         };
     }
 
-    private static (string Path, byte[] Bytes) DrawTrainingCurves(ModelCard card, TrainingMonitor monitor, string modelPath, bool classify)
+    internal static (string Path, byte[] Bytes) DrawTrainingCurves(ModelCard card, TrainingMonitor monitor, string modelPath, bool classify)
     {
         var curves = Stem(modelPath) + ".curves.png";
         card.Files["training curves"] = Path.GetFileName(curves);
@@ -235,7 +240,7 @@ public static partial class TrainCommand
     }
 
     /// <summary>Saves the model first, then the charts and the card: none of them is left without its model.</summary>
-    private static (string Json, string Markdown) Save(MLContext ml, ITransformer model, DataViewSchema schema, ModelCard card, List<(string Path, byte[] Bytes)> pending,
+    internal static (string Json, string Markdown) Save(MLContext ml, ITransformer model, DataViewSchema schema, ModelCard card, List<(string Path, byte[] Bytes)> pending,
         string modelPath, double loadSeconds, double trainSeconds, double evaluateSeconds, Stopwatch total)
     {
         var save = Stopwatch.StartNew();
@@ -252,7 +257,7 @@ public static partial class TrainCommand
         return (json, md);
     }
 
-    private static void WriteSummary(TextWriter output, ModelCard card, double trainSeconds, string modelPath, string json, string md,
+    internal static void WriteSummary(TextWriter output, ModelCard card, double trainSeconds, string modelPath, string json, string md,
         List<(string Path, byte[] Bytes)> pending)
     {
         output.WriteLine();
@@ -265,9 +270,9 @@ public static partial class TrainCommand
         output.WriteLine($"Saved {modelPath}, {Path.GetFileName(json)}, {Path.GetFileName(md)}, {string.Join(", ", pending.Select(p => Path.GetFileName(p.Path)))}.");
     }
 
-    private static string Stem(string modelPath) => Path.Combine(Path.GetDirectoryName(modelPath)!, Path.GetFileNameWithoutExtension(modelPath));
+    internal static string Stem(string modelPath) => Path.Combine(Path.GetDirectoryName(modelPath)!, Path.GetFileNameWithoutExtension(modelPath));
 
-    private static long Count(IDataView view)
+    internal static long Count(IDataView view)
     {
         using var cursor = view.GetRowCursor(Array.Empty<DataViewSchema.Column>());
         long n = 0;

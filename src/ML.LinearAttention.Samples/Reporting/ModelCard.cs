@@ -39,6 +39,10 @@ public sealed class ModelCard
         public long ValidationRows { get; set; }
         public string ValidationSource { get; set; } = "";
         public string[]? Classes { get; set; }
+        /// <summary>Image models: the column of image paths (null for a folder per class).</summary>
+        public string? ImageColumn { get; set; }
+        /// <summary>Image models: the folder relative image paths were read from.</summary>
+        public string? ImageRoot { get; set; }
     }
 
     public sealed class CardTraining
@@ -60,10 +64,11 @@ public sealed class ModelCard
     /// <summary>One epoch's validation metric.</summary>
     public sealed record EpochMetric(int Epoch, double Metric);
 
-    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+    // A metric can be infinite (log-loss of a confident miss) or NaN; the card says so instead of failing to save.
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
     /// <summary>The public settings of an options object (numbers, text, enums, lists of text); data views and callbacks are left out.</summary>
-    public static SortedDictionary<string, JsonNode?> DescribeOptions(LinearAttentionOptions options)
+    public static SortedDictionary<string, JsonNode?> DescribeOptions(object options)
     {
         var result = new SortedDictionary<string, JsonNode?>(StringComparer.Ordinal);
         foreach (var f in options.GetType().GetFields(BindingFlags.Public | BindingFlags.Instance))
@@ -74,7 +79,7 @@ public sealed class ModelCard
             else if (t.IsEnum) result[f.Name] = v?.ToString();
             else if (t == typeof(string[])) result[f.Name] = v is string[] a ? new JsonArray(a.Select(s => (JsonNode?)s).ToArray()) : null;
         }
-        var tok = options.Tokenizer;
+        if (options is not LinearAttentionOptions { Tokenizer: var tok }) return result; // image options have no tokenizer
         result["Tokenizer"] = $"{tok.Kind}, {(tok.VocabularyFile is null ? "embedded bert-base-uncased vocabulary" : tok.VocabularyFile)}{(tok.LowerCase ? ", lower case" : "")}";
         return result;
     }
@@ -119,9 +124,13 @@ public sealed class ModelCard
         sb.AppendLine();
         sb.AppendLine("| | |");
         sb.AppendLine("| --- | --- |");
-        sb.AppendLine($"| file | `{Data.Path}` (separator {Data.Separator}) |");
-        sb.AppendLine($"| text columns | {string.Join(", ", Data.TextColumns)} |");
-        sb.AppendLine($"| numeric feature columns | {(Data.FeatureColumns.Length == 0 ? "none" : string.Join(", ", Data.FeatureColumns))} |");
+        sb.AppendLine(Data.Separator.Length == 0 ? $"| folder | `{Data.Path}` |" : $"| file | `{Data.Path}` (separator {Data.Separator}) |");
+        if (Data.TextColumns.Length > 0 || Data.ImageColumn is null && Data.ImageRoot is null)
+        {
+            sb.AppendLine($"| text columns | {string.Join(", ", Data.TextColumns)} |");
+            sb.AppendLine($"| numeric feature columns | {(Data.FeatureColumns.Length == 0 ? "none" : string.Join(", ", Data.FeatureColumns))} |");
+        }
+        else sb.AppendLine($"| images | {(Data.ImageColumn is null ? "a folder per class" : $"paths in column {Data.ImageColumn}, read from `{Data.ImageRoot}`")} |");
         sb.AppendLine($"| label | {Data.LabelColumn}{(Data.Classes is { } c ? $" ({c.Length} classes: {string.Join(", ", c)})" : "")} |");
         sb.AppendLine($"| rows | {Data.TrainRows.ToString("N0", inv)} training, {Data.ValidationRows.ToString("N0", inv)} validation ({Data.ValidationSource}) |");
         sb.AppendLine();
