@@ -39,7 +39,7 @@ public static class ImageTrainCommand
         var source = Read(ml, cl, "images", "data", requireLabel: true);
         var classes = ImageSet.Classes(source.Rows, source.Description);
         var modelPath = Path.GetFullPath(cl.String("model", "model.zip")!);
-        var monitor = TrainCommand.StartMonitor(ml, output, TrainingMonitor.Choose(cl.String("progress")), LogEvery(cl), cl.Flag("verbose"), "val acc", null);
+        var monitor = TrainCommand.StartMonitor(ml, output, TrainingMonitor.Choose(cl.String("progress")), LogEvery(cl), cl.Flag("verbose"), "val acc", null, unit: "img");
         var options = Options(cl, seed);
         options.Progress = observer is null ? monitor : new Both(monitor, observer);
         options.CancellationToken = cancellation;

@@ -91,10 +91,12 @@ public static partial class TrainCommand
     private static TrainingMonitor StartMonitor(MLContext ml, TextWriter output, Arguments input, bool classify, string? checkpointDirectory)
         => StartMonitor(ml, output, input.Mode, input.LogEvery, input.Verbose, classify ? "val acc" : "val RMSE", checkpointDirectory);
 
-    internal static TrainingMonitor StartMonitor(MLContext ml, TextWriter output, ProgressMode mode, int? logEvery, bool verbose, string metric, string? checkpointDirectory)
+    internal static TrainingMonitor StartMonitor(MLContext ml, TextWriter output, ProgressMode mode, int? logEvery, bool verbose, string metric, string? checkpointDirectory,
+        string unit = "tok")
     {
         var monitor = new TrainingMonitor(output, mode, metric, logEvery)
         {
+            Unit = unit,
             History = checkpointDirectory is null ? null : new TrainingHistory(Path.Combine(Path.GetFullPath(checkpointDirectory), TrainingHistory.FileName)),
         };
         ml.Log += (_, e) =>

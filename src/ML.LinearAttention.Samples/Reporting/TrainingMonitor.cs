@@ -42,6 +42,8 @@ public sealed class TrainingMonitor(TextWriter output, ProgressMode mode, string
     public TrainingProgress? Last { get; private set; }
     /// <summary>Where the points are kept for a resumed run (with checkpoints on), else null.</summary>
     public TrainingHistory? History { get; init; }
+    /// <summary>What the throughput counts: "tok" (text) or "img" (images).</summary>
+    public string Unit { get; init; } = "tok";
     /// <summary>The checkpoint step this run resumed from (null for a fresh run).</summary>
     public long? ResumedFromStep { get; private set; }
 
@@ -160,6 +162,6 @@ public sealed class TrainingMonitor(TextWriter output, ProgressMode mode, string
         var inv = CultureInfo.InvariantCulture;
         string metric = p.ValidationMetric is { } m ? $" {metricName} {m.ToString("F4", inv)}" : "";
         return $"epoch {p.Epoch} step {p.Step}/{p.TotalSteps} loss {p.Loss.ToString("F4", inv)}{metric} lr {p.LearningRate.ToString("0.##E+0", inv)} " +
-               $"{p.TokensPerSecond.ToString("N0", inv)} tok/s ETA {p.Eta:hh\\:mm\\:ss}";
+               $"{p.TokensPerSecond.ToString("N0", inv)} {Unit}/s ETA {p.Eta:hh\\:mm\\:ss}";
     }
 }

@@ -47,7 +47,10 @@ public sealed class ImageCommandTests(ITestOutputHelper output) : IDisposable
         var classes = Directory.GetDirectories(folder).Select(Path.GetFileName).Order().ToArray();
 
         // A folder per class.
-        var trained = Run(log => TrainCommand.Run(new[] { "--images", folder, "--model", P("m.zip"), "--validation-fraction", "0.25" }.Concat(Tiny).ToList(), log, default));
+        var args = new[] { "--images", folder, "--model", P("m.zip"), "--validation-fraction", "0.25" }.Concat(Tiny).ToList();
+        args[args.IndexOf("--progress") + 1] = "lines";
+        var trained = Run(log => TrainCommand.Run(args, log, default));
+        Assert.Matches(new Regex(@"step 6/6 loss \S+ .* img/s ETA"), trained); // throughput in images, not tokens
         Assert.Contains($"12 image(s), 3 classes ({string.Join(", ", classes)})", trained);
         var card = ModelCard.FromJson(File.ReadAllText(P("m.card.json")));
         Assert.Equal("Image classification", card.Task);
