@@ -68,7 +68,7 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
           bench oom [options]      fault check on a GPU: batches far larger than the GPU holds must be split by the trainer's
                                    out-of-memory retry and training must finish; writes docs/benchmarks/oom.md (needs CUDA)
               --mechanism NAME --length T --batch ROWS --steps N --layers L --hidden C --heads H --commit C --machine M
-        """ + "\n" + string.Join("\n", TrainCommand.Usage, TrainCommand.ConvertUsage, EvaluateCommand.Usage, PredictCommand.Usage, ServeCommand.Usage, ExportBackboneCommand.Usage);
+        """ + "\n" + string.Join("\n", TrainCommand.Usage, ImageTrainCommand.Usage, TrainCommand.ConvertUsage, EvaluateCommand.Usage, PredictCommand.Usage, ServeCommand.Usage, ExportBackboneCommand.Usage);
 
     /// <summary>
     /// Whether the command stops cleanly on cancellation (training after its current batch, the server after its

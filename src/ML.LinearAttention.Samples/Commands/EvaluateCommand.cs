@@ -11,19 +11,21 @@ public static class EvaluateCommand
           evaluate --model FILE --data FILE [--confusion FILE.png] [--separator ...]
                                    metrics of a model saved by 'train' on labelled data (columns from its model card,
                                    or --text/--features/--label); classification also writes a confusion matrix PNG
-        """;
+        """ + "\n" + ImageScoring.EvaluateUsage;
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
     {
         var cl = new CommandLine("evaluate", args);
         var ml = new MLContext(1);
         using var saved = SavedModel.Load(ml, cl);
+        if (saved.IsImage) return ImageScoring.Evaluate(ml, saved, cl, output);
         var data = TabularData.Open(cl.Required("data", "labelled CSV or TSV"), cl.String("separator"));
         var confusionPath = cl.String("confusion") ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(cl.String("model")!))!,
             $"{Path.GetFileNameWithoutExtension(cl.String("model")!)}.{data.Stem}.confusion.png");
         cl.RejectUnknown();
         var view = data.Load(ml, saved.Columns(ml, data, withLabel: true));
         var inv = CultureInfo.InvariantCulture;
+        var truncation = TruncationSummary.Start(saved.Model);
         output.WriteLine($"Evaluating {Path.GetFileName(cl.String("model"))} on {data.Path}:");
         output.WriteLine("| metric | value |");
         output.WriteLine("| --- | ---: |");
@@ -55,7 +57,16 @@ public static class EvaluateCommand
             output.WriteLine($"| MAE | {m.MeanAbsoluteError.ToString("F4", inv)} |");
             output.WriteLine($"| RSquared | {m.RSquared.ToString("F4", inv)} |");
         }
+        if (truncation.Line(CountRows(view)) is { } cut) output.WriteLine(cut);
         return 0;
+    }
+
+    private static long CountRows(IDataView view)
+    {
+        using var cursor = view.GetRowCursor(Array.Empty<DataViewSchema.Column>());
+        long n = 0;
+        while (cursor.MoveNext()) n++;
+        return n;
     }
 
     private sealed class ClassName

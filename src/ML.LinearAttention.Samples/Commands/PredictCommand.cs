@@ -11,18 +11,20 @@ public static class PredictCommand
           predict --model FILE --data FILE [--out FILE] [--separator ...]
                                    predictions of a model saved by 'train' for every row (the label column may be absent);
                                    writes the input columns plus Predicted (and Probability) to FILE (default DATA.predictions.csv/.tsv)
-        """;
+        """ + "\n" + ImageScoring.PredictUsage;
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
     {
         var cl = new CommandLine("predict", args);
         var ml = new MLContext(1);
         using var saved = SavedModel.Load(ml, cl);
+        if (saved.IsImage) return ImageScoring.Predict(ml, saved, cl, output);
         var data = TabularData.Open(cl.Required("data", "CSV or TSV to score"), cl.String("separator"));
         var ext = data.Separator == '\t' ? ".tsv" : ".csv";
         var outPath = Path.GetFullPath(cl.String("out") ?? Path.Combine(Path.GetDirectoryName(data.Path)!, data.Stem + ".predictions" + ext));
         cl.RejectUnknown();
         var columns = saved.Columns(ml, data, withLabel: false);
+        var truncation = TruncationSummary.Start(saved.Model);
         var scored = saved.Model.Transform(data.Load(ml, columns));
 
         long rows = 0;
@@ -61,6 +63,7 @@ public static class PredictCommand
             }
         });
         output.WriteLine($"Wrote {rows:N0} prediction(s) to {outPath}.");
+        if (truncation.Line(rows) is { } cut) output.WriteLine(cut);
         return 0;
     }
 

@@ -22,8 +22,16 @@ public sealed class SavedModel : IDisposable
     public bool Classify { get; }
 
     /// <summary>Class names in key order (classification).</summary>
-    public string[] Classes => ((IEnumerable<ITransformer>)Model).OfType<TextClassificationTransformer>().Single().ClassNames?.ToArray()
+    public string[] Classes => LinearAttentionModel.TransformersIn(Model).Select(t => t switch
+                                   {
+                                       TextClassificationTransformer c => c.ClassNames,
+                                       Vision.ImageClassificationTransformer i => i.ClassNames,
+                                       _ => null,
+                                   }).Single()?.ToArray()
                                ?? throw new InvalidOperationException("The model's classes have no names.");
+
+    /// <summary>An image classifier (trained by `train --images`/`--image`): its input is an image file's path.</summary>
+    public bool IsImage => LinearAttentionModel.TransformersIn(Model).OfType<Vision.ImageClassificationTransformer>().Any();
 
     public static SavedModel Load(MLContext ml, CommandLine cl)
     {
@@ -31,6 +39,8 @@ public sealed class SavedModel : IDisposable
         var model = LinearAttentionModel.Load(ml, path, out var schema); // clear errors for missing, damaged or foreign files
         var (json, _) = ModelCard.PathsFor(path);
         var card = File.Exists(json) ? ModelCard.FromJson(File.ReadAllText(json)) : null;
+        bool image = LinearAttentionModel.TransformersIn(model).OfType<Vision.ImageClassificationTransformer>().Any();
+        if (image) return new SavedModel(model, schema, card, Array.Empty<string>(), Array.Empty<string>(), card?.Data.LabelColumn ?? "", classify: true);
         var text = cl.List("text") is { Length: > 0 } t ? t : card?.Data.TextColumns
                    ?? throw new ArgumentException($"No model card ({json}) next to the model: give the columns with --text (and --features, --label).");
         var features = cl.List("features") is { Length: > 0 } f ? f : card?.Data.FeatureColumns ?? Array.Empty<string>();

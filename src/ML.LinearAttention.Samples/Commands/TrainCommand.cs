@@ -29,13 +29,15 @@ public static partial class TrainCommand
 
     private static int Run(string command, IReadOnlyList<string> args, TextWriter output, CancellationToken cancellation, IProgress<TrainingProgress>? observer)
     {
+        if (command == "train" && args.Any(a => a is "--images" or "--image" || a.StartsWith("--images=", StringComparison.Ordinal) || a.StartsWith("--image=", StringComparison.Ordinal)))
+            return ImageTrainCommand.Run(args, output, cancellation, observer);
         var total = Stopwatch.StartNew();
         var cl = new CommandLine(command, args, "verbose");
         var input = ParseArguments(cl);
         var ml = new MLContext(input.Seed);
         var (task, reason) = ChooseTask(ml, input);
         bool classify = task == TaskKind.Classification;
-        var monitor = StartMonitor(ml, output, input, classify);
+        var monitor = StartMonitor(ml, output, input, classify, cl.String("checkpoint-dir"));
         var options = command == "convert" ? ConvertOptions(cl, classify, input.Seed) : Options(cl, classify, input.Seed);
         options.Progress = new Fanout(monitor, observer);
         options.CancellationToken = cancellation;
@@ -60,11 +62,12 @@ public static partial class TrainCommand
             var pending = Evaluate(ml, model, core, evaluationView, card, input, sets, classify); // PNGs, written only after the model is saved
             double evaluateSeconds = evaluate.Elapsed.TotalSeconds;
 
-            DescribeDataAndTraining(card, ml, core, input, sets, trainView, options.MaxEpochs);
+            DescribeDataAndTraining(card, ml, core, input, sets, trainView, options.MaxEpochs, monitor);
             pending.Insert(0, DrawTrainingCurves(card, monitor, input.ModelPath, classify));
 
             // A Ctrl+C after training finished does not throw the finished model away: it is saved in full.
             var (json, md) = Save(ml, model, sets.Train.Schema, card, pending, input.ModelPath, loadSeconds, trainSeconds, evaluateSeconds, total);
+            monitor.History?.Delete(); // the model is saved: nothing is left to resume
             WriteSummary(output, card, trainSeconds, input.ModelPath, json, md, pending);
             if (cancellation.IsCancellationRequested) output.WriteLine("Ctrl+C came after training had finished: the model and its files were written in full.");
             return 0;
@@ -83,15 +86,24 @@ public static partial class TrainCommand
         _ => throw new ArgumentException($"--task {input.RequestedTask}: use auto, classification or regression."),
     };
 
-    /// <summary>The progress display; the library's warnings (and with --verbose its info lines) print through it.</summary>
-    private static TrainingMonitor StartMonitor(MLContext ml, TextWriter output, Arguments input, bool classify)
+    /// <summary>The progress display; the library's warnings (and with --verbose its info lines) print through it. With
+    /// checkpoints on, it keeps its points in the checkpoint directory, so a resumed run draws the whole curve.</summary>
+    private static TrainingMonitor StartMonitor(MLContext ml, TextWriter output, Arguments input, bool classify, string? checkpointDirectory)
+        => StartMonitor(ml, output, input.Mode, input.LogEvery, input.Verbose, classify ? "val acc" : "val RMSE", checkpointDirectory);
+
+    internal static TrainingMonitor StartMonitor(MLContext ml, TextWriter output, ProgressMode mode, int? logEvery, bool verbose, string metric, string? checkpointDirectory,
+        string unit = "tok")
     {
-        var monitor = new TrainingMonitor(output, input.Mode, classify ? "val acc" : "val RMSE", input.LogEvery);
+        var monitor = new TrainingMonitor(output, mode, metric, logEvery)
+        {
+            Unit = unit,
+            History = checkpointDirectory is null ? null : new TrainingHistory(Path.Combine(Path.GetFullPath(checkpointDirectory), TrainingHistory.FileName)),
+        };
         ml.Log += (_, e) =>
         {
             if (!e.Source.StartsWith("LinearAttention", StringComparison.Ordinal)) return;
             if (e.Kind is ChannelMessageKind.Warning or ChannelMessageKind.Error) monitor.WriteLine("  warning: " + e.RawMessage);
-            else if (input.Verbose && e.Kind == ChannelMessageKind.Info) monitor.WriteLine("  " + e.RawMessage);
+            else if (verbose && e.Kind == ChannelMessageKind.Info) monitor.WriteLine("  " + e.RawMessage);
         };
         return monitor;
     }
@@ -201,7 +213,8 @@ public static partial class TrainCommand
         return pending;
     }
 
-    private static void DescribeDataAndTraining(ModelCard card, MLContext ml, LinearAttentionTransformer core, Arguments input, DataSets sets, IDataView trainView, int maxEpochs)
+    private static void DescribeDataAndTraining(ModelCard card, MLContext ml, LinearAttentionTransformer core, Arguments input, DataSets sets, IDataView trainView, int maxEpochs,
+        TrainingMonitor monitor)
     {
         var report = core.TrainingReport!;
         card.Data = new ModelCard.CardData
@@ -216,10 +229,12 @@ public static partial class TrainCommand
             // The trainer flags a run whose patience ran out in its last epoch too; every epoch ran, so it did not stop early.
             BestEpoch = report.BestEpoch, StoppedEarly = report.StoppedEarly && report.Epochs < maxEpochs, Parameters = core.ParameterCount,
             Device = ml.GpuDeviceId is { } g ? $"cuda:{g}" : "cpu",
+            ResumedFromStep = report.ResumedFromStep,
+            ValidationHistory = monitor.Validation.Select(v => new ModelCard.EpochMetric((int)v.Epoch, v.Metric)).ToArray(),
         };
     }
 
-    private static (string Path, byte[] Bytes) DrawTrainingCurves(ModelCard card, TrainingMonitor monitor, string modelPath, bool classify)
+    internal static (string Path, byte[] Bytes) DrawTrainingCurves(ModelCard card, TrainingMonitor monitor, string modelPath, bool classify)
     {
         var curves = Stem(modelPath) + ".curves.png";
         card.Files["training curves"] = Path.GetFileName(curves);
@@ -227,7 +242,7 @@ public static partial class TrainCommand
     }
 
     /// <summary>Saves the model first, then the charts and the card: none of them is left without its model.</summary>
-    private static (string Json, string Markdown) Save(MLContext ml, ITransformer model, DataViewSchema schema, ModelCard card, List<(string Path, byte[] Bytes)> pending,
+    internal static (string Json, string Markdown) Save(MLContext ml, ITransformer model, DataViewSchema schema, ModelCard card, List<(string Path, byte[] Bytes)> pending,
         string modelPath, double loadSeconds, double trainSeconds, double evaluateSeconds, Stopwatch total)
     {
         var save = Stopwatch.StartNew();
@@ -244,7 +259,7 @@ public static partial class TrainCommand
         return (json, md);
     }
 
-    private static void WriteSummary(TextWriter output, ModelCard card, double trainSeconds, string modelPath, string json, string md,
+    internal static void WriteSummary(TextWriter output, ModelCard card, double trainSeconds, string modelPath, string json, string md,
         List<(string Path, byte[] Bytes)> pending)
     {
         output.WriteLine();
@@ -253,13 +268,13 @@ public static partial class TrainCommand
         foreach (var (k, v) in card.Metrics) output.WriteLine($"| {k,-40} | {v.ToString("F3", CultureInfo.InvariantCulture),5} |");
         output.WriteLine();
         var t = card.Training;
-        output.WriteLine($"{t.Epochs} epoch(s), {t.Steps} steps in {trainSeconds:F0} s{(t.StoppedEarly ? $" (stopped early: no validation improvement after epoch {t.BestEpoch})" : "")}.");
+        output.WriteLine($"{t.Epochs} epoch(s), {t.Steps} steps in {trainSeconds:F0} s{(t.ResumedFromStep is { } r ? $" (this process; resumed from step {r})" : "")}{(t.StoppedEarly ? $" (stopped early: no validation improvement after epoch {t.BestEpoch})" : "")}.");
         output.WriteLine($"Saved {modelPath}, {Path.GetFileName(json)}, {Path.GetFileName(md)}, {string.Join(", ", pending.Select(p => Path.GetFileName(p.Path)))}.");
     }
 
-    private static string Stem(string modelPath) => Path.Combine(Path.GetDirectoryName(modelPath)!, Path.GetFileNameWithoutExtension(modelPath));
+    internal static string Stem(string modelPath) => Path.Combine(Path.GetDirectoryName(modelPath)!, Path.GetFileNameWithoutExtension(modelPath));
 
-    private static long Count(IDataView view)
+    internal static long Count(IDataView view)
     {
         using var cursor = view.GetRowCursor(Array.Empty<DataViewSchema.Column>());
         long n = 0;

@@ -39,6 +39,10 @@ public sealed class ModelCard
         public long ValidationRows { get; set; }
         public string ValidationSource { get; set; } = "";
         public string[]? Classes { get; set; }
+        /// <summary>Image models: the column of image paths (null for a folder per class).</summary>
+        public string? ImageColumn { get; set; }
+        /// <summary>Image models: the folder relative image paths were read from.</summary>
+        public string? ImageRoot { get; set; }
     }
 
     public sealed class CardTraining
@@ -51,12 +55,20 @@ public sealed class ModelCard
         public bool StoppedEarly { get; set; }
         public long Parameters { get; set; }
         public string Device { get; set; } = "cpu";
+        /// <summary>The checkpoint step a resumed run started from (null: one uninterrupted run).</summary>
+        public long? ResumedFromStep { get; set; }
+        /// <summary>The validation metric at the end of each epoch, the epochs before a resume included.</summary>
+        public EpochMetric[] ValidationHistory { get; set; } = Array.Empty<EpochMetric>();
     }
 
-    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+    /// <summary>One epoch's validation metric.</summary>
+    public sealed record EpochMetric(int Epoch, double Metric);
+
+    // A metric can be infinite (log-loss of a confident miss) or NaN; the card says so instead of failing to save.
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
     /// <summary>The public settings of an options object (numbers, text, enums, lists of text); data views and callbacks are left out.</summary>
-    public static SortedDictionary<string, JsonNode?> DescribeOptions(LinearAttentionOptions options)
+    public static SortedDictionary<string, JsonNode?> DescribeOptions(object options)
     {
         var result = new SortedDictionary<string, JsonNode?>(StringComparer.Ordinal);
         foreach (var f in options.GetType().GetFields(BindingFlags.Public | BindingFlags.Instance))
@@ -67,7 +79,7 @@ public sealed class ModelCard
             else if (t.IsEnum) result[f.Name] = v?.ToString();
             else if (t == typeof(string[])) result[f.Name] = v is string[] a ? new JsonArray(a.Select(s => (JsonNode?)s).ToArray()) : null;
         }
-        var tok = options.Tokenizer;
+        if (options is not LinearAttentionOptions { Tokenizer: var tok }) return result; // image options have no tokenizer
         result["Tokenizer"] = $"{tok.Kind}, {(tok.VocabularyFile is null ? "embedded bert-base-uncased vocabulary" : tok.VocabularyFile)}{(tok.LowerCase ? ", lower case" : "")}";
         return result;
     }
@@ -112,9 +124,13 @@ public sealed class ModelCard
         sb.AppendLine();
         sb.AppendLine("| | |");
         sb.AppendLine("| --- | --- |");
-        sb.AppendLine($"| file | `{Data.Path}` (separator {Data.Separator}) |");
-        sb.AppendLine($"| text columns | {string.Join(", ", Data.TextColumns)} |");
-        sb.AppendLine($"| numeric feature columns | {(Data.FeatureColumns.Length == 0 ? "none" : string.Join(", ", Data.FeatureColumns))} |");
+        sb.AppendLine(Data.Separator.Length == 0 ? $"| folder | `{Data.Path}` |" : $"| file | `{Data.Path}` (separator {Data.Separator}) |");
+        if (Data.TextColumns.Length > 0 || Data.ImageColumn is null && Data.ImageRoot is null)
+        {
+            sb.AppendLine($"| text columns | {string.Join(", ", Data.TextColumns)} |");
+            sb.AppendLine($"| numeric feature columns | {(Data.FeatureColumns.Length == 0 ? "none" : string.Join(", ", Data.FeatureColumns))} |");
+        }
+        else sb.AppendLine($"| images | {(Data.ImageColumn is null ? "a folder per class" : $"paths in column {Data.ImageColumn}, read from `{Data.ImageRoot}`")} |");
         sb.AppendLine($"| label | {Data.LabelColumn}{(Data.Classes is { } c ? $" ({c.Length} classes: {string.Join(", ", c)})" : "")} |");
         sb.AppendLine($"| rows | {Data.TrainRows.ToString("N0", inv)} training, {Data.ValidationRows.ToString("N0", inv)} validation ({Data.ValidationSource}) |");
         sb.AppendLine();
@@ -128,8 +144,16 @@ public sealed class ModelCard
         sb.AppendLine();
         sb.AppendLine($"{Training.Epochs} epoch(s), {Training.Steps.ToString("N0", inv)} steps, final training loss {Training.FinalTrainLoss.ToString("F4", inv)}" +
                       (Training.BestValidationMetric is { } b ? $", best validation {b.ToString("F4", inv)} at epoch {Training.BestEpoch}" : "") +
-                      (Training.StoppedEarly ? ", stopped early" : "") + $"; {Training.Parameters.ToString("N0", inv)} parameters on {Training.Device}.");
+                      (Training.StoppedEarly ? ", stopped early" : "") + $"; {Training.Parameters.ToString("N0", inv)} parameters on {Training.Device}" +
+                      (Training.ResumedFromStep is { } r ? $"; resumed from the checkpoint of step {r.ToString("N0", inv)}" : "") + ".");
         sb.AppendLine();
+        if (Training.ValidationHistory.Length > 0)
+        {
+            sb.AppendLine("| epoch | validation |");
+            sb.AppendLine("| ---: | ---: |");
+            foreach (var v in Training.ValidationHistory) sb.AppendLine($"| {v.Epoch} | {v.Metric.ToString("F4", inv)} |");
+            sb.AppendLine();
+        }
         sb.AppendLine("| timing | seconds |");
         sb.AppendLine("| --- | ---: |");
         foreach (var (k, v) in TimingsSeconds) sb.AppendLine($"| {k} | {v.ToString("F1", inv)} |");

@@ -40,6 +40,12 @@ public sealed class TrainingMonitor(TextWriter output, ProgressMode mode, string
     public List<(double Epoch, double Metric)> Validation { get; } = new();
     /// <summary>The last report.</summary>
     public TrainingProgress? Last { get; private set; }
+    /// <summary>Where the points are kept for a resumed run (with checkpoints on), else null.</summary>
+    public TrainingHistory? History { get; init; }
+    /// <summary>What the throughput counts: "tok" (text) or "img" (images).</summary>
+    public string Unit { get; init; } = "tok";
+    /// <summary>The checkpoint step this run resumed from (null for a fresh run).</summary>
+    public long? ResumedFromStep { get; private set; }
 
     /// <summary>Picks the bar for terminals and milestones for redirected output, unless <paramref name="requested"/> says otherwise.</summary>
     public static ProgressMode Choose(string? requested) => requested?.ToLowerInvariant() switch
@@ -55,9 +61,18 @@ public sealed class TrainingMonitor(TextWriter output, ProgressMode mode, string
     {
         lock (_gate)
         {
+            if (Last is null) Begin(p);
             bool epochEnd = Last is { } prev && prev.Epoch == p.Epoch && prev.Step == p.Step || p.ValidationMetric is not null;
-            if (Loss.Count == 0 || Loss[^1].Step != p.Step) Loss.Add((p.Step, p.Loss));
-            if (p.ValidationMetric is { } m) Validation.Add((p.Epoch, m));
+            if (Loss.Count == 0 || Loss[^1].Step != p.Step)
+            {
+                Loss.Add((p.Step, p.Loss));
+                History?.Append(new TrainingHistory.Point(p.Step, p.Loss));
+            }
+            if (p.ValidationMetric is { } m)
+            {
+                Validation.Add((p.Epoch, m));
+                History?.Append(new TrainingHistory.Point(p.Step, p.Loss, p.Epoch, m));
+            }
             Last = p;
             int percent = p.TotalSteps > 0 ? (int)Math.Min(100, p.Step * 100 / p.TotalSteps) : 0;
             switch (mode)
@@ -77,6 +92,30 @@ public sealed class TrainingMonitor(TextWriter output, ProgressMode mode, string
                     break;
             }
         }
+    }
+
+    /// <summary>
+    /// The first report: a fresh run starts a new history; a resumed one says so and takes back the earlier run's points
+    /// up to the checkpoint's step, so the curves and the card cover the whole run.
+    /// </summary>
+    private void Begin(TrainingProgress p)
+    {
+        if (p.ResumedFromStep is not { } step)
+        {
+            History?.Reset();
+            return;
+        }
+        ResumedFromStep = step;
+        var earlier = History?.ResumeAt(step) ?? new List<TrainingHistory.Point>();
+        foreach (var point in earlier)
+        {
+            if (point.Epoch is { } e && point.Metric is { } m) Validation.Add((e, m));
+            else if (Loss.Count == 0 || Loss[^1].Step != point.Step) Loss.Add((point.Step, point.Loss));
+        }
+        var kept = History is null ? "" : earlier.Count == 0
+            ? $"; no earlier loss points were found in {History.Path}, so the curves start here"
+            : $"; the curves keep the earlier run's {Loss.Count:N0} loss and {Validation.Count:N0} validation point(s)";
+        output.WriteLine($"resuming from step {step:N0} of {p.TotalSteps:N0} (the newest checkpoint){kept}.");
     }
 
     /// <summary>Writes a message above the bar (the bar is redrawn after it).</summary>
@@ -123,6 +162,6 @@ public sealed class TrainingMonitor(TextWriter output, ProgressMode mode, string
         var inv = CultureInfo.InvariantCulture;
         string metric = p.ValidationMetric is { } m ? $" {metricName} {m.ToString("F4", inv)}" : "";
         return $"epoch {p.Epoch} step {p.Step}/{p.TotalSteps} loss {p.Loss.ToString("F4", inv)}{metric} lr {p.LearningRate.ToString("0.##E+0", inv)} " +
-               $"{p.TokensPerSecond.ToString("N0", inv)} tok/s ETA {p.Eta:hh\\:mm\\:ss}";
+               $"{p.TokensPerSecond.ToString("N0", inv)} {Unit}/s ETA {p.Eta:hh\\:mm\\:ss}";
     }
 }
