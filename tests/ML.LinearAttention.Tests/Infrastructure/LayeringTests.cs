@@ -30,6 +30,17 @@ public sealed partial class LayeringTests
     }
 
     [Fact]
+    public void TheCoreAssemblyReferencesNoMLNet()
+    {
+        var core = typeof(Microsoft.ML.LinearAttention.Attention.MixerRegistry).Assembly;
+        Assert.Equal("ML.LinearAttention.Torch", core.GetName().Name);
+        var mlnet = core.GetReferencedAssemblies().Select(a => a.Name!)
+            .Where(n => n.StartsWith("Microsoft.ML", StringComparison.Ordinal) && n != "Microsoft.ML.Tokenizers").ToList();
+        Assert.True(mlnet.Count == 0, "ML.LinearAttention.Torch must not reference ML.NET; it references " + string.Join(", ", mlnet));
+        Assert.Contains(core.GetReferencedAssemblies(), a => a.Name == "TorchSharp");
+    }
+
+    [Fact]
     public void APlantedUpwardImportIsReported()
     {
         var layers = Layers.Read("```text\nCore: Runtime, Encoder, FineTuning\nTop: Runtime, Estimators\n```");
