@@ -39,9 +39,9 @@ public static class ImageTrainCommand
         var source = Read(ml, cl, "images", "data", requireLabel: true);
         var classes = ImageSet.Classes(source.Rows, source.Description);
         var modelPath = Path.GetFullPath(cl.String("model", "model.zip")!);
-        var monitor = TrainCommand.StartMonitor(ml, output, TrainingMonitor.Choose(cl.String("progress")), LogEvery(cl), cl.Flag("verbose"), "val acc", null, unit: "img");
+        var monitor = TrainCommand.StartMonitor(ml, output, TrainingMonitor.Choose(cl.String("progress")), TrainCommand.LogEvery(cl), cl.Flag("verbose"), "val acc", null, unit: "img");
         var options = Options(cl, seed);
-        options.Progress = observer is null ? monitor : new Both(monitor, observer);
+        options.Progress = new TrainCommand.Fanout(monitor, observer);
         options.CancellationToken = cancellation;
 
         var all = ml.Data.LoadFromEnumerable(source.Rows);
@@ -173,13 +173,6 @@ public static class ImageTrainCommand
             System.IO.Path.GetFullPath(root ?? System.IO.Path.GetDirectoryName(data.Path)!));
     }
 
-    private static int? LogEvery(CommandLine cl)
-    {
-        int? logEvery = cl.String("log-every") is null ? null : cl.Int("log-every", 0);
-        if (logEvery is < 1) throw new ArgumentException($"--log-every {logEvery}: give a number of steps, 1 or more.");
-        return logEvery;
-    }
-
     private static ImageClassificationOptions Options(CommandLine cl, int seed)
     {
         int size = cl.Int("image-size", 224);
@@ -198,8 +191,7 @@ public static class ImageTrainCommand
         catch (OperationCanceledException e) when (cancellation.IsCancellationRequested)
         {
             monitor.Finish();
-            var where = monitor.Last is { } p ? $"at step {p.Step:N0}/{p.TotalSteps:N0} (epoch {p.Epoch})" : "before the first training step";
-            throw new TrainingStoppedException($"Stopped {where}: no model was written; image training keeps no checkpoints, so nothing was kept.", e);
+            throw new TrainingStoppedException($"Stopped {TrainCommand.StoppedAt(monitor)}: no model was written; image training keeps no checkpoints, so nothing was kept.", e);
         }
         catch (InvalidDataException e) { throw ImageSet.Undecodable(rows, e) ?? throw e; }
         finally { monitor.Finish(); }
@@ -208,14 +200,5 @@ public static class ImageTrainCommand
     internal sealed class ClassName
     {
         public string Value { get; set; } = "";
-    }
-
-    private sealed class Both(IProgress<TrainingProgress> first, IProgress<TrainingProgress> second) : IProgress<TrainingProgress>
-    {
-        public void Report(TrainingProgress value)
-        {
-            first.Report(value);
-            second.Report(value);
-        }
     }
 }

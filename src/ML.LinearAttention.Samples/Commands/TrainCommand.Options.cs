@@ -74,8 +74,7 @@ public static partial class TrainCommand
         var requestedTask = cl.String("task", "auto")!.ToLowerInvariant();
         int seed = cl.Int("seed", 1);
         var mode = TrainingMonitor.Choose(cl.String("progress"));
-        int? logEvery = cl.String("log-every") is null ? null : cl.Int("log-every", 0);
-        if (logEvery is < 1) throw new ArgumentException($"--log-every {logEvery}: give a number of steps, 1 or more.");
+        int? logEvery = LogEvery(cl);
         bool verbose = cl.Flag("verbose");
         foreach (var c in text.Concat(features).Append(label)) data.IndexOf(c);
         var overlap = text.Intersect(features).Concat(text.Where(t => t == label)).Concat(features.Where(f => f == label)).FirstOrDefault();
@@ -133,7 +132,16 @@ public static partial class TrainCommand
         return o;
     }
 
-    private sealed class Fanout(IProgress<TrainingProgress> first, IProgress<TrainingProgress>? second) : IProgress<TrainingProgress>
+    /// <summary>--log-every N (null = the monitor's default); 0 or less is refused.</summary>
+    internal static int? LogEvery(CommandLine cl)
+    {
+        int? logEvery = cl.String("log-every") is null ? null : cl.Int("log-every", 0);
+        if (logEvery is < 1) throw new ArgumentException($"--log-every {logEvery}: give a number of steps, 1 or more.");
+        return logEvery;
+    }
+
+    /// <summary>Progress to the monitor and to an optional observer (tests).</summary>
+    internal sealed class Fanout(IProgress<TrainingProgress> first, IProgress<TrainingProgress>? second) : IProgress<TrainingProgress>
     {
         public void Report(TrainingProgress value)
         {

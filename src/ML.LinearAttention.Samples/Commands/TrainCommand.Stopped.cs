@@ -19,7 +19,7 @@ public static partial class TrainCommand
     /// </summary>
     private static TrainingStoppedException Stopped(TrainingMonitor monitor, LinearAttentionOptions options, OperationCanceledException cause)
     {
-        var where = monitor.Last is { } p ? $"at step {p.Step:N0}/{p.TotalSteps:N0} (epoch {p.Epoch})" : "before the first training step";
+        var where = StoppedAt(monitor);
         string kept;
         if (options.CheckpointDirectory is null)
             kept = "nothing was kept (give --checkpoint-dir DIR to make an interrupted run resumable)";
@@ -33,6 +33,10 @@ public static partial class TrainCommand
         }
         return new TrainingStoppedException($"Stopped {where}: no model was written; {kept}.", cause);
     }
+
+    /// <summary>Where an interrupted run stopped, for its one-line message.</summary>
+    internal static string StoppedAt(TrainingMonitor monitor)
+        => monitor.Last is { } p ? $"at step {p.Step:N0}/{p.TotalSteps:N0} (epoch {p.Epoch})" : "before the first training step";
 
     /// <summary>The step of the newest checkpoint file (named checkpoint-STEP-e|s.lacheckpoint by the trainer), if any.</summary>
     internal static long? NewestCheckpointStep(string directory)

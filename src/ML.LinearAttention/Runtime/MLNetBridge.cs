@@ -143,14 +143,12 @@ internal static class MLNetBridge
     {
         lock (RegisterGate)
         {
-            var sig = CoreType("Microsoft.ML.SignatureLoadModel");
-            var find = typeof(ComponentCatalog).GetMethod("GetLoadableClassInfo", Any, new[] { typeof(string), typeof(Type) }) ?? throw Broken("ComponentCatalog.GetLoadableClassInfo(string, Type)");
-            if (find.Invoke(catalog, new object[] { loaderSignature, sig }) is not null) return;
+            if (FindLoader(catalog, loaderSignature) is not null) return;
 
             var attrType = CoreType("Microsoft.ML.LoadableClassAttribute");
             var attrCtor = attrType.GetConstructor(Any, null, new[] { typeof(Type), typeof(Type), typeof(Type), typeof(Type), typeof(string), typeof(string[]) }, null)
                            ?? throw Broken("LoadableClassAttribute(Type, Type, Type, Type, string, string[])");
-            var attr = attrCtor.Invoke(new object?[] { instanceType, instanceType, null, sig, userName, new[] { loaderSignature } });
+            var attr = attrCtor.Invoke(new object?[] { instanceType, instanceType, null, CoreType("Microsoft.ML.SignatureLoadModel"), userName, new[] { loaderSignature } });
 
             var infoType = typeof(ComponentCatalog).GetNestedType("LoadableClassInfo", Any) ?? throw Broken("ComponentCatalog.LoadableClassInfo");
             var infoCtor = infoType.GetConstructors(Any).FirstOrDefault(c => c.GetParameters().Length == 5) ?? throw Broken("LoadableClassInfo(attr, getter, ctor, create, requireEnvironment)");
@@ -159,6 +157,13 @@ internal static class MLNetBridge
             var add = typeof(ComponentCatalog).GetMethod("AddClass", Any) ?? throw Broken("ComponentCatalog.AddClass");
             InvokeUnwrapped(add, catalog, new[] { info, new[] { loaderSignature }, (object)true });
         }
+    }
+
+    /// <summary>The catalog's LoadableClassInfo of the model loader registered under <paramref name="loaderSignature"/>, or null.</summary>
+    private static object? FindLoader(ComponentCatalog catalog, string loaderSignature)
+    {
+        var find = typeof(ComponentCatalog).GetMethod("GetLoadableClassInfo", Any, new[] { typeof(string), typeof(Type) }) ?? throw Broken("ComponentCatalog.GetLoadableClassInfo(string, Type)");
+        return find.Invoke(catalog, new object[] { loaderSignature, CoreType("Microsoft.ML.SignatureLoadModel") });
     }
 
     /// <summary>
@@ -180,9 +185,7 @@ internal static class MLNetBridge
             // ML.NET registers the chain's assembly only when a load reaches it; registering it now (public, idempotent)
             // lets the chain's loader be found here first.
             catalog.RegisterAssembly(typeof(TransformerChain<>).Assembly);
-            var sig = CoreType("Microsoft.ML.SignatureLoadModel");
-            var find = typeof(ComponentCatalog).GetMethod("GetLoadableClassInfo", Any, new[] { typeof(string), typeof(Type) }) ?? throw Broken("ComponentCatalog.GetLoadableClassInfo(string, Type)");
-            var info = find.Invoke(catalog, new object[] { "TransformerChain", sig }) ?? throw Broken("the TransformerChain loader in the ComponentCatalog");
+            var info = FindLoader(catalog, "TransformerChain") ?? throw Broken("the TransformerChain loader in the ComponentCatalog");
             var field = info.GetType().GetField("<CreateMethod>k__BackingField", Any) ?? throw Broken("LoadableClassInfo.CreateMethod");
             if (field.GetValue(info) is MethodInfo create and not UnwrappingMethod) field.SetValue(info, new UnwrappingMethod(create));
         }
