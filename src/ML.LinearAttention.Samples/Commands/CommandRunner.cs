@@ -51,6 +51,10 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
                                    --no-oom-checkpointing records OOM instead)
               --peak-tflops F      peak for MFU (default 989, H200 dense bf16)
               --device cpu|cuda --commit C --machine M
+          bench cpu-training [options] CPU tokens/s of MiniLM full fine-tuning and the default text classifier on SST-2 rows,
+                                   fast paths off and on in the same run, with a per-phase profile; writes training-cpu.md/.json
+              --workloads minilm-full,default  --variants baseline,optimized  --rows N --warmup N --steps N --repeats N
+              --threads N --data-folder DIR --out DIR --commit C --machine M
           bench inference [options] batched Transform rows/s through ML.NET (default linear_relu,hedgehog,softmax at 512,8K)
               same options, plus --rows N (rows scored per point) and --tf32 (allow TF32 matmuls)
           bench multigpu [options] data- and sequence-parallel training over NCCL, one process per GPU; scaling vs one GPU
@@ -97,6 +101,8 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
                     return 0;
                 case "bench" when args.Length > 1 && args[1] == "training":
                     return await Task.Run(() => TrainingBenchmark.Run(TrainingBenchmarkOptions.Parse("training", args.Skip(2).ToArray()), output), cancellation);
+                case "bench" when args.Length > 1 && args[1] == "cpu-training":
+                    return await Task.Run(() => CpuTrainingBenchmark.Execute(CpuTrainingBenchmarkOptions.Parse(args.Skip(2).ToArray()), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "inference":
                     return await Task.Run(() => InferenceBenchmark.Run(TrainingBenchmarkOptions.Parse("inference", args.Skip(2).ToArray(), InferenceBenchmark.Defaults), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "kernels":

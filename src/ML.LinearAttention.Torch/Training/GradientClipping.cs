@@ -20,9 +20,26 @@ public static class GradientClipping
         using var _ = no_grad();
         var grads = parameters.Select(p => p.grad).Where(g => g is not null).Select(g => g!).ToList();
         if (grads.Count == 0) return;
+        var coefficient = Coefficient(grads, maxNorm);
+        foreach (var g in grads) g.mul_(coefficient);
+    }
+
+    /// <summary>The factor <see cref="ClipByGlobalNorm"/> multiplies the gradients by (a scalar tensor in the caller's
+    /// dispose scope; 1 when the norm is within the limit).</summary>
+    internal static Tensor Coefficient(IReadOnlyList<Tensor> grads, double maxNorm)
+    {
         var norms = grads.Select(g => g.norm()).ToArray();
         var total = norms.Length == 1 ? norms[0] : stack(norms).norm();
-        var coefficient = (total + 1e-6).reciprocal().mul(maxNorm).clamp_max(1.0);
-        foreach (var g in grads) g.mul_(coefficient);
+        return (total + 1e-6).reciprocal().mul(maxNorm).clamp_max(1.0);
+    }
+
+    /// <summary>The clipping factor read back to the host, for the fused CPU optimizer (on the CPU reading it costs no
+    /// device synchronisation).</summary>
+    internal static float CoefficientOnHost(IEnumerable<Parameter> parameters, double maxNorm)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var grads = parameters.Select(p => p.grad).Where(g => g is not null).Select(g => g!).ToList();
+        return grads.Count == 0 ? 1f : Coefficient(grads, maxNorm).item<float>();
     }
 }

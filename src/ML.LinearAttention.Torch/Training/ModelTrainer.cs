@@ -85,6 +85,13 @@ public static class ModelTrainer
         foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
         if (dist is not null) // averaged over the ranks before clipping, so every rank clips and steps identically
             Distributed.DataParallel.AllReduceGradients(parameters, dist.Collectives, (long)dist.BucketMegabytes << 20, dist.ReduceInBFloat16);
+        if (dist is null && CpuAdamW.CanStep(optimizer))
+        {
+            // CPU fp32: clipping factor, AdamW and releasing the gradients in one pass per tensor (CpuFastPaths.FusedAdamW)
+            CpuAdamW.Step(optimizer, s.MaxGradientNorm > 0 ? GradientClipping.CoefficientOnHost(parameters, s.MaxGradientNorm) : 1f);
+            step++;
+            return;
+        }
         if (s.MaxGradientNorm > 0) GradientClipping.ClipByGlobalNorm(parameters, s.MaxGradientNorm);
         optimizer.step();
         optimizer.zero_grad();

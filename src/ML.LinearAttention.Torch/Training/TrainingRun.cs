@@ -156,15 +156,20 @@ internal sealed class TrainingRun : IDisposable
         // Each epoch shuffles with its own seed, with or without checkpoints: a resumed epoch then sees the same batches,
         // and turning checkpoints on does not change the model.
         var epochRng = new Random(TrainingCheckpoints.EpochSeed(_s.Seed, _epoch));
+        TrainingProfile? profile = null;
+        long waitStart = Stopwatch.GetTimestamp();
         foreach (var hostBatch in ModelTrainer.HostBatches(_trainRows(), _spec, _s, epochRng, pin: _cuda && BatchTransfer.UsePinnedMemory, _dist?.Collectives))
         {
-            if (batchesDone < _skipBatches) { batchesDone++; hostBatch.Dispose(); continue; } // consumed before the checkpoint we resumed from
+            profile = TrainingProfile.Current; // read per batch: a profile may start mid-epoch (after warm-up steps)
+            profile?.AddWait(Stopwatch.GetTimestamp() - waitStart);
+            if (batchesDone < _skipBatches) { batchesDone++; hostBatch.Dispose(); waitStart = Stopwatch.GetTimestamp(); continue; } // consumed before the checkpoint we resumed from
             CheckCancel();
-            TrainBatch(hostBatch, ref pending);
+            TrainBatch(hostBatch, ref pending, profile);
             batchesDone++;
             pending++;
+            waitStart = Stopwatch.GetTimestamp();
             if (pending < _s.GradientAccumulationSteps) continue;
-            OptimizerStep();
+            OptimizerStep(profile);
             pending = 0;
             if (_checkpoints is not null && _s.CheckpointEverySteps > 0 && _step % _s.CheckpointEverySteps == 0)
                 _checkpoints.Save(new CheckpointState(_epoch, false, batchesDone, _step, _tokensSeen, _best, _bestEpoch, _badEpochs), _model, _optimizer, _bestWeights);
@@ -174,14 +179,15 @@ internal sealed class TrainingRun : IDisposable
                 Report(null);
             }
             if (_s.MaxSteps > 0 && _step >= _s.MaxSteps) break;
+            waitStart = Stopwatch.GetTimestamp();
         }
-        if (pending > 0) { CheckCancel(); OptimizerStep(); }
+        if (pending > 0) { CheckCancel(); OptimizerStep(profile); }
         _skipBatches = 0;
         if (_lossCount > 0) _lastLoss = TakeLoss();
     }
 
     /// <summary>Forward and backward of one batch (split in pieces after an out-of-memory error); its loss stays on the device.</summary>
-    private void TrainBatch(ModelBatch hostBatch, ref int pending)
+    private void TrainBatch(ModelBatch hostBatch, ref int pending, TrainingProfile? profile)
     {
         using var scope = NewDisposeScope();
         using var batch = BatchTransfer.ToDevice(hostBatch, _device, nonBlocking: _cuda && BatchTransfer.UsePinnedMemory);
@@ -191,10 +197,14 @@ internal sealed class TrainingRun : IDisposable
         _oom.Run(batch, (piece, weight) =>
         {
             _s.FaultInjection?.Invoke(piece);
+            long start = Stopwatch.GetTimestamp();
             var loss = ModelTrainer.Loss(_runner, piece, _spec.Labels);
+            long forwardEnd = Stopwatch.GetTimestamp();
+            profile?.AddForward(forwardEnd - start);
             (loss * (weight / _s.GradientAccumulationSteps)).backward();
             _runner.ThrowIfCheckpointFailed();
             _mp?.MoveGradients();
+            profile?.AddBackward(Stopwatch.GetTimestamp() - forwardEnd);
             var detached = loss.detach().to(ScalarType.Float64) * weight;
             batchLoss = (batchLoss is null ? detached : batchLoss + detached).MoveToOuterDisposeScope(); // out of the piece's scope
         }, () =>
@@ -210,10 +220,12 @@ internal sealed class TrainingRun : IDisposable
         _tokensSeen += batch.RealTokens;
     }
 
-    private void OptimizerStep()
+    private void OptimizerStep(TrainingProfile? profile)
     {
+        long start = Stopwatch.GetTimestamp();
         ModelTrainer.OptimizerStep(_optimizer, _parameters, _s, ref _step, _totalSteps, _warmup, _dist);
         _mp?.SyncWeights();
+        profile?.AddOptimizer(Stopwatch.GetTimestamp() - start);
     }
 
     private void Report(double? metric, bool endOfEpoch = false)

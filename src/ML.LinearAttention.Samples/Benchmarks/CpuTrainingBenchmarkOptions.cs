@@ -1,0 +1,69 @@
+using System.Globalization;
+
+namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
+
+/// <summary>Command-line options of `bench cpu-training`.</summary>
+public sealed record CpuTrainingBenchmarkOptions
+{
+    public string DataFolder { get; init; } = Path.Combine("..", "shared", "data");
+    public string OutputDirectory { get; init; } = Path.Combine("docs", "benchmarks");
+    /// <summary>minilm-full and/or default.</summary>
+    public string[] Workloads { get; init; } = { "minilm-full", "default" };
+    /// <summary>baseline (the CPU fast paths off) and/or optimized; they alternate within each repeat.</summary>
+    public string[] Variants { get; init; } = { "baseline", "optimized" };
+    public int TrainRows { get; init; } = 2048;
+    public int WarmupSteps { get; init; } = 2;
+    public int Steps { get; init; } = 8;
+    public int Repeats { get; init; } = 3;
+    /// <summary>libtorch CPU threads (null = the estimator's default: leave the process setting).</summary>
+    public int? Threads { get; init; }
+    public string Backbone { get; init; } = "all-MiniLM-L6-v2";
+    public int Seed { get; init; } = 1;
+    private string? _commit, _machine;
+    public string Commit { get => _commit ??= TrainingBenchmarkOptions.Detect("git", "rev-parse --short HEAD") ?? "unknown"; init => _commit = value; }
+    public string Machine { get => _machine ??= $"{Environment.ProcessorCount} CPU cores ({CpuModel()}), {System.Runtime.InteropServices.RuntimeInformation.OSDescription}"; init => _machine = value; }
+    public string CommandLine { get; init; } = "";
+
+    public static CpuTrainingBenchmarkOptions Parse(string[] args)
+    {
+        var o = new CpuTrainingBenchmarkOptions { CommandLine = "bench cpu-training " + string.Join(' ', args) };
+        for (int i = 0; i < args.Length; i++)
+        {
+            string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option {args[i]} needs a value.");
+            int Int(string v) => int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n > 0 ? n : throw new ArgumentException($"'{v}' is not a positive integer.");
+            string[] List(string v, string[] allowed, string option)
+            {
+                var items = v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                var bad = items.FirstOrDefault(x => !allowed.Contains(x));
+                if (items.Length == 0 || bad is not null) throw new ArgumentException($"{option} '{v}': use a comma-separated list of {string.Join(", ", allowed)}.");
+                return items;
+            }
+            o = args[i] switch
+            {
+                "--data-folder" => o with { DataFolder = Value() },
+                "--out" => o with { OutputDirectory = Value() },
+                "--workloads" => o with { Workloads = List(Value(), new[] { "minilm-full", "default" }, "--workloads") },
+                "--variants" => o with { Variants = List(Value(), CpuTrainingVariants.Names, "--variants") },
+                "--rows" => o with { TrainRows = Int(Value()) },
+                "--warmup" => o with { WarmupSteps = Int(Value()) },
+                "--steps" => o with { Steps = Int(Value()) },
+                "--repeats" => o with { Repeats = Int(Value()) },
+                "--threads" => o with { Threads = Int(Value()) },
+                "--backbone" => o with { Backbone = Value() },
+                "--seed" => o with { Seed = Int(Value()) },
+                "--commit" => o with { Commit = Value() },
+                "--machine" => o with { Machine = Value() },
+                _ => throw new ArgumentException($"Unknown option '{args[i]}' for bench cpu-training."),
+            };
+        }
+        if ((long)(o.WarmupSteps + o.Steps) * 32 > o.TrainRows)
+            throw new ArgumentException($"--rows {o.TrainRows} is too few for {o.WarmupSteps} warm-up and {o.Steps} timed steps of 32 rows; raise --rows to at least {(o.WarmupSteps + o.Steps) * 32}.");
+        return o;
+    }
+
+    private static string CpuModel()
+    {
+        try { return File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':')[1].Trim() ?? "unknown CPU"; }
+        catch (IOException) { return "unknown CPU"; }
+    }
+}

@@ -1,0 +1,147 @@
+using Microsoft.ML.LinearAttention.Encoder;
+using Microsoft.ML.LinearAttention.Runtime;
+using Microsoft.ML.LinearAttention.Tests.Infrastructure;
+using Microsoft.ML.LinearAttention.Training;
+using TorchSharp;
+using TorchSharp.Modules;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Tests.Text;
+
+/// <summary>The training loop's CPU fast paths against the composite TorchSharp operations they replace, and the
+/// per-phase training profile.</summary>
+public sealed class CpuFastPathTests
+{
+    // Shapes: a matrix larger than one work chunk (split over threads), a vector whose length is no multiple of the
+    // SIMD width (scalar tail), and a bias.
+    private static readonly long[][] Shapes = { new long[] { 700, 400 }, new long[] { 1001 }, new long[] { 7, 3 } };
+
+    private static List<Parameter> Parameters(int seed)
+    {
+        using var g = new Generator((ulong)seed);
+        return Shapes.Select(s => new Parameter(torch.randn(s, generator: g))).ToList();
+    }
+
+    private static AdamW Optimizer(List<Parameter> ps, bool amsgrad = false) => torch.optim.AdamW(new[]
+    {
+        new AdamW.ParamGroup(ps.Take(2), lr: 1e-2, weight_decay: 0.05, amsgrad: amsgrad),
+        new AdamW.ParamGroup(ps.Skip(2), lr: 1e-2, weight_decay: 0, amsgrad: amsgrad),
+    }, lr: 1e-2);
+
+    [Fact]
+    public void FusedAdamWMatchesTorchSharpAdamWWithClippingOverSeveralSteps()
+    {
+        var reference = Parameters(1);
+        var fused = Parameters(1);
+        using var referenceOptimizer = Optimizer(reference);
+        using var fusedOptimizer = Optimizer(fused);
+        for (int step = 0; step < 4; step++)
+        {
+            using var gen = new Generator((ulong)(100 + step));
+            for (int i = 0; i < Shapes.Length; i++)
+            {
+                var grad = torch.randn(Shapes[i], generator: gen) * (step + 1);
+                reference[i].grad = grad.clone();
+                fused[i].grad = grad.clone();
+            }
+            if (step == 2) { reference[2].grad = null; fused[2].grad = null; } // a parameter without gradient keeps its state
+            double lr = 1e-2 * (step + 1); // the schedule changes the groups' rates between steps
+            foreach (var g in referenceOptimizer.ParamGroups.Concat(fusedOptimizer.ParamGroups)) g.LearningRate = lr;
+
+            GradientClipping.ClipByGlobalNorm(reference, 1.0);
+            referenceOptimizer.step();
+            referenceOptimizer.zero_grad();
+            Assert.True(CpuAdamW.CanStep(fusedOptimizer));
+            float factor = GradientClipping.CoefficientOnHost(fused, 1.0);
+            Assert.InRange(factor, 1e-4f, 0.999f); // the gradients are far above the limit: clipping acts
+            CpuAdamW.Step(fusedOptimizer, factor);
+
+            Assert.All(fused, p => Assert.Null(p.grad)); // released, as zero_grad(set_to_none) does
+            for (int i = 0; i < Shapes.Length; i++)
+                KernelAssert.Close(fused[i].detach(), reference[i].detach(), 1e-6, 1e-5, $"step {step}, parameter {i}");
+        }
+        var expectedStates = referenceOptimizer.state_dict().State.Cast<AdamW.State>().ToList();
+        var actualStates = fusedOptimizer.state_dict().State.Cast<AdamW.State>().ToList();
+        for (int i = 0; i < expectedStates.Count; i++)
+        {
+            Assert.Equal(expectedStates[i].step, actualStates[i].step);
+            KernelAssert.Close(actualStates[i].exp_avg, expectedStates[i].exp_avg, 1e-6, 1e-5, $"first moment {i}");
+            KernelAssert.Close(actualStates[i].exp_avg_sq, expectedStates[i].exp_avg_sq, 1e-6, 1e-5, $"second moment {i}");
+        }
+        Assert.Equal(3, actualStates[2].step); // skipped once, like the reference
+    }
+
+    [Fact]
+    public void FusedAdamWStepsAsideForWhatItDoesNotCover()
+    {
+        var ps = Parameters(2);
+        foreach (var p in ps) p.grad = torch.ones_like(p);
+        using (var amsgrad = Optimizer(ps, amsgrad: true)) Assert.False(CpuAdamW.CanStep(amsgrad));
+        using (var plain = Optimizer(ps)) Assert.True(CpuAdamW.CanStep(plain));
+
+        var doubles = Shapes.Select(s => new Parameter(torch.randn(s, dtype: ScalarType.Float64))).ToList();
+        using (var fp64 = Optimizer(doubles)) Assert.False(CpuAdamW.CanStep(fp64));
+
+        bool was = CpuFastPaths.FusedAdamW;
+        try
+        {
+            CpuFastPaths.FusedAdamW = false;
+            using var off = Optimizer(ps);
+            Assert.False(CpuAdamW.CanStep(off));
+        }
+        finally { CpuFastPaths.FusedAdamW = was; }
+    }
+
+    [Fact]
+    public void FusedAdamWUsesTheCpuThreadSetting()
+    {
+        int before = torch.get_num_threads();
+        try
+        {
+            TorchRuntime.SetCpuThreads(1);
+            Assert.Equal(1, torch.get_num_threads());
+            Assert.Equal(1, CpuAdamW.Parallelism);
+            TorchRuntime.SetCpuThreads(2);
+            Assert.Equal(2, CpuAdamW.Parallelism);
+        }
+        finally { TorchRuntime.SetCpuThreads(before); }
+    }
+
+    [Fact]
+    public void TrainingWithTheFusedOptimizerMatchesTheCompositeOneAndTheProfileSeesEveryPhase()
+    {
+        var rows = Enumerable.Range(0, 48).Select(i => new Example
+        {
+            Ids = Enumerable.Range(0, 3 + i % 9).Select(j => 5 + (j * 7 + i * 13) % 90).ToArray(),
+            Segments = new int[3 + i % 9], Length = 3 + i % 9, Label = i % 3,
+        }).ToList();
+        var spec = new CollateSpec(LabelKind.Key, 0, 0, 0, null);
+        var settings = new TrainingSettings { BatchSize = 8, MaxEpochs = 2, LogEverySteps = 0, Seed = 3, ShuffleBufferRows = 64, MaxGradientNorm = 0.5, EarlyStoppingPatience = 0 };
+        float[] Train(bool fusedOn, out TrainingProfile profile)
+        {
+            bool was = CpuFastPaths.FusedAdamW;
+            CpuFastPaths.FusedAdamW = fusedOn;
+            profile = TrainingProfile.Start();
+            try
+            {
+                torch.manual_seed(11);
+                using var model = new SequenceModel(new EncoderConfig
+                {
+                    VocabularySize = 100, PadId = 0, ModelDim = 16, NumLayers = 2, NumHeads = 2, FfnMultiplier = 2, Dropout = 0.1, Mixer = "linear", Outputs = 3,
+                });
+                ModelTrainer.Train(model, spec, () => rows, rows.Count, null, settings, torch.CPU, TrainingLog.Silent);
+                return model.parameters().SelectMany(p => p.detach().data<float>().ToArray()).ToArray();
+            }
+            finally { TrainingProfile.Stop(); CpuFastPaths.FusedAdamW = was; }
+        }
+        var composite = Train(false, out _);
+        var fused = Train(true, out var profile);
+        Assert.Equal(composite.Length, fused.Length);
+        for (int i = 0; i < composite.Length; i++) Assert.True(Math.Abs(composite[i] - fused[i]) < 1e-4, $"parameter element {i}: {fused[i]} vs {composite[i]}");
+        Assert.Equal(12, profile.Steps); // 6 batches × 2 epochs, one optimizer step each
+        Assert.Equal(12, profile.Batches);
+        Assert.True(profile.Forward > TimeSpan.Zero && profile.Backward > TimeSpan.Zero && profile.Optimizer > TimeSpan.Zero, "every phase was timed");
+        Assert.Null(TrainingProfile.Current); // stopped: later runs are not profiled
+    }
+}
