@@ -24,7 +24,7 @@ public static class CpuTrainingBenchmark
         double WaitMs, double ForwardMs, double BackwardMs, double OptimizerMs, double OtherMs, int Threads);
 
     /// <summary>Median of the repeats of one (workload, variant).</summary>
-    public sealed record Summary(string Workload, string Variant, double MedianTokensPerSecond, double MinTokensPerSecond, double MaxTokensPerSecond,
+    public sealed record Summary(string Workload, string Variant, int Threads, double MedianTokensPerSecond, double MinTokensPerSecond, double MaxTokensPerSecond,
         double WaitMs, double ForwardMs, double BackwardMs, double OptimizerMs, double OtherMs, double TokensPerStep);
 
     public static int Execute(CpuTrainingBenchmarkOptions o, TextWriter log)
@@ -32,22 +32,24 @@ public static class CpuTrainingBenchmark
         TorchRuntime.EnsureLoaded();
         var data = QualityData.Load("sst2", o.DataFolder, o.TrainRows, 1, o.Seed);
         log.WriteLine($"bench cpu-training on the CPU ({Environment.ProcessorCount} cores, libtorch {torch.get_num_threads()} threads by default): {data.Description}.");
+        int processThreads = torch.get_num_threads(); // what "0" means: a fit with CpuThreads set changes the process setting
         var runs = new List<Run>();
         foreach (var workload in o.Workloads)
         {
             for (int repeat = 1; repeat <= o.Repeats; repeat++)
             {
+                foreach (int threads in o.Threads)
                 foreach (var variant in o.Variants)
                 {
-                    var run = Measure(o, data, workload, variant, repeat, log);
+                    var run = Measure(o, data, workload, variant, threads > 0 ? threads : processThreads, repeat, log);
                     runs.Add(run);
                     log.WriteLine($"  {workload,-12} {variant,-9} #{repeat}: {run.TokensPerSecond,8:N0} tokens/s over {run.TimedSteps} steps " +
                                   $"(per step: wait {run.WaitMs:F0} ms, forward {run.ForwardMs:F0}, backward {run.BackwardMs:F0}, optimizer {run.OptimizerMs:F0}, other {run.OtherMs:F0}; {run.Threads} threads)");
                 }
             }
         }
-        var summaries = runs.GroupBy(r => (r.Workload, r.Variant)).Select(g => Summarize(g.ToList())).ToList();
-        foreach (var s in summaries) log.WriteLine($"{s.Workload,-12} {s.Variant,-9} median {s.MedianTokensPerSecond:N0} tokens/s (min {s.MinTokensPerSecond:N0}, max {s.MaxTokensPerSecond:N0})");
+        var summaries = runs.GroupBy(r => (r.Workload, r.Variant, r.Threads)).Select(g => Summarize(g.ToList())).ToList();
+        foreach (var s in summaries) log.WriteLine($"{s.Workload,-12} {s.Variant,-9} {s.Threads} thread(s): median {s.MedianTokensPerSecond:N0} tokens/s (min {s.MinTokensPerSecond:N0}, max {s.MaxTokensPerSecond:N0})");
         Directory.CreateDirectory(o.OutputDirectory);
         var meta = new Dictionary<string, string>
         {
@@ -61,7 +63,7 @@ public static class CpuTrainingBenchmark
         return 0;
     }
 
-    private static Run Measure(CpuTrainingBenchmarkOptions o, QualityData data, string workload, string variant, int repeat, TextWriter log)
+    private static Run Measure(CpuTrainingBenchmarkOptions o, QualityData data, string workload, string variant, int threads, int repeat, TextWriter log)
     {
         var ml = new MLContext(seed: o.Seed) { GpuDeviceId = null, FallbackToCpu = true };
         var options = Options(o, data, workload);
@@ -69,7 +71,7 @@ public static class CpuTrainingBenchmark
         options.LogEverySteps = 1;
         options.MaxEpochs = 1;
         options.EarlyStoppingPatience = 0;
-        options.CpuThreads = o.Threads;
+        options.CpuThreads = threads;
         var clock = Stopwatch.StartNew();
         double start = double.NaN, end = double.NaN;
         long startTokens = 0, endTokens = 0, endStep = 0;
@@ -127,7 +129,7 @@ public static class CpuTrainingBenchmark
             var v = values.OrderBy(x => x).ToArray();
             return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
         }
-        return new Summary(runs[0].Workload, runs[0].Variant, Median(runs.Select(r => r.TokensPerSecond)), runs.Min(r => r.TokensPerSecond), runs.Max(r => r.TokensPerSecond),
+        return new Summary(runs[0].Workload, runs[0].Variant, runs[0].Threads, Median(runs.Select(r => r.TokensPerSecond)), runs.Min(r => r.TokensPerSecond), runs.Max(r => r.TokensPerSecond),
             Median(runs.Select(r => r.WaitMs)), Median(runs.Select(r => r.ForwardMs)), Median(runs.Select(r => r.BackwardMs)), Median(runs.Select(r => r.OptimizerMs)),
             Median(runs.Select(r => r.OtherMs)), Median(runs.Select(r => (double)r.TimedTokens / r.TimedSteps)));
     }
@@ -147,15 +149,16 @@ public static class CpuTrainingBenchmark
                       "the estimator's default batch (32 rows), AdamW, gradient clipping at 1.");
         sb.AppendLine($"- Each fit: {o.WarmupSteps} warm-up steps, then {o.Steps} timed optimizer steps; {o.Repeats} fits per row, variants alternating " +
                       "(the machine is shared; the median is reported, min–max beside it). Tokens = real (unpadded) tokens.");
-        sb.AppendLine("- Variants: `baseline` = the CPU fast paths of `CpuTrainingVariants` off (the training loop as before them); `optimized` = the defaults.");
+        sb.AppendLine("- Variants: `baseline` = the CPU fast paths (`CpuFastPaths`) off, the training loop as before them; `optimized` = the defaults. " +
+                      "Threads = libtorch's CPU threads (the options' CpuThreads); speed-up = against `baseline` at the first thread count listed.");
         sb.AppendLine();
-        sb.AppendLine("| workload | variant | tokens/s (median) | min – max | speed-up | tokens/step | wait ms | forward ms | backward ms | optimizer ms | other ms |");
-        sb.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        sb.AppendLine("| workload | variant | threads | tokens/s (median) | min – max | speed-up | tokens/step | wait ms | forward ms | backward ms | optimizer ms | other ms |");
+        sb.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         foreach (var s in summaries)
         {
-            var baseline = summaries.FirstOrDefault(b => b.Workload == s.Workload && b.Variant == "baseline");
+            var baseline = summaries.FirstOrDefault(b => b.Workload == s.Workload && b.Variant == "baseline"); // the first thread setting listed
             string speedup = baseline is null ? "–" : (s.MedianTokensPerSecond / baseline.MedianTokensPerSecond).ToString("F2", inv) + "×";
-            sb.AppendLine($"| {s.Workload} | {s.Variant} | {s.MedianTokensPerSecond.ToString("N0", inv)} | {s.MinTokensPerSecond.ToString("N0", inv)} – {s.MaxTokensPerSecond.ToString("N0", inv)} | " +
+            sb.AppendLine($"| {s.Workload} | {s.Variant} | {s.Threads} | {s.MedianTokensPerSecond.ToString("N0", inv)} | {s.MinTokensPerSecond.ToString("N0", inv)} – {s.MaxTokensPerSecond.ToString("N0", inv)} | " +
                           $"{speedup} | {s.TokensPerStep.ToString("F0", inv)} | {s.WaitMs.ToString("F0", inv)} | {s.ForwardMs.ToString("F0", inv)} | {s.BackwardMs.ToString("F0", inv)} | " +
                           $"{s.OptimizerMs.ToString("F0", inv)} | {s.OtherMs.ToString("F0", inv)} |");
         }

@@ -15,8 +15,9 @@ public sealed record CpuTrainingBenchmarkOptions
     public int WarmupSteps { get; init; } = 2;
     public int Steps { get; init; } = 8;
     public int Repeats { get; init; } = 3;
-    /// <summary>libtorch CPU threads (null = the estimator's default: leave the process setting).</summary>
-    public int? Threads { get; init; }
+    /// <summary>libtorch CPU thread counts to measure each variant with (CpuThreads of the options; 0 = leave the process
+    /// setting, all cores unless the application changed it).</summary>
+    public int[] Threads { get; init; } = { 0 };
     public string Backbone { get; init; } = "all-MiniLM-L6-v2";
     public int Seed { get; init; } = 1;
     private string? _commit, _machine;
@@ -48,7 +49,7 @@ public sealed record CpuTrainingBenchmarkOptions
                 "--warmup" => o with { WarmupSteps = Int(Value()) },
                 "--steps" => o with { Steps = Int(Value()) },
                 "--repeats" => o with { Repeats = Int(Value()) },
-                "--threads" => o with { Threads = Int(Value()) },
+                "--threads" => o with { Threads = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(Int).ToArray() },
                 "--backbone" => o with { Backbone = Value() },
                 "--seed" => o with { Seed = Int(Value()) },
                 "--commit" => o with { Commit = Value() },
@@ -56,6 +57,7 @@ public sealed record CpuTrainingBenchmarkOptions
                 _ => throw new ArgumentException($"Unknown option '{args[i]}' for bench cpu-training."),
             };
         }
+        if (o.Threads.Length == 0) throw new ArgumentException("--threads lists no thread count.");
         if ((long)(o.WarmupSteps + o.Steps) * 32 > o.TrainRows)
             throw new ArgumentException($"--rows {o.TrainRows} is too few for {o.WarmupSteps} warm-up and {o.Steps} timed steps of 32 rows; raise --rows to at least {(o.WarmupSteps + o.Steps) * 32}.");
         return o;
