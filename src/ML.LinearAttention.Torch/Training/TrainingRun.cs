@@ -126,6 +126,7 @@ internal sealed class TrainingRun : IDisposable
         if (_dist is not null) _log.Info($"Data parallel over {WorldSize} ranks ({_dist.Collectives.GetType().Name}): each rank trains on every {WorldSize}-th batch; gradients are averaged before clipping.");
         _log.Info($"Training: {_trainRowCount:N0} rows, batch {_s.BatchSize} × {_s.GradientAccumulationSteps} accumulation, up to {_s.MaxEpochs} epoch(s) / {_totalSteps:N0} optimizer steps " +
                   $"(warm-up {_warmup}, {_s.Decay} decay), AdamW lr {_s.LearningRate:0.###e+00} wd {_s.WeightDecay:G3}, device {_device}, {(mixed ? "bf16 mixed precision" : "fp32")}, seed {_s.Seed}.");
+        if (!_cuda && CpuLoadHint.Check(torch.get_num_threads()) is { } busy) _log.Warning(busy);
         if (_s.CheckpointDirectory is not null && !_model.SupportsResumableCheckpoints)
             throw new NotSupportedException("Training checkpoints (CheckpointDirectory) are available for the text and sequence estimators only.");
         _checkpoints = _s.CheckpointDirectory is null ? null

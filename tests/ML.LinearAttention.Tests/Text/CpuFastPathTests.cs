@@ -109,6 +109,18 @@ public sealed class CpuFastPathTests
     }
 
     [Fact]
+    public void BusyMachineWarningNamesTheFixOnlyWhenThreadsOutnumberTheFreeCores()
+    {
+        var message = CpuLoadHint.Message(threads: 2, cores: 2, loadAverage: 40);
+        Assert.NotNull(message);
+        Assert.Contains("CpuThreads = 1", message);
+        Assert.Contains("load average 40.0", message);
+        Assert.Null(CpuLoadHint.Message(threads: 1, cores: 2, loadAverage: 40)); // already one thread
+        Assert.Null(CpuLoadHint.Message(threads: 2, cores: 2, loadAverage: 2.5)); // within the cores (and one for the producers)
+        Assert.Null(CpuLoadHint.Message(threads: 8, cores: 8, loadAverage: null)); // no load average (not Linux)
+    }
+
+    [Fact]
     public void TrainingWithTheFusedOptimizerMatchesTheCompositeOneAndTheProfileSeesEveryPhase()
     {
         var rows = Enumerable.Range(0, 48).Select(i => new Example
