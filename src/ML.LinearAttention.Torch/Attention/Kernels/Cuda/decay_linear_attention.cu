@@ -177,15 +177,17 @@ extern "C" __global__ void __launch_bounds__(NT) decay_bwd_state(const in_t* __r
 #endif
 #if MMA
 // Writes dst[t][col..col+1] = V0, V1 for the tile pairs of a [MTT][N] product at rows t < T, and adds SIGN·(V0·x0 + V1·x1)
-// (x the input src at those places) to dG's row sum gd[row] at real rows.
-#define STORE_ROWS_DG(N, dst, src, V0, V1, SIGN) \
+// to dG's row sum gd[row] at real rows, x from the transposed operand tile XT [N][LDT2]: the bf16 values the products
+// used, so that q·dq and k·dk cancel as exactly as they do in the sums (fp16 inputs' own values leave a rounding residue).
+#define STORE_ROWS_DG(N, dst, XT, V0, V1, SIGN) \
     FOR_TILE_PAIRS(MTT, N, { \
         const int t = ts + row; \
         if (t < T) { \
             const size_t at = (size_t)t * (N) + col; \
             const float v0 = (V0); const float v1 = (V1); \
             *(unsigned*)((dst) + at) = stx2(v0, v1); \
-            if (real_token(mask, b, t, T)) atomicAdd(gd + row, (SIGN) * (v0 * ldx((src)[at]) + v1 * ldx((src)[at + 1]))); } })
+            if (real_token(mask, b, t, T)) \
+                atomicAdd(gd + row, (SIGN) * (v0 * bf2f((XT)[col * LDT2 + row]) + v1 * bf2f((XT)[(col + 1) * LDT2 + row]))); } })
 
 extern "C" __global__ void __launch_bounds__(NT, 1) decay_bwd(const in_t* __restrict__ q, const in_t* __restrict__ k,
         const in_t* __restrict__ v, const in_t* __restrict__ dout, const float* __restrict__ g, const float* __restrict__ P,
@@ -245,7 +247,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) decay_bwd(const in_t* __rest
         wmm<MTT, D, DV, true>(Gs, LDE, Xh, SPLIT ? Xl : nullptr, LDE, acc_);
         scale_rows<MTT, D>(acc_, eb);
         wmm<MTT, D, MTT, true>(dAs, LDT2, KT, nullptr, LDT2, acc_);
-        STORE_ROWS_DG(D, dq + (size_t)bh * T * D, qb, scale * c0, scale * c1, 1.f)
+        STORE_ROWS_DG(D, dq + (size_t)bh * T * D, QT, scale * c0, scale * c1, 1.f)
     }
     __syncthreads();
     load_split(dPb, Xh, Xl, LDE, false);
@@ -256,7 +258,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) decay_bwd(const in_t* __rest
         wmm<MTT, D, DV, true>(Vs, LDE, Xh, SPLIT ? Xl : nullptr, LDE, acc_);
         scale_rows<MTT, D>(acc_, el);
         wmm<MTT, D, MTT, true>(dAT, LDT2, QT, nullptr, LDT2, acc_);
-        STORE_ROWS_DG(D, dk + (size_t)bh * T * D, kb, real_token(mask, b, t, T) ? scale * c0 : 0.f,
+        STORE_ROWS_DG(D, dk + (size_t)bh * T * D, KT, real_token(mask, b, t, T) ? scale * c0 : 0.f,
                       real_token(mask, b, t, T) ? scale * c1 : 0.f, -1.f)
     }
     __syncthreads();
