@@ -58,6 +58,18 @@ public static class FusedDecayAttention
         return FusedDecayLaunch.DeviceReason(q.device_index < 0 ? 0 : q.device_index, (int)q.shape[3], (int)v.shape[3]);
     }
 
+    /// <summary>
+    /// Runs <paramref name="call"/> with <see cref="FusedKernelOptions.DecayEnabled"/> off, so that <see cref="DecayKernels"/>
+    /// takes its TorchSharp chunk form (the benchmarks time both; the routing is decided in the forward call).
+    /// </summary>
+    internal static Tensor Unrouted(Func<Tensor> call)
+    {
+        var before = FusedKernelOptions.Current;
+        FusedKernelOptions.Current = before with { DecayEnabled = false };
+        try { return call(); }
+        finally { FusedKernelOptions.Current = before; }
+    }
+
     private static void Check(Tensor q, Tensor k, Tensor v, Tensor g, Tensor? keyPaddingMask, double? scale)
     {
         ArgumentNullException.ThrowIfNull(q);
