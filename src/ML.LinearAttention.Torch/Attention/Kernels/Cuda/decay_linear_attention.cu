@@ -3,7 +3,7 @@
 // form (chunk = MTT = 64 tokens), compiled with MMA = 1. No feature map, no denominator:
 //   o_t = scale · Σ_{s≤t} exp(G_t − G_s) (q_t·k_s) v_s,  G_t = Σ_{u≤t} g_u,  over real keys s; zero rows at padded queries,
 // padded tokens neither write nor decay the state (their g counts as 0). Within a chunk, b_r = Σ_{u≤r} g_u from the
-// chunk's start (fp32, the same sequential sum in every kernel) and Λ = b_last; every exponent taken is ≤ 0.
+// chunk's start (fp32, the same order of sums in every kernel) and Λ = b_last; every exponent taken is ≤ 0.
 // Forward: decay_state writes U_c = Σ_s exp(Λ_c − b_s) k_s v_sᵀ (fp32 [D·DV] per chunk) and Λ_c; decay_scan turns them
 // into the decayed exclusive prefixes P_{c+1} = exp(Λ_c) P_c + U_c (in place); decay_out:
 //   o = scale · (exp(b) ⊙ Q P_c + (Q Kᵀ ⊙ M) V),  M_rs = exp(b_r − b_s)·[r ≥ s]  (M formed in the kernel).
@@ -22,17 +22,24 @@
 #define DXN (D * LDE > DV * LDD ? D * LDE : DV * LDD)   // u16 per state operand buffer of decay_bwd
 #define DXQ (DXN > MTT * LDD ? DXN : MTT * LDD)         // u16 of decay_bwd's q tile, reused for the state operand
 
-// bs[r] = Σ_{u≤r} g_u over the chunk's tokens (0 where not real), the same sequential fp32 sum in every kernel so that
-// forward and backward see identical decays. Called by every thread (barriers).
+// bs[r] = Σ_{u≤r} g_u over the chunk's tokens (0 where not real), summed in the same fixed order in every kernel so that
+// forward and backward see identical decays: prefix sums within runs of 8 tokens, then the totals of the runs before
+// (a dependent chain of 15 adds instead of 64). Called by every thread (barriers).
 __device__ __forceinline__ void chunk_log_decay(const float* __restrict__ gh, const u8* mask, int b, int ts, int T, float* bs) {
     const int tid = threadIdx.x;
     if (tid < MTT) bs[tid] = real_token(mask, b, ts + tid, T) ? gh[ts + tid] : 0.f;
     __syncthreads();
-    float s = 0.f;
-    if (tid < MTT)
-        for (int u = 0; u <= tid; ++u) s += bs[u];
+    if (tid < MTT / 8) {
+        float s = 0.f;
+#pragma unroll
+        for (int u = 0; u < 8; ++u) { s += bs[tid * 8 + u]; bs[tid * 8 + u] = s; }
+    }
     __syncthreads();
-    if (tid < MTT) bs[tid] = s;
+    float before = 0.f;
+    if (tid < MTT)
+        for (int j = 0; j < tid / 8; ++j) before += bs[j * 8 + 7];
+    __syncthreads();
+    if (tid < MTT) bs[tid] += before;
     __syncthreads();
 }
 
