@@ -31,7 +31,9 @@ public static class DecayKernels
     /// Causal chunkwise form (chunk <paramref name="chunk"/>, any T): the §1.0 form. Gates are accumulated in fp32
     /// within each chunk; every decay ratio is exp of a non-positive number (within a chunk exp(G_r − G_c) only for
     /// r ≥ c, masked before the exp; per-channel gates use 16-token sub-chunks so that no exp of a positive number is
-    /// taken). Chunk states are carried across chunks by a log-depth scan in fp32 (no loop over chunks).
+    /// taken). Chunk states are carried across chunks by a log-depth scan in fp32 (no loop over chunks). With one decay
+    /// per head and step on CUDA (bf16/fp16, head dims multiples of 16 up to 128, sm_80+) it runs
+    /// <see cref="FusedDecayAttention"/>'s fused kernels instead (<see cref="FusedKernelOptions.DecayEnabled"/>).
     /// </summary>
     /// <param name="q">Queries [B, H, T, Dk].</param>
     /// <param name="k">Keys [B, H, T, Dk].</param>
