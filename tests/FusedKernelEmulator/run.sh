@@ -3,7 +3,7 @@
 # (one std::thread per CUDA thread, mma.sync emulated from the PTX ISA fragment layouts) and compares the tensor-core
 # kernels against the CUDA-core ones (GPU-verified) on the same bf16/fp16 inputs: S, z, o, dS, dz, dq, dk, dv.
 # The causal tensor-core kernels (causal_linear_attention.cu) are compared with an fp64 evaluation of the causal formulas
-# (causal.cpp: o, dq, dk, dv), Hedgehog's feature map kernels (hedgehog_map.cuh) with an fp64 softmax (hedgehog_map.cpp), its projection + map kernels (hedgehog_projection.cuh) with an fp64 evaluation of φ, dx and dW (hedgehog_proj.cpp, also the dW-only kernel on two given (x, dy) pairs), and its attention kernels (HH = 1) with an fp64 evaluation of o, dv, the projection outputs' gradients dy, dx = dy Wᵀ and dW (hedgehog_attn.cpp). Needs g++ >= 12 (C++20 <barrier>, _Float16) and python3. Usage: tests/FusedKernelEmulator/run.sh [quick]
+# (causal.cpp: o, dq, dk, dv), the causal decay kernels (decay_linear_attention.cu) with one of the decayed formulas (decay.cpp: o, dq, dk, dv, dg), Hedgehog's feature map kernels (hedgehog_map.cuh) with an fp64 softmax (hedgehog_map.cpp), its projection + map kernels (hedgehog_projection.cuh) with an fp64 evaluation of φ, dx and dW (hedgehog_proj.cpp, also the dW-only kernel on two given (x, dy) pairs), and its attention kernels (HH = 1) with an fp64 evaluation of o, dv, the projection outputs' gradients dy, dx = dy Wᵀ and dW (hedgehog_attn.cpp). Needs g++ >= 12 (C++20 <barrier>, _Float16) and python3. Usage: tests/FusedKernelEmulator/run.sh [quick]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"; repo="$here/../.."; out="${TMPDIR:-/tmp}/fused-kernel-emulator"; mkdir -p "$out"
 python3 - "$repo/src/ML.LinearAttention.Torch/Attention/Kernels/Cuda" "$out" <<'PY'
@@ -49,6 +49,19 @@ for c in "${configs[@]}"; do
       -DLDT=68 -DIN_T="$in" -DFMAP="$fmap" -DMMA=1 "$here/causal.cpp" -o "$exe" -lpthread
   for args in "1 1" "3 37" "1 130" "3 200" "1 600"; do
     "$exe" $args | tail -1 | sed "s/^/causal D=$d Dv=$dv in=$in map=$fmap B,T=${args// /,}: /" || status=1
+  done
+done
+# Causal decay kernels (decay_linear_attention.cu) against the fp64 reference: D DV dtype, then B T gate strength
+# (g = logsigmoid(x)·strength: 1/16 is simple GLA's gate, 4 decays to nothing within a chunk).
+decay_configs=("64 64 1" "64 64 2" "32 48 1" "128 128 2" "16 128 1")
+[ "${1:-}" = quick ] && decay_configs=("64 64 1" "32 48 2")
+for c in "${decay_configs[@]}"; do
+  read -r d dv in <<<"$c"
+  exe="$out/decay_${d}_${dv}_${in}"
+  g++ -std=c++20 -O2 -w -I"$out" -I"$here" -DD="$d" -DDV="$dv" -DTT=64 -DPD=$(( (d + 15) / 16 * 16 )) -DPDV=$(( (dv + 15) / 16 * 16 )) \
+      -DLDT=68 -DIN_T="$in" -DFMAP=0 -DMMA=1 "$here/decay.cpp" -o "$exe" -lpthread
+  for args in "1 1 0.0625" "3 37 1" "1 130 0.0625" "3 200 1" "1 200 4"; do
+    "$exe" $args | tail -1 | sed "s/^/decay D=$d Dv=$dv in=$in B,T,strength=${args// /,}: /" || status=1
   done
 done
 # Hedgehog's feature map kernels (hedgehog_map.cuh) against fp64: rows F. The vector kernels at F = 8 … 256

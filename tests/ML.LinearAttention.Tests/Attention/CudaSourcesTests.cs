@@ -18,7 +18,7 @@ public class CudaSourcesTests
     public void EachModuleListsExactlyTheHeadersItsSourceReaches()
     {
         Assert.Equal(new[] { CudaSources.LinearAttention, CudaSources.CausalLinearAttention, CudaSources.HedgehogMap,
-            CudaSources.HedgehogProjection, CudaSources.HedgehogAttention }.Order(), CudaSources.All.Keys.Order());
+            CudaSources.HedgehogProjection, CudaSources.HedgehogAttention, CudaSources.DecayLinearAttention }.Order(), CudaSources.All.Keys.Order());
         foreach (var module in CudaSources.All.Values)
         {
             var reached = new SortedSet<string>(StringComparer.Ordinal);
@@ -36,7 +36,7 @@ public class CudaSourcesTests
     {
         var named = CudaSources.All.Values.SelectMany(m => m.Headers.Select(h => h.Name).Append(m.SourceName)).ToHashSet();
         var embedded = CudaSources.EmbeddedFiles().ToList();
-        Assert.Equal(16, embedded.Count);
+        Assert.Equal(17, embedded.Count);
         Assert.All(embedded, f => Assert.Contains(f, named));
         Assert.Equal(new[] { "HH=1" }, CudaSources.Module(CudaSources.HedgehogAttention).Defines);
         Assert.Empty(CudaSources.Module(CudaSources.LinearAttention).Defines);
@@ -55,6 +55,7 @@ public class CudaSourcesTests
             [CudaSources.HedgehogMap] = ["hedgehog_map_fwd", "hedgehog_map_bwd", "hedgehog_map_fwd_vec", "hedgehog_map_bwd_vec"],
             [CudaSources.HedgehogProjection] = ["hedgehog_proj_fwd", "hedgehog_proj_bwd", "hedgehog_dw_bwd"],
             [CudaSources.HedgehogAttention] = ["mma_fwd_state", "mma_fwd_out", "mma_fwd_head", "mma_bwd_q", "mma_bwd_kv", "hedgehog_dw_bwd"],
+            [CudaSources.DecayLinearAttention] = ["decay_state", "decay_scan", "decay_out", "decay_bwd_state", "decay_bwd"],
         };
         foreach (var (name, kernels) in expected)
         {

@@ -132,6 +132,11 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
             output.WriteLine($"causal D={d} Dv={dv} in={inType} {map}: {causal.Length} bytes, shared bytes {new FusedCausalLaunch.Sizes(d, dv).Max}\n{causalLog}");
             Assert.NotEmpty(causal);
             spills.AddRange(MmaSpills(causalLog).Select(l => $"causal D={d} Dv={dv} in={inType}: {l}"));
+            // The causal decay kernels (FusedDecayLaunch: simple GLA, RetNet, Lightning), same shapes, no feature map.
+            var decay = FusedModuleCache.Compile("sm_90", tiles, inType, FusedFeatureMap.Identity, mma: true, verbose: true, out var decayLog, CudaSources.DecayLinearAttention);
+            output.WriteLine($"decay D={d} Dv={dv} in={inType}: {decay.Length} bytes, shared bytes {new FusedDecayLaunch.Sizes(d, dv).Max}\n{decayLog}");
+            Assert.NotEmpty(decay);
+            spills.AddRange(MmaSpills(decayLog).Select(l => $"decay D={d} Dv={dv} in={inType}: {l}"));
         }
         Assert.Equal(6, mmaModules);
         // Hedgehog's feature-map kernels (FusedHedgehogMap), every dtype.

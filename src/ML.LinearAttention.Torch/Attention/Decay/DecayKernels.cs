@@ -1,3 +1,4 @@
+using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -30,7 +31,9 @@ public static class DecayKernels
     /// Causal chunkwise form (chunk <paramref name="chunk"/>, any T): the §1.0 form. Gates are accumulated in fp32
     /// within each chunk; every decay ratio is exp of a non-positive number (within a chunk exp(G_r − G_c) only for
     /// r ≥ c, masked before the exp; per-channel gates use 16-token sub-chunks so that no exp of a positive number is
-    /// taken). Chunk states are carried across chunks by a log-depth scan in fp32 (no loop over chunks).
+    /// taken). Chunk states are carried across chunks by a log-depth scan in fp32 (no loop over chunks). With one decay
+    /// per head and step on CUDA (bf16/fp16, head dims multiples of 16 up to 128, sm_80+) it runs
+    /// <see cref="FusedDecayAttention"/>'s fused kernels instead (<see cref="FusedKernelOptions.DecayEnabled"/>).
     /// </summary>
     /// <param name="q">Queries [B, H, T, Dk].</param>
     /// <param name="k">Keys [B, H, T, Dk].</param>
@@ -45,6 +48,15 @@ public static class DecayKernels
         Heads.CheckQkv(q, k, v, keyPaddingMask);
         CheckGate(g, k, nameof(g));
         CheckChunk(chunk);
+        // One decay per head and step on CUDA: the fused kernels (their own chunk of 64; the result does not depend on it).
+        if (UseFused(q, k, v, g, keyPaddingMask))
+            return FusedDecayFunction.Run(q, k, v, g, keyPaddingMask, scale ?? 1.0 / Math.Sqrt(q.shape[3]));
+        return CausalChunked(q, k, v, g, keyPaddingMask, scale, chunk);
+    }
+
+    /// <summary><see cref="Causal"/>'s TorchSharp chunk form, never routed to the fused kernels (their fallback).</summary>
+    internal static Tensor CausalChunked(Tensor q, Tensor k, Tensor v, Tensor g, Tensor? keyPaddingMask, double? scale, int chunk)
+    {
         using var scope = NewDisposeScope();
         var (qs, km, gm) = Prepare(q, k, g, keyPaddingMask, scale);
         var o = DecayChunked.Forward(qs, km, v, gm, chunk);
@@ -106,11 +118,10 @@ public static class DecayKernels
         var (qs, km, gf) = Prepare(q, k, gForward, keyPaddingMask, scale);
         var gb = MaskGate(gBackward, keyPaddingMask);
         var idx = RowReversal.Indices(keyPaddingMask, q.shape[2], q.device);
-        var both = DecayChunked.Forward(
-            torch.cat(new[] { qs, RowReversal.Apply(qs, idx) }, 0),
-            torch.cat(new[] { km, RowReversal.Apply(km, idx) }, 0),
-            torch.cat(new[] { v, RowReversal.Apply(v, idx) }, 0),
-            torch.cat(new[] { gf, RowReversal.Apply(gb, idx) }, 0), chunk);
+        var (qa, ka, va, ga) = (torch.cat(new[] { qs, RowReversal.Apply(qs, idx) }, 0), torch.cat(new[] { km, RowReversal.Apply(km, idx) }, 0),
+            torch.cat(new[] { v, RowReversal.Apply(v, idx) }, 0), torch.cat(new[] { gf, RowReversal.Apply(gb, idx) }, 0));
+        // Both scans as one causal call on the doubled batch (already scaled and masked: no mask, scale 1).
+        var both = UseFused(qa, ka, va, ga, null) ? FusedDecayFunction.Run(qa, ka, va, ga, null, 1.0) : DecayChunked.Forward(qa, ka, va, ga, chunk);
         var fwd = both.narrow(0, 0, b).to(ScalarType.Float32);
         var bwd = RowReversal.Apply(both.narrow(0, b, b), idx).to(ScalarType.Float32);
         var diag = (qs.to(ScalarType.Float32) * km.to(ScalarType.Float32)).sum(-1, keepdim: true) * v.to(ScalarType.Float32);
@@ -142,6 +153,10 @@ public static class DecayKernels
     }
 
     // ---- shared checks and masking ----
+
+    /// <summary>Whether a call goes to <see cref="FusedDecayAttention"/>'s kernels: a [B, H, T] gate, routing on, and the kernels take the inputs.</summary>
+    private static bool UseFused(Tensor q, Tensor k, Tensor v, Tensor g, Tensor? keyPaddingMask)
+        => g.dim() == 3 && FusedDecayAttention.ShouldUse(q, v) && FusedDecayAttention.Reason(q, k, v, g, keyPaddingMask) is null;
 
     internal static (Tensor q, Tensor k, Tensor g) Prepare(Tensor q, Tensor k, Tensor g, Tensor? keyPaddingMask, double? scale)
     {

@@ -1,3 +1,4 @@
+using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -10,8 +11,14 @@ internal static class LightningBench
     {
         Tensor[] Make() => s.Qkv();
         var slopes = torch.tensor(LightningKernels.Slopes((int)s.H), device: s.Device);
-        yield return new KernelBenchCase("causal chunk64", true, Make, i => LightningKernels.Causal(i[0], i[1], i[2], slopes, null));
-        yield return new KernelBenchCase("bidirectional chunk64", false, Make, i => LightningKernels.Bidirectional(i[0], i[1], i[2], slopes, null));
+        // "chunk64": the TorchSharp chunk form; "fused mma": the routed call, on the fused decay kernels where they apply.
+        foreach (bool fused in new[] { false, true })
+        {
+            string path = fused ? "fused mma" : "chunk64";
+            Tensor Route(Func<Tensor> call) => fused ? call() : FusedDecayAttention.Unrouted(call);
+            yield return new KernelBenchCase($"causal {path}", true, Make, i => Route(() => LightningKernels.Causal(i[0], i[1], i[2], slopes, null)));
+            yield return new KernelBenchCase($"bidirectional {path}", false, Make, i => Route(() => LightningKernels.Bidirectional(i[0], i[1], i[2], slopes, null)));
+        }
     }
 
     /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Chunkwise decayed linear attention in both directions (the symmetric decay), Dk = Dv = D.</summary>

@@ -1,3 +1,4 @@
+using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -9,8 +10,14 @@ internal static class RetNetBench
     internal static IEnumerable<KernelBenchCase> Cases(KernelBenchShape s)
     {
         Tensor[] Make() => s.Qkv();
-        yield return new KernelBenchCase("causal chunk64", true, Make, i => RetNetKernels.Causal(i[0], i[1], i[2], null));
-        yield return new KernelBenchCase("bidirectional chunk64", false, Make, i => RetNetKernels.Bidirectional(i[0], i[1], i[2], null));
+        // "chunk64": the TorchSharp chunk form; "fused mma": the routed call, on the fused decay kernels where they apply.
+        foreach (bool fused in new[] { false, true })
+        {
+            string path = fused ? "fused mma" : "chunk64";
+            Tensor Route(Func<Tensor> call) => fused ? call() : FusedDecayAttention.Unrouted(call);
+            yield return new KernelBenchCase($"causal {path}", true, Make, i => Route(() => RetNetKernels.Causal(i[0], i[1], i[2], null)));
+            yield return new KernelBenchCase($"bidirectional {path}", false, Make, i => Route(() => RetNetKernels.Bidirectional(i[0], i[1], i[2], null)));
+        }
     }
 
     /// <summary>Attention FLOPs per token (<see cref="FlopShape"/>): Two chunkwise retention scans (forward and reversed) on Dk = D·ExpandK, Dv = D·ExpandV.</summary>

@@ -29,6 +29,13 @@ public sealed record FusedKernelOptions
     public bool CausalEnabled { get; init; } = On(FusedLinearAttention.CausalEnableVariable);
 
     /// <summary>
+    /// Whether <c>DecayKernels</c> (the simple GLA, RetNet and Lightning mixers: one log decay per head and token) route
+    /// causal and bidirectional calls to <see cref="FusedDecayAttention"/>'s kernels when they take the inputs, default on
+    /// unless <see cref="FusedDecayAttention.EnableVariable"/> is "0"; direct calls of <c>FusedDecayAttention.Causal</c> ignore it.
+    /// </summary>
+    public bool DecayEnabled { get; init; } = On(FusedDecayAttention.EnableVariable);
+
+    /// <summary>
     /// Whether <see cref="FusedHedgehogAttention.Bidirectional"/> runs its kernels (φ computed inside the attention
     /// kernels) when they apply, default on unless <see cref="FusedHedgehogAttention.EnableVariable"/> is "0".
     /// </summary>
