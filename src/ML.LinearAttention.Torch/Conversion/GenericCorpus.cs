@@ -1,4 +1,6 @@
 using System.Text;
+using Microsoft.ML.LinearAttention.Tokenization;
+using Microsoft.ML.LinearAttention.Training;
 
 namespace Microsoft.ML.LinearAttention.Conversion;
 
@@ -17,6 +19,23 @@ public static class GenericCorpus
     {
         if (count < 0) throw new ArgumentOutOfRangeException(nameof(count), count, "The number of generic texts cannot be negative.");
         for (int i = 0; i < count; i++) yield return Text(new Random(unchecked(seed * 7_919 + i * 104_729)));
+    }
+
+    /// <summary>
+    /// The stage-1 rows: <paramref name="user"/> and <paramref name="genericCount"/> generic texts tokenized as one text
+    /// each, shuffled together with <paramref name="seed"/> so every batch pool mixes both.
+    /// </summary>
+    public static List<Example> Mix(IReadOnlyList<Example> user, int genericCount, TextTokenizer tokenizer, int maxLength, int seed)
+    {
+        ArgumentNullException.ThrowIfNull(user);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        var generic = Texts(genericCount, seed).Select(text =>
+        {
+            var enc = tokenizer.Encode(new[] { text.AsMemory() }, maxLength);
+            return new Example { Ids = enc.Ids, Segments = enc.Segments, Length = enc.Ids.Length };
+        });
+        var rng = new Random(seed);
+        return user.Concat(generic).OrderBy(_ => rng.Next()).ToList();
     }
 
     private static string Text(Random rng)

@@ -109,13 +109,7 @@ internal static class ConversionStage
         if (user.Count == 0)
             throw new InvalidOperationException("Attention transfer found no text rows (ConversionOptions.TransferData, or the training data, is empty).");
         var budget = TransferBudget.Choose(user.Count, user.Average(e => e.Length), c.TransferSteps, c.TransferBatchSize, c.MinimumTransferTexts);
-        var generic = GenericCorpus.Texts(budget.GenericTexts, seed).Select(text =>
-        {
-            var enc = tokenizer.Encode(new[] { text.AsMemory() }, o.MaxSequenceLength);
-            return new Example { Ids = enc.Ids, Segments = enc.Segments, Length = enc.Ids.Length };
-        });
-        var rng = new Random(seed);
-        var texts = user.Concat(generic).OrderBy(_ => rng.Next()).ToList();
+        var texts = GenericCorpus.Mix(user, budget.GenericTexts, tokenizer, o.MaxSequenceLength, seed);
         log.Info($"Stage 1 texts: {user.Count:N0} of the user's ({(c.TransferData is null ? "training data" : "TransferData")}) and {budget.GenericTexts:N0} generic; " +
                  $"{budget.Reason}.");
         return (texts, budget);
