@@ -43,7 +43,8 @@ public static class ConvertedBackboneCache
         {
             if (!TransferInputs.Any(p => name.StartsWith(p, StringComparison.Ordinal))) continue;
             Text($"{name} {string.Join('x', tensor.shape)}");
-            using var cpu = tensor.detach().to(ScalarType.Float32).cpu().contiguous();
+            using var scope = NewDisposeScope();
+            var cpu = tensor.detach().to(ScalarType.Float32).cpu().contiguous();
             hash.AppendData(MemoryMarshal.AsBytes(cpu.data<float>().ToArray().AsSpan()));
         }
         Text((converted with { Outputs = 0, Pooling = Pooling.Mean, SideFeatures = 0, Dropout = 0, Extensions = null }).ToJson());
@@ -117,6 +118,7 @@ public static class ConvertedBackboneCache
             throw new ConversionCacheException($"'{path}' ends early (truncated). {Fix}");
         }
         using (no_grad())
+        using (NewDisposeScope())
             foreach (var (target, data) in loaded)
                 target.copy_(torch.tensor(data, target.shape, ScalarType.Float32).to(target.dtype).to(target.device));
         return true;
@@ -141,8 +143,8 @@ public static class ConvertedBackboneCache
                 writer.Write(name);
                 writer.Write(p.shape.Length);
                 foreach (long d in p.shape) writer.Write(d);
-                using var cpu = p.detach().to(ScalarType.Float32).cpu().contiguous();
-                var data = cpu.data<float>().ToArray();
+                float[] data;
+                using (NewDisposeScope()) data = p.detach().to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
                 writer.Write((long)data.Length);
                 writer.Write(MemoryMarshal.AsBytes(data.AsSpan()));
             }

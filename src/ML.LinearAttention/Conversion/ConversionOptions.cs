@@ -7,7 +7,8 @@ namespace Microsoft.ML.LinearAttention.Conversion;
 /// Softmax→linear conversion of a pretrained (or trained) softmax encoder, the Hedgehog / LoLCATs recipe
 /// (docs/pretrained-and-conversion.md): the chosen softmax layers are replaced by a linear mechanism that keeps their
 /// q/k/v/o weights; stage 1 (attention transfer) trains only the new parameters (feature maps, LoLCATs window factors)
-/// to reproduce each frozen softmax layer's output on the user's own unlabelled text; stage 2 is the estimator's
+/// to reproduce each frozen softmax layer's output on the user's own unlabelled text (topped up with generated generic
+/// text when it is short; steps and batch follow the data unless set; optionally cached); stage 2 is the estimator's
 /// ordinary training on the labelled task (its MaxEpochs / MaxSteps / LearningRate) with LoRA (r 8, α 16 on q, k, v, o,
 /// plus the head; LoLCATs) unless <see cref="FineTuning"/> says otherwise.
 /// Set it as <c>LinearAttentionOptions.Conversion</c>, usually together with <c>PretrainedBackbone</c>.
