@@ -96,6 +96,8 @@ internal static class ConversionStage
         return (method, options);
     }
 
+    private const long MaxTransferTokens = 16L << 20;
+
     /// <summary>
     /// The stage-1 texts and budget: the user's texts (at most as many as the steps can use), topped up with
     /// <see cref="GenericCorpus"/> text as <see cref="TransferBudget.Choose"/> says, shuffled together with the seed.
@@ -105,7 +107,11 @@ internal static class ConversionStage
     {
         if (c.TransferSteps == 0) return (new List<Example>(), TransferBudget.Choose(0, 0, 0, c.TransferBatchSize, 0));
         long usable = (long)(c.TransferSteps ?? TransferBudget.MaximumAutoSteps) * (c.TransferBatchSize ?? 64);
-        var user = ReadText(data, textOnly, tokenizer, o.MaxSequenceLength, o.CancellationToken).Take((int)Math.Min(int.MaxValue, usable)).ToList();
+        // The texts are held in memory for the cache key and the shuffle: at most what the steps can use, and at most
+        // MaxTransferTokens tokens (auto reads ~4M tokens at most: 4,000 steps of ~1,024).
+        long tokens = 0;
+        var user = ReadText(data, textOnly, tokenizer, o.MaxSequenceLength, o.CancellationToken)
+            .Take((int)Math.Min(int.MaxValue, usable)).TakeWhile(e => (tokens += e.Length) <= MaxTransferTokens || tokens == e.Length).ToList();
         if (user.Count == 0)
             throw new InvalidOperationException("Attention transfer found no text rows (ConversionOptions.TransferData, or the training data, is empty).");
         var budget = TransferBudget.Choose(user.Count, user.Average(e => e.Length), c.TransferSteps, c.TransferBatchSize, c.MinimumTransferTexts);
