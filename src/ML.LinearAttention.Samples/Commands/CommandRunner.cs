@@ -72,7 +72,7 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
           bench oom [options]      fault check on a GPU: batches far larger than the GPU holds must be split by the trainer's
                                    out-of-memory retry and training must finish; writes docs/benchmarks/oom.md (needs CUDA)
               --mechanism NAME --length T --batch ROWS --steps N --layers L --hidden C --heads H --commit C --machine M
-        """ + "\n" + string.Join("\n", TrainCommand.Usage, ImageTrainCommand.Usage, TrainCommand.ConvertUsage, EvaluateCommand.Usage, PredictCommand.Usage, ServeCommand.Usage, ExportBackboneCommand.Usage);
+        """ + "\n" + string.Join("\n", TransferCurveBenchmark.Usage, TrainCommand.Usage, ImageTrainCommand.Usage, TrainCommand.ConvertUsage, EvaluateCommand.Usage, PredictCommand.Usage, ServeCommand.Usage, ExportBackboneCommand.Usage);
 
     /// <summary>
     /// Whether the command stops cleanly on cancellation (training after its current batch, the server after its
@@ -111,6 +111,8 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
                     return await Task.Run(() => QualityBenchmark.Run(QualityBenchmarkOptions.Parse(args.Skip(2).ToArray()), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "multigpu":
                     return await Task.Run(() => MultiGpuBenchmark.Run(MultiGpuOptions.Parse(args.Skip(2).ToArray()), output), cancellation);
+                case "bench" when args.Length > 1 && args[1] == "transfer":
+                    return await Task.Run(() => TransferCurveBenchmark.Run(args.Skip(2).ToArray(), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "oom":
                     return await Task.Run(() => OutOfMemoryCheck.Run(OutOfMemoryCheckOptions.Parse(args.Skip(2).ToArray()), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "vision":

@@ -40,7 +40,8 @@ public static partial class TrainCommand
               --pretrained NAME|FOLDER  all-MiniLM-L6-v2 (default), snowflake-arctic-embed-xs, a Hugging Face folder or .onnx
               --to MECHANISM       the linear mechanism replacing softmax (default hedgehog)
               --hybrid PLAN        keep some softmax layers, e.g. "softmax@-1" (default: convert every layer)
-              --transfer-steps N   attention-transfer steps of stage 1 (default 200)
+              --transfer-steps N   attention-transfer steps of stage 1 (default auto: from the data, at least 1,000)
+              --conversion-cache DIR  keep the converted backbone there and reuse it when the same conversion runs again
               --max-length N       longest input in tokens (default and at most the checkpoint's positions, 512 for MiniLM)
               every other option of train: --features --task --model --validation --validation-fraction --epochs --batch
                                    --lr (default 5e-4) --dropout --patience --seed --threads --checkpoint-dir --checkpoint-every
@@ -97,7 +98,8 @@ public static partial class TrainCommand
         {
             Attention = cl.String("to", "hedgehog")!,
             HybridPlan = cl.String("hybrid"),
-            TransferSteps = cl.Int("transfer-steps", 200),
+            TransferSteps = cl.String("transfer-steps") is null ? null : cl.Int("transfer-steps", 0),
+            CacheDirectory = cl.String("conversion-cache"),
         };
         return o; // MaxSequenceLength left at the library default unless given: the estimator lowers it to the checkpoint's positions
     }

@@ -23,15 +23,21 @@ public sealed record TransferSettings
     public int PadId { get; init; }
 }
 
-/// <summary>What stage 1 did: steps, the loss of the first batch and the mean loss of the last logged window, trained parameters.</summary>
-public sealed record TransferReport(int Steps, double FirstLoss, double LastLoss, long TrainedParameters, TimeSpan Elapsed);
+/// <summary>
+/// What stage 1 did: steps, the loss of the first batch and the mean loss of the last logged window, trained parameters,
+/// and per converted layer (in plan order) the same two losses, so a layer that did not learn shows.
+/// </summary>
+public sealed record TransferReport(int Steps, double FirstLoss, double LastLoss, long TrainedParameters, TimeSpan Elapsed,
+    IReadOnlyList<(int Layer, double First, double Last)>? LayerLosses = null);
 
 /// <summary>
 /// Stage 1 of the conversion, attention transfer (LoLCATs §3.1, Hedgehog §3.2): the softmax model runs frozen; at every
 /// converted layer the linear mixer of the converted model reads the softmax model's mixer input and is trained to give
 /// the softmax mixer's output (output MSE × 1000 by default) and/or its attention weights (cross-entropy, Hedgehog maps
-/// only). Layer-local: the hidden states that flow to the next layer are the softmax model's. Only the converted
-/// model's new parameters (feature maps, window factors, …) train; everything else stays frozen.
+/// only). Every converted layer trains at once from one teacher forward per batch: each layer's input is the teacher's
+/// hidden state at that depth (layer-local, as LoLCATs), so an error in one layer never reaches the next and the layers
+/// need no order. Only the converted model's new parameters (feature maps, window factors, …) train; everything else
+/// stays frozen.
 /// </summary>
 public static class AttentionTransfer
 {
@@ -67,6 +73,9 @@ public static class AttentionTransfer
             var rng = new Random(s.Seed);
             int step = 0;
             double window = 0, first = double.NaN, last = double.NaN; int windowCount = 0;
+            var layerWindow = new double[layers.Count];
+            var layerFirst = new double[layers.Count];
+            var layerLast = new double[layers.Count];
             while (step < s.Steps)
             {
                 bool any = false;
@@ -79,20 +88,24 @@ public static class AttentionTransfer
                     using (var scope = NewDisposeScope())
                     {
                         using var batch = Batching.Collate(batchRows, device, s.PadId, 0, 0, null, null);
-                        var loss = Loss(softmax, converted, layers, batch, s);
+                        var perLayer = LayerLosses(softmax, converted, layers, batch, s);
+                        var loss = stack(perLayer).mean();
                         loss.backward();
                         optimizer.step();
                         optimizer.zero_grad();
                         double value = loss.item<float>();
-                        if (step == 0) first = value;
+                        var values = stack(perLayer).detach().cpu().data<float>().ToArray();
+                        if (step == 0) { first = value; for (int l = 0; l < values.Length; l++) layerFirst[l] = values[l]; }
                         window += value; windowCount++;
+                        for (int l = 0; l < values.Length; l++) layerWindow[l] += values[l];
                     }
                     step++;
                     bool report = step == s.Steps || (s.LogEverySteps > 0 && step % s.LogEverySteps == 0);
                     if (report)
                     {
                         last = window / windowCount;
-                        log.Info($"Attention transfer: step {step}/{s.Steps}, loss {last:G4}, lr {lr:G3}, {sw.Elapsed:hh\\:mm\\:ss}.");
+                        for (int l = 0; l < layerLast.Length; l++) { layerLast[l] = layerWindow[l] / windowCount; layerWindow[l] = 0; }
+                        log.Info($"Attention transfer: step {step}/{s.Steps}, loss {last:G4} (per layer {string.Join(" ", layerLast.Select(v => v.ToString("G3")))}), lr {lr:G3}, {sw.Elapsed:hh\\:mm\\:ss}.");
                         window = 0; windowCount = 0;
                     }
                     if (step >= s.Steps) break;
@@ -100,7 +113,8 @@ public static class AttentionTransfer
                 if (!any) throw new InvalidOperationException("Attention transfer found no text rows (ConversionOptions.TransferData, or the training data, is empty).");
             }
             log.Info($"Stage 1/2 done in {sw.Elapsed:hh\\:mm\\:ss}: attention-transfer loss {first:G4} (first batch) → {last:G4} (mean since the previous report).");
-            return new TransferReport(step, first, last, count, sw.Elapsed);
+            var order = layers.Order().ToList();
+            return new TransferReport(step, first, last, count, sw.Elapsed, order.Select((layer, l) => (layer, layerFirst[l], layerLast[l])).ToList());
         }
         finally
         {
@@ -111,28 +125,37 @@ public static class AttentionTransfer
     /// <summary>Mean stage-1 loss over <paramref name="rows"/> without training (e.g. before and after <see cref="Run"/>).</summary>
     public static double Evaluate(SequenceModel softmax, SequenceModel converted, IReadOnlyList<ConvertedLayer> plan, IEnumerable<Example> rows,
         TransferSettings s, Device device)
+        => EvaluateLayers(softmax, converted, plan, rows, s, device).Values.DefaultIfEmpty(double.NaN).Average();
+
+    /// <summary>Mean stage-1 loss of each converted layer over <paramref name="rows"/> without training (layer → loss).</summary>
+    public static IReadOnlyDictionary<int, double> EvaluateLayers(SequenceModel softmax, SequenceModel converted, IReadOnlyList<ConvertedLayer> plan,
+        IEnumerable<Example> rows, TransferSettings s, Device device)
     {
         var layers = plan.Select(p => p.Layer).ToHashSet();
         bool wasTraining = converted.training;
         softmax.eval();
         converted.eval();
-        double sum = 0; long n = 0;
+        var sum = new double[layers.Count]; long n = 0;
         using (no_grad())
         {
             foreach (var batchRows in Batching.Bucketed(rows, s.BatchSize, s.MaxBatchTokens, s.BatchSize * 16, null))
             {
                 using var scope = NewDisposeScope();
                 using var batch = Batching.Collate(batchRows, device, s.PadId, 0, 0, null, null);
-                sum += Loss(softmax, converted, layers, batch, s).item<float>() * batchRows.Count;
+                var values = stack(LayerLosses(softmax, converted, layers, batch, s)).cpu().data<float>().ToArray();
+                for (int l = 0; l < values.Length; l++) sum[l] += values[l] * batchRows.Count;
                 n += batchRows.Count;
             }
         }
         if (wasTraining) converted.train();
-        return n == 0 ? double.NaN : sum / n;
+        return layers.Order().Select((layer, l) => (layer, l)).ToDictionary(x => x.layer, x => n == 0 ? double.NaN : sum[x.l] / n);
     }
 
-    /// <summary>Mean over converted layers of the weighted output MSE (over real tokens) and attention CE (over real queries).</summary>
-    private static Tensor Loss(SequenceModel softmax, SequenceModel converted, HashSet<int> layers, ModelBatch batch, TransferSettings s)
+    /// <summary>
+    /// Per converted layer (in layer order), the weighted output MSE (over real tokens) and attention CE (over real
+    /// queries), from one teacher forward: each student mixer reads the teacher's input at its depth.
+    /// </summary>
+    private static List<Tensor> LayerLosses(SequenceModel softmax, SequenceModel converted, HashSet<int> layers, ModelBatch batch, TransferSettings s)
     {
         Tensor x, mask;
         using (no_grad()) (x, mask) = softmax.Embed(batch);
@@ -163,9 +186,10 @@ public static class AttentionTransfer
                     loss = loss + s.AttentionCrossEntropyWeight * AttentionCrossEntropy((HedgehogMixer)mixer, input, mask);
                 losses.Add(loss);
             }
+            if (losses.Count == layers.Count) break;   // the blocks above the last converted layer feed no target
             using (no_grad()) x = ((nn.Module<Tensor, Tensor?, Tensor>)block).forward(x, mask);
         }
-        return stack(losses).mean();
+        return losses;
     }
 
     /// <summary>

@@ -33,14 +33,32 @@ internal static class ConversionStage
             var textOnly = new InputColumns { TextColumns = columns.TextColumns, LabelColumn = columns.LabelColumn, LabelKind = columns.LabelKind };
             var data = c.TransferData ?? trainingData;
             SchemaChecks.Check(data.Schema, textOnly, withLabel: false);
+            var (texts, budget) = TransferTexts(c, data, textOnly, tokenizer, o, seed, log);
             var settings = new TransferSettings
             {
-                Steps = c.TransferSteps, BatchSize = c.TransferBatchSize, MaxBatchTokens = o.MaxBatchTokens, LearningRate = c.TransferLearningRate,
+                Steps = budget.Steps, BatchSize = budget.BatchSize, MaxBatchTokens = o.MaxBatchTokens, LearningRate = c.TransferLearningRate,
                 OutputMseWeight = c.OutputMseWeight, AttentionCrossEntropyWeight = c.AttentionCrossEntropyWeight,
                 LogEverySteps = o.LogEverySteps, Seed = seed, PadId = softmax.Config.PadId,
             };
-            AttentionTransfer.Run(softmax, converted, plan, fresh, () => ReadText(data, textOnly, tokenizer, o.MaxSequenceLength, o.CancellationToken),
-                settings, device, log, checkCancel);
+            string? cacheKey = null;
+            if (c.CacheDirectory is { } cache && settings.Steps > 0 && fresh.Count > 0)
+            {
+                cacheKey = ConvertedBackboneCache.Key(softmax, converted.Config, settings, texts);
+                if (ConvertedBackboneCache.TryLoad(cache, cacheKey, converted, fresh))
+                {
+                    log.Info($"Stage 1/2 (attention transfer): loaded from the converted-backbone cache '{ConvertedBackboneCache.PathFor(cache, cacheKey)}' (same teacher, " +
+                             "layers, mechanism options, stage-1 settings, texts and seed); no transfer run.");
+                    softmax.Dispose();
+                    return converted;
+                }
+            }
+            var report = AttentionTransfer.Run(softmax, converted, plan, fresh, () => texts, settings, device, log, checkCancel);
+            if (cacheKey is not null && report.Steps > 0)
+            {
+                var path = ConvertedBackboneCache.Save(c.CacheDirectory!, cacheKey, converted, fresh,
+                    $"{string.Join(", ", plan.Select(p => $"{p.Layer}->{p.Name}"))}; {budget.Reason}; seed {seed}; {DateTime.UtcNow:u}");
+                log.Info($"Stage 1/2: the converted backbone's new parameters were saved to the cache '{path}'.");
+            }
 
             softmax.Dispose();
             return converted;
@@ -76,6 +94,31 @@ internal static class ConversionStage
         log?.Info($"Stage 2/2 (fine-tuning on the labelled task): method '{method}'{(options is null ? " with its defaults" : "")}, " +
                  $"{o.MaxEpochs} epoch(s){(o.MaxSteps > 0 ? $" / at most {o.MaxSteps} steps" : "")}, lr {o.LearningRate:0.###e+00}.");
         return (method, options);
+    }
+
+    private const long MaxTransferTokens = 16L << 20;
+
+    /// <summary>
+    /// The stage-1 texts and budget: the user's texts (at most as many as the steps can use), topped up with
+    /// <see cref="GenericCorpus"/> text as <see cref="TransferBudget.Choose"/> says, shuffled together with the seed.
+    /// </summary>
+    private static (List<Example> Texts, TransferBudget Budget) TransferTexts(ConversionOptions c, IDataView data, InputColumns textOnly, TextTokenizer tokenizer,
+        LinearAttentionOptions o, int seed, ITrainingLog log)
+    {
+        if (c.TransferSteps == 0) return (new List<Example>(), TransferBudget.Choose(0, 0, 0, c.TransferBatchSize, 0));
+        long usable = (long)(c.TransferSteps ?? TransferBudget.MaximumAutoSteps) * (c.TransferBatchSize ?? 64);
+        // The texts are held in memory for the cache key and the shuffle: at most what the steps can use, and at most
+        // MaxTransferTokens tokens (auto reads ~4M tokens at most: 4,000 steps of ~1,024).
+        long tokens = 0;
+        var user = ReadText(data, textOnly, tokenizer, o.MaxSequenceLength, o.CancellationToken)
+            .Take((int)Math.Min(int.MaxValue, usable)).TakeWhile(e => (tokens += e.Length) <= MaxTransferTokens || tokens == e.Length).ToList();
+        if (user.Count == 0)
+            throw new InvalidOperationException("Attention transfer found no text rows (ConversionOptions.TransferData, or the training data, is empty).");
+        var budget = TransferBudget.Choose(user.Count, user.Average(e => e.Length), c.TransferSteps, c.TransferBatchSize, c.MinimumTransferTexts);
+        var texts = GenericCorpus.Mix(user, budget.GenericTexts, tokenizer, o.MaxSequenceLength, seed);
+        log.Info($"Stage 1 texts: {user.Count:N0} of the user's ({(c.TransferData is null ? "training data" : "TransferData")}) and {budget.GenericTexts:N0} generic; " +
+                 $"{budget.Reason}.");
+        return (texts, budget);
     }
 
     /// <summary>Token rows of the text columns of <paramref name="data"/> (no label read).</summary>

@@ -82,6 +82,47 @@ public sealed class PretrainedEstimatorTests(ITestOutputHelper output) : IDispos
     }
 
     [Fact]
+    public void ConvertedBackboneCacheIsReusedByALaterFitAndADamagedEntryStopsTheFit()
+    {
+        var folder = TinyBert.WriteHuggingFaceFolder(Path.Combine(_dir, "tiny-bert"));
+        var cache = Path.Combine(_dir, "cache");
+        (List<string> Log, List<float[]> Scores) Fit()
+        {
+            var ml = new MLContext(seed: 1);
+            var log = new List<string>();
+            ml.Log += (_, e) => { if (e.Source.StartsWith("LinearAttention", StringComparison.Ordinal)) lock (log) log.Add(e.RawMessage); };
+            var o = Options(folder);
+            o.MaxEpochs = 1;
+            o.Conversion = new ConversionOptions { TransferSteps = 6, CacheDirectory = cache };
+            var model = ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment")
+                .Append(ml.Transforms.LinearAttention.TextClassification(textColumnNames: new[] { "Text" }, options: o))
+                .Fit(ml.Data.LoadFromEnumerable(Rows(24, 1)));
+            var scores = model.Transform(ml.Data.LoadFromEnumerable(Rows(8, 3))).GetColumn<float[]>("Score").ToList();
+            (model as IDisposable)?.Dispose();
+            return (log, scores);
+        }
+
+        var first = Fit();
+        foreach (var line in first.Log) output.WriteLine(line);
+        // 6 steps of 64 rows would see the 24 training texts 16 times: generic text joins them.
+        Assert.Contains(first.Log, l => l.StartsWith("Stage 1 texts: 24 of the user's (training data) and ") && l.Contains("generic"));
+        Assert.Contains(first.Log, l => l.StartsWith("Stage 1/2 done"));
+        Assert.Contains(first.Log, l => l.Contains("saved to the cache"));
+        var entry = Assert.Single(Directory.GetFiles(cache));
+
+        var second = Fit();
+        Assert.Contains(second.Log, l => l.Contains("loaded from the converted-backbone cache"));
+        Assert.DoesNotContain(second.Log, l => l.StartsWith("Stage 1/2 done"));
+        Assert.Equal(first.Scores, second.Scores);
+
+        var bytes = File.ReadAllBytes(entry);
+        File.WriteAllBytes(entry, bytes[..(bytes.Length - 10)]);
+        var e = Assert.Throws<ConversionCacheException>(() => Fit());
+        Assert.Contains(entry, e.Message);
+        Assert.Contains("truncated", e.Message);
+    }
+
+    [Fact]
     public void OptionsThatContradictTheBackboneFailBeforeTraining()
     {
         var folder = TinyBert.WriteHuggingFaceFolder(Path.Combine(_dir, "tiny-bert"));
