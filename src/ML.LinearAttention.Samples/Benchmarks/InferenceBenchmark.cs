@@ -28,7 +28,7 @@ public static class InferenceBenchmark
     {
         var list = (o.Precisions ?? (cuda ? "fp32,bf16" : "fp32")).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(ScoringPrecision.Parse).Distinct().ToList();
-        var device = cuda ? torch.CUDA : torch.CPU;
+        var device = cuda ? DeviceType.CUDA : DeviceType.CPU;
         try { foreach (var p in list) ScoringPrecision.Resolve(p, device); }
         catch (NotSupportedException e) { throw new ArgumentException("--precision: " + e.Message, e); }
         return list;
@@ -63,7 +63,7 @@ public static class InferenceBenchmark
                 }
                 Write(o, meta, points, agreement); // after every point: a run cut short keeps what it measured
             }
-            if (o.AgreementTrainRows > 0 && precisions.Any(p => ScoringPrecision.Resolve(p, cuda ? torch.CUDA : torch.CPU) != torch.ScalarType.Float32))
+            if (o.AgreementTrainRows > 0 && precisions.Any(p => ScoringPrecision.Resolve(p, cuda ? DeviceType.CUDA : DeviceType.CPU) != torch.ScalarType.Float32))
             {
                 agreement.AddRange(InferenceAgreement.Measure(o, mechanism, position, precisions, cuda, log));
                 Write(o, meta, points, agreement);

@@ -64,7 +64,7 @@ public static class InferenceCpuBenchmark
         foreach (var name in models.Where(n => n is not ("default" or "linear_relu" or "softmax")))
             throw new ArgumentException($"--models {name}: use default, linear_relu or softmax.");
         foreach (var precision in precisions.Where(x => x == InferencePrecision.Float16))
-            throw new ArgumentException("--precision fp16: " + Assert(() => ScoringPrecision.Resolve(precision, torch.CPU)));
+            throw new ArgumentException("--precision fp16: " + Assert(() => ScoringPrecision.Resolve(precision, DeviceType.CPU)));
 
         TorchRuntime.EnsureLoaded();
         TorchRuntime.SetCpuThreads(threads);
@@ -76,6 +76,9 @@ public static class InferenceCpuBenchmark
             ["commit"] = info.Commit, ["machine"] = info.Machine, ["libtorch"] = torch.__version__, ["threads"] = threads.ToString(CultureInfo.InvariantCulture),
             ["loadBefore"] = LoadAverage(), ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture),
         };
+        meta["matmul"] = string.Join(", ", new[] { torch.ScalarType.Float32, torch.ScalarType.BFloat16, torch.ScalarType.Float16 }
+            .Select(t => $"{ScoringPrecision.Name(t)} {MatmulMilliseconds(t)}"));
+        log.WriteLine($"libtorch CPU matmul [2048×128]·[128×512], median of 20: {meta["matmul"]}");
         var points = new List<Point>();
         void Add(Point point)
         {
@@ -109,6 +112,30 @@ public static class InferenceCpuBenchmark
         }
         log.WriteLine($"wrote inference-cpu.md and inference-cpu.json to {outDir}");
         return 0;
+    }
+
+    /// <summary>Median time of one CPU matmul of the model's width in <paramref name="dtype"/> (why fp16 is refused on the CPU, why bf16 is not Auto there).</summary>
+    private static string MatmulMilliseconds(torch.ScalarType dtype)
+    {
+        try
+        {
+            using var scope = torch.NewDisposeScope();
+            var a = torch.randn(2048, 128).to(dtype);
+            var b = torch.randn(128, 512).to(dtype);
+            a.matmul(b);
+            var ms = new double[20];
+            for (int i = 0; i < ms.Length; i++)
+            {
+                var clock = Stopwatch.StartNew();
+                using (a.matmul(b)) ms[i] = clock.Elapsed.TotalMilliseconds;
+            }
+            Array.Sort(ms);
+            return ms[ms.Length / 2].ToString("F2", CultureInfo.InvariantCulture) + " ms";
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return "fails: " + TrainingBenchmark.FirstLine(e);
+        }
     }
 
     private static string Assert(Action a)
@@ -236,6 +263,7 @@ public static class InferenceCpuBenchmark
         GeneratedMarkdown.Header(md, "CPU inference: one-row latency and batch throughput beside ML.NET", meta["command"],
             "See [docs/serving.md](../serving.md).");
         md.AppendLine($"- commit `{meta["commit"]}`; machine: {meta["machine"]}; libtorch {meta["libtorch"]}, {meta["threads"]} libtorch thread(s); {meta["date"]}");
+        md.AppendLine($"- libtorch CPU matmul [2048×128]·[128×512] (median of 20): {meta["matmul"]}: why Auto is fp32 on the CPU and fp16 is refused there");
         md.AppendLine($"- load average (1, 5, 15 min) before: {meta["loadBefore"]}; after the last row: {meta.GetValueOrDefault("loadAfter", "—")}");
         md.AppendLine($"- data: IMDb reviews (../shared/data/imdb-reviews) with at least {Words} words, each cut to its first {Words}: {train:N0} training rows (seeded sample of " +
                       $"imdb-train), {test:N0} test rows (seeded sample of imdb-test); the attention models read the first {MaxTokens} WordPiece tokens (MaxSequenceLength = {MaxTokens}), " +

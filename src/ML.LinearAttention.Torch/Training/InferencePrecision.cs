@@ -27,7 +27,13 @@ public static class ScoringPrecision
     public static ScalarType Resolve(InferencePrecision precision, Device device)
     {
         ArgumentNullException.ThrowIfNull(device);
-        bool cuda = device.type == DeviceType.CUDA;
+        return Resolve(precision, device.type);
+    }
+
+    /// <summary>The element type that scores on a device of type <paramref name="deviceType"/> (no device is initialised).</summary>
+    public static ScalarType Resolve(InferencePrecision precision, DeviceType deviceType)
+    {
+        bool cuda = deviceType == DeviceType.CUDA;
         return precision switch
         {
             InferencePrecision.Auto => cuda ? ScalarType.BFloat16 : ScalarType.Float32,

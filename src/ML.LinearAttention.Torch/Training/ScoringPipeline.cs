@@ -7,8 +7,10 @@ namespace Microsoft.ML.LinearAttention.Training;
 /// Batched scoring of a stream of rows, in input order, with the host work off the scoring thread (as training has it):
 /// one background thread reads and tokenizes rows, a second sorts each window of rows by length, cuts it into batches
 /// that pad little, collates them and (for CUDA) pins them; the scoring thread copies a batch to the device without
-/// blocking and queues its forward pass before it reads back the previous batch's scores, so the device is not left
-/// idle while the host converts results. Scores come out in the order the rows went in.
+/// blocking and queues its forward pass before it reads back the previous batch's scores. TorchSharp 0.107 has no CUDA
+/// events, so that read-back also waits for the batch just queued: the device stays busy through the wait and idles
+/// only while the host queues the next batch, where the one-batch-at-a-time path left it idle through tokenization,
+/// collation and the copy back. Scores come out in the order the rows went in.
 /// </summary>
 public static class ScoringPipeline
 {
