@@ -78,7 +78,8 @@ public static class InferenceCpuBenchmark
         };
         meta["matmul"] = string.Join(", ", new[] { torch.ScalarType.Float32, torch.ScalarType.BFloat16, torch.ScalarType.Float16 }
             .Select(t => $"{ScoringPrecision.Name(t)} {MatmulMilliseconds(t)}"));
-        log.WriteLine($"libtorch CPU matmul [2048×128]·[128×512], median of 20: {meta["matmul"]}");
+        meta["cpu"] = CpuDescription();
+        log.WriteLine($"{meta["cpu"]}; libtorch CPU matmul [2048×128]·[128×512], median of 20: {meta["matmul"]}");
         var points = new List<Point>();
         void Add(Point point)
         {
@@ -247,6 +248,23 @@ public static class InferenceCpuBenchmark
 
     private static string Unescape(string s) => s.Replace("\\t", "\t").Replace("\\n", "\n").Replace("\\r", "\r").Replace("\\\\", "\\");
 
+    /// <summary>Model name and bf16/fp16 instruction sets from /proc/cpuinfo (Linux), else the processor count.</summary>
+    private static string CpuDescription()
+    {
+        try
+        {
+            var lines = File.ReadLines("/proc/cpuinfo").Take(64).ToList();
+            string model = lines.FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown processor";
+            var flags = (lines.FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal))?.Split(':', 2)[1] ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            var half = flags.Where(f => f is "avx512_bf16" or "avx512_fp16" or "amx_bf16" or "amx_fp16" or "amx_tile").ToList();
+            return $"{model}, {Environment.ProcessorCount} logical cores, {(half.Count == 0 ? "no bf16/fp16 instructions" : string.Join(" ", half))}";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return $"{Environment.ProcessorCount} logical cores";
+        }
+    }
+
     private static string LoadAverage()
     {
         try { return File.ReadAllText("/proc/loadavg").Trim(); }
@@ -263,7 +281,8 @@ public static class InferenceCpuBenchmark
         GeneratedMarkdown.Header(md, "CPU inference: one-row latency and batch throughput beside ML.NET", meta["command"],
             "See [docs/serving.md](../serving.md).");
         md.AppendLine($"- commit `{meta["commit"]}`; machine: {meta["machine"]}; libtorch {meta["libtorch"]}, {meta["threads"]} libtorch thread(s); {meta["date"]}");
-        md.AppendLine($"- libtorch CPU matmul [2048×128]·[128×512] (median of 20): {meta["matmul"]}: why Auto is fp32 on the CPU and fp16 is refused there");
+        md.AppendLine($"- processor: {meta["cpu"]}; libtorch CPU matmul [2048×128]·[128×512] (median of 20): {meta["matmul"]} " +
+                      "(fp16 is refused on the CPU; bf16 is fast only where the processor has bf16 instructions, so Auto stays fp32 there and bf16 is a choice)");
         md.AppendLine($"- load average (1, 5, 15 min) before: {meta["loadBefore"]}; after the last row: {meta.GetValueOrDefault("loadAfter", "—")}");
         md.AppendLine($"- data: IMDb reviews (../shared/data/imdb-reviews) with at least {Words} words, each cut to its first {Words}: {train:N0} training rows (seeded sample of " +
                       $"imdb-train), {test:N0} test rows (seeded sample of imdb-test); the attention models read the first {MaxTokens} WordPiece tokens (MaxSequenceLength = {MaxTokens}), " +

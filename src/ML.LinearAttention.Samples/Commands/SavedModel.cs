@@ -51,9 +51,16 @@ public sealed class SavedModel : IDisposable
         return new SavedModel(model, schema, card, text, features, label, classify);
     }
 
-    /// <summary>--precision auto|fp32|bf16|fp16: the scoring precision of every transformer of the model (a scoring-time setting).</summary>
+    /// <summary>--precision auto|fp32|bf16|fp16: the scoring precision of every transformer of the model (a scoring-time setting);
+    /// --threads N: libtorch's CPU threads while scoring (default: all cores).</summary>
     internal static void ApplyPrecision(ITransformer model, CommandLine cl)
     {
+        if (cl.String("threads") is not null)
+        {
+            int threads = cl.Int("threads", 0);
+            if (threads < 1) throw new ArgumentException($"--threads {threads}: give a positive number of libtorch CPU threads.");
+            Runtime.TorchRuntime.SetCpuThreads(threads);
+        }
         if (cl.String("precision") is not { } text) return;
         var precision = Training.ScoringPrecision.Parse(text);
         try { foreach (var t in LinearAttentionModel.TransformersIn(model)) t.Precision = precision; }

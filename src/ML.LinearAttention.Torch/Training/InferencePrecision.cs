@@ -7,7 +7,7 @@ namespace Microsoft.ML.LinearAttention.Training;
 /// this only chooses the copy that scores.</summary>
 public enum InferencePrecision
 {
-    /// <summary>bf16 on CUDA, fp32 on the CPU (where bf16 matmuls are slower than fp32 on most processors).</summary>
+    /// <summary>bf16 on CUDA, fp32 on the CPU (bf16 is fast there only on processors with bf16 instructions: a choice to measure).</summary>
     Auto,
     /// <summary>fp32 weights and activations (the fp32 master model itself scores).</summary>
     Float32,
