@@ -72,7 +72,7 @@ public static class InferenceCpuBenchmark
         log.WriteLine($"bench inference-cpu: {train.Count:N0} training and {test.Count:N0} test IMDb reviews, libtorch {torch.__version__}, {threads} thread(s), {info.Machine}");
         var meta = new Dictionary<string, string>
         {
-            ["command"] = GeneratedMarkdown.SamplesCommand("bench inference-cpu " + string.Join(' ', args)),
+            ["command"] = GeneratedMarkdown.SamplesCommand("bench inference-cpu " + string.Join(' ', args.Select(a => a.Any(char.IsWhiteSpace) ? "'" + a + "'" : a))),
             ["commit"] = info.Commit, ["machine"] = info.Machine, ["libtorch"] = torch.__version__, ["threads"] = threads.ToString(CultureInfo.InvariantCulture),
             ["loadBefore"] = LoadAverage(), ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture),
         };

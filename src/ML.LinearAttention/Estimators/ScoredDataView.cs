@@ -66,15 +66,12 @@ internal sealed class ScoredDataView : IDataView
                 _reader = la.Reader;
                 var parent = view._parent;
                 var scoring = parent.ScoringModel; // fixed for this cursor: a later Precision change applies to new cursors
-                _scores = ScoringPipeline.Score(Rows(la.Cursor, la.Reader.Bind(la.Cursor, withLabel: false)), parent.Spec,
-                    parent.InferenceBatchSize, parent.Device, batch => parent.Score(scoring, batch)).GetEnumerator();
+                // Enumerated on the pipeline's reader thread (the look-ahead cursor is used by that thread only), tokenizing
+                // on as many threads as training does on this device.
+                var rows = la.Reader.ReadScoringRows(la.Cursor, ExampleReader.TokenizerThreads(parent.Device));
+                _scores = ScoringPipeline.Score(rows, parent.Spec, parent.InferenceBatchSize, parent.Device,
+                    batch => parent.Score(scoring, batch)).GetEnumerator();
             }
-        }
-
-        // Enumerated on the pipeline's reader thread: the look-ahead cursor is used by that thread only.
-        private static IEnumerable<Example> Rows(DataViewRowCursor cursor, Func<Example?> read)
-        {
-            while (cursor.MoveNext()) yield return read()!;
         }
 
         public override DataViewSchema Schema => _view.Schema;

@@ -158,5 +158,25 @@ public sealed class InferencePrecisionTests
         Assert.Throws<ArgumentOutOfRangeException>(() => ScoringPipeline.Score(many, spec, 0, CPU, score));
     }
 
+    [Fact]
+    public void ParallelScoringTokenizationGivesTheRowByRowStream()
+    {
+        var (ml, model, _) = FitTiny();
+        using var owned = model;
+        var rows = PersistenceTests.SmallRows(150); // blocks of 64: the last block is partial
+        var view = ml.Data.LoadFromEnumerable(rows);
+        List<Example> Read(int threads)
+        {
+            var reader = new Microsoft.ML.LinearAttention.Data.ExampleReader(model.Columns, model.Tokenizer, model.MaxSequenceLength);
+            using var cursor = view.GetRowCursor(reader.ColumnsNeeded(view.Schema, withLabel: false));
+            return reader.ReadScoringRows(cursor, threads).ToList();
+        }
+        var one = Read(1);
+        var three = Read(3);
+        Assert.Equal(rows.Count, one.Count);
+        Assert.Equal(one.Select(e => e.Ids!), three.Select(e => e.Ids!));
+        Assert.Equal(one.Select(e => e.Segments!), three.Select(e => e.Segments!));
+    }
+
     private static int ArgMax(float[] v) => Array.IndexOf(v, v.Max());
 }
