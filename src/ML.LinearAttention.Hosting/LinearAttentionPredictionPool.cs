@@ -245,6 +245,8 @@ public sealed class LinearAttentionPredictionPool<TIn, TOut> : IDisposable where
         var model = LinearAttentionModel.Load(_ml, stream, $"'{ModelPath}'", out var schema);
         try
         {
+            if (_options.Precision is { } precision)
+                foreach (var t in LinearAttentionModel.TransformersIn(model)) t.Precision = precision;
             var definition = _options.InputSchemaDefinition ?? InputDefinition(schema);
             CheckOutputFits(model, definition);
             // IgnoreMissingColumns = false: a TOut member without a column fails instead of staying at its default value.

@@ -20,6 +20,12 @@ public sealed class PredictionPoolOptions
     /// <summary>Settings of the pool's MLContext before the first load, e.g. <c>ml =&gt; ml.GpuDeviceId = 0</c>.</summary>
     public Action<MLContext>? ConfigureContext { get; set; }
 
+    /// <summary>
+    /// Numeric precision of every ML.LinearAttention transformer in the served model (null = Auto: bf16 on CUDA, fp32 on
+    /// the CPU); applied to each version as it loads. Float16 needs a CUDA device (the pool's MLContext GpuDeviceId).
+    /// </summary>
+    public Training.InferencePrecision? Precision { get; set; }
+
     /// <summary>Schema of the input class (null = read from the input class and fitted to the model's saved input schema).</summary>
     public SchemaDefinition? InputSchemaDefinition { get; set; }
 }

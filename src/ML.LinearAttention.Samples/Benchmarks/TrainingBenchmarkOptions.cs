@@ -53,6 +53,14 @@ public sealed record TrainingBenchmarkOptions
     public int InferenceRows { get; init; } = 0;
     /// <summary>Inference only: allow TF32 tensor cores for fp32 matmuls (libtorch's default is off).</summary>
     public bool Tf32 { get; init; }
+    /// <summary>Inference only: scoring precisions, comma-separated (fp32, bf16, fp16, auto); null = fp32,bf16 on CUDA, fp32 on the CPU.</summary>
+    public string? Precisions { get; init; }
+    /// <summary>Inference only: the folder holding ag-news/ (a copy of ../shared/data) for the agreement of each precision with fp32.</summary>
+    public string DataFolder { get; init; } = Path.Combine("..", "shared", "data");
+    /// <summary>Inference only: real rows the agreement model trains on (0 = no agreement measured).</summary>
+    public int AgreementTrainRows { get; init; } = 4000;
+    /// <summary>Inference only: held-out real rows scored at every precision for the agreement.</summary>
+    public int AgreementRows { get; init; } = 1000;
 
     /// <summary>Parses the arguments after `bench training` / `bench inference`.</summary>
     public static TrainingBenchmarkOptions Parse(string command, string[] args, TrainingBenchmarkOptions? defaults = null)
@@ -94,6 +102,10 @@ public sealed record TrainingBenchmarkOptions
                 "--machine" => o with { Machine = Value() },
                 "--rows" => o with { InferenceRows = Int(Value()) },
                 "--tf32" => o with { Tf32 = true },
+                "--precision" => o with { Precisions = Value() },
+                "--data-folder" => o with { DataFolder = Value() },
+                "--agreement-train" => o with { AgreementTrainRows = Int(Value()) },
+                "--agreement-rows" => o with { AgreementRows = Int(Value()) },
                 _ => throw new ArgumentException($"Unknown option '{args[i]}' for bench {command}."),
             };
         }
@@ -102,6 +114,11 @@ public sealed record TrainingBenchmarkOptions
         if (o.Steps < 1) throw new ArgumentException("--steps must be at least 1.");
         if (o.Lengths.Length == 0) throw new ArgumentException("--lengths lists no length.");
         if (o.Device is not null and not "cpu" and not "cuda") throw new ArgumentException($"--device {o.Device}: use cpu or cuda.");
+        if (o.Precisions is not null && o.Precisions.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) is var list)
+        {
+            if (list.Length == 0) throw new ArgumentException("--precision lists no precision: give fp32, bf16, fp16 or auto, comma-separated.");
+            foreach (var p in list) Training.ScoringPrecision.Parse(p); // names the bad one
+        }
         return o;
     }
 

@@ -56,7 +56,11 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
               --workloads minilm-full,default  --variants baseline,optimized  --rows N --warmup N --steps N --repeats N
               --threads N --data-folder DIR --out DIR --commit C --machine M
           bench inference [options] batched Transform rows/s through ML.NET (default linear_relu,hedgehog,softmax at 512,8K)
-              same options, plus --rows N (rows scored per point) and --tf32 (allow TF32 matmuls)
+              same options, plus --rows N (rows scored per point) and --tf32 (allow TF32 matmuls);
+              --precision fp32,bf16 (default fp32,bf16 on CUDA, fp32 on the CPU) scores at each precision and measures its
+              agreement with fp32 on real AG News rows (--data-folder DIR, default ../shared/data; --agreement-train N
+              rows trained on, default 4000, 0 = none; --agreement-rows N held-out rows compared, default 1000)
+        """ + "\n" + InferenceCpuBenchmark.Usage + "\n" + """
           bench multigpu [options] data- and sequence-parallel training over NCCL, one process per GPU; scaling vs one GPU
                                    (writes multigpu.md / .json); --verify checks DP and SP against one device (PASS/FAIL)
               --gpus N (default 2) --mechanisms a,b (default linear_relu,hedgehog) --length T (data parallel, default 2048)
@@ -105,6 +109,8 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
                     return await Task.Run(() => CpuTrainingBenchmark.Execute(CpuTrainingBenchmarkOptions.Parse(args.Skip(2).ToArray()), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "inference":
                     return await Task.Run(() => InferenceBenchmark.Run(TrainingBenchmarkOptions.Parse("inference", args.Skip(2).ToArray(), InferenceBenchmark.Defaults), output), cancellation);
+                case "bench" when args.Length > 1 && args[1] == "inference-cpu":
+                    return await Task.Run(() => InferenceCpuBenchmark.Run(args.Skip(2).ToArray(), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "kernels":
                     return await Task.Run(() => KernelBenchmark.Run(KernelBenchmarkOptions.Parse(args.Skip(2).ToArray()), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "quality":

@@ -8,7 +8,7 @@ namespace Microsoft.ML.LinearAttention.Samples.Commands;
 public static class EvaluateCommand
 {
     public const string Usage = """
-          evaluate --model FILE --data FILE [--confusion FILE.png] [--separator ...]
+          evaluate --model FILE --data FILE [--confusion FILE.png] [--separator ...] [--precision auto|fp32|bf16] [--threads N]
                                    metrics of a model saved by 'train' on labelled data (columns from its model card,
                                    or --text/--features/--label); classification also writes a confusion matrix PNG
         """ + "\n" + ImageScoring.EvaluateUsage;

@@ -8,7 +8,7 @@ namespace Microsoft.ML.LinearAttention.Samples.Commands;
 public static class PredictCommand
 {
     public const string Usage = """
-          predict --model FILE --data FILE [--out FILE] [--separator ...]
+          predict --model FILE --data FILE [--out FILE] [--separator ...] [--precision auto|fp32|bf16] [--threads N]
                                    predictions of a model saved by 'train' for every row (the label column may be absent);
                                    writes the input columns plus Predicted (and Probability) to FILE (default DATA.predictions.csv/.tsv)
         """ + "\n" + ImageScoring.PredictUsage;

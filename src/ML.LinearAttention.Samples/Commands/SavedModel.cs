@@ -37,6 +37,8 @@ public sealed class SavedModel : IDisposable
     {
         var path = cl.Required("model", "a model saved by 'train'");
         var model = LinearAttentionModel.Load(ml, path, out var schema); // clear errors for missing, damaged or foreign files
+        try { ApplyPrecision(model, cl); }
+        catch { (model as IDisposable)?.Dispose(); throw; }
         var (json, _) = ModelCard.PathsFor(path);
         var card = File.Exists(json) ? ModelCard.FromJson(File.ReadAllText(json)) : null;
         bool image = LinearAttentionModel.TransformersIn(model).OfType<Vision.ImageClassificationTransformer>().Any();
@@ -47,6 +49,22 @@ public sealed class SavedModel : IDisposable
         var label = cl.String("label") ?? card?.Data.LabelColumn ?? "";
         bool classify = ((IEnumerable<ITransformer>)model).OfType<TextClassificationTransformer>().Any();
         return new SavedModel(model, schema, card, text, features, label, classify);
+    }
+
+    /// <summary>--precision auto|fp32|bf16|fp16: the scoring precision of every transformer of the model (a scoring-time setting);
+    /// --threads N: libtorch's CPU threads while scoring (default: all cores).</summary>
+    internal static void ApplyPrecision(ITransformer model, CommandLine cl)
+    {
+        if (cl.String("threads") is not null)
+        {
+            int threads = cl.Int("threads", 0);
+            if (threads < 1) throw new ArgumentException($"--threads {threads}: give a positive number of libtorch CPU threads.");
+            Runtime.TorchRuntime.SetCpuThreads(threads);
+        }
+        if (cl.String("precision") is not { } text) return;
+        var precision = Training.ScoringPrecision.Parse(text);
+        try { foreach (var t in LinearAttentionModel.TransformersIn(model)) t.Precision = precision; }
+        catch (NotSupportedException e) { throw new ArgumentException("--precision " + text + ": " + e.Message, e); } // a usage error: one line, exit code 2
     }
 
     /// <summary>The input columns to read from <paramref name="data"/> (plus the label when <paramref name="withLabel"/>).</summary>

@@ -21,7 +21,7 @@ namespace Microsoft.ML.LinearAttention.Samples.Commands;
 public static class ServeCommand
 {
     public const string Usage = """
-          serve [--model FILE] [--port N]
+          serve [--model FILE] [--port N] [--precision auto|fp32|bf16]
                                    HTTP predictions of the support-ticket classifier on http://127.0.0.1:PORT (default 5088):
                                    POST /predict {title, body, numbers[4]}, POST /predict/batch [..], GET /health.
                                    Without FILE (default tickets.zip) a small model is trained first (about a minute).
@@ -36,13 +36,16 @@ public static class ServeCommand
         var cl = new CommandLine("serve", args);
         var modelPath = Path.GetFullPath(cl.String("model", "tickets.zip")!);
         int port = cl.Int("port", 5088);
+        var precision = cl.String("precision") is { } p ? Training.ScoringPrecision.Parse(p) : (Training.InferencePrecision?)null;
+        if (precision == Training.InferencePrecision.Float16)
+            throw new ArgumentException("--precision fp16 needs a CUDA device, and serve scores on the CPU: use fp32 or bf16.");
         cl.RejectUnknown();
         if (!File.Exists(modelPath))
         {
             output.WriteLine($"No model at {modelPath}: training a small support-ticket classifier first.");
             TrainTicketModel(modelPath, output);
         }
-        await using var app = Build(modelPath, port);
+        await using var app = Build(modelPath, port, o => o.Precision = precision);
         await app.StartAsync(cancellation);
         output.WriteLine($"Serving {modelPath} on {string.Join(", ", Addresses(app))} (Ctrl+C to stop). Try:");
         output.WriteLine($"  curl -s {Addresses(app).First()}/predict -H 'Content-Type: application/json' -d '{{\"title\":\"Checkout page is down\",\"body\":\"All users get HTTP 500 since 9:00\",\"numbers\":[3,3.5,4,2]}}'");

@@ -28,13 +28,7 @@ internal sealed class MixedPrecision : IDisposable
 
     public MixedPrecision(TrainableModel master, Device device)
     {
-        // Building the copy draws initial weights from the global generator; keep the generator where it was.
-        using var state = random.get_rng_state();
-        Model = master.CreateSibling();
-        random.set_rng_state(state);
-        using (no_grad()) Model.load_state_dict(master.state_dict());
-        Model.to(device);
-        Model.to(ScalarType.BFloat16);
+        Model = ScoringPrecision.LowPrecisionCopy(master, device, ScalarType.BFloat16);
         _master = master.parameters().ToList();
         _shadow = Model.parameters().ToList();
         for (int i = 0; i < _master.Count; i++) _shadow[i].requires_grad = _master[i].requires_grad; // frozen stays frozen

@@ -129,10 +129,33 @@ public sealed class ExampleReader
     private IEnumerable<Example> ReadBlocks(IDataView data, int threads, int block, CancellationToken cancellation)
     {
         using var cursor = data.GetRowCursor(ColumnsNeeded(data.Schema, withLabel: true));
+        foreach (var e in ReadBlocks(cursor, threads, block, withLabel: true, cancellation)) yield return e;
+    }
+
+    /// <summary>
+    /// The rows of an open <paramref name="cursor"/> (text columns, optional side features) tokenized on up to
+    /// <paramref name="threads"/> threads, in the cursor's order: what scoring reads (no label: every row gives an
+    /// example, as <see cref="Bind"/> with <c>withLabel: false</c> does). Other inputs, or one thread, read row by row.
+    /// </summary>
+    public IEnumerable<Example> ReadScoringRows(DataViewRowCursor cursor, int threads, int block = 64)
+    {
+        ArgumentNullException.ThrowIfNull(cursor);
+        return threads > 1 && _columns.TextColumns.Count > 0 && _columns.ImageColumn is null && _columns.SequenceColumn is null
+            ? ReadBlocks(cursor, threads, Math.Max(1, block), withLabel: false, default)
+            : RowByRow(cursor, Bind(cursor, withLabel: false));
+    }
+
+    private static IEnumerable<Example> RowByRow(DataViewRowCursor cursor, Func<Example?> read)
+    {
+        while (cursor.MoveNext()) yield return read()!;
+    }
+
+    private IEnumerable<Example> ReadBlocks(DataViewRowCursor cursor, int threads, int block, bool withLabel, CancellationToken cancellation)
+    {
         var schema = cursor.Schema;
         var textGetters = _columns.TextColumns.Select(n => cursor.GetGetter<ReadOnlyMemory<char>>(schema[n])).ToArray();
         Func<float[]>? sideReader = _columns.SideFeaturesColumn is null ? null : FloatsReader(cursor, schema[_columns.SideFeaturesColumn]);
-        var labelReader = LabelReader(cursor, schema[_columns.LabelColumn]);
+        Func<float>? labelReader = withLabel ? LabelReader(cursor, schema[_columns.LabelColumn]) : null;
         var pending = new List<(ReadOnlyMemory<char>[] Texts, float[]? Side, float Label)>(block);
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = threads, CancellationToken = cancellation };
         bool more = true;
@@ -141,7 +164,7 @@ public sealed class ExampleReader
             while (pending.Count < block && (more = cursor.MoveNext()))
             {
                 cancellation.ThrowIfCancellationRequested();
-                float label = labelReader();
+                float label = labelReader?.Invoke() ?? 0;
                 if (float.IsNaN(label)) continue;
                 var side = sideReader?.Invoke();
                 var texts = new ReadOnlyMemory<char>[textGetters.Length];

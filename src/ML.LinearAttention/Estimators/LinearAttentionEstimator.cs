@@ -52,6 +52,7 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
 
         var log = new EnvLog(Env, TaskName);
         var device = LinearAttentionTransformer.ResolveDevice(Env, o.CpuThreads);
+        ScoringPrecision.Resolve(o.InferencePrecision, device); // e.g. Float16 on the CPU: refused before training, not after
         int seed = o.Seed ?? MLNetBridge.Seed(Env) ?? 1;
         ConversionStage.Validate(o);
         var backbone = o.PretrainedBackbone is null ? null : BackboneSetup.Prepare(o, columns, log);   // pretrained backbone (Conversion/)
@@ -126,6 +127,7 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
             if (FineTuningRegistry.Finish(model) is { } finished) log.Info($"Fine-tuning: {finished}.");
             var transformer = CreateTransformer(model, tokenizer, columns, spec, device, input.Schema);
             transformer.TrainingReport = report;
+            transformer.Precision = o.InferencePrecision;
             log.Info($"{TaskName}: trained {report.Steps} steps in {report.Epochs} epoch(s), {report.Elapsed:hh\\:mm\\:ss}; final training loss {report.FinalTrainLoss:F4}.");
             return transformer;
         }

@@ -131,6 +131,10 @@ public abstract class LinearAttentionOptions
     public int? CpuThreads;
     /// <summary>Rows per forward pass when scoring with Transform.</summary>
     public int InferenceBatchSize = 64;
+    /// <summary>Numeric precision of scoring with the fitted transformer (Transform, PredictionEngine): Auto = a bf16 copy
+    /// of the weights on CUDA, the fp32 weights on the CPU; Float16 needs CUDA. Not saved with the model: after
+    /// <c>mlContext.Model.Load</c> set the transformer's <c>Precision</c> property.</summary>
+    public InferencePrecision InferencePrecision = InferencePrecision.Auto;
     /// <summary>Activation checkpointing while training: each encoder block recomputes its activations in the backward
     /// pass instead of storing them. Peak memory then grows far more slowly with sequence length and depth, for about
     /// a third more compute per step; for the longest inputs (tens of thousands of tokens on a GPU).</summary>

@@ -134,13 +134,17 @@ public abstract partial class LinearAttentionTransformer : ITransformer, IDispos
         using var _ = torch.no_grad();
         using var scope = NewDisposeScope();
         using var batch = Batching.Collate(rows, Device, Spec.PadId, Spec.NumericFeatures, Spec.SideLength, Spec.SideFill, null);
-        var scores = Finish(Model.Forward(batch)).to(ScalarType.Float32).cpu().contiguous();
+        var scores = Score(ScoringModel, batch).cpu().contiguous();
         int width = (int)scores.shape[1];
         var flat = scores.data<float>().ToArray();
         var result = new float[rows.Count][];
         for (int i = 0; i < rows.Count; i++) result[i] = flat.AsSpan(i * width, width).ToArray();
         return result;
     }
+
+    /// <summary>Per-row scores [B, W] in fp32 of a batch on the device, through <paramref name="scoring"/> (the model at the
+    /// scoring precision); finishing (softmax, de-standardisation) runs in fp32 with the master model's statistics.</summary>
+    internal Tensor Score(TrainableModel scoring, ModelBatch batch) => Finish(scoring.Forward(batch).to(ScalarType.Float32));
 
     /// <summary>
     /// Writes the network's weights alone (TorchSharp format) to <paramref name="path"/>, through a temporary file
@@ -170,6 +174,7 @@ public abstract partial class LinearAttentionTransformer : ITransformer, IDispos
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         LoadWeightsInto(Model, path);
+        ReleaseScoringCopies(); // the next score copies the new weights
     }
 
     internal static void LoadWeightsInto(TrainableModel model, string path)
@@ -195,7 +200,11 @@ public abstract partial class LinearAttentionTransformer : ITransformer, IDispos
     {
         if (_disposed) return;
         _disposed = true;
-        if (disposing) Model.Dispose();
+        if (disposing)
+        {
+            ReleaseScoringCopies();
+            Model.Dispose();
+        }
     }
 
     internal static Device ResolveDevice(IHostEnvironment env, int? cpuThreads)

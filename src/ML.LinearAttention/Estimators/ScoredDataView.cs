@@ -6,8 +6,9 @@ namespace Microsoft.ML.LinearAttention.Estimators;
 
 /// <summary>
 /// The lazy result of <see cref="LinearAttentionTransformer.Transform"/>: the input's columns plus the output columns.
-/// Scoring is batched: a look-ahead cursor reads the next <c>InferenceBatchSize</c> rows' inputs and scores them in one
-/// forward pass, while the main cursor serves the input columns row by row in the same order.
+/// Scoring is batched: a look-ahead cursor, read on the scoring pipeline's background threads (tokenization, length
+/// bucketing, collation: <see cref="ScoringPipeline"/>), feeds forward passes of up to <c>InferenceBatchSize</c> rows,
+/// while the main cursor serves the input columns row by row; the scores come back in input order.
 /// </summary>
 internal sealed class ScoredDataView : IDataView
 {
@@ -47,11 +48,11 @@ internal sealed class ScoredDataView : IDataView
         private readonly ScoredDataView _view;
         private readonly DataViewRowCursor _main;
         private readonly DataViewRowCursor? _lookahead;
-        private readonly Func<Example?>? _read;
         private readonly ExampleReader? _reader;
+        private readonly IEnumerator<float[]>? _scores;
         private readonly HashSet<int> _active;
-        private readonly Queue<float[]> _pending = new();
         private float[] _current = Array.Empty<float>();
+        private long _served;
         private bool _disposed;
 
         public ScoringCursor(ScoredDataView view, DataViewRowCursor main, (DataViewRowCursor Cursor, ExampleReader Reader)? lookahead, HashSet<int> active)
@@ -63,7 +64,13 @@ internal sealed class ScoredDataView : IDataView
             {
                 _lookahead = la.Cursor;
                 _reader = la.Reader;
-                _read = la.Reader.Bind(la.Cursor, withLabel: false);
+                var parent = view._parent;
+                var scoring = parent.ScoringModel; // fixed for this cursor: a later Precision change applies to new cursors
+                // Enumerated on the pipeline's reader thread (the look-ahead cursor is used by that thread only), tokenizing
+                // on as many threads as training does on this device.
+                var rows = la.Reader.ReadScoringRows(la.Cursor, ExampleReader.TokenizerThreads(parent.Device));
+                _scores = ScoringPipeline.Score(rows, parent.Spec, parent.InferenceBatchSize, parent.Device,
+                    batch => parent.Score(scoring, batch)).GetEnumerator();
             }
         }
 
@@ -76,25 +83,17 @@ internal sealed class ScoredDataView : IDataView
         public override bool MoveNext()
         {
             if (!_main.MoveNext()) return false;
-            if (_lookahead is null) return true;
-            if (_pending.Count == 0) Fill();
-            _current = _pending.Count > 0 ? _pending.Dequeue()
+            if (_scores is null) return true;
+            _current = _scores.MoveNext() ? _scores.Current
                 : throw new InvalidOperationException("The input data returned fewer rows on a second cursor than on the first; scoring needs a data view that can be read twice in the same order.");
+            if (++_served % _view._parent.InferenceBatchSize == 0) CountTruncation();
             return true;
-        }
-
-        private void Fill()
-        {
-            var rows = new List<Example>(_view._parent.InferenceBatchSize);
-            while (rows.Count < _view._parent.InferenceBatchSize && _lookahead!.MoveNext()) rows.Add(_read!()!);
-            if (rows.Count == 0) return;
-            CountTruncation();
-            foreach (var r in _view._parent.Predict(rows)) _pending.Enqueue(r);
         }
 
         private long _countedRows, _countedTokens;
 
-        // Counted per batch, so the transformer's counters and its InputsTruncated event follow the scoring as it goes.
+        // Counted per batch of served rows, so the transformer's counters and its InputsTruncated event follow the scoring
+        // as it goes (the reader thread may be a little ahead; the rest is counted when the cursor is disposed).
         private void CountTruncation()
         {
             long rows = _reader!.TruncatedRows, tokens = _reader.TruncatedTokens;
@@ -116,7 +115,9 @@ internal sealed class ScoredDataView : IDataView
             if (disposing)
             {
                 _main.Dispose();
+                _scores?.Dispose(); // stops and joins the pipeline's threads before their cursor goes
                 _lookahead?.Dispose();
+                if (_reader is not null) CountTruncation();
                 if (_reader is { TruncatedRows: > 0 } r)
                     EnvLog.Warning(_view._parent.Environment, "Transform",
                         $"{r.TruncatedRows:N0} scored row(s) were longer than MaxSequenceLength = {_view._parent.MaxSequenceLength:N0} and were cut " +

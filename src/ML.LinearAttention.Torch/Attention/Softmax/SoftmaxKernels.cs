@@ -40,7 +40,7 @@ public static class SoftmaxKernels
         (k, v) = RepeatKv(q, k, v);
         var qf = q.to(ScalarType.Float32);
         var scores = qf.matmul(k.to(ScalarType.Float32).transpose(-1, -2)) / Math.Sqrt(q.shape[3]);
-        var allowed = AllowedMask(keyPaddingMask, q.shape[2], causal, window, q.device)
+        var allowed = AllowedMask(keyPaddingMask, q.shape[2], causal, window, q.device)?.expand(-1, -1, q.shape[2], -1)
                       ?? (causal ? torch.ones(q.shape[2], q.shape[2], dtype: ScalarType.Bool, device: q.device).tril().view(1, 1, q.shape[2], q.shape[2]) : null);
         if (allowed is not null) scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
         var o = scores.softmax(-1).matmul(v.to(ScalarType.Float32)).to(dtype);
@@ -48,12 +48,17 @@ public static class SoftmaxKernels
     }
 
     /// <summary>
-    /// Boolean [B or 1, 1, T, T] mask of allowed (query, key) pairs, or null for plain full/causal attention.
-    /// A padded query may always see itself so no row is empty (its output is zeroed afterwards).
+    /// Boolean mask of allowed (query, key) pairs, or null for plain full/causal attention. Full bidirectional attention
+    /// with padding gets a key-padding mask [B, 1, 1, T] that SDPA broadcasts over queries (O(B·T) memory, no T × T
+    /// tensor; the memory-efficient kernel takes it on CUDA, the flash kernel takes it on the CPU); a row with no real
+    /// token sees every key so that no softmax is empty (its output is zeroed afterwards). Causal or windowed attention
+    /// with padding gets [B, 1, T, T], where a padded query may always see itself for the same reason.
     /// </summary>
     internal static Tensor? AllowedMask(Tensor? keyPaddingMask, long t, bool causal, int window, Device device)
     {
         if (keyPaddingMask is null && window <= 0) return null;   // plain full or causal: SDPA's is_causal, no mask
+        if (keyPaddingMask is not null && !causal && window <= 0)
+            return (keyPaddingMask | keyPaddingMask.any(-1, keepdim: true).logical_not()).view(-1, 1, 1, t);
         var i = torch.arange(t, device: device).view(t, 1);
         var j = torch.arange(t, device: device).view(1, t);
         var allowed = torch.ones(t, t, dtype: ScalarType.Bool, device: device);
