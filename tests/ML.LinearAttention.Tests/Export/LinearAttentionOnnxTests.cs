@@ -110,6 +110,22 @@ public sealed class LinearAttentionOnnxTests : IDisposable
         model.Dispose();
     }
 
+    [SharedDataFact(Vision.ImageData.Mnist)]
+    public void ImageClassifierIsRefusedWithWhatCanBeExported()
+    {
+        var ml = new MLContext(seed: 4);
+        var o = Vision.ImageClassificationTests.TinyDigits();
+        o.MaxEpochs = 1;
+        o.NumberOfLayers = 1;
+        var model = ml.Transforms.Conversion.MapValueToKey("Label", "Digit")
+            .Append(ml.Transforms.LinearAttention.ImageClassification(options: o))
+            .Fit(ml.Data.LoadFromEnumerable(Vision.ImageData.MnistRows(0, 32)));
+        var e = Assert.Throws<NotSupportedException>(() => LinearAttentionOnnx.Export(model.LastTransformer, Path.Combine(_dir, "digits.onnx")));
+        Assert.Contains("Image classification models cannot be exported", e.Message);
+        Assert.Contains("text classification and sequence regression", e.Message);
+        model.Dispose();
+    }
+
     [Fact]
     public void ScorerRefusesAGraphWithoutItsContract()
     {
