@@ -9,14 +9,17 @@ public sealed record ScoredText(float[] Scores, string? PredictedLabel);
 /// <summary>
 /// Scores text with an exported graph through an ordinary ML.NET pipeline: tokenize as the library does (BERT WordPiece,
 /// [CLS] pieces [SEP] per column, longest-first truncation), <c>ApplyOnnxModel</c>, and map the predicted index back to
-/// the class name. Rows are padded to the model's maximum length (the graph masks padding, so scores do not change).
+/// the class name. ML.NET's ONNX transformer needs fixed vector sizes, so each call pads its rows to a power of two at
+/// least as long as its longest row (at most the model's maximum length), with one ONNX transformer per such length;
+/// the graph masks padding, so the scores do not depend on it.
 /// </summary>
 public sealed class OnnxTextScorer : IDisposable
 {
     private readonly MLContext _ml = new();
     private readonly BertTokenizer _tokenizer;
-    private readonly ITransformer _onnx;
-    private readonly int _length;
+    private readonly string _graphPath;
+    private readonly Dictionary<int, ITransformer> _byLength = new();
+    private readonly int _maxLength;
 
     public OnnxTextScorer(string graphPath)
     {
@@ -26,15 +29,23 @@ public sealed class OnnxTextScorer : IDisposable
         var vocabulary = Path.Combine(dir, Contract.Tokenizer.VocabularyFile);
         if (!File.Exists(vocabulary)) throw new FileNotFoundException($"The vocabulary '{vocabulary}' named by the contract does not exist; copy it beside the graph.", vocabulary);
         _tokenizer = BertTokenizer.Create(vocabulary, new BertOptions { LowerCaseBeforeTokenization = Contract.Tokenizer.LowerCase });
-        _length = Contract.MaxSequenceLength;
+        _maxLength = Contract.MaxSequenceLength;
+        _graphPath = graphPath;
+        OnnxFor(Math.Min(_maxLength, 8)); // loads the graph now, so a broken file fails here
+    }
 
+    // ApplyOnnxModel over rows padded to `length` tokens.
+    private ITransformer OnnxFor(int length)
+    {
+        if (_byLength.TryGetValue(length, out var onnx)) return onnx;
         var inputs = new List<string> { Contract.Inputs.InputIds, Contract.Inputs.AttentionMask };
         if (Contract.Inputs.SegmentIds is { } s) inputs.Add(s);
         if (Contract.Inputs.SideFeatures is { } f) inputs.Add(f);
-        var shapes = inputs.ToDictionary(n => n, n => n == Contract.Inputs.SideFeatures ? new[] { 1, Contract.SideFeatureCount } : new[] { 1, _length });
-        var outputs = new[] { Contract.Outputs.Scores };
-        var empty = _ml.Data.LoadFromEnumerable(Array.Empty<TokenRow>(), RowSchema());
-        _onnx = _ml.Transforms.ApplyOnnxModel(outputs, inputs.ToArray(), graphPath, shapes, gpuDeviceId: null, fallbackToCpu: false, recursionLimit: 100).Fit(empty);
+        var shapes = inputs.ToDictionary(n => n, n => n == Contract.Inputs.SideFeatures ? new[] { 1, Contract.SideFeatureCount } : new[] { 1, length });
+        var empty = _ml.Data.LoadFromEnumerable(Array.Empty<TokenRow>(), RowSchema(length));
+        onnx = _ml.Transforms.ApplyOnnxModel(new[] { Contract.Outputs.Scores }, inputs.ToArray(), _graphPath, shapes, gpuDeviceId: null, fallbackToCpu: false, recursionLimit: 100).Fit(empty);
+        _byLength[length] = onnx;
+        return onnx;
     }
 
     /// <summary>The contract read beside the graph.</summary>
@@ -46,8 +57,13 @@ public sealed class OnnxTextScorer : IDisposable
     {
         if (Contract.SideFeatureCount > 0 && (sideFeatures is null || sideFeatures.Count != texts.Count))
             throw new ArgumentException($"The model fuses {Contract.SideFeatureCount} side features per row; pass one array per text row.", nameof(sideFeatures));
-        var rows = texts.Select((t, i) => Encode(t, sideFeatures?[i])).ToList();
-        var scored = _onnx.Transform(_ml.Data.LoadFromEnumerable(rows, RowSchema()));
+        if (texts.Count == 0) return Array.Empty<ScoredText>();
+        var encoded = texts.Select(Encode).ToList();
+        int longest = encoded.Max(e => e.Ids.Count), length = 8;
+        while (length < longest) length *= 2;
+        length = Math.Min(length, _maxLength);
+        var rows = encoded.Select((e, i) => Pad(e, length, sideFeatures?[i])).ToList();
+        var scored = OnnxFor(length).Transform(_ml.Data.LoadFromEnumerable(rows, RowSchema(length)));
         var scores = scored.GetColumn<float[]>(Contract.Outputs.Scores).ToList();
         return scores.Select(s => new ScoredText(s, Contract.Labels is { } names ? names[ArgMax(s)] : null)).ToList();
     }
@@ -61,14 +77,14 @@ public sealed class OnnxTextScorer : IDisposable
 
     // TextTokenizer.Encode of the library: [CLS], then each column's pieces and a [SEP] with segment id = column;
     // over-long rows lose tokens from their longest column until it ties the next.
-    private TokenRow Encode(string[] texts, float[]? side)
+    private (List<long> Ids, List<long> Segments) Encode(string[] texts)
     {
         int n = Contract.TextColumns.Length;
         if (texts.Length != n)
             throw new ArgumentException($"The model reads {n} text column(s) ({string.Join(", ", Contract.TextColumns)}); a row has {texts.Length}.", nameof(texts));
         var pieces = texts.Select(t => string.IsNullOrEmpty(t) ? (IReadOnlyList<int>)Array.Empty<int>() : _tokenizer.EncodeToIds(t, addSpecialTokens: false)).ToArray();
         var keep = pieces.Select(p => p.Count).ToArray();
-        long excess = keep.Sum() - (_length - 1 - n);
+        long excess = keep.Sum() - (_maxLength - 1 - n);
         while (excess > 0)
         {
             int longest = 0;
@@ -79,25 +95,31 @@ public sealed class OnnxTextScorer : IDisposable
             keep[longest] -= cut;
             excess -= cut;
         }
-        var row = new TokenRow { InputIds = new long[_length], AttentionMask = new long[_length], SegmentIds = new long[_length], SideFeatures = side ?? new float[Math.Max(1, Contract.SideFeatureCount)] };
-        Array.Fill(row.InputIds, Contract.Tokenizer.PadId);
-        int p = 0;
-        void Put(long id, int segment) { row.InputIds[p] = id; row.AttentionMask[p] = 1; row.SegmentIds[p] = segment; p++; }
-        Put(Contract.Tokenizer.ClsId, 0);
+        var ids = new List<long> { Contract.Tokenizer.ClsId };
+        var segments = new List<long> { 0 };
         for (int i = 0; i < n; i++)
         {
-            for (int j = 0; j < keep[i]; j++) Put(pieces[i][j], i);
-            Put(Contract.Tokenizer.SepId, i);
+            for (int j = 0; j < keep[i]; j++) { ids.Add(pieces[i][j]); segments.Add(i); }
+            ids.Add(Contract.Tokenizer.SepId);
+            segments.Add(i);
         }
+        return (ids, segments);
+    }
+
+    private TokenRow Pad((List<long> Ids, List<long> Segments) e, int length, float[]? side)
+    {
+        var row = new TokenRow { InputIds = new long[length], AttentionMask = new long[length], SegmentIds = new long[length], SideFeatures = side ?? new float[Math.Max(1, Contract.SideFeatureCount)] };
+        Array.Fill(row.InputIds, Contract.Tokenizer.PadId);
+        for (int j = 0; j < e.Ids.Count; j++) { row.InputIds[j] = e.Ids[j]; row.AttentionMask[j] = 1; row.SegmentIds[j] = e.Segments[j]; }
         return row;
     }
 
     // The vector sizes are known only at run time (the model's maximum length), so the schema is built here.
-    private SchemaDefinition RowSchema()
+    private SchemaDefinition RowSchema(int length)
     {
         var schema = SchemaDefinition.Create(typeof(TokenRow));
         foreach (var column in new[] { nameof(TokenRow.InputIds), nameof(TokenRow.AttentionMask), nameof(TokenRow.SegmentIds) })
-            schema[column].ColumnType = new VectorDataViewType(NumberDataViewType.Int64, _length);
+            schema[column].ColumnType = new VectorDataViewType(NumberDataViewType.Int64, length);
         schema[nameof(TokenRow.SideFeatures)].ColumnType = new VectorDataViewType(NumberDataViewType.Single, Math.Max(1, Contract.SideFeatureCount));
         schema[nameof(TokenRow.InputIds)].ColumnName = Contract.Inputs.InputIds;
         schema[nameof(TokenRow.AttentionMask)].ColumnName = Contract.Inputs.AttentionMask;
@@ -106,7 +128,11 @@ public sealed class OnnxTextScorer : IDisposable
         return schema;
     }
 
-    public void Dispose() => (_onnx as IDisposable)?.Dispose();
+    public void Dispose()
+    {
+        foreach (var onnx in _byLength.Values) (onnx as IDisposable)?.Dispose();
+        _byLength.Clear();
+    }
 
     private sealed class TokenRow
     {

@@ -56,14 +56,6 @@ internal sealed class ProtoWriter
         packed._buffer.CopyTo(_buffer);
     }
 
-    /// <summary>A packed repeated float field.</summary>
-    public void PackedFloat(int field, IReadOnlyList<float> values)
-    {
-        var bytes = new byte[values.Count * 4];
-        for (int i = 0; i < values.Count; i++) BitConverter.TryWriteBytes(bytes.AsSpan(i * 4), values[i]);
-        Bytes(field, bytes);
-    }
-
     public void WriteTo(Stream stream)
     {
         _buffer.Position = 0;
