@@ -76,7 +76,7 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
           bench oom [options]      fault check on a GPU: batches far larger than the GPU holds must be split by the trainer's
                                    out-of-memory retry and training must finish; writes docs/benchmarks/oom.md (needs CUDA)
               --mechanism NAME --length T --batch ROWS --steps N --layers L --hidden C --heads H --commit C --machine M
-        """ + "\n" + string.Join("\n", TransferCurveBenchmark.Usage, TrainCommand.Usage, ImageTrainCommand.Usage, TrainCommand.ConvertUsage, EvaluateCommand.Usage, PredictCommand.Usage, ServeCommand.Usage, ExportBackboneCommand.Usage);
+        """ + "\n" + string.Join("\n", TransferCurveBenchmark.Usage, OnnxBenchmark.Usage, TrainCommand.Usage, ImageTrainCommand.Usage, TrainCommand.ConvertUsage, EvaluateCommand.Usage, PredictCommand.Usage, ServeCommand.Usage, ExportBackboneCommand.Usage, ExportOnnxCommand.Usage);
 
     /// <summary>
     /// Whether the command stops cleanly on cancellation (training after its current batch, the server after its
@@ -121,6 +121,8 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
                     return await Task.Run(() => TransferCurveBenchmark.Run(args.Skip(2).ToArray(), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "oom":
                     return await Task.Run(() => OutOfMemoryCheck.Run(OutOfMemoryCheckOptions.Parse(args.Skip(2).ToArray()), output), cancellation);
+                case "bench" when args.Length > 1 && args[1] == "onnx":
+                    return OnnxBenchmark.Run(OnnxBenchmark.Parse(args.Skip(2).ToList()), output);
                 case "bench" when args.Length > 1 && args[1] == "vision":
                     return await Task.Run(() => VisionBenchmark.Run(VisionBenchmarkOptions.Parse(args.Skip(2).ToArray()), output), cancellation);
                 case "train":
@@ -135,6 +137,8 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
                     return await ServeCommand.RunAsync(args.Skip(1).ToArray(), output, cancellation);
                 case "export-backbone":
                     return ExportBackboneCommand.Run(args.Skip(1).ToList(), output);
+                case "export-onnx":
+                    return ExportOnnxCommand.Run(args.Skip(1).ToList(), output, error);
                 case "--help" or "-h" or "help":
                     output.WriteLine(Usage);
                     return 0;

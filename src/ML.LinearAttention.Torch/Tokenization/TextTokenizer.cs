@@ -81,6 +81,9 @@ public sealed class TextTokenizer
     /// <summary>The underlying Microsoft.ML.Tokenizers tokenizer.</summary>
     public Tokenizer Inner => _tokenizer;
 
+    /// <summary>The vocabulary file's bytes and, for BPE, the merges file's (written beside an exported ONNX graph).</summary>
+    internal (byte[] Vocabulary, byte[]? Merges) Files => (_vocabulary, _merges);
+
     /// <summary>Builds the tokenizer described by <paramref name="options"/>, reading its files now.</summary>
     public static TextTokenizer Create(TokenizerOptions? options)
     {

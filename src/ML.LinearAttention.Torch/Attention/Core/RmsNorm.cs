@@ -17,6 +17,9 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>The epsilon under the square root (the ONNX export writes it into the graph).</summary>
+    internal double Eps => _eps;
+
     public override Tensor forward(Tensor x) => Functional(x, weight, _eps);
 
     /// <summary>x · rsqrt(mean(x²) + eps) · weight (weight may be null).</summary>

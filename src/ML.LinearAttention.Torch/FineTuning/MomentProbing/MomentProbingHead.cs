@@ -56,6 +56,9 @@ public sealed class MomentProbingHead : SequenceHead
     /// <summary>Length of the second-order feature vector.</summary>
     public int FeatureCount => _options.FeatureCount;
 
+    /// <summary>The head's options and whether it skips the first ([CLS]) token (the ONNX export mirrors them).</summary>
+    internal (MomentProbingOptions Options, bool SkipFirstToken) Settings => (_options, _skipFirstToken);
+
     public override Tensor forward(Tensor states, Tensor mask, Tensor pooled)
     {
         using var scope = NewDisposeScope();

@@ -1,0 +1,60 @@
+using System.Text.Json;
+using Microsoft.ML.LinearAttention.Samples.Benchmarks;
+using Microsoft.ML.LinearAttention.Samples.Commands;
+using Microsoft.ML.LinearAttention.Tests.Text;
+using Xunit;
+
+namespace Microsoft.ML.LinearAttention.Tests.Export;
+
+/// <summary>The samples' `export-onnx` command and `bench onnx` end to end at tiny sizes.</summary>
+public sealed class OnnxCommandTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("la-onnx-cli-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public async Task ExportOnnxWritesGraphContractAndVocabularyOrAPlainError()
+    {
+        var ml = new MLContext(seed: 1);
+        var o = TextClassificationTests.Tiny();
+        o.MaxEpochs = 1;
+        var data = ml.Data.LoadFromEnumerable(PersistenceTests.SmallRows(32));
+        var model = ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment")
+            .Append(ml.Transforms.LinearAttention.TextClassification(textColumnNames: new[] { "Text" }, options: o))
+            .Fit(data);
+        var zip = Path.Combine(_dir, "model.zip");
+        ml.Model.Save(model, data.Schema, zip);
+        model.Dispose();
+
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var runner = new CommandRunner(output, error);
+        var graph = Path.Combine(_dir, "model.onnx");
+        Assert.Equal(0, await runner.RunAsync(new[] { "export-onnx", zip, graph }, default));
+        Assert.True(File.Exists(graph) && File.Exists(graph + ".json") && File.Exists(Path.Combine(_dir, "model.vocab.txt")));
+        Assert.Contains("inputs: input_ids, attention_mask; outputs: scores, predicted_label", output.ToString());
+
+        Assert.Equal(2, await runner.RunAsync(new[] { "export-onnx", Path.Combine(_dir, "missing.zip"), graph }, default));
+        Assert.StartsWith("error: ", error.ToString());
+        Assert.Equal(2, await runner.RunAsync(new[] { "export-onnx", zip }, default));
+        Assert.Contains("export-onnx MODEL.zip OUT.onnx", error.ToString());
+    }
+
+    [SharedDataFact("sst2")]
+    public void BenchOnnxRunsEndToEndAndWritesItsRecord()
+    {
+        var log = new StringWriter();
+        var o = OnnxBenchmark.Parse(new[] { "--train", "64", "--rows", "24", "--latency-rows", "3", "--only", "linear_relu,hybrid", "--no-publish",
+                                            "--data", SharedData.Root, "--out", _dir, "--commit", "test", "--machine", "test machine" });
+        Assert.Equal(0, OnnxBenchmark.Run(o, log));
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "onnx.json")));
+        var results = json.RootElement.GetProperty("Results").EnumerateArray().ToList();
+        Assert.Equal(new[] { "linear_relu", "hybrid" }, results.Select(r => r.GetProperty("Case").GetString()));
+        Assert.All(results, r => Assert.True(r.GetProperty("MaxAbsDelta").GetDouble() <= 1e-4 && r.GetProperty("OnnxRowsPerSecond").GetDouble() > 0, r.ToString()));
+        var md = File.ReadAllText(Path.Combine(_dir, "onnx.md"));
+        Assert.Contains("at commit test on test machine", md);
+        Assert.Contains("| hybrid | hybrid: hedgehog + softmax@1 | 24 |", md);
+        Assert.Throws<ArgumentException>(() => OnnxBenchmark.Parse(new[] { "--only", "gla" }));
+    }
+}
