@@ -51,6 +51,9 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
                                    --no-oom-checkpointing records OOM instead)
               --peak-tflops F      peak for MFU (default 989, H200 dense bf16)
               --device cpu|cuda --commit C --machine M
+          bench profile [options]  where a training step's time goes (GEMMs, attention, norms, elementwise, optimizer, copies,
+                                   other, host/idle): the step timed whole, then each component alone at its shapes; writes
+                                   training-profile.md / .json (default softmax,linear_relu at 512,16K; bench training's options)
           bench inference [options] batched Transform rows/s through ML.NET (default linear_relu,hedgehog,softmax at 512,8K)
               same options, plus --rows N (rows scored per point) and --tf32 (allow TF32 matmuls)
           bench multigpu [options] data- and sequence-parallel training over NCCL, one process per GPU; scaling vs one GPU
@@ -97,6 +100,8 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
                     return 0;
                 case "bench" when args.Length > 1 && args[1] == "training":
                     return await Task.Run(() => TrainingBenchmark.Run(TrainingBenchmarkOptions.Parse("training", args.Skip(2).ToArray()), output), cancellation);
+                case "bench" when args.Length > 1 && args[1] == "profile":
+                    return await Task.Run(() => TrainingProfile.Run(TrainingBenchmarkOptions.Parse("profile", args.Skip(2).ToArray(), TrainingProfile.Defaults), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "inference":
                     return await Task.Run(() => InferenceBenchmark.Run(TrainingBenchmarkOptions.Parse("inference", args.Skip(2).ToArray(), InferenceBenchmark.Defaults), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "kernels":
