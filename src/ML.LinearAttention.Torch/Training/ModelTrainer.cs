@@ -107,9 +107,13 @@ public static class ModelTrainer
         step++;
     }
 
-    /// <summary>Clipping, the AdamW update of the (fp32 master) parameters and, under mixed precision, the copy of the updated weights into the bf16 model.</summary>
+    /// <summary>
+    /// Clipping, the AdamW update of the (fp32 master) parameters and, under mixed precision, the copy of the updated
+    /// weights into the bf16 model: on CUDA as one multi-tensor kernel (<see cref="FusedAdamWStep"/>), else per tensor.
+    /// </summary>
     internal static void UpdateWeights(AdamW optimizer, List<Parameter> parameters, TrainingSettings s, MixedPrecision? mixedPrecision)
     {
+        if (parameters.Count > 0 && parameters[0].device_type == DeviceType.CUDA && FusedAdamWStep.TryStep(optimizer, s, mixedPrecision)) return;
         if (s.MaxGradientNorm > 0) GradientClipping.ClipByGlobalNorm(parameters, s.MaxGradientNorm);
         optimizer.step();
         mixedPrecision?.SyncWeights();
