@@ -1,5 +1,5 @@
 using Microsoft.ML.LinearAttention.Training;
-using Microsoft.ML.LinearAttention.Attention;
+using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 using TorchSharp;
 using static TorchSharp.torch;
 using Component = Microsoft.ML.LinearAttention.Samples.Benchmarks.TrainingProfile.Component;
@@ -79,7 +79,7 @@ internal static class ProfileComponents
         }
     }
 
-    /// <summary>The blocks' RMSNorms (fp32 statistics), the final norm and the head's, forward + backward with the weight's gradient.</summary>
+    /// <summary>The blocks' RMSNorms, the final norm and the head's, forward + backward with the weight's gradient.</summary>
     public static IEnumerable<Component> Norms(StepShapes shapes, ProfiledStep step, ComponentTimer timer)
     {
         foreach (var group in shapes.Norms.GroupBy(n => Shape(n.Shape)))
@@ -90,9 +90,10 @@ internal static class ProfileComponents
                 var shape = group.First().Shape;
                 var x = Leaf(shape, step);
                 var w = Leaf(new[] { shape[^1] }, step);
-                ms = FwdBwd(timer, new[] { x, w }, () => RmsNorm.Functional(x, w));
+                ms = FwdBwd(timer, new[] { x, w }, () => FusedRmsNorm.Apply(x, w));   // what RmsNorm modules run: the kernels on CUDA when on
             }
-            yield return new Component("norms", $"RMSNorm at {group.Key}", group.Count(), ms, ms * group.Count());
+            string how = FusedRmsNorm.UnavailableReason(Leaf(group.First().Shape, step), null) is null && FusedKernelOptions.Current.RmsNormEnabled ? "fused" : "libtorch";
+            yield return new Component("norms", $"RMSNorm ({how}) at {group.Key}", group.Count(), ms, ms * group.Count());
         }
     }
 
@@ -145,7 +146,9 @@ internal static class ProfileComponents
         double ms = timer.Measure(() => ModelTrainer.UpdateWeights(step.Optimizer, step.Parameters, step.Settings, step.MixedPrecision)).Ms;
         int tensors = step.Parameters.Count;
         long numbers = step.Parameters.Sum(p => p.numel());
-        yield return new Component("optimizer", $"clipping + AdamW{(step.MixedPrecision is null ? "" : " + fp32 → bf16 weight copy")} over {tensors} tensors, {numbers:N0} parameters",
+        string how = FusedKernelOptions.Current.MultiTensorAdamWEnabled && FusedAdamWStep.UnavailableReason(step.Optimizer, step.MixedPrecision) is null
+            ? "multi-tensor kernel" : "per tensor";
+        yield return new Component("optimizer", $"clipping + AdamW{(step.MixedPrecision is null ? "" : " + fp32 → bf16 weight copy")} ({how}) over {tensors} tensors, {numbers:N0} parameters",
             1, ms, ms);
     }
 

@@ -40,6 +40,20 @@ public class FusedMultiTensorAdamWTests
     }
 
     [Fact]
+    public void ZeroGradKeepsTheGradientBuffersSoThePlanIsBuiltOnce()
+    {
+        // The plan's device table holds the gradients' addresses; it is rebuilt (a blocking upload) when they change.
+        var ps = Parameters(5, 7);
+        using var optimizer = Optimizer(ps.Take(1).ToList(), ps.Skip(1).ToList());
+        foreach (var p in ps) p.grad = torch.randn(p.shape);
+        var before = ps.Select(p => Microsoft.ML.LinearAttention.Runtime.NativeTensorAccess.DataPointer(p.grad!)).ToList();
+        optimizer.zero_grad();
+        Assert.All(ps, p => Assert.NotNull(p.grad));
+        Assert.Equal(before, ps.Select(p => Microsoft.ML.LinearAttention.Runtime.NativeTensorAccess.DataPointer(p.grad!)).ToList());
+        Assert.All(ps, p => Assert.Equal(0f, p.grad!.abs().max().item<float>()));
+    }
+
+    [Fact]
     public void SettingsTheKernelDoesNotCoverAreRefusedWithTheReason()
     {
         var ps = Parameters(5, 7);
