@@ -15,14 +15,14 @@ public sealed class TrainingProfileTests
         var dir = Directory.CreateTempSubdirectory("bench-profile-").FullName;
         try
         {
-            var o = TrainingBenchmarkOptions.Parse("profile", new[] { "--layers", "2", "--hidden", "16", "--heads", "2", "--tokens", "64", "--lengths", "16,32",
-                "--mechanisms", "softmax,linear_relu", "--warmup", "1", "--steps", "2", "--device", "cpu", "--commit", "test", "--machine", "test machine", "--out", dir },
+            var o = TrainingBenchmarkOptions.Parse("profile", new[] { "--layers", "2", "--hidden", "16", "--heads", "2", "--tokens", "64", "--lengths", "32",
+                "--mechanisms", "linear_relu", "--warmup", "1", "--steps", "1", "--device", "cpu", "--commit", "test", "--machine", "test machine", "--out", dir },
                 TrainingProfile.Defaults);
             var log = new StringWriter();
             Assert.Equal(0, TrainingProfile.Run(o, log));
             using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "training-profile.json")));
             var points = json.RootElement.GetProperty("Points").EnumerateArray().ToList();
-            Assert.Equal(4, points.Count);
+            Assert.Single(points);
             foreach (var p in points)
             {
                 Assert.Equal(JsonValueKind.Null, p.GetProperty("Status").ValueKind);
