@@ -85,14 +85,15 @@ internal static class ProfileComponents
         foreach (var group in shapes.Norms.GroupBy(n => Shape(n.Shape)))
         {
             double ms;
+            string how;
             using (var scope = NewDisposeScope())
             {
                 var shape = group.First().Shape;
                 var x = Leaf(shape, step);
                 var w = Leaf(new[] { shape[^1] }, step);
                 ms = FwdBwd(timer, new[] { x, w }, () => FusedRmsNorm.Apply(x, w));   // what RmsNorm modules run: the kernels on CUDA when on
+                how = FusedKernelOptions.Current.RmsNormEnabled && FusedRmsNorm.UnavailableReason(x, w) is null ? "fused" : "libtorch";
             }
-            string how = FusedRmsNorm.UnavailableReason(Leaf(group.First().Shape, step), null) is null && FusedKernelOptions.Current.RmsNormEnabled ? "fused" : "libtorch";
             yield return new Component("norms", $"RMSNorm ({how}) at {group.Key}", group.Count(), ms, ms * group.Count());
         }
     }
