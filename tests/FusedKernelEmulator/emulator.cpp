@@ -25,6 +25,7 @@ struct uint2 { unsigned x, y; };
 #define __launch_bounds__(...)
 #define __expf expf
 #define __fdividef(a, b) ((a) / (b))
+static inline float rsqrtf(float x) { return 1.f / sqrtf(x); }
 static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
 static std::barrier<>* blockBar;

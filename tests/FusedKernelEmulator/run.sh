@@ -3,7 +3,7 @@
 # (one std::thread per CUDA thread, mma.sync emulated from the PTX ISA fragment layouts) and compares the tensor-core
 # kernels against the CUDA-core ones (GPU-verified) on the same bf16/fp16 inputs: S, z, o, dS, dz, dq, dk, dv.
 # The causal tensor-core kernels (causal_linear_attention.cu) are compared with an fp64 evaluation of the causal formulas
-# (causal.cpp: o, dq, dk, dv), the causal decay kernels (decay_linear_attention.cu) with one of the decayed formulas (decay.cpp: o, dq, dk, dv, dg), Hedgehog's feature map kernels (hedgehog_map.cuh) with an fp64 softmax (hedgehog_map.cpp), its projection + map kernels (hedgehog_projection.cuh) with an fp64 evaluation of φ, dx and dW (hedgehog_proj.cpp, also the dW-only kernel on two given (x, dy) pairs), and its attention kernels (HH = 1) with an fp64 evaluation of o, dv, the projection outputs' gradients dy, dx = dy Wᵀ and dW (hedgehog_attn.cpp). Needs g++ >= 12 (C++20 <barrier>, _Float16) and python3. Usage: tests/FusedKernelEmulator/run.sh [quick]
+# (causal.cpp: o, dq, dk, dv), the causal decay kernels (decay_linear_attention.cu) with one of the decayed formulas (decay.cpp: o, dq, dk, dv, dg), the multi-tensor AdamW (multi_tensor_adamw.cpp) and RMSNorm (rms_norm.cpp) kernels with fp64, Hedgehog's feature map kernels (hedgehog_map.cuh) with an fp64 softmax (hedgehog_map.cpp), its projection + map kernels (hedgehog_projection.cuh) with an fp64 evaluation of φ, dx and dW (hedgehog_proj.cpp, also the dW-only kernel on two given (x, dy) pairs), and its attention kernels (HH = 1) with an fp64 evaluation of o, dv, the projection outputs' gradients dy, dx = dy Wᵀ and dW (hedgehog_attn.cpp). Needs g++ >= 12 (C++20 <barrier>, _Float16) and python3. Usage: tests/FusedKernelEmulator/run.sh [quick]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"; repo="$here/../.."; out="${TMPDIR:-/tmp}/fused-kernel-emulator"; mkdir -p "$out"
 python3 - "$repo/src/ML.LinearAttention.Torch/Attention/Kernels/Cuda" "$out" <<'PY'
@@ -95,6 +95,26 @@ for c in "64 64 64 1" "64 64 64 2" "32 32 48 1" "16 16 32 2" "64 16 32 1" "128 6
       -DIN_T="$in" -DFMAP=0 -DMMA=1 -DHH=1 -DHX="$hx" -DHF="$f" "$here/hedgehog_attn.cpp" -o "$exe" -lpthread
   for args in "1 1 1" "3 37 1" "3 200 2" "1 130 1"; do
     "$exe" $args | tail -1 | sed "s/^/hedgehog attention HX=$hx F=$f Dv=$dv in=$in B,T,tpb=${args// /,}: /" || status=1
+  done
+done
+# Multi-tensor AdamW (multi_tensor_adamw.cu) against fp64 AdamW + clip_grad_norm_: low-precision copy fp32/bf16/fp16,
+# clipping off, on with a limit every step reaches, on with one no step reaches.
+for in in 0 1 2; do
+  exe="$out/multi_tensor_adamw_$in"
+  g++ -std=c++20 -O2 -w -I"$out" -I"$here" -DD=64 -DDV=64 -DTT=64 -DPD=64 -DPDV=64 -DLDT=68 -DIN_T="$in" -DFMAP=0 -DMMA=1 \
+      "$here/multi_tensor_adamw.cpp" -o "$exe" -lpthread
+  for args in "0 1" "1 1" "1 1e9"; do
+    "$exe" $args | tail -1 | sed "s/^/multi-tensor adamw in=$in clip,max=${args// /,}: /" || status=1
+  done
+done
+# Fused RMSNorm (rms_norm.cu) against fp64: rows C weight rows-per-slice (one element, rows not filling a block, no
+# weight, C above the warp's stride and not a multiple of 32, one row per dw slice).
+for in in 0 1 2; do
+  exe="$out/rms_norm_$in"
+  g++ -std=c++20 -O2 -w -I"$out" -I"$here" -DD=64 -DDV=64 -DTT=64 -DPD=64 -DPDV=64 -DLDT=68 -DIN_T="$in" -DFMAP=0 -DMMA=1 \
+      "$here/rms_norm.cpp" -o "$exe" -lpthread
+  for args in "1 1 1 1" "37 64 1 8" "9 100 0 4" "20 768 1 7" "3 300 1 1"; do
+    "$exe" $args | tail -1 | sed "s/^/rms norm in=$in rows,C,weight,per-slice=${args// /,}: /" || status=1
   done
 done
 exit $status

@@ -19,8 +19,8 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 /// 2 when the fused kernels are unavailable on CUDA. Then LinearMixer (relu, elu) and HedgehogMixer with the fused path
 /// on and off (fp32; and bf16 on both kernel families). Then the causal kernels (<see cref="FusedCausalVerification"/>)
 /// and Hedgehog's feature-map kernels (<see cref="FusedHedgehogMapVerification"/>) and projection kernels
-/// (<see cref="FusedHedgehogProjectionVerification"/>), and the causal decay kernels of simple GLA, RetNet and Lightning
-/// (<see cref="FusedDecayVerification"/>).
+/// (<see cref="FusedHedgehogProjectionVerification"/>), the causal decay kernels of simple GLA, RetNet and Lightning
+/// (<see cref="FusedDecayVerification"/>), the RMSNorm kernels (<see cref="FusedRmsNormVerification"/>) and the multi-tensor AdamW (<see cref="FusedAdamWVerification"/>).
 /// </summary>
 public static class FusedKernelVerification
 {
@@ -80,6 +80,8 @@ public static class FusedKernelVerification
         FusedHedgehogProjectionVerification.Run(device, log, ref cases, ref failures, ref worst);
         FusedHedgehogAttentionVerification.Run(device, log, ref cases, ref failures, ref worst);
         FusedDecayVerification.Run(device, log, ref cases, ref failures, ref worst);
+        FusedRmsNormVerification.Run(device, log, ref cases, ref failures, ref worst);
+        FusedAdamWVerification.Run(device, log, ref cases, ref failures, ref worst);
         log.WriteLine($"{cases - failures} passed, {failures} failed (worst fused relative error {worst.ToString("E2", CultureInfo.InvariantCulture)})");
         return failures == 0 ? 0 : 1;
     }

@@ -55,6 +55,9 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
                                    fast paths off and on in the same run, with a per-phase profile; writes training-cpu.md/.json
               --workloads minilm-full,default  --variants baseline,optimized  --rows N --warmup N --steps N --repeats N
               --threads N --data-folder DIR --out DIR --commit C --machine M
+          bench profile [options]  where a training step's time goes (GEMMs, attention, norms, elementwise, optimizer, copies,
+                                   other, host/idle): the step timed whole, then each component alone at its shapes; writes
+                                   training-profile.md / .json (default softmax,linear_relu at 512,16K; bench training's options)
           bench inference [options] batched Transform rows/s through ML.NET (default linear_relu,hedgehog,softmax at 512,8K)
               same options, plus --rows N (rows scored per point) and --tf32 (allow TF32 matmuls);
               --precision fp32,bf16 (default fp32,bf16 on CUDA, fp32 on the CPU) scores at each precision and measures its
@@ -107,6 +110,8 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
                     return await Task.Run(() => TrainingBenchmark.Run(TrainingBenchmarkOptions.Parse("training", args.Skip(2).ToArray()), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "cpu-training":
                     return await Task.Run(() => CpuTrainingBenchmark.Execute(CpuTrainingBenchmarkOptions.Parse(args.Skip(2).ToArray()), output), cancellation);
+                case "bench" when args.Length > 1 && args[1] == "profile":
+                    return await Task.Run(() => TrainingProfile.Run(TrainingBenchmarkOptions.Parse("profile", args.Skip(2).ToArray(), TrainingProfile.Defaults), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "inference":
                     return await Task.Run(() => InferenceBenchmark.Run(TrainingBenchmarkOptions.Parse("inference", args.Skip(2).ToArray(), InferenceBenchmark.Defaults), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "inference-cpu":

@@ -54,6 +54,18 @@ internal sealed class MixedPrecision : IDisposable
         }
     }
 
+    private Dictionary<IntPtr, Parameter>? _copyByMasterData;
+
+    /// <summary>
+    /// The bf16 copy of master parameter <paramref name="master"/> (matched by data address: the optimizer's groups may
+    /// hold other wrappers of the same parameters), or null when it is not one of the masters.
+    /// </summary>
+    internal Tensor? LowPrecisionCopy(Tensor master)
+    {
+        _copyByMasterData ??= Enumerable.Range(0, _master.Count).ToDictionary(i => Runtime.NativeTensorAccess.DataPointer(_master[i]), i => _shadow[i]);
+        return _copyByMasterData.GetValueOrDefault(Runtime.NativeTensorAccess.DataPointer(master));
+    }
+
     /// <summary>Copies the updated master weights into the bf16 copy.</summary>
     public void SyncWeights()
     {

@@ -78,8 +78,25 @@ public static class ModelTrainer
             : nn.functional.mse_loss(output.squeeze(-1), model.StandardizeTarget(batch.Labels!));
     }
 
+    /// <summary>
+    /// AdamW over the trainable parameters of <paramref name="model"/>: decoupled weight decay on matrices, none on
+    /// norms, biases and embeddings.
+    /// </summary>
+    internal static AdamW CreateOptimizer(TrainableModel model, TrainingSettings s)
+    {
+        var named = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        if (named.Count == 0) throw new InvalidOperationException("The model has no trainable parameter (every parameter has requires_grad = false).");
+        static bool Decays((string name, Parameter parameter) p) => p.parameter.dim() >= 2 && !p.name.Contains("embedding");
+        var decay = named.Where(Decays).Select(p => p.parameter).ToList();
+        var noDecay = named.Where(p => !Decays(p)).Select(p => p.parameter).ToList();
+        var groups = new List<AdamW.ParamGroup>();
+        if (decay.Count > 0) groups.Add(new AdamW.ParamGroup(decay, lr: s.LearningRate, weight_decay: s.WeightDecay));
+        if (noDecay.Count > 0) groups.Add(new AdamW.ParamGroup(noDecay, lr: s.LearningRate, weight_decay: 0));
+        return torch.optim.AdamW(groups, lr: s.LearningRate, weight_decay: s.WeightDecay);
+    }
+
     internal static void OptimizerStep(AdamW optimizer, List<Parameter> parameters, TrainingSettings s, ref long step, long totalSteps, long warmup,
-        Distributed.DistributedOptions? dist = null)
+        Distributed.DistributedOptions? dist = null, MixedPrecision? mixedPrecision = null)
     {
         double lr = LearningRateSchedule.At(step, totalSteps, warmup, s.LearningRate, s.Decay, s.FinalLearningRateRatio);
         foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
@@ -89,13 +106,25 @@ public static class ModelTrainer
         {
             // CPU fp32: clipping factor, AdamW and releasing the gradients in one pass per tensor (CpuFastPaths.FusedAdamW)
             CpuAdamW.Step(optimizer, s.MaxGradientNorm > 0 ? GradientClipping.CoefficientOnHost(parameters, s.MaxGradientNorm) : 1f);
+            mixedPrecision?.SyncWeights();
             step++;
             return;
         }
-        if (s.MaxGradientNorm > 0) GradientClipping.ClipByGlobalNorm(parameters, s.MaxGradientNorm);
-        optimizer.step();
+        UpdateWeights(optimizer, parameters, s, mixedPrecision);
         optimizer.zero_grad();
         step++;
+    }
+
+    /// <summary>
+    /// Clipping, the AdamW update of the (fp32 master) parameters and, under mixed precision, the copy of the updated
+    /// weights into the bf16 model: on CUDA as one multi-tensor kernel (<see cref="FusedAdamWStep"/>), else per tensor.
+    /// </summary>
+    internal static void UpdateWeights(AdamW optimizer, List<Parameter> parameters, TrainingSettings s, MixedPrecision? mixedPrecision)
+    {
+        if (parameters.Count > 0 && parameters[0].device_type == DeviceType.CUDA && FusedAdamWStep.TryStep(optimizer, s, mixedPrecision)) return;
+        if (s.MaxGradientNorm > 0) GradientClipping.ClipByGlobalNorm(parameters, s.MaxGradientNorm);
+        optimizer.step();
+        mixedPrecision?.SyncWeights();
     }
 
     /// <summary>Accuracy (classification) or RMSE in label units (regression) of <paramref name="model"/> on a stream.</summary>

@@ -103,16 +103,8 @@ internal sealed class TrainingRun : IDisposable
     /// length, mixed precision and the checkpoint directory.</summary>
     private void SetUp()
     {
-        var named = _model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
-        if (named.Count == 0) throw new InvalidOperationException("The model has no trainable parameter (every parameter has requires_grad = false).");
-        static bool Decays((string name, Parameter parameter) p) => p.parameter.dim() >= 2 && !p.name.Contains("embedding");
-        var decay = named.Where(Decays).Select(p => p.parameter).ToList();
-        var noDecay = named.Where(p => !Decays(p)).Select(p => p.parameter).ToList();
-        var groups = new List<AdamW.ParamGroup>();
-        if (decay.Count > 0) groups.Add(new AdamW.ParamGroup(decay, lr: _s.LearningRate, weight_decay: _s.WeightDecay));
-        if (noDecay.Count > 0) groups.Add(new AdamW.ParamGroup(noDecay, lr: _s.LearningRate, weight_decay: 0));
-        _optimizer = torch.optim.AdamW(groups, lr: _s.LearningRate, weight_decay: _s.WeightDecay);
-        _parameters = named.Select(p => p.parameter).ToList();
+        _optimizer = ModelTrainer.CreateOptimizer(_model, _s);
+        _parameters = _model.parameters().Where(p => p.requires_grad).ToList();
 
         long batchesPerEpoch = Math.Max(1, (_trainRowCount + _s.BatchSize - 1) / _s.BatchSize / WorldSize);
         long stepsPerEpoch = Math.Max(1, (batchesPerEpoch + _s.GradientAccumulationSteps - 1) / _s.GradientAccumulationSteps);
@@ -224,8 +216,7 @@ internal sealed class TrainingRun : IDisposable
     private void OptimizerStep(TrainingProfile? profile)
     {
         long start = Stopwatch.GetTimestamp();
-        ModelTrainer.OptimizerStep(_optimizer, _parameters, _s, ref _step, _totalSteps, _warmup, _dist);
-        _mp?.SyncWeights();
+        ModelTrainer.OptimizerStep(_optimizer, _parameters, _s, ref _step, _totalSteps, _warmup, _dist, _mp);
         profile?.AddOptimizer(Stopwatch.GetTimestamp() - start);
     }
 

@@ -98,7 +98,7 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
 
     /// <summary>
     /// Compile-only check of the CUDA source for sm_90 (every dtype and map, several shapes, with the tensor-core kernels
-    /// where they apply: bf16/fp16 with D, Dv multiples of 16; the causal kernels; Hedgehog's feature-map kernels, its projection + map kernels and its attention kernels); needs NVRTC, no GPU. Prints ptxas' register and spill counts.
+    /// where they apply: bf16/fp16 with D, Dv multiples of 16; the causal kernels; Hedgehog's feature-map kernels, its projection + map kernels and its attention kernels; the multi-tensor AdamW and the RMSNorm kernels); needs NVRTC, no GPU. Prints ptxas' register and spill counts.
     /// </summary>
     [Fact]
     public void CudaSourceCompilesWithNvrtcWhenAvailable()
@@ -145,6 +145,22 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
             var cubin = FusedModuleCache.Compile("sm_90", FusedModuleCache.Tiling.For(16, 16), inType, FusedFeatureMap.Identity,
                 mma: false, verbose: true, out var log, CudaSources.HedgehogMap);
             output.WriteLine($"hedgehog map in={inType}: {cubin.Length} bytes\n{log}");
+            Assert.NotEmpty(cubin);
+        }
+        // The multi-tensor AdamW (FusedMultiTensorAdamW): low-precision copy fp32, bf16, fp16.
+        foreach (int inType in new[] { 0, 1, 2 })
+        {
+            var cubin = FusedModuleCache.Compile("sm_90", FusedModuleCache.Tiling.For(16, 16), inType, FusedFeatureMap.Identity,
+                mma: false, verbose: true, out var log, CudaSources.MultiTensorAdamW);
+            output.WriteLine($"multi-tensor adamw in={inType}: {cubin.Length} bytes\n{log}");
+            Assert.NotEmpty(cubin);
+        }
+        // The fused RMSNorm (FusedRmsNorm), every dtype.
+        foreach (int inType in new[] { 0, 1, 2 })
+        {
+            var cubin = FusedModuleCache.Compile("sm_90", FusedModuleCache.Tiling.For(16, 16), inType, FusedFeatureMap.Identity,
+                mma: false, verbose: true, out var log, CudaSources.RmsNorm);
+            output.WriteLine($"rms norm in={inType}: {cubin.Length} bytes\n{log}");
             Assert.NotEmpty(cubin);
         }
         // Hedgehog's projection + map kernels (FusedHedgehogProjection): head dim D, feature dim F, bf16 and fp16.

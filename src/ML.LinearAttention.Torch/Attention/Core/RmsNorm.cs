@@ -20,7 +20,9 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     /// <summary>The epsilon under the square root (the ONNX export writes it into the graph).</summary>
     internal double Eps => _eps;
 
-    public override Tensor forward(Tensor x) => Functional(x, weight, _eps);
+    /// <summary>On CUDA the fused kernels (<see cref="Kernels.Cuda.FusedRmsNorm"/>, the same arithmetic in one launch each way); elsewhere <see cref="Functional"/>.</summary>
+    public override Tensor forward(Tensor x)
+        => x.device_type == DeviceType.CUDA ? Kernels.Cuda.FusedRmsNorm.Apply(x, weight, _eps) : Functional(x, weight, _eps);
 
     /// <summary>x · rsqrt(mean(x²) + eps) · weight (weight may be null).</summary>
     public static Tensor Functional(Tensor x, Tensor? weight, double eps = 1e-5)

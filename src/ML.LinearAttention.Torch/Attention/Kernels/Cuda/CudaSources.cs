@@ -25,7 +25,8 @@ internal static class CudaSources
     /// <summary>Module names in the manifest (also the emulator's order).</summary>
     public const string LinearAttention = "linear_attention", CausalLinearAttention = "causal_linear_attention",
         HedgehogMap = "hedgehog_map", HedgehogProjection = "hedgehog_projection", HedgehogAttention = "hedgehog_attention",
-        DecayLinearAttention = "decay_linear_attention";
+        DecayLinearAttention = "decay_linear_attention",
+        MultiTensorAdamW = "multi_tensor_adamw", RmsNorm = "rms_norm";
 
     private static readonly Lazy<IReadOnlyDictionary<string, CudaModuleSource>> Modules = new(Load);
 

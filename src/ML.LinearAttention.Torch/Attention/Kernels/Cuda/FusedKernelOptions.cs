@@ -55,6 +55,20 @@ public sealed record FusedKernelOptions
     public bool HedgehogProjectionEnabled { get; init; } = On(FusedHedgehogProjection.EnableVariable);
 
     /// <summary>
+    /// Whether the trainer's optimizer step on CUDA runs as the multi-tensor AdamW (clipping, update and the bf16 weight
+    /// copy in three launches, <see cref="FusedMultiTensorAdamW"/>), default on unless
+    /// <see cref="FusedMultiTensorAdamW.EnableVariable"/> is "0". Off, TorchSharp's per-tensor AdamW runs.
+    /// </summary>
+    public bool MultiTensorAdamWEnabled { get; init; } = On(FusedMultiTensorAdamW.EnableVariable);
+
+    /// <summary>
+    /// Whether <see cref="RmsNorm"/> modules run <see cref="FusedRmsNorm"/>'s kernels on CUDA (one launch forward,
+    /// three backward), default on unless <see cref="FusedRmsNorm.EnableVariable"/> is "0". The CPU always runs the
+    /// libtorch form.
+    /// </summary>
+    public bool RmsNormEnabled { get; init; } = On(FusedRmsNorm.EnableVariable);
+
+    /// <summary>
     /// Tuning knob: blocks per SM (1 to 8) Hedgehog's attention kernels are compiled for below
     /// <see cref="FusedHedgehogAttention.OneBlockPerSmFrom"/> tokens (HH_MINB), or null for the source's default (two up
     /// to 64-wide x and v, else one). Default from <see cref="HedgehogAttentionBlocksVariable"/>.
