@@ -2,7 +2,7 @@ using Microsoft.ML.LinearAttention.Training;
 using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 using TorchSharp;
 using static TorchSharp.torch;
-using Component = Microsoft.ML.LinearAttention.Samples.Benchmarks.TrainingProfile.Component;
+using Component = Microsoft.ML.LinearAttention.Samples.Benchmarks.StepProfile.Component;
 
 namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 
@@ -11,7 +11,7 @@ internal sealed class GemmTimes : Dictionary<(long Rows, long In, long Out, bool
 
 /// <summary>
 /// The components of a training step, each run alone at the step's shapes (forward and backward through autograd,
-/// gradients taken with autograd.grad so that nothing accumulates between runs), for <see cref="TrainingProfile"/>.
+/// gradients taken with autograd.grad so that nothing accumulates between runs), for <see cref="StepProfile"/>.
 /// </summary>
 internal static class ProfileComponents
 {

@@ -111,7 +111,7 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
                 case "bench" when args.Length > 1 && args[1] == "cpu-training":
                     return await Task.Run(() => CpuTrainingBenchmark.Execute(CpuTrainingBenchmarkOptions.Parse(args.Skip(2).ToArray()), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "profile":
-                    return await Task.Run(() => TrainingProfile.Run(TrainingBenchmarkOptions.Parse("profile", args.Skip(2).ToArray(), TrainingProfile.Defaults), output), cancellation);
+                    return await Task.Run(() => StepProfile.Run(TrainingBenchmarkOptions.Parse("profile", args.Skip(2).ToArray(), StepProfile.Defaults), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "inference":
                     return await Task.Run(() => InferenceBenchmark.Run(TrainingBenchmarkOptions.Parse("inference", args.Skip(2).ToArray(), InferenceBenchmark.Defaults), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "inference-cpu":

@@ -6,7 +6,7 @@ using Xunit;
 namespace Microsoft.ML.LinearAttention.Tests.Benchmarks;
 
 /// <summary>`bench profile` end to end on a tiny encoder on the CPU.</summary>
-public sealed class TrainingProfileTests
+public sealed class StepProfileTests
 {
     [Fact]
     public void ProfileSplitsTheStepIntoCategoriesAndWritesTheTables()
@@ -17,9 +17,9 @@ public sealed class TrainingProfileTests
         {
             var o = TrainingBenchmarkOptions.Parse("profile", new[] { "--layers", "2", "--hidden", "16", "--heads", "2", "--tokens", "64", "--lengths", "32",
                 "--mechanisms", "linear_relu", "--warmup", "1", "--steps", "1", "--device", "cpu", "--commit", "test", "--machine", "test machine", "--out", dir },
-                TrainingProfile.Defaults);
+                StepProfile.Defaults);
             var log = new StringWriter();
-            Assert.Equal(0, TrainingProfile.Run(o, log));
+            Assert.Equal(0, StepProfile.Run(o, log));
             using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "training-profile.json")));
             var points = json.RootElement.GetProperty("Points").EnumerateArray().ToList();
             Assert.Single(points);

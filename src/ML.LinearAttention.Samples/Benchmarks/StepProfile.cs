@@ -17,7 +17,7 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 /// Whatever the components do not cover (embedding, loss and head, masks, copies inside modules) is the step's
 /// remainder; the gap between the step's wall-clock time and its device time is host overhead and idle GPU.
 /// </summary>
-public static class TrainingProfile
+public static class StepProfile
 {
     /// <summary>The defaults of `bench profile`: the two mechanisms and lengths issue #23 asks about.</summary>
     public static TrainingBenchmarkOptions Defaults => new()
@@ -49,8 +49,8 @@ public static class TrainingProfile
                 }
                 finally { GC.Collect(); GC.WaitForPendingFinalizers(); GC.Collect(); }
                 points.Add(point);
-                log.WriteLine(TrainingProfileReport.Line(point));
-                TrainingProfileReport.Write(o, meta, cuda, points);
+                log.WriteLine(StepProfileReport.Line(point));
+                StepProfileReport.Write(o, meta, cuda, points);
             }
         log.WriteLine($"wrote training-profile.md and training-profile.json to {o.OutputDirectory}");
         return 0;

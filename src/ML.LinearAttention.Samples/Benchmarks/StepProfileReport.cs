@@ -1,12 +1,12 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using Point = Microsoft.ML.LinearAttention.Samples.Benchmarks.TrainingProfile.Point;
+using Point = Microsoft.ML.LinearAttention.Samples.Benchmarks.StepProfile.Point;
 
 namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 
 /// <summary>training-profile.md and training-profile.json of `bench profile`.</summary>
-internal static class TrainingProfileReport
+internal static class StepProfileReport
 {
     /// <summary>Categories in the order of the table.</summary>
     internal static readonly string[] Categories = { "GEMMs", "attention", "norms", "elementwise", "optimizer", "copies", "other", "host/idle" };
