@@ -151,6 +151,8 @@ public static partial class TrainCommand
         IEstimator<ITransformer> pipeline = features.Length > 0 ? ml.Transforms.Concatenate("Features", features) : new EstimatorChain<ITransformer>();
         if (sets.HasValidation)
             options.ValidationSet = features.Length > 0 ? ml.Transforms.Concatenate("Features", features).Fit(trainView).Transform(Prepare(sets.Validation)) : Prepare(sets.Validation);
+        else
+            options.ValidationFraction = 0; // the command line's own split (--validation-fraction) was turned off: honour it
         options.FeatureColumnName = features.Length > 0 ? "Features" : null;
         pipeline = classify
             ? pipeline.Append(ml.Transforms.LinearAttention.TextClassification((TextClassificationOptions)options))

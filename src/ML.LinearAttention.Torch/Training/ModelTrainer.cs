@@ -24,6 +24,12 @@ public sealed record TrainingReport(int Epochs, long Steps, double FinalTrainLos
     public long TokensSeen { get; init; }
     /// <summary>Of <see cref="TokensSeen"/>, those trained before the checkpoint this run resumed from (0 for a fresh run).</summary>
     public long TokensBeforeResume { get; init; }
+    /// <summary>Validation log-loss of the restored (best) epoch, before temperature scaling; null without validation rows or for regression.</summary>
+    public double? BestValidationLogLoss { get; init; }
+    /// <summary>Temperature fit on the validation rows (divide the logits by it before the softmax); null when none was fit.</summary>
+    public double? Temperature { get; init; }
+    /// <summary>Validation log-loss after temperature scaling; null when no temperature was fit.</summary>
+    public double? CalibratedValidationLogLoss { get; init; }
 }
 
 /// <summary>
@@ -70,11 +76,11 @@ public static class ModelTrainer
     /// <summary>Collated batches kept ready ahead of the device.</summary>
     internal const int PrefetchBatches = 4;
 
-    internal static Tensor Loss(TrainableModel model, ModelBatch batch, LabelKind labels)
+    internal static Tensor Loss(TrainableModel model, ModelBatch batch, LabelKind labels, double labelSmoothing = 0)
     {
         var output = model.Forward(batch).to(ScalarType.Float32);
         return labels == LabelKind.Key
-            ? nn.functional.cross_entropy(output, batch.Labels!)
+            ? nn.functional.cross_entropy(output, batch.Labels!, label_smoothing: labelSmoothing)
             : nn.functional.mse_loss(output.squeeze(-1), model.StandardizeTarget(batch.Labels!));
     }
 
@@ -170,7 +176,7 @@ public static class ModelTrainer
     /// <param name="TrainingTime">Time this process has spent training (the throughput's clock).</param>
     /// <param name="Elapsed">Time since this process began the run (the ETA's clock).</param>
     internal readonly record struct ProgressPoint(int Epoch, long Step, long TotalSteps, double Loss, long TokensSeen, long? ResumedFromStep,
-        long TokensBeforeResume, TimeSpan TrainingTime, TimeSpan Elapsed, double? Metric);
+        long TokensBeforeResume, TimeSpan TrainingTime, TimeSpan Elapsed, double? Metric, double? LogLoss = null, double? CalibratedLogLoss = null);
 
     internal static void Report(ITrainingLog log, TrainingSettings s, ProgressPoint p, AdamW optimizer, bool endOfEpoch, string metricName)
     {
@@ -181,7 +187,8 @@ public static class ModelTrainer
         double tps = tokensHere / Math.Max(1e-9, p.TrainingTime.TotalSeconds);
         var eta = stepsHere > 0 ? TimeSpan.FromSeconds(p.Elapsed.TotalSeconds / stepsHere * Math.Max(0, p.TotalSteps - p.Step)) : TimeSpan.Zero;
         string head = endOfEpoch ? $"Epoch {p.Epoch}/{s.MaxEpochs} done:" : $"Epoch {p.Epoch}/{s.MaxEpochs}";
-        string m = p.Metric is null ? "" : $", {metricName} {p.Metric:G4}";
+        string m = p.Metric is null ? "" : $", {metricName} {p.Metric:G4}" + (p.LogLoss is null ? "" : $", validation log-loss {p.LogLoss:F4}")
+                   + (p.CalibratedLogLoss is null ? "" : $" ({p.CalibratedLogLoss:F4} calibrated)");
         log.Info($"{head} step {p.Step}/{p.TotalSteps}, loss {p.Loss:F4}{m}, lr {lr:0.###e+00}, {tps:N0} {s.ThroughputUnit}/s, ETA {eta:hh\\:mm\\:ss}.");
         s.Progress?.Report(new TrainingProgress(p.Epoch, p.Step, p.TotalSteps, p.Loss, lr, tps, eta, p.Metric)
         {

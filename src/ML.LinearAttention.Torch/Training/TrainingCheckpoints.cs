@@ -51,7 +51,8 @@ internal sealed class TrainingCheckpoints
     {
         var text = $"{model.ConfigurationJson}|rows={trainRows}|batch={s.BatchSize}|tokens={s.MaxBatchTokens}|epochs={s.MaxEpochs}|steps={s.MaxSteps}|lr={s.LearningRate:R}|" +
                    $"wd={s.WeightDecay:R}|warmup={s.WarmupRatio:R}|decay={s.Decay}|final={s.FinalLearningRateRatio:R}|clip={s.MaxGradientNorm:R}|" +
-                   $"accum={s.GradientAccumulationSteps}|buffer={s.ShuffleBufferRows}|seed={s.Seed}|precision={s.Precision}";
+                   $"accum={s.GradientAccumulationSteps}|buffer={s.ShuffleBufferRows}|seed={s.Seed}|precision={s.Precision}|" +
+                   $"smoothing={s.LabelSmoothing:R}|best=logloss";
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
     }
 

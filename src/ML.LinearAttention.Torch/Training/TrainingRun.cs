@@ -25,7 +25,7 @@ internal sealed class TrainingRun : IDisposable
     private readonly Stopwatch _sw = Stopwatch.StartNew();
     private readonly Stopwatch _tokenClock = new();
     private readonly bool _cuda;
-    private readonly bool _higherIsBetter;
+    private readonly bool _classification;
 
     private AdamW _optimizer = null!;
     private List<Parameter> _parameters = null!;
@@ -41,7 +41,8 @@ internal sealed class TrainingRun : IDisposable
     private double _lastLoss = double.NaN;
     private int _lossCount;
     private Tensor? _lossSum; // on the device, fp64: read back (one synchronisation) only when reported
-    private double? _best;
+    private double? _best;            // the early-stopping criterion: validation log-loss (classification) or RMSE
+    private double? _bestMetric, _bestLogLoss; // accuracy (or RMSE) and log-loss of the best epoch, for the report
     private int? _bestEpoch;
     private int _badEpochs;
     private bool _stoppedEarly;
@@ -56,7 +57,7 @@ internal sealed class TrainingRun : IDisposable
         _dist = s.Distributed;
         _log = _dist is not null && _dist.Collectives.Rank != 0 ? TrainingLog.Silent : log;   // only rank 0 logs
         _cuda = device.type == DeviceType.CUDA;
-        _higherIsBetter = spec.Labels == LabelKind.Key;
+        _classification = spec.Labels == LabelKind.Key;
     }
 
     private int WorldSize => _dist?.Collectives.WorldSize ?? 1;
@@ -72,12 +73,13 @@ internal sealed class TrainingRun : IDisposable
             for (_epoch = _firstEpoch; !_stoppedEarly && _epoch <= _s.MaxEpochs && (_s.MaxSteps <= 0 || _step < _s.MaxSteps); _epoch++)
             {
                 TrainEpoch();
-                double? metric = Validate();
-                Report(metric, endOfEpoch: true);
+                var score = Validate();
+                Report(score?.Metric, endOfEpoch: true, score);
                 _checkpoints?.Save(new CheckpointState(_epoch, true, 0, _step, _tokensSeen, _best, _bestEpoch, _badEpochs), _model, _optimizer, _bestWeights);
                 if (ShouldStopEarly()) break;
             }
             RestoreBestWeights();
+            FitTemperature();
             _checkpoints?.DeleteAll(); // the run is complete: nothing left to resume
         }
         finally
@@ -86,9 +88,10 @@ internal sealed class TrainingRun : IDisposable
             ModelTrainer.DisposeAll(_bestWeights);
             _model.eval();
         }
-        return new TrainingReport(Math.Min(_epoch, _s.MaxEpochs), _step, _lastLoss, _best, _bestEpoch, _stoppedEarly, _sw.Elapsed)
+        return new TrainingReport(Math.Min(_epoch, _s.MaxEpochs), _step, _lastLoss, _bestMetric ?? (_classification ? null : _best), _bestEpoch, _stoppedEarly, _sw.Elapsed)
         {
             ResumedFromStep = _resumed ? _resumedStep : null, TokensSeen = _tokensSeen, TokensBeforeResume = _resumedTokens,
+            BestValidationLogLoss = _bestLogLoss, Temperature = _temperature?.T, CalibratedValidationLogLoss = _temperature?.After,
         };
     }
 
@@ -191,7 +194,7 @@ internal sealed class TrainingRun : IDisposable
         {
             _s.FaultInjection?.Invoke(piece);
             long start = Stopwatch.GetTimestamp();
-            var loss = ModelTrainer.Loss(_runner, piece, _spec.Labels);
+            var loss = ModelTrainer.Loss(_runner, piece, _spec.Labels, _s.LabelSmoothing);
             long forwardEnd = Stopwatch.GetTimestamp();
             profile?.AddForward(forwardEnd - start);
             (loss * (weight / _s.GradientAccumulationSteps)).backward();
@@ -220,9 +223,9 @@ internal sealed class TrainingRun : IDisposable
         profile?.AddOptimizer(Stopwatch.GetTimestamp() - start);
     }
 
-    private void Report(double? metric, bool endOfEpoch = false)
+    private void Report(double? metric, bool endOfEpoch = false, ValidationScore? score = null)
         => ModelTrainer.Report(_log, _s, new ModelTrainer.ProgressPoint(_epoch, _step, _totalSteps, _lastLoss, _tokensSeen, _resumed ? _resumedStep : null, _resumedTokens,
-                _tokenClock.Elapsed, _sw.Elapsed, metric), _optimizer, endOfEpoch, _higherIsBetter ? "validation accuracy" : "validation RMSE");
+                _tokenClock.Elapsed, _sw.Elapsed, metric, score?.LogLoss, _s.CalibrateTemperature ? score?.CalibratedLogLoss : null), _optimizer, endOfEpoch, _classification ? "validation accuracy" : "validation RMSE");
 
     private double TakeLoss()
     {
@@ -231,27 +234,51 @@ internal sealed class TrainingRun : IDisposable
         return mean;
     }
 
-    /// <summary>The epoch's validation metric (null without validation rows); keeps a copy of the best weights.</summary>
-    private double? Validate()
+    /// <summary>Smallest drop of the validation log-loss that counts as an improvement: float noise (or a vanishing
+    /// learning rate) must not keep a run going.</summary>
+    private const double MinLogLossImprovement = 1e-4;
+
+    /// <summary>The epoch's validation score (null without validation rows); keeps a copy of the best weights on the CPU.</summary>
+    private ValidationScore? Validate()
     {
         if (_validationRows is null) return null;
         CheckCancel();
-        double metric = ModelTrainer.Evaluate(_model, _spec, _validationRows(), _s.BatchSize, _s.MaxBatchTokens, _device, CheckCancel);
-        bool improved = _best is null || (_higherIsBetter ? metric > _best : metric < _best);
+        var score = ValidationScoring.Score(_model, _spec, _validationRows(), _s.BatchSize, _s.MaxBatchTokens, _device, CheckCancel);
+        if (score.Rows == 0) throw new InvalidOperationException("The validation data has no row with a label; give validation rows with labels, or set ValidationFraction = 0 and no ValidationSet to train without validation.");
+        // Classification: the log-loss after the epoch's best temperature when the probabilities will be calibrated (it
+        // follows accuracy, where the raw log-loss already rises once the network grows confident), else the raw log-loss.
+        double criterion = (_s.CalibrateTemperature ? score.CalibratedLogLoss : score.LogLoss) ?? score.Metric; // lower is better
+        bool improved = _best is null || (score.LogLoss is not null ? criterion < _best - MinLogLossImprovement : criterion < _best);
         if (improved)
         {
-            _best = metric; _bestEpoch = _epoch; _badEpochs = 0;
+            _best = criterion; _bestEpoch = _epoch; _badEpochs = 0;
+            (_bestMetric, _bestLogLoss) = (score.Metric, score.LogLoss);
             ModelTrainer.DisposeAll(_bestWeights);
             _bestWeights = ModelTrainer.Snapshot(_model);
         }
         else _badEpochs++;
-        return metric;
+        return score;
+    }
+
+    private (double T, double After)? _temperature;
+
+    /// <summary>Calibrates the restored model's probabilities on the validation rows (classification only).</summary>
+    private void FitTemperature()
+    {
+        if (_validationRows is null || !_classification || !_s.CalibrateTemperature) return;
+        CheckCancel();
+        var fit = ValidationScoring.FitTemperature(_model, _spec, _validationRows(), _s.BatchSize, _s.MaxBatchTokens, _device, CheckCancel);
+        if (fit.Rows == 0) return;
+        _temperature = (fit.Temperature, fit.LogLossAfter);
+        _log.Info($"Temperature scaling on {fit.Rows:N0} validation rows: T = {fit.Temperature:F3}, validation log-loss {fit.LogLossBefore:F4} → {fit.LogLossAfter:F4} " +
+                  "(probabilities are softmax(logits / T); predictions are unchanged).");
     }
 
     private bool ShouldStopEarly()
     {
         if (_validationRows is null || _s.EarlyStoppingPatience <= 0 || _badEpochs < _s.EarlyStoppingPatience) return false;
-        _log.Info($"Early stopping after epoch {_epoch}: no validation improvement for {_badEpochs} epoch(s); best {_best:G4} at epoch {_bestEpoch}.");
+        if (_epoch >= _s.MaxEpochs) return false; // the run ends here anyway: nothing was stopped
+        _log.Info($"Early stopping after epoch {_epoch}: no validation improvement for {_badEpochs} epoch(s); best {CriterionName} {_best:G4} at epoch {_bestEpoch}.");
         _stoppedEarly = true;
         return true;
     }
@@ -260,8 +287,12 @@ internal sealed class TrainingRun : IDisposable
     {
         if (_bestWeights is null) return;
         using (torch.no_grad()) _model.load_state_dict(_bestWeights, strict: true);
-        _log.Info($"Restored the weights of epoch {_bestEpoch} (best validation {(_higherIsBetter ? "accuracy" : "RMSE")} {_best:G4}).");
+        _mp?.SyncWeights();
+        _log.Info($"Restored the weights of epoch {_bestEpoch} (best {CriterionName} {_best:G4}" +
+                  (_classification && _bestMetric is { } acc ? $", accuracy {acc:G4})." : ")."));
     }
+
+    private string CriterionName => !_classification ? "validation RMSE" : _s.CalibrateTemperature ? "calibrated validation log-loss" : "validation log-loss";
 
     public void Dispose()
     {

@@ -53,8 +53,16 @@ public sealed record TrainingSettings
     /// <summary>Rows in the shuffling/bucketing buffer.</summary>
     public int ShuffleBufferRows { get; init; } = 4096;
     public int Seed { get; init; } = 1;
-    /// <summary>Epochs without validation improvement before stopping (0 = never stop early).</summary>
+    /// <summary>Epochs without validation improvement before stopping (0 = never stop early). Classification is judged
+    /// on the validation log-loss (smoother than accuracy on a few hundred rows, and what calibrated probabilities
+    /// need), regression on the RMSE.</summary>
     public int EarlyStoppingPatience { get; init; } = 2;
+    /// <summary>Label smoothing of the classification loss: the target puts 1 − ε on the true class and spreads ε over
+    /// all classes (0 = off). Regression ignores it.</summary>
+    public double LabelSmoothing { get; init; }
+    /// <summary>After training, fit one temperature on the validation rows so that softmax(logits / T) is calibrated
+    /// (classification with validation rows only); see <see cref="ValidationScoring.FitTemperature"/>.</summary>
+    public bool CalibrateTemperature { get; init; } = true;
     /// <summary>Log every this many optimizer steps (0 = epochs only).</summary>
     public int LogEverySteps { get; init; } = 50;
     /// <summary>fp32, or bf16 mixed precision (Auto: on CUDA only).</summary>
@@ -85,6 +93,9 @@ public sealed record TrainingSettings
         if (WarmupRatio is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(WarmupRatio), WarmupRatio, "WarmupRatio must lie in [0, 1).");
         if (FinalLearningRateRatio is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(FinalLearningRateRatio), FinalLearningRateRatio, "FinalLearningRateRatio must lie in [0, 1].");
         if (MaxGradientNorm < 0) throw new ArgumentOutOfRangeException(nameof(MaxGradientNorm), MaxGradientNorm, "MaxGradientNorm must be 0 (off) or positive.");
+        if (EarlyStoppingPatience < 0) throw new ArgumentOutOfRangeException(nameof(EarlyStoppingPatience), EarlyStoppingPatience, "EarlyStoppingPatience must be 0 (never stop early) or a positive number of epochs.");
+        if (LabelSmoothing is < 0 or >= 1 || double.IsNaN(LabelSmoothing)) throw new ArgumentOutOfRangeException(nameof(LabelSmoothing), LabelSmoothing, "LabelSmoothing must lie in [0, 1): 0 turns it off, 0.1 is a common value.");
+        if (WeightDecay < 0 || double.IsNaN(WeightDecay)) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "WeightDecay must be 0 (off) or positive, e.g. 0.01.");
         if (MaxBatchTokens <= 0) throw new ArgumentOutOfRangeException(nameof(MaxBatchTokens), MaxBatchTokens, "MaxBatchTokens must be positive.");
     }
 }

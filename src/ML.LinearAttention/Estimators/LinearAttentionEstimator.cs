@@ -47,6 +47,7 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
         if (o.MaxSequenceLength is < 8 or > 131072)
             throw new ArgumentOutOfRangeException($"MaxSequenceLength must lie in 8..131072 (it is {o.MaxSequenceLength}).", (Exception?)null);
         FineTuningRegistry.Check(string.IsNullOrWhiteSpace(o.FineTuning) ? "full" : o.FineTuning, o.FineTuningOptions);
+        SmallDataDefaults.Check(o);
         var token = o.CancellationToken;
         token.ThrowIfCancellationRequested();
 
@@ -107,6 +108,9 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
             // Nothing pretrained to fine-tune: "Fine-tuning 'full'" would misdescribe training a fresh network.
             bool fromScratch = backbone is null && o.InitialWeightsFile is null && o.Conversion is null && applied.Method == "full";
             log.Info(fromScratch ? $"Training from scratch: all {applied.TotalParameters:N0} parameters trainable." : applied.ToString());
+            if (fromScratch && tokenizer is not null && SmallDataDefaults.ReferencedPretrainedBackbone() is { } pretrained)
+                log.Info($"This application references the pretrained '{pretrained}' package: PretrainedBackbone = \"{pretrained}\" (with LearningRate = 5e-5) " +
+                         "would likely do better than training from scratch, above all on a few thousand rows.");
             var spec = new CollateSpec(columns.LabelKind, config.PadId, config.NumericFeatures, stats.SideLength, stats.SideMean);
             log.Info($"{TaskName}: {DescribeBlocks(config)}, hidden {config.ModelDim}, " +
                      $"{config.NumHeads} heads, {config.Position} positions, {config.Pooling} pooling, {model.parameters().Sum(p => p.numel()):N0} parameters" +
@@ -120,9 +124,14 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
                 if (track) readers.Add(reader);
                 return reader.ReadParallel(data, ExampleReader.TokenizerThreads(device), cancellation: token);
             }
-            var report = ModelTrainer.Train(model, spec, () => Rows(input, true), stats.Rows,
-                o.ValidationSet is null ? null : () => Rows(o.ValidationSet, false),
+            var heldOut = SmallDataDefaults.ChooseValidationRows(o, stats.Rows, seed, log);
+            Func<IEnumerable<Example>> trainRows = heldOut is null ? () => Rows(input, true) : () => SmallDataDefaults.Select(Rows(input, true), heldOut, keep: false);
+            Func<IEnumerable<Example>>? validationRows = o.ValidationSet is not null ? () => Rows(o.ValidationSet, false)
+                : heldOut is null ? null : () => SmallDataDefaults.Select(Rows(input, false), heldOut, keep: true);
+            long trainCount = stats.Rows - (heldOut is null ? 0 : CountSet(heldOut));
+            var report = ModelTrainer.Train(model, spec, trainRows, trainCount, validationRows,
                 o.ToTrainingSettings(seed), device, log, () => MLNetBridge.IsCanceled(Env));
+            if (report.Temperature is { } temperature) SmallDataDefaults.StoreTemperature(model, temperature);
             ReportTruncation(log, readers.FirstOrDefault(), o.MaxSequenceLength);
             if (FineTuningRegistry.Finish(model) is { } finished) log.Info($"Fine-tuning: {finished}.");
             var transformer = CreateTransformer(model, tokenizer, columns, spec, device, input.Schema);
@@ -136,6 +145,13 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
             model.Dispose();
             throw;
         }
+    }
+
+    private static long CountSet(System.Collections.BitArray bits)
+    {
+        long n = 0;
+        foreach (bool b in bits) if (b) n++;
+        return n;
     }
 
     /// <summary>"6 × hedgehog blocks" when every layer has one mechanism (a plan or a conversion can give that too), else the plan's layers in order.</summary>

@@ -116,8 +116,21 @@ public abstract class LinearAttentionOptions
     /// <summary>Optional validation data: metric logged each epoch, early stopping, best weights restored. It must
     /// already hold the columns this estimator reads (e.g. the key label: pass it through the fitted MapValueToKey).</summary>
     public IDataView? ValidationSet;
-    /// <summary>Epochs without validation improvement before stopping (0 = never).</summary>
+    /// <summary>Share of the training rows held out for validation when <see cref="ValidationSet"/> is null: a seeded
+    /// random sample (at least 50 rows, only when three quarters of the data remain) used for early stopping, the best
+    /// epoch's weights and temperature scaling. 0 = train on every row without validation. Must lie in [0, 0.5].</summary>
+    [Range(0.0, 0.3, 0.1)]
+    public double ValidationFraction = 0.1;
+    /// <summary>Epochs without validation improvement before stopping (0 = never). Classification watches the
+    /// validation log-loss, regression the RMSE; the best epoch's weights are restored either way.</summary>
     public int EarlyStoppingPatience = 2;
+    /// <summary>Label smoothing of the classification loss (0 = off; must lie in [0, 1)). Regression ignores it.</summary>
+    [Range(0.0, 0.3, 0.0)]
+    public double LabelSmoothing;
+    /// <summary>Calibrate the class probabilities after training: one temperature T fit on the validation rows
+    /// (Score = softmax(logits / T)), saved with the model; the predicted labels do not change. Classification with
+    /// validation rows (a ValidationSet or the automatic split) only.</summary>
+    public bool CalibrateProbabilities = true;
     /// <summary>Log progress every this many optimizer steps (0 = per epoch only).</summary>
     public int LogEverySteps = 50;
     /// <summary>Optional callback with the same progress as the log.</summary>
@@ -175,7 +188,7 @@ public abstract class LinearAttentionOptions
         LearningRate = LearningRate, WeightDecay = WeightDecay, WarmupRatio = WarmupRatio, Decay = LearningRateDecay,
         FinalLearningRateRatio = FinalLearningRateRatio, MaxGradientNorm = MaxGradientNorm,
         GradientAccumulationSteps = GradientAccumulationSteps, ShuffleBufferRows = ShuffleBufferRows, Seed = seed,
-        EarlyStoppingPatience = EarlyStoppingPatience, LogEverySteps = LogEverySteps, Progress = Progress,
+        EarlyStoppingPatience = EarlyStoppingPatience, LabelSmoothing = LabelSmoothing, CalibrateTemperature = CalibrateProbabilities, LogEverySteps = LogEverySteps, Progress = Progress,
         CancellationToken = CancellationToken, Precision = Precision,
         ActivationCheckpointing = ActivationCheckpointing,
         CheckpointDirectory = CheckpointDirectory, CheckpointEverySteps = CheckpointEverySteps,

@@ -37,7 +37,14 @@ public sealed class TextClassificationTransformer : LinearAttentionTransformer
 
     private protected override byte TaskCode => 1;
 
-    private protected override Tensor Finish(Tensor output) => nn.functional.softmax(output, -1);
+    /// <summary>Temperature that calibrates the probabilities (fit on validation rows; 1 for models saved before it existed).</summary>
+    public double Temperature => Model is SequenceModel m ? SmallDataDefaults.TemperatureOf(m.Config) : 1.0;
+
+    private protected override Tensor Finish(Tensor output)
+    {
+        double t = Temperature;
+        return nn.functional.softmax(t == 1.0 ? output : output / t, -1);
+    }
 
     private protected override void AddOutputColumns(DataViewSchema.Builder builder)
     {

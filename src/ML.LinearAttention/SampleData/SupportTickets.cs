@@ -25,6 +25,9 @@ public sealed class SupportTicket
 /// this project's test data). Priority depends on the issue type, on wording (outage words, "all users",
 /// "production"), on the tabular fields (customer tier, affected users) and on noise, so a model must read the text
 /// and use the numbers to do well; about 10% of labels are flipped to a neighbouring priority, as real triage is noisy.
+/// <para>About 40% are follow-ups on an earlier ticket: they describe two issues, say that the first one is fixed, and
+/// are triaged by the second, still-open one. Both issues use the same words in either order, so only a model that
+/// reads the order (which issue comes after "fixed") can triage them; a bag of words sees both and must guess.</para>
 /// </summary>
 public static class SupportTickets
 {
@@ -72,6 +75,14 @@ public static class SupportTickets
     private static readonly string[] Urgency = { " This is urgent.", " Our customers are affected right now.", " Production is blocked!", " We are losing sales every minute." };
     private static readonly string[] Calm = { " No rush.", " Whenever you have time.", " Thanks in advance.", " Not blocking us." };
     private static readonly string[] Times = { "this morning", "yesterday", "9:40 UTC", "the last deployment", "Monday", "an hour ago" };
+    private static readonly string[] FollowUpTitles = { "Follow-up on our earlier ticket", "Update on our case", "Re: our open ticket", "One problem solved, one left", "Status of our support case" };
+    private static readonly string[] Fixed = { "That part is fixed now, thank you.", "This one is solved since your last reply.", "That was resolved by your team, thanks.", "Your fix for that works." };
+    private static readonly string[] StillOpen = { "What is still open:", "But there is still this:", "Still not working:", "Remaining problem:" };
+    private static readonly string[] Greetings = { "Hello,", "Hi team,", "Good morning,", "Dear support," };
+    private static readonly string[] SignOffs = { "Regards.", "Best, Sam.", "Thanks, Alex.", "Kind regards." };
+
+    /// <summary>Share of follow-up tickets (two issues, the first fixed; priority from the second).</summary>
+    private const double FollowUpShare = 0.4;
 
     /// <summary>Generates <paramref name="count"/> tickets; the same seed always gives the same tickets.</summary>
     public static List<SupportTicket> Generate(int count, int seed = 1)
@@ -89,9 +100,23 @@ public static class SupportTickets
         string product = Pick(rng, Products), code = Pick(rng, Codes), browser = Pick(rng, Browsers), time = Pick(rng, Times);
         string Fill(string s) => s.Replace("{P}", product).Replace("{C}", code).Replace("{B}", browser).Replace("{T}", time)
                                   .Replace("{N}", (5 + rng.Next(90)).ToString(System.Globalization.CultureInfo.InvariantCulture));
-        var title = Fill(Pick(rng, issue.Titles));
-        var body = Fill(Pick(rng, issue.Bodies));
-        if (rng.NextDouble() < 0.5) body += " " + Fill(Pick(rng, issue.Bodies));
+        string title, body;
+        if (rng.NextDouble() < FollowUpShare)
+        {
+            // The fixed issue and the open one (`issue`) are drawn alike, so their words say nothing about which is which.
+            Issue done;
+            do done = Issues[rng.Next(Issues.Length)]; while (done.BasePriority == issue.BasePriority);
+            title = Pick(rng, FollowUpTitles);
+            // Each issue is wrapped alike ("About case N: … (ref N)"), so no word pair at its edges tells a bag of words its place.
+            string Case(Issue i) { int id = 1000 + rng.Next(9000); return $"About case {id}: {Fill(Pick(rng, i.Bodies))} (ref {id})"; }
+            body = $"{Pick(rng, Greetings)} {Case(done)} {Pick(rng, Fixed)} {Pick(rng, StillOpen)} {Case(issue)} {Pick(rng, SignOffs)}";
+        }
+        else
+        {
+            title = Fill(Pick(rng, issue.Titles));
+            body = Fill(Pick(rng, issue.Bodies));
+            if (rng.NextDouble() < 0.5) body += " " + Fill(Pick(rng, issue.Bodies));
+        }
 
         int tier = rng.Next(4);                                   // 0 free … 3 enterprise
         double affected = Math.Round(rng.NextDouble() * 4, 2);    // log10 of affected users
@@ -114,6 +139,14 @@ public static class SupportTickets
             Priority = Priorities[priority],
             ResolutionHours = (float)Math.Round(hours, 1),
         };
+    }
+
+    /// <summary>Whether <paramref name="ticket"/> is a follow-up (two issues, the first fixed): the tickets whose priority
+    /// only a model that reads word order can tell.</summary>
+    public static bool IsFollowUp(SupportTicket ticket)
+    {
+        ArgumentNullException.ThrowIfNull(ticket);
+        return FollowUpTitles.Contains(ticket.Title);
     }
 
     private static string Pick(Random rng, string[] items) => items[rng.Next(items.Length)];

@@ -1,0 +1,110 @@
+using System.Collections;
+using System.Text.Json;
+using Microsoft.ML.LinearAttention.Encoder;
+using Microsoft.ML.LinearAttention.Pretrained;
+using Microsoft.ML.LinearAttention.Training;
+
+namespace Microsoft.ML.LinearAttention.Estimators;
+
+/// <summary>
+/// What Fit does so that the defaults can be trusted on a few thousand rows: hold out a seeded validation split when
+/// the user gave no validation set (early stopping, best weights and temperature scaling need one), keep the fitted
+/// temperature with the model's configuration, and point at a pretrained backbone the application already references.
+/// </summary>
+internal static class SmallDataDefaults
+{
+    /// <summary>Fewest validation rows worth holding out: fewer make early stopping and the temperature noise.</summary>
+    internal const int MinValidationRows = 50;
+
+    /// <summary>Key of the temperature in <see cref="EncoderConfig.Extensions"/> (absent in models saved before it existed: T = 1).</summary>
+    internal const string TemperatureExtension = "Temperature";
+
+    /// <summary>Checks the options this class reads; the message names the option and the fix.</summary>
+    internal static void Check(LinearAttentionOptions o)
+    {
+        if (double.IsNaN(o.ValidationFraction) || o.ValidationFraction is < 0 or > 0.5)
+            throw new ArgumentOutOfRangeException(nameof(o.ValidationFraction), o.ValidationFraction,
+                "ValidationFraction must lie in [0, 0.5]: the share of training rows held out for validation when no ValidationSet is given (0 = no automatic split; 0.1 is the default).");
+        if (o.EarlyStoppingPatience < 0)
+            throw new ArgumentOutOfRangeException(nameof(o.EarlyStoppingPatience), o.EarlyStoppingPatience,
+                "EarlyStoppingPatience must be 0 (never stop early) or a positive number of epochs without validation improvement, e.g. 2.");
+        if (double.IsNaN(o.LabelSmoothing) || o.LabelSmoothing is < 0 or >= 1)
+            throw new ArgumentOutOfRangeException(nameof(o.LabelSmoothing), o.LabelSmoothing,
+                "LabelSmoothing must lie in [0, 1): 0 turns it off; values around 0.1 soften an overconfident classifier.");
+        if (double.IsNaN(o.WeightDecay) || o.WeightDecay < 0)
+            throw new ArgumentOutOfRangeException(nameof(o.WeightDecay), o.WeightDecay, "WeightDecay must be 0 (off) or positive, e.g. 0.01.");
+        if (double.IsNaN(o.Dropout) || o.Dropout is < 0 or >= 1)
+            throw new ArgumentOutOfRangeException(nameof(o.Dropout), o.Dropout, "Dropout must lie in [0, 1), e.g. 0.1.");
+    }
+
+    /// <summary>
+    /// Which of <paramref name="rows"/> labelled rows to hold out (a seeded random sample, identical in every Fit with
+    /// the same seed), or null when there is a validation set, the fraction is 0, or there are too few rows for one.
+    /// </summary>
+    internal static BitArray? ChooseValidationRows(LinearAttentionOptions o, long rows, int seed, ITrainingLog log)
+    {
+        if (o.ValidationSet is not null || o.ValidationFraction <= 0) return null;
+        long held = Math.Max(MinValidationRows, (long)Math.Round(rows * o.ValidationFraction));
+        if (held * 4 > rows || rows > int.MaxValue)
+        {
+            log.Info($"No automatic validation split: {rows:N0} training rows are too few to hold out {MinValidationRows} or more and keep three quarters " +
+                     "(no early stopping, no temperature scaling). Give a ValidationSet to get both.");
+            return null;
+        }
+        var chosen = new BitArray((int)rows);
+        var rng = new Random(seed);
+        // Partial Fisher–Yates over the row indices: exactly `held` distinct rows, memory of one index per held row.
+        var swapped = new Dictionary<long, long>();
+        long At(long i) => swapped.TryGetValue(i, out var v) ? v : i;
+        for (long i = 0; i < held; i++)
+        {
+            long j = i + (long)(rng.NextDouble() * (rows - i));
+            long pick = At(j);
+            swapped[j] = At(i);
+            chosen[(int)pick] = true;
+        }
+        log.Info($"Validation split: {held:N0} of {rows:N0} training rows held out (ValidationFraction = {o.ValidationFraction:G3}, seed {seed}) for early stopping, " +
+                 "the best epoch's weights and temperature scaling; pass a ValidationSet, or ValidationFraction = 0 to train on every row.");
+        return chosen;
+    }
+
+    /// <summary>Rows of a stream whose index is (<paramref name="keep"/> = true) or is not in <paramref name="chosen"/>.</summary>
+    internal static IEnumerable<Example> Select(IEnumerable<Example> rows, BitArray chosen, bool keep)
+    {
+        int i = 0;
+        foreach (var row in rows)
+        {
+            bool isChosen = i < chosen.Length && chosen[i];
+            i++;
+            if (isChosen == keep) yield return row;
+        }
+    }
+
+    /// <summary>The temperature stored with a model's configuration (1 when none was fit or the model predates it).</summary>
+    internal static double TemperatureOf(EncoderConfig config)
+        => config.Extensions?.TryGetValue(TemperatureExtension, out var e) == true && e.ValueKind == JsonValueKind.Number && e.GetDouble() > 0
+            ? e.GetDouble() : 1.0;
+
+    /// <summary>Records <paramref name="temperature"/> in the model's configuration, which is saved with the model.</summary>
+    internal static void StoreTemperature(SequenceModel model, double temperature)
+    {
+        var extensions = model.Config.Extensions is null ? new Dictionary<string, JsonElement>() : new Dictionary<string, JsonElement>(model.Config.Extensions);
+        extensions[TemperatureExtension] = JsonSerializer.SerializeToElement(temperature);
+        model.Config = model.Config with { Extensions = extensions };
+    }
+
+    /// <summary>A pretrained text backbone whose package the application references, or null.</summary>
+    internal static string? ReferencedPretrainedBackbone()
+    {
+        foreach (var (name, assembly) in new[] { (PretrainedBackbones.AllMiniLmL6V2, BertCheckpoint.MiniLmAssembly), (PretrainedBackbones.ArcticEmbedXs, BertCheckpoint.ArcticXsAssembly) })
+        {
+            try
+            {
+                System.Reflection.Assembly.Load(assembly);
+                return name;
+            }
+            catch (Exception e) when (e is FileNotFoundException or FileLoadException or BadImageFormatException) { }
+        }
+        return null;
+    }
+}
