@@ -119,9 +119,12 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
                 if (track) readers.Add(reader);
                 return reader.ReadParallel(data, ExampleReader.TokenizerThreads(device), cancellation: token);
             }
-            var report = ModelTrainer.Train(model, spec, () => Rows(input, true), stats.Rows,
-                o.ValidationSet is null ? null : () => Rows(o.ValidationSet, false),
-                o.ToTrainingSettings(seed), device, log, () => MLNetBridge.IsCanceled(Env));
+            // A frozen encoder (linear probe, Moment Probing) is run once and its head trained on the cached features.
+            var report = FrozenHeadTrainer.TryTrain(model, spec, () => Rows(input, true),
+                    o.ValidationSet is null ? null : () => Rows(o.ValidationSet, false), o.ToTrainingSettings(seed), device, log, () => MLNetBridge.IsCanceled(Env))
+                ?? ModelTrainer.Train(model, spec, () => Rows(input, true), stats.Rows,
+                    o.ValidationSet is null ? null : () => Rows(o.ValidationSet, false),
+                    o.ToTrainingSettings(seed), device, log, () => MLNetBridge.IsCanceled(Env));
             ReportTruncation(log, readers.FirstOrDefault(), o.MaxSequenceLength);
             if (FineTuningRegistry.Finish(model) is { } finished) log.Info($"Fine-tuning: {finished}.");
             var transformer = CreateTransformer(model, tokenizer, columns, spec, device, input.Schema);
