@@ -15,6 +15,7 @@ public sealed class FrozenFeatures : IDisposable
     private readonly List<Tensor> _pooled = new();
     private readonly List<float> _labels = new();
     private readonly List<int> _lengths = new();
+    private Tensor? _pooledAll; // [N, C], stacked on first use: one gather per batch instead of N small tensors
 
     private FrozenFeatures(bool withStates) => WithStates = withStates;
 
@@ -93,7 +94,8 @@ public sealed class FrozenFeatures : IDisposable
     /// </summary>
     public (Tensor States, Tensor Mask, Tensor Pooled, Tensor Labels) Batch(IReadOnlyList<int> indices, LabelKind labels, Device device)
     {
-        var pooled = stack(indices.Select(i => _pooled[i])).to(device);
+        _pooledAll ??= stack(_pooled).DetachFromDisposeScope();
+        var pooled = _pooledAll.index_select(0, tensor(indices.Select(i => (long)i).ToArray())).to(device);
         Tensor states, mask;
         if (WithStates)
         {
@@ -119,6 +121,7 @@ public sealed class FrozenFeatures : IDisposable
     {
         foreach (var t in _states) t.Dispose();
         foreach (var t in _pooled) t.Dispose();
+        _pooledAll?.Dispose();
         _states.Clear(); _pooled.Clear();
     }
 }
