@@ -113,10 +113,20 @@ public static class QualityBenchmark
         yield return new("mp", "Moment Probing (MP)", d => Pretrained(d, "moment_probing", o.LearningRate), "cached features; MomentProbingOptions defaults");
         yield return new("mp+", "MP+ (MP head + PSRP in every block)", d => Pretrained(d, "psrp", o.PsrpLearningRate), Lr(o.PsrpLearningRate));
         yield return new("lora", "LoRA r 8, α 16 (q, k, v, o) + head", d => Pretrained(d, "lora", o.LoraLearningRate), $"merged after training; {Lr(o.LoraLearningRate)}");
-        yield return new("converted", $"{o.Backbone} → linear (default conversion), full fine-tune", d => Pretrained(d, null, o.LearningRate, new ConversionOptions { FineTuning = "full" }),
+        yield return new("converted", $"{o.Backbone} → linear (default conversion), full fine-tune", d => Pretrained(d, null, o.LearningRate, Conversion(o, "full")),
             $"ConversionOptions defaults, stage 2 every parameter; {Lr(o.LearningRate)}");
-        yield return new("converted+lora", $"{o.Backbone} → linear (default conversion), LoRA", d => Pretrained(d, null, o.LoraLearningRate, new ConversionOptions()),
+        yield return new("converted+lora", $"{o.Backbone} → linear (default conversion), LoRA", d => Pretrained(d, null, o.LoraLearningRate, Conversion(o, null)),
             $"ConversionOptions defaults (stage 2 LoRA); {Lr(o.LoraLearningRate)}");
+    }
+
+    /// <summary>ConversionOptions' defaults, but for --convert-to / --transfer-steps and the stage-2 method (null = its default, LoRA).</summary>
+    private static ConversionOptions Conversion(QualityBenchmarkOptions o, string? stageTwo)
+    {
+        var c = new ConversionOptions();
+        if (o.ConvertTo is { } mechanism) c.Attention = mechanism;
+        if (o.TransferSteps is { } steps) c.TransferSteps = steps;
+        if (stageTwo is not null) c.FineTuning = stageTwo;
+        return c;
     }
 
     /// <summary>The estimator's defaults, with the data set's columns and the run's seed.</summary>

@@ -20,6 +20,10 @@ public sealed record QualityBenchmarkOptions
     public double LoraLearningRate { get; init; } = 5e-4;
     public double PsrpLearningRate { get; init; } = 1e-3;
     public string Backbone { get; init; } = "all-MiniLM-L6-v2";
+    /// <summary>Mechanism of the converted rows; null = ConversionOptions' default.</summary>
+    public string? ConvertTo { get; init; }
+    /// <summary>Attention-transfer steps of the converted rows; null = ConversionOptions' default.</summary>
+    public int? TransferSteps { get; init; }
     public string[]? Only { get; init; }
     /// <summary>Seconds the whole run may take: once spent, the remaining points are listed as skipped (null = no limit).</summary>
     public double? BudgetSeconds { get; init; }
@@ -77,6 +81,8 @@ public sealed record QualityBenchmarkOptions
                 "--lora-lr" => o with { LoraLearningRate = Double(Value()) },
                 "--psrp-lr" => o with { PsrpLearningRate = Double(Value()) },
                 "--backbone" => o with { Backbone = Value() },
+                "--convert-to" => o with { ConvertTo = Value() },
+                "--transfer-steps" => o with { TransferSteps = Int(Value()) },
                 "--only" => o with { Only = List(Value()) },
                 "--budget" => o with { BudgetSeconds = Double(Value()) },
                 "--device" => o with { Device = Value() },

@@ -55,27 +55,31 @@ public sealed class FrozenHeadTests
         }
     }
 
-    [Theory]
-    [InlineData("linear_probe")]
-    [InlineData("moment_probing")]
-    public void TheHeadLearnsFromTheCacheAndTheEncoderStaysUnchanged(string method)
+    [Fact]
+    public void MomentProbingLearnsFromTheCacheWhatTheLinearProbeCannotAndTheEncoderStaysUnchanged()
     {
-        FineTuningOptions options = method == "linear_probe" ? new LinearProbeOptions { Epochs = 60 } : Small with { Epochs = 60 };
-        using var model = Probed(method, options);
+        // 48 rows of 3 classes drawn from one token pattern: a frozen 16-wide encoder's mean vector separates them
+        // poorly (a linear probe stays far from fitting them), its second-order statistics do.
         var rows = Enumerable.Range(0, 48).Select(i => TinyModels.Row(4 + i % 5, i)).ToList();
-        var encoderBefore = model.named_parameters().Where(p => !p.name.StartsWith("probe_head.")).ToDictionary(p => p.name, p => p.parameter.detach().clone());
-        double before = ModelTrainer.Evaluate(model, Spec, rows, 16, 1 << 16, CPU);
-        var log = new ListLog();
-        var report = FrozenHeadTrainer.TryTrain(model, Spec, () => rows, () => rows, new TrainingSettings { BatchSize = 8, Seed = 1 }, CPU, log);
-        Assert.NotNull(report);
-        double after = ModelTrainer.Evaluate(model, Spec, rows, 16, 1 << 16, CPU);
-        Assert.True(after >= 0.9 && after > before + 0.3, $"{method}: training accuracy {before:F3} → {after:F3}");
-        Assert.Equal(60, report!.Epochs);
-        Assert.Equal(60 * 6, report.Steps);
+        var settings = new TrainingSettings { BatchSize = 16, Seed = 1 };
+        double Fit(string method, FineTuningOptions options, out TrainingReport report, out ListLog log)
+        {
+            using var model = Probed(method, options);
+            var encoderBefore = model.named_parameters().Where(p => !p.name.StartsWith("probe_head.")).ToDictionary(p => p.name, p => p.parameter.detach().clone());
+            log = new ListLog();
+            report = FrozenHeadTrainer.TryTrain(model, Spec, () => rows, () => rows, settings, CPU, log)!;
+            Assert.NotNull(report);
+            foreach (var (name, p) in model.named_parameters().Where(p => !p.name.StartsWith("probe_head.")))
+                Assert.True(p.eq(encoderBefore[name]).all().item<bool>(), $"{method}: {name} changed");
+            return ModelTrainer.Evaluate(model, Spec, rows, 16, 1 << 16, CPU);
+        }
+        double probe = Fit("linear_probe", new LinearProbeOptions { Epochs = 30, LearningRate = 1e-2 }, out _, out _);
+        double mp = Fit("moment_probing", Small with { Epochs = 30, LearningRate = 1e-2 }, out var report, out var log);
+        Assert.True(mp >= 0.75 && mp >= probe + 0.2, $"training accuracy: Moment Probing {mp:F3}, linear probe {probe:F3}");
+        Assert.Equal(30, report.Epochs);
+        Assert.Equal(30 * 3, report.Steps);
         Assert.Contains(log.Lines, l => l.StartsWith("Frozen encoder: features of 48 training row(s) and 48 validation row(s)", StringComparison.Ordinal));
         Assert.Contains(log.Lines, l => l.StartsWith("Restored the head of epoch", StringComparison.Ordinal));
-        foreach (var (name, p) in model.named_parameters().Where(p => !p.name.StartsWith("probe_head.")))
-            Assert.True(p.equal(encoderBefore[name]).item<bool>(), $"{name} changed");
     }
 
     [Fact]
