@@ -79,16 +79,24 @@ public static class QualityBenchmark
                     log.WriteLine(measured.Status != "ok" ? $"    {measured.Note}"
                         : $"    {(data.Regression ? $"R² {measured.RSquared:F4}" : $"accuracy {measured.Accuracy:F4}, log-loss {measured.LogLoss:F4}")}, {measured.TrainSeconds:F1} s");
                     points.Add(measured);
+                    // After every point, so that a run stopped part-way (a long CPU run, a killed job) still leaves its record.
+                    Write(o, cuda, datasets, points, clock.Elapsed, partial: true);
                 }
             }
         }
+        var (md, json) = Write(o, cuda, datasets, points, clock.Elapsed, partial: false);
+        log.WriteLine($"wrote {md} and {json}");
+        return points.Any(p => p.Status == "failed") ? 1 : 0;
+    }
+
+    private static (string Markdown, string Json) Write(QualityBenchmarkOptions o, bool cuda, List<QualityData> datasets, List<QualityPoint> points, TimeSpan elapsed, bool partial)
+    {
         Directory.CreateDirectory(o.OutputDirectory);
         var md = Path.Combine(o.OutputDirectory, "quality.md");
         var json = Path.Combine(o.OutputDirectory, "quality.json");
-        File.WriteAllText(md, QualityReport.Markdown(o, cuda, datasets, points, clock.Elapsed));
-        File.WriteAllText(json, QualityReport.Json(o, cuda, datasets, points, clock.Elapsed));
-        log.WriteLine($"wrote {md} and {json}");
-        return points.Any(p => p.Status == "failed") ? 1 : 0;
+        File.WriteAllText(md, QualityReport.Markdown(o, cuda, datasets, points, elapsed, partial));
+        File.WriteAllText(json, QualityReport.Json(o, cuda, datasets, points, elapsed, partial));
+        return (md, json);
     }
 
     private static IEnumerable<MethodSpec> Methods(QualityBenchmarkOptions o)

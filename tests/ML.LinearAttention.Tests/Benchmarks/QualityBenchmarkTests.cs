@@ -61,10 +61,12 @@ public sealed class QualityBenchmarkTests
             Assert.Equal(0, QualityBenchmark.Run(o, TextWriter.Null));
             var md = File.ReadAllText(Path.Combine(dir, "quality.md"));
             Assert.Contains("commit abc1234", md);
+            Assert.DoesNotContain("partial record", md);
             Assert.Contains("## wikipedia-detox-250", md);
             Assert.Contains("### all (", md);
             Assert.Contains("| FeaturizeText + SDCA (ML.NET baseline) |", md);
             using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "quality.json")));
+            Assert.True(json.RootElement.GetProperty("finished").GetBoolean());
             var points = json.RootElement.GetProperty("points").EnumerateArray().ToList();
             Assert.Equal(4, points.Count); // 2 data sets × 2 sizes
             var detox = points.First(p => p.GetProperty("dataset").GetString() == "wikipedia-detox-250");
