@@ -59,7 +59,8 @@ public static class QualityBenchmark
             foreach (int size in o.Sizes)
             {
                 int rows = Math.Min(size, data.Train.Count);
-                string sizeText = size == QualityBenchmarkOptions.All ? $"all ({rows:N0})" : QualityBenchmarkOptions.SizeText(size);
+                // A size beyond the data set's training rows is all of them, and says so.
+                string sizeText = rows < size ? $"all ({rows:N0})" : QualityBenchmarkOptions.SizeText(size);
                 if (!done.Add(rows))
                 {
                     log.WriteLine($"  {sizeText}: the same {rows:N0} rows as a size already run; not repeated.");
