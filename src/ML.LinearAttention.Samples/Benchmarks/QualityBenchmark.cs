@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Text;
+using System.Text.RegularExpressions;
 using Microsoft.ML.Data;
 using Microsoft.ML.LinearAttention.Conversion;
 using Microsoft.ML.LinearAttention.Estimators;
@@ -10,19 +10,34 @@ using TorchSharp;
 
 namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 
+/// <summary>One measured (or skipped) point: a method on a data set at a training size.</summary>
+public sealed record QualityPoint(string Dataset, string Size, int TrainRows, string Key, string Method)
+{
+    /// <summary>"ok", "failed" or "skipped".</summary>
+    public string Status { get; init; } = "ok";
+    public double? Accuracy { get; init; }
+    public double? MacroF1 { get; init; }
+    public double? LogLoss { get; init; }
+    public double? RSquared { get; init; }
+    public double? Rmse { get; init; }
+    public double? TrainSeconds { get; init; }
+    /// <summary>Real training tokens per second (the fine-tuning rows).</summary>
+    public double? TokensPerSecond { get; init; }
+    public long? TrainableParameters { get; init; }
+    public long? TotalParameters { get; init; }
+    public string Note { get; init; } = "";
+}
+
 /// <summary>
-/// `bench quality`: fine-tunes a pretrained MiniLM (and its softmax→linear conversion) on real data from
-/// ../shared/data through the ordinary ML.NET estimator, and writes accuracy and trainable parameters per method to
-/// docs/benchmarks/quality.md: full fine-tune, linear probe, Moment Probing (MP, MP+), LoRA, the converted linear model
-/// (full fine-tune and LoRA), and a from-scratch linear encoder for reference.
+/// `bench quality`: every method on every shared data set at each training size, through the public ML.NET API: the
+/// FeaturizeText + SDCA baseline, the default from-scratch model, MiniLM fully fine-tuned, linear probe, Moment Probing
+/// (MP, MP+), LoRA, and the softmax→linear conversion (full fine-tune and LoRA). Writes quality.md and quality.json.
 /// </summary>
 public static class QualityBenchmark
 {
-    /// <summary>One row of the table. <paramref name="Accuracy"/> null = not run (see <paramref name="Note"/>).</summary>
-    private static readonly System.Text.RegularExpressions.Regex TrainableLine =
-        new(@"^Fine-tuning '[^']+': ([\d,]+) of ([\d,]+) parameters trainable", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+    private static readonly Regex TrainableLine = new(@"Fine-tuning '[^']+': ([\d,]+) of ([\d,]+) parameters trainable|Training from scratch: all ([\d,]+) parameters", RegexOptions.CultureInvariant);
 
-    public sealed record Row(string Key, string Method, long? TrainableParameters, long? TotalParameters, double? Accuracy, TimeSpan? TrainTime, string Note);
+    private sealed record MethodSpec(string Key, string Method, Func<QualityData, LinearAttentionOptions>? Options, string Note);
 
     public static int Run(QualityBenchmarkOptions o, TextWriter log)
     {
@@ -31,80 +46,105 @@ public static class QualityBenchmark
         if (cuda && !torch.cuda.is_available())
             throw new ArgumentException("--device cuda was asked for but CUDA is not available: " + DevicePolicy.DescribeMissingCudaForSamples());
         if (o.Threads is { } threads) TorchRuntime.SetCpuThreads(threads);
-        var data = QualityData.Load(o.Dataset, o.DataFolder, o.TrainRows, o.TestRows, o.Seed);
-        log.WriteLine($"bench quality ({o.Size}) on {(cuda ? "cuda:0" : $"cpu ({Environment.ProcessorCount} cores)")}: {data.Description}.");
-        int classes = data.Train.Select(r => r.Label).Distinct().Count();
-        double majority = data.Test.GroupBy(r => r.Label).Max(g => g.Count()) / (double)data.Test.Count;
-
-        var rows = new List<Row>();
-        bool Want(string key) => o.Only is null || o.Only.Contains(key);
-        void Add(Row r)
+        var clock = Stopwatch.StartNew();
+        var points = new List<QualityPoint>();
+        var datasets = new List<QualityData>();
+        log.WriteLine($"bench quality on {(cuda ? "cuda:0" : $"cpu ({Environment.ProcessorCount} cores)")}: {string.Join(", ", o.Datasets)} at {string.Join(", ", o.Sizes.Select(QualityBenchmarkOptions.SizeText))} rows.");
+        foreach (var name in o.Datasets)
         {
-            rows.Add(r);
-            log.WriteLine(r.Accuracy is null ? $"  {r.Method}: no accuracy ({r.Note})" : $"  {r.Method}: accuracy {r.Accuracy:F4}, {r.TrainableParameters:N0} trainable parameters, {r.TrainTime:hh\\:mm\\:ss}");
+            var data = QualityData.Load(name, o.DataFolder, o.TestRows);
+            datasets.Add(data);
+            log.WriteLine($"{name}: {data.Description}.");
+            var done = new HashSet<int>();
+            foreach (int size in o.Sizes)
+            {
+                int rows = Math.Min(size, data.Train.Count);
+                // A size beyond the data set's training rows is all of them, and says so.
+                string sizeText = rows < size ? $"all ({rows:N0})" : QualityBenchmarkOptions.SizeText(size);
+                if (!done.Add(rows))
+                {
+                    log.WriteLine($"  {sizeText}: the same {rows:N0} rows as a size already run; not repeated.");
+                    continue;
+                }
+                var train = QualityData.Sample(data.Train, rows, o.Seed);
+                foreach (var m in Methods(o).Where(m => o.Only is null || o.Only.Contains(m.Key)))
+                {
+                    var point = new QualityPoint(name, sizeText, train.Count, m.Key, m.Method) { Note = m.Note };
+                    if (o.BudgetSeconds is { } budget && clock.Elapsed.TotalSeconds > budget)
+                    {
+                        points.Add(point with { Status = "skipped", Note = $"not run: the budget of {budget:N0} s was spent" });
+                        continue;
+                    }
+                    log.WriteLine($"- {name}, {sizeText} rows: {m.Method}");
+                    var measured = Measure(point, data, train, m, o, cuda, log);
+                    log.WriteLine(measured.Status != "ok" ? $"    {measured.Note}"
+                        : $"    {(data.Regression ? $"R² {measured.RSquared:F4}" : $"accuracy {measured.Accuracy:F4}, log-loss {measured.LogLoss:F4}")}, {measured.TrainSeconds:F1} s");
+                    points.Add(measured);
+                    // After every point, so that a run stopped part-way (a long CPU run, a killed job) still leaves its record.
+                    Write(o, cuda, datasets, points, clock.Elapsed, partial: true);
+                }
+            }
         }
+        var (md, json) = Write(o, cuda, datasets, points, clock.Elapsed, partial: false);
+        log.WriteLine($"wrote {md} and {json}");
+        return points.Any(p => p.Status == "failed") ? 1 : 0;
+    }
 
-        TextClassificationOptions Method(string method, double lr, TextClassificationOptions? start = null)
-        {
-            var options = start ?? Backbone(o, data);
-            options.FineTuning = method;
-            options.LearningRate = lr;
-            return options;
-        }
-        TextClassificationOptions Converted(string stageTwo, double lr)
-        {
-            var options = Backbone(o, data);
-            options.LearningRate = lr;
-            options.Conversion = new ConversionOptions { Attention = o.ConvertTo, TransferSteps = o.TransferSteps, TransferBatchSize = o.BatchSize, FineTuning = stageTwo };
-            return options;
-        }
-        string lr(double v) => "lr " + v.ToString("G3", CultureInfo.InvariantCulture);
-        string stage1 = $"stage 1: {o.TransferSteps} steps of attention transfer on the training texts (labels unused)";
-
-        if (Want("full")) Add(Measure("full", $"{o.Backbone} softmax, full fine-tune", data, o, cuda, log, Method("full", o.LearningRate), $"every parameter trains; {lr(o.LearningRate)}"));
-        if (Want("probe")) Add(Measure("probe", "Linear probe (frozen encoder, new linear head)", data, o, cuda, log, Method("linear_probe", o.ProbeLearningRate), lr(o.ProbeLearningRate)));
-        if (Want("mp")) Add(Measure("mp", "Moment Probing (MP)", data, o, cuda, log, Method("moment_probing", o.ProbeLearningRate), $"frozen encoder, MP head (512, 4 heads); {lr(o.ProbeLearningRate)}"));
-        if (Want("mp+")) Add(Measure("mp+", "MP+ (MP head + PSRP in every block)", data, o, cuda, log, Method("psrp", o.ProbeLearningRate), lr(o.ProbeLearningRate)));
-        if (Want("lora")) Add(Measure("lora", "LoRA r 8, α 16 (q, k, v, o) + head", data, o, cuda, log, Method("lora", o.LoraLearningRate), $"merged after training; {lr(o.LoraLearningRate)}"));
-        if (Want("converted"))
-            Add(Measure("converted", $"{o.Backbone} → {o.ConvertTo} (all layers), full fine-tune", data, o, cuda, log, Converted("full", o.LearningRate),
-                $"{stage1}; stage 2: every parameter trains, {lr(o.LearningRate)}"));
-        if (Want("converted+lora"))
-            Add(Measure("converted+lora", $"{o.Backbone} → {o.ConvertTo} (all layers), LoRA r 8, α 16", data, o, cuda, log, Converted("lora", o.LoraLearningRate),
-                $"{stage1}; stage 2: LoRA on q, k, v, o + head (LoLCATs), {lr(o.LoraLearningRate)}"));
-        if (Want("scratch"))
-        {
-            var scratch = Common(o, data);
-            scratch.Attention = o.ConvertTo;
-            scratch.LearningRate = o.ScratchLearningRate;
-            Add(Measure("scratch", $"{o.ConvertTo} encoder from scratch (2 layers, hidden 128, no backbone)", data, o, cuda, log, scratch,
-                $"reference without pretraining; {lr(o.ScratchLearningRate)}"));
-        }
-
+    private static (string Markdown, string Json) Write(QualityBenchmarkOptions o, bool cuda, List<QualityData> datasets, List<QualityPoint> points, TimeSpan elapsed, bool partial)
+    {
         Directory.CreateDirectory(o.OutputDirectory);
-        var path = Path.Combine(o.OutputDirectory, "quality.md");
-        File.WriteAllText(path, Markdown(o, data, cuda, classes, majority, rows));
-        log.WriteLine($"wrote {path}");
-        return rows.Any(r => r.Note.StartsWith("FAILED", StringComparison.Ordinal)) ? 1 : 0;
+        var md = Path.Combine(o.OutputDirectory, "quality.md");
+        var json = Path.Combine(o.OutputDirectory, "quality.json");
+        File.WriteAllText(md, QualityReport.Markdown(o, cuda, datasets, points, elapsed, partial));
+        File.WriteAllText(json, QualityReport.Json(o, cuda, datasets, points, elapsed, partial));
+        return (md, json);
     }
 
-    private static TextClassificationOptions Common(QualityBenchmarkOptions o, QualityData data) => new()
+    private static IEnumerable<MethodSpec> Methods(QualityBenchmarkOptions o)
     {
-        TextColumnNames = data.TextColumns, MaxSequenceLength = o.EffectiveMaxLength, BatchSize = o.BatchSize, MaxEpochs = o.Epochs,
-        LearningRate = o.LearningRate, Seed = o.Seed, LogEverySteps = 50, EarlyStoppingPatience = 0,
-    };
-
-    private static TextClassificationOptions Backbone(QualityBenchmarkOptions o, QualityData data)
-    {
-        var options = Common(o, data);
-        options.PretrainedBackbone = o.Backbone;
-        return options;
+        string Lr(double v) => "lr " + v.ToString("G3", CultureInfo.InvariantCulture);
+        LinearAttentionOptions Pretrained(QualityData d, string? fineTuning, double lr, ConversionOptions? conversion = null)
+        {
+            var options = Fresh(d, o);
+            options.PretrainedBackbone = o.Backbone;
+            options.MaxSequenceLength = o.MaxLength ?? d.MaxLength;
+            options.BatchSize = o.BatchSize;
+            options.MaxEpochs = o.Epochs;
+            options.LearningRate = lr;
+            options.FineTuning = fineTuning;
+            options.Conversion = conversion;
+            return options;
+        }
+        yield return new("sdca", "FeaturizeText + SDCA (ML.NET baseline)", null, "SdcaMaximumEntropy (regression: Sdca) on FeaturizeText's default n-grams");
+        yield return new("scratch", "Default from-scratch model (no backbone)", d => Fresh(d, o), "the estimator's default options");
+        yield return new("full", $"{o.Backbone} softmax, full fine-tune", d => Pretrained(d, "full", o.LearningRate), $"every parameter trains; {Lr(o.LearningRate)}");
+        yield return new("probe", "Linear probe (frozen encoder)", d => Pretrained(d, "linear_probe", o.LearningRate), "cached features; LinearProbeOptions defaults");
+        yield return new("mp", "Moment Probing (MP)", d => Pretrained(d, "moment_probing", o.LearningRate), "cached features; MomentProbingOptions defaults");
+        yield return new("mp+", "MP+ (MP head + PSRP in every block)", d => Pretrained(d, "psrp", o.PsrpLearningRate), Lr(o.PsrpLearningRate));
+        yield return new("lora", "LoRA r 8, α 16 (q, k, v, o) + head", d => Pretrained(d, "lora", o.LoraLearningRate), $"merged after training; {Lr(o.LoraLearningRate)}");
+        yield return new("converted", $"{o.Backbone} → linear (default conversion), full fine-tune", d => Pretrained(d, null, o.LearningRate, Conversion(o, "full")),
+            $"ConversionOptions defaults, stage 2 every parameter; {Lr(o.LearningRate)}");
+        yield return new("converted+lora", $"{o.Backbone} → linear (default conversion), LoRA", d => Pretrained(d, null, o.LoraLearningRate, Conversion(o, null)),
+            $"ConversionOptions defaults (stage 2 LoRA); {Lr(o.LoraLearningRate)}");
     }
 
-    private static Row Measure(string key, string method, QualityData data, QualityBenchmarkOptions o, bool cuda, TextWriter log,
-        TextClassificationOptions options, string note)
+    /// <summary>ConversionOptions' defaults, but for --convert-to / --transfer-steps and the stage-2 method (null = its default, LoRA).</summary>
+    private static ConversionOptions Conversion(QualityBenchmarkOptions o, string? stageTwo)
     {
-        log.WriteLine($"- {method}");
+        var c = new ConversionOptions();
+        if (o.ConvertTo is { } mechanism) c.Attention = mechanism;
+        if (o.TransferSteps is { } steps) c.TransferSteps = steps;
+        if (stageTwo is not null) c.FineTuning = stageTwo;
+        return c;
+    }
+
+    /// <summary>The estimator's defaults, with the data set's columns and the run's seed.</summary>
+    private static LinearAttentionOptions Fresh(QualityData d, QualityBenchmarkOptions o) => d.Regression
+        ? new SequenceRegressionOptions { LabelColumnName = nameof(QualityRow.Target), TextColumnNames = d.TextColumns, Seed = o.Seed, LogEverySteps = 0 }
+        : new TextClassificationOptions { TextColumnNames = d.TextColumns, Seed = o.Seed, LogEverySteps = 0 };
+
+    private static QualityPoint Measure(QualityPoint point, QualityData data, List<QualityRow> train, MethodSpec m, QualityBenchmarkOptions o, bool cuda, TextWriter log)
+    {
         var ml = new MLContext(seed: o.Seed) { GpuDeviceId = cuda ? 0 : null, FallbackToCpu = !cuda };
         long? trainable = null, total = null;
         ml.Log += (_, e) =>
@@ -112,68 +152,62 @@ public static class QualityBenchmark
             if (e.Kind is not (ChannelMessageKind.Info or ChannelMessageKind.Warning) || !e.Source.StartsWith("LinearAttention", StringComparison.Ordinal)
                 || e.RawMessage.StartsWith("Channel", StringComparison.Ordinal)) return;
             log.WriteLine("    " + e.RawMessage);
-            // "Fine-tuning 'lora': 834 of 492,418 parameters trainable (…)" is the one place that counts trainable parameters.
-            var m = TrainableLine.Match(e.RawMessage);
-            if (m.Success)
-            {
-                trainable = long.Parse(m.Groups[1].Value, NumberStyles.AllowThousands, CultureInfo.InvariantCulture);
-                total = long.Parse(m.Groups[2].Value, NumberStyles.AllowThousands, CultureInfo.InvariantCulture);
-            }
+            var match = TrainableLine.Match(e.RawMessage);
+            if (!match.Success) return;
+            long Parse(Group g) => long.Parse(g.Value, NumberStyles.AllowThousands, CultureInfo.InvariantCulture);
+            (trainable, total) = match.Groups[1].Success ? (Parse(match.Groups[1]), Parse(match.Groups[2])) : (Parse(match.Groups[3]), Parse(match.Groups[3]));
         };
-        var train = ml.Data.LoadFromEnumerable(data.Train);
-        var test = ml.Data.LoadFromEnumerable(data.Test);
-        var pipeline = ml.Transforms.Conversion.MapValueToKey("Label", nameof(QualityRow.Label))
-            .Append(ml.Transforms.LinearAttention.TextClassification(options));
+        var trainView = ml.Data.LoadFromEnumerable(train);
+        var testView = ml.Data.LoadFromEnumerable(data.Test);
         var clock = Stopwatch.StartNew();
         try
         {
-            using var model = pipeline.Fit(train);
-            var elapsed = clock.Elapsed;
-            var metrics = ml.MulticlassClassification.Evaluate(model.Transform(test));
-            return new Row(key, method, trainable, total, metrics.MicroAccuracy, elapsed, note);
+            IEstimator<ITransformer> pipeline;
+            if (m.Options is null) pipeline = Baseline(ml, data);
+            else if (data.Regression) pipeline = ml.Transforms.LinearAttention.SequenceRegression((SequenceRegressionOptions)m.Options(data));
+            else pipeline = ml.Transforms.Conversion.MapValueToKey("Label", nameof(QualityRow.Label))
+                .Append(ml.Transforms.LinearAttention.TextClassification((TextClassificationOptions)m.Options(data)));
+            var model = pipeline.Fit(trainView);
+            double seconds = clock.Elapsed.TotalSeconds;
+            var trained = model as LinearAttentionTransformer ?? (model as TransformerChain<ITransformer>)?.LastTransformer as LinearAttentionTransformer;
+            var report = trained?.TrainingReport;
+            var scored = model.Transform(testView);
+            var measured = point with
+            {
+                TrainSeconds = seconds, TrainableParameters = trainable, TotalParameters = total,
+                TokensPerSecond = m.Key is "full" or "converted" && report is { TokensSeen: > 0 } ? report.TokensSeen / Math.Max(1e-9, report.Elapsed.TotalSeconds) : null,
+            };
+            // Transform is lazy: evaluate before the model (and its native weights) is disposed.
+            var result = data.Regression ? WithRegression(measured, ml.Regression.Evaluate(scored, labelColumnName: nameof(QualityRow.Target)))
+                                         : WithClassification(measured, ml.MulticlassClassification.Evaluate(scored));
+            (model as IDisposable)?.Dispose();
+            return result;
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            // One failing row (a bug, out of memory) is recorded in the table; the other rows still run.
-            return new Row(key, method, trainable, total, null, clock.Elapsed, $"FAILED: {e.GetType().Name}: {e.Message.Split('\n')[0].Trim()}");
+            // One failing point (a bug, out of memory) is recorded; the others still run.
+            return point with { Status = "failed", TrainSeconds = clock.Elapsed.TotalSeconds, Note = $"FAILED: {e.GetType().Name}: {e.Message.Split('\n')[0].Trim()}" };
         }
     }
 
-    private static string Markdown(QualityBenchmarkOptions o, QualityData data, bool cuda, int classes, double majority, List<Row> rows)
+    /// <summary>FeaturizeText + SdcaMaximumEntropy (classification) or Sdca (regression) with ML.NET's defaults.</summary>
+    private static IEstimator<ITransformer> Baseline(MLContext ml, QualityData data)
     {
-        var inv = CultureInfo.InvariantCulture;
-        var sb = new StringBuilder();
-        sb.AppendLine("# Fine-tuning quality: pretrained softmax, efficient fine-tuning, softmax→linear conversion");
-        sb.AppendLine();
-        sb.AppendLine($"Generated by `dotnet run -c Release --project src/ML.LinearAttention.Samples -- {o.CommandLine}`");
-        sb.AppendLine($"on {(cuda ? "CUDA device 0" : $"the CPU ({Environment.ProcessorCount} cores)")} ({o.Machine}), commit {o.Commit}, {DateTime.UtcNow:yyyy-MM-dd}.");
-        if (o.Size == "small")
-            sb.AppendLine().AppendLine("**Small (CPU smoke) size: the numbers only show that every row runs; they are not the project's quality figures.**");
-        sb.AppendLine();
-        sb.AppendLine($"- Data: {data.Description}; {classes} classes, majority class = {majority.ToString("F4", inv)} of the test rows.");
-        sb.AppendLine($"- Backbone: {o.Backbone} (PretrainedBackbone option; BERT layout, softmax, its WordPiece vocabulary); MaxSequenceLength {o.EffectiveMaxLength}, " +
-                      $"batch {o.BatchSize}, {o.Epochs} epoch(s), AdamW (warm-up 6 %, cosine; learning rates in the notes), dropout 0.1, seed {o.Seed}, " +
-                      "mean pooling, fresh head (RMSNorm → dense → GELU → classes; the probes replace it by their own).");
-        sb.AppendLine($"- Conversion: Conversion option, every layer → `{o.ConvertTo}` (registry defaults), q/k/v/o kept; stage 1 attention transfer " +
-                      $"{o.TransferSteps} steps (batch {o.BatchSize}, AdamW lr 1e-2 cosine, 1000·MSE of each layer's output, LoLCATs' defaults); stage 2 every parameter, or LoRA.");
-        sb.AppendLine();
-        var reference = rows.FirstOrDefault(r => r.Key == "full")?.Accuracy;
-        sb.AppendLine("| method | trainable parameters | accuracy | vs softmax full fine-tune | train time | notes |");
-        sb.AppendLine("| --- | ---: | ---: | ---: | ---: | --- |");
-        foreach (var r in rows)
-        {
-            string acc = r.Accuracy is { } a ? a.ToString("F4", inv) : "–";
-            string rel = r.Accuracy is { } x && reference is { } y && y > 0 ? (x / y * 100).ToString("F1", inv) + " %" : "–";
-            string p = r.TrainableParameters is { } t
-                ? $"{t.ToString("N0", inv)} ({(100.0 * t / Math.Max(1, r.TotalParameters ?? t)).ToString(t < (r.TotalParameters ?? t) / 100 ? "F2" : "F1", inv)} %)"
-                : "–";
-            string time = r.TrainTime is { } tt ? tt.ToString(@"hh\:mm\:ss", inv) : "–";
-            sb.AppendLine($"| {r.Method} | {p} | {acc} | {rel} | {time} | {r.Note} |");
-        }
-        sb.AppendLine();
-        sb.AppendLine("Accuracy = share of test rows whose predicted class is right. Trainable parameters as the estimator logs them (share of the " +
-                      "model's parameters during training, head included). Train time includes loading the backbone and, for the converted rows, stage 1.");
-        sb.AppendLine("Targets of issue 5: converted linear ≥ 99 % of the softmax fine-tuned accuracy; MP above the linear probe.");
-        return sb.ToString();
+        var features = ml.Transforms.Text.FeaturizeText("Features", new Transforms.Text.TextFeaturizingEstimator.Options(), data.TextColumns);
+        return data.Regression
+            ? features.Append(ml.Regression.Trainers.Sdca(labelColumnName: nameof(QualityRow.Target)))
+            : ml.Transforms.Conversion.MapValueToKey("Label", nameof(QualityRow.Label)).Append(features).Append(ml.MulticlassClassification.Trainers.SdcaMaximumEntropy());
     }
+
+    private static QualityPoint WithClassification(QualityPoint p, MulticlassClassificationMetrics metrics)
+    {
+        var precision = metrics.ConfusionMatrix.PerClassPrecision;
+        var recall = metrics.ConfusionMatrix.PerClassRecall;
+        // A class never predicted has no precision (NaN); its F1 counts as 0, as scikit-learn's zero_division default.
+        double F1(double pr, double re) => double.IsNaN(pr) || double.IsNaN(re) || pr + re <= 0 ? 0 : 2 * pr * re / (pr + re);
+        double macroF1 = Enumerable.Range(0, precision.Count).Average(i => F1(precision[i], recall[i]));
+        return p with { Accuracy = metrics.MicroAccuracy, LogLoss = metrics.LogLoss, MacroF1 = precision.Count > 2 ? macroF1 : null };
+    }
+
+    private static QualityPoint WithRegression(QualityPoint p, RegressionMetrics metrics) => p with { RSquared = metrics.RSquared, Rmse = metrics.RootMeanSquaredError };
 }

@@ -69,13 +69,15 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
               --gpus N (default 2) --mechanisms a,b (default linear_relu,hedgehog) --length T (data parallel, default 2048)
               --tokens N (per GPU per step, default 65536) --sp-lengths a,b (default 64K,128K) --sp-batch B (default 1)
               --layers --hidden --heads --warmup --steps --no-dp --no-sp --device cpu|cuda --out DIR --commit C --machine M
-          bench quality [options]  fine-tune MiniLM (softmax, efficient methods, softmax→linear conversion) on real data
-                                   from ../shared/data; writes docs/benchmarks/quality.md
-              --size small|medium|full   preset (default small: CPU smoke size; medium/full for a GPU)
-              --data sst2|ag-news  --train N --test N --epochs N --batch N --max-length N --transfer-steps N
-              --lr X (full fine-tunes) --lora-lr X --probe-lr X (probe, MP, MP+) --scratch-lr X
-              --convert-to NAME    mechanism of the converted rows (default hedgehog)
-              --only full,probe,mp,mp+,lora,converted,converted+lora,scratch   --device cpu|cuda   --threads N   --out DIR
+          bench quality [options]  every method on the shared data sets (../shared/data): FeaturizeText + SDCA, the default
+                                   from-scratch model, MiniLM full fine-tune, linear probe, MP, MP+, LoRA, converted (+LoRA);
+                                   writes docs/benchmarks/quality.md / .json (accuracy or R², macro-F1, log-loss, seconds)
+              --datasets a,b (default sst2,imdb-reviews,github-issues-corefx,bbc-news,uci-sentiment-sentences,
+                wikipedia-detox-250,stsb; also ag-news)   --sizes 1000,4000,all (training rows)   --test N (default 1000)
+              --size small|standard   preset (small: 1,000 rows, 1 epoch, CPU smoke size)   --budget SECONDS (later points
+                are listed as skipped)   --epochs N --batch N --max-length N --lr X (full fine-tunes) --lora-lr X --psrp-lr X
+              --convert-to NAME --transfer-steps N (conversion; default ConversionOptions')   --backbone NAME|DIR
+              --only sdca,scratch,full,probe,mp,mp+,lora,converted,converted+lora   --device cpu|cuda   --threads N   --out DIR
           bench oom [options]      fault check on a GPU: batches far larger than the GPU holds must be split by the trainer's
                                    out-of-memory retry and training must finish; writes docs/benchmarks/oom.md (needs CUDA)
               --mechanism NAME --length T --batch ROWS --steps N --layers L --hidden C --heads H --commit C --machine M

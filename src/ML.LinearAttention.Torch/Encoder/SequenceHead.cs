@@ -12,4 +12,8 @@ namespace Microsoft.ML.LinearAttention.Encoder;
 public abstract class SequenceHead : nn.Module<Tensor, Tensor, Tensor, Tensor>
 {
     protected SequenceHead(string name) : base(name) { }
+
+    /// <summary>False when the head reads only the pooled vector, so a cache of a frozen encoder's output need not keep
+    /// the token states.</summary>
+    public virtual bool ReadsTokenStates => true;
 }

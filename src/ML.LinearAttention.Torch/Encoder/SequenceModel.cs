@@ -245,7 +245,8 @@ public sealed class SequenceModel : TrainableModel
         return (drop.forward(Heads.ZeroPadded(x, mask)), mask);
     }
 
-    private Tensor Pool(Tensor x, Tensor mask)
+    /// <summary>The pooled vector [B, C] of final states [B, T, C] (CLS token, or the mean over real tokens).</summary>
+    internal Tensor Pool(Tensor x, Tensor mask)
     {
         if (Config.Pooling == Pooling.Cls) return x.select(1, 0);
         var m = mask.unsqueeze(-1).to(x.dtype);
@@ -263,9 +264,18 @@ public sealed class SequenceModel : TrainableModel
             if (batch.Side is null) throw new ArgumentException("This model fuses side features but the batch has none.");
             h = h + side_projection.forward(((batch.Side - side_mean) / side_std).to(h.dtype));
         }
-        if (probe_head is not null) return probe_head.forward(states, mask, h).MoveToOuterDisposeScope();
-        h = nn.functional.gelu(head_dense.forward(head_norm.forward(h)));
-        return head_out.forward(drop.forward(h)).MoveToOuterDisposeScope();
+        return Head(states, mask, h).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The head alone: final states [B, T, C], mask [B, T] and the pooled vector [B, C] (side features fused in) →
+    /// [B, Outputs]. Heads trained on cached features of a frozen encoder call it directly.
+    /// </summary>
+    internal Tensor Head(Tensor states, Tensor mask, Tensor pooled)
+    {
+        if (probe_head is not null) return probe_head.forward(states, mask, pooled);
+        var h = nn.functional.gelu(head_dense.forward(head_norm.forward(pooled)));
+        return head_out.forward(drop.forward(h));
     }
 
     // ---- fine-tuning seam (FineTuning/): a replacement head ----

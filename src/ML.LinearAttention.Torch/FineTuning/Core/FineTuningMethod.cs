@@ -10,6 +10,13 @@ namespace Microsoft.ML.LinearAttention.FineTuning;
 /// <typeparam name="TOptions">The method's options record.</typeparam>
 public abstract class FineTuningMethod<TOptions> where TOptions : FineTuningOptions, new()
 {
+    /// <summary>
+    /// Settles, for a model being set up, what <paramref name="options"/> leave open (e.g. a layout choice whose unset
+    /// value must keep meaning the old layout in models saved before it existed). Not called when a saved model is
+    /// rebuilt: what was recorded then is rebuilt as it was.
+    /// </summary>
+    public virtual TOptions Prepare(TOptions options, EncoderConfig config) => options;
+
     /// <summary>Throws a clear error when <paramref name="options"/> do not fit the model.</summary>
     public virtual void Validate(TOptions options, EncoderConfig config) { }
 

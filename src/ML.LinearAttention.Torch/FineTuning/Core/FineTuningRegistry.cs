@@ -18,6 +18,7 @@ public sealed record FineTuningSpec(string Method, string? OptionsJson = null, b
 /// <param name="OptionsType">Its options record type.</param>
 public sealed record FineTuningInfo(string Name, string Description, Type OptionsType)
 {
+    internal Func<FineTuningOptions, EncoderConfig, FineTuningOptions> Prepare { get; init; } = null!;
     internal Action<FineTuningOptions, EncoderConfig> Validate { get; init; } = null!;
     internal Action<SequenceModel, FineTuningOptions, bool> Restructure { get; init; } = null!;
     internal Func<ModelParameter, FineTuningOptions, bool> Trains { get; init; } = null!;
@@ -60,6 +61,7 @@ public static class FineTuningRegistry
         ArgumentNullException.ThrowIfNull(method);
         var info = new FineTuningInfo(name, description, typeof(TOptions))
         {
+            Prepare = (o, c) => method.Prepare((TOptions)o, c),
             Validate = (o, c) => method.Validate((TOptions)o, c),
             Restructure = (m, o, f) => method.Restructure(m, (TOptions)o, f),
             Trains = (p, o) => method.Trains(p, (TOptions)o),
@@ -111,6 +113,7 @@ public static class FineTuningRegistry
         options ??= DefaultOptions(info.Name);
         if (SpecOf(model.Config) is { } existing)
             throw new InvalidOperationException($"This model is already set up for fine-tuning with '{existing.Method}'; build a fresh model to use '{info.Name}'.");
+        options = info.Prepare(options, model.Config);
         info.Validate(options, model.Config);
         var device = model.parameters().FirstOrDefault()?.device;
         model.ChangeStructure(m => info.Restructure(m, options, false));

@@ -5,8 +5,8 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.LinearAttention.FineTuning.LinearProbe;
 
-/// <summary>Options of <see cref="LinearProbeFineTuning"/>.</summary>
-public sealed record LinearProbeOptions : FineTuningOptions
+/// <summary>Options of <see cref="LinearProbeFineTuning"/>; the head's training recipe is <see cref="FrozenHeadOptions"/>'s.</summary>
+public sealed record LinearProbeOptions : FrozenHeadOptions
 {
     /// <summary>
     /// Keep and train the model's own head (RMSNorm → dense → GELU → out) instead of a new linear classifier on the
@@ -21,6 +21,9 @@ public sealed record LinearProbeOptions : FineTuningOptions
 /// </summary>
 public sealed class LinearProbeFineTuning : FineTuningMethod<LinearProbeOptions>
 {
+    /// <inheritdoc/>
+    public override void Validate(LinearProbeOptions options, EncoderConfig config) => options.ValidateRecipe();
+
     /// <inheritdoc/>
     public override void Restructure(SequenceModel model, LinearProbeOptions options, bool finished)
     {
@@ -47,6 +50,9 @@ public sealed class LinearProbeHead : SequenceHead
         fc = nn.Linear(modelDim, outputs);
         RegisterComponents();
     }
+
+    /// <inheritdoc/>
+    public override bool ReadsTokenStates => false;
 
     public override Tensor forward(Tensor states, Tensor mask, Tensor pooled)
         => fc.forward(fc_norm is null ? pooled : fc_norm.forward(pooled));

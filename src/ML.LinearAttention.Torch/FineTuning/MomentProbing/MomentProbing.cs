@@ -10,6 +10,10 @@ namespace Microsoft.ML.LinearAttention.FineTuning.MomentProbing;
 public sealed class MomentProbingFineTuning : FineTuningMethod<MomentProbingOptions>
 {
     /// <inheritdoc/>
+    public override MomentProbingOptions Prepare(MomentProbingOptions options, EncoderConfig config)
+        => options with { NormalizeSecondOrder = options.NormalizeSecondOrder ?? true };
+
+    /// <inheritdoc/>
     public override void Validate(MomentProbingOptions options, EncoderConfig config) => options.Validate();
 
     /// <inheritdoc/>
@@ -21,7 +25,8 @@ public sealed class MomentProbingFineTuning : FineTuningMethod<MomentProbingOpti
 
     /// <inheritdoc/>
     public override string? Describe(SequenceModel model, MomentProbingOptions options)
-        => $"encoder frozen; Moment Probing head: {options.HeadPairs().Count} cross-covariance maps of {options.HeadDim}² → {options.FeatureCount:N0} second-order features";
+        => $"encoder frozen; Moment Probing head: {options.HeadPairs().Count} cross-covariance maps of {options.HeadDim}² → {options.FeatureCount:N0} second-order features" +
+           (options.NormalizeSecondOrder == true ? " (LayerNorm)" : "");
 }
 
 /// <summary>Options of MP+ (<see cref="PsrpFineTuning"/>).</summary>
@@ -41,6 +46,10 @@ public sealed record PsrpOptions : FineTuningOptions
 /// </summary>
 public sealed class PsrpFineTuning : FineTuningMethod<PsrpOptions>
 {
+    /// <inheritdoc/>
+    public override PsrpOptions Prepare(PsrpOptions options, EncoderConfig config)
+        => options with { Probe = options.Probe with { NormalizeSecondOrder = options.Probe.NormalizeSecondOrder ?? true } };
+
     /// <inheritdoc/>
     public override void Validate(PsrpOptions options, EncoderConfig config)
     {

@@ -15,7 +15,7 @@ namespace Microsoft.ML.LinearAttention.FineTuning.MomentProbing;
 /// out) → Linear(C → HiddenDim) → Heads heads of d with one shared LayerNorm(d) → masked cross-covariance of the head
 /// pairs [P, d, d], columns L2-normalized (<see cref="MomentProbingKernels"/>) → Conv2d(P, P, 3, stride 2) → GELU →
 /// Conv2d(P, P, 3, stride 2) (no bias) → flatten (<see cref="MomentProbingOptions.FeatureCount"/>, 2,883 at the
-/// defaults) → Linear(→ K).</item>
+/// defaults) → LayerNorm (<see cref="MomentProbingOptions.NormalizeSecondOrder"/>) → Linear(→ K).</item>
 /// </list>
 /// Shapes: states [B, T, C], mask [B, T], pooled [B, C] → [B, K]. Padding changes nothing.
 /// </summary>
@@ -27,6 +27,7 @@ public sealed class MomentProbingHead : SequenceHead
     private readonly LayerNorm ln;
     private readonly Conv2d conv1;
     private readonly Conv2d conv2;
+    private readonly LayerNorm? fc_norm2;
     private readonly Linear classifier2;
     private readonly MomentProbingOptions _options;
     private readonly IReadOnlyList<(int First, int Second)> _pairs;
@@ -49,6 +50,8 @@ public sealed class MomentProbingHead : SequenceHead
         ln = nn.LayerNorm(_options.HeadDim);
         conv1 = nn.Conv2d(p, p, 3, stride: 2, bias: false);
         conv2 = nn.Conv2d(p, p, 3, stride: 2, bias: false);
+        // Null (a model saved before the option existed) keeps the layout it was trained with: no norm.
+        if (_options.NormalizeSecondOrder == true) fc_norm2 = nn.LayerNorm(_options.FeatureCount);
         classifier2 = nn.Linear(_options.FeatureCount, outputs);
         RegisterComponents();
     }
@@ -63,7 +66,8 @@ public sealed class MomentProbingHead : SequenceHead
     {
         using var scope = NewDisposeScope();
         var first = classifier1.forward(fc_norm is null ? pooled : fc_norm.forward(pooled));
-        var second = classifier2.forward(SecondOrderFeatures(states, mask));
+        var features = SecondOrderFeatures(states, mask);
+        var second = classifier2.forward(fc_norm2 is null ? features : fc_norm2.forward(features));
         return ((first + second) / 2).MoveToOuterDisposeScope();
     }
 

@@ -28,9 +28,11 @@ public enum CovarianceCentering
 /// defaults): a first-order linear classifier on the pooled token plus a second-order MHC³ branch: project tokens to
 /// <see cref="HiddenDim"/>, split into <see cref="Heads"/> heads with a shared LayerNorm, cross-covariances of head pairs
 /// over the real tokens, column-wise L2 normalization, two stride-2 3×3 convolutions (GELU between, no bias), a linear
-/// classifier on the flattened maps; the two logits are averaged.
+/// classifier on the flattened maps (after a LayerNorm of its own, <see cref="NormalizeSecondOrder"/>); the two logits
+/// are averaged. The head trains on cached features of the frozen encoder with the recipe of
+/// <see cref="FrozenHeadOptions"/> (under MP+ the encoder changes, so MP+ streams with the estimator's schedule).
 /// </summary>
-public sealed record MomentProbingOptions : FineTuningOptions
+public sealed record MomentProbingOptions : FrozenHeadOptions
 {
     /// <summary>Width of the token projection (reference: 512).</summary>
     public int HiddenDim { get; init; } = 512;
@@ -40,6 +42,14 @@ public sealed record MomentProbingOptions : FineTuningOptions
     public CrossPairs Pairs { get; init; } = CrossPairs.Near;
     /// <summary>Centering before the covariance (reference code: one global mean).</summary>
     public CovarianceCentering Centering { get; init; } = CovarianceCentering.Global;
+
+    /// <summary>
+    /// A LayerNorm on the flattened second-order features before their classifier, as the first order has its own
+    /// (mean pooling): the column-normalized covariance maps are small and their scale drifts with the projection, so
+    /// without it the second-order logits learn far more slowly than the first-order ones. Null = true for a model
+    /// set up now; models saved before this option existed record no value and are rebuilt without the norm.
+    /// </summary>
+    public bool? NormalizeSecondOrder { get; init; }
 
     /// <summary>Size d of one head.</summary>
     public int HeadDim => HiddenDim / Heads;
@@ -64,6 +74,7 @@ public sealed record MomentProbingOptions : FineTuningOptions
     /// <summary>Throws a clear error for an inconsistent setting.</summary>
     public void Validate()
     {
+        ValidateRecipe();
         if (Heads < 2) throw new ArgumentOutOfRangeException(nameof(Heads), Heads, "Moment Probing needs at least 2 heads to form cross-covariances (reference: 4).");
         if (HiddenDim <= 0 || HiddenDim % Heads != 0)
             throw new ArgumentException($"Moment Probing HiddenDim {HiddenDim} must be a positive multiple of Heads {Heads} (reference: 512 and 4).");

@@ -1,0 +1,215 @@
+using System.Diagnostics;
+using Microsoft.ML.LinearAttention.Encoder;
+using Microsoft.ML.LinearAttention.Training;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.FineTuning;
+
+/// <summary>
+/// Trains the head of a model whose encoder is frozen (<c>linear_probe</c>, <c>moment_probing</c>) on features
+/// computed once: one pass of the encoder over the training (and validation) rows, then many cheap epochs over the
+/// cache with the method's own recipe (<see cref="FrozenHeadOptions"/>: AdamW, warm-up then cosine decay to zero,
+/// weight decay on matrices only, label smoothing, gradient clipping). With a validation set the head of the best
+/// epoch is kept. The estimators call <see cref="TryTrain"/> first and stream through <see cref="ModelTrainer"/> when
+/// it returns null (another method, side features, checkpoints or data parallel asked for, or a cache too large).
+/// </summary>
+public static class FrozenHeadTrainer
+{
+    /// <summary>Trains the head on cached features, or returns null (with the reason logged when one applies) so
+    /// that the caller trains the usual way.</summary>
+    public static TrainingReport? TryTrain(SequenceModel model, CollateSpec spec, Func<IEnumerable<Example>> trainRows,
+        Func<IEnumerable<Example>>? validationRows, TrainingSettings s, Device device, ITrainingLog log, Func<bool>? hostCanceled = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (FineTuningRegistry.OptionsOf(model.Config) is not FrozenHeadOptions { CacheFeatures: true } options) return null;
+        string? reason =
+            model.Config.SideFeatures > 0 ? "side features reach the head through a trained projection" :
+            s.CheckpointDirectory is not null ? "resumable checkpoints (CheckpointDirectory) were asked for" :
+            s.Distributed is not null ? "data-parallel training was asked for" :
+            ModelParameter.All(model).Any(p => p.Parameter.requires_grad && p.Part != ModelPart.Head) ? "parameters outside the head train" : null;
+        if (reason is not null)
+        {
+            log.Info($"Frozen encoder: features are not cached because {reason}; the head trains through the encoder every epoch.");
+            return null;
+        }
+        options.ValidateRecipe();
+        void CheckCancel()
+        {
+            if (s.CancellationToken.IsCancellationRequested) throw new OperationCanceledException("Training was cancelled through the CancellationToken in the options.", s.CancellationToken);
+            if (hostCanceled?.Invoke() == true) throw new OperationCanceledException("Training was cancelled through MLContext (CancelExecution).");
+        }
+
+        var clock = Stopwatch.StartNew();
+        bool withStates = model.ProbeHead?.ReadsTokenStates ?? false;
+        long maxBytes = (long)options.CacheMegabytes << 20;
+        using var train = FrozenFeatures.Compute(model, trainRows(), spec, s.BatchSize, s.MaxBatchTokens, device, withStates, maxBytes, CheckCancel);
+        using var validation = train is null || validationRows is null ? null
+            : FrozenFeatures.Compute(model, validationRows(), spec, s.BatchSize, s.MaxBatchTokens, device, withStates, maxBytes - train.Bytes, CheckCancel);
+        if (train is null || (validationRows is not null && validation is null))
+        {
+            log.Info($"Frozen encoder: the cached features would exceed CacheMegabytes = {options.CacheMegabytes:N0}; the head trains through the encoder every epoch " +
+                     "(raise CacheMegabytes to cache them).");
+            return null;
+        }
+        if (train.Count == 0) throw new InvalidOperationException("The training data has no row to train the head on.");
+        log.Info($"Frozen encoder: features of {train.Count:N0} training row(s){(validation is null ? "" : $" and {validation.Count:N0} validation row(s)")} " +
+                 $"computed once in {clock.Elapsed:hh\\:mm\\:ss} ({train.Tokens:N0} tokens, {(train.Bytes + (validation?.Bytes ?? 0)) / (1 << 20):N0} MiB cached" +
+                 $"{(withStates ? ", token states included" : ", pooled vectors only")}).");
+        return new Run(model, spec, options, s, device, log, CheckCancel, clock).Train(train, validation);
+    }
+
+    private sealed class Run
+    {
+        private readonly SequenceModel _model;
+        private readonly CollateSpec _spec;
+        private readonly FrozenHeadOptions _o;
+        private readonly TrainingSettings _s;
+        private readonly Device _device;
+        private readonly ITrainingLog _log;
+        private readonly Action _checkCancel;
+        private readonly Stopwatch _clock;
+
+        public Run(SequenceModel model, CollateSpec spec, FrozenHeadOptions options, TrainingSettings s, Device device, ITrainingLog log, Action checkCancel, Stopwatch clock)
+            => (_model, _spec, _o, _s, _device, _log, _checkCancel, _clock) = (model, spec, options, s, device, log, checkCancel, clock);
+
+        private bool Classifies => _spec.Labels == LabelKind.Key;
+
+        public TrainingReport Train(FrozenFeatures train, FrozenFeatures? validation)
+        {
+            var named = _model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+            var decay = named.Where(p => p.parameter.dim() >= 2).Select(p => p.parameter).ToList();
+            var noDecay = named.Where(p => p.parameter.dim() < 2).Select(p => p.parameter).ToList();
+            var groups = new List<AdamW.ParamGroup>();
+            if (decay.Count > 0) groups.Add(new AdamW.ParamGroup(decay, lr: _o.LearningRate, weight_decay: _o.WeightDecay));
+            if (noDecay.Count > 0) groups.Add(new AdamW.ParamGroup(noDecay, lr: _o.LearningRate, weight_decay: 0));
+            using var optimizer = torch.optim.AdamW(groups, lr: _o.LearningRate, weight_decay: _o.WeightDecay);
+            var parameters = named.Select(p => p.parameter).ToList();
+
+            int batchSize = _s.BatchSize * _s.GradientAccumulationSteps;
+            long stepsPerEpoch = (train.Count + batchSize - 1) / batchSize;
+            int epochs = _o.EpochsFor(stepsPerEpoch);
+            long total = stepsPerEpoch * epochs, warmup = (long)Math.Round(total * _o.WarmupRatio), step = 0;
+            _log.Info($"Frozen encoder: the head trains {epochs} epoch(s) / {total:N0} steps on the cache, batch {batchSize}, AdamW lr {_o.LearningRate:0.###e+00} " +
+                      $"wd {_o.WeightDecay:G3}, warm-up {warmup} then cosine to 0{(Classifies ? $", label smoothing {_o.LabelSmoothing:G3}" : "")}.");
+            var rng = new Random(_s.Seed);
+            double lastLoss = double.NaN;
+            double? best = null;
+            int? bestEpoch = null;
+            Dictionary<string, Tensor>? bestWeights = null;
+            int logEvery = Math.Max(1, epochs / 10);
+            try
+            {
+                for (int epoch = 1; epoch <= epochs; epoch++)
+                {
+                    _model.train();
+                    Tensor? lossSum = null;
+                    int batches = 0;
+                    foreach (var indices in Order(train, batchSize, rng))
+                    {
+                        _checkCancel();
+                        using var scope = NewDisposeScope();
+                        var (states, mask, pooled, labels) = train.Batch(indices, _spec.Labels, _device);
+                        var output = _model.Head(states, mask, pooled).to(ScalarType.Float32);
+                        var loss = Classifies
+                            ? nn.functional.cross_entropy(output, labels, label_smoothing: _o.LabelSmoothing)
+                            : nn.functional.mse_loss(output.squeeze(-1), _model.StandardizeTarget(labels));
+                        loss.backward();
+                        double lr = LearningRateSchedule.At(step, total, warmup, _o.LearningRate, LearningRateDecay.Cosine, 0);
+                        foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
+                        if (_s.MaxGradientNorm > 0) GradientClipping.ClipByGlobalNorm(parameters, _s.MaxGradientNorm);
+                        optimizer.step();
+                        optimizer.zero_grad();
+                        step++;
+                        var detached = loss.detach().to(ScalarType.Float64);
+                        lossSum = lossSum is null ? detached.DetachFromDisposeScope() : lossSum.add_(detached);
+                        batches++;
+                    }
+                    lastLoss = lossSum is null ? double.NaN : lossSum.item<double>() / batches;
+                    lossSum?.Dispose();
+                    double? metric = validation is null ? null : Evaluate(validation, batchSize);
+                    if (metric is { } m && (best is null || (Classifies ? m > best : m < best)))
+                    {
+                        (best, bestEpoch) = (m, epoch);
+                        DisposeAll(bestWeights);
+                        bestWeights = Snapshot(named);
+                    }
+                    if (epoch % logEvery == 0 || epoch == epochs) Report(epoch, epochs, step, total, lastLoss, metric, optimizer, train.Tokens);
+                }
+                if (bestWeights is not null)
+                {
+                    using (no_grad())
+                        foreach (var (name, p) in named) p.copy_(bestWeights[name]);
+                    _log.Info($"Restored the head of epoch {bestEpoch} (best validation {(Classifies ? "accuracy" : "RMSE")} {best:G4}).");
+                }
+            }
+            finally
+            {
+                DisposeAll(bestWeights);
+                _model.eval();
+            }
+            return new TrainingReport(epochs, step, lastLoss, best, bestEpoch, false, _clock.Elapsed) { TokensSeen = train.Tokens };
+        }
+
+        /// <summary>Shuffled batches of rows of similar length (less padding for heads that read token states).</summary>
+        private static IEnumerable<List<int>> Order(FrozenFeatures features, int batchSize, Random rng)
+        {
+            var order = Enumerable.Range(0, features.Count).ToArray();
+            Batching.Shuffle(order, rng);
+            var batches = new List<List<int>>();
+            foreach (var chunk in order.Chunk(batchSize * 16))
+            {
+                var sorted = features.WithStates ? chunk.OrderBy(features.LengthOf).ToArray() : chunk;
+                batches.AddRange(sorted.Chunk(batchSize).Select(b => b.ToList()));
+            }
+            Batching.Shuffle(batches, rng);
+            return batches;
+        }
+
+        /// <summary>Accuracy (classification) or RMSE in label units (regression) on cached features.</summary>
+        private double Evaluate(FrozenFeatures features, int batchSize)
+        {
+            _model.eval();
+            double sum = 0;
+            using (no_grad())
+                foreach (var indices in Enumerable.Range(0, features.Count).Chunk(batchSize))
+                {
+                    _checkCancel();
+                    using var scope = NewDisposeScope();
+                    var (states, mask, pooled, labels) = features.Batch(indices, _spec.Labels, _device);
+                    var output = _model.Head(states, mask, pooled).to(ScalarType.Float32);
+                    sum += Classifies
+                        ? output.argmax(-1).eq(labels).sum().item<long>()
+                        : (_model.DestandardizeTarget(output.squeeze(-1)) - labels).square().sum().item<float>();
+                }
+            _model.train();
+            return Classifies ? sum / features.Count : Math.Sqrt(sum / features.Count);
+        }
+
+        private void Report(int epoch, int epochs, long step, long total, double loss, double? metric, AdamW optimizer, long tokens)
+        {
+            double lr = optimizer.ParamGroups.First().LearningRate;
+            string m = metric is null ? "" : $", validation {(Classifies ? "accuracy" : "RMSE")} {metric:G4}";
+            _log.Info($"Head epoch {epoch}/{epochs}: step {step}/{total}, loss {loss:F4}{m}, lr {lr:0.###e+00}.");
+            var elapsed = _clock.Elapsed;
+            var eta = TimeSpan.FromSeconds(elapsed.TotalSeconds / Math.Max(1, step) * Math.Max(0, total - step));
+            _s.Progress?.Report(new TrainingProgress(epoch, step, total, loss, lr, tokens / Math.Max(1e-9, elapsed.TotalSeconds), eta, metric)
+            {
+                TokensSeen = tokens, TrainingTime = elapsed,
+            });
+        }
+
+        private static Dictionary<string, Tensor> Snapshot(List<(string name, Parameter parameter)> named)
+        {
+            using var _ = no_grad();
+            return named.ToDictionary(p => p.name, p => p.parameter.detach().clone().DetachFromDisposeScope());
+        }
+
+        private static void DisposeAll(Dictionary<string, Tensor>? weights)
+        {
+            if (weights is null) return;
+            foreach (var t in weights.Values) t.Dispose();
+        }
+    }
+}

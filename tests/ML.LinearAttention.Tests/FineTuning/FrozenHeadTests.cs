@@ -1,0 +1,139 @@
+using Microsoft.ML.LinearAttention.Encoder;
+using Microsoft.ML.LinearAttention.FineTuning;
+using Microsoft.ML.LinearAttention.FineTuning.LinearProbe;
+using Microsoft.ML.LinearAttention.FineTuning.MomentProbing;
+using Microsoft.ML.LinearAttention.Tests.Infrastructure;
+using Microsoft.ML.LinearAttention.Training;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LinearAttention.Tests.FineTuning;
+
+/// <summary>Heads trained on cached features of a frozen encoder (<see cref="FrozenHeadTrainer"/>), and Moment Probing's layout choice.</summary>
+public sealed class FrozenHeadTests
+{
+    private static readonly MomentProbingOptions Small = new() { HiddenDim = 64, Heads = 4 }; // heads of 16 → 7 → 3
+
+    private sealed class ListLog : ITrainingLog
+    {
+        public List<string> Lines { get; } = new();
+        public void Info(string message) => Lines.Add(message);
+        public void Warning(string message) => Lines.Add(message);
+    }
+
+    private static SequenceModel Probed(string method, FineTuningOptions options, int side = 0)
+    {
+        Torch.Seed(3);
+        var model = new SequenceModel(TinyModels.Config(side: side));
+        FineTuningRegistry.Apply(model, method, options);
+        return model;
+    }
+
+    private static readonly CollateSpec Spec = new(LabelKind.Key, 0, 0, 0, null);
+
+    [Fact]
+    public void CachedFeaturesGiveExactlyTheEncodersOutputWhateverTheRowsAreBatchedWith()
+    {
+        using var model = Probed("moment_probing", Small);
+        // The label carries the row's index, so each cached row can be matched with its own forward pass.
+        var rows = Enumerable.Range(0, 7).Select(i => { var r = TinyModels.Row(3 + i * 2 % 9, i + 1); return new Example { Ids = r.Ids, Segments = r.Segments, Label = i, Length = r.Length }; }).ToList();
+        using var cache = FrozenFeatures.Compute(model, rows, Spec, batchSize: 3, maxBatchTokens: 1 << 16, CPU, withStates: true, long.MaxValue, () => { });
+        Assert.NotNull(cache);
+        Assert.Equal(rows.Count, cache!.Count);
+        Assert.Equal(rows.Sum(r => r.Length), cache.Tokens);
+        using var _ = no_grad();
+        model.eval();
+        var all = Enumerable.Range(0, cache.Count).ToList();
+        var (states, mask, pooled, labels) = cache.Batch(all, LabelKind.Key, CPU);
+        var cached = model.Head(states, mask, pooled);
+        for (int i = 0; i < all.Count; i++)
+        {
+            int row = (int)labels[i].item<long>();
+            using var alone = TinyModels.Eval(model, TinyModels.Batch(new[] { rows[row] }));
+            KernelAssert.Close(cached[i].unsqueeze(0), alone, 1e-5, 1e-4, $"row {row}");
+        }
+    }
+
+    [Fact]
+    public void MomentProbingLearnsFromTheCacheWhatTheLinearProbeCannotAndTheEncoderStaysUnchanged()
+    {
+        // 48 rows of 3 classes drawn from one token pattern: a frozen 16-wide encoder's mean vector separates them
+        // poorly (a linear probe stays far from fitting them), its second-order statistics do.
+        var rows = Enumerable.Range(0, 48).Select(i => TinyModels.Row(4 + i % 5, i)).ToList();
+        var settings = new TrainingSettings { BatchSize = 16, Seed = 1 };
+        double Fit(string method, FineTuningOptions options, out TrainingReport report, out ListLog log)
+        {
+            using var model = Probed(method, options);
+            var encoderBefore = model.named_parameters().Where(p => !p.name.StartsWith("probe_head.")).ToDictionary(p => p.name, p => p.parameter.detach().clone());
+            log = new ListLog();
+            report = FrozenHeadTrainer.TryTrain(model, Spec, () => rows, () => rows, settings, CPU, log)!;
+            Assert.NotNull(report);
+            foreach (var (name, p) in model.named_parameters().Where(p => !p.name.StartsWith("probe_head.")))
+                Assert.True(p.eq(encoderBefore[name]).all().item<bool>(), $"{method}: {name} changed");
+            return ModelTrainer.Evaluate(model, Spec, rows, 16, 1 << 16, CPU);
+        }
+        double probe = Fit("linear_probe", new LinearProbeOptions { Epochs = 30, LearningRate = 1e-2 }, out _, out _);
+        double mp = Fit("moment_probing", Small with { Epochs = 30, LearningRate = 1e-2 }, out var report, out var log);
+        Assert.True(mp >= 0.75 && mp >= probe + 0.2, $"training accuracy: Moment Probing {mp:F3}, linear probe {probe:F3}");
+        Assert.Equal(30, report.Epochs);
+        Assert.Equal(30 * 3, report.Steps);
+        Assert.Contains(log.Lines, l => l.StartsWith("Frozen encoder: features of 48 training row(s) and 48 validation row(s)", StringComparison.Ordinal));
+        Assert.Contains(log.Lines, l => l.StartsWith("Restored the head of epoch", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void TheCacheStepsAsideWhenItCannotStandInForTheEncoder()
+    {
+        var rows = Enumerable.Range(0, 300).Select(i => TinyModels.Row(64, i)).ToList();
+        var settings = new TrainingSettings { BatchSize = 32 };
+        var log = new ListLog();
+        // 300 rows × 64 tokens × 16 channels of fp32 states is more than 1 MiB.
+        using (var model = Probed("moment_probing", Small with { CacheMegabytes = 1 }))
+            Assert.Null(FrozenHeadTrainer.TryTrain(model, Spec, () => rows, null, settings, CPU, log));
+        Assert.Contains(log.Lines, l => l.Contains("CacheMegabytes = 1", StringComparison.Ordinal));
+        using (var model = Probed("moment_probing", Small with { CacheFeatures = false }))
+            Assert.Null(FrozenHeadTrainer.TryTrain(model, Spec, () => rows, null, settings, CPU, log));
+        using (var model = Probed("linear_probe", new LinearProbeOptions(), side: 2))
+            Assert.Null(FrozenHeadTrainer.TryTrain(model, Spec with { SideLength = 2 }, () => rows, null, settings, CPU, log));
+        Assert.Contains(log.Lines, l => l.Contains("side features", StringComparison.Ordinal));
+        using (var model = Probed("linear_probe", new LinearProbeOptions()))
+            Assert.Null(FrozenHeadTrainer.TryTrain(model, Spec, () => rows, null, settings with { CheckpointDirectory = "x" }, CPU, log));
+        using (var model = Probed("lora", new Microsoft.ML.LinearAttention.FineTuning.Lora.LoraOptions()))
+            Assert.Null(FrozenHeadTrainer.TryTrain(model, Spec, () => rows, null, settings, CPU, log));
+    }
+
+    [Fact]
+    public void NewMomentProbingHeadsNormalizeTheSecondOrderAndOldSavedOnesKeepTheirLayout()
+    {
+        using var model = Probed("moment_probing", Small);
+        Assert.Contains(model.state_dict().Keys, k => k.StartsWith("probe_head.fc_norm2.", StringComparison.Ordinal));
+        var recorded = (MomentProbingOptions)FineTuningRegistry.OptionsOf(model.Config)!;
+        Assert.True(recorded.NormalizeSecondOrder);
+        using (var rebuilt = FineTuningRegistry.CreateModel(model.Config))
+            Assert.Equal(model.state_dict().Keys.OrderBy(k => k), rebuilt.state_dict().Keys.OrderBy(k => k));
+
+        // A model saved before the option existed recorded options without it: it is rebuilt without the norm, so its weights still load.
+        var old = new SequenceModel(TinyModels.Config());
+        FineTuningRegistry.Restore(old, new FineTuningSpec("moment_probing", """{"HiddenDim":64,"Heads":4,"Pairs":0,"Centering":0}""", Finished: true));
+        Assert.DoesNotContain(old.state_dict().Keys, k => k.Contains("fc_norm2", StringComparison.Ordinal));
+        Assert.Equal(model.state_dict().Count - 2, old.state_dict().Count);
+
+        using var psrp = Probed("psrp", new PsrpOptions { Probe = Small });
+        Assert.Contains(psrp.state_dict().Keys, k => k.StartsWith("probe_head.fc_norm2.", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void TheHeadRecipeIsCheckedAndItsDefaultEpochsFollowTheSteps()
+    {
+        var o = new LinearProbeOptions();
+        Assert.Equal(47, o.EpochsFor(32));    // 1,000 rows in batches of 32: about 1,500 steps
+        Assert.Equal(5, o.EpochsFor(2000));   // at least 5
+        Assert.Equal(100, o.EpochsFor(1));    // at most 100
+        Assert.Equal(7, (o with { Epochs = 7 }).EpochsFor(32));
+        var model = new SequenceModel(TinyModels.Config());
+        Assert.Contains("LearningRate", Assert.Throws<ArgumentOutOfRangeException>(() => FineTuningRegistry.Apply(model, "linear_probe", new LinearProbeOptions { LearningRate = 0 })).Message);
+        Assert.Contains("LabelSmoothing", Assert.Throws<ArgumentOutOfRangeException>(() => FineTuningRegistry.Apply(model, "moment_probing", Small with { LabelSmoothing = 1 })).Message);
+        Assert.Contains("Epochs", Assert.Throws<ArgumentOutOfRangeException>(() => FineTuningRegistry.Apply(model, "moment_probing", Small with { Epochs = 0 })).Message);
+    }
+}
