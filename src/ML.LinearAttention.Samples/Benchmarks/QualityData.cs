@@ -30,6 +30,17 @@ public sealed record QualityData(string Name, string Description, string[] TextC
     private const double HeldOut = 0.2;
 
     /// <summary>
+    /// As <see cref="Load(string, string, int)"/>, with the training pool cut to a seeded sample of
+    /// <paramref name="trainRows"/> rows (the other benchmarks' form: a fixed training size).
+    /// </summary>
+    public static QualityData Load(string dataset, string dataFolder, int trainRows, int testRows, int seed)
+    {
+        var data = Load(dataset, dataFolder, testRows);
+        var train = Sample(data.Train, trainRows, seed);
+        return data with { Train = train, Description = $"{data.Description}; train = {train.Count:N0} rows sampled (seed {seed})" };
+    }
+
+    /// <summary>
     /// Reads <paramref name="dataset"/> from <paramref name="dataFolder"/>: its training pool and at most
     /// <paramref name="testRows"/> test rows (a fixed sample, seed 1234, the same for every method and size).
     /// </summary>
