@@ -6,7 +6,7 @@ namespace Microsoft.ML.LinearAttention.Export;
 /// <summary>
 /// The ONNX form of <see cref="MomentProbingHead"/>: the first-order classifier on the pooled vector averaged with the
 /// second-order one on the cross-covariances of projected head pairs (masked, centred, L2-normalised over rows), two
-/// stride-2 3×3 convolutions with a GELU between them.
+/// stride-2 3×3 convolutions with a GELU between them, and the second-order LayerNorm where the head has one.
 /// </summary>
 internal static class MomentProbingExport
 {
@@ -40,7 +40,9 @@ internal static class MomentProbingExport
         cov = g.Div(cov, g.Max(norm, g.Scalar(1e-12)));                                          // F.normalize(p=2, dim=2)
 
         var maps = Conv(ctx, g.Gelu(Conv(ctx, cov, p + ".conv1")), p + ".conv2");
-        var second = ctx.Linear(g.Node("Flatten", new[] { maps }, ("axis", 1)), p + ".classifier2");
+        var features = g.Node("Flatten", new[] { maps }, ("axis", 1));
+        if (ctx.HasModule(p + ".fc_norm2")) features = ctx.LayerNorm(features, p + ".fc_norm2");
+        var second = ctx.Linear(features, p + ".classifier2");
         return g.Div(g.Add(first, second), g.Scalar(2));
     }
 
