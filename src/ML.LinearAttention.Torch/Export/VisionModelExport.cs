@@ -1,4 +1,5 @@
 using Microsoft.ML.LinearAttention.Attention;
+using Microsoft.ML.LinearAttention.Attention.Mala;
 using Microsoft.ML.LinearAttention.Encoder;
 using Microsoft.ML.LinearAttention.FineTuning.MomentProbing;
 using Microsoft.ML.LinearAttention.Vision;
@@ -25,7 +26,10 @@ public static class VisionModelExport
     /// <summary>What an image model may contain to be exported, for error messages and docs.</summary>
     public static string ExportableSummary =>
         $"image models export with the patch-encoder backbone (one strided convolution or ConvStem) or the pretrained ResNet18 stem, " +
-        $"convolutional or learned positions, the mechanisms {string.Join(", ", MixerExport.Supported)} (and hybrids of them), and the linear or Moment Probing head";
+        $"convolutional or learned positions, the mechanisms {string.Join(", ", Mechanisms)} (and hybrids of them), and the linear or Moment Probing head";
+
+    /// <summary>Registry names of the mechanisms an image model may use to be exported.</summary>
+    public static IReadOnlyList<string> Mechanisms { get; } = MixerExport.Supported.Concat(VisionMixerExport.Supported).ToArray();
 
     /// <summary>Throws <see cref="NotSupportedException"/> naming the first part of <paramref name="model"/> without an
     /// ONNX form, with the list of what exports.</summary>
@@ -36,7 +40,7 @@ public static class VisionModelExport
         for (int i = 0; i < c.NumLayers; i++)
         {
             var name = c.MixerFor(i).Name;
-            if (!MixerExport.Supported.Contains(name))
+            if (!Mechanisms.Contains(name))
                 throw new NotSupportedException($"Attention mechanism '{name}' (block {i}) of this image model cannot be exported to ONNX; {ExportableSummary}. " +
                                                 "Train with one of these mechanisms (ImageClassificationOptions.Attention), or score this model with TorchSharp.");
         }
@@ -119,17 +123,14 @@ public static class VisionModelExport
         {
             string p = $"blocks.{layer}";
             if (_modules.ContainsKey("cpe." + layer))
-            {
-                var w = Weight($"cpe.{layer}.weight");
-                var map = g.Reshape(g.Transpose(x, 0, 2, 1), 0, stage.Dimension, grid.Height, grid.Width);
-                long k = w.shape[2];
-                var conv = Conv(map, w, OptionalWeight($"cpe.{layer}.bias"), $"cpe.{layer}", new[] { k, k }, new long[] { 1, 1 },
-                    new[] { k / 2, k / 2, k / 2, k / 2 }, new long[] { 1, 1 }, stage.Dimension);
-                x = g.Add(x, g.Transpose(g.Reshape(conv, 0, 0, -1), 0, 2, 1));
-            }
+                x = g.Add(x, VisionMixerExport.DepthwiseOnGrid(g, x, Weight($"cpe.{layer}.weight"), OptionalWeight($"cpe.{layer}.bias"), $"cpe.{layer}", stage.Dimension, grid));
             var (name, options) = _c.MixerFor(layer);
             var mixerConfig = new Attention.MixerConfig(stage.Dimension, stage.Heads, Causal: false, LayerIndex: layer, NumLayers: _c.NumLayers);
-            var h = g.Add(x, MixerExport.Emit(ctx, ctx.RmsNorm(x, p + ".norm1"), p + ".mixer", name, options, mixerConfig, ropeTheta: null));
+            var normed = ctx.RmsNorm(x, p + ".norm1");
+            var mixed = options is MalaOptions mala
+                ? VisionMixerExport.Mala(ctx, normed, p + ".mixer", mala, mixerConfig, grid)
+                : MixerExport.Emit(ctx, normed, p + ".mixer", name, options, mixerConfig, ropeTheta: null);
+            var h = g.Add(x, mixed);
             var f = ctx.Linear(g.Gelu(ctx.Linear(ctx.RmsNorm(h, p + ".norm2"), p + ".ffn_in")), p + ".ffn_out");
             return g.Add(h, SequenceModelExport.Recalibrate(ctx, p, h, f));
         }

@@ -30,11 +30,11 @@ public sealed class ImageOnnxExportTests : IDisposable
     {
         var ml = new MLContext(seed: 5);
         var o = ImageClassificationTests.TinyDigits();
-        o.MaxEpochs = 2;
-        o.Attention = "softmax";
+        o.MaxEpochs = 3;
+        Assert.Equal("mala", o.Attention);                     // the default image mechanism
         o.BatchSize = 16;
         o.Augment = false;
-        var train = ml.Data.LoadFromEnumerable(ImageData.MnistRows(0, 320));
+        var train = ml.Data.LoadFromEnumerable(ImageData.MnistRows(0, 640));
         var model = ml.Transforms.Conversion.MapValueToKey("Label", "Digit")
             .Append(ml.Transforms.LinearAttention.ImageClassification(options: o))
             .Fit(train);

@@ -107,18 +107,49 @@ public sealed class VisionModelExportTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void DefaultImageMechanismIsRefusedWithTheListOfExportableOnes()
+    public void DefaultMalaWithTwoDimensionalRopeLepeAndGateOnANonSquareGridScoresLikeTorchSharp()
+    {
+        Torch.Seed();
+        var config = new VisionConfig
+        {
+            ImageWidth = 24, ImageHeight = 16, PatchSize = 4, Outputs = 3,
+            Stages = new() { new VisionStage(1, 16, 2), new VisionStage(1, 32, 4) },
+        };
+        Assert.Equal("mala", config.Mixer);
+        using var model = new VisionModel(config);
+        Perturb(model);
+        AssertParity(model);
+    }
+
+    [Theory]
+    [InlineData("""{"Rope":false,"LepeKernel":0,"OutputGate":false,"Bias":false}""")]
+    [InlineData("""{"LepeKernel":3}""")]
+    public void MalaVariantsScoreLikeTorchSharp(string optionsJson)
+    {
+        Torch.Seed();
+        var config = new VisionConfig
+        {
+            ImageWidth = 16, ImageHeight = 16, PatchSize = 4, Outputs = 2, MixerOptionsJson = optionsJson, Position = VisionPosition.None,
+            Stages = new() { new VisionStage(1, 16, 2) },
+        };
+        using var model = new VisionModel(config);
+        Perturb(model);
+        AssertParity(model);
+    }
+
+    [Fact]
+    public void UnsupportedImageMechanismIsRefusedWithTheListOfExportableOnes()
     {
         Torch.Seed();
         var config = new VisionConfig
         {
             ImageWidth = 16, ImageHeight = 16, PatchSize = 4, Outputs = 2,
-            Stages = new() { new VisionStage(1, 16, 2) }, Layers = new() { new("mala", null) },
+            Stages = new() { new VisionStage(2, 16, 2) }, Layers = new() { new("softmax", null), new("rala", null) },
         };
         using var model = new VisionModel(config);
         var e = Assert.Throws<NotSupportedException>(() => VisionModelExport.Write(model, new MemoryStream()));
-        Assert.Contains("'mala' (block 0)", e.Message);
-        Assert.Contains("softmax, linear, hedgehog", e.Message);
+        Assert.Contains("'rala' (block 1)", e.Message);
+        Assert.Contains("softmax, linear, hedgehog, mala", e.Message);
         Assert.Contains("pretrained ResNet18 stem", e.Message);
     }
 }
