@@ -118,8 +118,8 @@ public static class OnnxBenchmark
         var export = LinearAttentionOnnx.Export(transformer, graphPath);
         using var session = new InferenceSession(graphPath, new SessionOptions { IntraOpNumThreads = o.Threads, InterOpNumThreads = 1 });
         // Tokenized as a TorchSharp-free app does: BertTokenizer over the exported vocabulary, [CLS] pieces [SEP], cut to the maximum length.
-        var settings = export.Contract.Tokenizer;
-        var tokenizer = Microsoft.ML.Tokenizers.BertTokenizer.Create(export.VocabularyPath, new Microsoft.ML.Tokenizers.BertOptions { LowerCaseBeforeTokenization = settings.LowerCase });
+        var settings = export.Contract.Tokenizer!;
+        var tokenizer = Microsoft.ML.Tokenizers.BertTokenizer.Create(export.VocabularyPath!, new Microsoft.ML.Tokenizers.BertOptions { LowerCaseBeforeTokenization = settings.LowerCase });
         int[] Encode(string text) => new[] { settings.ClsId }
             .Concat(tokenizer.EncodeToIds(text, addSpecialTokens: false).Take(export.Contract.MaxSequenceLength - 2)).Append(settings.SepId).ToArray();
         float[][] Score(IReadOnlyList<Review> rows) => RunOnnx(session, rows.Select(r => Encode(r.Text)).ToList(), settings.PadId);

@@ -10,9 +10,9 @@ namespace Microsoft.ML.LinearAttention.Export;
 /// </summary>
 internal static class MomentProbingExport
 {
-    public static string Emit(ExportContext ctx, MomentProbingHead head, string states, string pooled)
+    // p: the head's path in the model (a SequenceModel's probe_head, a VisionModel's mp_head).
+    public static string Emit(ExportContext ctx, MomentProbingHead head, string states, string pooled, string p = "probe_head")
     {
-        const string p = "probe_head";
         var g = ctx.Graph;
         var (options, skipFirst) = head.Settings;
         var first = ctx.Linear(ctx.HasModule(p + ".fc_norm") ? ctx.LayerNorm(pooled, p + ".fc_norm") : pooled, p + ".classifier1");

@@ -155,7 +155,7 @@ public static class SequenceModelExport
     }
 
     // PSRP of Moment Probing+: f ← shift + (1 + scale)·f with (scale, shift) from relu(down(h)).
-    private static string Recalibrate(ExportContext ctx, string block, string h, string f)
+    internal static string Recalibrate(ExportContext ctx, string block, string h, string f)
     {
         string p = block + ".ffn_recalibration";
         if (!ctx.HasModule(p)) return f;

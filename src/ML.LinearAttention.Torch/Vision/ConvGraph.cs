@@ -43,6 +43,9 @@ public sealed class ConvGraph : nn.Module<Tensor, Tensor>
     /// <summary>The structure.</summary>
     public ConvGraphSpec Spec => _spec;
 
+    /// <summary>The mean image [1, 3, h, w] subtracted from the input (the ONNX export writes it into the graph).</summary>
+    internal Tensor MeanImage => mean_image;
+
     /// <summary>Copies imported weights (and the mean image) into the modules.</summary>
     internal void Load(ImportedStem stem)
     {

@@ -8,39 +8,51 @@ namespace Microsoft.ML.LinearAttention.Export;
 /// <summary>What <see cref="LinearAttentionOnnx.Export(LinearAttentionTransformer, string)"/> wrote.</summary>
 /// <param name="GraphPath">The ONNX graph.</param>
 /// <param name="ContractPath">The scoring contract (JSON) beside it.</param>
-/// <param name="VocabularyPath">The tokenizer's vocabulary file.</param>
+/// <param name="VocabularyPath">The tokenizer's vocabulary file (null for an image classifier).</param>
 /// <param name="MergesPath">The BPE merges file, or null.</param>
 /// <param name="Contract">The contract's content.</param>
 /// <param name="Nodes">Nodes in the graph.</param>
-public sealed record OnnxExportResult(string GraphPath, string ContractPath, string VocabularyPath, string? MergesPath, OnnxScoringContract Contract, int Nodes);
+public sealed record OnnxExportResult(string GraphPath, string ContractPath, string? VocabularyPath, string? MergesPath, OnnxScoringContract Contract, int Nodes);
 
 /// <summary>
-/// Exports fitted text classification and sequence regression transformers to ONNX, so that they score without
-/// TorchSharp or libtorch (ONNX Runtime, or ML.NET's <c>ApplyOnnxModel</c>). The graph takes token ids and an
-/// attention mask (plus segment ids and side features when the model uses them) and returns the same scores as
-/// <c>Transform</c>; the tokenizer's settings and vocabulary are written beside it (<see cref="OnnxScoringContract"/>).
-/// docs/onnx-export.md lists what can be exported.
+/// Exports fitted text classification, sequence regression and image classification transformers to ONNX, so that
+/// they score without TorchSharp or libtorch (ONNX Runtime, or ML.NET's <c>ApplyOnnxModel</c>). A text graph takes
+/// token ids and an attention mask (plus segment ids and side features when the model uses them), an image graph the
+/// resized RGB pixels; both return the same scores as <c>Transform</c>. The tokenizer's settings and vocabulary, or the
+/// image preparation, are written beside it (<see cref="OnnxScoringContract"/>). docs/onnx-export.md lists what can be
+/// exported.
 /// </summary>
 public static class LinearAttentionOnnx
 {
     /// <summary>Attention mechanisms that can be exported (per layer, so hybrids of them too).</summary>
     public static IReadOnlyList<string> SupportedMechanisms => MixerExport.Supported;
 
+    /// <summary>Image backbones, mechanisms and heads that can be exported, in words.</summary>
+    public static string SupportedImageModels => VisionModelExport.ExportableSummary;
+
     /// <summary>
-    /// Writes <paramref name="graphPath"/> (the ONNX graph), <c>graphPath + ".json"</c> (the scoring contract) and the
-    /// tokenizer's vocabulary beside it (<c>model.vocab.txt</c> for <c>model.onnx</c>). Throws
-    /// <see cref="NotSupportedException"/> naming the part that has no ONNX form (a mechanism, an image model,
-    /// numeric-sequence input).
+    /// Writes <paramref name="graphPath"/> (the ONNX graph), <c>graphPath + ".json"</c> (the scoring contract) and, for a
+    /// text model, the tokenizer's vocabulary beside it (<c>model.vocab.txt</c> for <c>model.onnx</c>). Throws
+    /// <see cref="NotSupportedException"/> naming the part that has no ONNX form (a mechanism, numeric-sequence input)
+    /// before anything is written.
     /// </summary>
     public static OnnxExportResult Export(LinearAttentionTransformer transformer, string graphPath)
     {
         ArgumentNullException.ThrowIfNull(transformer);
         ArgumentException.ThrowIfNullOrWhiteSpace(graphPath);
+        if (transformer is ImageClassificationTransformer image)
+        {
+            var vision = CheckImage(image);
+            var path = ExportFolder(graphPath);
+            int imageNodes;
+            using (var stream = File.Create(path)) imageNodes = VisionModelExport.Write(vision, stream);
+            var imageContract = Contract(image, Path.GetFileName(path));
+            File.WriteAllText(path + ".json", imageContract.ToJson());
+            return new OnnxExportResult(path, path + ".json", null, null, imageContract, imageNodes);
+        }
         var (model, settings) = Check(transformer);
-        var full = Path.GetFullPath(graphPath);
+        var full = ExportFolder(graphPath);
         var dir = Path.GetDirectoryName(full)!;
-        if (!Directory.Exists(dir))
-            throw new DirectoryNotFoundException($"The folder '{dir}' of the ONNX file does not exist; create it or choose another path.");
         var stem = Path.Combine(dir, Path.GetFileNameWithoutExtension(full));
         var tokenizer = transformer.Tokenizer!;
         var (vocabulary, merges) = tokenizer.Files;
@@ -62,6 +74,7 @@ public static class LinearAttentionOnnx
     {
         ArgumentNullException.ThrowIfNull(transformer);
         ArgumentNullException.ThrowIfNull(stream);
+        if (transformer is ImageClassificationTransformer image) return VisionModelExport.Write(CheckImage(image), stream);
         var (model, settings) = Check(transformer);
         return SequenceModelExport.Write(model, settings, stream);
     }
@@ -69,6 +82,8 @@ public static class LinearAttentionOnnx
     /// <summary>The scoring contract of <paramref name="transformer"/> for a graph and vocabulary of the given file names.</summary>
     public static OnnxScoringContract Contract(LinearAttentionTransformer transformer, string graphFile = "model.onnx", string vocabularyFile = "model.vocab.txt", string? mergesFile = null)
     {
+        ArgumentNullException.ThrowIfNull(transformer);
+        if (transformer is ImageClassificationTransformer image) return ImageContract(image, graphFile);
         var (model, settings) = Check(transformer);
         var tokenizer = transformer.Tokenizer!;
         bool classification = settings.Task == SequenceExportTask.Classification;
@@ -109,11 +124,47 @@ public static class LinearAttentionOnnx
         };
     }
 
+    private static OnnxScoringContract ImageContract(ImageClassificationTransformer transformer, string graphFile)
+    {
+        var config = CheckImage(transformer).Config;
+        var geometry = transformer.Columns.Image!;
+        return new OnnxScoringContract
+        {
+            Task = "ImageClassification",
+            Graph = graphFile,
+            Opset = OnnxGraphBuilder.DefaultOpset,
+            Inputs = new OnnxInputNames { Image = VisionModelExport.Image },
+            Outputs = new OnnxOutputNames { Scores = VisionModelExport.Scores, PredictedLabel = VisionModelExport.PredictedLabel },
+            Image = new OnnxImageSettings
+            {
+                Column = transformer.ImageColumnName, Width = config.ImageWidth, Height = config.ImageHeight, Resize = geometry.Resize.ToString(),
+            },
+            Labels = transformer.ClassNames ?? Enumerable.Range(0, transformer.ClassCount).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray(),
+        };
+    }
+
+    private static VisionModel CheckImage(ImageClassificationTransformer transformer)
+    {
+        var model = (VisionModel)transformer.Model;
+        var geometry = transformer.Columns.Image!;
+        if (geometry.Width != model.Config.ImageWidth || geometry.Height != model.Config.ImageHeight)
+            throw new NotSupportedException($"The transformer resizes images to {geometry.Width}×{geometry.Height} but its network was built for " +
+                                            $"{model.Config.ImageWidth}×{model.Config.ImageHeight}; such a model cannot be exported to ONNX.");
+        VisionModelExport.CheckSupported(model);
+        return model;
+    }
+
+    private static string ExportFolder(string graphPath)
+    {
+        var full = Path.GetFullPath(graphPath);
+        var dir = Path.GetDirectoryName(full)!;
+        if (!Directory.Exists(dir))
+            throw new DirectoryNotFoundException($"The folder '{dir}' of the ONNX file does not exist; create it or choose another path.");
+        return full;
+    }
+
     private static (SequenceModel Model, SequenceExportSettings Settings) Check(LinearAttentionTransformer transformer)
     {
-        if (transformer is ImageClassificationTransformer)
-            throw new NotSupportedException("Image classification models cannot be exported to ONNX yet (the patch encoders and the ResNet18 stem have no ONNX form here); " +
-                                            "text classification and sequence regression models can.");
         if (transformer.Model is not SequenceModel model)
             throw new NotSupportedException($"A transformer over a {transformer.Model.GetType().Name} cannot be exported to ONNX.");
         if (transformer.Tokenizer is null || transformer.Columns.TextColumns.Count == 0)

@@ -7,13 +7,14 @@ namespace Microsoft.ML.LinearAttention.Export;
 /// What a scoring application needs besides the ONNX graph, saved as JSON beside it (<c>model.onnx.json</c>): the
 /// graph's input and output names, how to tokenize (the vocabulary file, lower-casing, the [CLS]/[SEP]/[PAD] ids, the
 /// maximum length and the longest-first truncation) and the class names in score order. An application that reads it
-/// needs only Microsoft.ML.Tokenizers and ONNX Runtime, not this library.
+/// needs only Microsoft.ML.Tokenizers and ONNX Runtime, not this library. An image classifier's contract has no
+/// tokenizer; its <see cref="Image"/> says how to turn a picture into the graph's input instead.
 /// </summary>
 public sealed record OnnxScoringContract
 {
     /// <summary>The format name and version of this file.</summary>
     public string Format { get; init; } = "ML.LinearAttention.Onnx/1";
-    /// <summary>"Classification" or "Regression".</summary>
+    /// <summary>"Classification" or "Regression" (text), "ImageClassification" (images).</summary>
     public string Task { get; init; } = "";
     /// <summary>File name of the graph (beside this file).</summary>
     public string Graph { get; init; } = "";
@@ -31,8 +32,10 @@ public sealed record OnnxScoringContract
     public int SideFeatureCount { get; init; }
     /// <summary>Longest token sequence, [CLS] and separators included; longer texts are cut longest-first.</summary>
     public int MaxSequenceLength { get; init; }
-    /// <summary>The tokenizer's settings.</summary>
-    public OnnxTokenizerSettings Tokenizer { get; init; } = new();
+    /// <summary>The tokenizer's settings (null for an image classifier).</summary>
+    public OnnxTokenizerSettings? Tokenizer { get; init; }
+    /// <summary>How to prepare an image for the graph (image classifiers), or null.</summary>
+    public OnnxImageSettings? Image { get; init; }
     /// <summary>Class names in score order (classification), or null.</summary>
     public IReadOnlyList<string>? Labels { get; init; }
 
@@ -53,6 +56,8 @@ public sealed record OnnxInputNames
     public string AttentionMask { get; init; } = "";
     public string? SegmentIds { get; init; }
     public string? SideFeatures { get; init; }
+    /// <summary>The image tensor (float [batch, 3, height, width]) of an image classifier, or null.</summary>
+    public string? Image { get; init; }
 }
 
 /// <summary>Output names of an exported graph.</summary>
@@ -81,4 +86,32 @@ public sealed record OnnxTokenizerSettings
     public int PadId { get; init; }
     /// <summary>How over-long rows are cut: "longest-first" (tokens leave the longest column until it ties the next).</summary>
     public string Truncation { get; init; } = "longest-first";
+}
+
+/// <summary>
+/// How a scoring application turns a picture into the graph's <c>image</c> input, exactly as the library's
+/// <c>Transform</c> does: decode to RGB, resize to <see cref="Width"/> × <see cref="Height"/> by <see cref="Resize"/>
+/// (bilinear, antialiased when shrinking, rounded to bytes), then planes R, G, B of float pixel values 0..255 in
+/// [batch, 3, height, width] order — ML.NET's <c>ExtractPixels(colorsToExtract: Rgb, orderOfExtraction: Rgb)</c> with
+/// no offset or scale. The model's normalisation is inside the graph.
+/// </summary>
+public sealed record OnnxImageSettings
+{
+    /// <summary>The image column the model was trained on.</summary>
+    public string Column { get; init; } = "";
+    /// <summary>Width in pixels of the graph's input.</summary>
+    public int Width { get; init; }
+    /// <summary>Height in pixels of the graph's input.</summary>
+    public int Height { get; init; }
+    /// <summary>"CenterCrop" (scale the shorter side to fit, cut the centre), "Stretch" (scale each side) or "Pad" (scale
+    /// the longer side to fit, pad the rest with black, centred).</summary>
+    public string Resize { get; init; } = "";
+    /// <summary>Resampling of the resize.</summary>
+    public string Interpolation { get; init; } = "bilinear, half-pixel centres, antialiased when shrinking, rounded to bytes";
+    /// <summary>Channel order of the input planes.</summary>
+    public string Channels { get; init; } = "RGB";
+    /// <summary>Tensor layout of the input.</summary>
+    public string Layout { get; init; } = "NCHW";
+    /// <summary>Range of the input values (the graph normalises them).</summary>
+    public string PixelRange { get; init; } = "0..255";
 }

@@ -114,18 +114,21 @@ public sealed class LinearAttentionOnnxTests : IDisposable
     }
 
     [SharedDataFact(Vision.ImageData.Mnist)]
-    public void ImageClassifierIsRefusedWithWhatCanBeExported()
+    public void ImageClassifierWithAnUnsupportedMechanismIsRefusedWithWhatCanBeExported()
     {
         var ml = new MLContext(seed: 4);
         var o = Vision.ImageClassificationTests.TinyDigits();
         o.MaxEpochs = 1;
         o.NumberOfLayers = 1;
+        o.Attention = "rala";
         var model = ml.Transforms.Conversion.MapValueToKey("Label", "Digit")
             .Append(ml.Transforms.LinearAttention.ImageClassification(options: o))
             .Fit(ml.Data.LoadFromEnumerable(Vision.ImageData.MnistRows(0, 32)));
         var e = Assert.Throws<NotSupportedException>(() => LinearAttentionOnnx.Export(model.LastTransformer, Path.Combine(_dir, "digits.onnx")));
-        Assert.Contains("Image classification models cannot be exported", e.Message);
-        Assert.Contains("text classification and sequence regression", e.Message);
+        Assert.Contains("'rala' (block 0)", e.Message);
+        Assert.Contains("softmax, linear, hedgehog, mala", e.Message);
+        Assert.Contains("pretrained ResNet18 stem", e.Message);
+        Assert.False(File.Exists(Path.Combine(_dir, "digits.onnx")));
         model.Dispose();
     }
 
