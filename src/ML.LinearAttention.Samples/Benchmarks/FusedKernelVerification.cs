@@ -26,8 +26,15 @@ public static class FusedKernelVerification
 {
     private const long Heads = 2;
 
-    public static int Run(Device device, TextWriter log)
+    /// <summary>The parts of the check, for `--only` (all when none is named).</summary>
+    public static readonly string[] Parts = { "linear", "causal", "hedgehog", "decay", "rmsnorm", "adamw" };
+
+    public static int Run(Device device, TextWriter log, IReadOnlyCollection<string>? only = null)
     {
+        var unknown = only?.Where(p => !Parts.Contains(p, StringComparer.OrdinalIgnoreCase)).ToList();
+        if (unknown is { Count: > 0 })
+            throw new ArgumentException($"--only {string.Join(",", unknown)}: with --verify-fused, --only names parts of the check: {string.Join(", ", Parts)}.");
+        bool Wanted(string part) => only is null || only.Count == 0 || only.Contains(part, StringComparer.OrdinalIgnoreCase);
         var reason = FusedLinearAttention.UnavailableReason(device);
         if (reason is not null)
         {
@@ -40,6 +47,7 @@ public static class FusedKernelVerification
         var optionsBefore = FusedKernelOptions.Current;
         try
         {
+            if (Wanted("linear"))
             foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16, ScalarType.Float16 })
             foreach (bool mma in dtype == ScalarType.Float32 ? new[] { false } : new[] { false, true })
             foreach (var map in new[] { FusedFeatureMap.Relu, FusedFeatureMap.Elu, FusedFeatureMap.Identity })
@@ -54,6 +62,7 @@ public static class FusedKernelVerification
                 RecordCase(log, $"{path,-8} {map,-8} {Short(dtype),-4} B={b} T={t,4} D={d} Dv={dv} {(b > 1 ? "padded" : "      ")}",
                     pass, fusedErr, torchErr, ref cases, ref failures, ref worst);
             }
+            if (Wanted("linear"))
             foreach (bool mma in new[] { false, true })
             foreach (var (name, mixer, dtype) in Mixers(device))
             {
@@ -75,13 +84,13 @@ public static class FusedKernelVerification
             }
         }
         finally { FusedKernelOptions.Current = optionsBefore; }
-        FusedCausalVerification.Run(device, log, ref cases, ref failures, ref worst);
-        FusedHedgehogMapVerification.Run(device, log, ref cases, ref failures, ref worst);
-        FusedHedgehogProjectionVerification.Run(device, log, ref cases, ref failures, ref worst);
-        FusedHedgehogAttentionVerification.Run(device, log, ref cases, ref failures, ref worst);
-        FusedDecayVerification.Run(device, log, ref cases, ref failures, ref worst);
-        FusedRmsNormVerification.Run(device, log, ref cases, ref failures, ref worst);
-        FusedAdamWVerification.Run(device, log, ref cases, ref failures, ref worst);
+        if (Wanted("causal")) FusedCausalVerification.Run(device, log, ref cases, ref failures, ref worst);
+        if (Wanted("hedgehog")) FusedHedgehogMapVerification.Run(device, log, ref cases, ref failures, ref worst);
+        if (Wanted("hedgehog")) FusedHedgehogProjectionVerification.Run(device, log, ref cases, ref failures, ref worst);
+        if (Wanted("hedgehog")) FusedHedgehogAttentionVerification.Run(device, log, ref cases, ref failures, ref worst);
+        if (Wanted("decay")) FusedDecayVerification.Run(device, log, ref cases, ref failures, ref worst);
+        if (Wanted("rmsnorm")) FusedRmsNormVerification.Run(device, log, ref cases, ref failures, ref worst);
+        if (Wanted("adamw")) FusedAdamWVerification.Run(device, log, ref cases, ref failures, ref worst);
         log.WriteLine($"{cases - failures} passed, {failures} failed (worst fused relative error {worst.ToString("E2", CultureInfo.InvariantCulture)})");
         return failures == 0 ? 0 : 1;
     }

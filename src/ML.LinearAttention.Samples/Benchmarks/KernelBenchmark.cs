@@ -83,7 +83,7 @@ public static class KernelBenchmark
     private static int VerifyFused(KernelBenchmarkOptions options, Device device, TextWriter log)
     {
         var output = new StringWriter();
-        int exit = FusedKernelVerification.Run(device, new TeeWriter(log, output));
+        int exit = FusedKernelVerification.Run(device, new TeeWriter(log, output), options.Only);
         var md = new StringBuilder();
         GeneratedMarkdown.Header(md, "`bench kernels --verify-fused`", GeneratedMarkdown.SamplesCommand(options.CommandLine));
         md.AppendLine($"- commit: `{options.Commit}`; machine: {options.Machine}; device: {device}; libtorch {torch.__version__}; exit code {exit}");

@@ -24,7 +24,8 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
               --only a,b           only these mechanisms (registry names)
               --cases a,b          only cases whose name contains one of these (e.g. sdpa,fused)
               --verify-fused       instead of timing: check the fused CUDA linear attention kernels against the
-                                   naive twin (outputs and q/k/v gradients), PASS/FAIL per case, exit 1 on failure
+                                   naive twin (outputs and q/k/v gradients), PASS/FAIL per case, exit 1 on failure;
+                                   with it, --only names parts: linear,causal,hedgehog,decay,rmsnorm,adamw
               --device cpu|cuda    (default cuda when available)
               --dtype bf16|fp32    (default bf16 on cuda, fp32 on cpu)
           bench vision [options]   images/s (train, inference) and peak memory of linear vs softmax patch encoders

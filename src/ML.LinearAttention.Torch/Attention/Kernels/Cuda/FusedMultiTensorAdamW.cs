@@ -110,10 +110,14 @@ public static class FusedMultiTensorAdamW
             _device = device.index < 0 ? 0 : device.index;
             var low = entries.FirstOrDefault(e => e.Low is not null)?.Low;
             _kernels = Functions(_device, low is null ? 0 : FusedLaunch.InType(low.dtype));
-            _table = torch.tensor(_hostTable).to(device);
-            _chunks = torch.tensor(chunks).to(device);
-            _partial = torch.empty(_chunkCount, dtype: ScalarType.Float32, device: device);
-            _sumSq = torch.empty(1, dtype: ScalarType.Float32, device: device);
+            // The plan lives across steps; a training step's dispose scope must not take its buffers with it.
+            using (torch.NewDisposeScope())
+            {
+                _table = torch.tensor(_hostTable).to(device).DetachFromDisposeScope();
+                _chunks = torch.tensor(chunks).to(device).DetachFromDisposeScope();
+                _partial = torch.empty(_chunkCount, dtype: ScalarType.Float32, device: device).DetachFromDisposeScope();
+                _sumSq = torch.empty(1, dtype: ScalarType.Float32, device: device).DetachFromDisposeScope();
+            }
         }
 
         /// <summary>True when <paramref name="table"/> (<see cref="Table"/> of this step's tensors) is the one this plan was built for.</summary>
