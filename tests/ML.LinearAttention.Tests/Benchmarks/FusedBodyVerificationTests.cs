@@ -26,4 +26,17 @@ public sealed class FusedBodyVerificationTests
         Assert.Contains("multi-tensor adamw (per-tensor on both sides) vs per-tensor, clipping that bites", log.ToString());
         Assert.Contains("PASS  rms norm bf16 x [2, 5, 768] · w", log.ToString());
     }
+
+    [Fact]
+    public void OnlyRunsTheNamedPartsAndRefusesAnUnknownOne()
+    {
+        Torch.Seed();
+        var log = new StringWriter();
+        Assert.Equal(0, FusedKernelVerification.Run(CPU, log, new[] { "RMSNorm" }));
+        Assert.Contains("24 passed, 0 failed", log.ToString());
+        Assert.DoesNotContain("adamw", log.ToString());
+        var e = Assert.Throws<ArgumentException>(() => FusedKernelVerification.Run(CPU, new StringWriter(), new[] { "decay", "gla" }));
+        Assert.Contains("--only gla", e.Message);
+        Assert.Contains("linear, causal, hedgehog, decay, rmsnorm, adamw", e.Message);
+    }
 }
