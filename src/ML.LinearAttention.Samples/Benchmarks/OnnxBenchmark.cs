@@ -10,7 +10,7 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 
 /// <summary>
 /// `bench onnx`: for each exportable mechanism (and the fine-tuned forms), fit a small SST-2 classifier on real rows
-/// of ../shared/data, export it, and score the same held-out rows with TorchSharp (ML.NET Transform; a prediction
+/// of ../shared/data (and, for the image mechanisms, an MNIST digit classifier: <see cref="OnnxImageBenchmark"/>), export it, and score the same held-out rows with TorchSharp (ML.NET Transform; a prediction
 /// engine for one row) and ONNX Runtime (InferenceSession, the same tokenizer): max |Δ| of the class probabilities,
 /// agreement of the predicted class, rows/s and one-row p50 latency. Adds the published size of the TorchSharp-free
 /// scoring app beside a TorchSharp one, and writes onnx.md / onnx.json.
@@ -22,11 +22,13 @@ public static class OnnxBenchmark
                                    (max |Δ|, agreement), rows/s and one-row p50 of both, published app sizes; writes onnx.md
               --train N --rows N   training and scored rows from sst2/dev.tsv (default 3000, 2000)
               --latency-rows N     rows timed one by one (default 200)   --threads N (both runtimes, default 1)
-              --only a,b           only these cases (softmax,linear_elu,linear_relu,linear_t2r,linear_dpfp,hedgehog,hybrid,lora,mp)
+              --image-train N --image-rows N   MNIST images for the image cases (default 2000, 1000)
+              --only a,b           only these cases (softmax,linear_elu,linear_relu,linear_t2r,linear_dpfp,hedgehog,hybrid,lora,mp,
+                                   image_mala,image_linear,image_hedgehog,image_softmax)
               --no-publish         skip the published sizes   --data DIR (default ../shared/data)   --out DIR --commit C --machine M
         """;
 
-    public sealed record Options(int Train = 3000, int Rows = 2000, int LatencyRows = 200, int Threads = 1, string[]? Only = null, bool Publish = true,
+    public sealed record Options(int Train = 3000, int Rows = 2000, int ImageTrain = 2000, int ImageRows = 1000, int LatencyRows = 200, int Threads = 1, string[]? Only = null, bool Publish = true,
         string Data = "../shared/data", string OutputDirectory = "docs/benchmarks", string? Commit = null, string? Machine = null);
 
     /// <summary>One mechanism's row of the table.</summary>
@@ -57,19 +59,28 @@ public static class OnnxBenchmark
         ("mp", "linear elu, Moment Probing head", o => { o.Attention = "linear"; o.FineTuning = "moment_probing"; o.FineTuningOptions = new MomentProbingOptions { HiddenDim = 64, Heads = 4 }; }),
     };
 
-    public static int Run(Options o, TextWriter log)
+    private static (List<Review> Train, List<Review> Test) Sst2(Options o)
     {
         var file = Path.Combine(o.Data, "sst2", "dev.tsv");
         if (!File.Exists(file)) throw new FileNotFoundException($"SST-2 is not at {file}; pass --data with the folder holding sst2/ (the repository's ../shared/data).", file);
         var all = File.ReadLines(file).Skip(1).Select(l => l.Split('\t')).Where(p => p.Length == 2)
             .Select(p => new Review { Text = p[0].Trim(), Sentiment = p[1].Trim() == "1" ? "positive" : "negative" }).ToList();
         if (all.Count < o.Train + o.Rows) throw new ArgumentException($"sst2/dev.tsv has {all.Count} rows; --train {o.Train} + --rows {o.Rows} need more.");
-        var train = all.Take(o.Train).ToList();
-        var test = all.Skip(o.Train).Take(o.Rows).ToList();
+        return (all.Take(o.Train).ToList(), all.Skip(o.Train).Take(o.Rows).ToList());
+    }
+
+    /// <summary>Every case name, text then image.</summary>
+    internal static IReadOnlyList<string> CaseNames => Cases.Select(c => c.Name).Concat(OnnxImageBenchmark.Cases.Select(c => c.Name)).ToList();
+
+    public static int Run(Options o, TextWriter log)
+    {
         var cases = Cases.Where(c => o.Only is null || o.Only.Contains(c.Name)).ToList();
-        if (cases.Count == 0) throw new ArgumentException($"--only names no case; the cases are {string.Join(", ", Cases.Select(c => c.Name))}.");
+        var imageCases = OnnxImageBenchmark.Cases.Where(c => o.Only is null || o.Only.Contains(c.Name)).ToList();
+        if (cases.Count + imageCases.Count == 0) throw new ArgumentException($"--only names no case; the cases are {string.Join(", ", CaseNames)}.");
+        var (train, test) = cases.Count > 0 ? Sst2(o) : (new List<Review>(), new List<Review>());
         var meta = OnnxBenchmarkReport.Meta(o);
-        log.WriteLine($"bench onnx: {train.Count} training rows, {test.Count} scored rows of SST-2, {o.Threads} threads, commit {meta["commit"]} ({meta["machine"]})");
+        log.WriteLine($"bench onnx: {cases.Count} text cases ({train.Count} training rows, {test.Count} scored rows of SST-2), {imageCases.Count} image cases " +
+                      $"({o.ImageTrain} training and {o.ImageRows} scored MNIST images), {o.Threads} threads, commit {meta["commit"]} ({meta["machine"]})");
         var results = new List<Result>();
         var dir = Directory.CreateTempSubdirectory("la-bench-onnx-").FullName;
         try
@@ -81,6 +92,18 @@ public static class OnnxBenchmark
                 log.WriteLine($"{r.Case,-12} max |Δ| {r.MaxAbsDelta:E2}  agree {r.Agreement:P2}  acc {r.Accuracy:P1}  torch {r.TorchRowsPerSecond,8:N0} rows/s p50 {r.TorchP50Ms:F2} ms  " +
                               $"onnx {r.OnnxRowsPerSecond,8:N0} rows/s p50 {r.OnnxP50Ms:F2} ms");
                 OnnxBenchmarkReport.Write(o, meta, results, null);
+            }
+            if (imageCases.Count > 0)
+            {
+                var (imageTrain, imageTest) = OnnxImageBenchmark.Data(o);
+                foreach (var c in imageCases)
+                {
+                    var r = OnnxImageBenchmark.Measure(c, imageTrain, imageTest, o, Path.Combine(dir, c.Name + ".onnx"));
+                    results.Add(r);
+                    log.WriteLine($"{r.Case,-14} max |Δ| {r.MaxAbsDelta:E2}  agree {r.Agreement:P2}  acc {r.Accuracy:P1}  torch {r.TorchRowsPerSecond,8:N0} rows/s p50 {r.TorchP50Ms:F2} ms  " +
+                                  $"onnx {r.OnnxRowsPerSecond,8:N0} rows/s p50 {r.OnnxP50Ms:F2} ms");
+                    OnnxBenchmarkReport.Write(o, meta, results, null);
+                }
             }
             var sizes = o.Publish ? OnnxBenchmarkReport.PublishedSizes(log) : null;
             OnnxBenchmarkReport.Write(o, meta, results, sizes);
@@ -129,16 +152,7 @@ public static class OnnxBenchmark
         for (int i = 0; i < test.Count; i += options.InferenceBatchSize) onnxScores.AddRange(Score(test.Skip(i).Take(options.InferenceBatchSize).ToList()));
         double onnxRate = test.Count / watch.Elapsed.TotalSeconds;
 
-        double maxDelta = 0;
-        int agree = 0, correct = 0;
-        var names = transformer.ClassNames!;
-        for (int i = 0; i < test.Count; i++)
-        {
-            for (int j = 0; j < torchScores[i].Length; j++) maxDelta = Math.Max(maxDelta, Math.Abs(torchScores[i][j] - onnxScores[i][j]));
-            int a = ArgMax(torchScores[i]), b = ArgMax(onnxScores[i]);
-            if (a == b) agree++;
-            if (names[b] == test[i].Sentiment) correct++;
-        }
+        var (maxDelta, agreement, accuracy) = Compare(torchScores, onnxScores, transformer.ClassNames!, test.Select(r => r.Sentiment).ToList());
 
         var latencyRows = test.Take(o.LatencyRows).ToList();
         using var engine = ml.Model.CreatePredictionEngine<Review, Scored>(model);
@@ -146,7 +160,7 @@ public static class OnnxBenchmark
         double torchP50 = Median(latencyRows.Select(r => Time(() => engine.Predict(r))));
         double onnxP50 = Median(latencyRows.Select(r => Time(() => Score(new[] { r }))));
         model.Dispose();
-        return new Result(c.Name, c.Description, test.Count, maxDelta, (double)agree / test.Count, (double)correct / test.Count, export.Nodes,
+        return new Result(c.Name, c.Description, test.Count, maxDelta, agreement, accuracy, export.Nodes,
             torchRate, onnxRate, torchP50, onnxP50, fitSeconds);
     }
 
@@ -172,6 +186,22 @@ public static class OnnxBenchmark
         return Enumerable.Range(0, b).Select(i => flat.AsSpan(i * k, k).ToArray()).ToArray();
     }
 
+    /// <summary>Max |Δ| over all probabilities, the share of rows with the same predicted class, and the ONNX side's accuracy.</summary>
+    internal static (double MaxAbsDelta, double Agreement, double Accuracy) Compare(IReadOnlyList<float[]> torchScores, IReadOnlyList<float[]> onnxScores,
+        IReadOnlyList<string> classNames, IReadOnlyList<string> truth)
+    {
+        double maxDelta = 0;
+        int agree = 0, correct = 0;
+        for (int i = 0; i < truth.Count; i++)
+        {
+            for (int j = 0; j < torchScores[i].Length; j++) maxDelta = Math.Max(maxDelta, Math.Abs(torchScores[i][j] - onnxScores[i][j]));
+            int a = ArgMax(torchScores[i]), b = ArgMax(onnxScores[i]);
+            if (a == b) agree++;
+            if (classNames[b] == truth[i]) correct++;
+        }
+        return (maxDelta, (double)agree / truth.Count, (double)correct / truth.Count);
+    }
+
     private static int ArgMax(float[] s)
     {
         int best = 0;
@@ -179,14 +209,14 @@ public static class OnnxBenchmark
         return best;
     }
 
-    private static double Time(Action a)
+    internal static double Time(Action a)
     {
         var w = Stopwatch.StartNew();
         a();
         return w.Elapsed.TotalMilliseconds;
     }
 
-    private static double Median(IEnumerable<double> values)
+    internal static double Median(IEnumerable<double> values)
     {
         var v = values.OrderBy(x => x).ToArray();
         return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
@@ -204,6 +234,8 @@ public static class OnnxBenchmark
                 "--train" => o with { Train = Positive() },
                 "--rows" => o with { Rows = Positive() },
                 "--latency-rows" => o with { LatencyRows = Positive() },
+                "--image-train" => o with { ImageTrain = Positive() },
+                "--image-rows" => o with { ImageRows = Positive() },
                 "--threads" => o with { Threads = Positive() },
                 "--only" => o with { Only = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
                 "--no-publish" => o with { Publish = false },
@@ -214,8 +246,8 @@ public static class OnnxBenchmark
                 var a => throw new ArgumentException($"Unknown option '{a}' for bench onnx.\n{Usage}"),
             };
         }
-        if (o.Only?.FirstOrDefault(n => Cases.All(c => c.Name != n)) is { } unknown)
-            throw new ArgumentException($"--only: unknown case '{unknown}'; the cases are {string.Join(", ", Cases.Select(c => c.Name))}.");
+        if (o.Only?.FirstOrDefault(n => !CaseNames.Contains(n)) is { } unknown)
+            throw new ArgumentException($"--only: unknown case '{unknown}'; the cases are {string.Join(", ", CaseNames)}.");
         return o;
     }
 }

@@ -27,7 +27,7 @@ internal static class OnnxBenchmarkReport
     {
         Directory.CreateDirectory(o.OutputDirectory);
         File.WriteAllText(Path.Combine(o.OutputDirectory, "onnx.json"),
-            JsonSerializer.Serialize(new { meta, o.Train, o.Rows, o.LatencyRows, Results = results, PublishedSizes = sizes }, new JsonSerializerOptions { WriteIndented = true }));
+            JsonSerializer.Serialize(new { meta, o.Train, o.Rows, o.ImageTrain, o.ImageRows, o.LatencyRows, Results = results, PublishedSizes = sizes }, new JsonSerializerOptions { WriteIndented = true }));
         File.WriteAllText(Path.Combine(o.OutputDirectory, "onnx.md"), Markdown(o, meta, results, sizes));
     }
 
@@ -46,6 +46,14 @@ internal static class OnnxBenchmarkReport
                       "(batches of 64, each padded to its longest row; tokenization counted in both). One-row latency: the median over " +
                       $"{o.LatencyRows} rows scored one at a time (ML.NET prediction engine; `InferenceSession.Run` on one row). " +
                       "max |Δ| is over all class probabilities of all rows (fp32); agreement is the share of rows with the same predicted class.");
+        if (results.Any(r => r.Case.StartsWith("image_", StringComparison.Ordinal)))
+        {
+            sb.AppendLine();
+            sb.AppendLine($"The `image_` cases are small patch-encoder digit classifiers (28 × 28 px, patch 4, 64 hidden, 2 layers, 4 heads) fitted for two " +
+                          $"epochs on the first {o.ImageTrain:N0} images of the MNIST test set (`mnist-t10k` of ../shared/data) and scored on its last " +
+                          $"{o.ImageRows:N0}: TorchSharp through ML.NET `Transform`, ONNX Runtime over the pixel planes the exported contract describes " +
+                          "(R, G, B as 0–255 floats, batches of 64; the graph normalises). One-row latency as above.");
+        }
         sb.AppendLine();
         sb.AppendLine("| case | mechanism | rows | max \\|Δ\\| | same class | accuracy | nodes | TorchSharp rows/s | ONNX Runtime rows/s | TorchSharp p50 (ms) | ONNX Runtime p50 (ms) |");
         sb.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");

@@ -57,4 +57,21 @@ public sealed class OnnxCommandTests : IDisposable
         Assert.Contains("| hybrid | hybrid: hedgehog + softmax@1 | 24 |", md);
         Assert.Throws<ArgumentException>(() => OnnxBenchmark.Parse(new[] { "--only", "gla" }));
     }
+
+    [SharedDataFact("mnist-t10k")]
+    public void BenchOnnxImageCasesScoreMnistBothWays()
+    {
+        var log = new StringWriter();
+        var o = OnnxBenchmark.Parse(new[] { "--image-train", "96", "--image-rows", "40", "--latency-rows", "3", "--only", "image_mala,image_softmax", "--no-publish",
+                                            "--data", SharedData.Root, "--out", _dir, "--commit", "test", "--machine", "test machine" });
+        Assert.Equal(0, OnnxBenchmark.Run(o, log));
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "onnx.json")));
+        var results = json.RootElement.GetProperty("Results").EnumerateArray().ToList();
+        Assert.Equal(new[] { "image_mala", "image_softmax" }, results.Select(r => r.GetProperty("Case").GetString()));
+        Assert.All(results, r => Assert.True(r.GetProperty("Rows").GetInt32() == 40 && r.GetProperty("MaxAbsDelta").GetDouble() <= 1e-4 &&
+                                             r.GetProperty("Agreement").GetDouble() == 1, r.ToString()));
+        Assert.Contains("The `image_` cases are small patch-encoder digit classifiers", File.ReadAllText(Path.Combine(_dir, "onnx.md")));
+        var e = Assert.Throws<ArgumentException>(() => OnnxBenchmark.Parse(new[] { "--only", "image_rala" }));
+        Assert.Contains("image_mala", e.Message);
+    }
 }
