@@ -125,18 +125,9 @@ public static class OnnxBenchmark
             MaxEpochs = 1, LearningRate = 2e-3, LogEverySteps = 0, CpuThreads = o.Threads, InferenceBatchSize = 64,
         };
         c.Configure(options);
-        var fitWatch = Stopwatch.StartNew();
-        var model = ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment")
-            .Append(ml.Transforms.LinearAttention.TextClassification(textColumnNames: new[] { "Text" }, options: options))
-            .Fit(ml.Data.LoadFromEnumerable(train));
-        double fitSeconds = fitWatch.Elapsed.TotalSeconds;
+        var (model, fitSeconds, torchScores, torchRate) = FitAndScore(ml, ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment")
+            .Append(ml.Transforms.LinearAttention.TextClassification(textColumnNames: new[] { "Text" }, options: options)), train, test);
         var transformer = model.LastTransformer;
-        var testView = ml.Data.LoadFromEnumerable(test);
-
-        model.Transform(ml.Data.LoadFromEnumerable(test.Take(64))).GetColumn<float[]>("Score").ToList(); // warm-up
-        var watch = Stopwatch.StartNew();
-        var torchScores = model.Transform(testView).GetColumn<float[]>("Score").ToList();
-        double torchRate = test.Count / watch.Elapsed.TotalSeconds;
 
         var export = LinearAttentionOnnx.Export(transformer, graphPath);
         using var session = new InferenceSession(graphPath, new SessionOptions { IntraOpNumThreads = o.Threads, InterOpNumThreads = 1 });
@@ -147,7 +138,7 @@ public static class OnnxBenchmark
             .Concat(tokenizer.EncodeToIds(text, addSpecialTokens: false).Take(export.Contract.MaxSequenceLength - 2)).Append(settings.SepId).ToArray();
         float[][] Score(IReadOnlyList<Review> rows) => RunOnnx(session, rows.Select(r => Encode(r.Text)).ToList(), settings.PadId);
         Score(test.Take(64).ToList());
-        watch.Restart();
+        var watch = Stopwatch.StartNew();
         var onnxScores = new List<float[]>();
         for (int i = 0; i < test.Count; i += options.InferenceBatchSize) onnxScores.AddRange(Score(test.Skip(i).Take(options.InferenceBatchSize).ToList()));
         double onnxRate = test.Count / watch.Elapsed.TotalSeconds;
@@ -184,6 +175,22 @@ public static class OnnxBenchmark
         int k = scores.Dimensions[1];
         var flat = scores.ToArray();
         return Enumerable.Range(0, b).Select(i => flat.AsSpan(i * k, k).ToArray()).ToArray();
+    }
+
+    /// <summary>
+    /// Fits <paramref name="pipeline"/> on <paramref name="train"/> and scores <paramref name="test"/> with ML.NET
+    /// Transform after a warm-up batch: the model, fit seconds, the Score column and rows/s.
+    /// </summary>
+    internal static (TransformerChain<T> Model, double FitSeconds, List<float[]> Scores, double RowsPerSecond) FitAndScore<T, TRow>(
+        MLContext ml, EstimatorChain<T> pipeline, List<TRow> train, List<TRow> test) where T : class, ITransformer where TRow : class
+    {
+        var watch = Stopwatch.StartNew();
+        var model = pipeline.Fit(ml.Data.LoadFromEnumerable(train));
+        double fitSeconds = watch.Elapsed.TotalSeconds;
+        model.Transform(ml.Data.LoadFromEnumerable(test.Take(64))).GetColumn<float[]>("Score").ToList(); // warm-up
+        watch.Restart();
+        var scores = model.Transform(ml.Data.LoadFromEnumerable(test)).GetColumn<float[]>("Score").ToList();
+        return (model, fitSeconds, scores, test.Count / watch.Elapsed.TotalSeconds);
     }
 
     /// <summary>Max |Δ| over all probabilities, the share of rows with the same predicted class, and the ONNX side's accuracy.</summary>

@@ -82,18 +82,9 @@ internal static class OnnxImageBenchmark
             Attention = c.Attention, HorizontalFlip = false, BatchSize = 32, MaxEpochs = 2, LearningRate = 3e-3,
             LogEverySteps = 0, CpuThreads = o.Threads, InferenceBatchSize = 64,
         };
-        var fitWatch = Stopwatch.StartNew();
-        var model = ml.Transforms.Conversion.MapValueToKey("Label")
-            .Append(ml.Transforms.LinearAttention.ImageClassification(options: options))
-            .Fit(ml.Data.LoadFromEnumerable(train));
-        double fitSeconds = fitWatch.Elapsed.TotalSeconds;
+        var (model, fitSeconds, torchScores, torchRate) = OnnxBenchmark.FitAndScore(ml, ml.Transforms.Conversion.MapValueToKey("Label")
+            .Append(ml.Transforms.LinearAttention.ImageClassification(options: options)), train, test);
         var transformer = model.LastTransformer;
-        var testView = ml.Data.LoadFromEnumerable(test);
-
-        model.Transform(ml.Data.LoadFromEnumerable(test.Take(64))).GetColumn<float[]>("Score").ToList(); // warm-up
-        var watch = Stopwatch.StartNew();
-        var torchScores = model.Transform(testView).GetColumn<float[]>("Score").ToList();
-        double torchRate = test.Count / watch.Elapsed.TotalSeconds;
 
         var export = LinearAttentionOnnx.Export(transformer, graphPath);
         var image = export.Contract.Image ?? throw new InvalidOperationException("The image export wrote no image preparation into its contract.");
@@ -101,7 +92,7 @@ internal static class OnnxImageBenchmark
         using var session = new InferenceSession(graphPath, new SessionOptions { IntraOpNumThreads = o.Threads, InterOpNumThreads = 1 });
         float[][] Score(IReadOnlyList<Digit> rows) => RunOnnx(session, rows);
         Score(test.Take(64).ToList());
-        watch.Restart();
+        var watch = Stopwatch.StartNew();
         var onnxScores = new List<float[]>();
         for (int i = 0; i < test.Count; i += options.InferenceBatchSize) onnxScores.AddRange(Score(test.Skip(i).Take(options.InferenceBatchSize).ToList()));
         double onnxRate = test.Count / watch.Elapsed.TotalSeconds;

@@ -41,18 +41,22 @@ public sealed class OnnxCommandTests : IDisposable
         Assert.Contains("export-onnx MODEL.zip OUT.onnx", error.ToString());
     }
 
+    /// <summary>Runs `bench onnx` with <paramref name="args"/> into the test folder: the cases' JSON rows and the markdown.</summary>
+    private (List<JsonElement> Results, string Markdown) Bench(params string[] args)
+    {
+        var o = OnnxBenchmark.Parse(args.Concat(new[] { "--latency-rows", "3", "--no-publish", "--data", SharedData.Root, "--out", _dir,
+                                                        "--commit", "test", "--machine", "test machine" }).ToArray());
+        Assert.Equal(0, OnnxBenchmark.Run(o, new StringWriter()));
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "onnx.json")));
+        return (json.RootElement.GetProperty("Results").EnumerateArray().Select(r => r.Clone()).ToList(), File.ReadAllText(Path.Combine(_dir, "onnx.md")));
+    }
+
     [SharedDataFact("sst2")]
     public void BenchOnnxRunsEndToEndAndWritesItsRecord()
     {
-        var log = new StringWriter();
-        var o = OnnxBenchmark.Parse(new[] { "--train", "64", "--rows", "24", "--latency-rows", "3", "--only", "linear_relu,hybrid", "--no-publish",
-                                            "--data", SharedData.Root, "--out", _dir, "--commit", "test", "--machine", "test machine" });
-        Assert.Equal(0, OnnxBenchmark.Run(o, log));
-        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "onnx.json")));
-        var results = json.RootElement.GetProperty("Results").EnumerateArray().ToList();
+        var (results, md) = Bench("--train", "64", "--rows", "24", "--only", "linear_relu,hybrid");
         Assert.Equal(new[] { "linear_relu", "hybrid" }, results.Select(r => r.GetProperty("Case").GetString()));
         Assert.All(results, r => Assert.True(r.GetProperty("MaxAbsDelta").GetDouble() <= 1e-4 && r.GetProperty("OnnxRowsPerSecond").GetDouble() > 0, r.ToString()));
-        var md = File.ReadAllText(Path.Combine(_dir, "onnx.md"));
         Assert.Contains("at commit test on test machine", md);
         Assert.Contains("| hybrid | hybrid: hedgehog + softmax@1 | 24 |", md);
         Assert.Throws<ArgumentException>(() => OnnxBenchmark.Parse(new[] { "--only", "gla" }));
@@ -61,16 +65,11 @@ public sealed class OnnxCommandTests : IDisposable
     [SharedDataFact("mnist-t10k")]
     public void BenchOnnxImageCasesScoreMnistBothWays()
     {
-        var log = new StringWriter();
-        var o = OnnxBenchmark.Parse(new[] { "--image-train", "96", "--image-rows", "40", "--latency-rows", "3", "--only", "image_mala,image_softmax", "--no-publish",
-                                            "--data", SharedData.Root, "--out", _dir, "--commit", "test", "--machine", "test machine" });
-        Assert.Equal(0, OnnxBenchmark.Run(o, log));
-        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "onnx.json")));
-        var results = json.RootElement.GetProperty("Results").EnumerateArray().ToList();
+        var (results, md) = Bench("--image-train", "96", "--image-rows", "40", "--only", "image_mala,image_softmax");
         Assert.Equal(new[] { "image_mala", "image_softmax" }, results.Select(r => r.GetProperty("Case").GetString()));
         Assert.All(results, r => Assert.True(r.GetProperty("Rows").GetInt32() == 40 && r.GetProperty("MaxAbsDelta").GetDouble() <= 1e-4 &&
                                              r.GetProperty("Agreement").GetDouble() == 1, r.ToString()));
-        Assert.Contains("The `image_` cases are small patch-encoder digit classifiers", File.ReadAllText(Path.Combine(_dir, "onnx.md")));
+        Assert.Contains("The `image_` cases are small patch-encoder digit classifiers", md);
         var e = Assert.Throws<ArgumentException>(() => OnnxBenchmark.Parse(new[] { "--only", "image_rala" }));
         Assert.Contains("image_mala", e.Message);
     }
