@@ -19,7 +19,9 @@ public enum SequenceExportTask
 /// <param name="MaxLength">Longest token sequence the graph will see (the transformer's MaxSequenceLength): the size of
 /// the rotary tables.</param>
 /// <param name="SideFill">Values that replace NaN side features (the training means), or null.</param>
-public sealed record SequenceExportSettings(SequenceExportTask Task, int MaxLength, float[]? SideFill = null);
+/// <param name="Temperature">Classification: the logits are divided by it before the softmax, as the transformer's
+/// calibrated probabilities are (1 = none); the arg-max does not change.</param>
+public sealed record SequenceExportSettings(SequenceExportTask Task, int MaxLength, float[]? SideFill = null, double Temperature = 1.0);
 
 /// <summary>
 /// Writes a fitted <see cref="SequenceModel"/> (token input) as an ONNX graph (opset 18) that computes what
@@ -82,7 +84,8 @@ public static class SequenceModelExport
             var output = Head(ctx, model, x, side, settings.SideFill);
             if (settings.Task == SequenceExportTask.Classification)
             {
-                g.Output(g.Softmax(output), Scores, OnnxElementType.Float, "batch", (long)c.Outputs);
+                var calibrated = settings.Temperature == 1.0 ? output : g.Div(output, g.Scalar((float)settings.Temperature));
+                g.Output(g.Softmax(calibrated), Scores, OnnxElementType.Float, "batch", (long)c.Outputs);
                 g.Output(g.Node("ArgMax", new[] { output }, ("axis", 1), ("keepdims", 0)), PredictedLabel, OnnxElementType.Int64, "batch");
             }
             else

@@ -176,6 +176,7 @@ public static class LinearAttentionOnnx
             SequenceRegressionTransformer => SequenceExportTask.Regression,
             _ => throw new NotSupportedException($"{transformer.GetType().Name} cannot be exported to ONNX."),
         };
-        return (model, new SequenceExportSettings(task, transformer.MaxSequenceLength, transformer.Spec.SideFill));
+        double temperature = transformer is TextClassificationTransformer classifier ? classifier.Temperature : 1.0;
+        return (model, new SequenceExportSettings(task, transformer.MaxSequenceLength, transformer.Spec.SideFill, temperature));
     }
 }

@@ -69,6 +69,28 @@ public sealed class LinearAttentionOnnxTests : IDisposable
     }
 
     [Fact]
+    public void ExportedClassifierKeepsTheCalibrationTemperature()
+    {
+        var ml = new MLContext(seed: 2);
+        var o = TextClassificationTests.Tiny();
+        o.MaxEpochs = 2;
+        o.Attention = "linear";
+        var rows = PersistenceTests.SmallRows(640);   // enough for the automatic validation split, so a temperature is fit
+        var model = ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment")
+            .Append(ml.Transforms.LinearAttention.TextClassification(textColumnNames: new[] { "Text" }, options: o))
+            .Fit(ml.Data.LoadFromEnumerable(rows));
+        var transformer = model.LastTransformer;
+        Assert.NotEqual(1.0, transformer.Temperature);
+        var test = rows.Take(48).ToList();
+        var expected = model.Transform(ml.Data.LoadFromEnumerable(test)).GetColumn<float[]>("Score").ToArray();
+
+        var result = LinearAttentionOnnx.Export(transformer, Path.Combine(_dir, "calibrated.onnx"));
+        using var scorer = new OnnxTextScorer(result.GraphPath);
+        OnnxParity.AssertClose(expected, scorer.Score(test.Select(r => new[] { r.Text }).ToList()).Select(a => a.Scores).ToArray(), what: "calibrated classifier");
+        model.Dispose();
+    }
+
+    [Fact]
     public void ExportedRegressorWithTwoTextColumnsAndMissingSideFeaturesScoresLikeTransform()
     {
         var ml = new MLContext(seed: 2);
