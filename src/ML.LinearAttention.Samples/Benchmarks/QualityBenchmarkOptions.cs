@@ -94,6 +94,8 @@ public sealed record QualityBenchmarkOptions
                 _ => throw new ArgumentException($"Unknown option '{flag}' for bench quality."),
             };
         }
+        // The record names the commit it measured: the checkout's, unless --commit says otherwise.
+        if (o.Commit == "unknown") o = o with { Commit = TrainingBenchmarkOptions.Detect("git", "rev-parse --short HEAD") ?? "unknown" };
         if (o.Datasets.Length == 0) throw new ArgumentException("--datasets names no data set; use e.g. --datasets sst2,stsb.");
         foreach (var name in o.Datasets.Where(d => !QualityData.Names.Contains(d)))
             throw new ArgumentException($"--datasets names an unknown data set '{name}'; known: {string.Join(", ", QualityData.Names)}.");
