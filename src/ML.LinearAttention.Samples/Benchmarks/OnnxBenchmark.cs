@@ -89,8 +89,7 @@ public static class OnnxBenchmark
             {
                 var r = Measure(c, train, test, o, Path.Combine(dir, c.Name + ".onnx"));
                 results.Add(r);
-                log.WriteLine($"{r.Case,-12} max |Δ| {r.MaxAbsDelta:E2}  agree {r.Agreement:P2}  acc {r.Accuracy:P1}  torch {r.TorchRowsPerSecond,8:N0} rows/s p50 {r.TorchP50Ms:F2} ms  " +
-                              $"onnx {r.OnnxRowsPerSecond,8:N0} rows/s p50 {r.OnnxP50Ms:F2} ms");
+                Report(log, r);
                 OnnxBenchmarkReport.Write(o, meta, results, null);
             }
             if (imageCases.Count > 0)
@@ -100,8 +99,7 @@ public static class OnnxBenchmark
                 {
                     var r = OnnxImageBenchmark.Measure(c, imageTrain, imageTest, o, Path.Combine(dir, c.Name + ".onnx"));
                     results.Add(r);
-                    log.WriteLine($"{r.Case,-14} max |Δ| {r.MaxAbsDelta:E2}  agree {r.Agreement:P2}  acc {r.Accuracy:P1}  torch {r.TorchRowsPerSecond,8:N0} rows/s p50 {r.TorchP50Ms:F2} ms  " +
-                                  $"onnx {r.OnnxRowsPerSecond,8:N0} rows/s p50 {r.OnnxP50Ms:F2} ms");
+                    Report(log, r);
                     OnnxBenchmarkReport.Write(o, meta, results, null);
                 }
             }
@@ -176,6 +174,10 @@ public static class OnnxBenchmark
         var flat = scores.ToArray();
         return Enumerable.Range(0, b).Select(i => flat.AsSpan(i * k, k).ToArray()).ToArray();
     }
+
+    private static void Report(TextWriter log, Result r)
+        => log.WriteLine($"{r.Case,-14} max |Δ| {r.MaxAbsDelta:E2}  agree {r.Agreement:P2}  acc {r.Accuracy:P1}  torch {r.TorchRowsPerSecond,8:N0} rows/s p50 {r.TorchP50Ms:F2} ms  " +
+                         $"onnx {r.OnnxRowsPerSecond,8:N0} rows/s p50 {r.OnnxP50Ms:F2} ms");
 
     /// <summary>
     /// Fits <paramref name="pipeline"/> on <paramref name="train"/> and scores <paramref name="test"/> with ML.NET

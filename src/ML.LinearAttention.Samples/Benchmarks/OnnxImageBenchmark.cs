@@ -28,7 +28,8 @@ internal static class OnnxImageBenchmark
         ("image_softmax", "image: softmax (SDPA)", "softmax"),
     };
 
-    private sealed class Digit
+    /// <summary>One MNIST image: as ML.NET reads it, its label, and the raw 28×28 grey pixels ONNX Runtime is fed.</summary>
+    internal sealed class Digit
     {
         [ImageType(Side, Side)] public MLImage Image { get; set; } = null!;
         public string Label { get; set; } = "";
@@ -67,14 +68,12 @@ internal static class OnnxImageBenchmark
     }
 
     /// <summary>Loads the training and scored images once for every image case.</summary>
-    internal static (object Train, object Test) Data(OnnxBenchmark.Options o)
+    internal static (List<Digit> Train, List<Digit> Test) Data(OnnxBenchmark.Options o)
         => (Load(o.Data, 0, o.ImageTrain), Load(o.Data, 10_000 - o.ImageRows, o.ImageRows));
 
-    internal static OnnxBenchmark.Result Measure((string Name, string Description, string Attention) c, object trainRows, object testRows,
+    internal static OnnxBenchmark.Result Measure((string Name, string Description, string Attention) c, List<Digit> train, List<Digit> test,
         OnnxBenchmark.Options o, string graphPath)
     {
-        var train = (List<Digit>)trainRows;
-        var test = (List<Digit>)testRows;
         var ml = new MLContext(seed: 1);
         var options = new ImageClassificationOptions
         {
