@@ -16,8 +16,8 @@ namespace Microsoft.ML.LinearAttention.Samples.Demos;
 /// fields, priority): train a linear-attention classifier inside an ordinary ML.NET pipeline, evaluate it next to a
 /// classic ML.NET baseline, save it with mlContext.Model.Save, load it in a fresh MLContext and predict with a
 /// PredictionEngine. A share of the tickets are follow-ups whose priority depends on which of two issues is still open,
-/// which word order alone tells: the table shows both models on those and on the single-issue tickets. About two
-/// minutes on 2 CPU cores.
+/// which word order alone tells: the table shows both models on those and on the single-issue tickets. About a
+/// minute on 2 quiet CPU cores.
 /// </summary>
 public static class TextDemo
 {
