@@ -71,11 +71,13 @@ public sealed class OutOfMemoryRetryTests
         var (expected, _) = Train(null);
         int calls = 0;
         var (actual, log) = Train(batch => { calls++; if (batch.Size > 2) throw new ExternalException(CudaOom); });
-        Assert.Equal(2, log.Warnings.Count); // 8 → 4 → 2 rows, then every later batch is split in four from the start
-        Assert.Contains("ran out of memory on a batch of 8 rows", log.Warnings[0]);
-        Assert.Contains("at most 4 rows", log.Warnings[0]);
-        Assert.Contains("at most 2 rows", log.Warnings[1]);
-        Assert.Contains("Lower BatchSize or MaxBatchTokens", log.Warnings[1]);
+        // Only the memory warnings: on a loaded machine (CI) training may also warn that the CPU is busy.
+        var oom = log.Warnings.Where(w => w.Contains("ran out of memory", StringComparison.Ordinal)).ToList();
+        Assert.Equal(2, oom.Count); // 8 → 4 → 2 rows, then every later batch is split in four from the start
+        Assert.Contains("ran out of memory on a batch of 8 rows", oom[0]);
+        Assert.Contains("at most 4 rows", oom[0]);
+        Assert.Contains("at most 2 rows", oom[1]);
+        Assert.Contains("Lower BatchSize or MaxBatchTokens", oom[1]);
         Assert.Equal(2 + 4 * 4, calls); // 2 failed attempts, then 4 batches × 4 pieces
         Assert.Equal(expected.Length, actual.Length);
         for (int i = 0; i < expected.Length; i++) Assert.Equal(expected[i], actual[i], 4);
