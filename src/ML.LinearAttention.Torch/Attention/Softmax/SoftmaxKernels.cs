@@ -9,7 +9,8 @@ namespace Microsoft.ML.LinearAttention.Attention.Softmax;
 /// </summary>
 public static class SoftmaxKernels
 {
-    /// <summary>Fast form: <c>scaled_dot_product_attention</c> (flash/memory-efficient kernels on GPU).</summary>
+    /// <summary>Fast form: <c>scaled_dot_product_attention</c> (flash/memory-efficient kernels on GPU); on the CPU, short
+    /// sequences take explicit scores (<see cref="UsesExplicitScores"/>).</summary>
     /// <param name="q">Queries [B, Hq, T, D].</param>
     /// <param name="k">Keys [B, H, T, D] (Hq a multiple of H).</param>
     /// <param name="v">Values [B, H, T, D].</param>
@@ -24,12 +25,44 @@ public static class SoftmaxKernels
         (k, v) = RepeatKv(q, k, v);
         var allowed = AllowedMask(keyPaddingMask, q.shape[2], causal, window, q.device);
         Tensor o;
-        if (allowed is null)
+        if (UsesExplicitScores(q))
+            o = ExplicitScores(q, k, v, allowed ?? (causal ? CausalMask(q.shape[2], q.device) : null));
+        else if (allowed is null)
             o = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: causal);
         else
             o = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: allowed);
         return Heads.ZeroPadded(o, keyPaddingMask).MoveToOuterDisposeScope();
     }
+
+    /// <summary>Longest sequence for which the CPU computes explicit scores rather than SDPA's flash kernel (fp32).</summary>
+    internal const int CpuExplicitScoresMaxLength = 64;
+
+    /// <summary>Longest such sequence in bf16 / fp16, whose flash-kernel backward is several times slower on the CPU.</summary>
+    internal const int CpuExplicitScoresMaxLengthLowPrecision = 128;
+
+    /// <summary>
+    /// Whether <see cref="Attention"/> takes the explicit-scores form: on the CPU for short sequences, where SDPA's
+    /// flash kernel costs more than the small T × T matrices it avoids (about twice as much forward and backward at
+    /// T = 32 in fp32, and ten times as much backward in bf16). GPUs always use SDPA.
+    /// </summary>
+    internal static bool UsesExplicitScores(Tensor q)
+    {
+        if (q.device_type != DeviceType.CPU) return false;
+        long limit = q.dtype == ScalarType.Float32 ? CpuExplicitScoresMaxLength : CpuExplicitScoresMaxLengthLowPrecision;
+        return q.shape[2] <= limit;
+    }
+
+    /// <summary>Scores q·kᵀ/√D, masked to <paramref name="allowed"/> (broadcast over heads and, for a key-padding mask,
+    /// over queries), softmax in fp32, then the weighted sum of values in the input's precision.</summary>
+    private static Tensor ExplicitScores(Tensor q, Tensor k, Tensor v, Tensor? allowed)
+    {
+        var scores = (q * (1.0 / Math.Sqrt(q.shape[3]))).matmul(k.transpose(-1, -2)).to(ScalarType.Float32);
+        if (allowed is not null) scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
+        return scores.softmax(-1).to(q.dtype).matmul(v);
+    }
+
+    private static Tensor CausalMask(long t, Device device) =>
+        torch.ones(t, t, dtype: ScalarType.Bool, device: device).tril().view(1, 1, t, t);
 
     /// <summary>Naive twin: explicit scores, mask and softmax in fp32.</summary>
     public static Tensor AttentionNaive(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask, bool causal = false, int window = 0)
