@@ -72,6 +72,7 @@ public static class CpuTrainingBenchmark
         options.MaxEpochs = 1;
         options.EarlyStoppingPatience = 0;
         options.CpuThreads = threads;
+        options.Precision = CpuTrainingVariants.Precision(variant);
         var clock = Stopwatch.StartNew();
         double start = double.NaN, end = double.NaN;
         long startTokens = 0, endTokens = 0, endStep = 0;

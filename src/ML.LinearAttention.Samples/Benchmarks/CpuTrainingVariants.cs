@@ -1,19 +1,23 @@
 namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 
 /// <summary>The variants `bench cpu-training` compares in one process: the CPU fast paths of the training loop off
-/// (baseline) or on (optimized, the library's defaults).</summary>
+/// (baseline) or on (optimized, the library's defaults), and bf16 (the fast paths on, Precision = BFloat16).</summary>
 public static class CpuTrainingVariants
 {
-    public static readonly string[] Names = { "baseline", "optimized" };
+    public static readonly string[] Names = { "baseline", "optimized", "bf16" };
 
     /// <summary>Sets the process-wide switches of <paramref name="variant"/>; disposing restores them.</summary>
     public static IDisposable Apply(string variant)
     {
         if (!Names.Contains(variant)) throw new ArgumentException($"Unknown variant '{variant}'; use {string.Join(" or ", Names)}.");
         bool fused = Training.CpuFastPaths.FusedAdamW;
-        Training.CpuFastPaths.FusedAdamW = variant == "optimized";
+        Training.CpuFastPaths.FusedAdamW = variant != "baseline";
         return new Restore(() => Training.CpuFastPaths.FusedAdamW = fused);
     }
+
+    /// <summary>The training precision of <paramref name="variant"/>.</summary>
+    public static Training.TrainingPrecision Precision(string variant) =>
+        variant == "bf16" ? Training.TrainingPrecision.BFloat16 : Training.TrainingPrecision.Auto;
 
     private sealed class Restore(Action undo) : IDisposable
     {

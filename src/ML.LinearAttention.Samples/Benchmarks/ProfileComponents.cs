@@ -119,7 +119,7 @@ internal static class ProfileComponents
             using (var scope = NewDisposeScope())
             {
                 var x = Leaf(group.First().Shape, step);
-                ms = FwdBwd(timer, new[] { x }, () => nn.functional.dropout(x, group.Key.P, training: true));
+                ms = FwdBwd(timer, new[] { x }, () => Encoder.DropoutKernels.Dropout(x, group.Key.P, training: true));
             }
             yield return new Component("elementwise", $"dropout p = {group.Key.P:G3} at {group.Key.Item1}", group.Count(), ms, ms * group.Count());
         }

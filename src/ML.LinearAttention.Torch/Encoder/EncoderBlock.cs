@@ -16,7 +16,7 @@ public sealed class EncoderBlock : nn.Module<Tensor, Tensor?, Tensor>, IFfnRecal
     private readonly RmsNorm norm2;
     private readonly nn.Module<Tensor, Tensor> ffn_in; // Linear; typed as a module so fine-tuning can wrap it (LoRA)
     private readonly nn.Module<Tensor, Tensor> ffn_out;
-    private readonly Dropout drop;
+    private readonly FastDropout drop;
 
     public EncoderBlock(TokenMixer mixer, int modelDim, double ffnMultiplier, double dropout) : base(nameof(EncoderBlock))
     {
@@ -26,7 +26,7 @@ public sealed class EncoderBlock : nn.Module<Tensor, Tensor?, Tensor>, IFfnRecal
         int hidden = Math.Max(1, (int)Math.Round(modelDim * ffnMultiplier));
         ffn_in = nn.Linear(modelDim, hidden);
         ffn_out = nn.Linear(hidden, modelDim);
-        drop = nn.Dropout(dropout);
+        drop = new FastDropout(dropout);
         RegisterComponents();
     }
 

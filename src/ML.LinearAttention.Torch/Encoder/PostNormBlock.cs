@@ -20,7 +20,7 @@ public sealed class PostNormBlock : nn.Module<Tensor, Tensor?, Tensor>, IEncoder
     private readonly nn.Module<Tensor, Tensor> ffn_in; // Linear; typed as a module so fine-tuning can wrap it (LoRA)
     private readonly nn.Module<Tensor, Tensor> ffn_out;
     private readonly LayerNorm ffn_norm;
-    private readonly Dropout drop;
+    private readonly FastDropout drop;
     private readonly string _activation;
 
     public PostNormBlock(TokenMixer mixer, int modelDim, int ffnHidden, double dropout, double layerNormEps, string activation) : base(nameof(PostNormBlock))
@@ -33,7 +33,7 @@ public sealed class PostNormBlock : nn.Module<Tensor, Tensor?, Tensor>, IEncoder
         ffn_in = nn.Linear(modelDim, ffnHidden);
         ffn_out = nn.Linear(ffnHidden, modelDim);
         ffn_norm = nn.LayerNorm(modelDim, layerNormEps);
-        drop = nn.Dropout(dropout);
+        drop = new FastDropout(dropout);
         RegisterComponents();
     }
 

@@ -30,7 +30,7 @@ public sealed class SequenceModel : TrainableModel
     private readonly RmsNorm head_norm;
     private readonly Linear head_dense;
     private readonly Linear head_out;
-    private readonly Dropout drop;
+    private readonly FastDropout drop;
     private readonly Tensor side_mean;
     private readonly Tensor side_std;
     private readonly Tensor value_mean;
@@ -82,7 +82,7 @@ public sealed class SequenceModel : TrainableModel
         head_norm = new RmsNorm(c);
         head_dense = nn.Linear(c, c);
         head_out = nn.Linear(c, config.Outputs);
-        drop = nn.Dropout(config.Dropout);
+        drop = new FastDropout(config.Dropout);
 
         side_mean = torch.zeros(Math.Max(1, config.SideFeatures));
         side_std = torch.ones(Math.Max(1, config.SideFeatures));

@@ -32,7 +32,7 @@ public sealed class VisionModel : TrainableModel
     private readonly RmsNorm final_norm;
     private readonly Linear? head;
     private readonly MomentProbingHead? mp_head;
-    private readonly Dropout drop;
+    private readonly FastDropout drop;
     private readonly int[] _stageOfBlock;
 
     public VisionModel(VisionConfig config) : base(nameof(VisionModel))
@@ -102,7 +102,7 @@ public sealed class VisionModel : TrainableModel
         final_norm = new RmsNorm(stages[^1].Dimension);
         if (config.Head == VisionHead.MomentProbing) mp_head = new MomentProbingHead(stages[^1].Dimension, config.Outputs, Pooling.Mean, config.MomentProbing);
         else head = nn.Linear(stages[^1].Dimension, config.Outputs);
-        drop = nn.Dropout(config.Dropout);
+        drop = new FastDropout(config.Dropout);
         RegisterComponents();
     }
 

@@ -1,3 +1,4 @@
+using Microsoft.ML.LinearAttention.Encoder;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -15,7 +16,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     private readonly Parameter? bias;
     private readonly Parameter lora_A;
     private readonly Parameter lora_B;
-    private readonly Dropout? lora_dropout;
+    private readonly FastDropout? lora_dropout;
 
     /// <summary>Wraps <paramref name="baseLayer"/> (its parameters are taken over, not copied).</summary>
     public LoraLinear(Linear baseLayer, int rank, double alpha, double dropout = 0) : base(nameof(LoraLinear))
@@ -34,7 +35,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             nn.init.kaiming_uniform_(lora_A, a: Math.Sqrt(5)); // PEFT's init of A; B = 0 keeps the layer unchanged at the start
             lora_B = new Parameter(zeros(outFeatures, rank, dtype: weight.dtype, device: weight.device));
         }
-        if (dropout > 0) lora_dropout = nn.Dropout(dropout);
+        if (dropout > 0) lora_dropout = new FastDropout(dropout);
         weight.requires_grad = false;
         if (bias is not null) bias.requires_grad = false;
         RegisterComponents();
