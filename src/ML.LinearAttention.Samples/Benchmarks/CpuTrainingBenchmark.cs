@@ -146,11 +146,13 @@ public static class CpuTrainingBenchmark
         sb.AppendLine();
         sb.AppendLine($"- Data: {data.Description}; lengths as in the data (MiniLM's WordPiece, or the default tokenizer).");
         sb.AppendLine($"- Workloads: `minilm-full` = PretrainedBackbone {o.Backbone}, FineTuning full, lr 1e-4, MaxSequenceLength 128; " +
-                      "`default` = `new TextClassificationOptions()` (linear attention, hidden 128, 2 layers). Both fp32 (Precision Auto on the CPU), " +
+                      "`default` = `new TextClassificationOptions()` (linear attention, hidden 128, 2 layers). Precision Auto (fp32 on the CPU) unless the variant says otherwise, " +
                       "the estimator's default batch (32 rows), AdamW, gradient clipping at 1.");
         sb.AppendLine($"- Each fit: {o.WarmupSteps} warm-up steps, then {o.Steps} timed optimizer steps; {o.Repeats} fits per row, variants alternating " +
                       "(the machine is shared; the median is reported, min–max beside it). Tokens = real (unpadded) tokens.");
-        sb.AppendLine("- Variants: `baseline` = the CPU fast paths (`CpuFastPaths`) off, the training loop as before them; `optimized` = the defaults. " +
+        sb.AppendLine("- Variants: `baseline` = the CPU fast paths (`CpuFastPaths`: fused AdamW, the vectorised dropout mask, explicit attention scores " +
+                      "for short sequences) off, the training loop as before them; `optimized` = the defaults (fp32); `bf16` = the defaults with " +
+                      "Precision BFloat16 (bf16 mixed precision, fp32 master weights). " +
                       "Threads = libtorch's CPU threads (the options' CpuThreads); speed-up = against `baseline` at the first thread count listed.");
         sb.AppendLine();
         sb.AppendLine("| workload | variant | threads | tokens/s (median) | min – max | speed-up | tokens/step | wait ms | forward ms | backward ms | optimizer ms | other ms |");

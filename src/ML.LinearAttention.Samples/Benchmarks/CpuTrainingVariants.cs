@@ -1,3 +1,5 @@
+using Microsoft.ML.LinearAttention.Runtime;
+
 namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 
 /// <summary>The variants `bench cpu-training` compares in one process: the CPU fast paths of the training loop off
@@ -10,9 +12,10 @@ public static class CpuTrainingVariants
     public static IDisposable Apply(string variant)
     {
         if (!Names.Contains(variant)) throw new ArgumentException($"Unknown variant '{variant}'; use {string.Join(" or ", Names)}.");
-        bool fused = Training.CpuFastPaths.FusedAdamW;
-        Training.CpuFastPaths.FusedAdamW = variant != "baseline";
-        return new Restore(() => Training.CpuFastPaths.FusedAdamW = fused);
+        var (adamW, dropout, scores) = (CpuFastPaths.FusedAdamW, CpuFastPaths.FastDropout, CpuFastPaths.ExplicitScoresForShortSequences);
+        bool on = variant != "baseline";
+        (CpuFastPaths.FusedAdamW, CpuFastPaths.FastDropout, CpuFastPaths.ExplicitScoresForShortSequences) = (on, on, on);
+        return new Restore(() => (CpuFastPaths.FusedAdamW, CpuFastPaths.FastDropout, CpuFastPaths.ExplicitScoresForShortSequences) = (adamW, dropout, scores));
     }
 
     /// <summary>The training precision of <paramref name="variant"/>.</summary>

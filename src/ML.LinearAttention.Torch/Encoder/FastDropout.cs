@@ -42,7 +42,7 @@ public static class DropoutKernels
     public static Tensor Dropout(Tensor x, double p, bool training)
     {
         if (!training || p == 0) return x.alias();
-        if (x.device_type != DeviceType.CPU || !HasFastMask(x.dtype)) return nn.functional.dropout(x, p, true);
+        if (x.device_type != DeviceType.CPU || !HasFastMask(x.dtype) || !Runtime.CpuFastPaths.FastDropout) return nn.functional.dropout(x, p, true);
         using var scope = NewDisposeScope();
         // One draw from libtorch's CPU generator: manual_seed and checkpoint replays reproduce the mask.
         long seed = randint(long.MaxValue, new long[] { 1 }, dtype: ScalarType.Int64).item<long>();

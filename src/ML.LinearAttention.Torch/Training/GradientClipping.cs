@@ -28,7 +28,7 @@ public static class GradientClipping
     /// dispose scope; 1 when the norm is within the limit).</summary>
     internal static Tensor Coefficient(IReadOnlyList<Tensor> grads, double maxNorm)
     {
-        var norms = grads.Select(g => g.norm()).ToArray();
+        var norms = grads.Select(g => g.dtype == ScalarType.Float32 ? g.norm() : g.norm().to(ScalarType.Float32)).ToArray(); // bf16 gradients of a mixed-precision copy
         var total = norms.Length == 1 ? norms[0] : stack(norms).norm();
         return (total + 1e-6).reciprocal().mul(maxNorm).clamp_max(1.0);
     }

@@ -37,6 +37,16 @@ internal sealed class MixedPrecision : IDisposable
     /// <summary>The bf16 copy that runs forward and backward.</summary>
     public TrainableModel Model { get; }
 
+    /// <summary>
+    /// True when the copy's bf16 gradients are not moved into the master parameters after each backward pass: the fused
+    /// CPU AdamW reads them where they are and writes the updated weights back into the copy (<see cref="CpuAdamW"/>).
+    /// Set for CPU training with one backward pass per optimizer step; any other optimizer path moves them first.
+    /// </summary>
+    public bool GradientsStayInCopy { get; set; }
+
+    /// <summary>The copy's parameters, in the masters' order.</summary>
+    internal IReadOnlyList<Parameter> Copies => _shadow;
+
     /// <summary>Adds the copy's gradients (as fp32) into the master parameters and clears the copy's.</summary>
     public void MoveGradients()
     {
@@ -48,7 +58,7 @@ internal sealed class MixedPrecision : IDisposable
             if (g is null) continue;
             var g32 = g.to(ScalarType.Float32);
             var existing = _master[i].grad;
-            if (existing is null) _master[i].grad = g32.clone().DetachFromDisposeScope();
+            if (existing is null) _master[i].grad = g32.DetachFromDisposeScope(); // a new fp32 tensor: nothing else holds it
             else existing.add_(g32);
             _shadow[i].grad = null;
         }

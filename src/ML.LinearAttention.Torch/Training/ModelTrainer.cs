@@ -108,14 +108,18 @@ public static class ModelTrainer
         foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
         if (dist is not null) // averaged over the ranks before clipping, so every rank clips and steps identically
             Distributed.DataParallel.AllReduceGradients(parameters, dist.Collectives, (long)dist.BucketMegabytes << 20, dist.ReduceInBFloat16);
-        if (dist is null && CpuAdamW.CanStep(optimizer))
+        bool gradientsInCopy = mixedPrecision?.GradientsStayInCopy == true;
+        if (dist is null && CpuAdamW.CanStep(optimizer, mixedPrecision))
         {
-            // CPU fp32: clipping factor, AdamW and releasing the gradients in one pass per tensor (CpuFastPaths.FusedAdamW)
-            CpuAdamW.Step(optimizer, s.MaxGradientNorm > 0 ? GradientClipping.CoefficientOnHost(parameters, s.MaxGradientNorm) : 1f);
-            mixedPrecision?.SyncWeights();
+            // CPU: clipping factor, AdamW and releasing the gradients in one pass per tensor (CpuFastPaths.FusedAdamW);
+            // with the gradients in the bf16 copy, the same pass updates the copy's weights.
+            IEnumerable<Parameter> withGradients = gradientsInCopy ? mixedPrecision!.Copies : parameters;
+            CpuAdamW.Step(optimizer, s.MaxGradientNorm > 0 ? GradientClipping.CoefficientOnHost(withGradients, s.MaxGradientNorm) : 1f, mixedPrecision);
+            if (!gradientsInCopy) mixedPrecision?.SyncWeights();
             step++;
             return;
         }
+        if (gradientsInCopy) mixedPrecision!.MoveGradients();
         UpdateWeights(optimizer, parameters, s, mixedPrecision);
         optimizer.zero_grad();
         step++;

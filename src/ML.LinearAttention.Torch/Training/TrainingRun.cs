@@ -116,6 +116,7 @@ internal sealed class TrainingRun : IDisposable
         _warmup = (long)Math.Round(_totalSteps * _s.WarmupRatio);
         bool mixed = _s.Precision == TrainingPrecision.BFloat16 || (_s.Precision == TrainingPrecision.Auto && _cuda);
         _mp = mixed ? new MixedPrecision(_model, _device) : null;
+        if (_mp is not null) _mp.GradientsStayInCopy = !_cuda && _dist is null && _s.GradientAccumulationSteps == 1 && Runtime.CpuFastPaths.FusedAdamW;
         _runner = _mp?.Model ?? _model;
         _runner.CheckpointActivations = _s.ActivationCheckpointing;
         if (_dist is not null) _log.Info($"Data parallel over {WorldSize} ranks ({_dist.Collectives.GetType().Name}): each rank trains on every {WorldSize}-th batch; gradients are averaged before clipping.");
@@ -199,7 +200,7 @@ internal sealed class TrainingRun : IDisposable
             profile?.AddForward(forwardEnd - start);
             (loss * (weight / _s.GradientAccumulationSteps)).backward();
             _runner.ThrowIfCheckpointFailed();
-            _mp?.MoveGradients();
+            if (_mp is { GradientsStayInCopy: false }) _mp.MoveGradients();
             profile?.AddBackward(Stopwatch.GetTimestamp() - forwardEnd);
             var detached = loss.detach().to(ScalarType.Float64) * weight;
             batchLoss = (batchLoss is null ? detached : batchLoss + detached).MoveToOuterDisposeScope(); // out of the piece's scope

@@ -1,12 +1,15 @@
 using System.Text.Json;
+using Microsoft.ML.LinearAttention.Runtime;
 using Microsoft.ML.LinearAttention.Samples.Benchmarks;
 using Microsoft.ML.LinearAttention.Tests.Text;
 using Microsoft.ML.LinearAttention.Training;
+using Microsoft.ML.LinearAttention.Tests.Infrastructure;
 using Xunit;
 
 namespace Microsoft.ML.LinearAttention.Tests.Benchmarks;
 
 /// <summary>`bench cpu-training`: its options, and one tiny run of the default workload on SST-2 rows.</summary>
+[Collection(ProcessWideSwitches.Name)]
 public sealed class CpuTrainingBenchmarkTests
 {
     [Fact]
@@ -30,11 +33,12 @@ public sealed class CpuTrainingBenchmarkTests
                 "--threads", "1", "--data-folder", SharedData.Root, "--out", dir, "--commit", "test", "--machine", "test machine" });
             var log = new StringWriter();
             Assert.Equal(0, CpuTrainingBenchmark.Execute(o, log));
-            Assert.True(CpuFastPaths.FusedAdamW); // the baseline variant turned it off only for its own fits
+            // the baseline variant turned the fast paths off only for its own fits
+            Assert.True(CpuFastPaths.FusedAdamW && CpuFastPaths.FastDropout && CpuFastPaths.ExplicitScoresForShortSequences);
             Assert.Null(TrainingProfile.Current);
             using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "training-cpu.json")));
             var runs = json.RootElement.GetProperty("Runs").EnumerateArray().ToList();
-            Assert.Equal(new[] { "baseline", "optimized" }, runs.Select(r => r.GetProperty("Variant").GetString()));
+            Assert.Equal(new[] { "baseline", "optimized", "bf16" }, runs.Select(r => r.GetProperty("Variant").GetString()));
             Assert.All(runs, r =>
             {
                 Assert.True(r.GetProperty("TokensPerSecond").GetDouble() > 0);
@@ -46,6 +50,7 @@ public sealed class CpuTrainingBenchmarkTests
             Assert.Contains("bench cpu-training --workloads default", md);
             Assert.Contains("commit test", md);
             Assert.Matches(@"\| default \| optimized \| 1 \| [\d,]+ \|", md);
+            Assert.Matches(@"\| default \| bf16 \| 1 \| [\d,]+ \|", md);
         }
         finally
         {

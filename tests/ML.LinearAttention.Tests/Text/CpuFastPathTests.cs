@@ -11,6 +11,7 @@ namespace Microsoft.ML.LinearAttention.Tests.Text;
 
 /// <summary>The training loop's CPU fast paths against the composite TorchSharp operations they replace, and the
 /// per-phase training profile.</summary>
+[Collection(ProcessWideSwitches.Name)]
 public sealed class CpuFastPathTests
 {
     // Shapes: a matrix larger than one work chunk (split over threads), a vector whose length is no multiple of the
@@ -155,5 +156,77 @@ public sealed class CpuFastPathTests
         Assert.Equal(12, profile.Batches);
         Assert.True(profile.Forward > TimeSpan.Zero && profile.Backward > TimeSpan.Zero && profile.Optimizer > TimeSpan.Zero, "every phase was timed");
         Assert.Null(TrainingProfile.Current); // stopped: later runs are not profiled
+    }
+
+    [Theory]
+    [InlineData(0.0)]  // no clipping: the two paths differ by float rounding only
+    [InlineData(0.5)]  // clipping: the fused path takes the gradient norm from the bf16 gradients
+    public void BFloat16TrainingWithGradientsLeftInTheCopyMatchesMovingThem(double maxNorm)
+    {
+        var rows = Enumerable.Range(0, 40).Select(i => new Example
+        {
+            Ids = Enumerable.Range(0, 4 + i % 7).Select(j => 5 + (j * 11 + i * 17) % 90).ToArray(),
+            Segments = new int[4 + i % 7], Length = 4 + i % 7, Label = i % 2,
+        }).ToList();
+        var spec = new CollateSpec(LabelKind.Key, 0, 0, 0, null);
+        var settings = new TrainingSettings { BatchSize = 8, MaxEpochs = 2, LogEverySteps = 0, Seed = 5, ShuffleBufferRows = 64, MaxGradientNorm = maxNorm,
+            EarlyStoppingPatience = 0, Precision = TrainingPrecision.BFloat16 };
+        float[] Train(bool fusedOn)
+        {
+            bool was = CpuFastPaths.FusedAdamW;
+            CpuFastPaths.FusedAdamW = fusedOn;
+            try
+            {
+                torch.manual_seed(13);
+                using var model = new SequenceModel(new EncoderConfig
+                {
+                    VocabularySize = 100, PadId = 0, ModelDim = 32, NumLayers = 2, NumHeads = 2, FfnMultiplier = 2, Dropout = 0.1, Mixer = "softmax", Outputs = 2,
+                });
+                ModelTrainer.Train(model, spec, () => rows, rows.Count, null, settings, torch.CPU, TrainingLog.Silent);
+                return model.parameters().SelectMany(p => p.detach().data<float>().ToArray()).ToArray();
+            }
+            finally { CpuFastPaths.FusedAdamW = was; }
+        }
+        var moved = Train(false);
+        var inCopy = Train(true);
+        Assert.Equal(moved.Length, inCopy.Length);
+        // With clipping, the bf16 per-tensor norms round the clipping factor to about 3 digits, and ten Adam steps carry
+        // that into a few weights; without it the paths differ by float rounding.
+        double tolerance = maxNorm > 0 ? 2e-3 : 1e-4;
+        int far = Enumerable.Range(0, moved.Length).Count(i => Math.Abs(moved[i] - inCopy[i]) > tolerance);
+        Assert.True(far <= (maxNorm > 0 ? moved.Length / 1000 : 0), $"{far} of {moved.Length} weights differ by more than {tolerance}");
+        Assert.All(Enumerable.Range(0, moved.Length), i => Assert.True(Math.Abs(moved[i] - inCopy[i]) < 10 * tolerance, $"weight {i}: {inCopy[i]} vs {moved[i]}"));
+        Assert.True(Enumerable.Range(0, moved.Length).Any(i => moved[i] != inCopy[i]) || maxNorm == 0, "the paths are not distinct");
+    }
+
+    [Fact]
+    public void TheFusedStepWritesTheBFloat16CopyAndReleasesItsGradients()
+    {
+        torch.manual_seed(3);
+        using var master = new SequenceModel(new EncoderConfig { VocabularySize = 50, PadId = 0, ModelDim = 24, NumLayers = 1, NumHeads = 2, FfnMultiplier = 2, Outputs = 2 });
+        using var mp = new MixedPrecision(master, torch.CPU) { GradientsStayInCopy = true };
+        var parameters = master.parameters().ToList();
+        using var fused = torch.optim.AdamW(new[] { new AdamW.ParamGroup(parameters, lr: 1e-2, weight_decay: 0.1) }, lr: 1e-2);
+        var reference = parameters.Select(p => new Parameter(p.detach().clone())).ToList();
+        using var composite = torch.optim.AdamW(new[] { new AdamW.ParamGroup(reference, lr: 1e-2, weight_decay: 0.1) }, lr: 1e-2);
+        for (int step = 0; step < 3; step++)
+        {
+            for (int i = 0; i < parameters.Count; i++)
+            {
+                var g = torch.randn(parameters[i].shape).to(ScalarType.BFloat16);
+                mp.Copies[i].grad = g;
+                reference[i].grad = g.to(ScalarType.Float32);
+            }
+            Assert.True(CpuAdamW.CanStep(fused, mp));
+            CpuAdamW.Step(fused, 1f, mp);
+            composite.step();
+            composite.zero_grad();
+            Assert.All(mp.Copies, c => Assert.Null(c.grad));
+            for (int i = 0; i < parameters.Count; i++)
+            {
+                KernelAssert.Close(parameters[i].detach(), reference[i].detach(), 1e-6, 1e-5, $"step {step}, master {i}");
+                Assert.True(mp.Copies[i].detach().eq(parameters[i].detach().to(ScalarType.BFloat16)).all().item<bool>(), $"step {step}: copy {i} is not the master rounded to bf16");
+            }
+        }
     }
 }

@@ -43,22 +43,26 @@ public static class SoftmaxKernels
     /// <summary>
     /// Whether <see cref="Attention"/> takes the explicit-scores form: on the CPU for short sequences, where SDPA's
     /// flash kernel costs more than the small T × T matrices it avoids (about twice as much forward and backward at
-    /// T = 32 in fp32, and ten times as much backward in bf16). GPUs always use SDPA.
+    /// T = 32 in fp32, and ten times as much backward in bf16). GPUs always use SDPA; so does the CPU when
+    /// <see cref="Runtime.CpuFastPaths.ExplicitScoresForShortSequences"/> is off.
     /// </summary>
     internal static bool UsesExplicitScores(Tensor q)
     {
-        if (q.device_type != DeviceType.CPU) return false;
+        if (q.device_type != DeviceType.CPU || !Runtime.CpuFastPaths.ExplicitScoresForShortSequences) return false;
         long limit = q.dtype == ScalarType.Float32 ? CpuExplicitScoresMaxLength : CpuExplicitScoresMaxLengthLowPrecision;
         return q.shape[2] <= limit;
     }
 
     /// <summary>Scores q·kᵀ/√D, masked to <paramref name="allowed"/> (broadcast over heads and, for a key-padding mask,
-    /// over queries), softmax in fp32, then the weighted sum of values in the input's precision.</summary>
+    /// over queries), softmax, then the weighted sum of values, all in fp32 as the flash kernel accumulates (bf16
+    /// scores would move the probabilities by a few percent); the result in the input's precision.</summary>
     private static Tensor ExplicitScores(Tensor q, Tensor k, Tensor v, Tensor? allowed)
     {
-        var scores = (q * (1.0 / Math.Sqrt(q.shape[3]))).matmul(k.transpose(-1, -2)).to(ScalarType.Float32);
+        var dtype = q.dtype;
+        if (dtype != ScalarType.Float32) (q, k, v) = (q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32));
+        var scores = (q * (1.0 / Math.Sqrt(q.shape[3]))).matmul(k.transpose(-1, -2));
         if (allowed is not null) scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
-        return scores.softmax(-1).to(q.dtype).matmul(v);
+        return scores.softmax(-1).matmul(v).to(dtype);
     }
 
     private static Tensor CausalMask(long t, Device device) =>
