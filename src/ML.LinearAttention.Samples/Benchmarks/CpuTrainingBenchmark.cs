@@ -146,13 +146,14 @@ public static class CpuTrainingBenchmark
         sb.AppendLine();
         sb.AppendLine($"- Data: {data.Description}; lengths as in the data (MiniLM's WordPiece, or the default tokenizer).");
         sb.AppendLine($"- Workloads: `minilm-full` = PretrainedBackbone {o.Backbone}, FineTuning full, lr 1e-4, MaxSequenceLength 128; " +
-                      "`default` = `new TextClassificationOptions()` (linear attention, hidden 128, 2 layers). Precision Auto (fp32 on the CPU) unless the variant says otherwise, " +
+                      "`default` = `new TextClassificationOptions()` (linear attention, hidden 128, 2 layers). Precision as the variant says " +
+                      $"(Precision Auto on this machine: {(CpuFeatures.HasBFloat16Instructions ? "bf16 for minilm-full, fp32 for default" : "fp32")}), " +
                       "the estimator's default batch (32 rows), AdamW, gradient clipping at 1.");
         sb.AppendLine($"- Each fit: {o.WarmupSteps} warm-up steps, then {o.Steps} timed optimizer steps; {o.Repeats} fits per row, variants alternating " +
                       "(the machine is shared; the median is reported, min–max beside it). Tokens = real (unpadded) tokens.");
         sb.AppendLine("- Variants: `baseline` = the CPU fast paths (`CpuFastPaths`: fused AdamW, the vectorised dropout mask, explicit attention scores " +
-                      "for short sequences) off, the training loop as before them; `optimized` = the defaults (fp32); `bf16` = the defaults with " +
-                      "Precision BFloat16 (bf16 mixed precision, fp32 master weights). " +
+                      "for short sequences) off and fp32, the training loop as before them; `optimized` = the fast paths on, fp32; `bf16` = the fast paths on " +
+                      "with Precision BFloat16 (bf16 mixed precision, fp32 master weights). " +
                       "Threads = libtorch's CPU threads (the options' CpuThreads); speed-up = against `baseline` at the first thread count listed.");
         sb.AppendLine();
         sb.AppendLine("| workload | variant | threads | tokens/s (median) | min – max | speed-up | tokens/step | wait ms | forward ms | backward ms | optimizer ms | other ms |");
@@ -172,14 +173,6 @@ public static class CpuTrainingBenchmark
         return sb.ToString();
     }
 
-    private static string CpuFlags()
-    {
-        try
-        {
-            var flags = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal))?.Split(':')[1].Split(' ') ?? [];
-            var wanted = new[] { "avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile" };
-            return string.Join(", ", wanted.Select(f => flags.Contains(f) ? f : "no " + f));
-        }
-        catch (IOException) { return "unknown"; }
-    }
+    private static string CpuFlags() => !CpuFeatures.FlagsKnown ? "unknown" :
+        string.Join(", ", new[] { "avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile" }.Select(f => CpuFeatures.Has(f) ? f : "no " + f));
 }

@@ -9,8 +9,8 @@ public sealed record CpuTrainingBenchmarkOptions
     public string OutputDirectory { get; init; } = Path.Combine("docs", "benchmarks");
     /// <summary>minilm-full and/or default.</summary>
     public string[] Workloads { get; init; } = { "minilm-full", "default" };
-    /// <summary>baseline (the CPU fast paths off), optimized (the defaults) and/or bf16 (the defaults with Precision
-    /// BFloat16); they alternate within each repeat.</summary>
+    /// <summary>baseline (the CPU fast paths off, fp32), optimized (the fast paths on, fp32) and/or bf16 (the fast paths
+    /// on, Precision BFloat16); they alternate within each repeat.</summary>
     public string[] Variants { get; init; } = { "baseline", "optimized", "bf16" };
     public int TrainRows { get; init; } = 2048;
     public int WarmupSteps { get; init; } = 2;

@@ -163,10 +163,12 @@ public static class QualityBenchmark
         try
         {
             IEstimator<ITransformer> pipeline;
-            if (m.Options is null) pipeline = Baseline(ml, data);
-            else if (data.Regression) pipeline = ml.Transforms.LinearAttention.SequenceRegression((SequenceRegressionOptions)m.Options(data));
+            var options = m.Options?.Invoke(data);
+            if (options is not null && o.Precision is { } precision) options.Precision = precision;
+            if (options is null) pipeline = Baseline(ml, data);
+            else if (data.Regression) pipeline = ml.Transforms.LinearAttention.SequenceRegression((SequenceRegressionOptions)options);
             else pipeline = ml.Transforms.Conversion.MapValueToKey("Label", nameof(QualityRow.Label))
-                .Append(ml.Transforms.LinearAttention.TextClassification((TextClassificationOptions)m.Options(data)));
+                .Append(ml.Transforms.LinearAttention.TextClassification((TextClassificationOptions)options));
             var model = pipeline.Fit(trainView);
             double seconds = clock.Elapsed.TotalSeconds;
             var trained = model as LinearAttentionTransformer ?? (model as TransformerChain<ITransformer>)?.LastTransformer as LinearAttentionTransformer;

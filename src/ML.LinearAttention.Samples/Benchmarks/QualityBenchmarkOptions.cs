@@ -29,6 +29,8 @@ public sealed record QualityBenchmarkOptions
     public double? BudgetSeconds { get; init; }
     public string? Device { get; init; }
     public int? Threads { get; init; }
+    /// <summary>Training precision of every fitted method; null = the estimator's default (Auto).</summary>
+    public Training.TrainingPrecision? Precision { get; init; }
     public int Seed { get; init; } = 1;
     public string OutputDirectory { get; init; } = Path.Combine("docs", "benchmarks");
     public string Commit { get; init; } = "unknown";
@@ -87,6 +89,13 @@ public sealed record QualityBenchmarkOptions
                 "--budget" => o with { BudgetSeconds = Double(Value()) },
                 "--device" => o with { Device = Value() },
                 "--threads" => o with { Threads = Int(Value()) },
+                "--precision" => o with { Precision = Value() switch
+                {
+                    "auto" => Training.TrainingPrecision.Auto,
+                    "fp32" => Training.TrainingPrecision.Float32,
+                    "bf16" => Training.TrainingPrecision.BFloat16,
+                    var v => throw new ArgumentException($"--precision {v} is not supported; use auto, fp32 or bf16."),
+                } },
                 "--seed" => o with { Seed = Int(Value()) },
                 "--out" => o with { OutputDirectory = Value() },
                 "--commit" => o with { Commit = Value() },

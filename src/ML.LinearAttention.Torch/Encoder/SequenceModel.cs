@@ -148,6 +148,9 @@ public sealed class SequenceModel : TrainableModel
     /// <inheritdoc/>
     public override bool SupportsResumableCheckpoints => true;
 
+    /// <inheritdoc />
+    public override bool AutoBFloat16OnCpu => true; // text models: same accuracy as fp32 (docs/benchmarks/cpu-precision)
+
     /// <inheritdoc/>
     public override string Describe() => $"{Config.ModelDim} hidden, {Config.NumLayers} layers, {Config.Outputs} outputs";
 

@@ -26,6 +26,9 @@ public sealed class QualityBenchmarkTests
         Assert.Contains("unknown data set 'nope'", Assert.Throws<ArgumentException>(() => QualityBenchmarkOptions.Parse(new[] { "--datasets", "sst2,nope" })).Message);
         Assert.Contains("unknown method 'gpt'", Assert.Throws<ArgumentException>(() => QualityBenchmarkOptions.Parse(new[] { "--only", "gpt" })).Message);
         Assert.Contains("'x' is not a positive integer", Assert.Throws<ArgumentException>(() => QualityBenchmarkOptions.Parse(new[] { "--sizes", "1000,x" })).Message);
+        Assert.Contains("use auto, fp32 or bf16", Assert.Throws<ArgumentException>(() => QualityBenchmarkOptions.Parse(new[] { "--precision", "fp8" })).Message);
+        Assert.Equal(Training.TrainingPrecision.BFloat16, QualityBenchmarkOptions.Parse(new[] { "--precision", "bf16" }).Precision);
+        Assert.Null(QualityBenchmarkOptions.Parse(Array.Empty<string>()).Precision);
         Assert.Contains("--budget", Assert.Throws<ArgumentException>(() => QualityBenchmarkOptions.Parse(new[] { "--budget", "-5" })).Message);
         Assert.Contains("needs a value", Assert.Throws<ArgumentException>(() => QualityBenchmarkOptions.Parse(new[] { "--sizes" })).Message);
     }

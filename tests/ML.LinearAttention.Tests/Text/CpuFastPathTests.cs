@@ -229,4 +229,36 @@ public sealed class CpuFastPathTests
             }
         }
     }
+
+    private sealed class InfoLog : ITrainingLog
+    {
+        public readonly List<string> Lines = new();
+        public void Info(string message) => Lines.Add(message);
+        public void Warning(string message) => Lines.Add(message);
+    }
+
+    [Fact]
+    public void AutoPrecisionTrainsWideTextModelsInBFloat16OnACpuWithBFloat16Instructions()
+    {
+        var rows = Enumerable.Range(0, 8).Select(i => new Example { Ids = new[] { 5 + i, 6, 7 }, Segments = new int[3], Length = 3, Label = i % 2 }).ToList();
+        var spec = new CollateSpec(LabelKind.Key, 0, 0, 0, null);
+        SequenceModel Model(int width)
+        {
+            torch.manual_seed(1);
+            return new SequenceModel(new EncoderConfig { VocabularySize = 20, PadId = 0, ModelDim = width, NumLayers = 1, NumHeads = 2, FfnMultiplier = 1, Outputs = 2 });
+        }
+        bool hasBf16 = CpuFeatures.HasBFloat16Instructions;
+        using (var wide = Model(256))
+        {
+            Assert.Equal(hasBf16, MixedPrecision.Applies(TrainingPrecision.Auto, cuda: false, wide));
+            Assert.True(MixedPrecision.Applies(TrainingPrecision.Auto, cuda: true, wide));
+            Assert.False(MixedPrecision.Applies(TrainingPrecision.Float32, cuda: false, wide));
+            Assert.True(MixedPrecision.Applies(TrainingPrecision.BFloat16, cuda: false, wide));
+            var log = new InfoLog();
+            ModelTrainer.Train(wide, spec, () => rows, rows.Count, null, new TrainingSettings { BatchSize = 8, MaxEpochs = 1, LogEverySteps = 0 }, torch.CPU, log);
+            Assert.Equal(hasBf16, log.Lines.Any(l => l.Contains("bf16 mixed precision (fp32 master weights) on this CPU", StringComparison.Ordinal)));
+            Assert.All(wide.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype)); // the master weights stay fp32
+        }
+        using (var narrow = Model(32)) Assert.False(MixedPrecision.Applies(TrainingPrecision.Auto, cuda: false, narrow)); // bf16 gains little
+    }
 }
