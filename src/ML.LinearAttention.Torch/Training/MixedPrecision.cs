@@ -7,9 +7,10 @@ namespace Microsoft.ML.LinearAttention.Training;
 /// <summary>Numeric precision of training.</summary>
 public enum TrainingPrecision
 {
-    /// <summary>bf16 mixed precision on CUDA. On the CPU: bf16 mixed precision for text and sequence models with layers at
+    /// <summary>bf16 mixed precision on CUDA. On the CPU: bf16 mixed precision for softmax text models with layers at
     /// least 256 wide (MiniLM, BERT) when the processor multiplies bf16 natively (AVX512-BF16 or AMX), where it trains
-    /// about 1.7 times as fast with the same accuracy; fp32 otherwise (the default 128-wide model, images, older CPUs).</summary>
+    /// about 1.7 times as fast with the same accuracy; fp32 otherwise (the default 128-wide model, linear and converted
+    /// models, images, older CPUs).</summary>
     Auto,
     /// <summary>fp32 everywhere.</summary>
     Float32,

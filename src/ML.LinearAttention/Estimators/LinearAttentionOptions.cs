@@ -138,7 +138,8 @@ public abstract class LinearAttentionOptions
     /// <summary>Cancels Fit within one batch (an OperationCanceledException; nothing is written).</summary>
     public CancellationToken CancellationToken;
     /// <summary>Numeric precision: Auto = bf16 mixed precision (fp32 master weights) on CUDA, and on a CPU with bf16
-    /// instructions (AVX512-BF16, AMX) for models with layers at least 256 wide (pretrained backbones); fp32 otherwise.</summary>
+    /// instructions (AVX512-BF16, AMX) for softmax models with layers at least 256 wide (pretrained backbones); fp32
+    /// otherwise.</summary>
     public TrainingPrecision Precision = TrainingPrecision.Auto;
     /// <summary>CPU threads for libtorch (null = leave the process setting, all cores by default). Small models train
     /// fastest on 1 thread, above all on a busy machine.</summary>

@@ -238,14 +238,14 @@ public sealed class CpuFastPathTests
     }
 
     [Fact]
-    public void AutoPrecisionTrainsWideTextModelsInBFloat16OnACpuWithBFloat16Instructions()
+    public void AutoPrecisionTrainsWideSoftmaxModelsInBFloat16OnACpuWithBFloat16Instructions()
     {
         var rows = Enumerable.Range(0, 8).Select(i => new Example { Ids = new[] { 5 + i, 6, 7 }, Segments = new int[3], Length = 3, Label = i % 2 }).ToList();
         var spec = new CollateSpec(LabelKind.Key, 0, 0, 0, null);
-        SequenceModel Model(int width)
+        SequenceModel Model(int width, string mixer = "softmax")
         {
             torch.manual_seed(1);
-            return new SequenceModel(new EncoderConfig { VocabularySize = 20, PadId = 0, ModelDim = width, NumLayers = 1, NumHeads = 2, FfnMultiplier = 1, Outputs = 2 });
+            return new SequenceModel(new EncoderConfig { VocabularySize = 20, PadId = 0, ModelDim = width, NumLayers = 1, NumHeads = 2, FfnMultiplier = 1, Outputs = 2, Mixer = mixer });
         }
         bool hasBf16 = CpuFeatures.HasBFloat16Instructions;
         using (var wide = Model(256))
@@ -260,5 +260,7 @@ public sealed class CpuFastPathTests
             Assert.All(wide.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype)); // the master weights stay fp32
         }
         using (var narrow = Model(32)) Assert.False(MixedPrecision.Applies(TrainingPrecision.Auto, cuda: false, narrow)); // bf16 gains little
+        using (var linear = Model(256, "linear")) Assert.False(MixedPrecision.Applies(TrainingPrecision.Auto, cuda: false, linear)); // not measured in bf16
+        using (var linearOnGpu = Model(256, "linear")) Assert.True(MixedPrecision.Applies(TrainingPrecision.Auto, cuda: true, linearOnGpu));
     }
 }
