@@ -76,10 +76,47 @@ public sealed class FrozenHeadTests
         double probe = Fit("linear_probe", new LinearProbeOptions { Epochs = 30, LearningRate = 1e-2 }, out _, out _);
         double mp = Fit("moment_probing", Small with { Epochs = 30, LearningRate = 1e-2 }, out var report, out var log);
         Assert.True(mp >= 0.75 && mp >= probe + 0.2, $"training accuracy: Moment Probing {mp:F3}, linear probe {probe:F3}");
-        Assert.Equal(30, report.Epochs);
-        Assert.Equal(30 * 3, report.Steps);
+        Assert.Equal(2 * 30, report.Epochs); // ProbeFirst: the probe inside the head, then the whole head
+        Assert.Equal(2 * 30 * 3, report.Steps);
+        Assert.Contains(log.Lines, l => l.StartsWith("Frozen encoder, stage 1 of 2", StringComparison.Ordinal));
+        Fit("moment_probing", Small with { Epochs = 30, LearningRate = 1e-2, ProbeFirst = false }, out var single, out var singleLog);
+        Assert.Equal(30, single.Epochs);
+        Assert.Equal(30 * 3, single.Steps);
+        Assert.DoesNotContain(singleLog.Lines, l => l.Contains("stage 1 of 2", StringComparison.Ordinal));
         Assert.Contains(log.Lines, l => l.StartsWith("Frozen encoder: features of 48 training row(s) and 48 validation row(s)", StringComparison.Ordinal));
         Assert.Contains(log.Lines, l => l.StartsWith("Restored the head of epoch", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void ProbeFirstTrainsOnlyTheProbeInsideTheHeadAndKeepsItWhenValidationPrefersIt()
+    {
+        var rows = Enumerable.Range(0, 48).Select(i => TinyModels.Row(4 + i % 5, i)).ToList();
+        using var model = Probed("moment_probing", Small with { Epochs = 4, LearningRate = 1e-2 });
+        var head = (MomentProbingHead)model.ProbeHead!;
+        var staged = (IProbeFirstHead)head;
+        var headBefore = head.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
+        staged.SilenceSecondOrder();
+        var features = FrozenFeatures.Compute(model, rows, Spec, 16, 1 << 16, CPU, withStates: true, long.MaxValue, () => { })!;
+        using (features)
+        using (no_grad())
+        {
+            // Silenced, the head's output is its first-order output: what stage 1 trains and validates.
+            var (states, mask, pooled, _) = features.Batch(Enumerable.Range(0, features.Count).ToList(), LabelKind.Key, CPU);
+            KernelAssert.Close(staged.FirstOrderOutput(states, mask, pooled), head.forward(states, mask, pooled), 1e-6, 1e-5, "silenced head");
+        }
+        // The best validation epoch is restored whichever stage it came from: from stage 1 (epochs 1–4) the head is a
+        // probe, its second-order classifier zero and the rest of the second order as initialised; from stage 2 not.
+        var shuffled = rows.Select((r, i) => new Example { Ids = r.Ids, Segments = r.Segments, Length = r.Length, Label = (r.Label + 1 + i % 2) % 3 }).ToList();
+        var log = new ListLog();
+        var report = FrozenHeadTrainer.TryTrain(model, Spec, () => rows, () => shuffled, new TrainingSettings { BatchSize = 16, Seed = 1 }, CPU, log)!;
+        Assert.Equal(8, report.Epochs);
+        Assert.Contains(log.Lines, l => l.StartsWith($"Restored the head of epoch {report.BestEpoch} ", StringComparison.Ordinal));
+        var after = head.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach());
+        bool fromStageOne = report.BestEpoch <= 4;
+        Assert.Equal(fromStageOne, after["classifier2.weight"].eq(0).all().item<bool>());
+        foreach (var name in new[] { "proj.weight", "conv1.weight", "conv2.weight" })
+            Assert.Equal(fromStageOne, after[name].eq(headBefore[name]).all().item<bool>());
+        Assert.False(after["classifier1.weight"].eq(headBefore["classifier1.weight"]).all().item<bool>(), "the probe did not train");
     }
 
     [Fact]

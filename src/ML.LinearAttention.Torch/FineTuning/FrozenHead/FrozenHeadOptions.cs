@@ -33,6 +33,11 @@ public abstract record FrozenHeadOptions : FineTuningOptions
     /// <summary>Label smoothing of the cross-entropy (classification only).</summary>
     public double LabelSmoothing { get; init; } = 0.1;
 
+    /// <summary>For a head that contains a linear probe (<see cref="IProbeFirstHead"/>: Moment Probing), train that probe
+    /// first, then the whole head from it, keeping the best validation epoch of both stages, so that the head does not
+    /// fall below its own probe on small data (default). False trains the whole head from the start, as the reference.</summary>
+    public bool ProbeFirst { get; init; } = true;
+
     /// <summary>Most memory the cached features may take (training and validation rows together); beyond it the
     /// head trains by streaming through the encoder instead, and the log says so.</summary>
     public int CacheMegabytes { get; init; } = 2048;

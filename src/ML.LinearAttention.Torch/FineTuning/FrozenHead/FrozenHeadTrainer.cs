@@ -76,80 +76,116 @@ public static class FrozenHeadTrainer
 
         private bool Classifies => _spec.Labels == LabelKind.Key;
 
+        private delegate Tensor HeadOutput(Tensor states, Tensor mask, Tensor pooled);
+
+        /// <summary>The best validation epoch so far, over every stage.</summary>
+        private sealed class Best : IDisposable
+        {
+            public double? Metric;
+            public int? Epoch;
+            public Dictionary<string, Tensor>? Weights;
+            public void Dispose() => DisposeAll(Weights);
+        }
+
         public TrainingReport Train(FrozenFeatures train, FrozenFeatures? validation)
         {
             var named = _model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
-            var decay = named.Where(p => p.parameter.dim() >= 2).Select(p => p.parameter).ToList();
-            var noDecay = named.Where(p => p.parameter.dim() < 2).Select(p => p.parameter).ToList();
+            int batchSize = _s.BatchSize * _s.GradientAccumulationSteps;
+            long stepsPerEpoch = (train.Count + batchSize - 1) / batchSize;
+            int epochs = _o.EpochsFor(stepsPerEpoch);
+            using var best = new Best();
+            long steps = 0;
+            int epochsRun = 0;
+            double lastLoss;
+            try
+            {
+                if (_o.ProbeFirst && _model.ProbeHead is IProbeFirstHead staged)
+                {
+                    // Stage 1: the probe inside the head, alone (the rest silent and frozen); its epochs compete for
+                    // "best" with the whole head's, so the head keeps the probe when the rest does not help.
+                    staged.SilenceSecondOrder();
+                    var firstNames = staged.FirstOrderParameterNames.Select(n => "probe_head." + n).ToHashSet();
+                    var probe = named.Where(p => firstNames.Contains(p.name)).ToList();
+                    _log.Info($"Frozen encoder, stage 1 of 2: the head's linear probe ({probe.Sum(p => p.parameter.numel()):N0} parameters) trains alone; " +
+                              "stage 2 trains the whole head from it, and the best validation epoch of both is kept (ProbeFirst).");
+                    foreach (var (name, p) in named) if (!firstNames.Contains(name)) p.requires_grad = false;
+                    try { lastLoss = Stage(train, validation, probe, named, epochs, stepsPerEpoch, batchSize, staged.FirstOrderOutput, best, ref steps, ref epochsRun); }
+                    finally { foreach (var (_, p) in named) p.requires_grad = true; }
+                }
+                lastLoss = Stage(train, validation, named, named, epochs, stepsPerEpoch, batchSize, _model.Head, best, ref steps, ref epochsRun);
+                if (best.Weights is not null)
+                {
+                    using (no_grad())
+                        foreach (var (name, p) in named) p.copy_(best.Weights[name]);
+                    _log.Info($"Restored the head of epoch {best.Epoch} (best validation {(Classifies ? "accuracy" : "RMSE")} {best.Metric:G4}).");
+                }
+            }
+            finally
+            {
+                _model.eval();
+            }
+            return new TrainingReport(epochsRun, steps, lastLoss, best.Metric, best.Epoch, false, _clock.Elapsed) { TokensSeen = train.Tokens };
+        }
+
+        /// <summary>One stage: <paramref name="epochs"/> epochs of AdamW (warm-up, cosine to zero) over
+        /// <paramref name="trainable"/>, the head's output given by <paramref name="head"/>; updates <paramref name="best"/>
+        /// with a snapshot of <paramref name="headParameters"/> (every parameter of the head). Returns the last epoch's mean loss.</summary>
+        private double Stage(FrozenFeatures train, FrozenFeatures? validation, List<(string name, Parameter parameter)> trainable,
+            List<(string name, Parameter parameter)> headParameters, int epochs, long stepsPerEpoch, int batchSize, HeadOutput head, Best best, ref long steps, ref int epochsRun)
+        {
+            var decay = trainable.Where(p => p.parameter.dim() >= 2).Select(p => p.parameter).ToList();
+            var noDecay = trainable.Where(p => p.parameter.dim() < 2).Select(p => p.parameter).ToList();
             var groups = new List<AdamW.ParamGroup>();
             if (decay.Count > 0) groups.Add(new AdamW.ParamGroup(decay, lr: _o.LearningRate, weight_decay: _o.WeightDecay));
             if (noDecay.Count > 0) groups.Add(new AdamW.ParamGroup(noDecay, lr: _o.LearningRate, weight_decay: 0));
             using var optimizer = torch.optim.AdamW(groups, lr: _o.LearningRate, weight_decay: _o.WeightDecay);
-            var parameters = named.Select(p => p.parameter).ToList();
+            var parameters = trainable.Select(p => p.parameter).ToList();
 
-            int batchSize = _s.BatchSize * _s.GradientAccumulationSteps;
-            long stepsPerEpoch = (train.Count + batchSize - 1) / batchSize;
-            int epochs = _o.EpochsFor(stepsPerEpoch);
             long total = stepsPerEpoch * epochs, warmup = (long)Math.Round(total * _o.WarmupRatio), step = 0;
             _log.Info($"Frozen encoder: the head trains {epochs} epoch(s) / {total:N0} steps on the cache, batch {batchSize}, AdamW lr {_o.LearningRate:0.###e+00} " +
                       $"wd {_o.WeightDecay:G3}, warm-up {warmup} then cosine to 0{(Classifies ? $", label smoothing {_o.LabelSmoothing:G3}" : "")}.");
             var rng = new Random(_s.Seed);
             double lastLoss = double.NaN;
-            double? best = null;
-            int? bestEpoch = null;
-            Dictionary<string, Tensor>? bestWeights = null;
             int logEvery = Math.Max(1, epochs / 10);
-            try
+            for (int epoch = 1; epoch <= epochs; epoch++)
             {
-                for (int epoch = 1; epoch <= epochs; epoch++)
+                _model.train();
+                Tensor? lossSum = null;
+                int batches = 0;
+                foreach (var indices in Order(train, batchSize, rng))
                 {
-                    _model.train();
-                    Tensor? lossSum = null;
-                    int batches = 0;
-                    foreach (var indices in Order(train, batchSize, rng))
-                    {
-                        _checkCancel();
-                        using var scope = NewDisposeScope();
-                        var (states, mask, pooled, labels) = train.Batch(indices, _spec.Labels, _device);
-                        var output = _model.Head(states, mask, pooled).to(ScalarType.Float32);
-                        var loss = Classifies
-                            ? nn.functional.cross_entropy(output, labels, label_smoothing: _o.LabelSmoothing)
-                            : nn.functional.mse_loss(output.squeeze(-1), _model.StandardizeTarget(labels));
-                        loss.backward();
-                        double lr = LearningRateSchedule.At(step, total, warmup, _o.LearningRate, LearningRateDecay.Cosine, 0);
-                        foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
-                        if (_s.MaxGradientNorm > 0) GradientClipping.ClipByGlobalNorm(parameters, _s.MaxGradientNorm);
-                        optimizer.step();
-                        optimizer.zero_grad();
-                        step++;
-                        var detached = loss.detach().to(ScalarType.Float64);
-                        lossSum = lossSum is null ? detached.DetachFromDisposeScope() : lossSum.add_(detached);
-                        batches++;
-                    }
-                    lastLoss = lossSum is null ? double.NaN : lossSum.item<double>() / batches;
-                    lossSum?.Dispose();
-                    double? metric = validation is null ? null : Evaluate(validation, batchSize);
-                    if (metric is { } m && (best is null || (Classifies ? m > best : m < best)))
-                    {
-                        (best, bestEpoch) = (m, epoch);
-                        DisposeAll(bestWeights);
-                        bestWeights = Snapshot(named);
-                    }
-                    if (epoch % logEvery == 0 || epoch == epochs) Report(epoch, epochs, step, total, lastLoss, metric, optimizer, train.Tokens);
+                    _checkCancel();
+                    using var scope = NewDisposeScope();
+                    var (states, mask, pooled, labels) = train.Batch(indices, _spec.Labels, _device);
+                    var output = head(states, mask, pooled).to(ScalarType.Float32);
+                    var loss = Classifies
+                        ? nn.functional.cross_entropy(output, labels, label_smoothing: _o.LabelSmoothing)
+                        : nn.functional.mse_loss(output.squeeze(-1), _model.StandardizeTarget(labels));
+                    loss.backward();
+                    double lr = LearningRateSchedule.At(step, total, warmup, _o.LearningRate, LearningRateDecay.Cosine, 0);
+                    foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
+                    if (_s.MaxGradientNorm > 0) GradientClipping.ClipByGlobalNorm(parameters, _s.MaxGradientNorm);
+                    optimizer.step();
+                    optimizer.zero_grad();
+                    step++;
+                    var detached = loss.detach().to(ScalarType.Float64);
+                    lossSum = lossSum is null ? detached.DetachFromDisposeScope() : lossSum.add_(detached);
+                    batches++;
                 }
-                if (bestWeights is not null)
+                lastLoss = lossSum is null ? double.NaN : lossSum.item<double>() / batches;
+                lossSum?.Dispose();
+                epochsRun++;
+                double? metric = validation is null ? null : Evaluate(validation, batchSize, head);
+                if (metric is { } m && (best.Metric is null || (Classifies ? m > best.Metric : m < best.Metric)))
                 {
-                    using (no_grad())
-                        foreach (var (name, p) in named) p.copy_(bestWeights[name]);
-                    _log.Info($"Restored the head of epoch {bestEpoch} (best validation {(Classifies ? "accuracy" : "RMSE")} {best:G4}).");
+                    (best.Metric, best.Epoch) = (m, epochsRun);
+                    DisposeAll(best.Weights);
+                    best.Weights = Snapshot(headParameters);
                 }
+                if (epoch % logEvery == 0 || epoch == epochs) Report(epochsRun, epoch, epochs, steps + step, steps + total, lastLoss, metric, optimizer, train.Tokens);
             }
-            finally
-            {
-                DisposeAll(bestWeights);
-                _model.eval();
-            }
-            return new TrainingReport(epochs, step, lastLoss, best, bestEpoch, false, _clock.Elapsed) { TokensSeen = train.Tokens };
+            steps += step;
+            return lastLoss;
         }
 
         /// <summary>Shuffled batches of rows of similar length (less padding for heads that read token states).</summary>
@@ -168,7 +204,7 @@ public static class FrozenHeadTrainer
         }
 
         /// <summary>Accuracy (classification) or RMSE in label units (regression) on cached features.</summary>
-        private double Evaluate(FrozenFeatures features, int batchSize)
+        private double Evaluate(FrozenFeatures features, int batchSize, HeadOutput head)
         {
             _model.eval();
             double sum = 0;
@@ -178,7 +214,7 @@ public static class FrozenHeadTrainer
                     _checkCancel();
                     using var scope = NewDisposeScope();
                     var (states, mask, pooled, labels) = features.Batch(indices, _spec.Labels, _device);
-                    var output = _model.Head(states, mask, pooled).to(ScalarType.Float32);
+                    var output = head(states, mask, pooled).to(ScalarType.Float32);
                     sum += Classifies
                         ? output.argmax(-1).eq(labels).sum().item<long>()
                         : (_model.DestandardizeTarget(output.squeeze(-1)) - labels).square().sum().item<float>();
@@ -187,11 +223,12 @@ public static class FrozenHeadTrainer
             return Classifies ? sum / features.Count : Math.Sqrt(sum / features.Count);
         }
 
-        private void Report(int epoch, int epochs, long step, long total, double loss, double? metric, AdamW optimizer, long tokens)
+        private void Report(int epochsRun, int epoch, int epochs, long step, long total, double loss, double? metric, AdamW optimizer, long tokens)
         {
             double lr = optimizer.ParamGroups.First().LearningRate;
             string m = metric is null ? "" : $", validation {(Classifies ? "accuracy" : "RMSE")} {metric:G4}";
             _log.Info($"Head epoch {epoch}/{epochs}: step {step}/{total}, loss {loss:F4}{m}, lr {lr:0.###e+00}.");
+            epoch = epochsRun;
             var elapsed = _clock.Elapsed;
             var eta = TimeSpan.FromSeconds(elapsed.TotalSeconds / Math.Max(1, step) * Math.Max(0, total - step));
             _s.Progress?.Report(new TrainingProgress(epoch, step, total, loss, lr, tokens / Math.Max(1e-9, elapsed.TotalSeconds), eta, metric)

@@ -19,7 +19,7 @@ namespace Microsoft.ML.LinearAttention.FineTuning.MomentProbing;
 /// </list>
 /// Shapes: states [B, T, C], mask [B, T], pooled [B, C] → [B, K]. Padding changes nothing.
 /// </summary>
-public sealed class MomentProbingHead : SequenceHead
+public sealed class MomentProbingHead : SequenceHead, IProbeFirstHead
 {
     private readonly LayerNorm? fc_norm;
     private readonly Linear classifier1;
@@ -70,6 +70,19 @@ public sealed class MomentProbingHead : SequenceHead
         var second = classifier2.forward(fc_norm2 is null ? features : fc_norm2.forward(features));
         return ((first + second) / 2).MoveToOuterDisposeScope();
     }
+
+    IReadOnlyCollection<string> IProbeFirstHead.FirstOrderParameterNames =>
+        fc_norm is null ? new[] { "classifier1.weight", "classifier1.bias" } : new[] { "fc_norm.weight", "fc_norm.bias", "classifier1.weight", "classifier1.bias" };
+
+    void IProbeFirstHead.SilenceSecondOrder()
+    {
+        using var _ = no_grad();
+        classifier2.weight!.zero_();
+        classifier2.bias?.zero_();
+    }
+
+    Tensor IProbeFirstHead.FirstOrderOutput(Tensor states, Tensor mask, Tensor pooled)
+        => classifier1.forward(fc_norm is null ? pooled : fc_norm.forward(pooled)) / 2 + classifier2.bias! / 2;
 
     /// <summary>The flattened MHC³ features [B, FeatureCount].</summary>
     public Tensor SecondOrderFeatures(Tensor states, Tensor mask)
