@@ -75,7 +75,7 @@ public static class DropoutKernels
         IntPtr data = Runtime.NativeTensorAccess.DataPointer(mask);
         ushort scaleBits = dtype switch
         {
-            ScalarType.BFloat16 => BFloat16Bits(scale),
+            ScalarType.BFloat16 => Runtime.BFloat16Bits.FromSingle(scale),
             ScalarType.Float16 => BitConverter.HalfToUInt16Bits((Half)scale),
             _ => 0,
         };
@@ -166,11 +166,5 @@ public static class DropoutKernels
         z = unchecked((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL);
         z = unchecked((z ^ (z >> 27)) * 0x94D049BB133111EBUL);
         return z ^ (z >> 31);
-    }
-
-    private static ushort BFloat16Bits(float value)
-    {
-        uint u = BitConverter.SingleToUInt32Bits(value);
-        return (ushort)((u + 0x7FFF + ((u >> 16) & 1)) >> 16); // round to nearest even
     }
 }

@@ -82,7 +82,7 @@ public static class HuggingFaceBertExporter
                 {
                     case SafeTensorsPrecision.F32: BinaryPrimitives.WriteSingleLittleEndian(buffer.AsSpan(4 * i), x); break;
                     case SafeTensorsPrecision.F16: BinaryPrimitives.WriteHalfLittleEndian(buffer.AsSpan(2 * i), ToHalf(w.Name, x)); break;
-                    default: BinaryPrimitives.WriteUInt16LittleEndian(buffer.AsSpan(2 * i), ToBFloat16(x)); break;
+                    default: BinaryPrimitives.WriteUInt16LittleEndian(buffer.AsSpan(2 * i), Runtime.BFloat16Bits.FromSingle(x)); break;
                 }
             }
             stream.Write(buffer);
@@ -95,14 +95,6 @@ public static class HuggingFaceBertExporter
         if (Half.IsInfinity(h) && float.IsFinite(x))
             throw new OverflowException($"Weight '{name}' holds {x}, beyond float16's range (±65504); export with SafeTensorsPrecision.BF16 or F32.");
         return h;
-    }
-
-    /// <summary>Round to nearest even on the upper 16 bits of the float32 (NaN kept as a quiet NaN).</summary>
-    private static ushort ToBFloat16(float x)
-    {
-        uint bits = BitConverter.SingleToUInt32Bits(x);
-        if (float.IsNaN(x)) return (ushort)((bits >> 16) | 0x40);
-        return (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
     }
 
     private static void WriteAtomically(string path, Action<Stream> write)

@@ -202,8 +202,7 @@ internal static class CpuAdamW
             v[j] = vk;
             float pk = p[j] * h.Decay + h.NegativeStepSize * (mk / (MathF.Sqrt(vk) / h.SqrtBc2 + h.Eps));
             p[j] = pk;
-            uint bits = BitConverter.SingleToUInt32Bits(pk);
-            copy[j] = (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+            copy[j] = BFloat16Bits.FromSingle(pk);
         }
     }
 }

@@ -230,13 +230,6 @@ public sealed class CpuFastPathTests
         }
     }
 
-    private sealed class InfoLog : ITrainingLog
-    {
-        public readonly List<string> Lines = new();
-        public void Info(string message) => Lines.Add(message);
-        public void Warning(string message) => Lines.Add(message);
-    }
-
     [Fact]
     public void AutoPrecisionTrainsWideSoftmaxModelsInBFloat16OnACpuWithBFloat16Instructions()
     {
@@ -254,7 +247,7 @@ public sealed class CpuFastPathTests
             Assert.True(MixedPrecision.Applies(TrainingPrecision.Auto, cuda: true, wide));
             Assert.False(MixedPrecision.Applies(TrainingPrecision.Float32, cuda: false, wide));
             Assert.True(MixedPrecision.Applies(TrainingPrecision.BFloat16, cuda: false, wide));
-            var log = new InfoLog();
+            var log = new Conversion.ConversionTests.ListLog();
             ModelTrainer.Train(wide, spec, () => rows, rows.Count, null, new TrainingSettings { BatchSize = 8, MaxEpochs = 1, LogEverySteps = 0 }, torch.CPU, log);
             Assert.Equal(hasBf16, log.Lines.Any(l => l.Contains("bf16 mixed precision (fp32 master weights) on this CPU", StringComparison.Ordinal)));
             Assert.All(wide.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype)); // the master weights stay fp32

@@ -223,15 +223,16 @@ public static class FrozenHeadTrainer
             return Classifies ? sum / features.Count : Math.Sqrt(sum / features.Count);
         }
 
+        /// <param name="epochsRun">Epochs over every stage so far (the progress report's epoch).</param>
+        /// <param name="epoch">Epoch within this stage, of <paramref name="epochs"/> (the log line's).</param>
         private void Report(int epochsRun, int epoch, int epochs, long step, long total, double loss, double? metric, AdamW optimizer, long tokens)
         {
             double lr = optimizer.ParamGroups.First().LearningRate;
             string m = metric is null ? "" : $", validation {(Classifies ? "accuracy" : "RMSE")} {metric:G4}";
             _log.Info($"Head epoch {epoch}/{epochs}: step {step}/{total}, loss {loss:F4}{m}, lr {lr:0.###e+00}.");
-            epoch = epochsRun;
             var elapsed = _clock.Elapsed;
             var eta = TimeSpan.FromSeconds(elapsed.TotalSeconds / Math.Max(1, step) * Math.Max(0, total - step));
-            _s.Progress?.Report(new TrainingProgress(epoch, step, total, loss, lr, tokens / Math.Max(1e-9, elapsed.TotalSeconds), eta, metric)
+            _s.Progress?.Report(new TrainingProgress(epochsRun, step, total, loss, lr, tokens / Math.Max(1e-9, elapsed.TotalSeconds), eta, metric)
             {
                 TokensSeen = tokens, TrainingTime = elapsed,
             });
