@@ -63,7 +63,7 @@ public class FusedDecayTests
     [Fact]
     public void RoutingFollowsItsSwitchAndIsNeverOnOnTheCpu()
     {
-        bool expected = Environment.GetEnvironmentVariable(FusedDecayAttention.EnableVariable) == "1";   // opt-in until verified on a GPU
+        bool expected = Environment.GetEnvironmentVariable(FusedDecayAttention.EnableVariable) != "0";
         Assert.Equal(expected, new FusedKernelOptions().DecayEnabled);
         var q = torch.zeros(1, 1, 8, 64, dtype: ScalarType.BFloat16);
         var g = torch.zeros(1, 1, 8);

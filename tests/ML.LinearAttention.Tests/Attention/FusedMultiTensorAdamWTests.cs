@@ -36,7 +36,7 @@ public class FusedMultiTensorAdamWTests
         Assert.Contains("CUDA", FusedAdamWStep.UnavailableReason(optimizer, null));
         Assert.False(FusedAdamWStep.TryStep(optimizer, new TrainingSettings(), null));
         Assert.All(optimizer.state_dict().State.Cast<AdamW.State>(), s => Assert.Equal(0, s.step));   // TryStep did nothing
-        Assert.Equal(Environment.GetEnvironmentVariable(FusedMultiTensorAdamW.EnableVariable) == "1", new FusedKernelOptions().MultiTensorAdamWEnabled);   // opt-in until verified on a GPU
+        Assert.Equal(Environment.GetEnvironmentVariable(FusedMultiTensorAdamW.EnableVariable) != "0", new FusedKernelOptions().MultiTensorAdamWEnabled);
     }
 
     [Fact]

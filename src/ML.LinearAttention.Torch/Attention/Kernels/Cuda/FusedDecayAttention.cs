@@ -15,7 +15,7 @@ namespace Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 /// </summary>
 public static class FusedDecayAttention
 {
-    /// <summary>Environment variable that turns the routing of <see cref="DecayKernels"/> to these kernels on when set to "1" (<see cref="FusedKernelOptions.DecayEnabled"/>'s default).</summary>
+    /// <summary>Environment variable that turns the routing of <see cref="DecayKernels"/> to these kernels off when set to "0" (<see cref="FusedKernelOptions.DecayEnabled"/>'s default).</summary>
     public const string EnableVariable = "ML_LINEARATTENTION_FUSED_DECAY";
 
     /// <summary>

@@ -30,11 +30,11 @@ public sealed record FusedKernelOptions
 
     /// <summary>
     /// Whether <c>DecayKernels</c> (the simple GLA, RetNet and Lightning mixers: one log decay per head and token) route
-    /// causal and bidirectional calls to <see cref="FusedDecayAttention"/>'s kernels when they take the inputs, default off
-    /// (opt in with <see cref="FusedDecayAttention.EnableVariable"/> = "1") until <c>bench kernels --verify-fused --only decay</c>
-    /// has passed on a GPU; direct calls of <c>FusedDecayAttention.Causal</c> ignore it.
+    /// causal and bidirectional calls to <see cref="FusedDecayAttention"/>'s kernels when they take the inputs, default on
+    /// unless <see cref="FusedDecayAttention.EnableVariable"/> is "0" (<c>bench kernels --verify-fused --only decay</c> checks
+    /// them on a GPU); direct calls of <c>FusedDecayAttention.Causal</c> ignore it.
     /// </summary>
-    public bool DecayEnabled { get; init; } = OptIn(FusedDecayAttention.EnableVariable);
+    public bool DecayEnabled { get; init; } = On(FusedDecayAttention.EnableVariable);
 
     /// <summary>
     /// Whether <see cref="FusedHedgehogAttention.Bidirectional"/> runs its kernels (φ computed inside the attention
@@ -57,18 +57,18 @@ public sealed record FusedKernelOptions
 
     /// <summary>
     /// Whether the trainer's optimizer step on CUDA runs as the multi-tensor AdamW (clipping, update and the bf16 weight
-    /// copy in three launches, <see cref="FusedMultiTensorAdamW"/>), default off (opt in with
-    /// <see cref="FusedMultiTensorAdamW.EnableVariable"/> = "1") until <c>bench kernels --verify-fused --only adamw</c> and
-    /// <c>bench profile</c> have passed on a GPU. Off, TorchSharp's per-tensor AdamW runs.
+    /// copy in three launches, <see cref="FusedMultiTensorAdamW"/>), default on unless
+    /// <see cref="FusedMultiTensorAdamW.EnableVariable"/> is "0" (<c>bench kernels --verify-fused --only adamw</c> checks it
+    /// on a GPU). Off, TorchSharp's per-tensor AdamW runs.
     /// </summary>
-    public bool MultiTensorAdamWEnabled { get; init; } = OptIn(FusedMultiTensorAdamW.EnableVariable);
+    public bool MultiTensorAdamWEnabled { get; init; } = On(FusedMultiTensorAdamW.EnableVariable);
 
     /// <summary>
     /// Whether <see cref="RmsNorm"/> modules run <see cref="FusedRmsNorm"/>'s kernels on CUDA (one launch forward,
-    /// three backward), default off (opt in with <see cref="FusedRmsNorm.EnableVariable"/> = "1") until
-    /// <c>bench kernels --verify-fused --only rmsnorm</c> has passed on a GPU. The CPU always runs the libtorch form.
+    /// three backward), default on unless <see cref="FusedRmsNorm.EnableVariable"/> is "0"
+    /// (<c>bench kernels --verify-fused --only rmsnorm</c> checks them on a GPU). The CPU always runs the libtorch form.
     /// </summary>
-    public bool RmsNormEnabled { get; init; } = OptIn(FusedRmsNorm.EnableVariable);
+    public bool RmsNormEnabled { get; init; } = On(FusedRmsNorm.EnableVariable);
 
     /// <summary>
     /// Tuning knob: blocks per SM (1 to 8) Hedgehog's attention kernels are compiled for below
@@ -121,9 +121,6 @@ public sealed record FusedKernelOptions
     }
 
     private static bool On(string variable) => Environment.GetEnvironmentVariable(variable) != "0";
-
-    // Kernels checked only on the CUDA emulator so far stay off unless the user asks for them.
-    private static bool OptIn(string variable) => Environment.GetEnvironmentVariable(variable) == "1";
 
     /// <summary>The attention knob's value (null when unset); an error naming the variable when malformed.</summary>
     internal static int? ParseAttentionBlocks(string? value)

@@ -12,7 +12,7 @@ namespace Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 /// </summary>
 public static class FusedMultiTensorAdamW
 {
-    /// <summary>Environment variable that switches the kernel on ("1"): <see cref="FusedKernelOptions.MultiTensorAdamWEnabled"/>'s default.</summary>
+    /// <summary>Environment variable that switches the kernel off ("0"): <see cref="FusedKernelOptions.MultiTensorAdamWEnabled"/>'s default.</summary>
     public const string EnableVariable = "ML_LINEARATTENTION_FUSED_ADAMW";
 
     /// <summary>Elements per chunk (CHUNK in the source) and int64 slots per tensor (TSLOTS).</summary>

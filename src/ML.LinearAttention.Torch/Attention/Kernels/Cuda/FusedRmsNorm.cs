@@ -11,7 +11,7 @@ namespace Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 /// </summary>
 public static class FusedRmsNorm
 {
-    /// <summary>Environment variable that switches the kernels on ("1"): <see cref="FusedKernelOptions.RmsNormEnabled"/>'s default.</summary>
+    /// <summary>Environment variable that switches the kernels off ("0"): <see cref="FusedKernelOptions.RmsNormEnabled"/>'s default.</summary>
     public const string EnableVariable = "ML_LINEARATTENTION_FUSED_RMSNORM";
 
     /// <summary>Null when <see cref="Apply(Tensor, Tensor?, double)"/> would run the kernels, else why not.</summary>
