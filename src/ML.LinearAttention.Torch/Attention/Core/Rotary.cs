@@ -28,15 +28,44 @@ public static class Rotary
         if (d % 2 != 0) throw new ArgumentException($"RoPE needs an even head dimension; got {d}. Change the head count or switch rotary embedding off in the options.");
         if (!(theta > 0)) throw new ArgumentOutOfRangeException(nameof(theta), theta, "The rotary base must be positive (10000 in Llama).");
         using var scope = NewDisposeScope();
-        var invFreq = (torch.arange(0, d, 2, dtype: ScalarType.Float32, device: x.device) * (-Math.Log(theta) / d)).exp();   // [D/2]
-        var angles = torch.arange(t, dtype: ScalarType.Float32, device: x.device).unsqueeze(1) * invFreq.unsqueeze(0);         // [T, D/2]
-        var cos = angles.cos();
-        var sin = angles.sin();
+        var (cos, signedSin) = HalfSplitTables(t, d, theta, x.device);
+        // (x₁cos − x₂sin, x₂cos + x₁sin) = x·(cos | cos) + roll(x, D/2)·(−sin | sin): five kernels each way instead of
+        // nine, the same fp32 products and sums. x goes to fp32 first so that its gradient is summed in fp32 and rounded once.
         var xf = x.to(ScalarType.Float32);
-        var x1 = xf.narrow(-1, 0, half);
-        var x2 = xf.narrow(-1, half, half);
-        var y = torch.cat(new[] { x1 * cos - x2 * sin, x2 * cos + x1 * sin }, -1);
+        var y = xf * cos + xf.roll(half, -1) * signedSin;
         return y.to(x.dtype).MoveToOuterDisposeScope();
+    }
+
+    private static readonly object TableGate = new();
+    private static readonly Dictionary<(long D, double Theta, string Device), (Tensor Cos, Tensor SignedSin)> Tables = new();
+
+    /// <summary>
+    /// fp32 tables [T, D] of <see cref="Apply"/>: cos(t·θ_i) twice, and −sin | sin, θ_i = theta^(−2i/D). Kept per head
+    /// size, base and device at the longest length asked so far (the rows of a position do not depend on the length), so
+    /// a training step does not rebuild them in every layer.
+    /// </summary>
+    internal static (Tensor Cos, Tensor SignedSin) HalfSplitTables(long t, long d, double theta, Device device)
+    {
+        var key = (d, theta, device.ToString());
+        lock (TableGate)
+        {
+            if (!Tables.TryGetValue(key, out var tables) || tables.Cos.shape[0] < t)
+            {
+                using (NewDisposeScope())
+                {
+                    long rows = Math.Max(t, tables.Cos is null ? 0 : 2 * tables.Cos.shape[0]);
+                    var invFreq = (torch.arange(0, d, 2, dtype: ScalarType.Float32, device: device) * (-Math.Log(theta) / d)).exp();   // [D/2]
+                    var angles = torch.arange(rows, dtype: ScalarType.Float32, device: device).unsqueeze(1) * invFreq.unsqueeze(0);   // [T, D/2]
+                    var cos = angles.cos();
+                    var sin = angles.sin();
+                    var fresh = (torch.cat(new[] { cos, cos }, -1).DetachFromDisposeScope(), torch.cat(new[] { -sin, sin }, -1).DetachFromDisposeScope());
+                    tables.Cos?.Dispose();
+                    tables.SignedSin?.Dispose();
+                    Tables[key] = tables = fresh;
+                }
+            }
+            return (tables.Cos.narrow(0, 0, t), tables.SignedSin.narrow(0, 0, t));
+        }
     }
 
     /// <summary>
