@@ -28,6 +28,9 @@ struct uint2 { unsigned x, y; };
 static inline float rsqrtf(float x) { return 1.f / sqrtf(x); }
 static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
+// Round-to-nearest fp32 product and sum (no contraction: g++ does not fuse without -ffp-contract and FMA enabled).
+static inline float __fmul_rn(float a, float b) { volatile float r = a * b; return r; }
+static inline float __fadd_rn(float a, float b) { volatile float r = a + b; return r; }
 static std::barrier<>* blockBar;
 static std::barrier<>* warpBar[8];
 static float shflBuf[8][32];

@@ -3,7 +3,7 @@
 # (one std::thread per CUDA thread, mma.sync emulated from the PTX ISA fragment layouts) and compares the tensor-core
 # kernels against the CUDA-core ones (GPU-verified) on the same bf16/fp16 inputs: S, z, o, dS, dz, dq, dk, dv.
 # The causal tensor-core kernels (causal_linear_attention.cu) are compared with an fp64 evaluation of the causal formulas
-# (causal.cpp: o, dq, dk, dv), the causal decay kernels (decay_linear_attention.cu) with one of the decayed formulas (decay.cpp: o, dq, dk, dv, dg), the multi-tensor AdamW (multi_tensor_adamw.cpp) and RMSNorm (rms_norm.cpp) kernels with fp64, Hedgehog's feature map kernels (hedgehog_map.cuh) with an fp64 softmax (hedgehog_map.cpp), its projection + map kernels (hedgehog_projection.cuh) with an fp64 evaluation of φ, dx and dW (hedgehog_proj.cpp, also the dW-only kernel on two given (x, dy) pairs), and its attention kernels (HH = 1) with an fp64 evaluation of o, dv, the projection outputs' gradients dy, dx = dy Wᵀ and dW (hedgehog_attn.cpp). Needs g++ >= 12 (C++20 <barrier>, _Float16) and python3. Usage: tests/FusedKernelEmulator/run.sh [quick]
+# (causal.cpp: o, dq, dk, dv), the causal decay kernels (decay_linear_attention.cu) with one of the decayed formulas (decay.cpp: o, dq, dk, dv, dg), the multi-tensor AdamW (multi_tensor_adamw.cpp) RMSNorm (rms_norm.cpp) and rotary (rotary.cpp) kernels with fp64, Hedgehog's feature map kernels (hedgehog_map.cuh) with an fp64 softmax (hedgehog_map.cpp), its projection + map kernels (hedgehog_projection.cuh) with an fp64 evaluation of φ, dx and dW (hedgehog_proj.cpp, also the dW-only kernel on two given (x, dy) pairs), and its attention kernels (HH = 1) with an fp64 evaluation of o, dv, the projection outputs' gradients dy, dx = dy Wᵀ and dW (hedgehog_attn.cpp). Needs g++ >= 12 (C++20 <barrier>, _Float16) and python3. Usage: tests/FusedKernelEmulator/run.sh [quick]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"; repo="$here/../.."; out="${TMPDIR:-/tmp}/fused-kernel-emulator"; mkdir -p "$out"
 python3 - "$repo/src/ML.LinearAttention.Torch/Attention/Kernels/Cuda" "$out" <<'PY'
@@ -115,6 +115,15 @@ for in in 0 1 2; do
       "$here/rms_norm.cpp" -o "$exe" -lpthread
   for args in "1 1 1 1" "37 64 1 8" "9 100 0 4" "20 768 1 7" "3 300 1 1"; do
     "$exe" $args | tail -1 | sed "s/^/rms norm in=$in rows,C,weight,per-slice=${args// /,}: /" || status=1
+  done
+done
+# Fused rotary positions (rotary.cu) against fp64: B H T D (one row, rows not filling a block, the head split's strides, D = 128).
+for in in 0 1 2; do
+  exe="$out/rotary_$in"
+  g++ -std=c++20 -O2 -w -I"$out" -I"$here" -DD=64 -DDV=64 -DTT=64 -DPD=64 -DPDV=64 -DLDT=68 -DIN_T="$in" -DFMAP=0 -DMMA=1 \
+      "$here/rotary.cpp" -o "$exe" -lpthread
+  for args in "1 1 1 64" "3 2 37 64" "2 4 9 32" "1 3 20 128"; do
+    "$exe" $args | tail -1 | sed "s/^/rotary in=$in B,H,T,D=${args// /,}: /" || status=1
   done
 done
 exit $status

@@ -1,3 +1,4 @@
+using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -29,6 +30,8 @@ public static class Rotary
         if (!(theta > 0)) throw new ArgumentOutOfRangeException(nameof(theta), theta, "The rotary base must be positive (10000 in Llama).");
         using var scope = NewDisposeScope();
         var (cos, signedSin) = HalfSplitTables(t, d, theta, x.device);
+        if (x.device_type == DeviceType.CUDA && FusedKernelOptions.Current.RotaryEnabled && FusedRotary.UnavailableReason(x) is null)
+            return FusedRotary.Apply(x, cos, signedSin).MoveToOuterDisposeScope();
         // (x₁cos − x₂sin, x₂cos + x₁sin) = x·(cos | cos) + roll(x, D/2)·(−sin | sin): five kernels each way instead of
         // nine, the same fp32 products and sums. x goes to fp32 first so that its gradient is summed in fp32 and rounded once.
         var xf = x.to(ScalarType.Float32);

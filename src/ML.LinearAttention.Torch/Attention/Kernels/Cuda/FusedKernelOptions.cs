@@ -71,6 +71,13 @@ public sealed record FusedKernelOptions
     public bool RmsNormEnabled { get; init; } = On(FusedRmsNorm.EnableVariable);
 
     /// <summary>
+    /// Whether <see cref="Rotary.Apply"/> runs <see cref="FusedRotary"/>'s kernel on CUDA (one pass each way, equal to the
+    /// libtorch form to the bit), default on unless <see cref="FusedRotary.EnableVariable"/> is "0"
+    /// (<c>bench kernels --verify-fused --only rotary</c> checks it on a GPU). The CPU always runs the libtorch form.
+    /// </summary>
+    public bool RotaryEnabled { get; init; } = On(FusedRotary.EnableVariable);
+
+    /// <summary>
     /// Tuning knob: blocks per SM (1 to 8) Hedgehog's attention kernels are compiled for below
     /// <see cref="FusedHedgehogAttention.OneBlockPerSmFrom"/> tokens (HH_MINB), or null for the source's default (two up
     /// to 64-wide x and v, else one). Default from <see cref="HedgehogAttentionBlocksVariable"/>.
