@@ -27,4 +27,15 @@ internal static partial class NativeTensorAccess
         TorchRuntime.EnsureLoaded();
         return THSTensor_data(tensor.Handle);
     }
+
+    /// <summary>
+    /// The address of the first element of a strided view (its storage offset included), for kernels that take the
+    /// strides as arguments and read the view in place.
+    /// </summary>
+    public static IntPtr StridedDataPointer(Tensor tensor)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        TorchRuntime.EnsureLoaded();
+        return THSTensor_data(tensor.Handle);
+    }
 }

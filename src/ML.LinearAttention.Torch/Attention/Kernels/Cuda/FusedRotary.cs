@@ -59,7 +59,7 @@ public static class FusedRotary
     {
         long b = input.shape[0], h = input.shape[1], t = input.shape[2], d = input.shape[3], rows = b * h * t;
         var output = torch.empty(new[] { b, h, t, d }, dtype: input.dtype, device: input.device);
-        FusedModuleCache.Launch(Function(input), RowBlocks(rows), 1, 0, FusedLaunch.Ptr(input), FusedLaunch.Ptr(cos), FusedLaunch.Ptr(signedSin),
+        FusedModuleCache.Launch(Function(input), RowBlocks(rows), 1, 0, Runtime.NativeTensorAccess.StridedDataPointer(input).ToInt64(), FusedLaunch.Ptr(cos), FusedLaunch.Ptr(signedSin),
             FusedLaunch.Ptr(output), rows, h, t, d, input.stride(0), input.stride(1), input.stride(2), backward ? 1 : 0);
         return output;
     }
