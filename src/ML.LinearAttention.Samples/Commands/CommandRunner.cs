@@ -82,6 +82,10 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
           bench oom [options]      fault check on a GPU: batches far larger than the GPU holds must be split by the trainer's
                                    out-of-memory retry and training must finish; writes docs/benchmarks/oom.md (needs CUDA)
               --mechanism NAME --length T --batch ROWS --steps N --layers L --hidden C --heads H --commit C --machine M
+          bench long-documents [options]  one document through Fit (one optimizer step, activation checkpointing) and
+                                   Transform per mechanism, each in its own process; writes long-documents.md/.json
+              --mechanisms linear_relu,hedgehog,softmax --length T (131072) --layers L --hidden C --heads H
+              --seconds S (bound per mechanism, 1200) --device cpu|cuda --out DIR --commit C --machine M
         """ + "\n" + string.Join("\n", TransferCurveBenchmark.Usage, OnnxBenchmark.Usage, TrainCommand.Usage, ImageTrainCommand.Usage, TrainCommand.ConvertUsage, EvaluateCommand.Usage, PredictCommand.Usage, ServeCommand.Usage, ExportBackboneCommand.Usage, ExportOnnxCommand.Usage);
 
     /// <summary>
@@ -129,6 +133,8 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
                     return await Task.Run(() => TransferCurveBenchmark.Run(args.Skip(2).ToArray(), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "oom":
                     return await Task.Run(() => OutOfMemoryCheck.Run(OutOfMemoryCheckOptions.Parse(args.Skip(2).ToArray()), output), cancellation);
+                case "bench" when args.Length > 1 && args[1] == "long-documents":
+                    return await Task.Run(() => LongDocumentBenchmark.Run(LongDocumentOptions.Parse(args.Skip(2).ToArray()), output), cancellation);
                 case "bench" when args.Length > 1 && args[1] == "onnx":
                     return OnnxBenchmark.Run(OnnxBenchmark.Parse(args.Skip(2).ToList()), output);
                 case "bench" when args.Length > 1 && args[1] == "vision":
