@@ -197,6 +197,27 @@ internal static unsafe class FusedModuleCache
     /// <summary>Loads a CUBIN into the current context and returns its kernel <paramref name="name"/> (dynamic shared memory raised to <paramref name="sharedBytes"/>).</summary>
     internal static IntPtr LoadFunction(byte[] cubin, string name, int sharedBytes) => Function(LoadModule(cubin), name, sharedBytes);
 
+    private static readonly object ShapeFreeGate = new();
+    private static readonly Dictionary<(int Device, int InType, string Module), IntPtr[]> ShapeFree = new();
+
+    /// <summary>
+    /// The kernels <paramref name="names"/> of a kernels.json module without a tile shape of its own (row-wise kernels:
+    /// RMSNorm, rotary positions), compiled once per device and input type (identity map, 16-wide tiles, no dynamic shared
+    /// memory); the device's context is made current.
+    /// </summary>
+    internal static IntPtr[] ShapeFreeKernels(TorchSharp.torch.Tensor x, string module, params string[] names)
+    {
+        int device = x.device_index < 0 ? 0 : x.device_index, inType = FusedLaunch.InType(x.dtype);
+        var info = Device(device);
+        MakeCurrent(info.Context);
+        lock (ShapeFreeGate)
+        {
+            if (ShapeFree.TryGetValue((device, inType, module), out var kernels)) return kernels;
+            var loaded = LoadModule(Compile($"sm_{info.Major}{info.Minor}", Tiling.For(16, 16), inType, FusedFeatureMap.Identity, mma: false, verbose: false, out _, module));
+            return ShapeFree[(device, inType, module)] = names.Select(n => Function(loaded, n, 0)).ToArray();
+        }
+    }
+
     /// <summary>Loads a CUBIN into the current context.</summary>
     internal static IntPtr LoadModule(byte[] cubin)
     {

@@ -50,24 +50,10 @@ public static class FusedRmsNorm
         return y.MoveToOuterDisposeScope();
     }
 
-    private static readonly object Gate = new();
-    private static readonly Dictionary<(int Device, int InType), (IntPtr Fwd, IntPtr Dx, IntPtr DwPartial, IntPtr DwFinish)> Kernels = new();
-
     private static (IntPtr Fwd, IntPtr Dx, IntPtr DwPartial, IntPtr DwFinish) Functions(Tensor x)
     {
-        int device = x.device_index < 0 ? 0 : x.device_index, inType = FusedLaunch.InType(x.dtype);
-        var info = FusedModuleCache.Device(device);
-        FusedModuleCache.MakeCurrent(info.Context);
-        lock (Gate)
-        {
-            if (Kernels.TryGetValue((device, inType), out var f)) return f;
-            var cubin = FusedModuleCache.Compile($"sm_{info.Major}{info.Minor}", FusedModuleCache.Tiling.For(16, 16), inType, FusedFeatureMap.Identity,
-                mma: false, verbose: false, out _, CudaSources.RmsNorm);
-            var module = FusedModuleCache.LoadModule(cubin);
-            f = (FusedModuleCache.Function(module, "rms_norm_fwd", 0), FusedModuleCache.Function(module, "rms_norm_bwd_dx", 0),
-                FusedModuleCache.Function(module, "rms_norm_bwd_dw_partial", 0), FusedModuleCache.Function(module, "rms_norm_bwd_dw_finish", 0));
-            return Kernels[(device, inType)] = f;
-        }
+        var k = FusedModuleCache.ShapeFreeKernels(x, CudaSources.RmsNorm, "rms_norm_fwd", "rms_norm_bwd_dx", "rms_norm_bwd_dw_partial", "rms_norm_bwd_dw_finish");
+        return (k[0], k[1], k[2], k[3]);
     }
 
     /// <summary>Blocks of the row kernels: one warp per row, eight per 256-thread block.</summary>

@@ -34,23 +34,6 @@ public static class FusedRotary
     internal static Tensor Apply(Tensor x, Tensor cos, Tensor signedSin)
         => FusedRotaryFunction.apply(x, new AutogradArguments((cos.contiguous(), signedSin.contiguous())));
 
-    private static readonly object Gate = new();
-    private static readonly Dictionary<(int Device, int InType), IntPtr> Kernels = new();
-
-    private static IntPtr Function(Tensor x)
-    {
-        int device = x.device_index < 0 ? 0 : x.device_index, inType = FusedLaunch.InType(x.dtype);
-        var info = FusedModuleCache.Device(device);
-        FusedModuleCache.MakeCurrent(info.Context);
-        lock (Gate)
-        {
-            if (Kernels.TryGetValue((device, inType), out var f)) return f;
-            var cubin = FusedModuleCache.Compile($"sm_{info.Major}{info.Minor}", FusedModuleCache.Tiling.For(16, 16), inType, FusedFeatureMap.Identity,
-                mma: false, verbose: false, out _, CudaSources.Rotary);
-            return Kernels[(device, inType)] = FusedModuleCache.Function(FusedModuleCache.LoadModule(cubin), "rotary_half_split", 0);
-        }
-    }
-
     /// <summary>Blocks of the row kernel: one warp per (b, h, t) row, eight per 256-thread block.</summary>
     internal static long RowBlocks(long rows) => (rows + 7) / 8;
 
@@ -59,7 +42,7 @@ public static class FusedRotary
     {
         long b = input.shape[0], h = input.shape[1], t = input.shape[2], d = input.shape[3], rows = b * h * t;
         var output = torch.empty(new[] { b, h, t, d }, dtype: input.dtype, device: input.device);
-        FusedModuleCache.Launch(Function(input), RowBlocks(rows), 1, 0, Runtime.NativeTensorAccess.StridedDataPointer(input).ToInt64(), FusedLaunch.Ptr(cos), FusedLaunch.Ptr(signedSin),
+        FusedModuleCache.Launch(FusedModuleCache.ShapeFreeKernels(input, CudaSources.Rotary, "rotary_half_split")[0], RowBlocks(rows), 1, 0, Runtime.NativeTensorAccess.StridedDataPointer(input).ToInt64(), FusedLaunch.Ptr(cos), FusedLaunch.Ptr(signedSin),
             FusedLaunch.Ptr(output), rows, h, t, d, input.stride(0), input.stride(1), input.stride(2), backward ? 1 : 0);
         return output;
     }
