@@ -56,6 +56,9 @@ public class CudaSourcesTests
             [CudaSources.HedgehogProjection] = ["hedgehog_proj_fwd", "hedgehog_proj_bwd", "hedgehog_dw_bwd"],
             [CudaSources.HedgehogAttention] = ["mma_fwd_state", "mma_fwd_out", "mma_fwd_head", "mma_bwd_q", "mma_bwd_kv", "hedgehog_dw_bwd"],
             [CudaSources.DecayLinearAttention] = ["decay_state", "decay_scan", "decay_out", "decay_bwd_state", "decay_bwd"],
+            [CudaSources.MultiTensorAdamW] = ["mt_grad_sumsq", "mt_grad_sumsq_finish", "mt_adamw"],
+            [CudaSources.RmsNorm] = ["rms_norm_fwd", "rms_norm_bwd_dx", "rms_norm_bwd_dw_partial", "rms_norm_bwd_dw_finish"],
+            [CudaSources.Rotary] = ["rotary_half_split"],
         };
         foreach (var (name, kernels) in expected)
         {
