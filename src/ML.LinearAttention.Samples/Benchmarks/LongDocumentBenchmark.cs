@@ -22,6 +22,8 @@ public sealed record LongDocumentOptions
     public int Heads { get; init; } = 12;
     /// <summary>Wall-clock bound of one mechanism (Fit and Transform, in its own process); past it the process is ended.</summary>
     public double SecondsPerMechanism { get; init; } = 1200;
+    /// <summary>Wall-clock bound of the whole command (0 = none): a mechanism gets what is left of it when less than its own bound.</summary>
+    public double BudgetSeconds { get; init; }
     public string? Device { get; init; }
     public string? Child { get; init; }
     public string Commit { get; init; } = "unknown";
@@ -45,6 +47,7 @@ public sealed record LongDocumentOptions
                 "--hidden" => o with { Hidden = Int(Value()) },
                 "--heads" => o with { Heads = Int(Value()) },
                 "--seconds" => o with { SecondsPerMechanism = Int(Value()) },
+                "--budget" => o with { BudgetSeconds = Int(Value()) },
                 "--device" => o with { Device = Value() is var d && d is "cpu" or "cuda" ? d : throw new ArgumentException($"--device {d}: use cpu or cuda.") },
                 "--child" => o with { Child = Value() },
                 "--commit" => o with { Commit = Value() },
@@ -76,9 +79,11 @@ public static class LongDocumentBenchmark
         string device = o.Device ?? (torch.cuda.is_available() ? "cuda" : "cpu");
         log.WriteLine($"bench long-documents on {device} ({o.Machine}), commit {o.Commit}: one document of {o.Length:N0} tokens, {o.Layers} layers × {o.Hidden} × {o.Heads} heads");
         var results = new List<Result>();
+        var clock = Stopwatch.StartNew();
         foreach (var m in o.Mechanisms)
         {
-            var result = RunIsolated(o with { Device = device }, m, log);
+            double bound = o.BudgetSeconds > 0 ? Math.Min(o.SecondsPerMechanism, Math.Max(1, o.BudgetSeconds - clock.Elapsed.TotalSeconds)) : o.SecondsPerMechanism;
+            var result = RunIsolated(o with { Device = device, SecondsPerMechanism = Math.Round(bound) }, m, log);
             results.Add(result);
             log.WriteLine($"{m,-12} {result.Status}: fit {Seconds(result.FitSeconds)}, transform {Seconds(result.ScoreSeconds)}, peak {Gib(result.PeakGiB)}{(result.Error is null ? "" : " — " + result.Error)}");
         }
@@ -168,7 +173,8 @@ public static class LongDocumentBenchmark
         md.AppendLine($"- one document of {o.Length:N0} tokens (synthetic English, bert-base-uncased WordPiece), TextClassification with {o.Layers} layers × hidden {o.Hidden} × {o.Heads} heads " +
                       "(BERT-base shape), the estimator's precision default; Fit = one optimizer step on the document with activation checkpointing (model build and tokenization included); " +
                       "Transform = scoring the document once. Each mechanism runs in its own process.");
-        md.AppendLine($"- peak memory: {(o.Device == "cuda" ? "the CUDA allocator's peak" : "the process's peak resident memory")}; a mechanism past {o.SecondsPerMechanism:N0} s is ended and marked.");
+        md.AppendLine($"- peak memory: {(o.Device == "cuda" ? "the CUDA allocator's peak" : "the process's peak resident memory")}; a mechanism past its time bound " +
+                      $"({o.SecondsPerMechanism:N0} s{(o.BudgetSeconds > 0 ? $", or what was left of the command's {o.BudgetSeconds:N0} s" : "")}) is ended and marked.");
         md.AppendLine().AppendLine("| mechanism | status | Fit s | Transform s | peak GiB | note |").AppendLine("| --- | --- | ---: | ---: | ---: | --- |");
         foreach (var r in results)
             md.AppendLine($"| {r.Mechanism} | {r.Status} | {r.FitSeconds?.ToString("F1", CultureInfo.InvariantCulture) ?? "—"} | {r.ScoreSeconds?.ToString("F1", CultureInfo.InvariantCulture) ?? "—"} | " +
