@@ -56,6 +56,11 @@ public sealed record LongDocumentOptions
             };
         }
         if (o.Mechanisms.Length == 0) throw new ArgumentException("--mechanisms names no mechanism; use e.g. --mechanisms linear_relu,softmax.");
+        // Refused here, not after a child process has built a model of this size.
+        foreach (var m in o.Mechanisms) BenchmarkMechanism.Parse(m, o.Layers, "3:1", "hedgehog");   // names an unknown one
+        if (o.Length is < 8 or > 131072)
+            throw new ArgumentException($"--length {o.Length}: the estimators' MaxSequenceLength lies in 8..131072; give a length in that range.");
+        if (o.Hidden % o.Heads != 0) throw new ArgumentException($"--hidden {o.Hidden} must be a multiple of --heads {o.Heads}.");
         if (o.Commit == "unknown") o = o with { Commit = TrainingBenchmarkOptions.Detect("git", "rev-parse --short HEAD") ?? "unknown" };
         if (o.Machine == "unknown") o = o with { Machine = new TrainingBenchmarkOptions().Machine };
         return o;

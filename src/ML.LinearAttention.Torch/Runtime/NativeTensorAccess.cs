@@ -24,8 +24,7 @@ internal static partial class NativeTensorAccess
         if (!tensor.is_contiguous())
             throw new ArgumentException(
                 "Native code needs a contiguous tensor; call .contiguous() before passing it.", nameof(tensor));
-        TorchRuntime.EnsureLoaded();
-        return THSTensor_data(tensor.Handle);
+        return StridedDataPointer(tensor);
     }
 
     /// <summary>

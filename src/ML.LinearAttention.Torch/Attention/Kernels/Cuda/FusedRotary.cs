@@ -42,8 +42,10 @@ public static class FusedRotary
     {
         long b = input.shape[0], h = input.shape[1], t = input.shape[2], d = input.shape[3], rows = b * h * t;
         var output = torch.empty(new[] { b, h, t, d }, dtype: input.dtype, device: input.device);
-        FusedModuleCache.Launch(FusedModuleCache.ShapeFreeKernels(input, CudaSources.Rotary, "rotary_half_split")[0], RowBlocks(rows), 1, 0, Runtime.NativeTensorAccess.StridedDataPointer(input).ToInt64(), FusedLaunch.Ptr(cos), FusedLaunch.Ptr(signedSin),
-            FusedLaunch.Ptr(output), rows, h, t, d, input.stride(0), input.stride(1), input.stride(2), backward ? 1 : 0);
+        var kernel = FusedModuleCache.ShapeFreeKernels(input, CudaSources.Rotary, "rotary_half_split")[0];
+        long inputAddress = Runtime.NativeTensorAccess.StridedDataPointer(input).ToInt64();   // read through its strides
+        FusedModuleCache.Launch(kernel, RowBlocks(rows), 1, 0, inputAddress, FusedLaunch.Ptr(cos), FusedLaunch.Ptr(signedSin), FusedLaunch.Ptr(output),
+            rows, h, t, d, input.stride(0), input.stride(1), input.stride(2), backward ? 1 : 0);
         return output;
     }
 }
