@@ -19,7 +19,8 @@ public static partial class TrainCommand
               --model FILE         output model (default model.zip)
               --validation FILE    validation file; else --validation-fraction of the data (default 0.1, 0 = none)
               --epochs N --dim N --layers N --heads N --attention NAME --batch N --lr X --dropout X
-                                   (default 3, 64, 2, 4, linear, 32, 2e-3 classification / 1e-3 regression, 0.1)
+                                   (default auto: up to 20 with early stopping from scratch, 3 otherwise; 64, 2, 4, linear, 32,
+                                   2e-3 classification / 1e-3 regression, 0.1)
               --max-length N       longest input in tokens; longer rows are cut and counted (default 4096, the library's)
               --patience N         epochs without validation improvement before stopping (default 2)
               --seed N --threads N (libtorch CPU threads, default 1: fastest for small models)
@@ -120,7 +121,7 @@ public static partial class TrainCommand
         LinearAttentionOptions o = classify ? new TextClassificationOptions() : new SequenceRegressionOptions();
         o.TextColumnNames = cl.List("text");
         o.LabelColumnName = cl.String("label")!;
-        o.MaxEpochs = cl.Int("epochs", 3);
+        o.MaxEpochs = cl.String("epochs") is null ? null : cl.Int("epochs", 0);
         o.BatchSize = cl.Int("batch", batch);
         o.LearningRate = cl.Double("lr", learningRate);
         o.MaxSequenceLength = cl.Int("max-length", o.MaxSequenceLength);

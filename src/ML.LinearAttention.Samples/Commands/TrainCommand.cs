@@ -62,7 +62,7 @@ public static partial class TrainCommand
             var pending = Evaluate(ml, model, core, evaluationView, card, input, sets, classify); // PNGs, written only after the model is saved
             double evaluateSeconds = evaluate.Elapsed.TotalSeconds;
 
-            DescribeDataAndTraining(card, ml, core, input, sets, trainView, options.MaxEpochs, monitor);
+            DescribeDataAndTraining(card, ml, core, input, sets, trainView, monitor);
             pending.Insert(0, DrawTrainingCurves(card, monitor, input.ModelPath, classify));
 
             // A Ctrl+C after training finished does not throw the finished model away: it is saved in full.
@@ -215,7 +215,7 @@ public static partial class TrainCommand
         return pending;
     }
 
-    private static void DescribeDataAndTraining(ModelCard card, MLContext ml, LinearAttentionTransformer core, Arguments input, DataSets sets, IDataView trainView, int maxEpochs,
+    private static void DescribeDataAndTraining(ModelCard card, MLContext ml, LinearAttentionTransformer core, Arguments input, DataSets sets, IDataView trainView,
         TrainingMonitor monitor)
     {
         var report = core.TrainingReport!;
@@ -229,7 +229,7 @@ public static partial class TrainCommand
         {
             Epochs = report.Epochs, Steps = report.Steps, FinalTrainLoss = report.FinalTrainLoss, BestValidationMetric = report.BestValidationMetric,
             // The trainer flags a run whose patience ran out in its last epoch too; every epoch ran, so it did not stop early.
-            BestEpoch = report.BestEpoch, StoppedEarly = report.StoppedEarly && report.Epochs < maxEpochs, Parameters = core.ParameterCount,
+            BestEpoch = report.BestEpoch, StoppedEarly = report.StoppedEarly && report.Epochs < report.MaxEpochs, Parameters = core.ParameterCount,
             Device = ml.GpuDeviceId is { } g ? $"cuda:{g}" : "cpu",
             ResumedFromStep = report.ResumedFromStep,
             ValidationHistory = monitor.Validation.Select(v => new ModelCard.EpochMetric((int)v.Epoch, v.Metric)).ToArray(),

@@ -30,6 +30,9 @@ public sealed record TrainingReport(int Epochs, long Steps, double FinalTrainLos
     public double? Temperature { get; init; }
     /// <summary>Validation log-loss after temperature scaling; null when no temperature was fit.</summary>
     public double? CalibratedValidationLogLoss { get; init; }
+    /// <summary>Epochs the run was allowed (its MaxEpochs, as resolved when the options left it to Fit); a run that stopped
+    /// early has <see cref="Epochs"/> below it.</summary>
+    public int MaxEpochs { get; init; }
 }
 
 /// <summary>

@@ -90,7 +90,7 @@ internal sealed class TrainingRun : IDisposable
         }
         return new TrainingReport(Math.Min(_epoch, _s.MaxEpochs), _step, _lastLoss, _bestMetric ?? (_classification ? null : _best), _bestEpoch, _stoppedEarly, _sw.Elapsed)
         {
-            ResumedFromStep = _resumed ? _resumedStep : null, TokensSeen = _tokensSeen, TokensBeforeResume = _resumedTokens,
+            ResumedFromStep = _resumed ? _resumedStep : null, TokensSeen = _tokensSeen, TokensBeforeResume = _resumedTokens, MaxEpochs = _s.MaxEpochs,
             BestValidationLogLoss = _bestLogLoss, Temperature = _temperature?.T, CalibratedValidationLogLoss = _temperature?.After,
         };
     }

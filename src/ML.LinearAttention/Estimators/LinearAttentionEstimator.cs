@@ -130,9 +130,9 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
                 : heldOut is null ? null : () => SmallDataDefaults.Select(Rows(input, false), heldOut, keep: true);
             long trainCount = stats.Rows - (heldOut is null ? 0 : CountSet(heldOut));
             // A frozen encoder (linear probe, Moment Probing) is run once and its head trained on the cached features.
-            var report = FrozenHeadTrainer.TryTrain(model, spec, trainRows, validationRows, o.ToTrainingSettings(seed), device, log, () => MLNetBridge.IsCanceled(Env))
-                ?? ModelTrainer.Train(model, spec, trainRows, trainCount, validationRows,
-                    o.ToTrainingSettings(seed), device, log, () => MLNetBridge.IsCanceled(Env));
+            var settings = o.ToTrainingSettings(seed, SmallDataDefaults.Epochs(o, fromScratch, validationRows is not null, log));
+            var report = FrozenHeadTrainer.TryTrain(model, spec, trainRows, validationRows, settings, device, log, () => MLNetBridge.IsCanceled(Env))
+                ?? ModelTrainer.Train(model, spec, trainRows, trainCount, validationRows, settings, device, log, () => MLNetBridge.IsCanceled(Env));
             if (report.Temperature is { } temperature) SmallDataDefaults.StoreTemperature(model, temperature);
             ReportTruncation(log, readers.FirstOrDefault(), o.MaxSequenceLength);
             if (FineTuningRegistry.Finish(model) is { } finished) log.Info($"Fine-tuning: {finished}.");

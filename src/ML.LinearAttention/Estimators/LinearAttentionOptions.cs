@@ -87,9 +87,11 @@ public abstract class LinearAttentionOptions
     public int BatchSize = 32;
     /// <summary>Cap on padded tokens per batch (long rows make smaller batches).</summary>
     public long MaxBatchTokens = 65536;
-    /// <summary>Passes over the training data.</summary>
+    /// <summary>Passes over the training data; null (the default) = chosen by Fit: up to 20 for a model trained from
+    /// scratch when there are validation rows and early stopping is on (it ends training at the best epoch, whose
+    /// weights are restored), otherwise 3 (a pretrained backbone, a conversion, or no validation rows).</summary>
     [Range(1, 50, 3)]
-    public int MaxEpochs = 3;
+    public int? MaxEpochs;
     /// <summary>Stop after this many optimizer steps (0 = no limit).</summary>
     public long MaxSteps;
     /// <summary>Peak learning rate of AdamW.</summary>
@@ -184,9 +186,11 @@ public abstract class LinearAttentionOptions
 
     internal LinearAttentionOptions ShallowCopy() => (LinearAttentionOptions)MemberwiseClone();
 
-    internal TrainingSettings ToTrainingSettings(int seed) => new()
+    /// <summary>The training settings of one Fit; <paramref name="epochs"/> is <see cref="MaxEpochs"/> as Fit resolved it
+    /// (<see cref="SmallDataDefaults.Epochs"/>).</summary>
+    internal TrainingSettings ToTrainingSettings(int seed, int epochs) => new()
     {
-        BatchSize = BatchSize, MaxBatchTokens = MaxBatchTokens, MaxEpochs = MaxEpochs, MaxSteps = MaxSteps,
+        BatchSize = BatchSize, MaxBatchTokens = MaxBatchTokens, MaxEpochs = epochs, MaxSteps = MaxSteps,
         LearningRate = LearningRate, WeightDecay = WeightDecay, WarmupRatio = WarmupRatio, Decay = LearningRateDecay,
         FinalLearningRateRatio = FinalLearningRateRatio, MaxGradientNorm = MaxGradientNorm,
         GradientAccumulationSteps = GradientAccumulationSteps, ShuffleBufferRows = ShuffleBufferRows, Seed = seed,

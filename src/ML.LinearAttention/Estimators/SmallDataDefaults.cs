@@ -19,9 +19,21 @@ internal static class SmallDataDefaults
     /// <summary>Key of the temperature in <see cref="EncoderConfig.Extensions"/> (absent in models saved before it existed: T = 1).</summary>
     internal const string TemperatureExtension = "Temperature";
 
+    /// <summary>Automatic <see cref="LinearAttentionOptions.MaxEpochs"/> of a model trained from scratch with validation
+    /// rows: a fresh network needs many passes over a few thousand rows, and early stopping (with the best epoch's
+    /// weights restored) ends the run where the validation loss stops improving, usually well before this bound.</summary>
+    public const int ScratchEpochs = 20;
+
+    /// <summary>Automatic <see cref="LinearAttentionOptions.MaxEpochs"/> otherwise: a pretrained backbone needs only a few
+    /// passes, and without validation rows nothing would stop a long run before it overfits.</summary>
+    public const int PretrainedEpochs = 3;
+
     /// <summary>Checks the options this class reads; the message names the option and the fix.</summary>
     internal static void Check(LinearAttentionOptions o)
     {
+        if (o.MaxEpochs is < 1)
+            throw new ArgumentOutOfRangeException(nameof(o.MaxEpochs), o.MaxEpochs,
+                $"MaxEpochs must be at least 1, or null to let Fit choose ({ScratchEpochs} with early stopping for a model trained from scratch, {PretrainedEpochs} otherwise).");
         if (double.IsNaN(o.ValidationFraction) || o.ValidationFraction is < 0 or > 0.5)
             throw new ArgumentOutOfRangeException(nameof(o.ValidationFraction), o.ValidationFraction,
                 "ValidationFraction must lie in [0, 0.5]: the share of training rows held out for validation when no ValidationSet is given (0 = no automatic split; 0.1 is the default).");
@@ -66,6 +78,22 @@ internal static class SmallDataDefaults
         log.Info($"Validation split: {held:N0} of {rows:N0} training rows held out (ValidationFraction = {o.ValidationFraction:G3}, seed {seed}) for early stopping, " +
                  "the best epoch's weights and temperature scaling; pass a ValidationSet, or ValidationFraction = 0 to train on every row.");
         return chosen;
+    }
+
+    /// <summary>
+    /// <see cref="LinearAttentionOptions.MaxEpochs"/> as this Fit uses it: the user's value, or the automatic one — many
+    /// epochs only where early stopping can end them (a from-scratch model, validation rows, patience above 0).
+    /// </summary>
+    internal static int Epochs(LinearAttentionOptions o, bool fromScratch, bool hasValidationRows, ITrainingLog log)
+    {
+        if (o.MaxEpochs is { } chosen) return chosen;
+        if (fromScratch && hasValidationRows && o.EarlyStoppingPatience > 0)
+        {
+            log.Info($"MaxEpochs: up to {ScratchEpochs} (automatic for a model trained from scratch); early stopping after {o.EarlyStoppingPatience} epoch(s) " +
+                     "without validation improvement ends it and restores the best epoch. Set MaxEpochs to fix the number.");
+            return ScratchEpochs;
+        }
+        return PretrainedEpochs;
     }
 
     /// <summary>Rows of a stream whose index is (<paramref name="keep"/> = true) or is not in <paramref name="chosen"/>.</summary>

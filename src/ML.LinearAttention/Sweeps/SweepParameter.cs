@@ -16,12 +16,13 @@ public sealed class SweepParameter
     private SweepParameter(MemberInfo member, Type valueType)
     {
         _member = member;
-        ValueType = valueType;
+        // A nullable option (e.g. MaxEpochs, null = automatic) is searched over its underlying type's values.
+        ValueType = Nullable.GetUnderlyingType(valueType) ?? valueType;
     }
 
     /// <summary>Field or property name (e.g. "LearningRate").</summary>
     public string Name => _member.Name;
-    /// <summary>Type of the member (int, double, float, string, ...).</summary>
+    /// <summary>Type of the member (int, double, float, string, ...; the underlying type of a nullable member).</summary>
     public Type ValueType { get; }
     /// <summary>Lower bound of a range, else null.</summary>
     public double? Min { get; private init; }

@@ -41,6 +41,13 @@ public sealed class OptionSweepTests(ITestOutputHelper output)
         Assert.Equal(Math.Sqrt(1e-5 * 1e-2), grid[1], 9);
         Assert.Equal(1e-2, grid[2], 12);
         Assert.Equal(new object[] { 1, 12, 24 }, space["NumberOfLayers"].Grid(3)); // integer ranges stay integers
+
+        // A nullable option (MaxEpochs, null = chosen by Fit) is searched over its integers and set as one.
+        var epochs = space["MaxEpochs"];
+        Assert.True(epochs.IsInteger);
+        var o = new TextClassificationOptions();
+        epochs.Set(o, 4.6);
+        Assert.Equal(5, o.MaxEpochs);
     }
 
     [Fact]

@@ -152,6 +152,42 @@ public sealed class SmallDataDefaultsTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void MaxEpochsLeftToFitIsLongOnlyWhereEarlyStoppingCanEndIt()
+    {
+        var ml = new MLContext(seed: 1);
+        var auto = Small();
+        auto.MaxEpochs = null;
+        var (log, model) = Fit(ml, ml.Data.LoadFromEnumerable(Sentences(400)), auto);
+        var report = ((IEnumerable<ITransformer>)model).OfType<TextClassificationTransformer>().Single().TrainingReport!;
+        (model as IDisposable)?.Dispose();
+        Assert.Equal(SmallDataDefaults.ScratchEpochs, report.MaxEpochs);
+        Assert.True(report.Epochs <= SmallDataDefaults.ScratchEpochs && report.Epochs >= 1);
+        Assert.Contains(log, l => l.StartsWith($"MaxEpochs: up to {SmallDataDefaults.ScratchEpochs} (automatic", StringComparison.Ordinal));
+        Assert.Contains(log, l => l.Contains($"up to {SmallDataDefaults.ScratchEpochs} epoch(s)", StringComparison.Ordinal));
+
+        // Without validation rows nothing could stop a long run: the short default.
+        var noValidation = Small();
+        noValidation.MaxEpochs = null;
+        noValidation.ValidationFraction = 0;
+        var (offLog, offModel) = Fit(new MLContext(seed: 1), ml.Data.LoadFromEnumerable(Sentences(200)), noValidation);
+        (offModel as IDisposable)?.Dispose();
+        Assert.Contains(offLog, l => l.Contains($"up to {SmallDataDefaults.PretrainedEpochs} epoch(s)", StringComparison.Ordinal));
+        Assert.DoesNotContain(offLog, l => l.StartsWith("MaxEpochs:", StringComparison.Ordinal));
+
+        // The rule itself: a pretrained or converted model, or patience 0, keeps the short default; a set value wins.
+        var quiet = new ListLog();
+        var o = Small();
+        o.MaxEpochs = null;
+        Assert.Equal(SmallDataDefaults.PretrainedEpochs, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: true, quiet));
+        Assert.Equal(SmallDataDefaults.ScratchEpochs, SmallDataDefaults.Epochs(o, fromScratch: true, hasValidationRows: true, quiet));
+        o.EarlyStoppingPatience = 0;
+        Assert.Equal(SmallDataDefaults.PretrainedEpochs, SmallDataDefaults.Epochs(o, fromScratch: true, hasValidationRows: true, quiet));
+        o.MaxEpochs = 7;
+        Assert.Equal(7, SmallDataDefaults.Epochs(o, fromScratch: true, hasValidationRows: true, quiet));
+        Assert.Null(new TextClassificationOptions().MaxEpochs);
+    }
+
+    [Fact]
     public void TemperatureRoundTripsThroughSaveAndLoadAndSoftensTheScores()
     {
         var ml = new MLContext(seed: 1);
@@ -206,6 +242,7 @@ public sealed class SmallDataDefaultsTests(ITestOutputHelper output)
     [InlineData("EarlyStoppingPatience", -1)]
     [InlineData("WeightDecay", -0.5)]
     [InlineData("Dropout", 1.0)]
+    [InlineData("MaxEpochs", 0)]
     public void BadSmallDataOptionsNameTheOptionAndTheFix(string option, double value)
     {
         var ml = new MLContext(seed: 1);
@@ -217,6 +254,7 @@ public sealed class SmallDataDefaultsTests(ITestOutputHelper output)
             case "EarlyStoppingPatience": o.EarlyStoppingPatience = (int)value; break;
             case "WeightDecay": o.WeightDecay = value; break;
             case "Dropout": o.Dropout = value; break;
+            case "MaxEpochs": o.MaxEpochs = (int)value; break;
         }
         var data = ml.Data.LoadFromEnumerable(Sentences(40));
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Transforms.LinearAttention.TextClassification(o)).Fit(data));

@@ -124,7 +124,7 @@ public static class FrozenHeadTrainer
             {
                 _model.eval();
             }
-            return new TrainingReport(epochsRun, steps, lastLoss, best.Metric, best.Epoch, false, _clock.Elapsed) { TokensSeen = train.Tokens };
+            return new TrainingReport(epochsRun, steps, lastLoss, best.Metric, best.Epoch, false, _clock.Elapsed) { TokensSeen = train.Tokens, MaxEpochs = epochsRun };
         }
 
         /// <summary>One stage: <paramref name="epochs"/> epochs of AdamW (warm-up, cosine to zero) over
