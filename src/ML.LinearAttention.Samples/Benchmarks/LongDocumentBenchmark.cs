@@ -15,7 +15,8 @@ public sealed record LongDocumentOptions
 {
     public string OutputDirectory { get; init; } = Path.Combine("docs", "benchmarks");
     public string[] Mechanisms { get; init; } = { "linear_relu", "hedgehog", "softmax" };
-    /// <summary>Tokens of the one document (MaxSequenceLength).</summary>
+    /// <summary>Tokens of the one document (MaxSequenceLength): 131,072 by default, at most
+    /// <see cref="LinearAttentionOptions.MaxSupportedSequenceLength"/> (1,048,576).</summary>
     public int Length { get; init; } = 131072;
     public int Layers { get; init; } = 12;
     public int Hidden { get; init; } = 768;
@@ -58,8 +59,9 @@ public sealed record LongDocumentOptions
         if (o.Mechanisms.Length == 0) throw new ArgumentException("--mechanisms names no mechanism; use e.g. --mechanisms linear_relu,softmax.");
         // Refused here, not after a child process has built a model of this size.
         foreach (var m in o.Mechanisms) BenchmarkMechanism.Parse(m, o.Layers, "3:1", "hedgehog");   // names an unknown one
-        if (o.Length is < 8 or > 131072)
-            throw new ArgumentException($"--length {o.Length}: the estimators' MaxSequenceLength lies in 8..131072; give a length in that range.");
+        if (o.Length is < 8 or > LinearAttentionOptions.MaxSupportedSequenceLength)
+            throw new ArgumentException($"--length {o.Length}: the estimators' MaxSequenceLength lies in 8..{LinearAttentionOptions.MaxSupportedSequenceLength} " +
+                                        "(LinearAttentionOptions.MaxSupportedSequenceLength, with the rotary positions this benchmark uses); give a length in that range.");
         if (o.Hidden % o.Heads != 0) throw new ArgumentException($"--hidden {o.Hidden} must be a multiple of --heads {o.Heads}.");
         if (o.Commit == "unknown") o = o with { Commit = TrainingBenchmarkOptions.Detect("git", "rev-parse --short HEAD") ?? "unknown" };
         if (o.Machine == "unknown") o = o with { Machine = new TrainingBenchmarkOptions().Machine };

@@ -84,7 +84,7 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
               --mechanism NAME --length T --batch ROWS --steps N --layers L --hidden C --heads H --commit C --machine M
           bench long-documents [options]  one document through Fit (one optimizer step, activation checkpointing) and
                                    Transform per mechanism, each in its own process; writes long-documents.md/.json
-              --mechanisms linear_relu,hedgehog,softmax --length T (131072) --layers L --hidden C --heads H
+              --mechanisms linear_relu,hedgehog,softmax --length T (131072; at most 1048576) --layers L --hidden C --heads H
               --seconds S (bound per mechanism, 1200) --budget S (whole command) --device cpu|cuda --out DIR --commit C --machine M
         """ + "\n" + string.Join("\n", TransferCurveBenchmark.Usage, OnnxBenchmark.Usage, TrainCommand.Usage, ImageTrainCommand.Usage, TrainCommand.ConvertUsage, EvaluateCommand.Usage, PredictCommand.Usage, ServeCommand.Usage, ExportBackboneCommand.Usage, ExportOnnxCommand.Usage);
 

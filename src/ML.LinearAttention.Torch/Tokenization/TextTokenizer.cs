@@ -177,7 +177,7 @@ public sealed class TextTokenizer
         int truncated = 0;
         if (total > budget)
         {
-            truncated = (int)(total - budget);
+            truncated = (int)Math.Min(int.MaxValue, total - budget);   // texts of more than 2³¹ tokens in all: the count saturates
             long excess = total - budget;
             while (excess > 0)
             {

@@ -58,6 +58,19 @@ public static class Batching
     }
 
     /// <summary>
+    /// Refuses a batch whose padded host buffers (rows × steps, × features for numeric input) would not fit one .NET
+    /// array (<see cref="Array.MaxLength"/>, under 2³¹ elements), before an int product of the sizes could wrap.
+    /// </summary>
+    internal static void CheckCells(int rows, int steps, int numericFeatures)
+    {
+        long cells = (long)rows * steps * Math.Max(1, numericFeatures);
+        if (cells <= Array.MaxLength) return;
+        string what = numericFeatures > 0 ? $"{rows} row(s) × {steps} steps × {numericFeatures} features" : $"{rows} row(s) × {steps} tokens";
+        throw new InvalidOperationException($"A batch of {what} = {cells} padded values is more than one host buffer holds ({Array.MaxLength}, " +
+            "the .NET array limit). Lower MaxBatchTokens or BatchSize (training), InferenceBatchSize (scoring) or MaxSequenceLength.");
+    }
+
+    /// <summary>
     /// Pads rows into a <see cref="ModelBatch"/> on <paramref name="device"/>. NaN side features become
     /// <paramref name="sideFill"/> (the training means) so that they standardise to zero.
     /// </summary>
@@ -66,6 +79,7 @@ public static class Batching
     {
         int b = rows.Count;
         int t = rows.Max(r => r.Length);
+        CheckCells(b, t, numericFeatures);
         var mask = new bool[b * t];
         long real = 0;
         Tensor? tokens = null, segments = null, values = null, side = null, labelTensor = null, pixels = null;

@@ -26,7 +26,8 @@ public sealed partial class LinearAttentionCatalog
     /// <param name="scoreColumnName">Output class probabilities.</param>
     /// <param name="predictedLabelColumnName">Output predicted class (key).</param>
     /// <param name="attention">Registry name of the attention mechanism.</param>
-    /// <param name="maxSequenceLength">Longest input in tokens (up to 131,072).</param>
+    /// <param name="maxSequenceLength">Longest input in tokens: up to <see cref="LinearAttentionOptions.MaxSupportedSequenceLength"/>
+    /// (1,048,576) with rotary or no positions, <see cref="LinearAttentionOptions.MaxLearnedPositionsSequenceLength"/> (131,072) with learned ones.</param>
     /// <param name="batchSize">Rows per batch.</param>
     /// <param name="maxEpochs">Passes over the data.</param>
     /// <param name="validationSet">Optional validation data (early stopping, best weights restored).</param>

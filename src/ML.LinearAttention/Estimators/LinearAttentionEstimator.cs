@@ -44,8 +44,7 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
         var columns = ResolveColumns();
         SchemaChecks.Check(input.Schema, columns, withLabel: true);
         if (o.ValidationSet is not null) SchemaChecks.Check(o.ValidationSet.Schema, columns, withLabel: true);
-        if (o.MaxSequenceLength is < 8 or > 131072)
-            throw new ArgumentOutOfRangeException($"MaxSequenceLength must lie in 8..131072 (it is {o.MaxSequenceLength}).", (Exception?)null);
+        CheckSequenceLength(o);
         FineTuningRegistry.Check(string.IsNullOrWhiteSpace(o.FineTuning) ? "full" : o.FineTuning, o.FineTuningOptions);
         SmallDataDefaults.Check(o);
         var token = o.CancellationToken;
@@ -171,9 +170,28 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
         if (reader is null) return;
         if (reader.TruncatedRows > 0)
             log.Warning($"{reader.TruncatedRows:N0} training row(s) were longer than MaxSequenceLength = {maxLength:N0} and were cut " +
-                        $"({reader.TruncatedTokens:N0} tokens dropped, longest text first). Raise MaxSequenceLength (up to 131,072) to keep them whole.");
+                        $"({reader.TruncatedTokens:N0} tokens dropped, longest text first). Raise MaxSequenceLength ({LinearAttentionOptions.SequenceLengthLimits}) to keep them whole.");
         else
             log.Info($"No training row was truncated (longest row: {reader.LongestRow:N0} tokens; MaxSequenceLength = {maxLength:N0}).");
+    }
+
+    /// <summary>
+    /// Refuses a <see cref="LinearAttentionOptions.MaxSequenceLength"/> outside 8..<see cref="LinearAttentionOptions.MaxSupportedSequenceLength"/>,
+    /// and above <see cref="LinearAttentionOptions.MaxLearnedPositionsSequenceLength"/> with learned positions, whose table
+    /// grows with the length (a pretrained backbone's own table is checked against its checkpoint in BackboneSetup).
+    /// </summary>
+    internal static void CheckSequenceLength(LinearAttentionOptions o)
+    {
+        const int max = LinearAttentionOptions.MaxSupportedSequenceLength, learnedMax = LinearAttentionOptions.MaxLearnedPositionsSequenceLength;
+        if (o.MaxSequenceLength is < 8 or > max)
+            throw new ArgumentOutOfRangeException($"MaxSequenceLength must lie in 8..{max} (it is {o.MaxSequenceLength})" +
+                (o.MaxSequenceLength > max ? $": {max} tokens (LinearAttentionOptions.MaxSupportedSequenceLength) is the longest row Fit takes; " +
+                                             $"set MaxSequenceLength to at most {max} (longer rows are cut to it)." : "."), (Exception?)null);
+        if (o.Position == PositionEncoding.Learned && o.MaxSequenceLength > learnedMax && o.PretrainedBackbone is null)
+            throw new ArgumentOutOfRangeException($"MaxSequenceLength = {o.MaxSequenceLength} is too long for Position = Learned, whose table of " +
+                $"MaxSequenceLength + 1 learned position vectors allows at most {learnedMax} (LinearAttentionOptions.MaxLearnedPositionsSequenceLength). " +
+                $"Set Position = PositionEncoding.Rope (rotary positions, the default: no table, up to {max} tokens) or PositionEncoding.None, " +
+                $"or lower MaxSequenceLength to {learnedMax} or less.", (Exception?)null);
     }
 
     /// <summary>The output shape: the input columns plus the task's output columns; checks the input columns first.</summary>

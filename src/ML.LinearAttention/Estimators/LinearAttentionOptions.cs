@@ -28,9 +28,24 @@ public abstract class LinearAttentionOptions
     // ---- tokenizer ----
     /// <summary>Tokenizer (WordPiece with the embedded bert-base-uncased vocabulary by default).</summary>
     public TokenizerOptions Tokenizer = new();
-    /// <summary>Longest input in tokens (or steps); longer rows are cut (longest text first) and counted in the log. Up to 131,072.</summary>
+    /// <summary>
+    /// Longest input in tokens (or steps); longer rows are cut (longest text first) and counted in the log. From 8 up to
+    /// <see cref="MaxSupportedSequenceLength"/> (1,048,576) with <see cref="Position"/> = Rope or None, up to
+    /// <see cref="MaxLearnedPositionsSequenceLength"/> (131,072) with Learned positions; a pretrained backbone caps it at
+    /// its own position table. (The search space of a sweep stops at 131,072.)
+    /// </summary>
     [Range(128, 131072, 4096, true)]
     public int MaxSequenceLength = 4096;
+    /// <summary>The largest <see cref="MaxSequenceLength"/> Fit accepts: 1,048,576 (2²⁰) tokens, with rotary
+    /// (<see cref="PositionEncoding.Rope"/>) or no (<see cref="PositionEncoding.None"/>) positions, whose size does not
+    /// grow with the length.</summary>
+    public const int MaxSupportedSequenceLength = 1 << 20;
+    /// <summary>The largest <see cref="MaxSequenceLength"/> with <see cref="PositionEncoding.Learned"/> positions (a
+    /// learned table of MaxSequenceLength + 1 vectors): 131,072 (2¹⁷).</summary>
+    public const int MaxLearnedPositionsSequenceLength = 1 << 17;
+    /// <summary>The limits of MaxSequenceLength in words, for the log lines that suggest raising it.</summary>
+    internal static string SequenceLengthLimits =>
+        $"up to {MaxSupportedSequenceLength:N0} with Position = Rope or None, {MaxLearnedPositionsSequenceLength:N0} with Learned";
 
     // ---- encoder ----
     /// <summary>Registry name of the attention mechanism of every layer (see MixerRegistry.All).</summary>
@@ -62,7 +77,8 @@ public abstract class LinearAttentionOptions
     /// <summary>Dropout.</summary>
     [Range(0.0, 0.5, 0.1)]
     public double Dropout = 0.1;
-    /// <summary>Positions: rotary (default), learned (table of MaxSequenceLength) or none.</summary>
+    /// <summary>Positions: rotary (default), learned (table of MaxSequenceLength + 1 rows; MaxSequenceLength then at most
+    /// <see cref="MaxLearnedPositionsSequenceLength"/>) or none.</summary>
     public PositionEncoding Position = PositionEncoding.Rope;
     /// <summary>Pooling of token states: mean over true lengths (default) or CLS.</summary>
     public Pooling Pooling = Pooling.Mean;

@@ -121,7 +121,7 @@ internal sealed class ScoredDataView : IDataView
                 if (_reader is { TruncatedRows: > 0 } r)
                     EnvLog.Warning(_view._parent.Environment, "Transform",
                         $"{r.TruncatedRows:N0} scored row(s) were longer than MaxSequenceLength = {_view._parent.MaxSequenceLength:N0} and were cut " +
-                        $"({r.TruncatedTokens:N0} tokens dropped). Train with a larger MaxSequenceLength (up to 131,072) to score them whole.");
+                        $"({r.TruncatedTokens:N0} tokens dropped). Train with a larger MaxSequenceLength ({LinearAttentionOptions.SequenceLengthLimits}) to score them whole.");
             }
             _disposed = true;
             base.Dispose(disposing);
@@ -206,7 +206,7 @@ internal sealed class ScoringRowMapper : IRowToRowMapper
             EnvLog.Warning(parent.Environment, "Predict",
                 $"An input row was longer than MaxSequenceLength = {parent.MaxSequenceLength:N0} and was cut ({tokens:N0} tokens dropped); " +
                 $"{total:N0} row(s) scored by this model have been cut so far ({parent.TruncatedTokens:N0} tokens; further cuts are reported at " +
-                "every tenfold count). Its score saw only part of the input: train with a larger MaxSequenceLength (up to 131,072) to score such rows whole.");
+                $"every tenfold count). Its score saw only part of the input: train with a larger MaxSequenceLength ({LinearAttentionOptions.SequenceLengthLimits}) to score such rows whole.");
         }
 
         private static bool IsPowerOfTen(long n)

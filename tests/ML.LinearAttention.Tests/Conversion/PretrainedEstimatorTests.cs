@@ -143,6 +143,9 @@ public sealed class PretrainedEstimatorTests(ITestOutputHelper output) : IDispos
         Assert.Contains("Conversion = new ConversionOptions", Error(o => o.Attention = "gla"));
         Assert.Contains("own WordPiece vocabulary", Error(o => o.Tokenizer.VocabularyFile = "vocab.txt"));
         Assert.Contains("16 positions", Error(o => o.MaxSequenceLength = 100));
+        // Past the learned-position cap and up to 2²⁰ the backbone's own table still decides (its message, not the cap's).
+        Assert.Contains("16 positions", Error(o => { o.Position = PositionEncoding.Learned; o.MaxSequenceLength = 200_000; }));
+        Assert.Contains("16 positions", Error(o => o.MaxSequenceLength = LinearAttentionOptions.MaxSupportedSequenceLength));
         Assert.Contains("HybridPlan do not apply", Error(o => o.HybridPlan = "3:1"));
         Assert.Contains("Two stage-2 fine-tuning methods", Error(o => { o.FineTuning = "bitfit"; o.Conversion = new ConversionOptions { TransferSteps = 1 }; }));
         Assert.Contains("all-MiniLM-L6-v2", Error(o => o.PretrainedBackbone = "no-such-model"));

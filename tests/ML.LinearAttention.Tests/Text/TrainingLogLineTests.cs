@@ -51,7 +51,7 @@ public sealed class TrainingLogLineTests
         var data = ml.Data.LoadFromEnumerable(PersistenceTests.SmallRows(8));
         var e = Assert.ThrowsAny<ArgumentException>(() => ml.Transforms.Conversion.MapValueToKey("Label", "Sentiment")
             .Append(ml.Transforms.LinearAttention.TextClassification(textColumnNames: new[] { "Text" }, options: o)).Fit(data));
-        Assert.Contains("MaxSequenceLength must lie in 8..131072 (it is 4)", e.Message);
+        Assert.Contains("MaxSequenceLength must lie in 8..1048576 (it is 4)", e.Message);
         Assert.DoesNotContain("(Parameter", e.Message);
         var schema = Assert.ThrowsAny<ArgumentException>(() => ml.Transforms.LinearAttention.TextClassification(textColumnNames: new[] { "Body" }).GetOutputSchema(
             Microsoft.ML.LinearAttention.Runtime.MLNetBridge.ShapeOf(data.Schema)));

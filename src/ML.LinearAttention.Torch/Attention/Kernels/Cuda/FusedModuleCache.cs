@@ -376,6 +376,7 @@ internal static unsafe class FusedModuleCache
     {
         if (gx <= 0 || gy <= 0) return;
         if (gy > 65535) throw new ArgumentException($"B·H = {gy} exceeds the fused kernel's grid limit of 65535 heads in total; split the batch.");
+        if (gx > int.MaxValue) throw new ArgumentException($"A fused kernel's grid of {gx} blocks exceeds CUDA's limit of 2³¹ − 1 blocks per grid row; split the batch.");
         long* values = stackalloc long[args.Length];
         void** pointers = stackalloc void*[args.Length];
         for (int i = 0; i < args.Length; i++) { values[i] = args[i]; pointers[i] = values + i; }
