@@ -53,7 +53,7 @@ public class FusedRotaryTests
         }
         finally { FusedKernelOptions.Current = before; }
         Assert.Contains("CUDA", FusedRotary.UnavailableReason(x));
-        Assert.Equal(Environment.GetEnvironmentVariable(FusedRotary.EnableVariable) == "1", new FusedKernelOptions().RotaryEnabled);   // opt-in until verified on a GPU
+        Assert.Equal(Environment.GetEnvironmentVariable(FusedRotary.EnableVariable) != "0", new FusedKernelOptions().RotaryEnabled);   // on unless switched off
     }
 
     [Fact]

@@ -72,11 +72,10 @@ public sealed record FusedKernelOptions
 
     /// <summary>
     /// Whether <see cref="Rotary.Apply"/> runs <see cref="FusedRotary"/>'s kernel on CUDA (one pass each way, equal to the
-    /// libtorch form to the bit), default off (opt in with <see cref="FusedRotary.EnableVariable"/> = "1") until
-    /// <c>bench kernels --verify-fused --only rotary</c> has passed on a GPU: the CPU emulator passes, but its one GPU run
-    /// so far stopped at the input's address (since fixed) before any comparison. The CPU always runs the libtorch form.
+    /// libtorch form to the bit), default on (<c>bench kernels --verify-fused --only rotary</c> passes on the GPU; off with
+    /// <see cref="FusedRotary.EnableVariable"/> = "0"). The CPU always runs the libtorch form.
     /// </summary>
-    public bool RotaryEnabled { get; init; } = OptIn(FusedRotary.EnableVariable);
+    public bool RotaryEnabled { get; init; } = On(FusedRotary.EnableVariable);
 
     /// <summary>
     /// Tuning knob: blocks per SM (1 to 8) Hedgehog's attention kernels are compiled for below
@@ -129,9 +128,6 @@ public sealed record FusedKernelOptions
     }
 
     private static bool On(string variable) => Environment.GetEnvironmentVariable(variable) != "0";
-
-    // Kernels not yet checked on a GPU stay off unless the user asks for them.
-    private static bool OptIn(string variable) => Environment.GetEnvironmentVariable(variable) == "1";
 
     /// <summary>The attention knob's value (null when unset); an error naming the variable when malformed.</summary>
     internal static int? ParseAttentionBlocks(string? value)

@@ -12,7 +12,7 @@ namespace Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 /// </summary>
 public static class FusedRotary
 {
-    /// <summary>Environment variable that switches the kernel on ("1"; off by default until checked on a GPU): <see cref="FusedKernelOptions.RotaryEnabled"/>'s default.</summary>
+    /// <summary>Environment variable that switches the kernel on ("0" switches it off; on by default): <see cref="FusedKernelOptions.RotaryEnabled"/>'s default.</summary>
     public const string EnableVariable = "ML_LINEARATTENTION_FUSED_ROTARY";
 
     /// <summary>Null when the kernel takes x [B, H, T, D], else why not.</summary>
