@@ -27,8 +27,8 @@ internal sealed class BlockCheckpoint : autograd.SingleTensorFunction<BlockCheck
     /// <summary>
     /// Runs <paramref name="block"/> on x [B, T, C] with mask [B, T] (or null) under checkpointing. An exception in the
     /// backward recomputation (e.g. CUDA out of memory) cannot cross libtorch's autograd engine (it would end the
-    /// process), so it goes to <paramref name="failed"/> and the block returns no input gradient; the caller rethrows
-    /// it after backward (<see cref="SequenceModel.ThrowIfCheckpointFailed"/>).
+    /// process), so it goes to <paramref name="failed"/> and the block returns a placeholder input gradient; the caller
+    /// rethrows it after backward (<see cref="SequenceModel.ThrowIfCheckpointFailed"/>).
     /// </summary>
     public static Tensor Run(nn.Module<Tensor, Tensor?, Tensor> block, Tensor x, Tensor? mask, Action<Exception> failed) => apply(new Box(block), x, new Box((mask, failed)));
 
@@ -52,8 +52,18 @@ internal sealed class BlockCheckpoint : autograd.SingleTensorFunction<BlockCheck
         catch (Exception e)
         {
             ((Action<Exception>)ctx.get_data("failed"))(e);
-            return new List<Tensor> { null!, null!, null! };
+            // A defined input gradient (its values are never used: the caller rethrows after backward). Left undefined,
+            // it would reach the checkpointed block below, whose TorchSharp node then fills it from an output cache that
+            // the forward pass's dispose scope has already freed, and the process ends.
+            return new List<Tensor> { null!, Placeholder(grad_output), null! };
         }
+    }
+
+    /// <summary>Zeros shaped as the block's input (= its output), or the incoming gradient itself when even that fails.</summary>
+    private static Tensor Placeholder(Tensor gradOutput)
+    {
+        try { return zeros_like(gradOutput); }
+        catch (Exception) { return gradOutput.detach(); }
     }
 
     private static List<Tensor> Recompute(autograd.AutogradContext ctx, Tensor grad_output)

@@ -208,6 +208,33 @@ public sealed class TrainingPipelineTests
     }
 
     [Fact]
+    public void AFailingRecomputationAboveAnotherCheckpointedBlockIsReportedToo()
+    {
+        // The failing block's input gradient flows into the checkpointed block below it. Were it undefined, TorchSharp
+        // would fill it from the lower block's output cache, which the forward pass's dispose scope has already freed,
+        // and the process would end (a 1,048,576-token Fit that ran out of memory while recomputing did so on the GPU).
+        Torch.Seed();
+        var lowerMixer = new FlakyMixer(new MixerConfig(8, 2));
+        var upperMixer = new FlakyMixer(new MixerConfig(8, 2));
+        using var lower = new EncoderBlock(lowerMixer, 8, 2, 0);
+        using var upper = new EncoderBlock(upperMixer, 8, 2, 0);
+        lower.train();
+        upper.train();
+        var x = randn(2, 5, 8).requires_grad_(true);
+        Exception? failure = null;
+        Tensor y;
+        using (var forward = NewDisposeScope())
+        {
+            var h = BlockCheckpoint.Run(lower, x, null, e => failure ??= e);
+            y = BlockCheckpoint.Run(upper, h, null, e => failure ??= e).MoveToOuterDisposeScope();
+        }
+        upperMixer.Fail = true;
+        y.sum().backward();
+        Assert.Equal("recomputation failed", Assert.IsType<InvalidOperationException>(failure).Message);
+        Assert.NotNull(x.grad); // the lower block's backward ran on a defined (meaningless) gradient
+    }
+
+    [Fact]
     public void SyncFreeClippingMatchesLibtorchClipGradNorm()
     {
         Torch.Seed();
