@@ -6,9 +6,9 @@ namespace Microsoft.ML.LinearAttention.Training;
 /// Retries a training batch that ran out of GPU memory as smaller pieces: the batch is split in two (then four, ...),
 /// each piece's loss weighted by its share of the rows so the gradient is the full batch's, and later batches stay split
 /// the same way (the memory does not come back). Logged once per halving. A single row that still does not fit is a
-/// clear error. Only allocator failures are caught; every other error passes through untouched.
+/// clear error (which suggests activation checkpointing only when <paramref name="checkpointing"/> is off). Only allocator failures are caught; every other error passes through untouched.
 /// </summary>
-internal sealed class OutOfMemoryRetry(ITrainingLog log)
+internal sealed class OutOfMemoryRetry(ITrainingLog log, bool checkpointing = false)
 {
     /// <summary>How many pieces each batch is cut into (1 = whole batches).</summary>
     public int Pieces { get; private set; } = 1;
@@ -69,7 +69,8 @@ internal sealed class OutOfMemoryRetry(ITrainingLog log)
                 if (pieces >= rows)
                     throw new InvalidOperationException(
                         $"The GPU ran out of memory on a single row of {length:N0} tokens, so a smaller batch cannot help. Lower MaxSequenceLength or " +
-                        "ModelDimension / NumberOfLayers, turn on ActivationCheckpointing, use a GPU with more memory, or train on the CPU (MLContext.GpuDeviceId = null).", e);
+                        $"ModelDimension / NumberOfLayers, {(checkpointing ? "" : "turn on ActivationCheckpointing, ")}use a GPU with more memory, or train on the CPU " +
+                        "(MLContext.GpuDeviceId = null).", e);
                 Pieces = (int)Math.Min(int.MaxValue, pieces * 2);
                 Retries++;
                 long newSize = (rows + Pieces - 1) / Pieces;

@@ -130,7 +130,7 @@ internal sealed class TrainingRun : IDisposable
             throw new NotSupportedException("Training checkpoints (CheckpointDirectory) are available for the text and sequence estimators only.");
         _checkpoints = _s.CheckpointDirectory is null ? null
             : new TrainingCheckpoints(_s.CheckpointDirectory, TrainingCheckpoints.Fingerprint(_model, _s, _trainRowCount), _log);
-        _oom = new OutOfMemoryRetry(_log);
+        _oom = new OutOfMemoryRetry(_log, _s.ActivationCheckpointing);
     }
 
     /// <summary>Continues where the last run of the same fingerprint stopped; each epoch then shuffles with its own seed.</summary>

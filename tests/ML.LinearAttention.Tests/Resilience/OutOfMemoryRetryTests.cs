@@ -34,14 +34,14 @@ public sealed class OutOfMemoryRetryTests
         }).ToList();
     }
 
-    private static (float[] Weights, ListLog Log) Train(Action<ModelBatch>? fault)
+    private static (float[] Weights, ListLog Log) Train(Action<ModelBatch>? fault, bool checkpointing = false)
     {
         Torch.Seed(5);
         var config = new EncoderConfig { VocabularySize = 48, PadId = 0, ModelDim = 16, NumLayers = 1, NumHeads = 2, FfnMultiplier = 1, Dropout = 0, Outputs = 2 };
         using var model = new SequenceModel(config);
         var rows = Rows(32);
         var log = new ListLog();
-        var s = new TrainingSettings { BatchSize = 8, MaxEpochs = 1, LogEverySteps = 0, Seed = 3, FaultInjection = fault };
+        var s = new TrainingSettings { BatchSize = 8, MaxEpochs = 1, LogEverySteps = 0, Seed = 3, FaultInjection = fault, ActivationCheckpointing = checkpointing };
         ModelTrainer.Train(model, new CollateSpec(LabelKind.Key, 0, 0, 0, null), () => rows, rows.Count, null, s, torch.CPU, log);
         var weights = model.parameters().SelectMany(p => p.detach().cpu().data<float>().ToArray()).ToArray();
         return (weights, log);
@@ -90,6 +90,11 @@ public sealed class OutOfMemoryRetryTests
         Assert.Contains("single row", e.Message);
         Assert.Contains("MaxSequenceLength", e.Message);
         Assert.IsType<ExternalException>(e.InnerException);
+        Assert.Contains("turn on ActivationCheckpointing", e.Message);
+        // With checkpointing already on, the message does not suggest it.
+        var checkpointed = Assert.Throws<InvalidOperationException>(() => Train(_ => throw new ExternalException(CudaOom), checkpointing: true));
+        Assert.Contains("single row", checkpointed.Message);
+        Assert.DoesNotContain("ActivationCheckpointing", checkpointed.Message);
 
         var other = Assert.Throws<ExternalException>(() => Train(_ => throw new ExternalException("shape '[2, 3]' is invalid for input of size 5")));
         Assert.Contains("shape", other.Message);
