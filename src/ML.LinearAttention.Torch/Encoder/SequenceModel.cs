@@ -176,8 +176,10 @@ public sealed class SequenceModel : TrainableModel
         if (sideStd is not null) side_std.copy_(torch.tensor(sideStd));
         if (valueMean is not null) value_mean.copy_(torch.tensor(valueMean));
         if (valueStd is not null) value_std.copy_(torch.tensor(valueStd));
-        target_mean.fill_(targetMean);
-        target_std.fill_(targetStd);
+        // Explicit scalars kept alive across the native call: an implicit float → Scalar can be finalized by the GC while
+        // fill_ still reads it (a rare "toFloat" check failure in Fit under load).
+        using (var mean = targetMean.ToScalar()) target_mean.fill_(mean);
+        using (var std = targetStd.ToScalar()) target_std.fill_(std);
     }
 
     /// <summary>Regression targets in the model's standardised units.</summary>
