@@ -1,3 +1,4 @@
+using Microsoft.ML.LinearAttention.Samples.Reporting;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -53,7 +54,7 @@ public static class CpuTrainingBenchmark
         Directory.CreateDirectory(o.OutputDirectory);
         var meta = new Dictionary<string, string>
         {
-            ["command"] = o.CommandLine, ["commit"] = o.Commit, ["machine"] = o.Machine, ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
+            ["command"] = GeneratedMarkdown.Portable(o.CommandLine), ["commit"] = o.Commit, ["machine"] = o.Machine, ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
             ["cpuFlags"] = CpuFlags(),
         };
         File.WriteAllText(Path.Combine(o.OutputDirectory, "training-cpu.json"), JsonSerializer.Serialize(new { meta, o.TrainRows, o.WarmupSteps, o.Steps, o.Repeats, Summaries = summaries, Runs = runs },

@@ -1,3 +1,4 @@
+using Microsoft.ML.LinearAttention.Samples.Reporting;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -44,7 +45,7 @@ public static class MultiGpuBenchmark
         var rows = new List<Row>();
         var meta = new Dictionary<string, string>
         {
-            ["command"] = "dotnet ML.LinearAttention.Samples.dll " + o.CommandLine.Trim(),
+            ["command"] = GeneratedMarkdown.SamplesCommand(o.CommandLine),
             ["commit"] = o.Commit, ["machine"] = o.Machine, ["collectives"] = nccl, ["libtorch"] = torch.__version__,
             ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture),
         };

@@ -1,3 +1,4 @@
+using Microsoft.ML.LinearAttention.Samples.Reporting;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -222,7 +223,7 @@ public static class TrainingBenchmark
 
     internal static Dictionary<string, string> Meta(TrainingBenchmarkOptions o, bool cuda, CudaMemoryProbe? memory) => new()
     {
-        ["command"] = "dotnet ML.LinearAttention.Samples.dll " + o.CommandLine.Trim(),
+        ["command"] = GeneratedMarkdown.SamplesCommand(o.CommandLine),
         ["commit"] = o.Commit,
         ["machine"] = o.Machine,
         ["device"] = cuda ? "cuda:0" : "cpu",

@@ -19,6 +19,28 @@ internal static class GeneratedMarkdown
         return md;
     }
 
-    /// <summary>The command line of a `bench` run of the packed samples app.</summary>
-    public static string SamplesCommand(string commandLine) => $"dotnet ML.LinearAttention.Samples.dll {commandLine.Trim()}";
+    /// <summary>The command line of a `bench` run of the packed samples app, with machine paths made portable (<see cref="Portable"/>).</summary>
+    public static string SamplesCommand(string commandLine) => $"dotnet ML.LinearAttention.Samples.dll {Portable(commandLine.Trim())}";
+
+    /// <summary>
+    /// A recorded command line without this machine's folders: the GPU machine's output folder ($OUT) becomes
+    /// <c>$OUT</c>, the shared folder beside the repository <c>../shared</c>, the temp folder <c>$TMPDIR</c>.
+    /// </summary>
+    public static string Portable(string commandLine)
+    {
+        string result = commandLine;
+        foreach (var (path, name) in Folders())
+            if (!string.IsNullOrEmpty(path) && path.Length > 1) result = result.Replace(path, name, StringComparison.Ordinal);
+        return result;
+    }
+
+    private static IEnumerable<(string? Path, string Name)> Folders()
+    {
+        yield return (Trimmed(Environment.GetEnvironmentVariable("OUT")), "$OUT");
+        var shared = Directory.GetParent(Directory.GetCurrentDirectory()) is { } parent ? System.IO.Path.Combine(parent.FullName, "shared") : null;
+        yield return (Trimmed(shared), "../shared");
+        yield return (Trimmed(System.IO.Path.GetTempPath()), "$TMPDIR");
+    }
+
+    private static string? Trimmed(string? path) => path?.TrimEnd('/', '\\');
 }
