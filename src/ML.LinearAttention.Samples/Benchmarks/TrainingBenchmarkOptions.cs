@@ -49,8 +49,11 @@ public sealed record TrainingBenchmarkOptions
     /// <summary>Recorded in the outputs; detected with nvidia-smi and python3 when not given (and only when used).</summary>
     public string Machine { get => _machine ??= DefaultMachine(); init => _machine = value; }
     public string CommandLine { get; init; } = "";
-    /// <summary>Inference only: rows scored per length (at least one full forward pass).</summary>
+    /// <summary>Inference only: rows of one timed pass (at least 8 full forward passes).</summary>
     public int InferenceRows { get; init; } = 0;
+    /// <summary>Inference only: the timed passes repeat until this many seconds have passed, so that a fast point is not
+    /// timed over a fraction of a second (where one late batch or a lazy first use halves its rate).</summary>
+    public double InferenceSeconds { get; init; } = 3;
     /// <summary>Inference only: allow TF32 tensor cores for fp32 matmuls (libtorch's default is off).</summary>
     public bool Tf32 { get; init; }
     /// <summary>Inference only: scoring precisions, comma-separated (fp32, bf16, fp16, auto); null = fp32,bf16 on CUDA, fp32 on the CPU.</summary>
@@ -101,6 +104,7 @@ public sealed record TrainingBenchmarkOptions
                 "--commit" => o with { Commit = Value() },
                 "--machine" => o with { Machine = Value() },
                 "--rows" => o with { InferenceRows = Int(Value()) },
+                "--timed-seconds" => o with { InferenceSeconds = Double(Value()) },
                 "--tf32" => o with { Tf32 = true },
                 "--precision" => o with { Precisions = Value() },
                 "--data-folder" => o with { DataFolder = Value() },

@@ -60,7 +60,7 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
                                    other, host/idle): the step timed whole, then each component alone at its shapes; writes
                                    training-profile.md / .json (default softmax,linear_relu at 512,16K; bench training's options)
           bench inference [options] batched Transform rows/s through ML.NET (default linear_relu,hedgehog,softmax at 512,8K)
-              same options, plus --rows N (rows scored per point) and --tf32 (allow TF32 matmuls);
+              same options, plus --rows N (rows of one timed pass), --timed-seconds S (passes repeat for S s, default 3) and --tf32 (allow TF32 matmuls);
               --precision fp32,bf16 (default fp32,bf16 on CUDA, fp32 on the CPU) scores at each precision and measures its
               agreement with fp32 on real AG News rows (--data-folder DIR, default ../shared/data; --agreement-train N
               rows trained on, default 4000, 0 = none; --agreement-rows N held-out rows compared, default 1000)

@@ -11,7 +11,7 @@ namespace Microsoft.ML.LinearAttention.Tests.Benchmarks;
 public sealed class InferencePrecisionBenchmarkTests
 {
     private static TrainingBenchmarkOptions Tiny(string outDir, params string[] extra) => TrainingBenchmarkOptions.Parse("inference",
-        new[] { "--layers", "1", "--hidden", "16", "--heads", "2", "--tokens", "64", "--device", "cpu", "--lengths", "16", "--rows", "16",
+        new[] { "--layers", "1", "--hidden", "16", "--heads", "2", "--tokens", "64", "--device", "cpu", "--lengths", "16", "--rows", "16", "--timed-seconds", "0",
                 "--commit", "test", "--machine", "test machine", "--out", outDir }.Concat(extra).ToArray(), InferenceBenchmark.Defaults);
 
     [SharedDataFact("ag-news")]
