@@ -70,6 +70,7 @@ internal sealed class TrainingRun : IDisposable
         ResumeFromCheckpoint();
         try
         {
+            ScoreStartingWeights();
             for (_epoch = _firstEpoch; !_stoppedEarly && _epoch <= _s.MaxEpochs && (_s.MaxSteps <= 0 || _step < _s.MaxSteps); _epoch++)
             {
                 TrainEpoch();
@@ -262,6 +263,17 @@ internal sealed class TrainingRun : IDisposable
         }
         else _badEpochs++;
         return score;
+    }
+
+    /// <summary>With <see cref="TrainingSettings.ScoreStartingWeights"/>: the weights before any step become the best
+    /// so far ("epoch 0"), so that training keeps them unless an epoch validates better.</summary>
+    private void ScoreStartingWeights()
+    {
+        if (!_s.ScoreStartingWeights || _resumed || _validationRows is null) return;
+        _epoch = 0;
+        var score = Validate()!;
+        _log.Info($"Starting weights (epoch 0): {CriterionName} {_best:G4}" +
+                  (_classification ? $", accuracy {score.Metric:G4}" : "") + "; an epoch replaces them only if it validates better.");
     }
 
     private (double T, double After)? _temperature;

@@ -63,6 +63,9 @@ public sealed record TrainingSettings
     /// <summary>After training, fit one temperature on the validation rows so that softmax(logits / T) is calibrated
     /// (classification with validation rows only); see <see cref="ValidationScoring.FitTemperature"/>.</summary>
     public bool CalibrateTemperature { get; init; } = true;
+    /// <summary>Score the starting weights on the validation rows before the first epoch, as "epoch 0": an epoch then
+    /// replaces them only if it validates better (a head trained first, <see cref="FineTuning.IHeadFirstOptions"/>).</summary>
+    public bool ScoreStartingWeights { get; init; }
     /// <summary>Log every this many optimizer steps (0 = epochs only).</summary>
     public int LogEverySteps { get; init; } = 50;
     /// <summary>fp32, or bf16 mixed precision (Auto: on CUDA only).</summary>

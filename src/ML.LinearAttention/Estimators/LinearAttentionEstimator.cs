@@ -130,8 +130,14 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
             long trainCount = stats.Rows - (heldOut is null ? 0 : CountSet(heldOut));
             // A frozen encoder (linear probe, Moment Probing) is run once and its head trained on the cached features.
             var settings = o.ToTrainingSettings(seed, SmallDataDefaults.Epochs(o, fromScratch, validationRows is not null, log));
-            var report = FrozenHeadTrainer.TryTrain(model, spec, trainRows, validationRows, settings, device, log, () => MLNetBridge.IsCanceled(Env))
-                ?? ModelTrainer.Train(model, spec, trainRows, trainCount, validationRows, settings, device, log, () => MLNetBridge.IsCanceled(Env));
+            // MP+ trains its head that way first (HeadFirst), then everything it trains from there, the head-only result kept unless beaten.
+            var report = FrozenHeadTrainer.TryTrain(model, spec, trainRows, validationRows, settings, device, log, () => MLNetBridge.IsCanceled(Env));
+            if (report is null)
+            {
+                var headFirst = FrozenHeadTrainer.TryTrainHeadFirst(model, spec, trainRows, validationRows, settings, device, log, () => MLNetBridge.IsCanceled(Env));
+                report = ModelTrainer.Train(model, spec, trainRows, trainCount, validationRows, headFirst is null ? settings : settings with { ScoreStartingWeights = true },
+                    device, log, () => MLNetBridge.IsCanceled(Env));
+            }
             if (report.Temperature is { } temperature) SmallDataDefaults.StoreTemperature(model, temperature);
             ReportTruncation(log, readers.FirstOrDefault(), o.MaxSequenceLength);
             if (FineTuningRegistry.Finish(model) is { } finished) log.Info($"Fine-tuning: {finished}.");

@@ -100,9 +100,15 @@ public sealed class FrozenHeadTests
         using (features)
         using (no_grad())
         {
-            // Silenced, the head's output is its first-order output: what stage 1 trains and validates.
+            // Silenced, the head averages its probe's logits with zero; adopted, it gives the probe's logits themselves
+            // (what stage 1 trained and validated).
             var (states, mask, pooled, _) = features.Batch(Enumerable.Range(0, features.Count).ToList(), LabelKind.Key, CPU);
-            KernelAssert.Close(staged.FirstOrderOutput(states, mask, pooled), head.forward(states, mask, pooled), 1e-6, 1e-5, "silenced head");
+            var probeLogits = staged.FirstOrderOutput(states, mask, pooled);
+            KernelAssert.Close(probeLogits / 2, head.forward(states, mask, pooled), 1e-6, 1e-5, "silenced head");
+            staged.AdoptFirstOrder();
+            KernelAssert.Close(probeLogits, head.forward(states, mask, pooled), 1e-6, 1e-5, "adopted head");
+            staged.SilenceSecondOrder();
+            KernelAssert.Close(probeLogits * 2, staged.FirstOrderOutput(states, mask, pooled), 1e-6, 1e-5, "doubled probe");
         }
         // The best validation epoch is restored whichever stage it came from: from stage 1 (epochs 1–4) the head is a
         // probe, its second-order classifier zero and the rest of the second order as initialised; from stage 2 not.
@@ -117,6 +123,40 @@ public sealed class FrozenHeadTests
         foreach (var name in new[] { "proj.weight", "conv1.weight", "conv2.weight" })
             Assert.Equal(fromStageOne, after[name].eq(headBefore[name]).all().item<bool>());
         Assert.False(after["classifier1.weight"].eq(headBefore["classifier1.weight"]).all().item<bool>(), "the probe did not train");
+    }
+
+    [Fact]
+    public void MomentProbingsFirstStageIsTheLinearProbeItselfAndARestoredStageOneEpochScoresAsTheProbe()
+    {
+        // Same seed, rows, validation rows and recipe: stage 1 of Moment Probing must retrace linear_probe epoch by epoch
+        // (same losses and validation accuracies), so that MP can only add to the probe. Validation labels that contradict
+        // the training labels make the probe's early epochs (before it fits them) the best ones of both stages.
+        var rows = Enumerable.Range(0, 48).Select(i => TinyModels.Row(4 + i % 5, i)).ToList();
+        var validation = rows.Select((r, i) => new Example { Ids = r.Ids, Segments = r.Segments, Length = r.Length, Label = (r.Label + 1 + i % 2) % 3 }).ToList();
+        var settings = new TrainingSettings { BatchSize = 16, Seed = 1 };
+        var recipe = new LinearProbeOptions { Epochs = 10, LearningRate = 1e-2 };
+        (List<string> Epochs, Tensor Scores, TrainingReport Report) Fit(string method, FineTuningOptions options)
+        {
+            using var model = Probed(method, options);
+            var log = new ListLog();
+            var report = FrozenHeadTrainer.TryTrain(model, Spec, () => rows, () => validation, settings, CPU, log)!;
+            var epochs = log.Lines.Where(l => l.StartsWith("Head epoch", StringComparison.Ordinal)).ToList();
+            using var _ = no_grad();
+            return (epochs, TinyModels.Eval(model, TinyModels.Batch(rows.Take(8).ToList())).detach().clone(), report);
+        }
+        var probe = Fit("linear_probe", recipe);
+        var mp = Fit("moment_probing", Small with { Epochs = 10, LearningRate = 1e-2 });
+        Assert.Equal(10, probe.Epochs.Count);
+        Assert.Equal(20, mp.Epochs.Count);
+        Assert.Equal(probe.Epochs, mp.Epochs.Take(10));
+        // Both calibrate their probabilities on the validation rows, as the streaming trainer does.
+        Assert.True(probe.Report.Temperature is > 0 && mp.Report.Temperature is > 0, $"temperatures {probe.Report.Temperature}, {mp.Report.Temperature}");
+        if (mp.Report.BestEpoch <= 10)
+        {
+            Assert.Equal(probe.Report.BestEpoch, mp.Report.BestEpoch);
+            KernelAssert.Close(probe.Scores, mp.Scores, 1e-5, 1e-4, "restored stage-1 epoch vs the linear probe");
+        }
+        else Assert.True(mp.Report.CalibratedValidationLogLoss < probe.Report.CalibratedValidationLogLoss, $"stage 2 won with calibrated validation log-loss {mp.Report.CalibratedValidationLogLoss} against the probe's {probe.Report.CalibratedValidationLogLoss}");
     }
 
     [Fact]

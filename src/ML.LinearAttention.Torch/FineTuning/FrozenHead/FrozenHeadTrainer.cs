@@ -24,11 +24,41 @@ public static class FrozenHeadTrainer
     {
         ArgumentNullException.ThrowIfNull(model);
         if (FineTuningRegistry.OptionsOf(model.Config) is not FrozenHeadOptions { CacheFeatures: true } options) return null;
+        if (ModelParameter.All(model).Any(p => p.Parameter.requires_grad && p.Part != ModelPart.Head))
+        {
+            log.Info("Frozen encoder: features are not cached because parameters outside the head train; the head trains through the encoder every epoch.");
+            return null;
+        }
+        return TrainOnCache(model, options, spec, trainRows, validationRows, s, device, log, hostCanceled);
+    }
+
+    /// <summary>
+    /// For a method whose options are <see cref="IHeadFirstOptions"/> with a recipe (MP+): trains its head alone on
+    /// cached features, everything else it trains held still, and returns that stage's report; the caller then trains
+    /// the whole method from there with <see cref="TrainingSettings.ScoreStartingWeights"/>, so that the head-only
+    /// result stays unless an epoch beats it on validation. Null (the caller trains everything from the start) for other
+    /// methods, or when the features cannot be cached (the reason is logged).
+    /// </summary>
+    public static TrainingReport? TryTrainHeadFirst(SequenceModel model, CollateSpec spec, Func<IEnumerable<Example>> trainRows,
+        Func<IEnumerable<Example>>? validationRows, TrainingSettings s, Device device, ITrainingLog log, Func<bool>? hostCanceled = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (FineTuningRegistry.OptionsOf(model.Config) is not IHeadFirstOptions { HeadFirstRecipe: { CacheFeatures: true } recipe }) return null;
+        var waiting = ModelParameter.All(model).Where(p => p.Parameter.requires_grad && p.Part != ModelPart.Head).Select(p => p.Parameter).ToList();
+        log.Info($"Head first: the head trains alone on cached features of the frozen encoder ({waiting.Sum(p => p.numel()):N0} trainable parameter(s) outside it " +
+                 "held still), then everything the method trains continues from it through the encoder, its result kept unless an epoch validates better (HeadFirst).");
+        foreach (var p in waiting) p.requires_grad = false;
+        try { return TrainOnCache(model, recipe, spec, trainRows, validationRows, s, device, log, hostCanceled); }
+        finally { foreach (var p in waiting) p.requires_grad = true; }
+    }
+
+    private static TrainingReport? TrainOnCache(SequenceModel model, FrozenHeadOptions options, CollateSpec spec, Func<IEnumerable<Example>> trainRows,
+        Func<IEnumerable<Example>>? validationRows, TrainingSettings s, Device device, ITrainingLog log, Func<bool>? hostCanceled)
+    {
         string? reason =
             model.Config.SideFeatures > 0 ? "side features reach the head through a trained projection" :
             s.CheckpointDirectory is not null ? "resumable checkpoints (CheckpointDirectory) were asked for" :
-            s.Distributed is not null ? "data-parallel training was asked for" :
-            ModelParameter.All(model).Any(p => p.Parameter.requires_grad && p.Part != ModelPart.Head) ? "parameters outside the head train" : null;
+            s.Distributed is not null ? "data-parallel training was asked for" : null;
         if (reason is not null)
         {
             log.Info($"Frozen encoder: features are not cached because {reason}; the head trains through the encoder every epoch.");
@@ -78,13 +108,21 @@ public static class FrozenHeadTrainer
 
         private delegate Tensor HeadOutput(Tensor states, Tensor mask, Tensor pooled);
 
-        /// <summary>The best validation epoch so far, over every stage.</summary>
+        /// <summary>The best validation epoch so far, over every stage: the lowest calibrated validation log-loss
+        /// (classification; on a hundred validation rows accuracy moves in whole rows, and an epoch that gains one of
+        /// them by chance would replace a better head) or RMSE (regression). Metric is that epoch's accuracy.</summary>
         private sealed class Best : IDisposable
         {
+            /// <summary>Smallest drop of the validation log-loss that counts as an improvement (float noise does not).</summary>
+            private const double MinLogLossImprovement = 1e-4;
             public double? Metric;
+            public double Loss = double.PositiveInfinity;
             public int? Epoch;
             public Dictionary<string, Tensor>? Weights;
             public void Dispose() => DisposeAll(Weights);
+
+            public bool IsBeatenBy(double metric, double loss, bool classifies)
+                => Metric is not { } m || (classifies ? loss < Loss - MinLogLossImprovement : metric < m);
         }
 
         public TrainingReport Train(FrozenFeatures train, FrozenFeatures? validation)
@@ -97,6 +135,7 @@ public static class FrozenHeadTrainer
             long steps = 0;
             int epochsRun = 0;
             double lastLoss;
+            double? temperature = null;
             try
             {
                 if (_o.ProbeFirst && _model.ProbeHead is IProbeFirstHead staged)
@@ -109,29 +148,39 @@ public static class FrozenHeadTrainer
                     _log.Info($"Frozen encoder, stage 1 of 2: the head's linear probe ({probe.Sum(p => p.parameter.numel()):N0} parameters) trains alone; " +
                               "stage 2 trains the whole head from it, and the best validation epoch of both is kept (ProbeFirst).");
                     foreach (var (name, p) in named) if (!firstNames.Contains(name)) p.requires_grad = false;
-                    try { lastLoss = Stage(train, validation, probe, named, epochs, stepsPerEpoch, batchSize, staged.FirstOrderOutput, best, ref steps, ref epochsRun); }
+                    try { lastLoss = Stage(train, validation, probe, named, epochs, stepsPerEpoch, batchSize, staged.FirstOrderOutput, false, best, ref steps, ref epochsRun); }
                     finally { foreach (var (_, p) in named) p.requires_grad = true; }
+                    AdoptFirstOrder(staged, named, best);
                 }
-                lastLoss = Stage(train, validation, named, named, epochs, stepsPerEpoch, batchSize, _model.Head, best, ref steps, ref epochsRun);
+                lastLoss = Stage(train, validation, named, named, epochs, stepsPerEpoch, batchSize, _model.Head, train.WithStates, best, ref steps, ref epochsRun);
                 if (best.Weights is not null)
                 {
                     using (no_grad())
                         foreach (var (name, p) in named) p.copy_(best.Weights[name]);
-                    _log.Info($"Restored the head of epoch {best.Epoch} (best validation {(Classifies ? "accuracy" : "RMSE")} {best.Metric:G4}).");
+                    _log.Info($"Restored the head of epoch {best.Epoch} (best validation {(Classifies ? $"calibrated log-loss {best.Loss:G4}, accuracy" : "RMSE")} {best.Metric:G4}).");
+                }
+                if (validation is not null && Classifies && _s.CalibrateTemperature)
+                {
+                    // As the streaming trainer does: one temperature on the validation rows calibrates the probabilities.
+                    var (_, logits, labels) = Score(validation, batchSize, _model.Head);
+                    var (t, before, after) = ValidationScoring.BestTemperature(logits, labels);
+                    temperature = t;
+                    _log.Info($"Temperature scaling on {labels.Count:N0} validation rows: T = {t:F3}, validation log-loss {before:F4} → {after:F4} " +
+                              "(probabilities are softmax(logits / T); predictions are unchanged).");
                 }
             }
             finally
             {
                 _model.eval();
             }
-            return new TrainingReport(epochsRun, steps, lastLoss, best.Metric, best.Epoch, false, _clock.Elapsed) { TokensSeen = train.Tokens, MaxEpochs = epochsRun };
+            return new TrainingReport(epochsRun, steps, lastLoss, best.Metric, best.Epoch, false, _clock.Elapsed) { TokensSeen = train.Tokens, MaxEpochs = epochsRun, CalibratedValidationLogLoss = Classifies && best.Metric is not null ? best.Loss : null, Temperature = temperature };
         }
 
         /// <summary>One stage: <paramref name="epochs"/> epochs of AdamW (warm-up, cosine to zero) over
-        /// <paramref name="trainable"/>, the head's output given by <paramref name="head"/>; updates <paramref name="best"/>
+        /// <paramref name="trainable"/>, the head's output given by <paramref name="head"/> (batches of similar lengths when it <paramref name="readsStates"/>); updates <paramref name="best"/>
         /// with a snapshot of <paramref name="headParameters"/> (every parameter of the head). Returns the last epoch's mean loss.</summary>
         private double Stage(FrozenFeatures train, FrozenFeatures? validation, List<(string name, Parameter parameter)> trainable,
-            List<(string name, Parameter parameter)> headParameters, int epochs, long stepsPerEpoch, int batchSize, HeadOutput head, Best best, ref long steps, ref int epochsRun)
+            List<(string name, Parameter parameter)> headParameters, int epochs, long stepsPerEpoch, int batchSize, HeadOutput head, bool readsStates, Best best, ref long steps, ref int epochsRun)
         {
             var decay = trainable.Where(p => p.parameter.dim() >= 2).Select(p => p.parameter).ToList();
             var noDecay = trainable.Where(p => p.parameter.dim() < 2).Select(p => p.parameter).ToList();
@@ -152,7 +201,7 @@ public static class FrozenHeadTrainer
                 _model.train();
                 Tensor? lossSum = null;
                 int batches = 0;
-                foreach (var indices in Order(train, batchSize, rng))
+                foreach (var indices in Order(train, batchSize, rng, sortByLength: readsStates))
                 {
                     _checkCancel();
                     using var scope = NewDisposeScope();
@@ -175,39 +224,53 @@ public static class FrozenHeadTrainer
                 lastLoss = lossSum is null ? double.NaN : lossSum.item<double>() / batches;
                 lossSum?.Dispose();
                 epochsRun++;
-                double? metric = validation is null ? null : Evaluate(validation, batchSize, head);
-                if (metric is { } m && (best.Metric is null || (Classifies ? m > best.Metric : m < best.Metric)))
+                var (metric, validationLoss) = validation is null ? ((double?)null, double.NaN) : Evaluate(validation, batchSize, head);
+                if (metric is { } m && best.IsBeatenBy(m, validationLoss, Classifies))
                 {
-                    (best.Metric, best.Epoch) = (m, epochsRun);
+                    (best.Metric, best.Loss, best.Epoch) = (m, validationLoss, epochsRun);
                     DisposeAll(best.Weights);
                     best.Weights = Snapshot(headParameters);
                 }
-                if (epoch % logEvery == 0 || epoch == epochs) Report(epochsRun, epoch, epochs, steps + step, steps + total, lastLoss, metric, optimizer, train.Tokens);
+                if (epoch % logEvery == 0 || epoch == epochs) Report(epochsRun, epoch, epochs, steps + step, steps + total, lastLoss, metric, validationLoss, optimizer, train.Tokens);
             }
             steps += step;
             return lastLoss;
         }
 
-        /// <summary>Shuffled batches of rows of similar length (less padding for heads that read token states).</summary>
-        private static IEnumerable<List<int>> Order(FrozenFeatures features, int batchSize, Random rng)
+        /// <summary>Shuffled batches; of rows of similar length when <paramref name="sortByLength"/> (less padding for heads
+        /// that read token states). The random draws are the same either way, so a stage that reads only the pooled
+        /// vectors (ProbeFirst's stage 1) sees the linear probe's batches.</summary>
+        private static IEnumerable<List<int>> Order(FrozenFeatures features, int batchSize, Random rng, bool sortByLength)
         {
             var order = Enumerable.Range(0, features.Count).ToArray();
             Batching.Shuffle(order, rng);
             var batches = new List<List<int>>();
             foreach (var chunk in order.Chunk(batchSize * 16))
             {
-                var sorted = features.WithStates ? chunk.OrderBy(features.LengthOf).ToArray() : chunk;
+                var sorted = sortByLength ? chunk.OrderBy(features.LengthOf).ToArray() : chunk;
                 batches.AddRange(sorted.Chunk(batchSize).Select(b => b.ToList()));
             }
             Batching.Shuffle(batches, rng);
             return batches;
         }
 
-        /// <summary>Accuracy (classification) or RMSE in label units (regression) on cached features.</summary>
-        private double Evaluate(FrozenFeatures features, int batchSize, HeadOutput head)
+        /// <summary>Accuracy (classification) or RMSE in label units (regression) on cached features, and the loss that
+        /// judges the epoch: the log-loss at the validation rows' best temperature (classification, as the streaming
+        /// trainer judges epochs: it ranks heads by how well they order the classes, not by how confident label
+        /// smoothing left them), the RMSE again for regression.</summary>
+        private (double Metric, double Loss) Evaluate(FrozenFeatures features, int batchSize, HeadOutput head)
+        {
+            var (metric, logits, classes) = Score(features, batchSize, head);
+            return Classifies ? (metric, ValidationScoring.BestTemperature(logits, classes).LogLossAfter) : (metric, metric);
+        }
+
+        /// <summary>Accuracy or RMSE, and for classification the logits (CPU) and labels of every row.</summary>
+        private (double Metric, List<float[]> Logits, List<long> Labels) Score(FrozenFeatures features, int batchSize, HeadOutput head)
         {
             _model.eval();
             double sum = 0;
+            var logits = new List<float[]>();
+            var classes = new List<long>();
             using (no_grad())
                 foreach (var indices in Enumerable.Range(0, features.Count).Chunk(batchSize))
                 {
@@ -215,20 +278,44 @@ public static class FrozenHeadTrainer
                     using var scope = NewDisposeScope();
                     var (states, mask, pooled, labels) = features.Batch(indices, _spec.Labels, _device);
                     var output = head(states, mask, pooled).to(ScalarType.Float32);
-                    sum += Classifies
-                        ? output.argmax(-1).eq(labels).sum().item<long>()
-                        : (_model.DestandardizeTarget(output.squeeze(-1)) - labels).square().sum().item<float>();
+                    if (Classifies)
+                    {
+                        sum += output.argmax(-1).eq(labels).sum().item<long>();
+                        var rows = output.cpu();
+                        for (int i = 0; i < rows.shape[0]; i++) logits.Add(rows[i].data<float>().ToArray());
+                        classes.AddRange(labels.cpu().data<long>().ToArray());
+                    }
+                    else sum += (_model.DestandardizeTarget(output.squeeze(-1)) - labels).square().sum().item<float>();
                 }
             _model.train();
-            return Classifies ? sum / features.Count : Math.Sqrt(sum / features.Count);
+            return (Classifies ? sum / features.Count : Math.Sqrt(sum / features.Count), logits, classes);
+        }
+
+        /// <summary>Between the stages: the head's weights, and the best stage-1 snapshot, become whole-head weights whose
+        /// output is the probe's (<see cref="IProbeFirstHead.AdoptFirstOrder"/>), so that stage 2 starts from the probe and a
+        /// restored stage-1 epoch scores as it validated.</summary>
+        private static void AdoptFirstOrder(IProbeFirstHead staged, List<(string name, Parameter parameter)> named, Best best)
+        {
+            using var _ = no_grad();
+            if (best.Weights is not null)
+            {
+                var current = Snapshot(named);
+                foreach (var (name, p) in named) p.copy_(best.Weights[name]);
+                staged.AdoptFirstOrder();
+                DisposeAll(best.Weights);
+                best.Weights = Snapshot(named);
+                foreach (var (name, p) in named) p.copy_(current[name]);
+                DisposeAll(current);
+            }
+            staged.AdoptFirstOrder();
         }
 
         /// <param name="epochsRun">Epochs over every stage so far (the progress report's epoch).</param>
         /// <param name="epoch">Epoch within this stage, of <paramref name="epochs"/> (the log line's).</param>
-        private void Report(int epochsRun, int epoch, int epochs, long step, long total, double loss, double? metric, AdamW optimizer, long tokens)
+        private void Report(int epochsRun, int epoch, int epochs, long step, long total, double loss, double? metric, double validationLoss, AdamW optimizer, long tokens)
         {
             double lr = optimizer.ParamGroups.First().LearningRate;
-            string m = metric is null ? "" : $", validation {(Classifies ? "accuracy" : "RMSE")} {metric:G4}";
+            string m = metric is null ? "" : Classifies ? $", validation calibrated log-loss {validationLoss:F4}, accuracy {metric:G4}" : $", validation RMSE {metric:G4}";
             _log.Info($"Head epoch {epoch}/{epochs}: step {step}/{total}, loss {loss:F4}{m}, lr {lr:0.###e+00}.");
             var elapsed = _clock.Elapsed;
             var eta = TimeSpan.FromSeconds(elapsed.TotalSeconds / Math.Max(1, step) * Math.Max(0, total - step));

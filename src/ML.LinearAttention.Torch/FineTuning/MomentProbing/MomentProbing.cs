@@ -30,14 +30,22 @@ public sealed class MomentProbingFineTuning : FineTuningMethod<MomentProbingOpti
 }
 
 /// <summary>Options of MP+ (<see cref="PsrpFineTuning"/>).</summary>
-public sealed record PsrpOptions : FineTuningOptions
+public sealed record PsrpOptions : FineTuningOptions, IHeadFirstOptions
 {
-    /// <summary>The Moment Probing head.</summary>
+    /// <summary>The Moment Probing head (and, with <see cref="HeadFirst"/>, the recipe of its first stage).</summary>
     public MomentProbingOptions Probe { get; init; } = new();
     /// <summary>Width of PSRP's shared projection (reference: 16).</summary>
     public int Bottleneck { get; init; } = 16;
-    /// <summary>Zero-initialise PSRP's up-projections so each block is unchanged at the start (reference: default init, off).</summary>
+    /// <summary>Zero-initialise PSRP's up-projections so each block is unchanged at the start (reference: default init, off;
+    /// <see cref="HeadFirst"/> implies it).</summary>
     public bool ZeroInitUp { get; init; }
+    /// <summary>Train the Moment Probing head first on cached features of the frozen encoder, as <c>moment_probing</c>
+    /// does (PSRP starts as the identity, so those features are the encoder's), then the head and PSRP through the
+    /// encoder from there, keeping the best validation epoch of both, the head-only result included (default). On small
+    /// data MP+ then does not fall below MP. False trains both from the start, as the reference.</summary>
+    public bool HeadFirst { get; init; } = true;
+
+    FrozenHeadOptions? IHeadFirstOptions.HeadFirstRecipe => HeadFirst ? Probe : null;
 }
 
 /// <summary>
@@ -66,7 +74,7 @@ public sealed class PsrpFineTuning : FineTuningMethod<PsrpOptions>
         {
             if (block is not IFfnRecalibrated target)
                 throw new NotSupportedException($"PSRP cannot recalibrate block '{name}' ({block.GetType().Name}): the block type does not implement IFfnRecalibrated.");
-            target.FfnRecalibration = new PsrpRecalibration(model.Config.ModelDim, options.Bottleneck, options.ZeroInitUp);
+            target.FfnRecalibration = new PsrpRecalibration(model.Config.ModelDim, options.Bottleneck, options.ZeroInitUp || options.HeadFirst);
         }
     }
 

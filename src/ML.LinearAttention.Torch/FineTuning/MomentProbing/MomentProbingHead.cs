@@ -82,7 +82,15 @@ public sealed class MomentProbingHead : SequenceHead, IProbeFirstHead
     }
 
     Tensor IProbeFirstHead.FirstOrderOutput(Tensor states, Tensor mask, Tensor pooled)
-        => classifier1.forward(fc_norm is null ? pooled : fc_norm.forward(pooled)) / 2 + classifier2.bias! / 2;
+        => classifier1.forward(fc_norm is null ? pooled : fc_norm.forward(pooled));
+
+    void IProbeFirstHead.AdoptFirstOrder()
+    {
+        // forward = (classifier1 + classifier2) / 2 with classifier2 silent: twice the probe's weights give its logits.
+        using var _ = no_grad();
+        classifier1.weight!.mul_(2);
+        classifier1.bias?.mul_(2);
+    }
 
     /// <summary>The flattened MHC³ features [B, FeatureCount].</summary>
     public Tensor SecondOrderFeatures(Tensor states, Tensor mask)
