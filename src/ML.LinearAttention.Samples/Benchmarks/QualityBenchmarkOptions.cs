@@ -12,7 +12,8 @@ public sealed record QualityBenchmarkOptions
     /// <summary>Training sizes in rows; <see cref="All"/> = every training row of the data set.</summary>
     public int[] Sizes { get; init; } = { 1000, 4000, All };
     public int TestRows { get; init; } = 1000;
-    public int Epochs { get; init; } = 3;
+    /// <summary>MaxEpochs of the pretrained rows; null (default) = the estimator's automatic choice, as a user gets it.</summary>
+    public int? Epochs { get; init; }
     public int BatchSize { get; init; } = 32;
     /// <summary>Tokens per row; null = each data set's own (64 short sentences, 128 pairs, 256 long documents).</summary>
     public int? MaxLength { get; init; }
@@ -51,7 +52,7 @@ public sealed record QualityBenchmarkOptions
         // CPU smoke size: shows every row runs; the numbers are noisy.
         "small" => o with { Size = size, Sizes = new[] { 1000 }, TestRows = 400, Epochs = 1, BatchSize = 16 },
         // The sizes: 1,000 and 4,000 training rows and all rows, up to 1,000 test rows (GPU: about an hour for everything).
-        "standard" => o with { Size = size, Sizes = new[] { 1000, 4000, All }, TestRows = 1000, Epochs = 3, BatchSize = 32 },
+        "standard" => o with { Size = size, Sizes = new[] { 1000, 4000, All }, TestRows = 1000, Epochs = null, BatchSize = 32 },
         _ => throw new ArgumentException($"--size {size} is not supported; use small or standard."),
     };
 

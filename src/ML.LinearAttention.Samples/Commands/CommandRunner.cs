@@ -76,7 +76,7 @@ public sealed class CommandRunner(TextWriter output, TextWriter error)
               --datasets a,b (default sst2,imdb-reviews,github-issues-corefx,bbc-news,uci-sentiment-sentences,
                 wikipedia-detox-250,stsb; also ag-news)   --sizes 1000,4000,all (training rows)   --test N (default 1000)
               --size small|standard   preset (small: 1,000 rows, 1 epoch, CPU smoke size)   --budget SECONDS (later points
-                are listed as skipped)   --epochs N --batch N --max-length N --lr X (full fine-tunes) --lora-lr X --psrp-lr X
+                are listed as skipped)   --epochs N (default: as Fit chooses) --batch N --max-length N --lr X (full fine-tunes) --lora-lr X --psrp-lr X
               --convert-to NAME --transfer-steps N (conversion; default ConversionOptions')   --backbone NAME|DIR
               --only sdca,scratch,full,probe,mp,mp+,lora,converted,converted+lora   --device cpu|cuda   --threads N   --out DIR
           bench oom [options]      fault check on a GPU: batches far larger than the GPU holds must be split by the trainer's

@@ -92,7 +92,7 @@ internal static class ConversionStage
                                         "Set Conversion.FineTuning = null to use the estimator's, or leave the estimator's FineTuning unset (null).");
         var (method, options) = c.FineTuning is null ? (estimator, o.FineTuningOptions) : (c.FineTuning, c.FineTuningOptions ?? (estimatorSet ? o.FineTuningOptions : null));
         log?.Info($"Stage 2/2 (fine-tuning on the labelled task): method '{method}'{(options is null ? " with its defaults" : "")}, " +
-                 $"{o.MaxEpochs ?? SmallDataDefaults.PretrainedEpochs} epoch(s){(o.MaxSteps > 0 ? $" / at most {o.MaxSteps} steps" : "")}, lr {o.LearningRate:0.###e+00}.");
+                 $"{(o.MaxEpochs is { } epochs ? $"{epochs} epoch(s)" : "epochs chosen by Fit (MaxEpochs = null)")}{(o.MaxSteps > 0 ? $" / at most {o.MaxSteps} steps" : "")}, lr {o.LearningRate:0.###e+00}.");
         return (method, options);
     }
 

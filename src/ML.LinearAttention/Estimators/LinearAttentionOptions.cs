@@ -103,9 +103,10 @@ public abstract class LinearAttentionOptions
     public int BatchSize = 32;
     /// <summary>Cap on padded tokens per batch (long rows make smaller batches).</summary>
     public long MaxBatchTokens = 65536;
-    /// <summary>Passes over the training data; null (the default) = chosen by Fit: up to 20 for a model trained from
-    /// scratch when there are validation rows and early stopping is on (it ends training at the best epoch, whose
-    /// weights are restored), otherwise 3 (a pretrained backbone, a conversion, or no validation rows).</summary>
+    /// <summary>Passes over the training data; null (the default) = chosen by Fit. With validation rows and early
+    /// stopping on (it ends training at the best epoch, whose weights are restored): up to 20 for a model trained from
+    /// scratch; for a pretrained backbone or a conversion enough epochs for 300 optimizer steps, at least 3 and at most
+    /// 20 (a thousand rows: 11). Without validation rows or early stopping: 3.</summary>
     [Range(1, 50, 3)]
     public int? MaxEpochs;
     /// <summary>Stop after this many optimizer steps (0 = no limit).</summary>

@@ -25,15 +25,23 @@ internal static class SmallDataDefaults
     public const int ScratchEpochs = 20;
 
     /// <summary>Automatic <see cref="LinearAttentionOptions.MaxEpochs"/> otherwise: a pretrained backbone needs only a few
-    /// passes, and without validation rows nothing would stop a long run before it overfits.</summary>
+    /// passes over a large set, and without validation rows nothing would stop a long run before it overfits.</summary>
     public const int PretrainedEpochs = 3;
+
+    /// <summary>Optimizer steps that the automatic <see cref="LinearAttentionOptions.MaxEpochs"/> of a pretrained (or
+    /// converted) model gives at least, when validation rows and early stopping can end the run: three epochs of a
+    /// thousand rows are under a hundred steps, too few for a new head and the adapters (LoRA) to settle.</summary>
+    public const int PretrainedMinimumSteps = 300;
+
+    /// <summary>Most epochs that <see cref="PretrainedMinimumSteps"/> can ask for (a few hundred rows).</summary>
+    public const int PretrainedMaxEpochs = 20;
 
     /// <summary>Checks the options this class reads; the message names the option and the fix.</summary>
     internal static void Check(LinearAttentionOptions o)
     {
         if (o.MaxEpochs is < 1)
             throw new ArgumentOutOfRangeException(nameof(o.MaxEpochs), o.MaxEpochs,
-                $"MaxEpochs must be at least 1, or null to let Fit choose ({ScratchEpochs} with early stopping for a model trained from scratch, {PretrainedEpochs} otherwise).");
+                $"MaxEpochs must be at least 1, or null to let Fit choose (with validation rows and early stopping: {ScratchEpochs} for a model trained from scratch, enough for {PretrainedMinimumSteps} steps for a pretrained one; {PretrainedEpochs} otherwise).");
         if (double.IsNaN(o.ValidationFraction) || o.ValidationFraction is < 0 or > 0.5)
             throw new ArgumentOutOfRangeException(nameof(o.ValidationFraction), o.ValidationFraction,
                 "ValidationFraction must lie in [0, 0.5]: the share of training rows held out for validation when no ValidationSet is given (0 = no automatic split; 0.1 is the default).");
@@ -84,16 +92,24 @@ internal static class SmallDataDefaults
     /// <see cref="LinearAttentionOptions.MaxEpochs"/> as this Fit uses it: the user's value, or the automatic one — many
     /// epochs only where early stopping can end them (a from-scratch model, validation rows, patience above 0).
     /// </summary>
-    internal static int Epochs(LinearAttentionOptions o, bool fromScratch, bool hasValidationRows, ITrainingLog log)
+    /// <param name="trainRows">Rows the optimizer steps over per epoch (validation rows left out).</param>
+    internal static int Epochs(LinearAttentionOptions o, bool fromScratch, bool hasValidationRows, long trainRows, ITrainingLog log)
     {
         if (o.MaxEpochs is { } chosen) return chosen;
-        if (fromScratch && hasValidationRows && o.EarlyStoppingPatience > 0)
+        if (!hasValidationRows || o.EarlyStoppingPatience <= 0) return PretrainedEpochs;
+        if (fromScratch)
         {
             log.Info($"MaxEpochs: up to {ScratchEpochs} (automatic for a model trained from scratch); early stopping after {o.EarlyStoppingPatience} epoch(s) " +
                      "without validation improvement ends it and restores the best epoch. Set MaxEpochs to fix the number.");
             return ScratchEpochs;
         }
-        return PretrainedEpochs;
+        long stepsPerEpoch = Math.Max(1, (trainRows + (long)o.BatchSize * o.GradientAccumulationSteps - 1) / ((long)o.BatchSize * o.GradientAccumulationSteps));
+        int epochs = (int)Math.Clamp((PretrainedMinimumSteps + stepsPerEpoch - 1) / stepsPerEpoch, PretrainedEpochs, PretrainedMaxEpochs);
+        if (epochs > PretrainedEpochs)
+            log.Info($"MaxEpochs: up to {epochs} (automatic: {trainRows:N0} training rows give {stepsPerEpoch:N0} step(s) per epoch, and a pretrained model gets at least " +
+                     $"{PretrainedMinimumSteps} steps, at most {PretrainedMaxEpochs} epochs); early stopping after {o.EarlyStoppingPatience} epoch(s) without validation " +
+                     "improvement ends it and restores the best epoch. Set MaxEpochs to fix the number.");
+        return epochs;
     }
 
     /// <summary>Rows of a stream whose index is (<paramref name="keep"/> = true) or is not in <paramref name="chosen"/>.</summary>

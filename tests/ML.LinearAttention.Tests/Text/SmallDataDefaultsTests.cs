@@ -174,16 +174,25 @@ public sealed class SmallDataDefaultsTests(ITestOutputHelper output)
         Assert.Contains(offLog, l => l.Contains($"up to {SmallDataDefaults.PretrainedEpochs} epoch(s)", StringComparison.Ordinal));
         Assert.DoesNotContain(offLog, l => l.StartsWith("MaxEpochs:", StringComparison.Ordinal));
 
-        // The rule itself: a pretrained or converted model, or patience 0, keeps the short default; a set value wins.
+        // The rule itself: a pretrained or converted model gets enough epochs for PretrainedMinimumSteps (3 to 20);
+        // without validation rows or with patience 0 the short default; a set value wins.
         var quiet = new ListLog();
         var o = Small();
         o.MaxEpochs = null;
-        Assert.Equal(SmallDataDefaults.PretrainedEpochs, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: true, quiet));
-        Assert.Equal(SmallDataDefaults.ScratchEpochs, SmallDataDefaults.Epochs(o, fromScratch: true, hasValidationRows: true, quiet));
+        o.BatchSize = 32;
+        Assert.Equal(11, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: true, trainRows: 900, quiet));      // 29 steps per epoch
+        Assert.Equal(SmallDataDefaults.PretrainedMaxEpochs, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: true, trainRows: 164, quiet));
+        Assert.Equal(SmallDataDefaults.PretrainedEpochs, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: true, trainRows: 100_000, quiet));
+        Assert.Contains(quiet.Lines, l => l.StartsWith("MaxEpochs: up to 11 (automatic: 900 training rows give 29 step(s) per epoch", StringComparison.Ordinal));
+        o.GradientAccumulationSteps = 2;
+        Assert.Equal(7, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: true, trainRows: 3000, quiet));       // 47 steps per epoch
+        Assert.Equal(SmallDataDefaults.PretrainedEpochs, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: false, trainRows: 900, quiet));
+        Assert.Equal(SmallDataDefaults.ScratchEpochs, SmallDataDefaults.Epochs(o, fromScratch: true, hasValidationRows: true, trainRows: 900, quiet));
         o.EarlyStoppingPatience = 0;
-        Assert.Equal(SmallDataDefaults.PretrainedEpochs, SmallDataDefaults.Epochs(o, fromScratch: true, hasValidationRows: true, quiet));
+        Assert.Equal(SmallDataDefaults.PretrainedEpochs, SmallDataDefaults.Epochs(o, fromScratch: true, hasValidationRows: true, trainRows: 900, quiet));
+        Assert.Equal(SmallDataDefaults.PretrainedEpochs, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: true, trainRows: 900, quiet));
         o.MaxEpochs = 7;
-        Assert.Equal(7, SmallDataDefaults.Epochs(o, fromScratch: true, hasValidationRows: true, quiet));
+        Assert.Equal(7, SmallDataDefaults.Epochs(o, fromScratch: true, hasValidationRows: true, trainRows: 900, quiet));
         Assert.Null(new TextClassificationOptions().MaxEpochs);
     }
 
