@@ -1,3 +1,4 @@
+using Microsoft.ML.LinearAttention.Attention;
 using Microsoft.ML.LinearAttention.Training;
 using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 using TorchSharp;
@@ -78,6 +79,55 @@ internal static class ProfileComponents
                 group.Count(), whole - own, (whole - own) * group.Count());
         }
     }
+
+    /// <summary>Category of <see cref="AttentionParts"/>: a breakdown of "attention", not added to the step's total.</summary>
+    public const string AttentionPartsCategory = "attention parts";
+
+    /// <summary>
+    /// The parts of a projected mixer's "attention" (q/k/v projections aside), each forward + backward alone: the head
+    /// split of q, k, v with the query/key transform (rotary positions) on q and k; the per-head kernel on contiguous q, k
+    /// and the split v (the kernel, feature maps, output norm, layout copies it makes); the head merge of its output.
+    /// </summary>
+    public static IEnumerable<Component> AttentionParts(StepShapes shapes, ProfiledStep step, ComponentTimer timer)
+    {
+        foreach (var group in shapes.Mixers.Where(m => m.Mixer is ProjectedMixer).GroupBy(m => m.Mixer.GetType().Name))
+        {
+            var mixer = (ProjectedMixer)group.First().Mixer;
+            var shape = shapes.BlockShape;
+            int h = mixer.Config.NumHeads;
+            long[] heads = { shape[0], h, shape[1], shape[2] / h };
+            double split, kernel, merge;
+            using (var scope = NewDisposeScope())
+            {
+                var (q, k, v) = (Leaf(shape, step), Leaf(shape, step), Leaf(shape, step));
+                var transform = mixer.QueryKeyTransform ?? (t => t);
+                split = FwdBwd(timer, new[] { q, k, v }, () => new[] { transform(Heads.Split(q, h)), transform(Heads.Split(k, h)), Heads.Split(v, h) });
+            }
+            using (var scope = NewDisposeScope())
+            {
+                var (q, k, v) = (Leaf(heads, step), Leaf(heads, step), Leaf(shape, step));
+                var inputs = new[] { q, k, v }.Concat(mixer.parameters().Where(p => p.requires_grad)).ToArray();
+                kernel = FwdBwd(timer, inputs, () => new[] { mixer.MixHeadsAlone(q, k, Heads.Split(v, h)) });
+            }
+            using (var scope = NewDisposeScope())
+            {
+                var o = Leaf(heads, step);
+                merge = FwdBwd(timer, new[] { o }, () => new[] { Heads.Merge(o) });
+            }
+            string at = $"at {Shape(shapes.BlockShape)}, {h} heads";
+            yield return new Component(AttentionPartsCategory, $"{group.Key}: head split of q, k, v{(mixer.QueryKeyTransform is null ? "" : " + rotary on q and k")} {at}", group.Count(), split, split * group.Count());
+            yield return new Component(AttentionPartsCategory, $"{group.Key}: per-head kernel (feature maps, attention, output norm, its layout copies) {at}", group.Count(), kernel, kernel * group.Count());
+            yield return new Component(AttentionPartsCategory, $"{group.Key}: head merge {at}", group.Count(), merge, merge * group.Count());
+        }
+    }
+
+    /// <summary>Device milliseconds of forward + backward of several outputs (upstream gradients of ones).</summary>
+    private static double FwdBwd(ComponentTimer timer, Tensor[] inputs, Func<Tensor[]> forward) => timer.Measure(() =>
+    {
+        using var scope = NewDisposeScope();
+        var ys = forward();
+        torch.autograd.grad(ys, inputs, ys.Select(y => ones_like(y)).ToArray(), allow_unused: true);
+    }).Ms;
 
     /// <summary>The blocks' RMSNorms, the final norm and the head's, forward + backward with the weight's gradient.</summary>
     public static IEnumerable<Component> Norms(StepShapes shapes, ProfiledStep step, ComponentTimer timer)

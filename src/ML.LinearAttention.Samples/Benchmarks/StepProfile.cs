@@ -76,6 +76,7 @@ public static class StepProfile
         components.AddRange(ProfileComponents.Optimizer(step, timer));
         components.AddRange(ProfileComponents.Copies(step, timer));
         double covered = components.Sum(c => c.MsPerStep);
+        components.AddRange(ProfileComponents.AttentionParts(shapes, step, timer));   // a breakdown of "attention", outside the sum
         components.Add(new Component("other", "the step's device time not covered above: embeddings, loss and head, masks, copies inside modules, "
             + "launch gaps (negative when the components run slower alone than inside the step)", 1, deviceMs - covered, deviceMs - covered));
         components.Add(new Component("host/idle", cuda ? "wall-clock time per step minus device time: host work the GPU waited for" : "— (CPU: device time is wall-clock time)",

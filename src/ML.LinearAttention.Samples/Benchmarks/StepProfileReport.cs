@@ -50,7 +50,9 @@ internal static class StepProfileReport
                       "*other* is the step's device time the components do not cover (embeddings, loss and head, masks, copies inside " +
                       "modules); it is negative when components run slower alone than inside the step. *attention* is each mixer's " +
                       "forward + backward minus its own projections (counted under GEMMs): the attention kernel, head split/merge, " +
-                      "feature maps and rotary positions. *optimizer* is clipping + AdamW over the fp32 masters + the weight copy " +
+                      "feature maps and rotary positions; the component tables break it down (*attention parts*, each part alone, " +
+                      "not added again: the head split with rotary on q and k, the per-head kernel with its output norm and layout copies, " +
+                      "the head merge). *optimizer* is clipping + AdamW over the fp32 masters + the weight copy " +
                       "into the bf16 model; *copies* the bf16 → fp32 gradient moves.");
         md.AppendLine();
         var ok = points.Where(p => p.Status is null).ToList();

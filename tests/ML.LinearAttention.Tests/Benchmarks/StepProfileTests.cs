@@ -38,7 +38,12 @@ public sealed class StepProfileTests
                 Assert.All(components.Where(c => c.GetProperty("Category").GetString() is "GEMMs" or "norms" or "optimizer"),
                     c => Assert.True(c.GetProperty("MsEach").GetDouble() > 0, c.ToString()));
                 // The categories add up to the device time (the remainder is 'other' by construction).
-                double sum = components.Where(c => c.GetProperty("Category").GetString() != "host/idle").Sum(c => c.GetProperty("MsPerStep").GetDouble());
+                double sum = components.Where(c => c.GetProperty("Category").GetString() is not ("host/idle" or "attention parts")).Sum(c => c.GetProperty("MsPerStep").GetDouble());
+                // The linear mixer's attention broken into its parts (outside the sum): split + rotary, kernel, merge.
+                var parts = components.Where(c => c.GetProperty("Category").GetString() == "attention parts").ToList();
+                Assert.Equal(3, parts.Count);
+                Assert.All(parts, c => Assert.True(c.GetProperty("MsEach").GetDouble() > 0 && c.GetProperty("Count").GetInt32() == 2, c.ToString()));
+                Assert.Contains(parts, c => c.GetProperty("What").GetString()!.StartsWith("LinearMixer: head split of q, k, v + rotary on q and k", StringComparison.Ordinal));
                 Assert.Equal(p.GetProperty("DeviceMsPerStep").GetDouble(), sum, 6);
             }
             var md = File.ReadAllText(Path.Combine(dir, "training-profile.md"));

@@ -40,6 +40,9 @@ public abstract class ProjectedMixer : TokenMixer
     /// <summary>q, k, v: [B, H, T, D]; mask [B, T] bool or null → [B, H, T, D].</summary>
     protected abstract Tensor MixHeads(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask);
 
+    /// <summary>The per-head kernel alone on [B, H, T, D] inputs (the step profile times the mixer's parts one by one).</summary>
+    internal Tensor MixHeadsAlone(Tensor q, Tensor k, Tensor v) => MixHeads(q, k, v, null);
+
     public override Tensor forward(Tensor x, Tensor? keyPaddingMask)
     {
         using var scope = NewDisposeScope();
