@@ -14,13 +14,6 @@ namespace Microsoft.ML.LinearAttention.Tests.Distributed;
 /// </summary>
 public sealed class DataParallelTests
 {
-    private sealed class ListLog : ITrainingLog
-    {
-        public readonly List<string> Lines = new();
-        public void Info(string message) { lock (Lines) Lines.Add(message); }
-        public void Warning(string message) { lock (Lines) Lines.Add(message); }
-    }
-
     private static List<Example> Rows(int n)
     {
         var rng = new Random(7);

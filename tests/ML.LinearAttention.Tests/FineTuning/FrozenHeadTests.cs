@@ -15,13 +15,6 @@ public sealed class FrozenHeadTests
 {
     private static readonly MomentProbingOptions Small = new() { HiddenDim = 64, Heads = 4 }; // heads of 16 → 7 → 3
 
-    private sealed class ListLog : ITrainingLog
-    {
-        public List<string> Lines { get; } = new();
-        public void Info(string message) => Lines.Add(message);
-        public void Warning(string message) => Lines.Add(message);
-    }
-
     private static SequenceModel Probed(string method, FineTuningOptions options, int side = 0)
     {
         Torch.Seed(3);

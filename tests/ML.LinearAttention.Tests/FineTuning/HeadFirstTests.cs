@@ -16,13 +16,6 @@ public sealed class HeadFirstTests
     private static readonly MomentProbingOptions Small = new() { HiddenDim = 64, Heads = 4, Epochs = 6, LearningRate = 1e-2 };
     private static readonly CollateSpec Spec = new(LabelKind.Key, 0, 0, 0, null);
 
-    private sealed class ListLog : ITrainingLog
-    {
-        public List<string> Lines { get; } = new();
-        public void Info(string message) => Lines.Add(message);
-        public void Warning(string message) => Lines.Add(message);
-    }
-
     private static SequenceModel Psrp(bool headFirst)
     {
         Torch.Seed(5);

@@ -6,6 +6,7 @@ using Microsoft.ML.LinearAttention.Training;
 using TorchSharp;
 using Xunit;
 using Xunit.Abstractions;
+using Microsoft.ML.LinearAttention.Tests.Infrastructure;
 
 namespace Microsoft.ML.LinearAttention.Tests.Text;
 
@@ -16,13 +17,6 @@ namespace Microsoft.ML.LinearAttention.Tests.Text;
 /// </summary>
 public sealed class SmallDataDefaultsTests(ITestOutputHelper output)
 {
-    private sealed class ListLog : ITrainingLog
-    {
-        public readonly List<string> Lines = new();
-        public void Info(string message) => Lines.Add(message);
-        public void Warning(string message) => Lines.Add(message);
-    }
-
     /// <summary>Rows whose labels are coin flips: any fit of the training rows is overfitting, so validation log-loss rises.</summary>
     private static List<Example> NoiseRows(int n, int seed)
     {
