@@ -29,7 +29,7 @@ public static class QualityReport
                 .Select(g => $"{g.Key}: {string.Join(", ", g.Select(p => p.Key))}")) + ".");
         sb.AppendLine();
         sb.AppendLine($"- Pretrained rows: backbone {o.Backbone} (mean pooling), each data set's MaxSequenceLength (below), batch {o.BatchSize}, " +
-                      (o.Epochs is { } epochs ? $"{epochs} epoch(s), " : "MaxEpochs as Fit chooses it (with the validation split's early stopping: enough epochs for 300 steps, 3 to 20), ") +
+                      (o.Epochs is { } epochs ? $"{epochs} epoch(s), " : "MaxEpochs as Fit chooses it (3 for a full fine-tune; for LoRA and MP+ enough epochs for 300 steps, 3 to 20, ended by the validation split's early stopping), ") +
                       "AdamW with the estimator's warm-up and cosine decay. Probes and MP train on features cached once, with their own recipe " +
                       "(FrozenHeadOptions defaults: lr 2e-3, about 1,500 steps, warm-up 10 %, cosine, weight decay 0.05, label smoothing 0.1).");
         sb.AppendLine("- Scratch and the conversion use the public API's defaults (TextClassificationOptions / SequenceRegressionOptions, ConversionOptions), " +

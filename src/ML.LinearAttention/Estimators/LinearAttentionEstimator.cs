@@ -129,7 +129,8 @@ public abstract class LinearAttentionEstimator<TTransformer> : IEstimator<TTrans
                 : heldOut is null ? null : () => SmallDataDefaults.Select(Rows(input, false), heldOut, keep: true);
             long trainCount = stats.Rows - (heldOut is null ? 0 : CountSet(heldOut));
             // A frozen encoder (linear probe, Moment Probing) is run once and its head trained on the cached features.
-            var settings = o.ToTrainingSettings(seed, SmallDataDefaults.Epochs(o, fromScratch, validationRows is not null, trainCount, log));
+            var settings = o.ToTrainingSettings(seed, SmallDataDefaults.Epochs(o, fromScratch, validationRows is not null, trainCount,
+                (double)applied.TrainableParameters / Math.Max(1, applied.TotalParameters), log));
             // MP+ trains its head that way first (HeadFirst), then everything it trains from there, the head-only result kept unless beaten.
             var report = FrozenHeadTrainer.TryTrain(model, spec, trainRows, validationRows, settings, device, log, () => MLNetBridge.IsCanceled(Env));
             if (report is null)

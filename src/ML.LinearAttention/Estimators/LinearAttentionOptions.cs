@@ -105,8 +105,10 @@ public abstract class LinearAttentionOptions
     public long MaxBatchTokens = 65536;
     /// <summary>Passes over the training data; null (the default) = chosen by Fit. With validation rows and early
     /// stopping on (it ends training at the best epoch, whose weights are restored): up to 20 for a model trained from
-    /// scratch; for a pretrained backbone or a conversion enough epochs for 300 optimizer steps, at least 3 and at most
-    /// 20 (a thousand rows: 11). Without validation rows or early stopping: 3.</summary>
+    /// scratch; for a parameter-efficient method (LoRA, BitFit, MP+: at most 10 % of the parameters train) on a
+    /// pretrained backbone or a conversion, enough epochs for 300 optimizer steps, at least 3 and at most 20 (a
+    /// thousand rows: 11). A full fine-tune of a pretrained model, or a run without validation rows or early
+    /// stopping: 3.</summary>
     [Range(1, 50, 3)]
     public int? MaxEpochs;
     /// <summary>Stop after this many optimizer steps (0 = no limit).</summary>

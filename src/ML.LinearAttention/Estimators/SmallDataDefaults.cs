@@ -28,10 +28,15 @@ internal static class SmallDataDefaults
     /// passes over a large set, and without validation rows nothing would stop a long run before it overfits.</summary>
     public const int PretrainedEpochs = 3;
 
-    /// <summary>Optimizer steps that the automatic <see cref="LinearAttentionOptions.MaxEpochs"/> of a pretrained (or
-    /// converted) model gives at least, when validation rows and early stopping can end the run: three epochs of a
-    /// thousand rows are under a hundred steps, too few for a new head and the adapters (LoRA) to settle.</summary>
+    /// <summary>Optimizer steps that the automatic <see cref="LinearAttentionOptions.MaxEpochs"/> gives at least to a
+    /// parameter-efficient method (<see cref="ParameterEfficientShare"/>) on a pretrained or converted model, when
+    /// validation rows and early stopping can end the run: three epochs of a thousand rows are under a hundred steps,
+    /// too few for a new head and adapters that start at zero (LoRA, PSRP) to settle. A full fine-tune keeps
+    /// <see cref="PretrainedEpochs"/>: every weight moves, and a small set is fitted within a few epochs.</summary>
     public const int PretrainedMinimumSteps = 300;
+
+    /// <summary>Largest share of the parameters that train for a method to count as parameter-efficient here.</summary>
+    public const double ParameterEfficientShare = 0.1;
 
     /// <summary>Most epochs that <see cref="PretrainedMinimumSteps"/> can ask for (a few hundred rows).</summary>
     public const int PretrainedMaxEpochs = 20;
@@ -41,7 +46,7 @@ internal static class SmallDataDefaults
     {
         if (o.MaxEpochs is < 1)
             throw new ArgumentOutOfRangeException(nameof(o.MaxEpochs), o.MaxEpochs,
-                $"MaxEpochs must be at least 1, or null to let Fit choose (with validation rows and early stopping: {ScratchEpochs} for a model trained from scratch, enough for {PretrainedMinimumSteps} steps for a pretrained one; {PretrainedEpochs} otherwise).");
+                $"MaxEpochs must be at least 1, or null to let Fit choose (with validation rows and early stopping: {ScratchEpochs} for a model trained from scratch, enough for {PretrainedMinimumSteps} steps for a parameter-efficient method on a pretrained one; {PretrainedEpochs} otherwise).");
         if (double.IsNaN(o.ValidationFraction) || o.ValidationFraction is < 0 or > 0.5)
             throw new ArgumentOutOfRangeException(nameof(o.ValidationFraction), o.ValidationFraction,
                 "ValidationFraction must lie in [0, 0.5]: the share of training rows held out for validation when no ValidationSet is given (0 = no automatic split; 0.1 is the default).");
@@ -93,7 +98,8 @@ internal static class SmallDataDefaults
     /// epochs only where early stopping can end them (a from-scratch model, validation rows, patience above 0).
     /// </summary>
     /// <param name="trainRows">Rows the optimizer steps over per epoch (validation rows left out).</param>
-    internal static int Epochs(LinearAttentionOptions o, bool fromScratch, bool hasValidationRows, long trainRows, ITrainingLog log)
+    /// <param name="trainableShare">Share of the model's parameters that train (the fine-tuning method's).</param>
+    internal static int Epochs(LinearAttentionOptions o, bool fromScratch, bool hasValidationRows, long trainRows, double trainableShare, ITrainingLog log)
     {
         if (o.MaxEpochs is { } chosen) return chosen;
         if (!hasValidationRows || o.EarlyStoppingPatience <= 0) return PretrainedEpochs;
@@ -103,11 +109,13 @@ internal static class SmallDataDefaults
                      "without validation improvement ends it and restores the best epoch. Set MaxEpochs to fix the number.");
             return ScratchEpochs;
         }
+        if (trainableShare > ParameterEfficientShare) return PretrainedEpochs;
         long stepsPerEpoch = Math.Max(1, (trainRows + (long)o.BatchSize * o.GradientAccumulationSteps - 1) / ((long)o.BatchSize * o.GradientAccumulationSteps));
         int epochs = (int)Math.Clamp((PretrainedMinimumSteps + stepsPerEpoch - 1) / stepsPerEpoch, PretrainedEpochs, PretrainedMaxEpochs);
         if (epochs > PretrainedEpochs)
-            log.Info($"MaxEpochs: up to {epochs} (automatic: {trainRows:N0} training rows give {stepsPerEpoch:N0} step(s) per epoch, and a pretrained model gets at least " +
-                     $"{PretrainedMinimumSteps} steps, at most {PretrainedMaxEpochs} epochs); early stopping after {o.EarlyStoppingPatience} epoch(s) without validation " +
+            log.Info($"MaxEpochs: up to {epochs} (automatic: {trainRows:N0} training rows give {stepsPerEpoch:N0} step(s) per epoch, and a parameter-efficient method " +
+                     $"({trainableShare:P1} of the parameters train) gets at least {PretrainedMinimumSteps} steps, at most {PretrainedMaxEpochs} epochs); " +
+                     $"early stopping after {o.EarlyStoppingPatience} epoch(s) without validation " +
                      "improvement ends it and restores the best epoch. Set MaxEpochs to fix the number.");
         return epochs;
     }

@@ -168,25 +168,30 @@ public sealed class SmallDataDefaultsTests(ITestOutputHelper output)
         Assert.Contains(offLog, l => l.Contains($"up to {SmallDataDefaults.PretrainedEpochs} epoch(s)", StringComparison.Ordinal));
         Assert.DoesNotContain(offLog, l => l.StartsWith("MaxEpochs:", StringComparison.Ordinal));
 
-        // The rule itself: a pretrained or converted model gets enough epochs for PretrainedMinimumSteps (3 to 20);
-        // without validation rows or with patience 0 the short default; a set value wins.
+        // The rule itself: a parameter-efficient method (≤ 10 % trainable) on a pretrained or converted model gets enough
+        // epochs for PretrainedMinimumSteps (3 to 20); a full fine-tune, no validation rows or patience 0 the short
+        // default; a from-scratch model ScratchEpochs; a set value wins.
         var quiet = new ListLog();
         var o = Small();
         o.MaxEpochs = null;
         o.BatchSize = 32;
-        Assert.Equal(11, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: true, trainRows: 900, quiet));      // 29 steps per epoch
-        Assert.Equal(SmallDataDefaults.PretrainedMaxEpochs, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: true, trainRows: 164, quiet));
-        Assert.Equal(SmallDataDefaults.PretrainedEpochs, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: true, trainRows: 100_000, quiet));
-        Assert.Contains(quiet.Lines, l => l.StartsWith("MaxEpochs: up to 11 (automatic: 900 training rows give 29 step(s) per epoch", StringComparison.Ordinal));
+        const double lora = 0.013, full = 1.0;
+        Assert.Equal(11, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: true, trainRows: 900, lora, quiet));      // 29 steps per epoch
+        Assert.Equal(SmallDataDefaults.PretrainedMaxEpochs, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: true, trainRows: 164, lora, quiet));
+        Assert.Equal(SmallDataDefaults.PretrainedEpochs, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: true, trainRows: 100_000, lora, quiet));
+        Assert.Equal(SmallDataDefaults.PretrainedEpochs, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: true, trainRows: 900, full, quiet));
+        Assert.Equal(SmallDataDefaults.PretrainedEpochs, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: true, trainRows: 900, 0.11, quiet));
+        Assert.Contains(quiet.Lines, l => l.StartsWith("MaxEpochs: up to 11 (automatic: 900 training rows give 29 step(s) per epoch, and a parameter-efficient method (1.3 % of",
+            StringComparison.Ordinal));
         o.GradientAccumulationSteps = 2;
-        Assert.Equal(7, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: true, trainRows: 3000, quiet));       // 47 steps per epoch
-        Assert.Equal(SmallDataDefaults.PretrainedEpochs, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: false, trainRows: 900, quiet));
-        Assert.Equal(SmallDataDefaults.ScratchEpochs, SmallDataDefaults.Epochs(o, fromScratch: true, hasValidationRows: true, trainRows: 900, quiet));
+        Assert.Equal(7, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: true, trainRows: 3000, lora, quiet));       // 47 steps per epoch
+        Assert.Equal(SmallDataDefaults.PretrainedEpochs, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: false, trainRows: 900, lora, quiet));
+        Assert.Equal(SmallDataDefaults.ScratchEpochs, SmallDataDefaults.Epochs(o, fromScratch: true, hasValidationRows: true, trainRows: 900, full, quiet));
         o.EarlyStoppingPatience = 0;
-        Assert.Equal(SmallDataDefaults.PretrainedEpochs, SmallDataDefaults.Epochs(o, fromScratch: true, hasValidationRows: true, trainRows: 900, quiet));
-        Assert.Equal(SmallDataDefaults.PretrainedEpochs, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: true, trainRows: 900, quiet));
+        Assert.Equal(SmallDataDefaults.PretrainedEpochs, SmallDataDefaults.Epochs(o, fromScratch: true, hasValidationRows: true, trainRows: 900, full, quiet));
+        Assert.Equal(SmallDataDefaults.PretrainedEpochs, SmallDataDefaults.Epochs(o, fromScratch: false, hasValidationRows: true, trainRows: 900, lora, quiet));
         o.MaxEpochs = 7;
-        Assert.Equal(7, SmallDataDefaults.Epochs(o, fromScratch: true, hasValidationRows: true, trainRows: 900, quiet));
+        Assert.Equal(7, SmallDataDefaults.Epochs(o, fromScratch: true, hasValidationRows: true, trainRows: 900, full, quiet));
         Assert.Null(new TextClassificationOptions().MaxEpochs);
     }
 
