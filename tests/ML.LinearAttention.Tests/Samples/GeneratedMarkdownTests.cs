@@ -12,10 +12,11 @@ public sealed class GeneratedMarkdownTests
         string before = Environment.GetEnvironmentVariable("OUT") ?? "";
         try
         {
-            Environment.SetEnvironmentVariable("OUT", "/root/out");
+            const string deviceOut = "/device-machine/out";   // stands for the GPU machine's $OUT folder
+            Environment.SetEnvironmentVariable("OUT", deviceOut);
             string shared = Path.Combine(Directory.GetParent(Directory.GetCurrentDirectory())!.FullName, "shared");
             string temp = Path.GetTempPath().TrimEnd('/');
-            string line = $"bench quality --out /root/out/r12/long --data-folder {shared}/data --commit abc --budget 60 --scratch {temp}/q";
+            string line = $"bench quality --out {deviceOut}/r12/long --data-folder {shared}/data --commit abc --budget 60 --scratch {temp}/q";
             Assert.Equal("dotnet ML.LinearAttention.Samples.dll bench quality --out $OUT/r12/long --data-folder ../shared/data --commit abc --budget 60 --scratch $TMPDIR/q",
                 GeneratedMarkdown.SamplesCommand(line));
             Assert.Equal("bench x --out other/place", GeneratedMarkdown.Portable("bench x --out other/place"));

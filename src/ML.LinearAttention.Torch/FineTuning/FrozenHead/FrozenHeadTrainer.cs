@@ -281,8 +281,10 @@ public static class FrozenHeadTrainer
                     if (Classifies)
                     {
                         sum += output.argmax(-1).eq(labels).sum().item<long>();
-                        var rows = output.cpu();
-                        for (int i = 0; i < rows.shape[0]; i++) logits.Add(rows[i].data<float>().ToArray());
+                        // One copy of the batch's logits to the host, split into rows there.
+                        var flat = output.cpu().data<float>().ToArray();
+                        int k = (int)output.shape[1];
+                        for (int i = 0; i < flat.Length; i += k) logits.Add(flat[i..(i + k)]);
                         classes.AddRange(labels.cpu().data<long>().ToArray());
                     }
                     else sum += (_model.DestandardizeTarget(output.squeeze(-1)) - labels).square().sum().item<float>();
