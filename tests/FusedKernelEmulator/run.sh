@@ -3,7 +3,7 @@
 # (one std::thread per CUDA thread, mma.sync emulated from the PTX ISA fragment layouts) and compares the tensor-core
 # kernels against the CUDA-core ones (GPU-verified) on the same bf16/fp16 inputs: S, z, o, dS, dz, dq, dk, dv.
 # The causal tensor-core kernels (causal_linear_attention.cu) are compared with an fp64 evaluation of the causal formulas
-# (causal.cpp: o, dq, dk, dv), the causal decay kernels (decay_linear_attention.cu) with one of the decayed formulas (decay.cpp: o, dq, dk, dv, dg), the multi-tensor AdamW (multi_tensor_adamw.cpp) RMSNorm (rms_norm.cpp) and rotary (rotary.cpp) kernels with fp64, Hedgehog's feature map kernels (hedgehog_map.cuh) with an fp64 softmax (hedgehog_map.cpp), its projection + map kernels (hedgehog_projection.cuh) with an fp64 evaluation of φ, dx and dW (hedgehog_proj.cpp, also the dW-only kernel on two given (x, dy) pairs), and its attention kernels (HH = 1) with an fp64 evaluation of o, dv, the projection outputs' gradients dy, dx = dy Wᵀ and dW (hedgehog_attn.cpp). Needs g++ >= 12 (C++20 <barrier>, _Float16) and python3. Usage: tests/FusedKernelEmulator/run.sh [quick]
+# (causal.cpp: o, dq, dk, dv), the causal decay kernels (decay_linear_attention.cu) with one of the decayed formulas (decay.cpp: o, dq, dk, dv, dg), the multi-tensor AdamW (multi_tensor_adamw.cpp) RMSNorm (rms_norm.cpp) rotary (rotary.cpp) and delta-rule chunk scan (delta_state.cpp) kernels with fp64, Hedgehog's feature map kernels (hedgehog_map.cuh) with an fp64 softmax (hedgehog_map.cpp), its projection + map kernels (hedgehog_projection.cuh) with an fp64 evaluation of φ, dx and dW (hedgehog_proj.cpp, also the dW-only kernel on two given (x, dy) pairs), and its attention kernels (HH = 1) with an fp64 evaluation of o, dv, the projection outputs' gradients dy, dx = dy Wᵀ and dW (hedgehog_attn.cpp). Needs g++ >= 12 (C++20 <barrier>, _Float16) and python3. Usage: tests/FusedKernelEmulator/run.sh [quick]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"; repo="$here/../.."; out="${TMPDIR:-/tmp}/fused-kernel-emulator"; mkdir -p "$out"
 python3 - "$repo/src/ML.LinearAttention.Torch/Attention/Kernels/Cuda" "$out" <<'PY'
@@ -125,5 +125,13 @@ for in in 0 1 2; do
   for args in "1 1 1 64" "3 2 37 64" "2 4 9 32" "1 3 20 128"; do
     "$exe" $args | tail -1 | sed "s/^/rotary in=$in B,H,T,D=${args// /,}: /" || status=1
   done
+done
+# Delta-rule chunk scan (delta_rule_state.cu) against fp64: N chunks C Dk Dv decay (one chunk, Dv not a multiple of the
+# block's 16 columns, per-channel decay, Dk = C = 128, several heads).
+exe="$out/delta_state"
+g++ -std=c++20 -O2 -w -I"$out" -I"$here" -DD=64 -DDV=64 -DTT=64 -DPD=64 -DPDV=64 -DLDT=68 -DIN_T=0 -DFMAP=0 -DMMA=1 \
+    "$here/delta_state.cpp" -o "$exe" -lpthread
+for args in "1 1 64 64 64 0" "2 5 64 64 48 1" "1 3 64 32 40 1" "1 2 128 128 16 1" "3 4 16 64 64 0"; do
+  "$exe" $args | tail -1 | sed "s/^/delta state N,NC,C,Dk,Dv,decay=${args// /,}: /" || status=1
 done
 exit $status

@@ -20,14 +20,14 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 /// on and off (fp32; and bf16 on both kernel families). Then the causal kernels (<see cref="FusedCausalVerification"/>)
 /// and Hedgehog's feature-map kernels (<see cref="FusedHedgehogMapVerification"/>) and projection kernels
 /// (<see cref="FusedHedgehogProjectionVerification"/>), the causal decay kernels of simple GLA, RetNet and Lightning
-/// (<see cref="FusedDecayVerification"/>), the RMSNorm kernels (<see cref="FusedRmsNormVerification"/>), the multi-tensor AdamW (<see cref="FusedAdamWVerification"/>) and the rotary kernel (<see cref="FusedRotaryVerification"/>).
+/// (<see cref="FusedDecayVerification"/>), the RMSNorm kernels (<see cref="FusedRmsNormVerification"/>), the multi-tensor AdamW (<see cref="FusedAdamWVerification"/>) the rotary kernel (<see cref="FusedRotaryVerification"/>) and the delta-rule chunk scan (<see cref="FusedDeltaRuleVerification"/>).
 /// </summary>
 public static class FusedKernelVerification
 {
     private const long Heads = 2;
 
     /// <summary>The parts of the check, for `--only` (all when none is named).</summary>
-    public static readonly string[] Parts = { "linear", "causal", "hedgehog", "decay", "rmsnorm", "adamw", "rotary" };
+    public static readonly string[] Parts = { "linear", "causal", "hedgehog", "decay", "rmsnorm", "adamw", "rotary", "delta" };
 
     public static int Run(Device device, TextWriter log, IReadOnlyCollection<string>? only = null)
     {
@@ -92,6 +92,7 @@ public static class FusedKernelVerification
         if (Wanted("rmsnorm")) FusedRmsNormVerification.Run(device, log, ref cases, ref failures, ref worst);
         if (Wanted("adamw")) FusedAdamWVerification.Run(device, log, ref cases, ref failures, ref worst);
         if (Wanted("rotary")) FusedRotaryVerification.Run(device, log, ref cases, ref failures, ref worst);
+        if (Wanted("delta")) FusedDeltaRuleVerification.Run(device, log, ref cases, ref failures, ref worst);
         log.WriteLine($"{cases - failures} passed, {failures} failed (worst fused relative error {worst.ToString("E2", CultureInfo.InvariantCulture)})");
         return failures == 0 ? 0 : 1;
     }

@@ -18,7 +18,7 @@ public class CudaSourcesTests
     public void EachModuleListsExactlyTheHeadersItsSourceReaches()
     {
         Assert.Equal(new[] { CudaSources.LinearAttention, CudaSources.CausalLinearAttention, CudaSources.HedgehogMap,
-            CudaSources.HedgehogProjection, CudaSources.HedgehogAttention, CudaSources.DecayLinearAttention, CudaSources.MultiTensorAdamW, CudaSources.RmsNorm, CudaSources.Rotary }.Order(), CudaSources.All.Keys.Order());
+            CudaSources.HedgehogProjection, CudaSources.HedgehogAttention, CudaSources.DecayLinearAttention, CudaSources.MultiTensorAdamW, CudaSources.RmsNorm, CudaSources.Rotary, CudaSources.DeltaRuleState }.Order(), CudaSources.All.Keys.Order());
         foreach (var module in CudaSources.All.Values)
         {
             var reached = new SortedSet<string>(StringComparer.Ordinal);
@@ -36,7 +36,7 @@ public class CudaSourcesTests
     {
         var named = CudaSources.All.Values.SelectMany(m => m.Headers.Select(h => h.Name).Append(m.SourceName)).ToHashSet();
         var embedded = CudaSources.EmbeddedFiles().ToList();
-        Assert.Equal(20, embedded.Count);
+        Assert.Equal(21, embedded.Count);
         Assert.All(embedded, f => Assert.Contains(f, named));
         Assert.Equal(new[] { "HH=1" }, CudaSources.Module(CudaSources.HedgehogAttention).Defines);
         Assert.Empty(CudaSources.Module(CudaSources.LinearAttention).Defines);

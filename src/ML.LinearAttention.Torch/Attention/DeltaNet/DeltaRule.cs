@@ -1,3 +1,4 @@
+using Microsoft.ML.LinearAttention.Attention.Kernels.Cuda;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -123,10 +124,21 @@ public static partial class DeltaRule
     }
 
     /// <summary>
-    /// The only sequential part: per chunk V' = U − W S and S ← decay ⊙ S + K̃ᵀ V' (fp32, three small ops per chunk).
-    /// Returns the state before every chunk [N, NC, Dk, Dv] and V' [N, NC, C, Dv].
+    /// The only sequential part: per chunk V' = U − W S and S ← decay ⊙ S + K̃ᵀ V' (fp32). Returns the state before
+    /// every chunk [N, NC, Dk, Dv] and V' [N, NC, C, Dv]. On CUDA it is one fused kernel each way
+    /// (<see cref="FusedDeltaRuleState"/>); elsewhere, or with the kernels off, <see cref="InterChunkLoop"/>.
     /// </summary>
     private static (Tensor before, Tensor vNew) InterChunk(Tensor w, Tensor u, Tensor kToEnd, Tensor? endDecay, long n, long dk, long dv)
+    {
+        if (w.device_type != DeviceType.CUDA || FusedDeltaRuleState.Reason(w, dv) is not null)
+            return InterChunkLoop(w, u, kToEnd, endDecay, n, dk, dv);
+        // The end decay comes as [N, NC, Dk, 1] (per channel) or [N, NC, 1, 1] (per head); the kernel takes [N, NC, Dk].
+        var decay = endDecay?.expand(n, w.shape[1], dk, 1).reshape(n, w.shape[1], dk);
+        return FusedDeltaRuleState.Scan(w, u, kToEnd, decay);
+    }
+
+    /// <summary>The chunk loop (the naive twin of <see cref="FusedDeltaRuleState"/>): three small ops per chunk.</summary>
+    internal static (Tensor before, Tensor vNew) InterChunkLoop(Tensor w, Tensor u, Tensor kToEnd, Tensor? endDecay, long n, long dk, long dv)
     {
         var ws = w.unbind(1);
         var us = u.unbind(1);

@@ -26,7 +26,7 @@ internal static class CudaSources
     public const string LinearAttention = "linear_attention", CausalLinearAttention = "causal_linear_attention",
         HedgehogMap = "hedgehog_map", HedgehogProjection = "hedgehog_projection", HedgehogAttention = "hedgehog_attention",
         DecayLinearAttention = "decay_linear_attention",
-        MultiTensorAdamW = "multi_tensor_adamw", RmsNorm = "rms_norm", Rotary = "rotary";
+        MultiTensorAdamW = "multi_tensor_adamw", RmsNorm = "rms_norm", Rotary = "rotary", DeltaRuleState = "delta_rule_state";
 
     private static readonly Lazy<IReadOnlyDictionary<string, CudaModuleSource>> Modules = new(Load);
 

@@ -78,6 +78,14 @@ public sealed record FusedKernelOptions
     public bool RotaryEnabled { get; init; } = On(FusedRotary.EnableVariable);
 
     /// <summary>
+    /// Whether <c>DeltaRule</c>'s chunkwise form (DeltaNet, Gated DeltaNet, KDA, MoM) runs its sequential chunk scan as
+    /// <see cref="FusedDeltaRuleState"/>'s kernels on CUDA (one launch each way instead of a host loop), default on unless
+    /// <see cref="FusedDeltaRuleState.EnableVariable"/> is "0" (<c>bench kernels --verify-fused --only delta</c> checks it
+    /// on a GPU). The CPU always runs the loop.
+    /// </summary>
+    public bool DeltaRuleEnabled { get; init; } = On(FusedDeltaRuleState.EnableVariable);
+
+    /// <summary>
     /// Tuning knob: blocks per SM (1 to 8) Hedgehog's attention kernels are compiled for below
     /// <see cref="FusedHedgehogAttention.OneBlockPerSmFrom"/> tokens (HH_MINB), or null for the source's default (two up
     /// to 64-wide x and v, else one). Default from <see cref="HedgehogAttentionBlocksVariable"/>.

@@ -206,6 +206,13 @@ internal static unsafe class FusedModuleCache
     /// memory); the device's context is made current.
     /// </summary>
     internal static IntPtr[] ShapeFreeKernels(TorchSharp.torch.Tensor x, string module, params string[] names)
+        => ShapeFreeKernels(x, module, dynamicShared: false, names);
+
+    /// <summary>
+    /// As <see cref="ShapeFreeKernels(TorchSharp.torch.Tensor, string, string[])"/>; with <paramref name="dynamicShared"/>
+    /// the kernels may take dynamic shared memory up to the device's opt-in limit (<see cref="DeviceInfo.MaxSharedOptIn"/>).
+    /// </summary>
+    internal static IntPtr[] ShapeFreeKernels(TorchSharp.torch.Tensor x, string module, bool dynamicShared, params string[] names)
     {
         int device = x.device_index < 0 ? 0 : x.device_index, inType = FusedLaunch.InType(x.dtype);
         var info = Device(device);
@@ -214,7 +221,8 @@ internal static unsafe class FusedModuleCache
         {
             if (ShapeFree.TryGetValue((device, inType, module), out var kernels)) return kernels;
             var loaded = LoadModule(Compile($"sm_{info.Major}{info.Minor}", Tiling.For(16, 16), inType, FusedFeatureMap.Identity, mma: false, verbose: false, out _, module));
-            return ShapeFree[(device, inType, module)] = names.Select(n => Function(loaded, n, 0)).ToArray();
+            int shared = dynamicShared ? info.MaxSharedOptIn : 0;
+            return ShapeFree[(device, inType, module)] = names.Select(n => Function(loaded, n, shared)).ToArray();
         }
     }
 
