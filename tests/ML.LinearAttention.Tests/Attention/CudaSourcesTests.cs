@@ -59,6 +59,7 @@ public class CudaSourcesTests
             [CudaSources.MultiTensorAdamW] = ["mt_grad_sumsq", "mt_grad_sumsq_finish", "mt_adamw"],
             [CudaSources.RmsNorm] = ["rms_norm_fwd", "rms_norm_bwd_dx", "rms_norm_bwd_dw_partial", "rms_norm_bwd_dw_finish"],
             [CudaSources.Rotary] = ["rotary_half_split"],
+            [CudaSources.DeltaRuleState] = ["delta_state_scan"],
         };
         foreach (var (name, kernels) in expected)
         {

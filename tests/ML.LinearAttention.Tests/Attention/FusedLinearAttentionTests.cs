@@ -163,6 +163,14 @@ public class FusedLinearAttentionTests(ITestOutputHelper output)
             output.WriteLine($"rms norm in={inType}: {cubin.Length} bytes\n{log}");
             Assert.NotEmpty(cubin);
         }
+        // The delta-rule chunk scan (FusedDeltaRuleState): fp32 only, shapes at run time; its largest block fits the opt-in limit.
+        {
+            var cubin = FusedModuleCache.Compile("sm_90", FusedModuleCache.Tiling.For(16, 16), 0, FusedFeatureMap.Identity,
+                mma: false, verbose: true, out var log, CudaSources.DeltaRuleState);
+            output.WriteLine($"delta rule state: {cubin.Length} bytes, shared bytes up to {FusedDeltaRuleState.SharedBytes(FusedDeltaRuleState.MaxChunk, FusedDeltaRuleState.MaxKeyDim)}\n{log}");
+            Assert.NotEmpty(cubin);
+            Assert.True(FusedDeltaRuleState.SharedBytes(FusedDeltaRuleState.MaxChunk, FusedDeltaRuleState.MaxKeyDim) <= 227 * 1024);
+        }
         // Hedgehog's projection + map kernels (FusedHedgehogProjection): head dim D, feature dim F, bf16 and fp16.
         foreach (var (d, f, inType) in new[] { (64, 64, 1), (64, 64, 2), (32, 48, 1), (128, 128, 1), (16, 32, 2) })
         {

@@ -35,7 +35,9 @@ public static class FusedDeltaRuleState
         ArgumentNullException.ThrowIfNull(w);
         if (!FusedKernelOptions.Current.DeltaRuleEnabled) return $"switched off ({EnableVariable}=0 or FusedKernelOptions.Current.DeltaRuleEnabled = false).";
         if (!FusedKernelOptions.Current.Enabled) return $"the fused kernels are off ({FusedLinearAttention.EnableVariable}=0).";
-        return ShapeReason(w, dv) ?? FusedLinearAttention.UnavailableReason(w.device);
+        if ((ShapeReason(w, dv) ?? FusedLinearAttention.UnavailableReason(w.device)) is { } reason) return reason;
+        int bytes = SharedBytes(w.shape[2], w.shape[3]), limit = FusedModuleCache.Device(w.device_index < 0 ? 0 : w.device_index).MaxSharedOptIn;
+        return bytes > limit ? $"chunk {w.shape[2]} with Dk = {w.shape[3]} needs {bytes} bytes of shared memory per block, the device allows {limit}." : null;
     }
 
     /// <summary>The shape part of <see cref="Reason"/> (no device check), for the CPU tests.</summary>
