@@ -16,7 +16,9 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 /// from-scratch text classifier. Each (workload, variant) is fitted several times for a few optimizer steps; the
 /// tokens/s of the steps after the warm-up are taken, and the median of the repeats is reported, with the per-phase
 /// breakdown of <see cref="TrainingProfile"/>. The variants (the CPU fast paths off, then on) alternate, so both see the
-/// same machine load. Writes training-cpu.md and training-cpu.json.
+/// same machine load. With --baseline-harness and --current-harness it also measures an older build of the library
+/// (df3f3f1, issue 26's baseline) against the current one, alternating (<see cref="CpuTrainingBuilds"/>).
+/// Writes training-cpu.md and training-cpu.json.
 /// </summary>
 public static class CpuTrainingBenchmark
 {
@@ -51,15 +53,18 @@ public static class CpuTrainingBenchmark
         }
         var summaries = runs.GroupBy(r => (r.Workload, r.Variant, r.Threads)).Select(g => Summarize(g.ToList())).ToList();
         foreach (var s in summaries) log.WriteLine($"{s.Workload,-12} {s.Variant,-9} {s.Threads} thread(s): median {s.MedianTokensPerSecond:N0} tokens/s (min {s.MinTokensPerSecond:N0}, max {s.MaxTokensPerSecond:N0})");
+        // The older build against the current one, each through the tools/cpu-baseline harness in its own processes.
+        var builds = o.BaselineHarness is null ? null : CpuTrainingBuilds.Measure(o, data.Train, log);
         Directory.CreateDirectory(o.OutputDirectory);
         var meta = new Dictionary<string, string>
         {
             ["command"] = GeneratedMarkdown.Portable(o.CommandLine), ["commit"] = o.Commit, ["machine"] = o.Machine, ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
             ["cpuFlags"] = CpuFlags(),
         };
-        File.WriteAllText(Path.Combine(o.OutputDirectory, "training-cpu.json"), JsonSerializer.Serialize(new { meta, o.TrainRows, o.WarmupSteps, o.Steps, o.Repeats, Summaries = summaries, Runs = runs },
+        File.WriteAllText(Path.Combine(o.OutputDirectory, "training-cpu.json"), JsonSerializer.Serialize(new { meta, o.TrainRows, o.WarmupSteps, o.Steps, o.Repeats, Summaries = summaries, Runs = runs, AgainstBaseline = builds },
             new JsonSerializerOptions { WriteIndented = true }));
-        File.WriteAllText(Path.Combine(o.OutputDirectory, "training-cpu.md"), Markdown(o, meta, data, summaries));
+        File.WriteAllText(Path.Combine(o.OutputDirectory, "training-cpu.md"),
+            Markdown(o, meta, data, summaries) + (builds is null ? "" : Environment.NewLine + CpuTrainingBuilds.Markdown(builds, o, data.Train.Count)));
         log.WriteLine($"wrote training-cpu.md and training-cpu.json to {o.OutputDirectory}");
         return 0;
     }

@@ -21,6 +21,13 @@ public sealed record CpuTrainingBenchmarkOptions
     public int[] Threads { get; init; } = { 0 };
     public string Backbone { get; init; } = "all-MiniLM-L6-v2";
     public int Seed { get; init; } = 1;
+    /// <summary>The tools/cpu-baseline harness DLL built against the older library (tools/cpu-baseline/build.sh df3f3f1 prints its
+    /// path); with <see cref="CurrentHarness"/>, the run also measures both builds, alternating (<see cref="CpuTrainingBuilds"/>).</summary>
+    public string? BaselineHarness { get; init; }
+    /// <summary>The same harness built against the current tree (tools/cpu-baseline/build.sh HEAD).</summary>
+    public string? CurrentHarness { get; init; }
+    /// <summary>Precision settings the builds are compared at: auto (each build's default), fp32 and/or bf16.</summary>
+    public string[] HarnessPrecisions { get; init; } = { "auto" };
     private string? _commit, _machine;
     public string Commit { get => _commit ??= TrainingBenchmarkOptions.Detect("git", "rev-parse --short HEAD") ?? "unknown"; init => _commit = value; }
     public string Machine { get => _machine ??= $"{Environment.ProcessorCount} CPU cores ({CpuModel()}), {System.Runtime.InteropServices.RuntimeInformation.OSDescription}"; init => _machine = value; }
@@ -55,13 +62,29 @@ public sealed record CpuTrainingBenchmarkOptions
                 "--seed" => o with { Seed = Int(Value()) },
                 "--commit" => o with { Commit = Value() },
                 "--machine" => o with { Machine = Value() },
+                "--baseline-harness" => o with { BaselineHarness = Value() },
+                "--current-harness" => o with { CurrentHarness = Value() },
+                "--harness-precisions" => o with { HarnessPrecisions = List(Value(), CpuTrainingBuilds.Precisions, "--harness-precisions") },
                 _ => throw new ArgumentException($"Unknown option '{args[i]}' for bench cpu-training."),
             };
         }
         if (o.Threads.Length == 0) throw new ArgumentException("--threads lists no thread count.");
         if ((long)(o.WarmupSteps + o.Steps) * 32 > o.TrainRows)
             throw new ArgumentException($"--rows {o.TrainRows} is too few for {o.WarmupSteps} warm-up and {o.Steps} timed steps of 32 rows; raise --rows to at least {(o.WarmupSteps + o.Steps) * 32}.");
+        CheckHarnesses(o);
         return o;
+    }
+
+    /// <summary>Both harnesses or neither, each an existing file.</summary>
+    private static void CheckHarnesses(CpuTrainingBenchmarkOptions o)
+    {
+        if (o.BaselineHarness is null && o.CurrentHarness is null) return;
+        if (o.BaselineHarness is null || o.CurrentHarness is null)
+            throw new ArgumentException($"{(o.BaselineHarness is null ? "--current-harness" : "--baseline-harness")} needs {(o.BaselineHarness is null ? "--baseline-harness" : "--current-harness")} too: " +
+                                        "the builds are compared through the same harness, built by tools/cpu-baseline/build.sh df3f3f1 (baseline) and tools/cpu-baseline/build.sh HEAD (current).");
+        foreach (var (option, path) in new[] { ("--baseline-harness", o.BaselineHarness), ("--current-harness", o.CurrentHarness) })
+            if (!File.Exists(path))
+                throw new ArgumentException($"{option} '{path}' does not exist: build the harness with tools/cpu-baseline/build.sh <commit> (it prints the DLL's path) and pass that path.");
     }
 
     private static string CpuModel()
