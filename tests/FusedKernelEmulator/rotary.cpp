@@ -1,6 +1,6 @@
 // CPU emulation of the fused rotary kernel (rotary.cu, see run.sh) against an fp64 evaluation on the same inputs:
 // y = (x₁cos − x₂sin, x₂cos + x₁sin) per row and dx = (dy₁cos + dy₂sin, dy₂cos − dy₁sin), x read through the head
-// split's strides ([B, T, H, D] memory seen as [B, H, T, D]). Arguments: B H T D.
+// split's strides ([B, T, H, D] memory seen as [B, H, T, D]); dx written back in that layout. Arguments: B H T D.
 #define main bidirectional_main
 #include "emulator.cpp"
 #undef main
@@ -25,8 +25,8 @@ int main(int argc, char** argv) {
     // x in [B, T, H, D] memory: strides b = T·H·D, h = D, t = H·D; dy contiguous [B, H, T, D].
     const long long rows = B * H * T;
     const int blocks = (int)((rows + 7) / 8);
-    launch(blocks, 1, [&] { rotary_half_split(x.data(), c.data(), s.data(), y.data(), rows, H, T, Dh, T * H * Dh, Dh, H * Dh, 0); });
-    launch(blocks, 1, [&] { rotary_half_split(dy.data(), c.data(), s.data(), dx.data(), rows, H, T, Dh, H * T * Dh, T * Dh, Dh, 1); });
+    launch(blocks, 1, [&] { rotary_half_split(x.data(), c.data(), s.data(), y.data(), rows, H, T, Dh, T * H * Dh, Dh, H * Dh, H * T * Dh, T * Dh, Dh, 0); });
+    launch(blocks, 1, [&] { rotary_half_split(dy.data(), c.data(), s.data(), dx.data(), rows, H, T, Dh, H * T * Dh, T * Dh, Dh, T * H * Dh, Dh, H * Dh, 1); });
     double errY = 0, errDx = 0;
     for (long long b = 0; b < B; ++b)
         for (long long h = 0; h < H; ++h)
@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
                     const double yRef = xi * c[t * Dh + i] + xp * s[t * Dh + i];
                     const double dRef = (double)ldx(dy[o + i]) * c[t * Dh + i] + (double)ldx(dy[o + p]) * s[t * Dh + p];
                     errY = std::max(errY, fabs(ldx(y[o + i]) - yRef) / std::max(1.0, fabs(yRef)));
-                    errDx = std::max(errDx, fabs(ldx(dx[o + i]) - dRef) / std::max(1.0, fabs(dRef)));
+                    errDx = std::max(errDx, fabs(ldx(dx[((b * T + t) * H + h) * Dh + i]) - dRef) / std::max(1.0, fabs(dRef)));
                 }
     // fp32 arithmetic, one rounding to in_t: bf16 ≈ 4e-3 relative, fp16 ≈ 5e-4, fp32 a few ulps.
     const double bound = IN_T == 1 ? 8e-3 : IN_T == 2 ? 2e-3 : 1e-6;

@@ -57,6 +57,17 @@ public class FusedRotaryTests
     }
 
     [Fact]
+    public void TheBackwardWritesDxInTheHeadSplitsLayout()
+    {
+        // The head split's view keeps time outside heads ([B, T, H, D] memory): dx is written that way, so the split's
+        // transpose and view pass it on without a copy. A contiguous [B, H, T, D] input gets a contiguous dx.
+        Assert.True(FusedRotary.IsTimeMajor(Heads.Split(torch.zeros(2, 5, 3 * 8), 3)));
+        Assert.False(FusedRotary.IsTimeMajor(torch.zeros(2, 3, 5, 8)));
+        Assert.False(FusedRotary.IsTimeMajor(Heads.Split(torch.zeros(2, 1, 3 * 8), 3)));   // T = 1: either layout is dense
+        Assert.True(FusedRotary.IsTimeMajor(torch.zeros(new long[] { 2, 5, 3, 3, 8 }).select(2, 1).transpose(1, 2)));   // the joint projection's q
+    }
+
+    [Fact]
     public void InputsTheKernelDoesNotTakeAreNamed()
     {
         Assert.Contains("Int64 is not fp32, bf16 or fp16", FusedRotary.UnavailableReason(torch.ones(1, 1, 2, 8, dtype: ScalarType.Int64)));

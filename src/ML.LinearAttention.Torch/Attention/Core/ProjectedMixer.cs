@@ -40,6 +40,32 @@ public abstract class ProjectedMixer : TokenMixer
     /// <summary>q, k, v: [B, H, T, D]; mask [B, T] bool or null → [B, H, T, D].</summary>
     protected abstract Tensor MixHeads(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask);
 
+    /// <summary>
+    /// The q, k and v projections' weights [3C, C] (and biases [3C]) stacked, when all three are plain
+    /// <see cref="Linear"/> layers of one shape, dtype and bias setting (not, e.g., LoRA wrappers); else null.
+    /// </summary>
+    internal (Tensor Weight, Tensor? Bias)? JointProjections()
+    {
+        if (q_proj is not Linear lq || k_proj is not Linear lk || v_proj is not Linear lv) return null;
+        var (wq, wk, wv) = (lq.weight!, lk.weight!, lv.weight!);
+        if (!wk.shape.SequenceEqual(wq.shape) || !wv.shape.SequenceEqual(wq.shape) || wk.dtype != wq.dtype || wv.dtype != wq.dtype) return null;
+        bool bias = lq.bias is not null;
+        if ((lk.bias is not null) != bias || (lv.bias is not null) != bias) return null;
+        return (torch.cat(new[] { wq, wk, wv }, 0), bias ? torch.cat(new[] { lq.bias!, lk.bias!, lv.bias! }) : null);
+    }
+
+    /// <summary>
+    /// q, k, v [B, H, T, D] from one GEMM with the stacked weights (one pass over x instead of three, and one dx GEMM
+    /// in the backward instead of three summed): views of the [B, T, 3, H, D] result, whose gradients autograd
+    /// stacks back in one pass. Same values as the three projections up to the GEMM's summation order.
+    /// </summary>
+    internal static (Tensor q, Tensor k, Tensor v) ProjectJointly(Tensor x, Tensor weight, Tensor? bias, int numHeads)
+    {
+        long b = x.shape[0], t = x.shape[1], c = weight.shape[0] / 3;
+        var parts = nn.functional.linear(x, weight, bias).view(b, t, 3, numHeads, c / numHeads).unbind(2);
+        return (parts[0].transpose(1, 2), parts[1].transpose(1, 2), parts[2].transpose(1, 2));
+    }
+
     /// <summary>The per-head kernel alone on [B, H, T, D] inputs (the step profile times the mixer's parts one by one).</summary>
     internal Tensor MixHeadsAlone(Tensor q, Tensor k, Tensor v) => MixHeads(q, k, v, null);
 
@@ -47,9 +73,9 @@ public abstract class ProjectedMixer : TokenMixer
     {
         using var scope = NewDisposeScope();
         int h = Config.NumHeads;
-        var q = Heads.Split(q_proj.forward(x), h);
-        var k = Heads.Split(k_proj.forward(x), h);
-        var v = Heads.Split(v_proj.forward(x), h);
+        var (q, k, v) = x.device_type == DeviceType.CUDA && JointProjections() is { } joint
+            ? ProjectJointly(x, joint.Weight, joint.Bias, h)
+            : (Heads.Split(q_proj.forward(x), h), Heads.Split(k_proj.forward(x), h), Heads.Split(v_proj.forward(x), h));
         if (QueryKeyTransform is { } qk) { q = qk(q); k = qk(k); }
         var o = Heads.Merge(MixHeads(q, k, v, keyPaddingMask));
         return Heads.ZeroPadded(o_proj.forward(o), keyPaddingMask).MoveToOuterDisposeScope();

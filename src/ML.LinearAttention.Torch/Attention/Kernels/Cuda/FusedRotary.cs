@@ -37,17 +37,26 @@ public static class FusedRotary
     /// <summary>Blocks of the row kernel: one warp per (b, h, t) row, eight per 256-thread block.</summary>
     internal static long RowBlocks(long rows) => (rows + 7) / 8;
 
-    /// <summary>The kernel on <paramref name="input"/> (x forward, dy backward) → contiguous [B, H, T, D] of its dtype.</summary>
-    internal static Tensor Run(Tensor input, Tensor cos, Tensor signedSin, bool backward)
+    /// <summary>
+    /// The kernel on <paramref name="input"/> (x forward, dy backward) → [B, H, T, D] of its dtype: contiguous, or with
+    /// <paramref name="timeMajor"/> a [B, T, H, D] buffer seen as [B, H, T, D] (the head split's layout, so that the
+    /// backward's dx flows through the split's transpose and view without a copy).
+    /// </summary>
+    internal static Tensor Run(Tensor input, Tensor cos, Tensor signedSin, bool backward, bool timeMajor = false)
     {
         long b = input.shape[0], h = input.shape[1], t = input.shape[2], d = input.shape[3], rows = b * h * t;
-        var output = torch.empty(new[] { b, h, t, d }, dtype: input.dtype, device: input.device);
+        var output = timeMajor
+            ? torch.empty(new[] { b, t, h, d }, dtype: input.dtype, device: input.device).transpose(1, 2)
+            : torch.empty(new[] { b, h, t, d }, dtype: input.dtype, device: input.device);
         var kernel = FusedModuleCache.ShapeFreeKernels(input, CudaSources.Rotary, "rotary_half_split")[0];
         long inputAddress = Runtime.NativeTensorAccess.StridedDataPointer(input).ToInt64();   // read through its strides
         FusedModuleCache.Launch(kernel, RowBlocks(rows), 1, 0, inputAddress, FusedLaunch.Ptr(cos), FusedLaunch.Ptr(signedSin), FusedLaunch.Ptr(output),
-            rows, h, t, d, input.stride(0), input.stride(1), input.stride(2), backward ? 1 : 0);
+            rows, h, t, d, input.stride(0), input.stride(1), input.stride(2), output.stride(0), output.stride(1), output.stride(2), backward ? 1 : 0);
         return output;
     }
+
+    /// <summary>Whether x keeps time outside heads in memory (the head split's [B, T, H, D] view), so dx should too.</summary>
+    internal static bool IsTimeMajor(Tensor x) => x.shape[1] > 1 && x.shape[2] > 1 ? x.stride(2) > x.stride(1) : false;
 }
 
 /// <summary>Autograd wrapper of the rotary kernel: forward keeps the tables, backward runs the kernel on dy.</summary>
@@ -61,6 +70,7 @@ internal sealed class FusedRotaryFunction : autograd.SingleTensorFunction<FusedR
         var x = (Tensor)vars[0];
         var (cos, sin) = ((Tensor, Tensor))((AutogradArguments)vars[1]).Value!;
         ctx.save_for_backward(new List<Tensor> { cos, sin });
+        ctx.save_data("timeMajor", FusedRotary.IsTimeMajor(x));
         return FusedRotary.Run(x, cos, sin, backward: false);
     }
 
@@ -69,6 +79,6 @@ internal sealed class FusedRotaryFunction : autograd.SingleTensorFunction<FusedR
         {
             var saved = ctx.get_saved_variables();
             var dy = grad_output.stride(3) == 1 ? grad_output : grad_output.contiguous();
-            return AutogradWrappers.Return(grad_output, FusedRotary.Run(dy, saved[0], saved[1], backward: true));
+            return AutogradWrappers.Return(grad_output, FusedRotary.Run(dy, saved[0], saved[1], backward: true, timeMajor: (bool)ctx.get_data("timeMajor")));
         });
 }
