@@ -55,12 +55,7 @@ public static class FusedCausalVerification
         var k = torch.randn(b, Heads, t, d).to(device);
         if (map == FusedFeatureMap.Identity) { q = q.abs(); k = k.abs(); }   // precomputed maps are non-negative
         var v = torch.randn(b, Heads, t, dv).to(device);
-        Tensor? mask = null;
-        if (b > 1)
-        {
-            var lengths = torch.tensor(new[] { t, Math.Max(1, t / 2), Math.Max(1, t - 5) }, device: device);
-            mask = torch.arange(t, device: device).unsqueeze(0).lt(lengths.unsqueeze(1));
-        }
+        var mask = FusedKernelVerification.PaddingMask(b, t, device);
         q = q.to(dtype); k = k.to(dtype); v = v.to(dtype);
         // "fused" when the causal kernels take the inputs; otherwise the call falls back and the case checks nothing new.
         string path = FusedLinearAttention.CausalReason(q, k, v, mask) is null ? "mma" : "fallback";

@@ -59,12 +59,7 @@ public static class FusedDecayVerification
         var k = torch.randn(b, Heads, t, d).to(device);
         var v = torch.randn(b, Heads, t, dv).to(device);
         var g = (nn.functional.logsigmoid(torch.randn(b, Heads, t) * 2) * strength).to(device);
-        Tensor? mask = null;
-        if (b > 1)
-        {
-            var lengths = torch.tensor(new[] { t, Math.Max(1, t / 2), Math.Max(1, t - 5) }, device: device);
-            mask = torch.arange(t, device: device).unsqueeze(0).lt(lengths.unsqueeze(1));
-        }
+        var mask = FusedKernelVerification.PaddingMask(b, t, device);
         var upstream = torch.randn(b, Heads, t, dv).to(device).to(dtype);
         // "mma" when the kernels take the inputs; otherwise the call falls back and the case checks nothing new.
         string path = FusedDecayAttention.Reason(q.to(dtype), k.to(dtype), v.to(dtype), g, mask) is null ? "mma" : "fallback";

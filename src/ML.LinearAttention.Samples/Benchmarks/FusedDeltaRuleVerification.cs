@@ -66,12 +66,7 @@ public static class FusedDeltaRuleVerification
             "channel" => nn.functional.logsigmoid(torch.randn(b, Heads, t, dk) * 2 + 2).to(device),
             _ => null,
         };
-        Tensor? mask = null;
-        if (b > 1)
-        {
-            var lengths = torch.tensor(new[] { t, Math.Max(1, t / 2), Math.Max(1, t - 5) }, device: device);
-            mask = torch.arange(t, device: device).unsqueeze(0).lt(lengths.unsqueeze(1));
-        }
+        var mask = FusedKernelVerification.PaddingMask(b, t, device);
         var upstream = torch.randn(b, Heads, t, dv).to(device);
         var inputs = g is null ? new[] { q, k, v, beta } : new[] { q, k, v, beta, g };
         Tensor Call(Tensor[] x, bool naive)

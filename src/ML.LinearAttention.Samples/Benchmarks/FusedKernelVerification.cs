@@ -172,6 +172,17 @@ public static class FusedKernelVerification
         log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{(ok ? "PASS" : "FAIL")}  mixer {label}, bf16, B=3 T=37 padded, max err of output and input gradient {err:E2}"));
     }
 
+    /// <summary>
+    /// The cases' key-padding mask [B, T] for B = 3 (null for one row): rows of T, T/2 and T − 5 real tokens (at least 1),
+    /// so a padded tail lands inside a chunk, on its boundary and across several chunks.
+    /// </summary>
+    internal static Tensor? PaddingMask(long b, long t, Device device)
+    {
+        if (b <= 1) return null;
+        var lengths = torch.tensor(new[] { t, Math.Max(1, t / 2), Math.Max(1, t - 5) }, device: device);
+        return torch.arange(t, device: device).unsqueeze(0).lt(lengths.unsqueeze(1));
+    }
+
     internal static string Short(ScalarType dtype) => dtype switch { ScalarType.Float32 => "fp32", ScalarType.BFloat16 => "bf16", _ => "fp16" };
 
     /// <summary>Largest error over output, dq, dk, dv relative to max(1, max |naive|) of that tensor (tiny gradients,
@@ -185,12 +196,7 @@ public static class FusedKernelVerification
         var k = torch.randn(b, Heads, t, d).to(device);
         if (map == FusedFeatureMap.Identity) { q = q.abs(); k = k.abs(); }   // precomputed maps are non-negative
         var v = torch.randn(b, Heads, t, dv).to(device);
-        Tensor? mask = null;
-        if (b > 1)
-        {
-            var lengths = torch.tensor(new[] { t, Math.Max(1, t / 2), Math.Max(1, t - 5) }, device: device);
-            mask = torch.arange(t, device: device).unsqueeze(0).lt(lengths.unsqueeze(1));
-        }
+        var mask = PaddingMask(b, t, device);
         q = q.to(dtype); k = k.to(dtype); v = v.to(dtype);
         var upstream = torch.randn(b, Heads, t, dv).to(device).to(dtype);
         var naive = Run((x, y, z) => FusedLinearAttention.Naive(x, y, z, mask, map), q, k, v, upstream, ScalarType.Float32);
