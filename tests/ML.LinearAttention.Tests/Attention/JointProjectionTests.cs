@@ -13,9 +13,10 @@ namespace Microsoft.ML.LinearAttention.Tests.Attention;
 public class JointProjectionTests
 {
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void GivesTheSeparateProjectionsValuesAndGradients(bool bias)
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    public void GivesTheSeparateProjectionsValuesAndGradients(bool bias, bool copyValues)
     {
         torch.manual_seed(3);
         var mixer = new LinearMixer(new MixerConfig(48, 4) { ProjectionBias = bias }, new LinearMixerOptions());
@@ -29,7 +30,8 @@ public class JointProjectionTests
         var parameters = mixer.named_parameters().Where(p => p.name.Split('.')[0] is "q_proj" or "k_proj" or "v_proj").Select(p => p.parameter).ToArray();
         var inputs = new[] { x }.Concat(parameters).ToArray();
 
-        var (q, k, v) = ProjectedMixer.ProjectJointly(x, joint.Value.Weight, joint.Value.Bias, 4);
+        var (q, k, v) = ProjectedMixer.ProjectJointly(x, joint.Value.Weight, joint.Value.Bias, 4, copyValues);
+        Assert.Equal(copyValues, v.is_contiguous());
         var jointGrads = torch.autograd.grad(new[] { q, k, v }, inputs, upstream);
         var named = mixer.named_children().ToDictionary(c => c.name, c => (nn.Module<Tensor, Tensor>)c.module);
         var separate = new[] { "q_proj", "k_proj", "v_proj" }.Select(n => Heads.Split(named[n].forward(x), 4)).ToArray();

@@ -56,14 +56,18 @@ public abstract class ProjectedMixer : TokenMixer
 
     /// <summary>
     /// q, k, v [B, H, T, D] from one GEMM with the stacked weights (one pass over x instead of three, and one dx GEMM
-    /// in the backward instead of three summed): views of the [B, T, 3, H, D] result, whose gradients autograd
-    /// stacks back in one pass. Same values as the three projections up to the GEMM's summation order.
+    /// in the backward instead of three summed): views of the [B, T, 3, H, D] result, whose gradients autograd stacks
+    /// back in one pass. With <paramref name="copyValues"/> (q and k go through rotary positions, which write new
+    /// tensors) v is copied out contiguous — the layout the attention kernels take — so that a kernel saving v for its
+    /// backward holds v alone, not the whole result. Same values as the three projections up to the GEMM's summation
+    /// order.
     /// </summary>
-    internal static (Tensor q, Tensor k, Tensor v) ProjectJointly(Tensor x, Tensor weight, Tensor? bias, int numHeads)
+    internal static (Tensor q, Tensor k, Tensor v) ProjectJointly(Tensor x, Tensor weight, Tensor? bias, int numHeads, bool copyValues = false)
     {
         long b = x.shape[0], t = x.shape[1], c = weight.shape[0] / 3;
         var parts = nn.functional.linear(x, weight, bias).view(b, t, 3, numHeads, c / numHeads).unbind(2);
-        return (parts[0].transpose(1, 2), parts[1].transpose(1, 2), parts[2].transpose(1, 2));
+        var v = parts[2].transpose(1, 2);
+        return (parts[0].transpose(1, 2), parts[1].transpose(1, 2), copyValues ? v.contiguous() : v);
     }
 
     /// <summary>The per-head kernel alone on [B, H, T, D] inputs (the step profile times the mixer's parts one by one).</summary>
@@ -74,7 +78,7 @@ public abstract class ProjectedMixer : TokenMixer
         using var scope = NewDisposeScope();
         int h = Config.NumHeads;
         var (q, k, v) = x.device_type == DeviceType.CUDA && JointProjections() is { } joint
-            ? ProjectJointly(x, joint.Weight, joint.Bias, h)
+            ? ProjectJointly(x, joint.Weight, joint.Bias, h, copyValues: QueryKeyTransform is not null)
             : (Heads.Split(q_proj.forward(x), h), Heads.Split(k_proj.forward(x), h), Heads.Split(v_proj.forward(x), h));
         if (QueryKeyTransform is { } qk) { q = qk(q); k = qk(k); }
         var o = Heads.Merge(MixHeads(q, k, v, keyPaddingMask));
