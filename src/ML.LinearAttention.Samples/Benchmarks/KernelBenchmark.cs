@@ -40,6 +40,7 @@ public static class KernelBenchmark
         };
         if (options.VerifyFused) return VerifyFused(options, device, log);
         if (options.ProfileFused) return FusedKernelProfile.Run(options, device, dtype, log);
+        if (options.ProfileDelta) return DeltaRuleProfile.Run(options, device, dtype, log);
         bool gpuTime = cuda && FusedLinearAttention.UnavailableReason(device) is null;
         var memory = cuda ? new CudaMemoryProbe(0) : null;
         if (options.Only != null)

@@ -3,7 +3,7 @@ namespace Microsoft.ML.LinearAttention.Samples.Benchmarks;
 /// <summary>Command-line options of `bench kernels`.</summary>
 public sealed record KernelBenchmarkOptions
 {
-    /// <summary>Where `--profile-fused` writes without `--out`: a diagnostic, not one of the tables in docs/benchmarks.</summary>
+    /// <summary>Where `--profile-fused` and `--profile-delta` write without `--out`: a diagnostic, not one of the tables in docs/benchmarks.</summary>
     public static readonly string ProfileOutputDirectory = Path.Combine("artifacts", "benchmarks");
 
     public string OutputDirectory { get; init; } = Path.Combine("docs", "benchmarks");
@@ -26,6 +26,8 @@ public sealed record KernelBenchmarkOptions
     public bool VerifyFused { get; init; }
     /// <summary>Time each fused kernel (relu and elu maps, both kernel families) instead of the mechanism table.</summary>
     public bool ProfileFused { get; init; }
+    /// <summary>Time each stage of the delta rule's chunk form (no decay, per head, per key channel) instead of the mechanism table.</summary>
+    public bool ProfileDelta { get; init; }
 
     public static KernelBenchmarkOptions Parse(string[] args)
     {
@@ -54,10 +56,11 @@ public sealed record KernelBenchmarkOptions
                 "--cases" => o with { Cases = Value().Split(',', StringSplitOptions.RemoveEmptyEntries) },
                 "--verify-fused" => o with { VerifyFused = true },
                 "--profile-fused" => o with { ProfileFused = true },
+                "--profile-delta" => o with { ProfileDelta = true },
                 "--seconds" => o with { SecondsPerCase = double.Parse(Value(), System.Globalization.CultureInfo.InvariantCulture) },
                 _ => throw new ArgumentException($"Unknown option '{args[i]}' for bench kernels."),
             };
         }
-        return o.ProfileFused && !outGiven ? o with { OutputDirectory = ProfileOutputDirectory } : o;
+        return (o.ProfileFused || o.ProfileDelta) && !outGiven ? o with { OutputDirectory = ProfileOutputDirectory } : o;
     }
 }

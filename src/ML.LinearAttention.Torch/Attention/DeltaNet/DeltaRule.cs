@@ -85,6 +85,22 @@ public static partial class DeltaRule
         long exclusiveFrom, double? scale, int chunk)
     {
         long b = q.shape[0], h = q.shape[1], t = q.shape[2], dk = q.shape[3], dv = v.shape[3];
+        var c = ToChunks(q, k, v, beta, g, keyPaddingMask, scale, chunk);
+        var intra = DeltaRuleIntra.Compute(c.Q, c.K, c.G, chunk);
+        var (akk, aqk) = Masked(intra, c.Beta, exclusiveFrom, b, h, chunk);
+        var (w, u) = UtTransform(akk, intra.KDecayed, c.V, c.Beta, dk);
+        var (before, vNew) = InterChunk(w, u, intra.KToEnd, intra.EndDecay, b * h, dk, dv);
+        var o = Outputs(intra.QDecayed, before, aqk, vNew);                                // [N, NC, C, Dv]
+        return o.reshape(b, h, c.PaddedLength, dv).narrow(2, 0, t);
+    }
+
+    /// <summary>The fp32 inputs cut into chunks: q (scaled), k [N, NC, C, Dk], v [N, NC, C, Dv], β [N, NC, C, 1], g per chunk or null.</summary>
+    internal sealed record ChunkedInputs(Tensor Q, Tensor K, Tensor V, Tensor Beta, Tensor? G, long PaddedLength);
+
+    /// <summary>Stage 1 of <see cref="ChunkedCore"/>: fp32, the scale on q, padding (β = 0, g = 0) up to whole chunks.</summary>
+    internal static ChunkedInputs ToChunks(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? g, Tensor? keyPaddingMask, double? scale, int chunk)
+    {
+        long b = q.shape[0], h = q.shape[1], t = q.shape[2], dk = q.shape[3], dv = v.shape[3];
         long nc = (t + chunk - 1) / chunk, tp = nc * chunk, n = b * h;
         var (qf, kf, vf, bf, gf) = Prepare(q, k, v, beta, g, keyPaddingMask, scale);
         if (tp != t)
@@ -97,38 +113,46 @@ public static partial class DeltaRule
             if (gf is not null)
                 gf = gf.dim() == 3 ? nn.functional.pad(gf, new long[] { 0, tp - t }) : nn.functional.pad(gf, new long[] { 0, 0, 0, tp - t });
         }
-        var qc = qf.reshape(n, nc, chunk, dk);
-        var kc = kf.reshape(n, nc, chunk, dk);
-        var vc = vf.reshape(n, nc, chunk, dv);
-        var bc = bf.reshape(n, nc, chunk, 1);
-        var intra = DeltaRuleIntra.Compute(qc, kc, gf?.dim() == 3 ? gf.reshape(n, nc, chunk) : gf?.reshape(n, nc, chunk, dk), chunk);
+        return new ChunkedInputs(qf.reshape(n, nc, chunk, dk), kf.reshape(n, nc, chunk, dk), vf.reshape(n, nc, chunk, dv), bf.reshape(n, nc, chunk, 1),
+            gf?.dim() == 3 ? gf.reshape(n, nc, chunk) : gf?.reshape(n, nc, chunk, dk), tp);
+    }
 
-        var lowerStrict = torch.ones(chunk, chunk, dtype: ScalarType.Bool, device: q.device).tril(-1);
-        var akk = intra.Akk.masked_fill(lowerStrict.logical_not(), 0.0) * bc;
-        var aqk = intra.Aqk.masked_fill(torch.ones(chunk, chunk, dtype: ScalarType.Bool, device: q.device).tril().logical_not(), 0.0);
+    /// <summary>
+    /// Stage 3: A_kk strictly below the diagonal times β (the UT system), A_qk on and below it (strictly below for the
+    /// rows b ≥ <paramref name="exclusiveFrom"/>, which read the state before their own write).
+    /// </summary>
+    internal static (Tensor akk, Tensor aqk) Masked(DeltaRuleIntra.Parts intra, Tensor beta, long exclusiveFrom, long b, long h, int chunk)
+    {
+        var device = intra.Akk.device;
+        var lowerStrict = torch.ones(chunk, chunk, dtype: ScalarType.Bool, device: device).tril(-1);
+        var akk = intra.Akk.masked_fill(lowerStrict.logical_not(), 0.0) * beta;
+        var aqk = intra.Aqk.masked_fill(torch.ones(chunk, chunk, dtype: ScalarType.Bool, device: device).tril().logical_not(), 0.0);
         if (exclusiveFrom <= 0) aqk = aqk.masked_fill(lowerStrict.logical_not(), 0.0);
         else if (exclusiveFrom < b)
         {
-            var keepDiagonal = (torch.arange(b, device: q.device) < exclusiveFrom).to(ScalarType.Float32).repeat_interleave(h).view(n, 1, 1, 1);
-            aqk = aqk * (lowerStrict.to(ScalarType.Float32) + torch.eye(chunk, device: q.device) * keepDiagonal);
+            var keepDiagonal = (torch.arange(b, device: device) < exclusiveFrom).to(ScalarType.Float32).repeat_interleave(h).view(b * h, 1, 1, 1);
+            aqk = aqk * (lowerStrict.to(ScalarType.Float32) + torch.eye(chunk, device: device) * keepDiagonal);
         }
-        // UT transform: one unit-lower-triangular solve gives W = T·diag(β)·(K⊙e^G) and U = T·diag(β)·V.
-        var rhs = torch.cat(new[] { intra.KDecayed, vc }, -1) * bc;
-        var wu = torch.linalg.solve_triangular(akk, rhs, upper: false, left: true, unitriangular: true);
-        var w = wu.narrow(-1, 0, dk);
-        var u = wu.narrow(-1, dk, dv);
-
-        var (before, vNew) = InterChunk(w, u, intra.KToEnd, intra.EndDecay, n, dk, dv);
-        var o = intra.QDecayed.matmul(before) + aqk.matmul(vNew);                      // [N, NC, C, Dv]
-        return o.reshape(b, h, tp, dv).narrow(2, 0, t);
+        return (akk, aqk);
     }
+
+    /// <summary>Stage 4, the UT transform: one unit-lower-triangular solve gives W = T·diag(β)·(K⊙e^G) and U = T·diag(β)·V.</summary>
+    internal static (Tensor w, Tensor u) UtTransform(Tensor akk, Tensor kDecayed, Tensor v, Tensor beta, long dk)
+    {
+        var rhs = torch.cat(new[] { kDecayed, v }, -1) * beta;
+        var wu = torch.linalg.solve_triangular(akk, rhs, upper: false, left: true, unitriangular: true);
+        return (wu.narrow(-1, 0, dk), wu.narrow(-1, dk, v.shape[3]));
+    }
+
+    /// <summary>Stage 6: O = (Q ⊙ e^G) S + A_qk V' for all chunks at once.</summary>
+    internal static Tensor Outputs(Tensor qDecayed, Tensor before, Tensor aqk, Tensor vNew) => qDecayed.matmul(before) + aqk.matmul(vNew);
 
     /// <summary>
     /// The only sequential part: per chunk V' = U − W S and S ← decay ⊙ S + K̃ᵀ V' (fp32). Returns the state before
     /// every chunk [N, NC, Dk, Dv] and V' [N, NC, C, Dv]. On CUDA it is one fused kernel each way
     /// (<see cref="FusedDeltaRuleState"/>); elsewhere, or with the kernels off, <see cref="InterChunkLoop"/>.
     /// </summary>
-    private static (Tensor before, Tensor vNew) InterChunk(Tensor w, Tensor u, Tensor kToEnd, Tensor? endDecay, long n, long dk, long dv)
+    internal static (Tensor before, Tensor vNew) InterChunk(Tensor w, Tensor u, Tensor kToEnd, Tensor? endDecay, long n, long dk, long dv)
     {
         if (w.device_type != DeviceType.CUDA || FusedDeltaRuleState.Reason(w, dv) is not null)
             return InterChunkLoop(w, u, kToEnd, endDecay, n, dk, dv);
