@@ -111,7 +111,7 @@ public static class KernelBenchmark
     private static void Write(KernelBenchmarkOptions options, Device device, ScalarType dtype, CudaMemoryProbe? memory, List<Result> results, bool complete)
     {
         Directory.CreateDirectory(options.OutputDirectory);
-        File.WriteAllText(Path.Combine(options.OutputDirectory, "kernels.json"), JsonSerializer.Serialize(new { options.CommandLine, options.Commit, options.Machine, Device = device.ToString(), DType = dtype.ToString(), options.TokensPerBatch, options.Heads, options.HeadDim, Complete = complete, Results = results }, new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(Path.Combine(options.OutputDirectory, "kernels.json"), JsonSerializer.Serialize(new { CommandLine = GeneratedMarkdown.Portable(options.CommandLine), options.Commit, options.Machine, Device = device.ToString(), DType = dtype.ToString(), options.TokensPerBatch, options.Heads, options.HeadDim, Complete = complete, Results = results }, new JsonSerializerOptions { WriteIndented = true }));
         File.WriteAllText(Path.Combine(options.OutputDirectory, "kernels.md"), Markdown(options, device, dtype, memory, results, complete));
     }
 

@@ -37,7 +37,7 @@ public sealed class CpuTrainingBuildsTests
     [Fact]
     public void ResultLineIsFoundAmongOtherOutput()
     {
-        const string json = "{\"LibraryRoot\":\"/tmp/x/\",\"LibraryCommit\":\"df3f3f1\",\"LibraryAssembly\":\"a.dll\",\"Workload\":\"minilm-full\",\"Precision\":\"auto\"," +
+        const string json = "{\"LibraryRoot\":\"cpu-baseline/x/\",\"LibraryCommit\":\"df3f3f1\",\"LibraryAssembly\":\"a.dll\",\"Workload\":\"minilm-full\",\"Precision\":\"auto\"," +
                             "\"PrecisionUsed\":\"fp32\",\"Threads\":2,\"Rows\":1024,\"WarmupSteps\":2,\"TimedSteps\":8,\"Tokens\":3465,\"TokenCount\":\"reconstructed\"," +
                             "\"ReconstructedTokens\":3465.1,\"Seconds\":4.1,\"TokensPerSecond\":845.1,\"FitSeconds\":8.4}";
         var r = CpuTrainingBuilds.ParseResult("warning: something\n" + CpuTrainingBuilds.ResultPrefix + json + "\n", "h.dll");

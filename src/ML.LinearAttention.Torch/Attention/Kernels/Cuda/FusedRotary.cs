@@ -56,7 +56,7 @@ public static class FusedRotary
     }
 
     /// <summary>Whether x keeps time outside heads in memory (the head split's [B, T, H, D] view), so dx should too.</summary>
-    internal static bool IsTimeMajor(Tensor x) => x.shape[1] > 1 && x.shape[2] > 1 ? x.stride(2) > x.stride(1) : false;
+    internal static bool IsTimeMajor(Tensor x) => x.shape[1] > 1 && x.shape[2] > 1 && x.stride(2) > x.stride(1);
 }
 
 /// <summary>Autograd wrapper of the rotary kernel: forward keeps the tables, backward runs the kernel on dy.</summary>
